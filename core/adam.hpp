@@ -1,0 +1,28 @@
+// Adam with bias correction over one flat parameter buffer. The learning rate is passed per
+// step so it can change while training. Not a general optimiser framework.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace vaelab {
+
+class ThreadPool;
+
+struct Adam {
+  float beta1 = 0.9f;
+  float beta2 = 0.999f;
+  float eps = 1e-8f;
+  std::int64_t t = 0;      // steps taken
+  std::vector<float> m;    // first moment, one per parameter
+  std::vector<float> v;    // second moment
+
+  void reset(std::size_t n) {
+    t = 0;
+    m.assign(n, 0.0f);
+    v.assign(n, 0.0f);
+  }
+  // params -= lr · m̂ / (√v̂ + eps), with m̂, v̂ bias-corrected.
+  void step(float* params, const float* grad, std::size_t n, float lr, ThreadPool* pool = nullptr);
+};
+
+}  // namespace vaelab

@@ -1,0 +1,43 @@
+// Checkpoints: one versioned binary file with the model config, all parameters, Adam state, RNG
+// state, progress and history, guarded by a CRC-32. Written to a temporary file beside the
+// target, flushed, fsynced and renamed, so a crash mid-save leaves the old file intact.
+// Not an export format (see safetensors.hpp for that).
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "core/adam.hpp"
+#include "core/config.hpp"
+#include "core/history.hpp"
+#include "core/rng.hpp"
+
+namespace vaelab {
+
+inline constexpr std::uint32_t kCheckpointVersion = 1;
+
+struct TrainingState {
+  ModelConfig model;
+  TrainConfig train;
+  std::vector<float> params;
+  Adam adam;
+  Rng::State rng;
+  std::int64_t step = 0;
+  int epoch = 0;
+  int batch_in_epoch = 0;
+  std::vector<std::int32_t> order;  // the current epoch's shuffled order of training examples
+  History history;
+  std::string data_name;            // the data set it was trained on, for messages
+};
+
+// Throws vaelab::Error (the target is untouched when anything fails).
+void save_checkpoint(const std::filesystem::path& file, const TrainingState& state);
+// Throws vaelab::Error saying what is wrong: missing, not a vaelab checkpoint, newer version,
+// truncated, checksum mismatch, inconsistent sizes.
+TrainingState load_checkpoint(const std::filesystem::path& file);
+
+// Write bytes to file atomically: temp file in the same folder, fsync, rename. Throws vaelab::Error.
+void write_file_atomically(const std::filesystem::path& file, const void* bytes, std::size_t size);
+
+}  // namespace vaelab

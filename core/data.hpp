@@ -1,0 +1,62 @@
+// Image data sets: IDX files (MNIST layout) read into bytes, and per-batch conversion to floats.
+// Not a general image loader: only unsigned-byte IDX (magic 00 00 08 0N), gzipped or raw.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "core/config.hpp"
+
+namespace vaelab {
+
+// N images of H×W bytes, row-major, image after image. Labels are empty when the set has none.
+struct ImageSet {
+  int count = 0;
+  int height = 0;
+  int width = 0;
+  std::vector<std::uint8_t> pixels;  // count * height * width
+  std::vector<std::uint8_t> labels;  // empty, or count entries
+
+  int pixels_per_image() const { return height * width; }
+  bool has_labels() const { return !labels.empty(); }
+  const std::uint8_t* image(int i) const { return pixels.data() + static_cast<std::size_t>(i) * pixels_per_image(); }
+};
+
+struct Dataset {
+  std::string name;                      // e.g. "fashion-mnist" (the folder's name)
+  ImageSet train;
+  ImageSet test;
+  std::vector<std::string> class_names;  // one per label value; empty when there are no labels
+};
+
+// Upper bound on pixels in one IDX file (a header asking for more is refused before allocating).
+inline constexpr std::uint64_t kMaxIdxBytes = 1ull << 31;
+
+// Read an IDX image file (3 dims: N, H, W; or 2 dims: N, D treated as N×1×D). Throws vaelab::Error.
+ImageSet read_idx_images(const std::filesystem::path& file);
+// Read an IDX label file (1 dim: N). Throws vaelab::Error.
+std::vector<std::uint8_t> read_idx_labels(const std::filesystem::path& file);
+
+// Load a folder in the MNIST layout: {train,t10k}-images-idx3-ubyte[.gz] and optional
+// {train,t10k}-labels-idx1-ubyte[.gz] (also accepts the "train-images.idx3-ubyte" spelling).
+// Class names: Fashion-MNIST's when the folder name contains "fashion", digits otherwise.
+// Throws vaelab::Error naming what is missing or broken.
+Dataset load_dataset(const std::filesystem::path& folder);
+
+// The Debian location of Fashion-MNIST (package dataset-fashion-mnist).
+std::filesystem::path default_data_folder();
+
+// Convert images idx[0..n) of set into columns of out (D, n) as floats in [0, 1].
+// Dynamic binarization draws each pixel from Bernoulli(intensity) with rng.
+class Rng;
+void gather_batch(const ImageSet& set, const int* idx, int n, Binarize mode, Rng* rng,
+                  Eigen::Ref<Eigen::MatrixXf> out);
+
+// Static binarization: replace every pixel by 0 or 255 drawn once from Bernoulli(pixel/255).
+void binarize_static(ImageSet& set, std::uint64_t seed);
+
+}  // namespace vaelab

@@ -1,0 +1,57 @@
+// Training history: the ELBO per step, the test evaluation per epoch, and markers where a
+// setting changed. Kept by the trainer, copied into snapshots and saved in checkpoints.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+namespace vaelab {
+
+struct StepRecord {
+  std::int64_t step = 0;
+  float epoch = 0;  // fractional epoch at this step
+  float elbo = 0;   // nats per example on the training batch
+  float recon = 0;
+  float kl = 0;
+};
+
+struct EpochRecord {
+  int epoch = 0;  // 1-based: the epoch just finished (0: evaluation before training)
+  std::int64_t step = 0;
+  float train_elbo = std::numeric_limits<float>::quiet_NaN();  // mean over the epoch's batches
+  float test_elbo = std::numeric_limits<float>::quiet_NaN();
+  float test_recon = std::numeric_limits<float>::quiet_NaN();
+  float test_kl = std::numeric_limits<float>::quiet_NaN();
+  float test_iwae = std::numeric_limits<float>::quiet_NaN();  // NaN when not computed
+  float samples_per_s = 0;
+  std::vector<float> kl_per_dim;  // on the test set
+};
+
+// "β 1 → 0.5 at step 1200": drawn as a vertical marker on the curves.
+struct ChangeMarker {
+  std::int64_t step = 0;
+  std::string text;
+};
+
+struct History {
+  std::vector<StepRecord> steps;
+  std::vector<EpochRecord> epochs;
+  std::vector<ChangeMarker> markers;
+  bool operator==(const History&) const = default;
+};
+
+inline bool operator==(const StepRecord& a, const StepRecord& b) {
+  return a.step == b.step && a.epoch == b.epoch && a.elbo == b.elbo && a.recon == b.recon && a.kl == b.kl;
+}
+inline bool same_float(float a, float b) { return a == b || (std::isnan(a) && std::isnan(b)); }
+inline bool operator==(const EpochRecord& a, const EpochRecord& b) {
+  return a.epoch == b.epoch && a.step == b.step && same_float(a.train_elbo, b.train_elbo) &&
+         same_float(a.test_elbo, b.test_elbo) && same_float(a.test_recon, b.test_recon) &&
+         same_float(a.test_kl, b.test_kl) && same_float(a.test_iwae, b.test_iwae) &&
+         same_float(a.samples_per_s, b.samples_per_s) && a.kl_per_dim == b.kl_per_dim;
+}
+inline bool operator==(const ChangeMarker& a, const ChangeMarker& b) { return a.step == b.step && a.text == b.text; }
+
+}  // namespace vaelab

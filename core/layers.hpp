@@ -1,0 +1,36 @@
+// Hand-written layers as forward/backward pairs on Eigen matrices, one column per sample.
+// Not an autograd: each backward takes exactly what its forward saved. No allocation here:
+// every output is a caller-owned buffer of the right shape.
+#pragma once
+#include <Eigen/Core>
+
+namespace vaelab {
+
+using MatRef = Eigen::Ref<Eigen::MatrixXf>;
+using ConstMatRef = Eigen::Ref<const Eigen::MatrixXf>;
+using VecRef = Eigen::Ref<Eigen::VectorXf>;
+using ConstVecRef = Eigen::Ref<const Eigen::VectorXf>;
+
+// Dense: y = W x + b.   W: (out, in)  b: (out)  x: (in, B)  y: (out, B)
+inline void dense_forward(ConstMatRef W, ConstVecRef b, ConstMatRef x, MatRef y) {
+  y.noalias() = W * x;
+  y.colwise() += b;
+}
+
+// Given dy (out, B): dW += dy xᵀ, db += Σ_cols dy, and dx = Wᵀ dy unless dx is null.
+// Gradients accumulate (+=) so that shards and samples can add into one buffer.
+inline void dense_backward(ConstMatRef W, ConstMatRef x, ConstMatRef dy, MatRef dW, VecRef db, MatRef* dx) {
+  dW.noalias() += dy * x.transpose();
+  db.noalias() += dy.rowwise().sum();
+  if (dx) dx->noalias() = W.transpose() * dy;
+}
+
+// ReLU in place: h = max(h, 0).
+inline void relu_forward(MatRef h) { h = h.cwiseMax(0.0f); }
+
+// Given the ReLU output h and dh, zero dh where the unit was inactive.
+inline void relu_backward(ConstMatRef h, MatRef dh) {
+  dh = (h.array() > 0.0f).select(dh, 0.0f);
+}
+
+}  // namespace vaelab

@@ -1,0 +1,82 @@
+// The VAE's parameters and their layout: an MLP encoder to (μ, log σ²) and an MLP decoder to
+// Bernoulli logits or a Gaussian mean. All parameters live in one float buffer with Eigen::Map
+// views per layer, so the optimiser is one loop and a checkpoint one copy.
+// Not the training step (train_step.hpp) nor the losses (objective.hpp).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "core/config.hpp"
+
+namespace vaelab {
+
+// One dense layer's place in the parameter buffer. W is (out, in) column-major at offset w,
+// b is (out) at offset b.
+struct DenseShape {
+  int in = 0;
+  int out = 0;
+  std::size_t w = 0;
+  std::size_t b = 0;
+};
+
+// Clamp on log σ² of q(z|x) (and of the learned decoder variance) to keep exp() finite.
+inline constexpr float kLogVarMin = -20.0f;
+inline constexpr float kLogVarMax = 10.0f;
+// The learned decoder log σ² is clamped from below so a flat background cannot drive σ to 0.
+inline constexpr float kDecoderLogVarMin = -9.0f;
+
+class Model {
+ public:
+  explicit Model(ModelConfig cfg);
+
+  const ModelConfig& config() const { return cfg_; }
+  int input_dim() const { return cfg_.input_dim(); }
+  int latent() const { return cfg_.latent; }
+
+  // Encoder layers: input → hidden… → head (2·latent rows: μ then log σ²).
+  const std::vector<DenseShape>& encoder() const { return enc_; }
+  // Decoder layers: latent → hidden (reversed)… → output (input_dim rows).
+  const std::vector<DenseShape>& decoder() const { return dec_; }
+  // Offset of the learned decoder log σ² (GaussianLearned only), else npos.
+  std::size_t decoder_logvar_offset() const { return dec_logvar_; }
+  static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+
+  std::size_t size() const { return params_.size(); }
+  float* data() { return params_.data(); }
+  const float* data() const { return params_.data(); }
+  std::vector<float>& params() { return params_; }
+  const std::vector<float>& params() const { return params_; }
+
+  Eigen::Map<const Eigen::MatrixXf> W(const DenseShape& l) const { return {params_.data() + l.w, l.out, l.in}; }
+  Eigen::Map<const Eigen::VectorXf> b(const DenseShape& l) const { return {params_.data() + l.b, l.out}; }
+  Eigen::Map<Eigen::MatrixXf> W(const DenseShape& l) { return {params_.data() + l.w, l.out, l.in}; }
+  Eigen::Map<Eigen::VectorXf> b(const DenseShape& l) { return {params_.data() + l.b, l.out}; }
+
+  // PyTorch's nn.Linear default: W, b ~ U(−1/√in, 1/√in). Decoder log σ² starts at 0.
+  void init(std::uint64_t seed);
+
+  // The decoder's log σ² for Gaussian likelihoods (fixed or learned, clamped); 0 for Bernoulli.
+  float decoder_logvar() const;
+
+  // ---- Inference for evaluation and the UI (allocates; not the training step) ----
+  // x: (D, B) → mu, logvar: (d, B)
+  void encode(const Eigen::Ref<const Eigen::MatrixXf>& x, Eigen::MatrixXf& mu, Eigen::MatrixXf& logvar) const;
+  // z: (d, B) → raw decoder output (D, B): logits (Bernoulli) or means (Gaussian)
+  void decode_raw(const Eigen::Ref<const Eigen::MatrixXf>& z, Eigen::MatrixXf& out) const;
+  // z: (d, B) → the image the decoder expects, in [0, 1]: sigmoid(logits) or the clamped mean
+  void decode_image(const Eigen::Ref<const Eigen::MatrixXf>& z, Eigen::MatrixXf& image) const;
+
+  bool all_finite() const;
+
+ private:
+  ModelConfig cfg_;
+  std::vector<DenseShape> enc_;
+  std::vector<DenseShape> dec_;
+  std::size_t dec_logvar_ = npos;
+  std::vector<float> params_;
+};
+
+}  // namespace vaelab

@@ -1,0 +1,42 @@
+// safetensors import/export: an 8-byte little-endian header length, a JSON header, then raw
+// little-endian tensors. vaelab writes F32 only and reads F32 (plus F16/BF16/F64 converted).
+// PyTorch's examples/vae names (fc1, fc21, fc22, fc3, fc4; weights [out, in] row-major) are
+// used for one hidden layer, so a model trained in PyTorch can be explored here and back.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/model.hpp"
+
+namespace vaelab {
+
+struct Tensor {
+  std::string name;
+  std::vector<std::int64_t> shape;  // row-major
+  std::vector<float> data;
+};
+
+struct SafetensorsFile {
+  std::vector<Tensor> tensors;                    // in file order
+  std::map<std::string, std::string> metadata;    // the "__metadata__" entry
+  const Tensor* find(const std::string& name) const;
+};
+
+// Serialise to bytes / parse bytes (throws vaelab::Error on anything malformed).
+std::vector<std::uint8_t> encode_safetensors(const SafetensorsFile& f);
+SafetensorsFile decode_safetensors(const std::uint8_t* bytes, std::size_t size);
+
+void write_safetensors(const std::filesystem::path& file, const SafetensorsFile& f);  // atomic
+SafetensorsFile read_safetensors(const std::filesystem::path& file);
+
+// Model ↔ tensors with PyTorch names. Layer naming (encoder input → head, decoder z → output):
+// one hidden layer: fc1, fc21 (μ), fc22 (log σ²), fc3, fc4. More hidden layers:
+// encoder.{i}, fc21, fc22, decoder.{i}. Metadata records image size, latent size and likelihood.
+SafetensorsFile export_model(const Model& model);
+// Infers the config from shapes and metadata; throws vaelab::Error when names or shapes don't fit.
+Model import_model(const SafetensorsFile& f);
+
+}  // namespace vaelab

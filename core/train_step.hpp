@@ -1,0 +1,54 @@
+// Forward and backward of the ELBO for one batch: the gradient of
+//   loss = mean_b [ −(1/L) Σ_l log p(x_b | z_bl) + β · KL(q(z|x_b) ‖ p(z)) ],  z_bl = μ_b + σ_b ⊙ ε_bl
+// with respect to every parameter. The batch is split into shards over a ThreadPool, each shard
+// with its own workspace and gradient buffer, summed in a fixed order (same threads → same bits).
+// Workspaces are sized once for the largest batch: no allocation inside compute().
+#pragma once
+#include <memory>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "core/model.hpp"
+
+namespace vaelab {
+
+class ThreadPool;
+
+struct StepStats {
+  double loss = 0;   // the minimised objective (β-weighted), per example
+  double elbo = 0;   // recon − KL (β = 1), per example, nats
+  double recon = 0;  // mean log p(x|z)
+  double kl = 0;     // mean KL
+  std::vector<double> kl_per_dim;
+  bool finite = true;
+};
+
+class GradientEngine {
+ public:
+  // max_batch: the largest batch compute() will see; samples: L; shards: how many pieces the
+  // batch is cut into (normally the pool size).
+  GradientEngine(const ModelConfig& cfg, int max_batch, int samples, int shards);
+  ~GradientEngine();
+
+  int max_batch() const { return max_batch_; }
+  int samples() const { return samples_; }
+
+  // x: (D, B) with B ≤ max_batch; eps: (d, B·L), column b·L + l is sample l of example b.
+  // Writes d loss / dθ into grad (model.size() floats).
+  StepStats compute(const Model& model, const Eigen::Ref<const Eigen::MatrixXf>& x,
+                    const Eigen::Ref<const Eigen::MatrixXf>& eps, float beta, float* grad, ThreadPool* pool);
+
+  struct Shard;  // per-shard workspace (defined in train_step.cpp)
+
+ private:
+  int max_batch_;
+  int samples_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+};
+
+// The same loss by forward pass only (for finite-difference checks and tests).
+double loss_forward(const Model& model, const Eigen::Ref<const Eigen::MatrixXf>& x,
+                    const Eigen::Ref<const Eigen::MatrixXf>& eps, float beta, int samples);
+
+}  // namespace vaelab

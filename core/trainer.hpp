@@ -1,0 +1,96 @@
+// The trainer: owns model, optimiser, data order and RNG, and runs them on its own thread.
+// Loop: take commands → batch → forward/backward → Adam → record → publish a snapshot (every
+// ~50 ms) → notify the listener. Commands come in through a queue swapped out under a mutex
+// between steps; stop is an atomic flag. The app, the headless CLI and the tests all use this.
+// Not a UI: it knows nothing of who listens.
+#pragma once
+#include <atomic>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/config.hpp"
+#include "core/data.hpp"
+#include "core/history.hpp"
+#include "core/snapshot.hpp"
+#include "core/train_step.hpp"
+
+namespace vaelab {
+
+struct TrainerOptions {
+  bool start_paused = false;
+  int max_epochs = 0;            // stop (state Finished) after this many epochs; 0 = never
+  bool evaluate_each_epoch = true;
+  bool evaluate_before_training = false;  // an epoch-0 record (used by --epochs 0)
+  int eval_iwae_k = 0;           // IWAE_K on the test set at each epoch end; 0 = skip
+  int eval_limit = 0;            // evaluate on the first N test images; 0 = all
+  int display_points = 10000;    // test points whose latent means are published; 0 = none
+  int latent_refresh_ms = 1000;  // how often to re-encode them while running; 0 = epoch ends only
+  int publish_interval_ms = 50;  // snapshot cadence while running
+  int train_limit = 0;           // train on the first N images only; 0 = all (tests, demos)
+};
+
+enum class EventKind : std::uint8_t { Step, EpochEnd, Log, Finished };
+
+struct TrainerEvent {
+  EventKind kind = EventKind::Step;
+  std::int64_t step = 0;
+  int epoch = 0;                 // completed epochs
+  int batch_in_epoch = 0;
+  int batches_per_epoch = 0;
+  double samples_per_s = 0;
+  const StepStats* stats = nullptr;     // Step
+  const EpochRecord* record = nullptr;  // EpochEnd
+  const LogLine* line = nullptr;        // Log
+};
+// Called on the trainer thread; keep it short.
+using TrainerListener = std::function<void(const TrainerEvent&)>;
+
+class Trainer {
+ public:
+  // Validates the configs (throws vaelab::Error) and builds a fresh model; does not start a thread.
+  Trainer(std::shared_ptr<const Dataset> data, ModelConfig model, TrainConfig train, TrainerOptions opt = {});
+  ~Trainer();  // stops and joins
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  void set_listener(TrainerListener fn);  // call before start()
+  void start();
+  void request_stop();                    // returns at once
+  void join();                            // waits for the thread (after Finished or stop)
+  bool finished() const { return finished_.load(); }
+
+  // ---- commands (queued, applied in order between steps) ----
+  void pause();
+  void resume();
+  void step_once();                       // one step, then stay paused
+  void reset();                           // fresh weights from the seed, history cleared
+  void set_lr(float lr);
+  void set_beta(float beta);
+  void set_warmup(int steps);
+  void rebuild(ModelConfig model, TrainConfig train);  // validated on the trainer thread
+  void set_data(std::shared_ptr<const Dataset> data);  // keeps the model if image sizes match
+  void save(std::filesystem::path file);
+  void load(std::filesystem::path file);               // staged: a bad file leaves the model alone
+  void export_safetensors(std::filesystem::path file);
+  void import_safetensors(std::filesystem::path file);
+
+  std::shared_ptr<const Snapshot> snapshot() const;
+
+  // Synchronous helpers for the CLI before start(): throw vaelab::Error.
+  void load_now(const std::filesystem::path& file);
+  void import_safetensors_now(const std::filesystem::path& file);
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+  std::thread thread_;
+  std::atomic<bool> finished_{false};
+};
+
+}  // namespace vaelab
