@@ -17,11 +17,12 @@ inline void dense_forward(ConstMatRef W, ConstVecRef b, ConstMatRef x, MatRef y)
   y.colwise() += b;
 }
 
-// Given dy (out, B): dW += dy xᵀ, db += Σ_cols dy, and dx = Wᵀ dy unless dx is null.
-// Gradients accumulate (+=) so that shards and samples can add into one buffer.
+// Given dy (out, B): dW = dy xᵀ, db = Σ_cols dy, and dx = Wᵀ dy unless dx is null.
+// Gradients are assigned, not accumulated: each shard owns its gradient buffer and computes
+// every layer's gradient exactly once per step (L samples are extra columns), so no zeroing pass.
 inline void dense_backward(ConstMatRef W, ConstMatRef x, ConstMatRef dy, MatRef dW, VecRef db, MatRef* dx) {
-  dW.noalias() += dy * x.transpose();
-  db.noalias() += dy.rowwise().sum();
+  dW.noalias() = dy * x.transpose();
+  db.noalias() = dy.rowwise().sum();
   if (dx) dx->noalias() = W.transpose() * dy;
 }
 

@@ -1,0 +1,181 @@
+// ELBO terms, the analytic KL and the importance-weighted bound (see objective.hpp).
+#include "core/objective.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "core/data.hpp"
+#include "core/model.hpp"
+#include "core/rng.hpp"
+#include "core/thread_pool.hpp"
+
+namespace vaelab {
+
+Eigen::VectorXf log_likelihood(Likelihood lik, const Eigen::Ref<const Eigen::MatrixXf>& x,
+                               const Eigen::Ref<const Eigen::MatrixXf>& out, float logvar) {
+  if (lik == Likelihood::Bernoulli) {
+    // x·l − softplus(l), with softplus(l) = max(l, 0) + log1p(e^−|l|) (no overflow either way).
+    const auto l = out.array();
+    auto sp = l.max(0.0f) + (-l.abs()).exp().log1p();
+    return (x.array() * l - sp).colwise().sum().transpose();
+  }
+  const float inv_var = std::exp(-logvar);
+  const float per_pixel_const = 0.5f * (logvar + static_cast<float>(kLog2Pi));
+  return (-(0.5f * inv_var) * (x - out).array().square().colwise().sum() -
+          per_pixel_const * static_cast<float>(x.rows()))
+      .transpose();
+}
+
+Eigen::MatrixXf kl_elementwise(const Eigen::Ref<const Eigen::MatrixXf>& mu, const Eigen::Ref<const Eigen::MatrixXf>& logvar) {
+  return 0.5f * (mu.array().square() + logvar.array().exp() - logvar.array() - 1.0f);
+}
+
+Eigen::VectorXf log_normal_diag(const Eigen::Ref<const Eigen::MatrixXf>& z, const Eigen::Ref<const Eigen::MatrixXf>& mu,
+                                const Eigen::Ref<const Eigen::MatrixXf>& logvar) {
+  auto sq = (z - mu).array().square() * (-logvar.array()).exp();
+  return (-0.5f * (sq + logvar.array() + static_cast<float>(kLog2Pi))).colwise().sum().transpose();
+}
+
+Eigen::VectorXf log_standard_normal(const Eigen::Ref<const Eigen::MatrixXf>& z) {
+  return (-0.5f * (z.array().square() + static_cast<float>(kLog2Pi))).colwise().sum().transpose();
+}
+
+double log_mean_exp(const float* a, int k) {
+  if (k <= 0) return -std::numeric_limits<double>::infinity();
+  double mx = -std::numeric_limits<double>::infinity();
+  for (int i = 0; i < k; ++i) mx = std::max(mx, static_cast<double>(a[i]));
+  if (!std::isfinite(mx)) return mx;  // all −inf (or a +inf / NaN dominates)
+  double s = 0;
+  for (int i = 0; i < k; ++i) s += std::exp(static_cast<double>(a[i]) - mx);
+  return mx + std::log(s / k);
+}
+
+namespace {
+
+// log p(x, z) − log q(z|x) for each column of z; x_col and q's parameters are repeated per column.
+// x: (D, G), mu/logvar: (d, G), z: (d, G·k) with column g·k + j belonging to example g.
+Eigen::VectorXf log_importance_weights(const Model& model, const Eigen::Ref<const Eigen::MatrixXf>& x,
+                                       const Eigen::Ref<const Eigen::MatrixXf>& mu,
+                                       const Eigen::Ref<const Eigen::MatrixXf>& logvar,
+                                       const Eigen::Ref<const Eigen::MatrixXf>& z, int k) {
+  const int G = static_cast<int>(x.cols());
+  Eigen::MatrixXf out;
+  model.decode_raw(z, out);
+  Eigen::MatrixXf xr(x.rows(), static_cast<Eigen::Index>(G) * k), mur(mu.rows(), z.cols()), lvr(mu.rows(), z.cols());
+  for (int g = 0; g < G; ++g)
+    for (int j = 0; j < k; ++j) {
+      xr.col(g * k + j) = x.col(g);
+      mur.col(g * k + j) = mu.col(g);
+      lvr.col(g * k + j) = logvar.col(g);
+    }
+  return log_likelihood(model.config().likelihood, xr, out, model.decoder_logvar()) + log_standard_normal(z) -
+         log_normal_diag(z, mur, lvr);
+}
+
+constexpr int kColumnsPerChunk = 4096;  // bounds the decoder output to D × 4096 floats
+
+}  // namespace
+
+Eigen::VectorXf iwae_bound(const Model& model, const Eigen::Ref<const Eigen::MatrixXf>& x,
+                           const Eigen::Ref<const Eigen::MatrixXf>& eps, int K) {
+  const int B = static_cast<int>(x.cols());
+  Eigen::MatrixXf mu, logvar;
+  model.encode(x, mu, logvar);
+  const Eigen::MatrixXf sigma = (0.5f * logvar.array()).exp();
+  Eigen::VectorXf result(B);
+  std::vector<float> logw(K);
+  for (int b = 0; b < B; ++b) {
+    for (int k0 = 0; k0 < K; k0 += kColumnsPerChunk) {
+      const int k = std::min(kColumnsPerChunk, K - k0);
+      Eigen::MatrixXf z = eps.middleCols(static_cast<Eigen::Index>(b) * K + k0, k);
+      z = (z.array().colwise() * sigma.col(b).array()).colwise() + mu.col(b).array();
+      Eigen::VectorXf w = log_importance_weights(model, x.col(b), mu.col(b), logvar.col(b), z, k);
+      std::copy(w.data(), w.data() + k, logw.begin() + k0);
+    }
+    result(b) = static_cast<float>(log_mean_exp(logw.data(), K));
+  }
+  return result;
+}
+
+Evaluation evaluate(const Model& model, const ImageSet& set, const std::vector<int>& idx_in,
+                    const EvalOptions& opt, ThreadPool* pool) {
+  std::vector<int> idx = idx_in;
+  if (idx.empty()) {
+    idx.resize(set.count);
+    for (int i = 0; i < set.count; ++i) idx[i] = i;
+  }
+  const int n = static_cast<int>(idx.size());
+  const int d = model.latent();
+  const int L = std::max(1, opt.samples);
+  // With IWAE, keep batches small enough that B·K columns stay bounded.
+  int batch = std::max(1, opt.batch);
+  if (opt.iwae_k > 0) batch = std::clamp(kColumnsPerChunk / opt.iwae_k, 1, batch);
+  const int batches = (n + batch - 1) / batch;
+
+  struct Partial {
+    double recon = 0, kl = 0, iwae = 0;
+    std::vector<double> kl_dim;
+  };
+  std::vector<Partial> parts(batches);
+  Evaluation ev;
+  ev.count = n;
+  if (opt.keep_per_example) ev.elbo_per_example.resize(n);
+
+  auto run_batch = [&](int bi) {
+    const int lo = bi * batch, B = std::min(batch, n - lo);
+    Rng rng(opt.seed + 0x9e3779b97f4a7c15ULL * static_cast<std::uint64_t>(bi + 1));
+    Eigen::MatrixXf x(model.input_dim(), B);
+    gather_batch(set, idx.data() + lo, B, Binarize::None, nullptr, x);
+    Eigen::MatrixXf mu, logvar, out;
+    model.encode(x, mu, logvar);
+    const Eigen::MatrixXf kl = kl_elementwise(mu, logvar);
+    const Eigen::MatrixXf sigma = (0.5f * logvar.array()).exp();
+    Eigen::VectorXf recon = Eigen::VectorXf::Zero(B);
+    Eigen::MatrixXf z(d, B);
+    for (int l = 0; l < L; ++l) {
+      for (int b = 0; b < B; ++b)
+        for (int j = 0; j < d; ++j) z(j, b) = mu(j, b) + sigma(j, b) * rng.normal();
+      model.decode_raw(z, out);
+      recon += log_likelihood(model.config().likelihood, x, out, model.decoder_logvar());
+    }
+    recon /= static_cast<float>(L);
+    Partial& p = parts[bi];
+    p.recon = recon.cast<double>().sum();
+    p.kl = kl.cast<double>().sum();
+    p.kl_dim.resize(d);
+    for (int j = 0; j < d; ++j) p.kl_dim[j] = kl.row(j).cast<double>().sum();
+    if (opt.keep_per_example)
+      for (int b = 0; b < B; ++b) ev.elbo_per_example[lo + b] = recon(b) - kl.col(b).sum();
+    if (opt.iwae_k > 0) {
+      const int K = opt.iwae_k;
+      Eigen::MatrixXf eps(d, static_cast<Eigen::Index>(B) * K);
+      for (Eigen::Index c = 0; c < eps.cols(); ++c)
+        for (int j = 0; j < d; ++j) eps(j, c) = rng.normal();
+      p.iwae = iwae_bound(model, x, eps, K).cast<double>().sum();
+    }
+  };
+  if (pool)
+    pool->run(batches, run_batch);
+  else
+    for (int bi = 0; bi < batches; ++bi) run_batch(bi);
+
+  ev.kl_per_dim.assign(d, 0.0);
+  double iwae = 0;
+  for (const Partial& p : parts) {
+    ev.recon += p.recon;
+    ev.kl += p.kl;
+    iwae += p.iwae;
+    for (int j = 0; j < d; ++j) ev.kl_per_dim[j] += p.kl_dim[j];
+  }
+  if (n > 0) {
+    ev.recon /= n;
+    ev.kl /= n;
+    for (double& v : ev.kl_per_dim) v /= n;
+    if (opt.iwae_k > 0) ev.iwae = iwae / n;
+  }
+  ev.elbo = ev.recon - ev.kl;
+  return ev;
+}
+
+}  // namespace vaelab

@@ -1,0 +1,282 @@
+// Forward and backward of the β-weighted negative ELBO for one batch (see train_step.hpp).
+// Shapes: D pixels, d latent dims, Bs examples in a shard, L samples, C = Bs·L decoder columns.
+#include "core/train_step.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/layers.hpp"
+#include "core/objective.hpp"
+#include "core/thread_pool.hpp"
+
+namespace vaelab {
+
+struct GradientEngine::Shard {
+  std::vector<Eigen::MatrixXf> enc_h;   // encoder hidden activations, each (h_i, Bs)
+  Eigen::MatrixXf head;                 // (2d, Bs): μ rows then raw log σ² rows
+  Eigen::MatrixXf logvar, sigma;        // (d, Bs), log σ² clamped
+  Eigen::MatrixXf z;                    // (d, C)
+  Eigen::MatrixXf x_rep;                // (D, C) the input repeated L times (L > 1 only)
+  std::vector<Eigen::MatrixXf> dec_h;   // decoder hidden activations, each (w_i, C)
+  Eigen::MatrixXf out;                  // (D, C) decoder output, then d loss / d out in place
+  Eigen::MatrixXf tmp;                  // (D, C) scratch
+  Eigen::RowVectorXf col_logp;          // (C)
+  std::vector<Eigen::MatrixXf> dec_dh;  // gradients of decoder hidden activations, (w_i, C)
+  Eigen::MatrixXf dz;                   // (d, C)
+  Eigen::MatrixXf dhead;                // (2d, Bs)
+  std::vector<Eigen::MatrixXf> enc_dh;  // (h_i, Bs)
+  std::vector<float> grad;              // this shard's gradient (shard 0 writes the caller's)
+  double recon_sum = 0, kl_sum = 0;
+  std::vector<double> kl_dim;
+};
+
+GradientEngine::GradientEngine(const ModelConfig& cfg, int max_batch, int samples, int shards)
+    : max_batch_(max_batch), samples_(samples) {
+  const Model layout(cfg);
+  const int S = std::max(1, std::min(shards, max_batch));
+  const int Bs = (max_batch + S - 1) / S, C = Bs * samples, d = cfg.latent, D = cfg.input_dim();
+  for (int s = 0; s < S; ++s) {
+    auto sh = std::make_unique<Shard>();
+    for (std::size_t i = 0; i + 1 < layout.encoder().size(); ++i) {
+      sh->enc_h.emplace_back(layout.encoder()[i].out, Bs);
+      sh->enc_dh.emplace_back(layout.encoder()[i].out, Bs);
+    }
+    sh->head.resize(2 * d, Bs);
+    sh->dhead.resize(2 * d, Bs);
+    sh->logvar.resize(d, Bs);
+    sh->sigma.resize(d, Bs);
+    sh->z.resize(d, C);
+    sh->dz.resize(d, C);
+    if (samples > 1) sh->x_rep.resize(D, C);
+    for (std::size_t i = 0; i + 1 < layout.decoder().size(); ++i) {
+      sh->dec_h.emplace_back(layout.decoder()[i].out, C);
+      sh->dec_dh.emplace_back(layout.decoder()[i].out, C);
+    }
+    sh->out.resize(D, C);
+    sh->tmp.resize(D, C);
+    sh->col_logp.resize(C);
+    if (s > 0) sh->grad.resize(layout.size());
+    sh->kl_dim.resize(d);
+    shards_.push_back(std::move(sh));
+  }
+}
+
+GradientEngine::~GradientEngine() = default;
+
+namespace {
+
+using Block = Eigen::Block<Eigen::MatrixXf, Eigen::Dynamic, Eigen::Dynamic, true>;  // leftCols(n) of a buffer
+
+// Forward and backward for columns [lo, lo + Bs) of the batch; writes the full gradient into g.
+void shard_step(const Model& model, GradientEngine::Shard& sh, const Eigen::Ref<const Eigen::MatrixXf>& x_all,
+                const Eigen::Ref<const Eigen::MatrixXf>& eps_all, int lo, int Bs, int B_total, int L, float beta,
+                float* g) {
+  const ModelConfig& cfg = model.config();
+  const int d = cfg.latent, D = cfg.input_dim(), C = Bs * L;
+  const auto& enc = model.encoder();
+  const auto& dec = model.decoder();
+  auto gW = [&](const DenseShape& l) { return Eigen::Map<Eigen::MatrixXf>(g + l.w, l.out, l.in); };
+  auto gb = [&](const DenseShape& l) { return Eigen::Map<Eigen::VectorXf>(g + l.b, l.out); };
+
+  const auto x = x_all.middleCols(lo, Bs);                             // (D, Bs)
+  const auto eps = eps_all.middleCols(static_cast<Eigen::Index>(lo) * L, C);  // (d, C)
+
+  // ---- encoder: x → h_1 … h_k → head = [μ; log σ²] ----
+  const std::size_t ne = enc.size();
+  for (std::size_t i = 0; i + 1 < ne; ++i) {
+    Block h = sh.enc_h[i].leftCols(Bs);
+    if (i == 0)
+      dense_forward(model.W(enc[0]), model.b(enc[0]), x, h);
+    else
+      dense_forward(model.W(enc[i]), model.b(enc[i]), sh.enc_h[i - 1].leftCols(Bs), h);
+    relu_forward(h);
+  }
+  Block head = sh.head.leftCols(Bs);
+  dense_forward(model.W(enc[ne - 1]), model.b(enc[ne - 1]), sh.enc_h[ne - 2].leftCols(Bs), head);
+  const auto mu = head.topRows(d);
+  Block logvar = sh.logvar.leftCols(Bs), sigma = sh.sigma.leftCols(Bs);
+  logvar = head.bottomRows(d).cwiseMax(kLogVarMin).cwiseMin(kLogVarMax);
+  sigma = (0.5f * logvar.array()).exp();
+
+  // ---- reparameterise: z_bl = μ_b + σ_b ⊙ ε_bl ----
+  Block z = sh.z.leftCols(C);
+  for (int b = 0; b < Bs; ++b)
+    for (int l = 0; l < L; ++l)
+      z.col(b * L + l) = mu.col(b) + sigma.col(b).cwiseProduct(eps.col(b * L + l));
+
+  // ---- decoder: z → g_1 … → out ----
+  const std::size_t nd = dec.size();
+  for (std::size_t i = 0; i + 1 < nd; ++i) {
+    Block h = sh.dec_h[i].leftCols(C);
+    if (i == 0)
+      dense_forward(model.W(dec[0]), model.b(dec[0]), z, h);
+    else
+      dense_forward(model.W(dec[i]), model.b(dec[i]), sh.dec_h[i - 1].leftCols(C), h);
+    relu_forward(h);
+  }
+  Block out = sh.out.leftCols(C);
+  dense_forward(model.W(dec[nd - 1]), model.b(dec[nd - 1]), sh.dec_h[nd - 2].leftCols(C), out);
+
+  // ---- reconstruction term and d loss / d out (in place) ----
+  if (L > 1)
+    for (int b = 0; b < Bs; ++b)
+      for (int l = 0; l < L; ++l) sh.x_rep.col(b * L + l) = x.col(b);
+  // Column c of the decoder output is compared with its example: x itself when L = 1.
+  const Eigen::Ref<const Eigen::MatrixXf> target = L > 1 ? Eigen::Ref<const Eigen::MatrixXf>(sh.x_rep.leftCols(C))
+                                                         : Eigen::Ref<const Eigen::MatrixXf>(x);
+  const float scale = 1.0f / (static_cast<float>(B_total) * L);  // mean over batch and samples
+  Block tmp = sh.tmp.leftCols(C);
+  auto logp = sh.col_logp.head(C);
+  if (cfg.likelihood == Likelihood::Bernoulli) {
+    // One exp per pixel serves both softplus and sigmoid: e = exp(−|l|).
+    tmp = (-out.array().abs()).exp();
+    logp = (target.array() * out.array() - out.array().max(0.0f) - tmp.array().log1p()).colwise().sum();
+    out = ((out.array() >= 0.0f).select((1.0f + tmp.array()).inverse(), tmp.array() / (1.0f + tmp.array())) -
+           target.array()) *
+          scale;
+  } else {
+    const float lv = model.decoder_logvar(), inv_var = std::exp(-lv);
+    tmp = out - target;  // m − x
+    const auto sq = tmp.array().square().colwise().sum();
+    logp = -0.5f * inv_var * sq - 0.5f * (lv + static_cast<float>(kLog2Pi)) * static_cast<float>(D);
+    if (model.decoder_logvar_offset() != Model::npos) {
+      const float raw = model.params()[model.decoder_logvar_offset()];
+      const bool clamped = raw < kDecoderLogVarMin || raw > kLogVarMax;
+      // d(−log p)/d lv = ½ Σ (1 − (x − m)² e^{−lv})
+      g[model.decoder_logvar_offset()] =
+          clamped ? 0.0f : scale * 0.5f * (static_cast<float>(D) * C - inv_var * sq.sum());
+    }
+    out = tmp * (inv_var * scale);
+  }
+  sh.recon_sum = logp.cast<double>().sum() / L;
+
+  // ---- decoder backward ----
+  for (std::size_t i = nd; i-- > 0;) {
+    const DenseShape& l = dec[i];
+    Eigen::Ref<const Eigen::MatrixXf> dy = (i + 1 == nd) ? Eigen::Ref<const Eigen::MatrixXf>(out)
+                                                         : Eigen::Ref<const Eigen::MatrixXf>(sh.dec_dh[i].leftCols(C));
+    Eigen::Ref<const Eigen::MatrixXf> in = (i == 0) ? Eigen::Ref<const Eigen::MatrixXf>(z)
+                                                    : Eigen::Ref<const Eigen::MatrixXf>(sh.dec_h[i - 1].leftCols(C));
+    Block dxb = (i == 0) ? sh.dz.leftCols(C) : sh.dec_dh[i - 1].leftCols(C);
+    MatRef dx(dxb);
+    dense_backward(model.W(l), in, dy, gW(l), gb(l), &dx);
+    if (i > 0) relu_backward(sh.dec_h[i - 1].leftCols(C), dx);
+  }
+
+  // ---- through the reparameterisation, plus β·KL ----
+  // d/dμ = Σ_l dz + β μ / B;  d/dlog σ² = Σ_l dz ⊙ ε ⊙ σ/2 + β (σ² − 1) / (2B), zero where clamped.
+  Block dhead = sh.dhead.leftCols(Bs);
+  const float kl_scale = beta / static_cast<float>(B_total);
+  for (int b = 0; b < Bs; ++b) {
+    auto dmu = dhead.col(b).head(d);
+    auto dlv = dhead.col(b).tail(d);
+    dmu = kl_scale * mu.col(b);
+    dlv = (0.5f * kl_scale) * (sigma.col(b).array().square() - 1.0f).matrix();
+    for (int l = 0; l < L; ++l) {
+      const int c = b * L + l;
+      dmu += sh.dz.col(c);
+      dlv.array() += sh.dz.col(c).array() * eps.col(c).array() * (0.5f * sigma.col(b).array());
+    }
+    for (int j = 0; j < d; ++j) {
+      const float raw = head(d + j, b);
+      if (raw < kLogVarMin || raw > kLogVarMax) dlv(j) = 0.0f;
+    }
+  }
+  std::fill(sh.kl_dim.begin(), sh.kl_dim.end(), 0.0);
+  for (int b = 0; b < Bs; ++b)
+    for (int j = 0; j < d; ++j) {
+      const float m = mu(j, b), v = logvar(j, b);
+      sh.kl_dim[j] += 0.5 * (static_cast<double>(m) * m + std::exp(static_cast<double>(v)) - v - 1.0);
+    }
+  sh.kl_sum = 0;
+  for (double v : sh.kl_dim) sh.kl_sum += v;
+
+  // ---- encoder backward (no gradient for the input) ----
+  for (std::size_t i = ne; i-- > 0;) {
+    const DenseShape& l = enc[i];
+    Eigen::Ref<const Eigen::MatrixXf> dy = (i + 1 == ne) ? Eigen::Ref<const Eigen::MatrixXf>(dhead)
+                                                         : Eigen::Ref<const Eigen::MatrixXf>(sh.enc_dh[i].leftCols(Bs));
+    Eigen::Ref<const Eigen::MatrixXf> in = (i == 0) ? Eigen::Ref<const Eigen::MatrixXf>(x)
+                                                    : Eigen::Ref<const Eigen::MatrixXf>(sh.enc_h[i - 1].leftCols(Bs));
+    if (i == 0) {
+      dense_backward(model.W(l), in, dy, gW(l), gb(l), nullptr);
+    } else {
+      MatRef dx(sh.enc_dh[i - 1].leftCols(Bs));
+      dense_backward(model.W(l), in, dy, gW(l), gb(l), &dx);
+      relu_backward(sh.enc_h[i - 1].leftCols(Bs), dx);
+    }
+  }
+}
+
+}  // namespace
+
+StepStats GradientEngine::compute(const Model& model, const Eigen::Ref<const Eigen::MatrixXf>& x,
+                                  const Eigen::Ref<const Eigen::MatrixXf>& eps, float beta, float* grad,
+                                  ThreadPool* pool) {
+  const int B = static_cast<int>(x.cols());
+  const int S = std::min(static_cast<int>(shards_.size()), B);
+  const std::size_t n = model.size();
+  auto run_shard = [&](int s) {
+    const int lo = static_cast<int>(static_cast<long long>(B) * s / S);
+    const int hi = static_cast<int>(static_cast<long long>(B) * (s + 1) / S);
+    float* g = s == 0 ? grad : shards_[s]->grad.data();
+    shard_step(model, *shards_[s], x, eps, lo, hi - lo, B, samples_, beta, g);
+  };
+  if (pool && S > 1)
+    pool->run(S, run_shard);
+  else
+    for (int s = 0; s < S; ++s) run_shard(s);
+
+  // Sum shard gradients into grad in a fixed order, split over parameter ranges.
+  if (S > 1) {
+    const int parts = pool ? pool->size() : 1;
+    auto reduce = [&](int p) {
+      const std::size_t chunk = (n + parts - 1) / parts;
+      const std::size_t lo = std::min(n, chunk * p), hi = std::min(n, chunk * (p + 1));
+      if (hi <= lo) return;
+      Eigen::Map<Eigen::VectorXf> dst(grad + lo, static_cast<Eigen::Index>(hi - lo));
+      for (int s = 1; s < S; ++s) dst += Eigen::Map<const Eigen::VectorXf>(shards_[s]->grad.data() + lo, static_cast<Eigen::Index>(hi - lo));
+    };
+    if (pool)
+      pool->run(parts, reduce);
+    else
+      reduce(0);
+  }
+
+  StepStats st;
+  st.kl_per_dim.assign(model.latent(), 0.0);
+  double recon = 0, kl = 0;
+  for (int s = 0; s < S; ++s) {
+    recon += shards_[s]->recon_sum;
+    kl += shards_[s]->kl_sum;
+    for (int j = 0; j < model.latent(); ++j) st.kl_per_dim[j] += shards_[s]->kl_dim[j] / B;
+  }
+  st.recon = recon / B;
+  st.kl = kl / B;
+  st.elbo = st.recon - st.kl;
+  st.loss = -st.recon + beta * st.kl;
+  st.finite = std::isfinite(st.loss);
+  return st;
+}
+
+double loss_forward(const Model& model, const Eigen::Ref<const Eigen::MatrixXf>& x,
+                    const Eigen::Ref<const Eigen::MatrixXf>& eps, float beta, int samples) {
+  const int B = static_cast<int>(x.cols()), L = samples, d = model.latent();
+  Eigen::MatrixXf mu, logvar, out;
+  model.encode(x, mu, logvar);
+  const Eigen::MatrixXf sigma = (0.5f * logvar.array()).exp();
+  Eigen::MatrixXf z(d, static_cast<Eigen::Index>(B) * L), xr(x.rows(), z.cols());
+  for (int b = 0; b < B; ++b)
+    for (int l = 0; l < L; ++l) {
+      z.col(b * L + l) = mu.col(b) + sigma.col(b).cwiseProduct(eps.col(b * L + l));
+      xr.col(b * L + l) = x.col(b);
+    }
+  model.decode_raw(z, out);
+  const Eigen::VectorXf logp = log_likelihood(model.config().likelihood, xr, out, model.decoder_logvar());
+  const double recon = logp.cast<double>().sum() / (static_cast<double>(B) * L);
+  const double kl = kl_elementwise(mu, logvar).cast<double>().sum() / B;
+  return -recon + beta * kl;
+}
+
+}  // namespace vaelab
