@@ -23,7 +23,7 @@ namespace vaelab {
 
 struct TrainerOptions {
   bool start_paused = false;
-  int max_epochs = 0;            // stop (state Finished) after this many epochs; 0 = never
+  int max_epochs = -1;           // stop (state Finished) after this many epochs; −1 = never, 0 = at once
   bool evaluate_each_epoch = true;
   bool evaluate_before_training = false;  // an epoch-0 record (used by --epochs 0)
   int eval_iwae_k = 0;           // IWAE_K on the test set at each epoch end; 0 = skip
@@ -81,9 +81,12 @@ class Trainer {
 
   std::shared_ptr<const Snapshot> snapshot() const;
 
-  // Synchronous helpers for the CLI before start(): throw vaelab::Error.
+  // Synchronous helpers for the CLI, only while the thread is not running (before start() or
+  // after join()): throw vaelab::Error.
   void load_now(const std::filesystem::path& file);
   void import_safetensors_now(const std::filesystem::path& file);
+  void save_now(const std::filesystem::path& file);
+  void export_safetensors_now(const std::filesystem::path& file);
 
   struct Impl;
 

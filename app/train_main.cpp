@@ -1,0 +1,201 @@
+// vaelab-train: the headless trainer. Loads a data set, trains with the same core Trainer the app
+// uses, reports progress on stderr and (with --json) one JSON object per epoch on stdout.
+// Not a second training loop: everything here is argument handling and reporting.
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <atomic>
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include "app/cli_args.hpp"
+#include "core/data.hpp"
+#include "core/error.hpp"
+#include "core/safetensors.hpp"
+#include "core/trainer.hpp"
+
+using namespace vaelab;
+
+namespace {
+
+// JSON numbers: NaN/Inf are not JSON, so they become null.
+std::string json_number(double v) {
+  if (!std::isfinite(v)) return "null";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
+
+void print_epoch_json(const EpochRecord& r, bool with_iwae) {
+  std::string s = "{\"epoch\":" + std::to_string(r.epoch) + ",\"step\":" + std::to_string(r.step);
+  if (r.epoch > 0) s += ",\"train_elbo\":" + json_number(r.train_elbo);
+  s += ",\"test_elbo\":" + json_number(r.test_elbo) + ",\"test_recon\":" + json_number(r.test_recon) +
+       ",\"test_kl\":" + json_number(r.test_kl);
+  if (r.epoch > 0) s += ",\"samples_per_s\":" + json_number(r.samples_per_s);
+  if (with_iwae) s += ",\"test_iwae\":" + json_number(r.test_iwae);
+  s += "}";
+  std::printf("%s\n", s.c_str());
+  std::fflush(stdout);
+}
+
+// Progress on stderr: a redrawn bar on a terminal, one line per epoch otherwise.
+class Progress {
+ public:
+  Progress(int epochs, bool tty) : epochs_(epochs), tty_(tty) {}
+
+  void on_step(const TrainerEvent& ev) {
+    if (!tty_) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_ < std::chrono::milliseconds(100)) return;
+    last_ = now;
+    const int width = 30;
+    const int filled = ev.batches_per_epoch ? width * ev.batch_in_epoch / ev.batches_per_epoch : 0;
+    std::fprintf(stderr, "\repoch %d/%d [%.*s%*s] %d/%d  %.0f samples/s  ELBO %.1f   ", ev.epoch + 1, epochs_, filled,
+                 "==============================", width - filled, "", ev.batch_in_epoch, ev.batches_per_epoch,
+                 ev.samples_per_s, ev.stats ? ev.stats->elbo : 0.0);
+  }
+
+  void on_epoch(const EpochRecord& r) {
+    if (tty_) std::fprintf(stderr, "\r%*s\r", 100, "");
+    if (r.epoch == 0)
+      std::fprintf(stderr, "evaluation: test ELBO %.2f (recon %.2f, KL %.2f)", r.test_elbo, r.test_recon, r.test_kl);
+    else
+      std::fprintf(stderr, "epoch %d/%d: train ELBO %.2f, test ELBO %.2f (recon %.2f, KL %.2f), %.0f samples/s",
+                   r.epoch, epochs_, r.train_elbo, r.test_elbo, r.test_recon, r.test_kl, r.samples_per_s);
+    if (std::isfinite(r.test_iwae)) std::fprintf(stderr, ", IWAE %.2f", r.test_iwae);
+    std::fprintf(stderr, "\n");
+  }
+
+ private:
+  int epochs_;
+  bool tty_;
+  std::chrono::steady_clock::time_point last_{};
+};
+
+int run(const TrainArgs& args) {
+  const auto folder = args.data.empty() ? default_data_folder() : std::filesystem::path(args.data);
+  auto data = std::make_shared<const Dataset>(load_dataset(folder));
+
+  ModelConfig model = args.model;
+  model.image_h = data->train.height;
+  model.image_w = data->train.width;
+  TrainConfig train = args.train;
+  if (train.threads <= 0) train.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+
+  TrainerOptions opt;
+  opt.max_epochs = args.epochs;
+  opt.evaluate_before_training = args.epochs == 0;
+  opt.eval_iwae_k = args.iwae_k;
+  opt.eval_limit = args.eval_limit;
+  opt.train_limit = args.train_limit;
+  opt.display_points = 0;  // nobody looks at the latent map here
+  opt.latent_refresh_ms = 0;
+  if (args.bench_steps > 0) {
+    opt.max_epochs = -1;
+    opt.evaluate_each_epoch = false;
+  }
+
+  Trainer trainer(data, model, train, opt);
+  if (!args.load.empty()) trainer.load_now(args.load);
+  if (!args.import_safetensors.empty()) trainer.import_safetensors_now(args.import_safetensors);
+
+  Progress progress(args.epochs, isatty(STDERR_FILENO));
+  std::atomic<bool> failed{false};
+  std::int64_t bench_start_step = -1, bench_end_step = -1;
+  std::chrono::steady_clock::time_point bench_t0, bench_t1;
+  const int bench_warmup = 20;
+
+  trainer.set_listener([&](const TrainerEvent& ev) {
+    switch (ev.kind) {
+      case EventKind::Step:
+        if (args.bench_steps > 0) {
+          if (ev.step == bench_warmup) {
+            bench_start_step = ev.step;
+            bench_t0 = std::chrono::steady_clock::now();
+          } else if (bench_start_step >= 0 && ev.step == bench_start_step + args.bench_steps) {
+            bench_t1 = std::chrono::steady_clock::now();
+            bench_end_step = ev.step;
+            trainer.request_stop();
+          }
+          return;
+        }
+        progress.on_step(ev);
+        break;
+      case EventKind::EpochEnd:
+        progress.on_epoch(*ev.record);
+        if (args.json) print_epoch_json(*ev.record, args.iwae_k > 0);
+        break;
+      case EventKind::Log:
+        if (ev.line->severity == Severity::Error) {
+          std::fprintf(stderr, "vaelab-train: error: %s\n", ev.line->text.c_str());
+          failed = true;
+          trainer.request_stop();
+        } else if (ev.line->severity == Severity::Warning) {
+          std::fprintf(stderr, "vaelab-train: warning: %s\n", ev.line->text.c_str());
+        }
+        break;
+      case EventKind::Finished:
+        break;
+    }
+  });
+  trainer.start();
+  trainer.join();
+  if (failed) return 1;
+
+  if (args.bench_steps > 0) {
+    const double secs = std::chrono::duration<double>(bench_t1 - bench_t0).count();
+    if (bench_end_step < 0 || secs <= 0) throw Error("benchmark did not complete");
+    const double sps = static_cast<double>(args.bench_steps) * train.batch / secs;
+    std::printf("{\"samples_per_s\":%.1f,\"steps\":%d,\"batch\":%d,\"threads\":%d,\"latent\":%d,\"hidden\":\"", sps,
+                args.bench_steps, train.batch, train.threads, model.latent);
+    for (std::size_t i = 0; i < model.hidden.size(); ++i) std::printf("%s%d", i ? "," : "", model.hidden[i]);
+    std::printf("\",\"seconds\":%.3f}\n", secs);
+    return 0;
+  }
+
+  if (!args.save.empty()) {
+    trainer.save_now(args.save);
+    std::fprintf(stderr, "saved checkpoint %s\n", args.save.c_str());
+  }
+  if (!args.export_safetensors.empty()) {
+    trainer.export_safetensors_now(args.export_safetensors);
+    std::fprintf(stderr, "exported weights to %s\n", args.export_safetensors.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> argv_list(argv + 1, argv + argc);
+  auto parsed = parse_train_args(argv_list);
+  if (auto* err = std::get_if<ArgError>(&parsed)) {
+    std::fprintf(stderr, "vaelab-train: %s\n", err->message.c_str());
+    return 2;
+  }
+  const TrainArgs& args = std::get<TrainArgs>(parsed);
+  if (args.help) {
+    std::fputs(train_usage(), stdout);
+    return 0;
+  }
+  try {
+    validate(args.model);
+    TrainConfig t = args.train;
+    if (t.threads <= 0) t.threads = 1;
+    validate(t);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "vaelab-train: %s\n", e.what());
+    return 2;
+  }
+  try {
+    return run(args);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "vaelab-train: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "vaelab-train: unexpected error: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,712 @@
+// The trainer thread: commands in, snapshots and events out (see trainer.hpp).
+// Everything in Impl below the "trainer-thread state" line is touched by the trainer thread only
+// (or by the *_now helpers before start()); the UI sees it solely through published snapshots.
+#include "core/trainer.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <deque>
+#include <sstream>
+
+#include "core/adam.hpp"
+#include "core/checkpoint.hpp"
+#include "core/error.hpp"
+#include "core/objective.hpp"
+#include "core/rng.hpp"
+#include "core/safetensors.hpp"
+#include "core/thread_pool.hpp"
+
+namespace vaelab {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+std::string format_float(double v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
+
+constexpr std::size_t kMaxLogLines = 200;
+
+}  // namespace
+
+// A UI → trainer request, applied between steps. (Outside the anonymous namespace: Impl holds them.)
+struct Command {
+  enum class Kind {
+    Pause, Resume, Step, Reset, SetLr, SetBeta, SetWarmup, Rebuild, SetData, Save, Load, Export, Import
+  };
+  explicit Command(Kind k, double v = 0) : kind(k), value(v) {}
+  Kind kind;
+  double value = 0;
+  ModelConfig model;
+  TrainConfig train;
+  std::shared_ptr<const Dataset> data;
+  std::filesystem::path path;
+};
+
+struct Trainer::Impl {
+  TrainerOptions opt;
+  TrainerListener listener;
+
+  std::mutex cmd_mu;
+  std::condition_variable cmd_cv;
+  std::vector<Command> commands;
+  std::atomic<bool> stop{false};
+
+  mutable std::mutex snap_mu;
+  std::shared_ptr<const Snapshot> published;
+
+  // ---- trainer-thread state ----
+  std::shared_ptr<const Dataset> data;
+  std::shared_ptr<const ImageSet> train_set, test_set;  // possibly binarized copies
+  ModelConfig mcfg;
+  TrainConfig tcfg;
+  std::unique_ptr<Model> model;
+  std::shared_ptr<const Model> last_published_model;  // finite parameters to fall back on
+  Adam adam;
+  std::unique_ptr<ThreadPool> pool;
+  std::unique_ptr<GradientEngine> engine;
+  std::vector<float> grad;
+  Eigen::MatrixXf xbatch, eps;
+  Rng rng;
+  std::int64_t step = 0;
+  int epoch = 0;
+  int batch_in_epoch = 0;
+  std::vector<std::int32_t> order;
+  History history;
+  std::vector<double> kl_running;
+  double epoch_elbo_sum = 0;
+  int epoch_batches = 0;
+  double epoch_train_seconds = 0;
+  std::int64_t epoch_samples = 0;
+  TrainerState state = TrainerState::Paused;
+  int pending_steps = 0;
+  std::deque<LogLine> log;
+  std::uint64_t log_serial = 0;
+  std::uint64_t version = 0;
+
+  std::vector<int> display_idx;
+  Eigen::MatrixXf latent_mu;
+  std::int64_t latent_step = -1;
+  Clock::time_point last_latent = Clock::now();
+  Clock::time_point last_publish = Clock::now();
+
+  double rate_samples = 0, rate_seconds = 0, samples_per_s = 0;
+
+  // ------------------------------------------------------------------------------------------
+  int train_count() const {
+    return opt.train_limit > 0 ? std::min(opt.train_limit, train_set->count) : train_set->count;
+  }
+  int batches_per_epoch() const { return (train_count() + tcfg.batch - 1) / tcfg.batch; }
+  float effective_beta() const {
+    if (tcfg.warmup_steps <= 0) return tcfg.beta;
+    return tcfg.beta * static_cast<float>(std::min<double>(1.0, static_cast<double>(step) / tcfg.warmup_steps));
+  }
+
+  void say(Severity sev, std::string text) {
+    LogLine line{++log_serial, sev, std::move(text)};
+    log.push_back(line);
+    while (log.size() > kMaxLogLines) log.pop_front();
+    if (listener) {
+      TrainerEvent ev;
+      ev.kind = EventKind::Log;
+      ev.step = step;
+      ev.epoch = epoch;
+      ev.line = &log.back();
+      listener(ev);
+    }
+  }
+
+  // Data views for training and evaluation, binarized as configured.
+  void prepare_data() {
+    if (tcfg.binarize == Binarize::Static || tcfg.binarize == Binarize::Dynamic) {
+      // Dynamic binarization resamples training pixels per batch; the test set is binarized
+      // once so that evaluations are comparable across epochs.
+      auto test = std::make_shared<ImageSet>(data->test);
+      binarize_static(*test, tcfg.seed + 2);
+      test_set = test;
+      if (tcfg.binarize == Binarize::Static) {
+        auto train = std::make_shared<ImageSet>(data->train);
+        binarize_static(*train, tcfg.seed + 3);
+        train_set = train;
+      } else {
+        train_set = std::shared_ptr<const ImageSet>(data, &data->train);
+      }
+    } else {
+      train_set = std::shared_ptr<const ImageSet>(data, &data->train);
+      test_set = std::shared_ptr<const ImageSet>(data, &data->test);
+    }
+    const int shown = std::min(opt.display_points, test_set->count);
+    display_idx.resize(shown);
+    for (int i = 0; i < shown; ++i) display_idx[i] = i;
+    latent_mu.resize(0, 0);
+    latent_step = -1;
+  }
+
+  // Buffers that depend on the batch, L, threads and model shape.
+  void prepare_engine() {
+    if (!pool || pool->size() != tcfg.threads) pool = std::make_unique<ThreadPool>(tcfg.threads);
+    engine = std::make_unique<GradientEngine>(mcfg, tcfg.batch, tcfg.samples, tcfg.threads);
+    grad.assign(model->size(), 0.0f);
+    xbatch.resize(mcfg.input_dim(), tcfg.batch);
+    eps.resize(mcfg.latent, static_cast<Eigen::Index>(tcfg.batch) * tcfg.samples);
+  }
+
+  void check_image_size(const ModelConfig& m) const {
+    if (m.image_h != data->train.height || m.image_w != data->train.width) {
+      std::ostringstream os;
+      os << "the model expects " << m.image_h << "×" << m.image_w << " images but the data set '" << data->name
+         << "' has " << data->train.height << "×" << data->train.width;
+      throw Error(os.str());
+    }
+  }
+
+  void new_epoch_order() {
+    const int n = train_count();
+    order.resize(n);
+    for (int i = 0; i < n; ++i) order[i] = i;
+    for (int i = n - 1; i > 0; --i) std::swap(order[i], order[rng.below(static_cast<std::uint64_t>(i) + 1)]);
+    batch_in_epoch = 0;
+    epoch_elbo_sum = 0;
+    epoch_batches = 0;
+    epoch_train_seconds = 0;
+    epoch_samples = 0;
+  }
+
+  // Fresh weights and optimiser from the seed; history cleared.
+  void fresh_start() {
+    validate(mcfg);
+    validate(tcfg);
+    check_image_size(mcfg);
+    model = std::make_unique<Model>(mcfg);
+    model->init(tcfg.seed);
+    adam.reset(model->size());
+    rng.reseed(tcfg.seed + 1);
+    step = 0;
+    epoch = 0;
+    history = {};
+    kl_running.assign(mcfg.latent, 0.0);
+    prepare_data();
+    prepare_engine();
+    new_epoch_order();
+    last_published_model.reset();
+  }
+
+  // ---- one optimiser step ----
+  void train_step() {
+    const auto t0 = Clock::now();
+    const int n = train_count();
+    const int lo = batch_in_epoch * tcfg.batch;
+    const int B = std::min(tcfg.batch, n - lo);
+    const int L = tcfg.samples, d = mcfg.latent;
+    auto x = xbatch.leftCols(B);
+    gather_batch(*train_set, order.data() + lo, B, tcfg.binarize == Binarize::Dynamic ? Binarize::Dynamic : Binarize::None,
+                 &rng, x);
+    auto e = eps.leftCols(static_cast<Eigen::Index>(B) * L);
+    for (Eigen::Index c = 0; c < e.cols(); ++c)
+      for (int j = 0; j < d; ++j) e(j, c) = rng.normal();
+    const float beta = effective_beta();
+    const StepStats st = engine->compute(*model, x, e, beta, grad.data(), pool.get());
+    if (!st.finite || !std::all_of(grad.begin(), grad.end(), [](float g) { return std::isfinite(g); })) {
+      diverged("the loss or its gradient became NaN or Inf");
+      return;
+    }
+    adam.step(model->data(), grad.data(), model->size(), tcfg.lr, pool.get());
+    ++step;
+    ++batch_in_epoch;
+    const double dt = seconds_since(t0);
+    epoch_train_seconds += dt;
+    epoch_samples += B;
+    rate_samples += B;
+    rate_seconds += dt;
+    if (rate_seconds >= 0.5) {
+      samples_per_s = rate_samples / rate_seconds;
+      rate_samples = rate_seconds = 0;
+    }
+    epoch_elbo_sum += st.elbo;
+    ++epoch_batches;
+    const float epoch_pos = static_cast<float>(epoch) + static_cast<float>(batch_in_epoch) / batches_per_epoch();
+    history.steps.push_back({step, epoch_pos, static_cast<float>(st.elbo), static_cast<float>(st.recon),
+                             static_cast<float>(st.kl)});
+    // A running mean over roughly the last 50 batches keeps the per-dimension KL bars steady.
+    const double a = step == 1 ? 1.0 : 0.02;
+    for (int j = 0; j < d; ++j) kl_running[j] += a * (st.kl_per_dim[j] - kl_running[j]);
+    if (listener) {
+      TrainerEvent ev;
+      ev.kind = EventKind::Step;
+      fill_progress(ev);
+      ev.stats = &st;
+      listener(ev);
+    }
+    if (batch_in_epoch >= batches_per_epoch()) end_epoch();
+  }
+
+  void diverged(const std::string& why) {
+    // Fall back to the last published (finite) parameters, forget Adam's moments, and pause.
+    if (last_published_model && last_published_model->all_finite())
+      model->params() = last_published_model->params();
+    else
+      model->init(tcfg.seed);
+    adam.reset(model->size());
+    state = TrainerState::Paused;
+    pending_steps = 0;
+    say(Severity::Error, "training diverged at step " + std::to_string(step) + ": " + why +
+                             ". Paused and restored the last finite parameters; lower the learning rate "
+                             "(now " + format_float(tcfg.lr) + ") and resume.");
+  }
+
+  void fill_progress(TrainerEvent& ev) const {
+    ev.step = step;
+    ev.epoch = epoch;
+    ev.batch_in_epoch = batch_in_epoch;
+    ev.batches_per_epoch = batches_per_epoch();
+    ev.samples_per_s = samples_per_s;
+  }
+
+  EpochRecord evaluate_now(int epoch_number) {
+    EpochRecord rec;
+    rec.epoch = epoch_number;
+    rec.step = step;
+    if (epoch_batches > 0) rec.train_elbo = static_cast<float>(epoch_elbo_sum / epoch_batches);
+    if (epoch_train_seconds > 0) rec.samples_per_s = static_cast<float>(epoch_samples / epoch_train_seconds);
+    if (opt.evaluate_each_epoch && test_set->count > 0) {
+      std::vector<int> idx;
+      if (opt.eval_limit > 0 && opt.eval_limit < test_set->count) {
+        idx.resize(opt.eval_limit);
+        for (int i = 0; i < opt.eval_limit; ++i) idx[i] = i;
+      }
+      EvalOptions eo;
+      eo.samples = 1;
+      eo.iwae_k = opt.eval_iwae_k;
+      eo.seed = tcfg.seed + 1000 + static_cast<std::uint64_t>(epoch_number);
+      const Evaluation ev = evaluate(*model, *test_set, idx, eo, pool.get());
+      rec.test_elbo = static_cast<float>(ev.elbo);
+      rec.test_recon = static_cast<float>(ev.recon);
+      rec.test_kl = static_cast<float>(ev.kl);
+      if (opt.eval_iwae_k > 0) rec.test_iwae = static_cast<float>(ev.iwae);
+      rec.kl_per_dim.assign(ev.kl_per_dim.begin(), ev.kl_per_dim.end());
+    }
+    return rec;
+  }
+
+  void end_epoch() {
+    ++epoch;
+    const EpochRecord rec = evaluate_now(epoch);
+    history.epochs.push_back(rec);
+    refresh_latents();
+    if (listener) {
+      TrainerEvent ev;
+      ev.kind = EventKind::EpochEnd;
+      fill_progress(ev);
+      ev.record = &history.epochs.back();
+      listener(ev);
+    }
+    new_epoch_order();
+    if (opt.max_epochs >= 0 && epoch >= opt.max_epochs) state = TrainerState::Finished;
+  }
+
+  void refresh_latents() {
+    last_latent = Clock::now();
+    if (display_idx.empty()) return;
+    const int n = static_cast<int>(display_idx.size()), d = mcfg.latent;
+    latent_mu.resize(d, n);
+    const int chunk = 1000, parts = (n + chunk - 1) / chunk;
+    auto encode_part = [&](int p) {
+      const int lo = p * chunk, B = std::min(chunk, n - lo);
+      Eigen::MatrixXf x(mcfg.input_dim(), B), mu, lv;
+      gather_batch(*test_set, display_idx.data() + lo, B, Binarize::None, nullptr, x);
+      model->encode(x, mu, lv);
+      latent_mu.middleCols(lo, B) = mu;
+    };
+    pool->run(parts, encode_part);
+    latent_step = step;
+  }
+
+  void publish() {
+    auto s = std::make_shared<Snapshot>();
+    s->version = ++version;
+    s->state = state;
+    s->step = step;
+    s->epoch = epoch;
+    s->batch_in_epoch = batch_in_epoch;
+    s->batches_per_epoch = batches_per_epoch();
+    s->samples_per_s = samples_per_s;
+    s->effective_beta = effective_beta();
+    s->model_config = mcfg;
+    s->train_config = tcfg;
+    s->history = history;
+    s->kl_per_dim = kl_running;
+    if (!last_published_model || last_published_model->params() != model->params()) {
+      if (model->all_finite()) last_published_model = std::make_shared<const Model>(*model);
+    }
+    s->model = last_published_model;
+    s->data = data;
+    s->display_indices = display_idx;
+    s->latent_mu = latent_mu;
+    s->latent_step = latent_step;
+    s->log.assign(log.begin(), log.end());
+    {
+      std::lock_guard lock(snap_mu);
+      published = std::move(s);
+    }
+    last_publish = Clock::now();
+  }
+
+  // ---- commands ----
+  void apply(Command& c) {
+    switch (c.kind) {
+      case Command::Kind::Pause:
+        if (state == TrainerState::Running) state = TrainerState::Paused;
+        pending_steps = 0;
+        break;
+      case Command::Kind::Resume:
+        state = TrainerState::Running;
+        break;
+      case Command::Kind::Step:
+        state = TrainerState::Paused;
+        ++pending_steps;
+        break;
+      case Command::Kind::Reset:
+        fresh_start();
+        say(Severity::Info, "reset: fresh weights from seed " + std::to_string(tcfg.seed));
+        break;
+      case Command::Kind::SetLr: {
+        TrainConfig t = tcfg;
+        t.lr = static_cast<float>(c.value);
+        validate(t);
+        mark("lr " + format_float(tcfg.lr) + " → " + format_float(t.lr));
+        tcfg = t;
+        break;
+      }
+      case Command::Kind::SetBeta: {
+        TrainConfig t = tcfg;
+        t.beta = static_cast<float>(c.value);
+        validate(t);
+        mark("β " + format_float(tcfg.beta) + " → " + format_float(t.beta));
+        tcfg = t;
+        break;
+      }
+      case Command::Kind::SetWarmup: {
+        TrainConfig t = tcfg;
+        t.warmup_steps = static_cast<int>(c.value);
+        validate(t);
+        mark("warm-up " + std::to_string(tcfg.warmup_steps) + " → " + std::to_string(t.warmup_steps));
+        tcfg = t;
+        break;
+      }
+      case Command::Kind::Rebuild: {
+        validate(c.model);
+        validate(c.train);
+        check_image_size(c.model);
+        mcfg = c.model;
+        tcfg = c.train;
+        fresh_start();
+        say(Severity::Info, "rebuilt the model: latent " + std::to_string(mcfg.latent) + ", " +
+                                to_string(mcfg.likelihood) + ", batch " + std::to_string(tcfg.batch));
+        break;
+      }
+      case Command::Kind::SetData: {
+        auto old = data;
+        data = c.data;
+        const bool same_size = mcfg.image_h == data->train.height && mcfg.image_w == data->train.width;
+        if (!same_size) {
+          mcfg.image_h = data->train.height;
+          mcfg.image_w = data->train.width;
+        }
+        try {
+          if (same_size) {
+            prepare_data();
+            new_epoch_order();
+          } else {
+            fresh_start();
+          }
+        } catch (...) {
+          data = old;
+          throw;
+        }
+        say(Severity::Info, "data set '" + data->name + "': " + std::to_string(data->train.count) + " training and " +
+                                std::to_string(data->test.count) + " test images" +
+                                (same_size ? "" : " (new image size: fresh model)"));
+        break;
+      }
+      case Command::Kind::Save:
+        save_now(c.path);
+        say(Severity::Info, "saved checkpoint " + c.path.string());
+        break;
+      case Command::Kind::Load:
+        load_now(c.path);
+        say(Severity::Info, "loaded checkpoint " + c.path.string() + " (step " + std::to_string(step) + ")");
+        break;
+      case Command::Kind::Export:
+        write_safetensors(c.path, export_model(*model));
+        say(Severity::Info, "exported weights to " + c.path.string());
+        break;
+      case Command::Kind::Import:
+        import_now(c.path);
+        say(Severity::Info, "imported weights from " + c.path.string());
+        break;
+    }
+  }
+
+  void mark(std::string text) {
+    history.markers.push_back({step, text});
+    say(Severity::Info, std::move(text));
+  }
+
+  TrainingState capture() const {
+    TrainingState s;
+    s.model = mcfg;
+    s.train = tcfg;
+    s.params = model->params();
+    s.adam = adam;
+    s.rng = rng.state();
+    s.step = step;
+    s.epoch = epoch;
+    s.batch_in_epoch = batch_in_epoch;
+    s.order = order;
+    s.history = history;
+    s.data_name = data ? data->name : "";
+    return s;
+  }
+
+  void save_now(const std::filesystem::path& file) {
+    if (!model->all_finite()) throw Error("not saving " + file.string() + ": the parameters contain NaN or Inf");
+    save_checkpoint(file, capture());
+  }
+
+  // Staged: everything is checked before the running model is touched.
+  void load_now(const std::filesystem::path& file) {
+    TrainingState s = load_checkpoint(file);
+    validate(s.model);
+    validate(s.train);
+    check_image_size(s.model);
+    auto m = std::make_unique<Model>(s.model);
+    if (m->size() != s.params.size()) throw Error(file.string() + ": parameter count does not match its model config");
+    const int n = opt.train_limit > 0 ? std::min(opt.train_limit, data->train.count) : data->train.count;
+    const bool order_fits = static_cast<int>(s.order.size()) == n &&
+                            std::all_of(s.order.begin(), s.order.end(), [n](std::int32_t i) { return i >= 0 && i < n; });
+    m->params() = std::move(s.params);
+    mcfg = s.model;
+    tcfg.batch = s.train.batch;  // the data order and history follow the saved batch size
+    tcfg = s.train;
+    if (pool) tcfg.threads = pool->size();  // threads are a property of this machine, not of the run
+    model = std::move(m);
+    adam = std::move(s.adam);
+    rng.set_state(s.rng);
+    step = s.step;
+    epoch = s.epoch;
+    history = std::move(s.history);
+    kl_running.assign(mcfg.latent, 0.0);
+    if (!history.epochs.empty() && history.epochs.back().kl_per_dim.size() == static_cast<std::size_t>(mcfg.latent))
+      kl_running.assign(history.epochs.back().kl_per_dim.begin(), history.epochs.back().kl_per_dim.end());
+    prepare_data();
+    prepare_engine();
+    if (order_fits && s.batch_in_epoch >= 0 && s.batch_in_epoch < batches_per_epoch()) {
+      order = std::move(s.order);
+      batch_in_epoch = s.batch_in_epoch;
+      epoch_elbo_sum = 0;
+      epoch_batches = 0;
+      epoch_train_seconds = 0;
+      epoch_samples = 0;
+    } else {
+      new_epoch_order();
+    }
+    last_published_model.reset();
+    refresh_latents();
+  }
+
+  void import_now(const std::filesystem::path& file) {
+    Model m = import_model(read_safetensors(file));
+    check_image_size(m.config());
+    if (!m.all_finite()) throw Error(file.string() + ": weights contain NaN or Inf");
+    mcfg = m.config();
+    model = std::make_unique<Model>(std::move(m));
+    adam.reset(model->size());
+    step = 0;
+    epoch = 0;
+    history = {};
+    kl_running.assign(mcfg.latent, 0.0);
+    prepare_data();
+    prepare_engine();
+    new_epoch_order();
+    last_published_model.reset();
+    refresh_latents();
+  }
+
+  void drain_commands() {
+    std::vector<Command> todo;
+    {
+      std::lock_guard lock(cmd_mu);
+      todo.swap(commands);
+    }
+    for (Command& c : todo) {
+      try {
+        apply(c);
+      } catch (const std::exception& e) {
+        say(Severity::Error, e.what());
+      }
+    }
+  }
+
+  void run() {
+    if (opt.evaluate_before_training) {
+      history.epochs.push_back(evaluate_now(0));
+      if (listener) {
+        TrainerEvent ev;
+        ev.kind = EventKind::EpochEnd;
+        fill_progress(ev);
+        ev.record = &history.epochs.back();
+        listener(ev);
+      }
+    }
+    if (opt.max_epochs >= 0 && epoch >= opt.max_epochs) state = TrainerState::Finished;
+    if (opt.display_points > 0) refresh_latents();
+    publish();
+    while (!stop.load(std::memory_order_relaxed) && state != TrainerState::Finished) {
+      drain_commands();
+      const bool work = state == TrainerState::Running || pending_steps > 0;
+      if (work) {
+        if (pending_steps > 0) --pending_steps;
+        try {
+          train_step();
+        } catch (const std::exception& e) {
+          state = TrainerState::Paused;
+          say(Severity::Error, std::string("training stopped: ") + e.what());
+        }
+        if (opt.latent_refresh_ms > 0 && state == TrainerState::Running &&
+            seconds_since(last_latent) * 1000 >= opt.latent_refresh_ms)
+          refresh_latents();
+        if (seconds_since(last_publish) * 1000 >= opt.publish_interval_ms || state != TrainerState::Running)
+          publish();
+      } else {
+        publish();
+        std::unique_lock lock(cmd_mu);
+        cmd_cv.wait_for(lock, std::chrono::milliseconds(100),
+                        [&] { return !commands.empty() || stop.load(std::memory_order_relaxed); });
+      }
+    }
+    if (state != TrainerState::Finished) state = TrainerState::Paused;
+    if (state == TrainerState::Finished && opt.display_points > 0 && latent_step != step) refresh_latents();
+    publish();
+    if (listener) {
+      TrainerEvent ev;
+      ev.kind = EventKind::Finished;
+      fill_progress(ev);
+      listener(ev);
+    }
+  }
+};
+
+Trainer::Trainer(std::shared_ptr<const Dataset> data, ModelConfig model, TrainConfig train, TrainerOptions opt)
+    : impl_(std::make_unique<Impl>()) {
+  if (!data) throw Error("no data set given");
+  impl_->opt = opt;
+  impl_->data = std::move(data);
+  impl_->mcfg = std::move(model);
+  impl_->tcfg = train;
+  impl_->state = opt.start_paused ? TrainerState::Paused : TrainerState::Running;
+  impl_->fresh_start();
+  impl_->publish();
+}
+
+Trainer::~Trainer() {
+  request_stop();
+  join();
+}
+
+void Trainer::set_listener(TrainerListener fn) { impl_->listener = std::move(fn); }
+
+void Trainer::start() {
+  if (thread_.joinable()) return;
+  thread_ = std::thread([this] {
+    impl_->run();
+    finished_.store(true);
+  });
+}
+
+void Trainer::request_stop() {
+  impl_->stop.store(true);
+  impl_->cmd_cv.notify_all();
+}
+
+void Trainer::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+namespace {
+void post(Trainer::Impl& impl, Command c) {
+  {
+    std::lock_guard lock(impl.cmd_mu);
+    impl.commands.push_back(std::move(c));
+  }
+  impl.cmd_cv.notify_all();
+}
+}  // namespace
+
+void Trainer::pause() { post(*impl_, Command{Command::Kind::Pause}); }
+void Trainer::resume() { post(*impl_, Command{Command::Kind::Resume}); }
+void Trainer::step_once() { post(*impl_, Command{Command::Kind::Step}); }
+void Trainer::reset() { post(*impl_, Command{Command::Kind::Reset}); }
+void Trainer::set_lr(float lr) { post(*impl_, Command{Command::Kind::SetLr, lr}); }
+void Trainer::set_beta(float beta) { post(*impl_, Command{Command::Kind::SetBeta, beta}); }
+void Trainer::set_warmup(int steps) { post(*impl_, Command{Command::Kind::SetWarmup, static_cast<double>(steps)}); }
+void Trainer::rebuild(ModelConfig model, TrainConfig train) {
+  Command c(Command::Kind::Rebuild);
+  c.model = std::move(model);
+  c.train = train;
+  post(*impl_, std::move(c));
+}
+void Trainer::set_data(std::shared_ptr<const Dataset> data) {
+  Command c(Command::Kind::SetData);
+  c.data = std::move(data);
+  post(*impl_, std::move(c));
+}
+void Trainer::save(std::filesystem::path file) {
+  Command c(Command::Kind::Save);
+  c.path = std::move(file);
+  post(*impl_, std::move(c));
+}
+void Trainer::load(std::filesystem::path file) {
+  Command c(Command::Kind::Load);
+  c.path = std::move(file);
+  post(*impl_, std::move(c));
+}
+void Trainer::export_safetensors(std::filesystem::path file) {
+  Command c(Command::Kind::Export);
+  c.path = std::move(file);
+  post(*impl_, std::move(c));
+}
+void Trainer::import_safetensors(std::filesystem::path file) {
+  Command c(Command::Kind::Import);
+  c.path = std::move(file);
+  post(*impl_, std::move(c));
+}
+
+std::shared_ptr<const Snapshot> Trainer::snapshot() const {
+  std::lock_guard lock(impl_->snap_mu);
+  return impl_->published;
+}
+
+void Trainer::load_now(const std::filesystem::path& file) {
+  impl_->load_now(file);
+  impl_->publish();
+}
+
+void Trainer::import_safetensors_now(const std::filesystem::path& file) {
+  impl_->import_now(file);
+  impl_->publish();
+}
+
+void Trainer::save_now(const std::filesystem::path& file) { impl_->save_now(file); }
+
+void Trainer::export_safetensors_now(const std::filesystem::path& file) {
+  write_safetensors(file, export_model(*impl_->model));
+}
+
+}  // namespace vaelab
