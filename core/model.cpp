@@ -11,8 +11,13 @@ namespace vaelab {
 
 Model::Model(ModelConfig cfg) : cfg_(std::move(cfg)) {
   std::size_t offset = 0;
+  auto aligned = [](std::size_t o) { return (o + kParamAlign - 1) / kParamAlign * kParamAlign; };
   auto add = [&](std::vector<DenseShape>& list, int in, int out) {
-    DenseShape l{in, out, offset, offset + static_cast<std::size_t>(in) * out};
+    DenseShape l;
+    l.in = in;
+    l.out = out;
+    l.w = aligned(offset);
+    l.b = aligned(l.w + static_cast<std::size_t>(in) * out);
     offset = l.b + out;
     list.push_back(l);
   };
@@ -36,7 +41,8 @@ void Model::init(std::uint64_t seed) {
   Rng rng(seed);
   auto init_layer = [&](const DenseShape& l) {
     const float bound = 1.0f / std::sqrt(static_cast<float>(l.in));
-    for (std::size_t i = l.w; i < l.b + l.out; ++i) params_[i] = (2.0f * rng.uniform() - 1.0f) * bound;
+    for (std::size_t i = 0; i < static_cast<std::size_t>(l.in) * l.out; ++i) params_[l.w + i] = (2.0f * rng.uniform() - 1.0f) * bound;
+    for (int i = 0; i < l.out; ++i) params_[l.b + i] = (2.0f * rng.uniform() - 1.0f) * bound;
   };
   for (const auto& l : enc_) init_layer(l);
   for (const auto& l : dec_) init_layer(l);

@@ -13,6 +13,12 @@
 
 namespace vaelab {
 
+// Parameter and gradient buffers: 64-byte aligned, and every layer starts on a 64-byte boundary
+// (offsets padded to 16 floats). Eigen's kernels pick their code path by alignment, so a fixed
+// alignment is what makes two runs with the same seed give the same bits.
+using ParamVector = std::vector<float, Eigen::aligned_allocator<float>>;
+inline constexpr std::size_t kParamAlign = 16;  // floats
+
 // One dense layer's place in the parameter buffer. W is (out, in) column-major at offset w,
 // b is (out) at offset b.
 struct DenseShape {
@@ -47,8 +53,8 @@ class Model {
   std::size_t size() const { return params_.size(); }
   float* data() { return params_.data(); }
   const float* data() const { return params_.data(); }
-  std::vector<float>& params() { return params_; }
-  const std::vector<float>& params() const { return params_; }
+  ParamVector& params() { return params_; }
+  const ParamVector& params() const { return params_; }
 
   Eigen::Map<const Eigen::MatrixXf> W(const DenseShape& l) const { return {params_.data() + l.w, l.out, l.in}; }
   Eigen::Map<const Eigen::VectorXf> b(const DenseShape& l) const { return {params_.data() + l.b, l.out}; }
@@ -76,7 +82,7 @@ class Model {
   std::vector<DenseShape> enc_;
   std::vector<DenseShape> dec_;
   std::size_t dec_logvar_ = npos;
-  std::vector<float> params_;
+  ParamVector params_;
 };
 
 }  // namespace vaelab

@@ -26,7 +26,7 @@ struct GradientEngine::Shard {
   Eigen::MatrixXf dz;                   // (d, C)
   Eigen::MatrixXf dhead;                // (2d, Bs)
   std::vector<Eigen::MatrixXf> enc_dh;  // (h_i, Bs)
-  std::vector<float> grad;              // this shard's gradient (shard 0 writes the caller's)
+  ParamVector grad;                     // this shard's gradient (shard 0 writes the caller's)
   double recon_sum = 0, kl_sum = 0;
   std::vector<double> kl_dim;
 };

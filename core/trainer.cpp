@@ -8,6 +8,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <deque>
+#include <limits>
 #include <sstream>
 
 #include "core/adam.hpp"
@@ -58,6 +59,7 @@ struct Trainer::Impl {
   std::condition_variable cmd_cv;
   std::vector<Command> commands;
   std::atomic<bool> stop{false};
+  std::deque<Command> backlog;  // trainer thread: taken from `commands`, not yet applied
 
   mutable std::mutex snap_mu;
   std::shared_ptr<const Snapshot> published;
@@ -72,7 +74,7 @@ struct Trainer::Impl {
   Adam adam;
   std::unique_ptr<ThreadPool> pool;
   std::unique_ptr<GradientEngine> engine;
-  std::vector<float> grad;
+  ParamVector grad;
   Eigen::MatrixXf xbatch, eps;
   Rng rng;
   std::int64_t step = 0;
@@ -87,6 +89,7 @@ struct Trainer::Impl {
   std::int64_t epoch_samples = 0;
   TrainerState state = TrainerState::Paused;
   int pending_steps = 0;
+  bool poisoned = false;  // TrainerOptions::poison_at_step fires once
   std::deque<LogLine> log;
   std::uint64_t log_serial = 0;
   std::uint64_t version = 0;
@@ -211,6 +214,10 @@ struct Trainer::Impl {
     auto e = eps.leftCols(static_cast<Eigen::Index>(B) * L);
     for (Eigen::Index c = 0; c < e.cols(); ++c)
       for (int j = 0; j < d; ++j) e(j, c) = rng.normal();
+    if (opt.poison_at_step >= 0 && step == opt.poison_at_step && !poisoned) {
+      poisoned = true;
+      model->params()[model->encoder()[0].w] = std::numeric_limits<float>::quiet_NaN();
+    }
     const float beta = effective_beta();
     const StepStats st = engine->compute(*model, x, e, beta, grad.data(), pool.get());
     if (!st.finite || !std::all_of(grad.begin(), grad.end(), [](float g) { return std::isfinite(g); })) {
@@ -463,7 +470,7 @@ struct Trainer::Impl {
     TrainingState s;
     s.model = mcfg;
     s.train = tcfg;
-    s.params = model->params();
+    s.params.assign(model->params().begin(), model->params().end());
     s.adam = adam;
     s.rng = rng.state();
     s.step = step;
@@ -491,7 +498,7 @@ struct Trainer::Impl {
     const int n = opt.train_limit > 0 ? std::min(opt.train_limit, data->train.count) : data->train.count;
     const bool order_fits = static_cast<int>(s.order.size()) == n &&
                             std::all_of(s.order.begin(), s.order.end(), [n](std::int32_t i) { return i >= 0 && i < n; });
-    m->params() = std::move(s.params);
+    m->params().assign(s.params.begin(), s.params.end());
     mcfg = s.model;
     tcfg.batch = s.train.batch;  // the data order and history follow the saved batch size
     tcfg = s.train;
@@ -539,13 +546,16 @@ struct Trainer::Impl {
     refresh_latents();
   }
 
+  // Commands apply in the order given: after a Step, later commands wait until it has run.
   void drain_commands() {
-    std::vector<Command> todo;
     {
       std::lock_guard lock(cmd_mu);
-      todo.swap(commands);
+      for (Command& c : commands) backlog.push_back(std::move(c));
+      commands.clear();
     }
-    for (Command& c : todo) {
+    while (!backlog.empty() && pending_steps == 0) {
+      Command c = std::move(backlog.front());
+      backlog.pop_front();
       try {
         apply(c);
       } catch (const std::exception& e) {

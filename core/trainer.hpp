@@ -32,6 +32,7 @@ struct TrainerOptions {
   int latent_refresh_ms = 1000;  // how often to re-encode them while running; 0 = epoch ends only
   int publish_interval_ms = 50;  // snapshot cadence while running
   int train_limit = 0;           // train on the first N images only; 0 = all (tests, demos)
+  std::int64_t poison_at_step = -1;  // tests: write a NaN into a weight before this step
 };
 
 enum class EventKind : std::uint8_t { Step, EpochEnd, Log, Finished };
