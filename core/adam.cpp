@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include <Eigen/Core>
+
 #include "core/thread_pool.hpp"
 
 namespace vaelab {
@@ -14,17 +16,16 @@ void Adam::step(float* params, const float* grad, std::size_t n, float lr, Threa
   const float c2 = 1.0f - static_cast<float>(std::pow(beta2, static_cast<double>(t)));
   const float step = lr / c1;
   const float inv_sqrt_c2 = 1.0f / std::sqrt(c2);
-  const float b1 = beta1, b2 = beta2, e = eps;
-  float* mm = m.data();
-  float* vv = v.data();
+  // Eigen arrays so that the square root and division vectorise (a plain loop over four
+  // pointers that may alias does not).
   auto update = [&](std::size_t lo, std::size_t hi) {
-    for (std::size_t i = lo; i < hi; ++i) {
-      const float g = grad[i];
-      mm[i] = b1 * mm[i] + (1.0f - b1) * g;
-      vv[i] = b2 * vv[i] + (1.0f - b2) * g * g;
-      // PyTorch's form: θ −= lr/c1 · m / (√v/√c2 + eps)
-      params[i] -= step * mm[i] / (std::sqrt(vv[i]) * inv_sqrt_c2 + e);
-    }
+    const auto n_part = static_cast<Eigen::Index>(hi - lo);
+    Eigen::Map<Eigen::ArrayXf> p(params + lo, n_part), mm(m.data() + lo, n_part), vv(v.data() + lo, n_part);
+    Eigen::Map<const Eigen::ArrayXf> g(grad + lo, n_part);
+    mm = beta1 * mm + (1.0f - beta1) * g;
+    vv = beta2 * vv + (1.0f - beta2) * g.square();
+    // PyTorch's form: θ −= lr/c1 · m / (√v/√c2 + eps)
+    p -= step * mm / (vv.sqrt() * inv_sqrt_c2 + eps);
   };
   const int parts = pool ? pool->size() : 1;
   if (parts <= 1) {

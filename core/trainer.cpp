@@ -220,7 +220,10 @@ struct Trainer::Impl {
     }
     const float beta = effective_beta();
     const StepStats st = engine->compute(*model, x, e, beta, grad.data(), pool.get());
-    if (!st.finite || !std::all_of(grad.begin(), grad.end(), [](float g) { return std::isfinite(g); })) {
+    // ‖g‖² is finite iff every gradient is (short of ‖g‖ > 1e19, which is divergence too);
+    // unlike allFinite() it vectorises.
+    const float grad_sq = Eigen::Map<const Eigen::VectorXf>(grad.data(), static_cast<Eigen::Index>(grad.size())).squaredNorm();
+    if (!st.finite || !std::isfinite(grad_sq)) {
       diverged("the loss or its gradient became NaN or Inf");
       return;
     }
