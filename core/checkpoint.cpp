@@ -1,0 +1,404 @@
+// Checkpoint file format (version 1) and the atomic file write shared with the safetensors export.
+// Layout, all little-endian: "VAELABCK", u32 version, u64 file size, the TrainingState fields in
+// declaration order, then a CRC-32 of every byte before it. Not a stable interchange format.
+#include "core/checkpoint.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <type_traits>
+
+#include "core/error.hpp"
+#include "core/model.hpp"
+
+namespace vaelab {
+
+namespace {
+
+constexpr char kMagic[8] = {'V', 'A', 'E', 'L', 'A', 'B', 'C', 'K'};
+constexpr std::size_t kPrefix = 8 + 4 + 8;  // magic, version, file size
+constexpr std::size_t kTrailer = 4;         // CRC-32
+
+// ---- writing ----
+
+class Writer {
+ public:
+  template <class T>
+  void num(T v) {
+    static_assert(std::is_arithmetic_v<T>);
+    unsigned char b[sizeof(T)];
+    std::memcpy(b, &v, sizeof(T));
+    if constexpr (std::endian::native == std::endian::big) std::reverse(b, b + sizeof(T));
+    out_.insert(out_.end(), b, b + sizeof(T));
+  }
+  void u8(std::uint8_t v) { out_.push_back(v); }
+  void i32(int v) { num(static_cast<std::int32_t>(v)); }
+  void count(std::size_t n) { num(static_cast<std::uint64_t>(n)); }
+  void str(const std::string& s) {
+    count(s.size());
+    out_.insert(out_.end(), s.begin(), s.end());
+  }
+  template <class T>
+  void vec(const std::vector<T>& v) {
+    count(v.size());
+    for (const T& x : v) num(x);
+  }
+  void raw(const void* p, std::size_t n) {
+    const auto* c = static_cast<const unsigned char*>(p);
+    out_.insert(out_.end(), c, c + n);
+  }
+  std::vector<std::uint8_t>& bytes() { return out_; }
+
+ private:
+  std::vector<std::uint8_t> out_;
+};
+
+// ---- reading: every read is checked against what remains, before anything is allocated ----
+
+class Reader {
+ public:
+  Reader(const std::uint8_t* p, std::size_t n, const std::string& file) : p_(p), end_(p + n), file_(file) {}
+
+  template <class T>
+  T num() {
+    static_assert(std::is_arithmetic_v<T>);
+    need(sizeof(T));
+    unsigned char b[sizeof(T)];
+    std::memcpy(b, p_, sizeof(T));
+    if constexpr (std::endian::native == std::endian::big) std::reverse(b, b + sizeof(T));
+    p_ += sizeof(T);
+    T v;
+    std::memcpy(&v, b, sizeof(T));
+    return v;
+  }
+  std::uint8_t u8() { return num<std::uint8_t>(); }
+  int i32() { return num<std::int32_t>(); }
+  // An element count, refused unless that many elements of elem_size bytes can still follow.
+  std::size_t count(std::size_t elem_size) {
+    const auto n = num<std::uint64_t>();
+    if (n > remaining() / elem_size) fail("file is truncated or damaged: a list of " + std::to_string(n) +
+                                          " entries does not fit in the " + std::to_string(remaining()) +
+                                          " bytes left");
+    return static_cast<std::size_t>(n);
+  }
+  std::string str() {
+    const std::size_t n = count(1);
+    std::string s(reinterpret_cast<const char*>(p_), n);
+    p_ += n;
+    return s;
+  }
+  template <class T>
+  std::vector<T> vec() {
+    std::vector<T> v(count(sizeof(T)));
+    for (T& x : v) x = num<T>();
+    return v;
+  }
+  std::size_t remaining() const { return static_cast<std::size_t>(end_ - p_); }
+  [[noreturn]] void fail(const std::string& what) const { throw Error(file_ + ": " + what); }
+
+ private:
+  void need(std::size_t n) {
+    if (remaining() < n) fail("file is truncated: it ends in the middle of the checkpoint data");
+  }
+  const std::uint8_t* p_;
+  const std::uint8_t* end_;
+  std::string file_;
+};
+
+void put(Writer& w, const ModelConfig& m) {
+  w.i32(m.image_h);
+  w.i32(m.image_w);
+  w.i32(m.latent);
+  w.count(m.hidden.size());
+  for (int h : m.hidden) w.i32(h);
+  w.u8(static_cast<std::uint8_t>(m.likelihood));
+  w.num(m.gaussian_sigma);
+}
+
+void put(Writer& w, const TrainConfig& t) {
+  w.i32(t.batch);
+  w.num(t.lr);
+  w.num(t.beta);
+  w.i32(t.warmup_steps);
+  w.i32(t.samples);
+  w.num(t.seed);
+  w.i32(t.threads);
+  w.u8(static_cast<std::uint8_t>(t.binarize));
+}
+
+void put(Writer& w, const History& h) {
+  w.count(h.steps.size());
+  for (const auto& s : h.steps) {
+    w.num(s.step);
+    w.num(s.epoch);
+    w.num(s.elbo);
+    w.num(s.recon);
+    w.num(s.kl);
+  }
+  w.count(h.epochs.size());
+  for (const auto& e : h.epochs) {
+    w.i32(e.epoch);
+    w.num(e.step);
+    for (float f : {e.train_elbo, e.test_elbo, e.test_recon, e.test_kl, e.test_iwae, e.samples_per_s}) w.num(f);
+    w.vec(e.kl_per_dim);
+  }
+  w.count(h.markers.size());
+  for (const auto& m : h.markers) {
+    w.num(m.step);
+    w.str(m.text);
+  }
+}
+
+// Smallest encoded sizes of one list entry, so a count can be checked before allocating.
+constexpr std::size_t kStepBytes = 8 + 4 * 4;
+constexpr std::size_t kEpochBytes = 4 + 8 + 6 * 4 + 8;
+constexpr std::size_t kMarkerBytes = 8 + 8;
+
+template <class E>
+E get_enum(Reader& r, std::uint8_t max, const char* what) {
+  const std::uint8_t v = r.u8();
+  if (v > max) r.fail("file is damaged: " + std::string(what) + " has the unknown value " + std::to_string(v));
+  return static_cast<E>(v);
+}
+
+ModelConfig get_model(Reader& r) {
+  ModelConfig m;
+  m.image_h = r.i32();
+  m.image_w = r.i32();
+  m.latent = r.i32();
+  m.hidden.resize(r.count(4));
+  for (int& h : m.hidden) h = r.i32();
+  m.likelihood = get_enum<Likelihood>(r, static_cast<std::uint8_t>(Likelihood::GaussianLearned), "likelihood");
+  m.gaussian_sigma = r.num<float>();
+  return m;
+}
+
+TrainConfig get_train(Reader& r) {
+  TrainConfig t;
+  t.batch = r.i32();
+  t.lr = r.num<float>();
+  t.beta = r.num<float>();
+  t.warmup_steps = r.i32();
+  t.samples = r.i32();
+  t.seed = r.num<std::uint64_t>();
+  t.threads = r.i32();
+  t.binarize = get_enum<Binarize>(r, static_cast<std::uint8_t>(Binarize::Dynamic), "binarization");
+  return t;
+}
+
+History get_history(Reader& r) {
+  History h;
+  h.steps.resize(r.count(kStepBytes));
+  for (auto& s : h.steps) {
+    s.step = r.num<std::int64_t>();
+    s.epoch = r.num<float>();
+    s.elbo = r.num<float>();
+    s.recon = r.num<float>();
+    s.kl = r.num<float>();
+  }
+  h.epochs.resize(r.count(kEpochBytes));
+  for (auto& e : h.epochs) {
+    e.epoch = r.i32();
+    e.step = r.num<std::int64_t>();
+    for (float* f : {&e.train_elbo, &e.test_elbo, &e.test_recon, &e.test_kl, &e.test_iwae, &e.samples_per_s})
+      *f = r.num<float>();
+    e.kl_per_dim = r.vec<float>();
+  }
+  h.markers.resize(r.count(kMarkerBytes));
+  for (auto& m : h.markers) {
+    m.step = r.num<std::int64_t>();
+    m.text = r.str();
+  }
+  return h;
+}
+
+std::uint32_t crc_of(const std::uint8_t* p, std::size_t n) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  // crc32 takes a uInt length: feed large buffers in pieces.
+  while (n > 0) {
+    const uInt chunk = static_cast<uInt>(std::min<std::size_t>(n, 1u << 30));
+    crc = crc32(crc, p, chunk);
+    p += chunk;
+    n -= chunk;
+  }
+  return static_cast<std::uint32_t>(crc);
+}
+
+std::uint32_t le32(const std::uint8_t* p) {
+  return std::uint32_t{p[0]} | (std::uint32_t{p[1]} << 8) | (std::uint32_t{p[2]} << 16) | (std::uint32_t{p[3]} << 24);
+}
+std::uint64_t le64(const std::uint8_t* p) {
+  return std::uint64_t{le32(p)} | (std::uint64_t{le32(p + 4)} << 32);
+}
+
+std::string sys_error(int err) { return std::strerror(err); }
+
+// Checks that the sizes fit together, so a loaded state can be used without further checks.
+void check_consistent(const TrainingState& s, const std::function<void(const std::string&)>& fail) {
+  try {
+    validate(s.model);
+  } catch (const Error& e) {
+    fail(std::string("model settings are invalid: ") + e.what());
+  }
+  const std::size_t n = Model(s.model).size();
+  if (s.params.size() != n)
+    fail("holds " + std::to_string(s.params.size()) + " parameters, but its model settings need " + std::to_string(n));
+  const bool fresh = s.adam.m.empty() && s.adam.v.empty() && s.adam.t == 0;
+  if (!fresh && (s.adam.m.size() != n || s.adam.v.size() != n))
+    fail("optimiser state has " + std::to_string(s.adam.m.size()) + " and " + std::to_string(s.adam.v.size()) +
+         " moments for " + std::to_string(n) + " parameters");
+  if (s.step < 0 || s.epoch < 0 || s.batch_in_epoch < 0 || s.adam.t < 0) fail("progress counters are negative");
+  for (std::int32_t i : s.order)
+    if (i < 0) fail("example order contains the negative index " + std::to_string(i));
+}
+
+}  // namespace
+
+void write_file_atomically(const std::filesystem::path& file, const void* bytes, std::size_t size) {
+  const std::filesystem::path dir = file.has_parent_path() ? file.parent_path() : std::filesystem::path(".");
+  const std::filesystem::path tmp = dir / (file.filename().string() + ".tmp." + std::to_string(::getpid()));
+  const std::string target = file.string();
+  auto fail = [&](const std::string& what, int err) {
+    throw Error("cannot write '" + target + "': " + what + (err ? ": " + sys_error(err) : std::string()));
+  };
+  if (file.filename().empty()) fail("the path names a folder, not a file", 0);
+
+  // O_EXCL would refuse a stale temp left by a crashed run with the same pid; truncating is fine.
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) fail("cannot create the temporary file '" + tmp.string() + "'", errno);
+  auto abandon = [&](const std::string& what, int err) {
+    if (f) std::fclose(f);
+    std::error_code ec;
+    std::filesystem::remove(tmp, ec);
+    fail(what, err);
+  };
+  if (size > 0 && std::fwrite(bytes, 1, size, f) != size) abandon("writing failed", errno);
+  if (std::fflush(f) != 0) abandon("writing failed", errno);
+  if (::fsync(::fileno(f)) != 0) abandon("flushing to disk failed", errno);
+  const int closed = std::fclose(f);
+  f = nullptr;
+  if (closed != 0) abandon("closing the file failed", errno);
+  if (std::rename(tmp.c_str(), file.c_str()) != 0) abandon("renaming the temporary file failed", errno);
+  // Make the rename itself durable; a failure here cannot undo the write, so it is not an error.
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+}
+
+void save_checkpoint(const std::filesystem::path& file, const TrainingState& state) {
+  for (float p : state.params)
+    if (!std::isfinite(p)) throw Error("cannot save '" + file.string() + "': parameters contain NaN or Inf; not saving");
+  check_consistent(state, [&](const std::string& what) {
+    throw Error("cannot save '" + file.string() + "': the training state " + what);
+  });
+
+  Writer w;
+  w.raw(kMagic, sizeof kMagic);
+  w.num(kCheckpointVersion);
+  w.num(std::uint64_t{0});  // file size, patched below
+  put(w, state.model);
+  put(w, state.train);
+  w.vec(state.params);
+  w.num(state.adam.beta1);
+  w.num(state.adam.beta2);
+  w.num(state.adam.eps);
+  w.num(state.adam.t);
+  w.vec(state.adam.m);
+  w.vec(state.adam.v);
+  for (std::uint64_t s : state.rng.s) w.num(s);
+  w.num(state.rng.spare);
+  w.u8(state.rng.has_spare ? 1 : 0);
+  w.num(state.step);
+  w.i32(state.epoch);
+  w.i32(state.batch_in_epoch);
+  w.vec(state.order);
+  put(w, state.history);
+  w.str(state.data_name);
+
+  auto& bytes = w.bytes();
+  const std::uint64_t total = bytes.size() + kTrailer;
+  for (int i = 0; i < 8; ++i) bytes[12 + i] = static_cast<std::uint8_t>(total >> (8 * i));
+  w.num(crc_of(bytes.data(), bytes.size()));
+  write_file_atomically(file, bytes.data(), bytes.size());
+}
+
+TrainingState load_checkpoint(const std::filesystem::path& file) {
+  const std::string name = file.string();
+  auto fail = [&](const std::string& what) -> void { throw Error(name + ": " + what); };
+  std::error_code ec;
+  if (!std::filesystem::exists(file, ec)) fail("checkpoint file does not exist");
+  if (std::filesystem::is_directory(file, ec)) fail("is a folder, not a checkpoint file");
+
+  std::vector<std::uint8_t> bytes;
+  {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) fail("cannot open: " + sys_error(errno));
+    in.seekg(0, std::ios::end);
+    const std::streamoff len = in.tellg();
+    if (len < 0) fail("cannot read: " + sys_error(errno));
+    in.seekg(0, std::ios::beg);
+    bytes.resize(static_cast<std::size_t>(len));
+    if (len > 0 && !in.read(reinterpret_cast<char*>(bytes.data()), len)) fail("cannot read: " + sys_error(errno));
+  }
+
+  const std::size_t n = bytes.size();
+  auto too_short = [&] { fail("file is truncated: " + std::to_string(n) + " bytes is too short for a checkpoint"); };
+  if (n == 0) fail("file is empty, not a vaelab checkpoint");
+  if (std::memcmp(bytes.data(), kMagic, std::min(n, sizeof kMagic)) != 0)
+    fail("not a vaelab checkpoint (it does not start with VAELABCK)");
+  if (n < sizeof kMagic + 4) too_short();
+  const std::uint32_t version = le32(bytes.data() + 8);
+  if (version > kCheckpointVersion)
+    fail("written by a newer vaelab (version " + std::to_string(version) + "); this build reads version " +
+         std::to_string(kCheckpointVersion));
+  if (version != kCheckpointVersion) fail("unknown checkpoint version " + std::to_string(version));
+  if (n < kPrefix + kTrailer) too_short();
+  const std::uint64_t declared = le64(bytes.data() + 12);
+  if (declared > n)
+    fail("file is truncated: it should be " + std::to_string(declared) + " bytes, found " + std::to_string(n));
+  if (declared < n)
+    fail("file has " + std::to_string(n - declared) + " unexpected byte(s) after the " + std::to_string(declared) +
+         "-byte checkpoint");
+  if (crc_of(bytes.data(), n - kTrailer) != le32(bytes.data() + n - kTrailer))
+    fail("checksum mismatch: the file is damaged");
+
+  Reader r(bytes.data() + kPrefix, n - kPrefix - kTrailer, name);
+  TrainingState s;
+  s.model = get_model(r);
+  s.train = get_train(r);
+  s.params = r.vec<float>();
+  s.adam.beta1 = r.num<float>();
+  s.adam.beta2 = r.num<float>();
+  s.adam.eps = r.num<float>();
+  s.adam.t = r.num<std::int64_t>();
+  s.adam.m = r.vec<float>();
+  s.adam.v = r.vec<float>();
+  for (auto& w : s.rng.s) w = r.num<std::uint64_t>();
+  s.rng.spare = r.num<float>();
+  const std::uint8_t spare = r.u8();
+  if (spare > 1) r.fail("file is damaged: a flag has the value " + std::to_string(spare));
+  s.rng.has_spare = spare == 1;
+  s.step = r.num<std::int64_t>();
+  s.epoch = r.i32();
+  s.batch_in_epoch = r.i32();
+  s.order = r.vec<std::int32_t>();
+  s.history = get_history(r);
+  s.data_name = r.str();
+  if (r.remaining() != 0)
+    r.fail("file is damaged: " + std::to_string(r.remaining()) + " bytes are left over after the checkpoint data");
+  check_consistent(s, [&](const std::string& what) { fail("checkpoint " + what); });
+  return s;
+}
+
+}  // namespace vaelab

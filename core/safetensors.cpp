@@ -1,0 +1,769 @@
+// safetensors encoding and decoding, and the mapping between vaelab's Model and PyTorch-style
+// tensor names. The header parser is written for the one shape a safetensors header has (an object
+// of tensor records plus "__metadata__"), not as a general JSON library, and it refuses anything else.
+#include "core/safetensors.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <set>
+
+#include "core/checkpoint.hpp"
+#include "core/error.hpp"
+
+namespace vaelab {
+
+namespace {
+
+constexpr std::uint64_t kMaxHeaderBytes = 100'000'000;  // the reference implementation's limit
+constexpr std::uint64_t kMaxFileBytes = std::uint64_t{4} << 30;
+
+struct DtypeInfo {
+  const char* name;
+  std::size_t size;
+};
+// Every dtype of the format with a whole-byte size, so a file's layout can be checked even when
+// vaelab cannot convert one of its tensors.
+constexpr DtypeInfo kDtypes[] = {{"BOOL", 1}, {"U8", 1},  {"I8", 1},   {"F8_E5M2", 1}, {"F8_E4M3", 1},
+                                 {"I16", 2},  {"U16", 2}, {"F16", 2},  {"BF16", 2},    {"I32", 4},
+                                 {"U32", 4},  {"F32", 4}, {"F64", 8},  {"I64", 8},     {"U64", 8}};
+
+const DtypeInfo* find_dtype(const std::string& s) {
+  for (const auto& d : kDtypes)
+    if (s == d.name) return &d;
+  return nullptr;
+}
+
+[[noreturn]] void malformed(const std::string& what) { throw Error("safetensors header is malformed: " + what); }
+
+// ---- JSON writing ----
+
+void json_string(std::string& out, const std::string& s) {
+  out += '"';
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  out += '"';
+}
+
+// ---- JSON reading: only what a header holds ----
+
+struct TensorRecord {
+  std::string name;
+  std::string dtype;
+  std::vector<std::uint64_t> shape;
+  std::uint64_t begin = 0, end = 0;
+};
+
+class HeaderParser {
+ public:
+  HeaderParser(const char* p, std::size_t n) : begin_(p), p_(p), end_(p + n) {}
+
+  void parse(std::vector<TensorRecord>& tensors, std::map<std::string, std::string>& metadata) {
+    ws();
+    expect('{');
+    ws();
+    std::set<std::string> seen;
+    bool have_meta = false;
+    if (peek() == '}') {
+      ++p_;
+    } else {
+      for (;;) {
+        ws();
+        const std::string key = string();
+        ws();
+        expect(':');
+        ws();
+        if (key == "__metadata__") {
+          if (have_meta) fail("\"__metadata__\" appears twice");
+          have_meta = true;
+          meta(metadata);
+        } else {
+          if (!seen.insert(key).second) fail("tensor '" + key + "' appears twice");
+          tensors.push_back(tensor(key));
+        }
+        ws();
+        if (peek() == ',') {
+          ++p_;
+          continue;
+        }
+        expect('}');
+        break;
+      }
+    }
+    ws();  // the writer pads with spaces
+    if (p_ != end_) fail("unexpected text after the header object");
+  }
+
+ private:
+  [[noreturn]] void fail(const std::string& what) const {
+    malformed(what + " (at byte " + std::to_string(p_ - begin_) + " of the header)");
+  }
+  int peek() const { return p_ < end_ ? static_cast<unsigned char>(*p_) : -1; }
+  void ws() {
+    while (p_ < end_ && (*p_ == ' ' || *p_ == '\t' || *p_ == '\n' || *p_ == '\r')) ++p_;
+  }
+  void expect(char c) {
+    if (peek() != static_cast<unsigned char>(c)) {
+      if (p_ == end_) fail(std::string("expected '") + c + "' but the header ends");
+      fail(std::string("expected '") + c + "'");
+    }
+    ++p_;
+  }
+
+  void meta(std::map<std::string, std::string>& out) {
+    expect('{');
+    ws();
+    if (peek() == '}') {
+      ++p_;
+      return;
+    }
+    for (;;) {
+      ws();
+      std::string k = string();
+      ws();
+      expect(':');
+      ws();
+      if (peek() != '"') fail("metadata value for '" + k + "' is not a string");
+      std::string v = string();
+      if (out.count(k)) fail("the metadata key '" + k + "' appears twice");
+      out.emplace(std::move(k), std::move(v));
+      ws();
+      if (peek() == ',') {
+        ++p_;
+        continue;
+      }
+      expect('}');
+      return;
+    }
+  }
+
+  TensorRecord tensor(const std::string& name) {
+    TensorRecord t;
+    t.name = name;
+    bool have_dtype = false, have_shape = false, have_offsets = false;
+    if (peek() != '{') fail("tensor '" + name + "' is not an object");
+    ++p_;
+    ws();
+    if (peek() == '}') fail("tensor '" + name + "' is empty");
+    for (;;) {
+      ws();
+      const std::string k = string();
+      ws();
+      expect(':');
+      ws();
+      if (k == "dtype") {
+        if (have_dtype) fail("tensor '" + name + "' has two dtypes");
+        have_dtype = true;
+        if (peek() != '"') fail("tensor '" + name + "': dtype is not a string");
+        t.dtype = string();
+      } else if (k == "shape") {
+        if (have_shape) fail("tensor '" + name + "' has two shapes");
+        have_shape = true;
+        t.shape = uint_array(name, "shape");
+      } else if (k == "data_offsets") {
+        if (have_offsets) fail("tensor '" + name + "' has two data_offsets");
+        have_offsets = true;
+        const auto o = uint_array(name, "data_offsets");
+        if (o.size() != 2) fail("tensor '" + name + "': data_offsets must hold exactly 2 numbers");
+        t.begin = o[0];
+        t.end = o[1];
+      } else {
+        fail("tensor '" + name + "' has the unknown field '" + k + "'");
+      }
+      ws();
+      if (peek() == ',') {
+        ++p_;
+        continue;
+      }
+      expect('}');
+      break;
+    }
+    if (!have_dtype) fail("tensor '" + name + "' has no dtype");
+    if (!have_shape) fail("tensor '" + name + "' has no shape");
+    if (!have_offsets) fail("tensor '" + name + "' has no data_offsets");
+    return t;
+  }
+
+  std::vector<std::uint64_t> uint_array(const std::string& name, const char* field) {
+    if (peek() != '[') fail("tensor '" + name + "': " + field + " is not an array");
+    ++p_;
+    std::vector<std::uint64_t> v;
+    ws();
+    if (peek() == ']') {
+      ++p_;
+      return v;
+    }
+    for (;;) {
+      ws();
+      v.push_back(uint(name, field));
+      // Far beyond any real tensor rank; keeps a hostile header from growing this without bound.
+      if (v.size() > 64) fail("tensor '" + name + "': " + field + " has more than 64 entries");
+      ws();
+      if (peek() == ',') {
+        ++p_;
+        continue;
+      }
+      expect(']');
+      return v;
+    }
+  }
+
+  std::uint64_t uint(const std::string& name, const char* field) {
+    const char* start = p_;
+    if (peek() < '0' || peek() > '9') fail("tensor '" + name + "': " + field + " must hold non-negative integers");
+    std::uint64_t v = 0;
+    while (p_ < end_ && *p_ >= '0' && *p_ <= '9') {
+      const unsigned d = static_cast<unsigned>(*p_ - '0');
+      if (v > (std::numeric_limits<std::uint64_t>::max() - d) / 10)
+        fail("tensor '" + name + "': a number in " + field + " is too large");
+      v = v * 10 + d;
+      ++p_;
+    }
+    if (p_ - start > 1 && *start == '0') {
+      p_ = start;
+      fail("tensor '" + name + "': numbers in " + field + " must not have leading zeros");
+    }
+    if (peek() == '.' || peek() == 'e' || peek() == 'E')
+      fail("tensor '" + name + "': " + field + " must hold integers");
+    return v;
+  }
+
+  unsigned hex4() {
+    if (end_ - p_ < 4) fail("a \\u escape is cut short");
+    unsigned v = 0;
+    for (int i = 0; i < 4; ++i) {
+      const char c = *p_++;
+      v <<= 4;
+      if (c >= '0' && c <= '9') v |= static_cast<unsigned>(c - '0');
+      else if (c >= 'a' && c <= 'f') v |= static_cast<unsigned>(c - 'a' + 10);
+      else if (c >= 'A' && c <= 'F') v |= static_cast<unsigned>(c - 'A' + 10);
+      else fail("a \\u escape has a non-hex digit");
+    }
+    return v;
+  }
+
+  static void utf8(std::string& out, unsigned cp) {
+    if (cp < 0x80) {
+      out += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+      out += static_cast<char>(0xC0 | (cp >> 6));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+      out += static_cast<char>(0xE0 | (cp >> 12));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else {
+      out += static_cast<char>(0xF0 | (cp >> 18));
+      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    }
+  }
+
+  // One raw UTF-8 sequence starting at p_ (already known to be ≥ 0x80), checked and copied.
+  void utf8_raw(std::string& out) {
+    const auto b0 = static_cast<unsigned char>(*p_);
+    int len = 0;
+    unsigned cp = 0, min = 0;
+    if (b0 >= 0xC2 && b0 <= 0xDF) len = 2, cp = b0 & 0x1F, min = 0x80;
+    else if (b0 >= 0xE0 && b0 <= 0xEF) len = 3, cp = b0 & 0x0F, min = 0x800;
+    else if (b0 >= 0xF0 && b0 <= 0xF4) len = 4, cp = b0 & 0x07, min = 0x10000;
+    else fail("the header is not valid UTF-8");
+    if (end_ - p_ < len) fail("the header is not valid UTF-8");
+    for (int i = 1; i < len; ++i) {
+      const auto b = static_cast<unsigned char>(p_[i]);
+      if ((b & 0xC0) != 0x80) fail("the header is not valid UTF-8");
+      cp = (cp << 6) | (b & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) fail("the header is not valid UTF-8");
+    out.append(p_, static_cast<std::size_t>(len));
+    p_ += len;
+  }
+
+  std::string string() {
+    if (peek() != '"') fail(p_ == end_ ? "expected a string but the header ends" : "expected a string");
+    ++p_;
+    std::string s;
+    for (;;) {
+      if (p_ == end_) fail("a string is not closed");
+      const auto c = static_cast<unsigned char>(*p_);
+      if (c == '"') {
+        ++p_;
+        return s;
+      }
+      if (c < 0x20) fail("a string contains a raw control character");
+      if (c >= 0x80) {
+        utf8_raw(s);
+        continue;
+      }
+      ++p_;
+      if (c != '\\') {
+        s += static_cast<char>(c);
+        continue;
+      }
+      if (p_ == end_) fail("a string is not closed");
+      const char e = *p_++;
+      switch (e) {
+        case '"': s += '"'; break;
+        case '\\': s += '\\'; break;
+        case '/': s += '/'; break;
+        case 'b': s += '\b'; break;
+        case 'f': s += '\f'; break;
+        case 'n': s += '\n'; break;
+        case 'r': s += '\r'; break;
+        case 't': s += '\t'; break;
+        case 'u': {
+          unsigned cp = hex4();
+          if (cp >= 0xDC00 && cp <= 0xDFFF) fail("a \\u escape is a lone low surrogate");
+          if (cp >= 0xD800 && cp <= 0xDBFF) {
+            if (end_ - p_ < 2 || p_[0] != '\\' || p_[1] != 'u') fail("a \\u escape is a lone high surrogate");
+            p_ += 2;
+            const unsigned lo = hex4();
+            if (lo < 0xDC00 || lo > 0xDFFF) fail("a \\u escape is a lone high surrogate");
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+          }
+          utf8(s, cp);
+          break;
+        }
+        default: fail(std::string("a string has the unknown escape \\") + e);
+      }
+    }
+  }
+
+  const char* begin_;
+  const char* p_;
+  const char* end_;
+};
+
+// ---- element conversion ----
+
+std::uint64_t load_le(const std::uint8_t* p, int n) {
+  std::uint64_t v = 0;
+  for (int i = n - 1; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+
+float half_to_float(std::uint16_t h) {
+  const int sign = h >> 15, exp = (h >> 10) & 0x1F, mant = h & 0x3FF;
+  float v;
+  if (exp == 0) v = std::ldexp(static_cast<float>(mant), -24);  // zero or subnormal
+  else if (exp == 31) v = mant ? std::numeric_limits<float>::quiet_NaN() : std::numeric_limits<float>::infinity();
+  else v = std::ldexp(static_cast<float>(mant | 0x400), exp - 25);
+  return sign ? -v : v;
+}
+
+void convert(const std::string& dtype, const std::uint8_t* src, std::size_t count, float* dst) {
+  if (dtype == "F32") {
+    for (std::size_t i = 0; i < count; ++i)
+      dst[i] = std::bit_cast<float>(static_cast<std::uint32_t>(load_le(src + 4 * i, 4)));
+  } else if (dtype == "F64") {
+    for (std::size_t i = 0; i < count; ++i)
+      dst[i] = static_cast<float>(std::bit_cast<double>(load_le(src + 8 * i, 8)));
+  } else if (dtype == "F16") {
+    for (std::size_t i = 0; i < count; ++i) dst[i] = half_to_float(static_cast<std::uint16_t>(load_le(src + 2 * i, 2)));
+  } else {  // BF16: the top half of an F32
+    for (std::size_t i = 0; i < count; ++i)
+      dst[i] = std::bit_cast<float>(static_cast<std::uint32_t>(load_le(src + 2 * i, 2)) << 16);
+  }
+}
+
+// ---- model naming ----
+
+std::string layer_name(bool pytorch, bool encoder, std::size_t i) {
+  if (pytorch) return encoder ? "fc1" : (i == 0 ? "fc3" : "fc4");
+  return (encoder ? "encoder." : "decoder.") + std::to_string(i);
+}
+
+std::string shape_str(const std::vector<std::int64_t>& s) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (i) out += ", ";
+    out += std::to_string(s[i]);
+  }
+  return out + "]";
+}
+
+std::string float_str(float v) {
+  char buf[32];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);  // shortest form that reads back exactly
+  return std::string(buf, r.ptr);
+}
+
+[[noreturn]] void import_fail(const std::string& what) { throw Error("cannot import the model: " + what); }
+
+bool parse_int(const std::string& s, int& out) {
+  auto r = std::from_chars(s.data(), s.data() + s.size(), out);
+  return r.ec == std::errc() && r.ptr == s.data() + s.size();
+}
+
+}  // namespace
+
+const Tensor* SafetensorsFile::find(const std::string& name) const {
+  for (const auto& t : tensors)
+    if (t.name == name) return &t;
+  return nullptr;
+}
+
+std::vector<std::uint8_t> encode_safetensors(const SafetensorsFile& f) {
+  std::string json = "{";
+  bool first = true;
+  if (!f.metadata.empty()) {
+    json += "\"__metadata__\":{";
+    bool first_meta = true;
+    for (const auto& [k, v] : f.metadata) {
+      if (!first_meta) json += ',';
+      first_meta = false;
+      json_string(json, k);
+      json += ':';
+      json_string(json, v);
+    }
+    json += '}';
+    first = false;
+  }
+  std::set<std::string> names;
+  std::uint64_t offset = 0;
+  for (const auto& t : f.tensors) {
+    if (t.name == "__metadata__") throw Error("safetensors: a tensor cannot be named \"__metadata__\"");
+    if (!names.insert(t.name).second) throw Error("safetensors: the tensor name '" + t.name + "' is used twice");
+    std::uint64_t n = 1;
+    for (auto d : t.shape) {
+      if (d < 0) throw Error("safetensors: tensor '" + t.name + "' has a negative dimension");
+      n *= static_cast<std::uint64_t>(d);
+    }
+    if (n != t.data.size())
+      throw Error("safetensors: tensor '" + t.name + "' has shape " + shape_str(t.shape) + " but " +
+                  std::to_string(t.data.size()) + " values");
+    if (!first) json += ',';
+    first = false;
+    json_string(json, t.name);
+    json += ":{\"dtype\":\"F32\",\"shape\":[";
+    for (std::size_t i = 0; i < t.shape.size(); ++i) {
+      if (i) json += ',';
+      json += std::to_string(t.shape[i]);
+    }
+    json += "],\"data_offsets\":[" + std::to_string(offset) + ",";
+    offset += 4 * n;
+    json += std::to_string(offset) + "]}";
+  }
+  json += '}';
+  // Pad with spaces so the tensor data starts 8-byte aligned, as the reference writer does.
+  json.append((8 - json.size() % 8) % 8, ' ');
+
+  std::vector<std::uint8_t> out;
+  out.reserve(8 + json.size() + offset);
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<std::uint8_t>(static_cast<std::uint64_t>(json.size()) >> (8 * i)));
+  out.insert(out.end(), json.begin(), json.end());
+  for (const auto& t : f.tensors)
+    for (float v : t.data) {
+      const auto bits = std::bit_cast<std::uint32_t>(v);
+      for (int i = 0; i < 4; ++i) out.push_back(static_cast<std::uint8_t>(bits >> (8 * i)));
+    }
+  return out;
+}
+
+SafetensorsFile decode_safetensors(const std::uint8_t* bytes, std::size_t size) {
+  if (size < 8) malformed("the file has " + std::to_string(size) + " bytes, too few for the 8-byte header length");
+  const std::uint64_t n = load_le(bytes, 8);
+  if (n > kMaxHeaderBytes)
+    malformed("the header length is " + std::to_string(n) + " bytes, more than the 100 MB allowed");
+  if (n > size - 8)
+    malformed("the header length is " + std::to_string(n) + " bytes but only " + std::to_string(size - 8) +
+              " bytes follow the length field");
+  if (n < 2) malformed("the header is " + std::to_string(n) + " bytes, too short for a JSON object");
+
+  SafetensorsFile out;
+  std::vector<TensorRecord> recs;
+  HeaderParser(reinterpret_cast<const char*>(bytes + 8), static_cast<std::size_t>(n)).parse(recs, out.metadata);
+
+  const std::uint64_t data_size = size - 8 - n;
+  const std::uint8_t* data = bytes + 8 + n;
+  std::vector<std::size_t> by_offset(recs.size());
+  for (std::size_t i = 0; i < recs.size(); ++i) {
+    const auto& r = recs[i];
+    by_offset[i] = i;
+    const DtypeInfo* dt = find_dtype(r.dtype);
+    if (!dt) malformed("tensor '" + r.name + "' has the unknown dtype '" + r.dtype + "'");
+    if (r.end < r.begin) malformed("tensor '" + r.name + "' has data_offsets that end before they begin");
+    if (r.end > data_size)
+      malformed("tensor '" + r.name + "' has data_offsets [" + std::to_string(r.begin) + ", " + std::to_string(r.end) +
+                "] outside the data section of " + std::to_string(data_size) + " bytes");
+    // The element count is bounded by the data section, so overflow means a wrong shape.
+    std::uint64_t count = 1;
+    bool overflow = false;
+    for (auto d : r.shape) {
+      if (d != 0 && count > std::numeric_limits<std::uint64_t>::max() / d) overflow = true;
+      else count *= d;
+    }
+    const bool has_zero = std::find(r.shape.begin(), r.shape.end(), 0u) != r.shape.end();
+    if (has_zero) count = 0, overflow = false;
+    if (overflow || count > std::numeric_limits<std::uint64_t>::max() / dt->size || count * dt->size != r.end - r.begin)
+      malformed("tensor '" + r.name + "' holds " + std::to_string(r.end - r.begin) + " bytes, but its shape and dtype " +
+                r.dtype + " need " + (overflow ? std::string("more than 2^64") : std::to_string(count * dt->size)));
+    for (auto d : r.shape)
+      if (d > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+        malformed("tensor '" + r.name + "' has a dimension that is too large");
+  }
+  // Tensors must tile the data section exactly, as the reference reader requires.
+  std::sort(by_offset.begin(), by_offset.end(), [&](std::size_t a, std::size_t b) {
+    return recs[a].begin != recs[b].begin ? recs[a].begin < recs[b].begin : recs[a].end < recs[b].end;
+  });
+  std::uint64_t pos = 0;
+  const TensorRecord* prev = nullptr;
+  for (std::size_t i : by_offset) {
+    const auto& r = recs[i];
+    if (r.begin < pos) malformed("tensors '" + prev->name + "' and '" + r.name + "' overlap");
+    if (r.begin > pos)
+      malformed(std::to_string(r.begin - pos) + " bytes before tensor '" + r.name + "' belong to no tensor");
+    pos = r.end;
+    prev = &r;
+  }
+  if (pos != data_size)
+    malformed(std::to_string(data_size - pos) + " bytes at the end of the data section belong to no tensor");
+
+  for (const auto& r : recs) {
+    if (r.dtype != "F32" && r.dtype != "F16" && r.dtype != "BF16" && r.dtype != "F64")
+      throw Error("safetensors: tensor '" + r.name + "' has dtype " + r.dtype +
+                  "; vaelab reads only F32, F16, BF16 and F64");
+    Tensor t;
+    t.name = r.name;
+    for (auto d : r.shape) t.shape.push_back(static_cast<std::int64_t>(d));
+    const std::size_t count = static_cast<std::size_t>((r.end - r.begin) / find_dtype(r.dtype)->size);
+    t.data.resize(count);
+    convert(r.dtype, data + r.begin, count, t.data.data());
+    out.tensors.push_back(std::move(t));
+  }
+  return out;
+}
+
+void write_safetensors(const std::filesystem::path& file, const SafetensorsFile& f) {
+  const auto bytes = encode_safetensors(f);
+  write_file_atomically(file, bytes.data(), bytes.size());
+}
+
+SafetensorsFile read_safetensors(const std::filesystem::path& file) {
+  const std::string name = file.string();
+  std::error_code ec;
+  if (!std::filesystem::exists(file, ec)) throw Error(name + ": file does not exist");
+  if (std::filesystem::is_directory(file, ec)) throw Error(name + ": is a folder, not a safetensors file");
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw Error(name + ": cannot open: " + std::strerror(errno));
+  in.seekg(0, std::ios::end);
+  const std::streamoff len = in.tellg();
+  if (len < 0) throw Error(name + ": cannot read: " + std::strerror(errno));
+  if (static_cast<std::uint64_t>(len) > kMaxFileBytes)
+    throw Error(name + ": the file is " + std::to_string(len) + " bytes, more than the 4 GiB vaelab reads");
+  in.seekg(0, std::ios::beg);
+  std::vector<std::uint8_t> bytes(static_cast<std::size_t>(len));
+  if (len > 0 && !in.read(reinterpret_cast<char*>(bytes.data()), len))
+    throw Error(name + ": cannot read: " + std::strerror(errno));
+  try {
+    return decode_safetensors(bytes.data(), bytes.size());
+  } catch (const Error& e) {
+    throw Error(name + ": " + e.what());
+  }
+}
+
+SafetensorsFile export_model(const Model& model) {
+  const ModelConfig& cfg = model.config();
+  const bool pytorch = cfg.hidden.size() == 1;
+  const int d = cfg.latent;
+  SafetensorsFile f;
+  f.metadata["format"] = "vaelab-vae";
+  f.metadata["image_h"] = std::to_string(cfg.image_h);
+  f.metadata["image_w"] = std::to_string(cfg.image_w);
+  f.metadata["latent"] = std::to_string(d);
+  f.metadata["likelihood"] = to_string(cfg.likelihood);
+  f.metadata["gaussian_sigma"] = float_str(cfg.gaussian_sigma);
+
+  // Rows [row0, row0 + rows) of a layer, as PyTorch's row-major [out, in] weight and [out] bias.
+  auto add = [&](const std::string& name, const DenseShape& l, int row0, int rows) {
+    const auto W = model.W(l);
+    const auto b = model.b(l);
+    Tensor w{name + ".weight", {rows, l.in}, std::vector<float>(static_cast<std::size_t>(rows) * l.in)};
+    for (int r = 0; r < rows; ++r)
+      for (int c = 0; c < l.in; ++c) w.data[static_cast<std::size_t>(r) * l.in + c] = W(row0 + r, c);
+    Tensor bias{name + ".bias", {rows}, std::vector<float>(b.data() + row0, b.data() + row0 + rows)};
+    f.tensors.push_back(std::move(w));
+    f.tensors.push_back(std::move(bias));
+  };
+  const auto& enc = model.encoder();
+  const auto& dec = model.decoder();
+  for (std::size_t i = 0; i + 1 < enc.size(); ++i) add(layer_name(pytorch, true, i), enc[i], 0, enc[i].out);
+  add("fc21", enc.back(), 0, d);  // μ rows
+  add("fc22", enc.back(), d, d);  // log σ² rows
+  for (std::size_t i = 0; i < dec.size(); ++i) add(layer_name(pytorch, false, i), dec[i], 0, dec[i].out);
+  if (model.decoder_logvar_offset() != Model::npos)
+    f.tensors.push_back({"decoder_logvar", {1}, {model.params()[model.decoder_logvar_offset()]}});
+  return f;
+}
+
+Model import_model(const SafetensorsFile& f) {
+  const auto fail = import_fail;
+  std::set<std::string> used;
+
+  struct Dense {
+    std::string name;
+    int in = 0, out = 0;
+    const Tensor* w = nullptr;
+    const Tensor* b = nullptr;
+  };
+  auto dense = [&](const std::string& name) {
+    Dense l;
+    l.name = name;
+    l.w = f.find(name + ".weight");
+    l.b = f.find(name + ".bias");
+    if (!l.w) fail("tensor '" + name + ".weight' is missing");
+    if (!l.b) fail("tensor '" + name + ".bias' is missing");
+    const auto& ws = l.w->shape;
+    if (ws.size() != 2 || ws[0] < 1 || ws[1] < 1 || ws[0] > std::numeric_limits<int>::max() ||
+        ws[1] > std::numeric_limits<int>::max())
+      fail("tensor '" + name + ".weight' has shape " + shape_str(ws) + ", expected [out, in]");
+    l.out = static_cast<int>(ws[0]);
+    l.in = static_cast<int>(ws[1]);
+    if (l.b->shape != std::vector<std::int64_t>{ws[0]})
+      fail("tensor '" + name + ".bias' has shape " + shape_str(l.b->shape) + ", expected [" + std::to_string(l.out) + "]");
+    used.insert(name + ".weight");
+    used.insert(name + ".bias");
+    return l;
+  };
+
+  // Which naming: PyTorch's examples/vae (fc1 … fc4) or vaelab's encoder.{i} / decoder.{i}.
+  const bool pytorch = f.find("fc1.weight") != nullptr;
+  std::vector<Dense> enc, dec;
+  if (pytorch) {
+    enc.push_back(dense("fc1"));
+    dec.push_back(dense("fc3"));
+    dec.push_back(dense("fc4"));
+  } else {
+    for (std::size_t i = 0; f.find(layer_name(false, true, i) + ".weight"); ++i) enc.push_back(dense(layer_name(false, true, i)));
+    for (std::size_t i = 0; f.find(layer_name(false, false, i) + ".weight"); ++i) dec.push_back(dense(layer_name(false, false, i)));
+    if (enc.empty()) fail("no encoder layers: expected fc1 (PyTorch examples/vae names) or encoder.0, encoder.1, …");
+    if (dec.empty()) fail("no decoder layers: expected fc3 and fc4, or decoder.0, decoder.1, …");
+  }
+  const Dense mu = dense("fc21");
+  const Dense lv = dense("fc22");
+
+  auto chain = [&](const Dense& l, int in, const std::string& from) {
+    if (l.in != in)
+      fail("'" + l.name + ".weight' takes " + std::to_string(l.in) + " inputs but " + from + " gives " +
+           std::to_string(in));
+  };
+  const int D = enc[0].in;
+  std::vector<int> hidden;
+  for (std::size_t i = 0; i < enc.size(); ++i) {
+    if (i > 0) chain(enc[i], enc[i - 1].out, "'" + enc[i - 1].name + "'");
+    hidden.push_back(enc[i].out);
+  }
+  chain(mu, enc.back().out, "'" + enc.back().name + "'");
+  if (lv.in != mu.in || lv.out != mu.out)
+    fail("'fc22.weight' is " + shape_str(lv.w->shape) + " but 'fc21.weight' is " + shape_str(mu.w->shape) +
+         "; the μ and log σ² heads must have the same shape");
+  const int latent = mu.out;
+  if (dec.size() != enc.size() + 1)
+    fail("the decoder has " + std::to_string(dec.size()) + " layers but the encoder has " + std::to_string(enc.size()) +
+         " hidden layers; vaelab's decoder mirrors the encoder (" + std::to_string(enc.size() + 1) + " layers)");
+  chain(dec[0], latent, "the latent (" + std::to_string(latent) + ")");
+  for (std::size_t i = 0; i < dec.size(); ++i) {
+    if (i > 0) chain(dec[i], dec[i - 1].out, "'" + dec[i - 1].name + "'");
+    const int want = i + 1 < dec.size() ? hidden[hidden.size() - 1 - i] : D;
+    if (dec[i].out != want)
+      fail("'" + dec[i].name + ".weight' has " + std::to_string(dec[i].out) + " outputs, expected " +
+           std::to_string(want) +
+           (i + 1 < dec.size() ? " (vaelab's decoder mirrors the encoder's widths)" : " (the image size)"));
+  }
+
+  ModelConfig cfg;
+  cfg.latent = latent;
+  cfg.hidden = hidden;
+  const auto meta = [&](const char* k) -> const std::string* {
+    auto it = f.metadata.find(k);
+    return it == f.metadata.end() ? nullptr : &it->second;
+  };
+  const std::string* mh = meta("image_h");
+  const std::string* mw = meta("image_w");
+  if (mh || mw) {
+    if (!mh || !mw) fail("the metadata gives only one of image_h and image_w");
+    if (!parse_int(*mh, cfg.image_h) || !parse_int(*mw, cfg.image_w) || cfg.image_h < 1 || cfg.image_w < 1)
+      fail("the metadata's image size '" + *mh + "' × '" + *mw + "' is not two positive integers");
+    if (static_cast<long long>(cfg.image_h) * cfg.image_w != D)
+      fail("the metadata's image size " + *mh + "×" + *mw + " does not match the " + std::to_string(D) +
+           " inputs of '" + enc[0].name + ".weight'");
+  } else {
+    const int side = static_cast<int>(std::lround(std::sqrt(static_cast<double>(D))));
+    if (static_cast<long long>(side) * side != D)
+      fail("the input size " + std::to_string(D) +
+           " is not a square and the file has no image_h/image_w metadata to say the image size");
+    cfg.image_h = cfg.image_w = side;
+  }
+  const Tensor* logvar = f.find("decoder_logvar");
+  if (const std::string* l = meta("likelihood")) {
+    try {
+      cfg.likelihood = parse_likelihood(*l);
+    } catch (const Error& e) {
+      fail(std::string("the metadata's likelihood: ") + e.what());
+    }
+  } else {
+    cfg.likelihood = logvar ? Likelihood::GaussianLearned : Likelihood::Bernoulli;
+  }
+  if (const std::string* s = meta("gaussian_sigma")) {
+    auto r = std::from_chars(s->data(), s->data() + s->size(), cfg.gaussian_sigma);
+    if (r.ec != std::errc() || r.ptr != s->data() + s->size())
+      fail("the metadata's gaussian_sigma '" + *s + "' is not a number");
+  }
+  if (cfg.likelihood == Likelihood::GaussianLearned) {
+    if (!logvar) fail("the likelihood is gaussian-learned but the tensor 'decoder_logvar' is missing");
+    if (logvar->shape != std::vector<std::int64_t>{1})
+      fail("tensor 'decoder_logvar' has shape " + shape_str(logvar->shape) + ", expected [1]");
+    used.insert("decoder_logvar");
+  } else if (logvar) {
+    fail(std::string("the file has a 'decoder_logvar' tensor but its likelihood is ") + to_string(cfg.likelihood));
+  }
+  for (const auto& t : f.tensors)
+    if (!used.count(t.name)) fail("the file has the unexpected tensor '" + t.name + "'");
+  try {
+    validate(cfg);
+  } catch (const Error& e) {
+    fail(std::string("the model in the file is not one vaelab can use: ") + e.what());
+  }
+
+  Model model(cfg);
+  auto fill = [&](const DenseShape& l, const Dense& src, int row0) {
+    auto W = model.W(l);
+    auto b = model.b(l);
+    for (int r = 0; r < src.out; ++r) {
+      for (int c = 0; c < src.in; ++c) W(row0 + r, c) = src.w->data[static_cast<std::size_t>(r) * src.in + c];
+      b(row0 + r) = src.b->data[static_cast<std::size_t>(r)];
+    }
+  };
+  for (std::size_t i = 0; i < enc.size(); ++i) fill(model.encoder()[i], enc[i], 0);
+  fill(model.encoder().back(), mu, 0);
+  fill(model.encoder().back(), lv, latent);
+  for (std::size_t i = 0; i < dec.size(); ++i) fill(model.decoder()[i], dec[i], 0);
+  if (logvar) model.params()[model.decoder_logvar_offset()] = logvar->data[0];
+  if (!model.all_finite()) fail("the parameters contain NaN or Inf");
+  return model;
+}
+
+}  // namespace vaelab

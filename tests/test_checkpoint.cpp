@@ -1,0 +1,341 @@
+// Tests for core/checkpoint: a full round trip, refusal of every truncation and of damaged bytes,
+// version and magic checks, and the atomic write's behaviour when it fails.
+// Not a test of resuming training (the trainer's tests do that).
+#include <doctest/doctest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "core/checkpoint.hpp"
+#include "core/error.hpp"
+#include "core/model.hpp"
+
+namespace fs = std::filesystem;
+using namespace vaelab;
+
+namespace {
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    static std::atomic<int> counter{0};
+    path = fs::temp_directory_path() /
+           ("vaelab-test-checkpoint-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::permissions(path, fs::perms::owner_all, fs::perm_options::add, ec);
+    fs::remove_all(path, ec);
+  }
+  fs::path operator/(const std::string& name) const { return path / name; }
+};
+
+using Bytes = std::vector<std::uint8_t>;
+
+Bytes read_all(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return Bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+void write_all(const fs::path& p, const Bytes& b) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+  REQUIRE(out.good());
+}
+
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "<no vaelab::Error thrown>";
+}
+
+bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+// Every field away from its default, NaNs where the format must keep them.
+TrainingState sample_state() {
+  TrainingState s;
+  s.model.image_h = 3;
+  s.model.image_w = 4;
+  s.model.latent = 2;
+  s.model.hidden = {5, 3};
+  s.model.likelihood = Likelihood::GaussianLearned;
+  s.model.gaussian_sigma = 0.25f;
+  s.train.batch = 7;
+  s.train.lr = 3e-4f;
+  s.train.beta = 0.5f;
+  s.train.warmup_steps = 100;
+  s.train.samples = 2;
+  s.train.seed = 0xfeedfacecafebeefULL;
+  s.train.threads = 3;
+  s.train.binarize = Binarize::Dynamic;
+  Model m(s.model);
+  m.init(42);
+  s.params.assign(m.params().begin(), m.params().end());
+  s.adam.beta1 = 0.8f;
+  s.adam.beta2 = 0.99f;
+  s.adam.eps = 1e-7f;
+  s.adam.t = 17;
+  s.adam.m.resize(s.params.size());
+  s.adam.v.resize(s.params.size());
+  for (std::size_t i = 0; i < s.params.size(); ++i) {
+    s.adam.m[i] = 0.001f * static_cast<float>(i);
+    s.adam.v[i] = 1e-6f * static_cast<float>(i * i);
+  }
+  Rng rng(77);
+  rng.normal();  // leaves a spare
+  s.rng = rng.state();
+  s.step = 1234567890123LL;
+  s.epoch = 4;
+  s.batch_in_epoch = 9;
+  s.order = {3, 1, 4, 1, 5, 9, 2, 6};
+  s.history.steps = {{1, 0.1f, -200.5f, -190.0f, 10.5f}, {2, 0.2f, -180.25f, -172.0f, 8.25f}};
+  EpochRecord e0;
+  e0.epoch = 0;
+  e0.step = 0;
+  e0.test_elbo = -300.0f;
+  EpochRecord e1;
+  e1.epoch = 1;
+  e1.step = 2;
+  e1.train_elbo = -185.0f;
+  e1.test_elbo = -181.0f;
+  e1.test_recon = -170.0f;
+  e1.test_kl = 11.0f;
+  e1.samples_per_s = 12345.5f;
+  e1.kl_per_dim = {3.5f, 7.5f};
+  s.history.epochs = {e0, e1};
+  s.history.markers = {{1, "β 1 → 0.5 at step 1"}, {2, ""}};
+  s.data_name = "fashion-mnist";
+  return s;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+}
+
+void check_same(const TrainingState& a, const TrainingState& b) {
+  CHECK(a.model == b.model);
+  CHECK(a.train == b.train);
+  CHECK(same_bits(a.params, b.params));
+  CHECK(a.adam.beta1 == b.adam.beta1);
+  CHECK(a.adam.beta2 == b.adam.beta2);
+  CHECK(a.adam.eps == b.adam.eps);
+  CHECK(a.adam.t == b.adam.t);
+  CHECK(same_bits(a.adam.m, b.adam.m));
+  CHECK(same_bits(a.adam.v, b.adam.v));
+  CHECK(a.rng.s == b.rng.s);
+  CHECK(a.rng.spare == b.rng.spare);
+  CHECK(a.rng.has_spare == b.rng.has_spare);
+  CHECK(a.step == b.step);
+  CHECK(a.epoch == b.epoch);
+  CHECK(a.batch_in_epoch == b.batch_in_epoch);
+  CHECK(a.order == b.order);
+  CHECK(a.history == b.history);
+  CHECK(a.data_name == b.data_name);
+}
+
+bool no_temp_files(const fs::path& dir) {
+  for (const auto& e : fs::directory_iterator(dir))
+    if (has(e.path().filename().string(), ".tmp.")) return false;
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("checkpoint: save and load keep every field") {
+  TempDir dir;
+  const TrainingState s = sample_state();
+  const auto file = dir / "run.vaelab";
+  save_checkpoint(file, s);
+  const TrainingState back = load_checkpoint(file);
+  check_same(s, back);
+  CHECK(std::isnan(back.history.epochs[0].train_elbo));
+  CHECK(no_temp_files(dir.path));
+
+  // A resumed RNG continues the same stream, spare normal included.
+  Rng a, b;
+  a.set_state(s.rng);
+  b.set_state(back.rng);
+  CHECK(a.normal() == b.normal());
+  CHECK(a.next_u64() == b.next_u64());
+
+  // A fresh optimiser (no moments yet) is a valid state too; overwriting keeps one file.
+  TrainingState fresh = s;
+  fresh.adam = Adam{};
+  fresh.history = History{};
+  fresh.order.clear();
+  fresh.model.likelihood = Likelihood::Bernoulli;
+  fresh.params.assign(Model(fresh.model).size(), 0.5f);
+  save_checkpoint(file, fresh);
+  check_same(fresh, load_checkpoint(file));
+  CHECK(no_temp_files(dir.path));
+}
+
+TEST_CASE("checkpoint: every truncation is refused") {
+  TempDir dir;
+  TrainingState s = sample_state();
+  s.history.steps.resize(1);
+  const auto good = dir / "good";
+  save_checkpoint(good, s);
+  const Bytes bytes = read_all(good);
+  REQUIRE(bytes.size() > 100);
+  const auto cut = dir / "cut";
+  for (std::size_t n = 0; n < bytes.size(); ++n) {
+    write_all(cut, Bytes(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(n)));
+    const std::string m = error_of([&] { load_checkpoint(cut); });
+    CAPTURE(n);
+    CHECK_MESSAGE((has(m, "truncated") || has(m, "empty")), m);
+  }
+  // And extra bytes after a complete checkpoint.
+  Bytes longer = bytes;
+  longer.push_back(0);
+  write_all(cut, longer);
+  const std::string m = error_of([&] { load_checkpoint(cut); });
+  CHECK_MESSAGE(has(m, "1 unexpected byte(s) after"), m);
+}
+
+TEST_CASE("checkpoint: damaged bytes are refused") {
+  TempDir dir;
+  const auto good = dir / "good";
+  save_checkpoint(good, sample_state());
+  const Bytes bytes = read_all(good);
+  const auto bad = dir / "bad";
+  int refused = 0, tried = 0;
+  for (std::size_t i = 0; i < bytes.size(); i += (i < 64 ? 1 : 7)) {
+    for (std::uint8_t mask : {std::uint8_t{0x01}, std::uint8_t{0x80}, std::uint8_t{0xff}}) {
+      Bytes b = bytes;
+      b[i] ^= mask;
+      write_all(bad, b);
+      ++tried;
+      const std::string m = error_of([&] { load_checkpoint(bad); });
+      if (m != "<no vaelab::Error thrown>") ++refused;
+      else FAIL_CHECK("flipping byte " << i << " with mask " << int(mask) << " was not noticed");
+    }
+  }
+  CHECK(refused == tried);
+  Bytes b = bytes;
+  b[bytes.size() / 2] ^= 0x10;
+  write_all(bad, b);
+  CHECK(has(error_of([&] { load_checkpoint(bad); }), "checksum mismatch: the file is damaged"));
+}
+
+TEST_CASE("checkpoint: wrong magic, newer version and missing files are refused") {
+  TempDir dir;
+  const auto file = dir / "ck";
+  save_checkpoint(file, sample_state());
+  const Bytes bytes = read_all(file);
+
+  Bytes b = bytes;
+  std::memcpy(b.data(), "PK\x03\x04", 4);
+  write_all(file, b);
+  CHECK(has(error_of([&] { load_checkpoint(file); }), file.string() + ": not a vaelab checkpoint"));
+
+  b = bytes;
+  b[8] = 2;  // version 2, little-endian
+  write_all(file, b);
+  CHECK(error_of([&] { load_checkpoint(file); }) ==
+        file.string() + ": written by a newer vaelab (version 2); this build reads version 1");
+
+  CHECK(has(error_of([&] { load_checkpoint(dir / "absent"); }), "does not exist"));
+  CHECK(has(error_of([&] { load_checkpoint(dir.path); }), "is a folder"));
+}
+
+TEST_CASE("checkpoint: inconsistent sizes are refused on load and save") {
+  TempDir dir;
+  const auto file = dir / "ck";
+  save_checkpoint(file, sample_state());
+  Bytes b = read_all(file);
+  // The latent size sits after the magic, version, file size, image_h and image_w. Change it and
+  // recompute the CRC, so only the consistency check can notice.
+  const std::size_t latent_at = 8 + 4 + 8 + 4 + 4;
+  REQUIRE(b[latent_at] == 2);
+  b[latent_at] = 3;
+  const uLong crc = crc32(crc32(0L, Z_NULL, 0), b.data(), static_cast<uInt>(b.size() - 4));
+  for (int i = 0; i < 4; ++i) b[b.size() - 4 + i] = static_cast<std::uint8_t>(crc >> (8 * i));
+  write_all(file, b);
+  const std::string m = error_of([&] { load_checkpoint(file); });
+  CHECK_MESSAGE(has(m, "parameters, but its model settings need"), m);
+
+  TrainingState s = sample_state();
+  s.params.pop_back();
+  CHECK(has(error_of([&] { save_checkpoint(dir / "x", s); }), "parameters, but its model settings need"));
+  s = sample_state();
+  s.adam.v.pop_back();
+  CHECK(has(error_of([&] { save_checkpoint(dir / "x", s); }), "optimiser state"));
+  CHECK_FALSE(fs::exists(dir / "x"));
+}
+
+TEST_CASE("checkpoint: non-finite parameters are not saved") {
+  TempDir dir;
+  TrainingState s = sample_state();
+  s.params[3] = std::numeric_limits<float>::quiet_NaN();
+  CHECK(has(error_of([&] { save_checkpoint(dir / "nan", s); }), "parameters contain NaN or Inf; not saving"));
+  s.params[3] = std::numeric_limits<float>::infinity();
+  CHECK(has(error_of([&] { save_checkpoint(dir / "nan", s); }), "parameters contain NaN or Inf; not saving"));
+  CHECK_FALSE(fs::exists(dir / "nan"));
+  CHECK(no_temp_files(dir.path));
+}
+
+TEST_CASE("checkpoint: a failed atomic write leaves no temp file and the old file intact") {
+  TempDir dir;
+  const Bytes old_bytes = {'o', 'l', 'd'};
+  const Bytes new_bytes = {'n', 'e', 'w', '!'};
+
+  SUBCASE("success replaces the file") {
+    write_all(dir / "f", old_bytes);
+    write_file_atomically(dir / "f", new_bytes.data(), new_bytes.size());
+    CHECK(read_all(dir / "f") == new_bytes);
+    write_file_atomically(dir / "empty", nullptr, 0);
+    CHECK(fs::file_size(dir / "empty") == 0);
+    CHECK(no_temp_files(dir.path));
+  }
+  SUBCASE("the target is a folder") {
+    fs::create_directories(dir / "sub" / "inner");
+    const std::string m = error_of([&] { write_file_atomically(dir / "sub", new_bytes.data(), new_bytes.size()); });
+    CHECK_MESSAGE(has(m, "cannot write '" + (dir / "sub").string() + "'"), m);
+    CHECK(fs::is_directory(dir / "sub" / "inner"));
+    CHECK(no_temp_files(dir.path));
+  }
+  SUBCASE("the folder does not exist") {
+    const std::string m =
+        error_of([&] { write_file_atomically(dir / "no" / "f", new_bytes.data(), new_bytes.size()); });
+    CHECK_MESSAGE(has(m, "No such file or directory"), m);
+  }
+  SUBCASE("the temporary file cannot be created") {
+    write_all(dir / "f", old_bytes);
+    // Occupy the temp file's name with a folder: creating the temp fails, the target must not change.
+    const auto blocker = dir / ("f.tmp." + std::to_string(::getpid()));
+    fs::create_directories(blocker);
+    const std::string m = error_of([&] { write_file_atomically(dir / "f", new_bytes.data(), new_bytes.size()); });
+    CHECK_MESSAGE(has(m, "cannot create the temporary file"), m);
+    CHECK(read_all(dir / "f") == old_bytes);
+    CHECK(fs::is_directory(blocker));  // not ours to remove
+  }
+  SUBCASE("the folder is not writable") {
+    if (::geteuid() == 0) {
+      MESSAGE("running as root, which may write anywhere; skipped");
+      return;
+    }
+    write_all(dir / "f", old_bytes);
+    fs::permissions(dir.path, fs::perms::owner_write | fs::perms::group_write | fs::perms::others_write,
+                    fs::perm_options::remove);
+    const std::string m = error_of([&] { write_file_atomically(dir / "f", new_bytes.data(), new_bytes.size()); });
+    CHECK_MESSAGE(has(m, "Permission denied"), m);
+    CHECK(read_all(dir / "f") == old_bytes);
+    CHECK(no_temp_files(dir.path));
+  }
+}
