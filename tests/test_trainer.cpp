@@ -121,11 +121,13 @@ TEST_CASE("trainer: pause, step, resume and stop while snapshots are read") {
   tr.start();
   // A reader thread hammers snapshot() the whole time, as the UI does.
   std::atomic<bool> done{false};
-  std::int64_t reads = 0;
+  std::int64_t reads = 0, inconsistent = 0;
   std::thread reader([&] {
     while (!done) {
+      // Every snapshot must be internally consistent: one history record per step taken.
       auto s = tr.snapshot();
-      reads += s->history.steps.size() >= 0 ? 1 : 0;
+      if (s->history.steps.size() != static_cast<std::size_t>(s->step)) ++inconsistent;
+      ++reads;
     }
   });
   std::this_thread::sleep_for(50ms);
@@ -148,6 +150,7 @@ TEST_CASE("trainer: pause, step, resume and stop while snapshots are read") {
   done = true;
   reader.join();
   CHECK(reads > 0);
+  CHECK(inconsistent == 0);
   CHECK(tr.finished());
 }
 
