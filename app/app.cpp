@@ -1,0 +1,394 @@
+// App: the per-frame orchestration described in app.hpp. Owns no GL resources itself (the panel
+// structs in AppState do) and never blocks on the trainer: commands are queued, data folders are
+// read on a background thread.
+#include "app/app.hpp"
+
+#include <GLFW/glfw3.h>
+#include <imgui.h>
+#include <imgui_internal.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+
+#include "app/gl_util.hpp"
+#include "app/image_export.hpp"
+#include "app/panels.hpp"
+#include "core/error.hpp"
+
+namespace vaelab::app {
+namespace {
+
+bool looks_like_idx(const std::filesystem::path& p) {
+  const std::string name = p.filename().string();
+  return name.find("idx1-ubyte") != std::string::npos || name.find("idx3-ubyte") != std::string::npos ||
+         name.find("idx2-ubyte") != std::string::npos;
+}
+
+std::future<std::shared_ptr<const Dataset>> read_data_async(std::filesystem::path folder) {
+  return std::async(std::launch::async, [folder] { return std::shared_ptr<const Dataset>(std::make_shared<Dataset>(load_dataset(folder))); });
+}
+
+}  // namespace
+
+void open_path(AppState& s, const std::filesystem::path& path) {
+  std::error_code ec;
+  std::filesystem::path p = path;
+  if (!std::filesystem::is_directory(p, ec) && looks_like_idx(p)) p = p.parent_path();  // a dropped IDX file
+  if (std::filesystem::is_directory(p, ec)) {
+    if (s.data_loading.valid()) {
+      s.post(Severity::Warning, "Still reading " + s.data_loading_path + "; try again in a moment.");
+      return;
+    }
+    s.data_loading_path = p.string();
+    s.data_loading = read_data_async(p);
+    std::snprintf(s.training.data_path, sizeof s.training.data_path, "%s", p.c_str());
+    s.post(Severity::Info, "Reading " + p.string() + " …");
+    return;
+  }
+  if (!std::filesystem::exists(p, ec)) {
+    s.post(Severity::Error, "No such file or folder: " + p.string());
+    return;
+  }
+  if (!s.trainer) {
+    s.post(Severity::Error, "Open a data folder first: a model needs data to train on (" + p.string() + ").");
+    return;
+  }
+  std::snprintf(s.training.file_path, sizeof s.training.file_path, "%s", p.c_str());
+  if (p.extension() == ".safetensors") s.trainer->import_safetensors(p);
+  else s.trainer->load(p);
+}
+
+App::App(AppState& state) : s_(state) {
+  Options& o = s_.options;
+  const std::filesystem::path data = o.data.empty() ? default_data_folder() : o.data;
+  if (!s_.training.file_path[0])
+    std::snprintf(s_.training.file_path, sizeof s_.training.file_path, "%s", (s_.data_dir / "checkpoint.vaelab").c_str());
+  s_.data_loading_path = data.string();
+  s_.data_loading = read_data_async(data);
+  std::snprintf(s_.training.data_path, sizeof s_.training.data_path, "%s", data.c_str());
+}
+
+App::~App() {
+  if (s_.trainer) {
+    s_.trainer->request_stop();
+    s_.trainer.reset();  // joins
+  }
+  if (s_.data_loading.valid()) s_.data_loading.wait();
+}
+
+void App::start_trainer(std::shared_ptr<const Dataset> data) {
+  Options& o = s_.options;
+  ModelConfig model = o.model;
+  model.image_h = data->train.height;
+  model.image_w = data->train.width;
+  try {
+    auto trainer = std::make_unique<Trainer>(data, model, o.train, o.trainer);
+    if (!o.load.empty()) {
+      try {
+        if (o.load.extension() == ".safetensors") trainer->import_safetensors_now(o.load);
+        else trainer->load_now(o.load);
+        std::snprintf(s_.training.file_path, sizeof s_.training.file_path, "%s", o.load.c_str());
+      } catch (const std::exception& e) {
+        s_.post(Severity::Error, std::string("Could not open ") + o.load.string() + ": " + e.what());
+      }
+      o.load.clear();
+    }
+    trainer->start();
+    s_.trainer = std::move(trainer);
+    s_.data = std::move(data);
+  } catch (const std::exception& e) {
+    s_.post(Severity::Error, std::string("Could not start training: ") + e.what());
+  }
+}
+
+void App::poll_data_loading() {
+  if (!s_.data_loading.valid() ||
+      s_.data_loading.wait_for(std::chrono::seconds(0)) != std::future_status::ready)
+    return;
+  try {
+    std::shared_ptr<const Dataset> data = s_.data_loading.get();
+    if (data->train.count == 0) throw Error("the folder has no training images");
+    if (!s_.trainer) {
+      start_trainer(data);
+    } else {
+      s_.trainer->set_data(data);
+      s_.data = data;
+    }
+    s_.post(Severity::Info, "Opened " + data->name + ": " + std::to_string(data->train.count) + " training images");
+  } catch (const std::exception& e) {
+    s_.post(Severity::Error, "Could not open the data folder " + s_.data_loading_path + ": " + e.what() +
+                                 (s_.trainer ? "" : "\nDrop a folder with IDX files on the window, or type its path in "
+                                                    "Training → Data & checkpoints."));
+  }
+  s_.data_loading = {};
+}
+
+void App::collect_trainer_errors() {
+  if (!s_.snap) return;
+  for (const LogLine& line : s_.snap->log) {
+    if (line.serial <= s_.errors_seen && s_.errors_seen != 0) continue;
+    if (line.severity == Severity::Error) s_.post(Severity::Error, line.text);
+  }
+  if (!s_.snap->log.empty()) s_.errors_seen = std::max(s_.errors_seen, s_.snap->log.back().serial);
+}
+
+void App::on_drop(const std::vector<std::string>& paths) {
+  if (paths.empty()) return;
+  if (paths.size() > 1) {
+    // Several IDX files from one folder: open the folder.
+    open_path(s_, std::filesystem::path(paths.front()));
+    return;
+  }
+  open_path(s_, paths.front());
+}
+
+namespace {
+
+// What of a snapshot shows on screen. The trainer republishes while paused; this only changes
+// when something drawn does.
+std::uint64_t visual_key(const Snapshot* s) {
+  if (!s) return 0;
+  std::uint64_t h = 1469598103934665603ull;
+  auto mix = [&](std::uint64_t v) { h = (h ^ v) * 1099511628211ull; };
+  mix(static_cast<std::uint64_t>(s->step));
+  mix(static_cast<std::uint64_t>(s->state));
+  mix(reinterpret_cast<std::uintptr_t>(s->model.get()));
+  mix(reinterpret_cast<std::uintptr_t>(s->data.get()));
+  mix(static_cast<std::uint64_t>(s->latent_step));
+  mix(s->log.empty() ? 0 : s->log.back().serial);
+  mix(s->history.steps.size());
+  mix(s->history.epochs.size());
+  mix(s->history.markers.size());
+  mix(static_cast<std::uint64_t>(s->epoch));
+  std::uint32_t bits[3];
+  std::memcpy(&bits[0], &s->train_config.lr, 4);
+  std::memcpy(&bits[1], &s->train_config.beta, 4);
+  bits[2] = static_cast<std::uint32_t>(s->train_config.warmup_steps);
+  for (std::uint32_t b : bits) mix(b);
+  return h;
+}
+
+}  // namespace
+
+bool App::wants_frame() {
+  if (screenshots_requested_ > 0 || s_.latent.animating) return true;
+  if (s_.data_loading.valid() && s_.data_loading.wait_for(std::chrono::seconds(0)) == std::future_status::ready) return true;
+  if (!s_.trainer) return false;
+  return visual_key(s_.trainer->snapshot().get()) != drawn_key_;
+}
+
+void App::shortcuts() {
+  ImGuiIO& io = ImGui::GetIO();
+  if (ImGui::IsKeyPressed(GLFW_KEY_F12, false)) request_screenshot();
+  if (io.KeyCtrl && ImGui::IsKeyPressed(GLFW_KEY_Q, false)) s_.quit = true;
+  if (io.WantTextInput) return;
+  if (io.KeyCtrl && ImGui::IsKeyPressed(GLFW_KEY_S, false) && s_.trainer && s_.training.file_path[0])
+    s_.trainer->save(s_.training.file_path);
+  if (!io.KeyCtrl && ImGui::IsKeyPressed(GLFW_KEY_SPACE, false) && s_.trainer && s_.snap && !ImGui::IsAnyItemActive())
+    s_.snap->state == TrainerState::Running ? s_.trainer->pause() : s_.trainer->resume();
+}
+
+void App::menu_bar() {
+  if (!ImGui::BeginMainMenuBar()) return;
+  menu_height_ = ImGui::GetWindowSize().y;
+  if (ImGui::BeginMenu("File")) {
+    const bool can = s_.trainer && s_.training.file_path[0];
+    if (ImGui::MenuItem("Save checkpoint", "Ctrl+S", false, can)) s_.trainer->save(s_.training.file_path);
+    if (ImGui::MenuItem("Load checkpoint", nullptr, false, can)) open_path(s_, s_.training.file_path);
+    ImGui::TextDisabled("  (path: Training → Data & checkpoints)");
+    ImGui::Separator();
+    if (ImGui::MenuItem("Screenshot", "F12")) request_screenshot();
+    ImGui::Separator();
+    if (ImGui::MenuItem("Quit", "Ctrl+Q")) s_.quit = true;
+    ImGui::EndMenu();
+  }
+  if (ImGui::BeginMenu("View")) {
+    if (ImGui::MenuItem("Grey images", nullptr, s_.colormap == kGrey)) s_.colormap = kGrey;
+    if (ImGui::MenuItem("Viridis images", nullptr, s_.colormap == kViridis)) s_.colormap = kViridis;
+    ImGui::Separator();
+    if (ImGui::MenuItem("Reset layout")) s_.reset_layout = true;
+    ImGui::EndMenu();
+  }
+  if (ImGui::BeginMenu("Help")) {
+    ImGui::TextUnformatted("Space        pause / resume training\n"
+                           "Ctrl+S       save the checkpoint\n"
+                           "F12          screenshot into the export folder\n"
+                           "Ctrl+Q       quit\n\n"
+                           "Latent map:  drag to pan, wheel to zoom, click sets A,\n"
+                           "             shift-click sets B, drag the yellow ring\n"
+                           "             (or double-click) to move the decoder's z\n\n"
+                           "Drop a folder of IDX files on the window to train on it,\n"
+                           "or a checkpoint / .safetensors file to open it.");
+    ImGui::Separator();
+    ImGui::TextDisabled("exports: %s", s_.export_dir.c_str());
+    ImGui::TextDisabled("settings: %s", (s_.config_dir / "vaelab.ini").c_str());
+    ImGui::EndMenu();
+  }
+  // Right-aligned summary.
+  char right[160];
+  if (s_.snap && s_.snap->data)
+    std::snprintf(right, sizeof right, "%s · latent %d · %.0f fps", s_.snap->data->name.c_str(), s_.snap->model_config.latent,
+                  s_.stats.fps);
+  else if (s_.data_loading.valid())
+    std::snprintf(right, sizeof right, "reading %s …", s_.data_loading_path.c_str());
+  else
+    std::snprintf(right, sizeof right, "no data");
+  const float w = ImGui::CalcTextSize(right).x;
+  ImGui::SameLine(std::max(ImGui::GetCursorPosX() + 20, ImGui::GetWindowWidth() - w - 12));
+  ImGui::TextDisabled("%s", right);
+  ImGui::EndMainMenuBar();
+}
+
+void App::messages() {
+  // Info fades after a few seconds, warnings later, errors stay until dismissed.
+  std::erase_if(s_.messages, [&](const Message& m) {
+    return (m.severity == Severity::Info && s_.now - m.time > 6) || (m.severity == Severity::Warning && s_.now - m.time > 20);
+  });
+  if (s_.messages.size() > 6) s_.messages.erase(s_.messages.begin(), s_.messages.end() - 6);
+  if (s_.messages.empty()) return;
+  const ImGuiViewport* vp = ImGui::GetMainViewport();
+  ImGui::SetNextWindowPos(ImVec2(vp->WorkPos.x + vp->WorkSize.x * 0.5f, vp->WorkPos.y + vp->WorkSize.y - 10), ImGuiCond_Always,
+                          ImVec2(0.5f, 1.0f));
+  ImGui::SetNextWindowSizeConstraints(ImVec2(200, 0), ImVec2(vp->WorkSize.x * 0.7f, vp->WorkSize.y * 0.5f));
+  ImGui::SetNextWindowBgAlpha(0.94f);
+  const ImGuiWindowFlags flags = ImGuiWindowFlags_NoDecoration | ImGuiWindowFlags_AlwaysAutoResize |
+                                 ImGuiWindowFlags_NoSavedSettings | ImGuiWindowFlags_NoFocusOnAppearing |
+                                 ImGuiWindowFlags_NoNav;
+  if (ImGui::Begin("##messages", nullptr, flags)) {
+    ImGui::BringWindowToDisplayFront(ImGui::GetCurrentWindow());
+    int remove = -1;
+    for (std::size_t i = 0; i < s_.messages.size(); ++i) {
+      const Message& m = s_.messages[i];
+      ImGui::PushID(static_cast<int>(i));
+      if (ImGui::SmallButton("×")) remove = static_cast<int>(i);
+      ImGui::SameLine();
+      const ImVec4 col = m.severity == Severity::Error ? ImVec4(1.0f, 0.45f, 0.45f, 1)
+                         : m.severity == Severity::Warning ? ImVec4(1.0f, 0.8f, 0.35f, 1)
+                                                            : ImVec4(0.75f, 0.9f, 1.0f, 1);
+      ImGui::PushStyleColor(ImGuiCol_Text, col);
+      ImGui::PushTextWrapPos(vp->WorkSize.x * 0.65f);
+      ImGui::TextUnformatted(m.severity == Severity::Error ? ("Error: " + m.text).c_str() : m.text.c_str());
+      ImGui::PopTextWrapPos();
+      ImGui::PopStyleColor();
+      ImGui::PopID();
+    }
+    if (remove >= 0) s_.messages.erase(s_.messages.begin() + remove);
+  }
+  ImGui::End();
+}
+
+void App::layout(float top) {
+  // Default tiling (no docking in ImGui 1.86): three columns sized from the window, applied on
+  // first use (then the user's arrangement is remembered) or again on View → Reset layout.
+  const ImGuiViewport* vp = ImGui::GetMainViewport();
+  const float W = vp->Size.x, H = vp->Size.y - top;
+  const float c1 = std::floor(W * 0.25f), c2 = std::floor(W * 0.40f), c3 = W - c1 - c2;
+  const float h_train = std::floor(H * 0.60f), h_latent = std::floor(H * 0.58f);
+  const float h_dec = std::floor(H * 0.34f), h_int = std::floor(H * 0.28f);
+  const float x0 = vp->Pos.x, y0 = vp->Pos.y + top;
+  slots_.clear();
+  slots_[kWinTraining] = ImVec4(x0, y0, c1, h_train);
+  slots_[kWinSamples] = ImVec4(x0, y0 + h_train, c1, H - h_train);
+  slots_[kWinLatent] = ImVec4(x0 + c1, y0, c2, h_latent);
+  slots_[kWinCurves] = ImVec4(x0 + c1, y0 + h_latent, c2, H - h_latent);
+  slots_[kWinDecoder] = ImVec4(x0 + c1 + c2, y0, c3, h_dec);
+  slots_[kWinInterpolation] = ImVec4(x0 + c1 + c2, y0 + h_dec, c3, h_int);
+  slots_[kWinManifold] = ImVec4(x0 + c1 + c2, y0 + h_dec + h_int, c3, H - h_dec - h_int);
+}
+
+void App::apply_slot(const char* window) {
+  const auto it = slots_.find(window);
+  if (it == slots_.end()) return;
+  const ImGuiCond cond = s_.reset_layout ? ImGuiCond_Always : ImGuiCond_FirstUseEver;
+  ImGui::SetNextWindowPos(ImVec2(it->second.x, it->second.y), cond);
+  ImGui::SetNextWindowSize(ImVec2(it->second.z, it->second.w), cond);
+}
+
+void App::placeholder(const char* window, const char* text) {
+  if (ImGui::Begin(window)) ImGui::TextDisabled("%s", text);
+  ImGui::End();
+}
+
+void App::frame() {
+  s_.now = ImGui::GetTime();
+  poll_data_loading();
+  if (s_.trainer) s_.snap = s_.trainer->snapshot();
+  drawn_key_ = visual_key(s_.snap.get());
+  if (s_.snap && s_.snap->model != s_.model_seen) {
+    s_.model_seen = s_.snap->model;
+    ++s_.model_serial;
+  }
+  collect_trainer_errors();
+  shortcuts();
+  menu_bar();
+
+  const Snapshot* snap = s_.snap.get();
+  const bool ready = snap && snap->model && snap->data;
+  const char* waiting = s_.data_loading.valid() ? "Reading the data…" : "No data: drop a folder of IDX files on the window.";
+  layout(menu_height_);
+
+  // The latent map runs before the decoder so dragging the z ring shows in the decoder this frame.
+  auto panel = [&](const char* name, auto&& draw) {
+    apply_slot(name);
+    if (ready) draw(*snap);
+    else placeholder(name, waiting);
+  };
+  apply_slot(kWinTraining);
+  draw_training(s_, snap);
+  panel(kWinLatent, [&](const Snapshot& sn) { draw_latent_map(s_, sn); });
+  panel(kWinDecoder, [&](const Snapshot& sn) { draw_decoder(s_, sn); });
+  panel(kWinCurves, [&](const Snapshot& sn) { draw_curves(s_, sn); });
+  panel(kWinInterpolation, [&](const Snapshot& sn) { draw_interpolation(s_, sn); });
+  panel(kWinManifold, [&](const Snapshot& sn) { draw_manifold(s_, sn); });
+  panel(kWinSamples, [&](const Snapshot& sn) { draw_samples(s_, sn); });
+  s_.reset_layout = false;
+  messages();
+  if (ready && snap->latent_step >= 0) write_ready_file();
+}
+
+void App::write_ready_file() {
+  if (ready_written_ || s_.options.screenshot_dir.empty()) return;
+  std::error_code ec;
+  std::filesystem::create_directories(s_.options.screenshot_dir, ec);
+  std::ofstream(s_.options.screenshot_dir / "ready") << "ready\n";
+  ready_written_ = true;
+}
+
+void App::after_render(int fb_w, int fb_h) {
+  if (screenshots_requested_ == 0) return;
+  screenshots_requested_ = 0;
+  const std::filesystem::path dir = s_.options.screenshot_dir.empty() ? s_.export_dir : s_.options.screenshot_dir;
+  char stem[32];
+  std::snprintf(stem, sizeof stem, "shot-%03d", ++screenshots_written_);
+  try {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    std::vector<std::uint8_t> rgba(static_cast<std::size_t>(fb_w) * fb_h * 4);
+    glPixelStorei(GL_PACK_ALIGNMENT, 1);
+    glReadBuffer(GL_BACK);
+    glReadPixels(0, 0, fb_w, fb_h, GL_RGBA, GL_UNSIGNED_BYTE, rgba.data());
+    write_framebuffer_png(dir / (std::string(stem) + "-window.png"), rgba, fb_w, fb_h);
+    if (!s_.decoder.image.empty())
+      write_image_png(dir / (std::string(stem) + "-decoder.png"), s_.decoder.image.values(), s_.decoder.image.width(),
+                      s_.decoder.image.height(), s_.colormap, 0);
+    // Widget rectangles and a little state, for scripts driving the app (tests/e2e).
+    std::ofstream info(dir / (std::string(stem) + ".tmp"));
+    if (s_.snap) {
+      info << "step " << s_.snap->step << "\n";
+      info << "state " << (s_.snap->state == TrainerState::Running ? "running" : s_.snap->state == TrainerState::Paused ? "paused" : "finished") << "\n";
+      info << "version " << s_.snap->version << "\n";
+    }
+    info << "fps " << s_.stats.fps << "\n";
+    for (const auto& [name, r] : s_.rects) info << "rect " << name << ' ' << r.x << ' ' << r.y << ' ' << r.z << ' ' << r.w << "\n";
+    info.close();
+    std::filesystem::rename(dir / (std::string(stem) + ".tmp"), dir / (std::string(stem) + ".txt"));
+    if (s_.options.screenshot_dir.empty()) s_.post(Severity::Info, "Screenshot saved in " + dir.string());
+  } catch (const std::exception& e) {
+    s_.post(Severity::Error, std::string("Screenshot failed: ") + e.what());
+  }
+}
+
+}  // namespace vaelab::app

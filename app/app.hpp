@@ -1,0 +1,54 @@
+// App: one frame of the desktop program — takes the trainer's snapshot, places the panel windows
+// (default tiling on first use or on "Reset layout"), draws the menu bar, panels and messages,
+// handles shortcuts, drops and background data loading, and the screenshot test hook.
+// Not the window or the frame loop (main.cpp) and not any panel's contents (panel_*.cpp).
+#pragma once
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "app/app_state.hpp"
+
+namespace vaelab::app {
+
+class App {
+ public:
+  explicit App(AppState& state);  // starts reading the data; the trainer follows when it's ready
+  ~App();                         // stops and joins the trainer
+  App(const App&) = delete;
+  App& operator=(const App&) = delete;
+
+  // Build the ImGui frame (between ImGui::NewFrame and ImGui::Render).
+  void frame();
+  // After rendering, before the swap: write requested screenshots (reads the back buffer).
+  void after_render(int fb_w, int fb_h);
+  void request_screenshot() { ++screenshots_requested_; }
+  // Paths dropped on the window (GLFW drop callback).
+  void on_drop(const std::vector<std::string>& paths);
+  // Whether something visible changed since the last frame without user input: a new training
+  // step or weights, new codes or log lines, data arriving, an animation, a screenshot request.
+  bool wants_frame();
+
+ private:
+  void poll_data_loading();
+  void start_trainer(std::shared_ptr<const Dataset> data);
+  void collect_trainer_errors();
+  void shortcuts();
+  void menu_bar();
+  void messages();
+  void layout(float top);
+  void apply_slot(const char* window);
+  void placeholder(const char* window, const char* text);
+  void write_ready_file();
+
+  AppState& s_;
+  int screenshots_requested_ = 0;
+  int screenshots_written_ = 0;
+  bool ready_written_ = false;
+  std::uint64_t drawn_key_ = 0;  // visual_key() of the snapshot last drawn
+  float menu_height_ = 0;
+  std::map<std::string, ImVec4> slots_;  // default position and size of each panel window
+};
+
+}  // namespace vaelab::app

@@ -1,0 +1,226 @@
+// AppState: everything the desktop app remembers between frames — command-line options, the
+// trainer, messages, and one plain struct per panel (view settings, caches, GL images).
+// Panels keep no function-local statics; they read and write their struct here.
+// Not shared with the trainer thread: only the UI thread touches it.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <future>
+#include <limits>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <Eigen/Core>
+#include <imgui.h>
+
+#include "app/gl_image.hpp"
+#include "app/gl_points.hpp"
+#include "core/config.hpp"
+#include "core/data.hpp"
+#include "core/rng.hpp"
+#include "core/snapshot.hpp"
+#include "core/trainer.hpp"
+#include "core/view_math.hpp"
+
+namespace vaelab::app {
+
+// ---- command line ----
+struct Options {
+  std::filesystem::path data;          // empty: core::default_data_folder()
+  std::filesystem::path load;          // a checkpoint (or .safetensors) to open at start
+  ModelConfig model;                   // image size is taken from the data
+  TrainConfig train;
+  TrainerOptions trainer;
+  int width = 1280, height = 800;
+  bool size_given = false;
+  std::filesystem::path screenshot_dir;  // test hook: F12 / SIGUSR1 write PNGs + widget rects here
+  std::filesystem::path frame_stats;     // write per-frame times (CSV) here at exit
+  double quit_after_s = 0;               // close by itself after this many seconds (measurements)
+  int fps_cap = 60;                      // frame limiter when the swap does not block (Xvfb)
+  bool vsync = true;
+};
+
+struct Message {
+  Severity severity = Severity::Info;
+  std::string text;
+  double time = 0;  // ImGui time when posted
+};
+
+// Redo a cached computation when the snapshot changed, at most once per `period` seconds.
+struct Throttle {
+  std::uint64_t version = std::numeric_limits<std::uint64_t>::max();
+  double last = -1e9;
+  bool due(std::uint64_t v, double now, double period) {
+    if (v == version || now - last < period) return false;
+    version = v;
+    last = now;
+    return true;
+  }
+  void invalidate() { version = std::numeric_limits<std::uint64_t>::max(), last = -1e9; }
+};
+
+struct TrainingPanelState {
+  // live settings (edited here, sent on release; re-synced from the snapshot otherwise)
+  float lr = 1e-3f, beta = 1.0f;
+  int warmup = 0;
+  double hold_until = 0;
+  // model settings form (applied by "Rebuild…" after a confirmation)
+  bool form_synced = false;
+  int latent = 2;
+  char hidden[64] = "400";
+  int likelihood = 0;
+  float sigma = 0.1f;
+  int batch = 128, samples = 1, seed = 1, threads = 1, binarize = 0;
+  std::string form_error;
+  ModelConfig pending_model;
+  TrainConfig pending_train;
+  // files
+  char file_path[1024] = "";
+  char data_path[1024] = "";
+  bool confirm_reset = false;
+  std::uint64_t log_lines_seen = 0;  // serial of the last log line shown (for auto-scroll)
+};
+
+struct CurvesState {
+  bool log_y = false;
+  bool show_raw = true;
+  float smoothing = 0.95f;  // EMA weight of the past (0: none)
+  std::uint64_t history_key = std::numeric_limits<std::uint64_t>::max();
+  float cached_smoothing = -1;
+  bool cached_log = false;
+  // extracted series (x = step)
+  std::vector<float> step_x, elbo, recon, kl, elbo_s, recon_s, kl_s;
+  std::vector<float> epoch_x, test_elbo, test_recon, test_kl, train_epoch_elbo;
+  std::vector<std::string> marker_text;
+  std::vector<double> marker_x;
+};
+
+struct LatentMapState {
+  int mode = 0;  // 0: PCA plane, 1: two chosen dimensions
+  int dim_x = 0, dim_y = 1;
+  Pca2 plane;    // projection: plane = componentsᵀ (z − mean); dims mode uses unit axes, mean 0
+  bool plane_valid = false;
+  std::uint64_t plane_serial = 0;  // increments whenever the plane changes (caches depend on it)
+  // projected codes, refreshed when the snapshot's codes or the plane change
+  std::int64_t codes_step = -2;
+  const void* codes_data = nullptr;
+  int codes_mode = -1, codes_dx = -1, codes_dy = -1;
+  std::size_t codes_count = 0;
+  Eigen::MatrixXf xy;                 // (2, N)
+  std::vector<std::uint8_t> labels;   // N (255: none)
+  GlPoints points;
+  int mode_for_latent = -1;           // the latent size the default mode was chosen for
+  // view
+  bool auto_fit = true;
+  bool animating = false;             // the view is still easing towards the fit
+  double cx = 0, cy = 0, half_h = 3;  // centre and half the visible height, plane units
+  double fit_cx = 0, fit_cy = 0, fit_half_w = 3, fit_half_h = 3;  // robust extent of the codes
+  float point_px = 4;
+  // interaction
+  int hovered = -1;                   // index into the display subset
+  enum class Drag { None, Pan, MoveZ } drag = Drag::None;
+  bool press_on_canvas = false;
+  ImVec2 press_pos{};
+  GlImage hover_original, hover_recon;
+  int hover_cached = -1;
+  std::uint64_t hover_version = 0;
+};
+
+struct DecoderState {
+  Eigen::VectorXf z;                  // the slider position (latent)
+  GlImage image;
+  std::uint64_t decoded_version = std::numeric_limits<std::uint64_t>::max();
+  Eigen::VectorXf decoded_z;
+  float range = 3.0f;                 // sliders span ±range
+  bool sort_by_kl = true;
+  std::vector<int> order;             // slider order (by KL, descending), refreshed when idle
+  double order_time = -1e9;
+  Rng rng{12345};
+};
+
+struct InterpolationState {
+  Eigen::VectorXf a, b;
+  bool has_a = false, has_b = false;
+  std::uint64_t ab_serial = 1;        // increments when A or B move
+  float t = 0.5f;
+  int frames = 9;
+  GlImage lerp_strip, slerp_strip, lerp_at_t, slerp_at_t;
+  Throttle strips;
+  std::uint64_t strips_ab = 0;
+  int strips_frames = 0;
+  std::uint64_t at_t_version = std::numeric_limits<std::uint64_t>::max();
+  float at_t = -1;
+  std::uint64_t at_t_ab = 0;
+};
+
+struct ManifoldState {
+  int n = 10;
+  GlImage grid;
+  Throttle refresh;
+  int built_n = 0;
+  std::uint64_t built_plane = 0;
+  Eigen::VectorXf built_base;
+  Eigen::MatrixXf zs;                 // (d, n·n), row-major tiles from the top-left
+};
+
+struct SamplesState {
+  int rows = 4, cols = 8, pairs = 8;
+  GlImage prior, recon_pairs;
+  Eigen::MatrixXf eps;                // (d, rows·cols) prior draws
+  std::vector<int> test_idx;          // test images shown with their reconstructions
+  std::uint64_t prior_seed = 1, pick_seed = 1;
+  Throttle refresh;
+  bool dirty = true;
+};
+
+struct FrameStats {
+  std::vector<float> work_ms;         // build + render + swap, per frame
+  std::vector<float> interval_ms;     // start to start
+  std::vector<float> build_ms, render_ms, swap_ms;  // the parts of work_ms
+  double fps = 0;
+};
+
+struct AppState {
+  Options options;
+  std::unique_ptr<Trainer> trainer;
+  std::shared_ptr<const Snapshot> snap;   // this frame's snapshot (may be null)
+  std::shared_ptr<const Dataset> data;    // what the trainer was created with / last sent
+  // The trainer republishes while paused; the weights only change when the model pointer does.
+  // Decode caches key on model_serial (bumped when snap->model changes; holding the pointer
+  // rules out a new model reusing the old address).
+  std::shared_ptr<const Model> model_seen;
+  std::uint64_t model_serial = 0;
+
+  // a data folder being read in the background (drop or "Open")
+  std::future<std::shared_ptr<const Dataset>> data_loading;
+  std::string data_loading_path;
+
+  std::vector<Message> messages;
+  std::uint64_t errors_seen = 0;      // serial of the last trainer error turned into a message
+  int colormap = kGrey;
+  std::filesystem::path config_dir, data_dir, export_dir;
+  bool reset_layout = false;          // re-apply the default tiling this frame
+  bool quit = false;
+  double now = 0;
+  int window_w = 0, window_h = 0;     // last window size (saved with the settings)
+
+  TrainingPanelState training;
+  CurvesState curves;
+  LatentMapState latent;
+  DecoderState decoder;
+  InterpolationState interp;
+  ManifoldState manifold;
+  SamplesState samples;
+  FrameStats stats;
+
+  // Screen rectangles of key widgets (min.x, min.y, max.x, max.y), for the e2e test hook.
+  std::map<std::string, ImVec4> rects;
+
+  void post(Severity s, std::string text);
+  void note_rect(const char* name);   // the last ImGui item's rectangle
+};
+
+}  // namespace vaelab::app

@@ -1,0 +1,132 @@
+// Curves panel: training ELBO per step (raw and smoothed) and test ELBO per epoch, with the
+// reconstruction and KL terms in two smaller plots; linear or log axis, markers where β, lr or
+// warm-up changed, CSV export. Series are extracted from the snapshot's history once per version.
+// Not the plot widget itself (plot.cpp).
+#include <cmath>
+#include <exception>
+
+#include "app/image_export.hpp"
+#include "app/panels.hpp"
+#include "app/plot.hpp"
+
+namespace vaelab::app {
+namespace {
+
+constexpr ImU32 kRaw = IM_COL32(86, 180, 233, 70);
+constexpr ImU32 kSmooth = IM_COL32(86, 180, 233, 255);
+constexpr ImU32 kTest = IM_COL32(230, 159, 0, 255);
+constexpr ImU32 kTrainEpoch = IM_COL32(204, 121, 167, 255);
+
+void refresh(CurvesState& c, const Snapshot& snap) {
+  const bool flip = c.log_y;  // on a log axis show −ELBO and −log p(x|z), which are positive
+  // The history only grows or is cleared; its sizes and last step identify it.
+  const History& h = snap.history;
+  const std::uint64_t key = h.steps.size() * 1000003u + h.epochs.size() * 7919u + h.markers.size() * 131u +
+                            static_cast<std::uint64_t>(h.steps.empty() ? 0 : h.steps.back().step);
+  if (c.history_key == key && c.cached_smoothing == c.smoothing && c.cached_log == c.log_y) return;
+  c.history_key = key;
+  c.cached_smoothing = c.smoothing;
+  c.cached_log = c.log_y;
+  const float sign = flip ? -1.0f : 1.0f;
+  const auto& steps = snap.history.steps;
+  const std::size_t n = steps.size();
+  c.step_x.resize(n);
+  c.elbo.resize(n);
+  c.recon.resize(n);
+  c.kl.resize(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    c.step_x[i] = static_cast<float>(steps[i].step);
+    c.elbo[i] = sign * steps[i].elbo;
+    c.recon[i] = sign * steps[i].recon;
+    c.kl[i] = steps[i].kl;
+  }
+  const float alpha = 1.0f - std::clamp(c.smoothing, 0.0f, 0.999f);
+  c.elbo_s = smooth_ema(c.elbo.data(), n, alpha);
+  c.recon_s = smooth_ema(c.recon.data(), n, alpha);
+  c.kl_s = smooth_ema(c.kl.data(), n, alpha);
+  const auto& epochs = snap.history.epochs;
+  const std::size_t m = epochs.size();
+  c.epoch_x.resize(m);
+  c.test_elbo.resize(m);
+  c.test_recon.resize(m);
+  c.test_kl.resize(m);
+  c.train_epoch_elbo.resize(m);
+  for (std::size_t i = 0; i < m; ++i) {
+    c.epoch_x[i] = static_cast<float>(epochs[i].step);
+    c.test_elbo[i] = sign * epochs[i].test_elbo;
+    c.test_recon[i] = sign * epochs[i].test_recon;
+    c.test_kl[i] = epochs[i].test_kl;
+    c.train_epoch_elbo[i] = sign * epochs[i].train_elbo;
+  }
+  c.marker_x.clear();
+  c.marker_text.clear();
+  for (const ChangeMarker& mk : snap.history.markers) {
+    c.marker_x.push_back(static_cast<double>(mk.step));
+    c.marker_text.push_back(mk.text);
+  }
+}
+
+}  // namespace
+
+void draw_curves(AppState& state, const Snapshot& snap) {
+  if (!ImGui::Begin(kWinCurves)) {
+    ImGui::End();
+    return;
+  }
+  CurvesState& c = state.curves;
+  ImGui::Checkbox("log scale", &c.log_y);
+  if (ImGui::IsItemHovered()) ImGui::SetTooltip("Log axis: shows −ELBO and −log p(x|z) (positive, lower is better)");
+  ImGui::SameLine();
+  ImGui::Checkbox("raw", &c.show_raw);
+  ImGui::SameLine();
+  ImGui::SetNextItemWidth(ImGui::GetFontSize() * 6);
+  ImGui::SliderFloat("smoothing", &c.smoothing, 0.0f, 0.995f, "%.3f");
+  ImGui::SameLine();
+  if (ImGui::SmallButton("Export CSV")) {
+    try {
+      const auto file = unique_export_path(state.export_dir, "curves", ".csv");
+      write_curves_csv(file, snap.history);
+      state.post(Severity::Info, "Saved " + file.string());
+    } catch (const std::exception& e) {
+      state.post(Severity::Error, std::string("CSV export failed: ") + e.what());
+    }
+  }
+  refresh(c, snap);
+
+  std::vector<PlotMarker> markers;
+  for (std::size_t i = 0; i < c.marker_x.size(); ++i) markers.push_back({c.marker_x[i], c.marker_text[i]});
+  const std::size_t n = c.step_x.size(), m = c.epoch_x.size();
+  auto series3 = [&](const std::vector<float>& raw, const std::vector<float>& smooth, const std::vector<float>& test) {
+    std::vector<PlotSeries> s;
+    if (c.show_raw) s.push_back({"train", c.step_x.data(), raw.data(), n, kRaw, 1.0f, false, false, false});
+    s.push_back({c.smoothing > 0 ? "train (smoothed)" : "train", c.step_x.data(), smooth.data(), n, kSmooth, 1.8f});
+    s.push_back({"test", c.epoch_x.data(), test.data(), m, kTest, 1.5f, true});
+    return s;
+  };
+
+  const ImVec2 avail = ImGui::GetContentRegionAvail();
+  const float spacing = ImGui::GetStyle().ItemSpacing.y;
+  const float top_h = std::max(80.0f, (avail.y - spacing) * 0.56f);
+  PlotOptions top;
+  top.title = c.log_y ? "−ELBO (nats per image, lower is better)" : "ELBO (nats per image, higher is better)";
+  top.x_label = "step";
+  top.log_y = c.log_y;
+  auto elbo_series = series3(c.elbo, c.elbo_s, c.test_elbo);
+  elbo_series.push_back({"train (epoch mean)", c.epoch_x.data(), c.train_epoch_elbo.data(), m, kTrainEpoch, 1.2f, true,
+                         false, true});
+  plot("##elbo", ImVec2(avail.x, top_h), top, elbo_series, markers);
+
+  const float half_w = (avail.x - ImGui::GetStyle().ItemSpacing.x) * 0.5f;
+  const float bottom_h = std::max(60.0f, avail.y - top_h - spacing);
+  PlotOptions rec = top;
+  rec.title = c.log_y ? "−log p(x|z)" : "reconstruction log p(x|z)";
+  rec.legend = false;
+  plot("##recon", ImVec2(half_w, bottom_h), rec, series3(c.recon, c.recon_s, c.test_recon), markers);
+  ImGui::SameLine();
+  PlotOptions kl = rec;
+  kl.title = "KL(q(z|x) ‖ p(z))";
+  plot("##kl", ImVec2(half_w, bottom_h), kl, series3(c.kl, c.kl_s, c.test_kl), markers);
+  ImGui::End();
+}
+
+}  // namespace vaelab::app

@@ -1,0 +1,145 @@
+// Interpolation panel: between points A and B (set on the latent map), a t slider, the images at
+// t for linear and spherical interpolation, and strips of evenly spaced frames for both, side by
+// side. The paths themselves are drawn on the latent map. Not the interpolation maths
+// (core/view_math: lerp, slerp).
+#include <algorithm>
+
+#include "app/panels.hpp"
+#include "core/model.hpp"
+
+namespace vaelab::app {
+namespace {
+
+// Before the user picks anything, start from two test codes of different classes.
+void default_endpoints(InterpolationState& in, const Snapshot& snap) {
+  if ((in.has_a && in.has_b) || snap.latent_mu.cols() < 2) return;
+  const ImageSet& test = snap.data->test;
+  int first = 0, second = 1;
+  if (test.has_labels()) {
+    const int la = test.labels[static_cast<std::size_t>(snap.display_indices[0])];
+    for (std::size_t k = 1; k < snap.display_indices.size(); ++k)
+      if (test.labels[static_cast<std::size_t>(snap.display_indices[k])] != la) {
+        second = static_cast<int>(k);
+        break;
+      }
+  }
+  if (!in.has_a) in.a = snap.latent_mu.col(first);
+  if (!in.has_b) in.b = snap.latent_mu.col(second);
+  in.has_a = in.has_b = true;
+  ++in.ab_serial;
+}
+
+}  // namespace
+
+void draw_interpolation(AppState& state, const Snapshot& snap) {
+  if (!ImGui::Begin(kWinInterpolation)) {
+    ImGui::End();
+    return;
+  }
+  sync_latent_size(state, snap);
+  InterpolationState& in = state.interp;
+  default_endpoints(in, snap);
+  DecoderState& dec = state.decoder;
+
+  if (ImGui::SmallButton("A ← z")) {
+    in.a = dec.z;
+    in.has_a = true;
+    ++in.ab_serial;
+  }
+  if (ImGui::IsItemHovered()) ImGui::SetTooltip("Set A to the decoder's z (or click the latent map)");
+  ImGui::SameLine();
+  if (ImGui::SmallButton("B ← z")) {
+    in.b = dec.z;
+    in.has_b = true;
+    ++in.ab_serial;
+  }
+  if (ImGui::IsItemHovered()) ImGui::SetTooltip("Set B to the decoder's z (or shift-click the latent map)");
+  ImGui::SameLine();
+  if (ImGui::SmallButton("Swap")) {
+    std::swap(in.a, in.b);
+    ++in.ab_serial;
+  }
+  ImGui::SameLine();
+  if (ImGui::SmallButton("z ← t")) dec.z = lerp(in.a, in.b, in.t);
+  if (ImGui::IsItemHovered()) ImGui::SetTooltip("Send the linear interpolation at t to the decoder");
+  ImGui::SameLine();
+  ImGui::SetNextItemWidth(ImGui::GetFontSize() * 5.0f);
+  ImGui::SliderInt("##frames", &in.frames, 3, 16, "%d frames");
+  ImGui::SameLine();
+
+  ImGui::SetNextItemWidth(-ImGui::CalcTextSize("t").x - ImGui::GetStyle().ItemInnerSpacing.x);
+  ImGui::SliderFloat("t", &in.t, 0.0f, 1.0f, "t = %.2f");
+
+  if (!in.has_a || !in.has_b || in.a.size() != dec.z.size() || !snap.model) {
+    ImGui::TextDisabled("Click the latent map to set A, shift-click to set B.");
+    ImGui::End();
+    return;
+  }
+
+  const int h = snap.model_config.image_h, w = snap.model_config.image_w;
+  // Strips: refreshed with new weights a few times a second, at once when A, B or N change.
+  const bool strips_stale = in.strips_ab != in.ab_serial || in.strips_frames != in.frames;
+  if (strips_stale) in.strips.invalidate();
+  if (in.strips.due(state.model_serial, state.now, 0.25)) {
+    const int n = in.frames;
+    Eigen::MatrixXf zl(in.a.size(), n), zs(in.a.size(), n), img;
+    for (int k = 0; k < n; ++k) {
+      const float t = static_cast<float>(k) / (n - 1);
+      zl.col(k) = lerp(in.a, in.b, t);
+      zs.col(k) = slerp(in.a, in.b, t);
+    }
+    int tw = 0, th = 0;
+    decode(snap, zl, img);
+    std::vector<float> strip = tile(img, h, w, 1, n, 1, tw, th);
+    in.lerp_strip.update(strip.data(), tw, th);
+    decode(snap, zs, img);
+    strip = tile(img, h, w, 1, n, 1, tw, th);
+    in.slerp_strip.update(strip.data(), tw, th);
+    in.strips_ab = in.ab_serial;
+    in.strips_frames = n;
+  }
+  if (in.at_t != in.t || in.at_t_ab != in.ab_serial || in.at_t_version != state.model_serial) {
+    Eigen::MatrixXf img;
+    decode(snap, lerp(in.a, in.b, in.t), img);
+    in.lerp_at_t.update(img.data(), w, h);
+    decode(snap, slerp(in.a, in.b, in.t), img);
+    in.slerp_at_t.update(img.data(), w, h);
+    in.at_t = in.t;
+    in.at_t_ab = in.ab_serial;
+    in.at_t_version = state.model_serial;
+  }
+
+  const ImVec2 avail = ImGui::GetContentRegionAvail();
+  const float spacing = ImGui::GetStyle().ItemSpacing.y;
+  const float line_h = ImGui::GetTextLineHeightWithSpacing();
+  const float row_h = std::max(24.0f, (avail.y - 2 * line_h - spacing) / 2);
+  const float big = std::min(row_h, avail.x * 0.28f);
+  auto row = [&](const char* name, GlImage& at_t, GlImage& strip, const char* stem) {
+    ImGui::TextDisabled("%s", name);
+    ImGui::SameLine();
+    ImGui::PushID(stem);
+    export_png_button(state, "PNG", strip, stem);
+    ImGui::PopID();
+    at_t.draw(ImVec2(big, big), state.colormap);
+    ImGui::SameLine();
+    const ImVec2 room(std::max(10.0f, ImGui::GetContentRegionAvail().x), big);
+    const ImVec2 size = strip.fit(room);
+    const ImVec2 q0 = ImGui::GetCursorScreenPos();
+    const ImVec2 pos(q0.x, q0.y + (big - size.y) * 0.5f);
+    ImGui::SetCursorScreenPos(pos);
+    strip.draw(size, state.colormap);
+    // Mark where t falls along the strip.
+    if (!strip.empty() && in.frames > 1) {
+      const float scale = size.x / strip.width();
+      const float tile_w = w * scale, step = (w + 1) * scale;
+      const float x = pos.x + in.t * (in.frames - 1) * step;
+      ImDrawList* dl = ImGui::GetWindowDrawList();
+      dl->AddRect(ImVec2(x - 1, pos.y - 1), ImVec2(x + tile_w + 1, pos.y + size.y + 1), IM_COL32(255, 210, 40, 255), 0, 0, 2.0f);
+    }
+  };
+  row("linear (lerp)", in.lerp_at_t, in.lerp_strip, "interpolation-lerp");
+  row("spherical (slerp)", in.slerp_at_t, in.slerp_strip, "interpolation-slerp");
+  ImGui::End();
+}
+
+}  // namespace vaelab::app

@@ -1,0 +1,398 @@
+// Latent map: the encoded means of the display subset of the test set as GL point sprites,
+// coloured by label with a legend; PCA plane or two chosen dims for latent > 2. Drag pans, the
+// wheel zooms, hover shows the test image and its reconstruction, click sets A, shift-click B,
+// the decoder's z is a ring that can be dragged (double-click moves it). Overlays: A→B paths.
+// Not the projection maths (core/view_math: pca_2d, project).
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "app/panels.hpp"
+#include "core/model.hpp"
+
+namespace vaelab::app {
+namespace {
+
+constexpr float kPickPx = 7.0f;     // hover radius for points
+constexpr float kHandlePx = 10.0f;  // grab radius of the z ring
+
+void choose_plane(LatentMapState& map, const Snapshot& snap) {
+  const int d = snap.model ? snap.model->latent() : 0;
+  if (d <= 0) return;
+  if (map.mode_for_latent != d) {  // a new model: sensible defaults
+    map.mode = d == 2 ? 1 : 0;
+    map.dim_x = 0;
+    map.dim_y = d > 1 ? 1 : 0;
+    map.mode_for_latent = d;
+    map.auto_fit = true;
+  }
+  if (d == 1) map.mode = 0;
+  map.dim_x = std::clamp(map.dim_x, 0, d - 1);
+  map.dim_y = std::clamp(map.dim_y, 0, d - 1);
+  const Eigen::Index n = snap.latent_mu.cols();
+  const bool codes_changed = map.codes_step != snap.latent_step || map.codes_data != snap.data.get() ||
+                             map.codes_count != static_cast<std::size_t>(n);
+  const bool plane_changed = map.codes_mode != map.mode || map.codes_dx != map.dim_x || map.codes_dy != map.dim_y ||
+                             map.plane.mean.size() != d;
+  if (!codes_changed && !plane_changed) return;
+  map.codes_step = snap.latent_step;
+  map.codes_data = snap.data.get();
+  map.codes_count = static_cast<std::size_t>(n);
+  map.codes_mode = map.mode;
+  map.codes_dx = map.dim_x;
+  map.codes_dy = map.dim_y;
+
+  if (map.mode == 1) {
+    map.plane.mean = Eigen::VectorXf::Zero(d);
+    map.plane.components = Eigen::MatrixXf::Zero(d, 2);
+    map.plane.components(map.dim_x, 0) = 1;
+    map.plane.components(map.dim_y, 1) = 1;
+    map.plane_valid = true;
+    if (plane_changed) ++map.plane_serial;
+  } else if (n >= 2) {
+    const bool had = map.plane_valid && map.plane.components.rows() == d && !plane_changed;
+    const Eigen::MatrixXf old = had ? map.plane.components : Eigen::MatrixXf();
+    map.plane = pca_2d(snap.latent_mu);
+    // PCA directions have no sign: keep them pointing the way they did, so the map doesn't flip.
+    if (had)
+      for (int k = 0; k < 2; ++k)
+        if (map.plane.components.col(k).dot(old.col(k)) < 0) map.plane.components.col(k) *= -1;
+    map.plane_valid = true;
+    ++map.plane_serial;
+  } else {
+    map.plane_valid = false;
+  }
+  if (!map.plane_valid || n == 0) {
+    map.xy.resize(2, 0);
+    map.labels.clear();
+    map.points.set_points(nullptr, nullptr, 0);
+    return;
+  }
+  map.xy = project(map.plane, snap.latent_mu);
+  map.labels.assign(static_cast<std::size_t>(n), 255);
+  const ImageSet& test = snap.data->test;
+  if (test.has_labels())
+    for (Eigen::Index k = 0; k < n; ++k) {
+      const int i = snap.display_indices[static_cast<std::size_t>(k)];
+      map.labels[static_cast<std::size_t>(k)] = test.labels[static_cast<std::size_t>(i)];
+    }
+  map.points.set_points(map.xy.data(), map.labels.data(), static_cast<int>(n));
+
+  // Robust extent (0.5 % … 99.5 %) so a few far-out codes don't shrink everyone else.
+  std::vector<float> xs(map.xy.row(0).begin(), map.xy.row(0).end()), ys(map.xy.row(1).begin(), map.xy.row(1).end());
+  auto quantile = [](std::vector<float>& v, double q) {
+    const std::size_t k = std::min(v.size() - 1, static_cast<std::size_t>(q * (v.size() - 1)));
+    std::nth_element(v.begin(), v.begin() + static_cast<long>(k), v.end());
+    return static_cast<double>(v[k]);
+  };
+  const double x0 = quantile(xs, 0.005), x1 = quantile(xs, 0.995), y0 = quantile(ys, 0.005), y1 = quantile(ys, 0.995);
+  if (std::isfinite(x0) && std::isfinite(x1) && std::isfinite(y0) && std::isfinite(y1)) {
+    map.fit_cx = (x0 + x1) / 2;
+    map.fit_cy = (y0 + y1) / 2;
+    map.fit_half_w = std::max((x1 - x0) / 2 * 1.12, 1e-3);
+    map.fit_half_h = std::max((y1 - y0) / 2 * 1.12, 1e-3);
+  }
+}
+
+void draw_toolbar(LatentMapState& map, const Snapshot& snap) {
+  const int d = snap.model ? snap.model->latent() : 0;
+  if (d >= 2) {
+    ImGui::SetNextItemWidth(ImGui::GetFontSize() * 6.5f);
+    const char* modes[] = {"PCA plane", "two dims"};
+    ImGui::Combo("##mode", &map.mode, modes, 2);
+    if (map.mode == 1) {
+      auto dim_combo = [&](const char* id, int& dim) {
+        ImGui::SameLine();
+        ImGui::SetNextItemWidth(ImGui::GetFontSize() * 3.8f);
+        char preview[16];
+        std::snprintf(preview, sizeof preview, "z%d", dim + 1);
+        if (ImGui::BeginCombo(id, preview)) {
+          for (int k = 0; k < d; ++k) {
+            char name[16];
+            std::snprintf(name, sizeof name, "z%d", k + 1);
+            if (ImGui::Selectable(name, k == dim)) dim = k;
+          }
+          ImGui::EndCombo();
+        }
+      };
+      dim_combo("##dx", map.dim_x);
+      ImGui::SameLine();
+      ImGui::TextUnformatted("vs");
+      dim_combo("##dy", map.dim_y);
+    } else if (map.plane_valid && map.plane.total_variance > 0) {
+      ImGui::SameLine();
+      ImGui::TextDisabled("%.0f%% of variance",
+                          100.0 * (map.plane.explained_variance[0] + map.plane.explained_variance[1]) / map.plane.total_variance);
+    }
+    ImGui::SameLine();
+  }
+  ImGui::SetNextItemWidth(ImGui::GetFontSize() * 4.5f);
+  ImGui::SliderFloat("##size", &map.point_px, 1.0f, 12.0f, "dot %.0f");
+  ImGui::SameLine();
+  if (ImGui::SmallButton(map.auto_fit ? "Fit (auto)" : "Fit")) map.auto_fit = true;
+  help_marker("Drag: pan · wheel: zoom · hover: the test image and its reconstruction\n"
+              "Click: set A · Shift-click: set B (for the interpolation)\n"
+              "Drag the yellow ring, or double-click, to move the decoder's z");
+}
+
+}  // namespace
+
+void draw_latent_map(AppState& state, const Snapshot& snap) {
+  if (!ImGui::Begin(kWinLatent)) {
+    ImGui::End();
+    return;
+  }
+  LatentMapState& map = state.latent;
+  sync_latent_size(state, snap);
+  draw_toolbar(map, snap);
+  choose_plane(map, snap);
+
+  const ImVec2 p0 = ImGui::GetCursorScreenPos();
+  ImVec2 size = ImGui::GetContentRegionAvail();
+  size.x = std::max(size.x, 50.0f);
+  size.y = std::max(size.y, 50.0f);
+  const ImVec2 p1(p0.x + size.x, p0.y + size.y);
+  ImGui::InvisibleButton("##canvas", size);
+  state.note_rect("latent_canvas");
+  const bool hovered = ImGui::IsItemHovered();
+  const bool active = ImGui::IsItemActive();
+  ImGuiIO& io = ImGui::GetIO();
+
+  // ---- view: auto-fit eases towards the codes' extent; otherwise the user's pan/zoom ----
+  const double aspect = size.x / size.y;
+  map.animating = false;
+  if (map.auto_fit && map.codes_count > 0) {
+    const double target_half = std::max(map.fit_half_h, map.fit_half_w / aspect);
+    const double k = 1.0 - std::exp(-12.0 * std::min(io.DeltaTime, 0.1f));
+    const bool far = std::fabs(map.half_h - target_half) > target_half * 2 || map.half_h <= 0;
+    map.cx = far ? map.fit_cx : map.cx + (map.fit_cx - map.cx) * k;
+    map.cy = far ? map.fit_cy : map.cy + (map.fit_cy - map.cy) * k;
+    map.half_h = far ? target_half : map.half_h + (target_half - map.half_h) * k;
+    // Settle exactly once close, so the points stop being re-rendered.
+    const double eps = 1e-3 * target_half;
+    if (std::fabs(map.cx - map.fit_cx) < eps && std::fabs(map.cy - map.fit_cy) < eps && std::fabs(map.half_h - target_half) < eps) {
+      map.cx = map.fit_cx;
+      map.cy = map.fit_cy;
+      map.half_h = target_half;
+    } else {
+      map.animating = true;
+    }
+  }
+  const double ppu = size.y / (2 * map.half_h);  // pixels per plane unit (same on both axes)
+  const ImVec2 centre((p0.x + p1.x) / 2, (p0.y + p1.y) / 2);
+  auto to_screen = [&](double u, double v) {
+    return ImVec2(static_cast<float>(centre.x + (u - map.cx) * ppu), static_cast<float>(centre.y - (v - map.cy) * ppu));
+  };
+  auto to_plane_px = [&](ImVec2 s) {
+    return Eigen::Vector2f(static_cast<float>(map.cx + (s.x - centre.x) / ppu), static_cast<float>(map.cy - (s.y - centre.y) / ppu));
+  };
+
+  // ---- the points, rendered off-screen ----
+  const ImVec2 fb_scale = io.DisplayFramebufferScale;
+  PointView view;
+  view.cx = static_cast<float>(map.cx);
+  view.cy = static_cast<float>(map.cy);
+  view.sx = static_cast<float>(2 * ppu / size.x);
+  view.sy = static_cast<float>(2 * ppu / size.y);
+  view.point_px = map.point_px * fb_scale.x;
+  view.alpha = map.codes_count > 20000 ? 0.55f : 0.8f;
+  const ImVec4 bg = ImGui::GetStyleColorVec4(ImGuiCol_FrameBg);
+  const ImVec4 wbg = ImGui::GetStyleColorVec4(ImGuiCol_WindowBg);
+  view.background = ImVec4(wbg.x * 0.7f + bg.x * 0.3f, wbg.y * 0.7f + bg.y * 0.3f, wbg.z * 0.7f + bg.z * 0.3f, 1);
+  for (int k = 0; k < 10; ++k) {
+    const Rgb8 c = category_colour(k);
+    view.palette[static_cast<std::size_t>(k)] = {c.r / 255.0f, c.g / 255.0f, c.b / 255.0f};
+  }
+  view.palette_size = 10;
+  map.points.render(static_cast<int>(size.x * fb_scale.x), static_cast<int>(size.y * fb_scale.y), view);
+  ImDrawList* dl = ImGui::GetWindowDrawList();
+  dl->AddImage(map.points.texture(), p0, p1, ImVec2(0, 1), ImVec2(1, 0));
+  dl->PushClipRect(p0, p1, true);
+
+  // ---- faint grid with labels ----
+  {
+    const Eigen::Vector2f lo = to_plane_px(ImVec2(p0.x, p1.y)), hi = to_plane_px(ImVec2(p1.x, p0.y));
+    const ImU32 grid = ImGui::GetColorU32(ImGuiCol_Border, 0.35f);
+    const ImU32 label = ImGui::GetColorU32(ImGuiCol_TextDisabled);
+    for (double t : nice_ticks(lo.x(), hi.x(), std::max(2, static_cast<int>(size.x / 90)))) {
+      const float x = to_screen(t, 0).x;
+      dl->AddLine(ImVec2(x, p0.y), ImVec2(x, p1.y), t == 0 ? ImGui::GetColorU32(ImGuiCol_Border, 0.8f) : grid);
+      dl->AddText(ImVec2(x + 2, p1.y - ImGui::GetTextLineHeight() - 1), label, tick_label(t).c_str());
+    }
+    for (double t : nice_ticks(lo.y(), hi.y(), std::max(2, static_cast<int>(size.y / 70)))) {
+      const float y = to_screen(0, t).y;
+      dl->AddLine(ImVec2(p0.x, y), ImVec2(p1.x, y), t == 0 ? ImGui::GetColorU32(ImGuiCol_Border, 0.8f) : grid);
+      dl->AddText(ImVec2(p0.x + 3, y - ImGui::GetTextLineHeight()), label, tick_label(t).c_str());
+    }
+  }
+
+  // ---- hover: nearest code within a few pixels ----
+  const ImVec2 mouse = io.MousePos;
+  map.hovered = -1;
+  if (hovered && map.drag != LatentMapState::Drag::Pan) {
+    float best = kPickPx * kPickPx;
+    for (Eigen::Index k = 0; k < map.xy.cols(); ++k) {
+      const ImVec2 s = to_screen(map.xy(0, k), map.xy(1, k));
+      const float dx = s.x - mouse.x, dy = s.y - mouse.y, d2 = dx * dx + dy * dy;
+      if (d2 < best) {
+        best = d2;
+        map.hovered = static_cast<int>(k);
+      }
+    }
+  }
+
+  // ---- interaction ----
+  DecoderState& dec = state.decoder;
+  const Eigen::Vector2f zp = to_plane(map, dec.z);
+  const ImVec2 z_screen = to_screen(zp.x(), zp.y());
+  const float zdx = mouse.x - z_screen.x, zdy = mouse.y - z_screen.y;
+  const bool near_z = hovered && zdx * zdx + zdy * zdy <= kHandlePx * kHandlePx;
+  if (hovered && io.MouseWheel != 0) {
+    const Eigen::Vector2f before = to_plane_px(mouse);
+    map.half_h = std::clamp(map.half_h * std::pow(0.85, io.MouseWheel), 1e-4, 1e4);
+    const double ppu2 = size.y / (2 * map.half_h);
+    map.cx = before.x() - (mouse.x - centre.x) / ppu2;
+    map.cy = before.y() + (mouse.y - centre.y) / ppu2;
+    map.auto_fit = false;
+  }
+  if (ImGui::IsItemActivated()) {
+    map.press_pos = mouse;
+    map.drag = near_z ? LatentMapState::Drag::MoveZ : LatentMapState::Drag::None;
+  }
+  if (active) {
+    if (map.drag == LatentMapState::Drag::None && ImGui::IsMouseDragging(ImGuiMouseButton_Left, 3.0f))
+      map.drag = LatentMapState::Drag::Pan;
+    if (map.drag == LatentMapState::Drag::Pan) {
+      map.cx -= io.MouseDelta.x / ppu;
+      map.cy += io.MouseDelta.y / ppu;
+      if (io.MouseDelta.x != 0 || io.MouseDelta.y != 0) map.auto_fit = false;
+    } else if (map.drag == LatentMapState::Drag::MoveZ) {
+      const Eigen::Vector2f p = to_plane_px(mouse);
+      dec.z = move_in_plane(map, dec.z, p.x(), p.y());
+    }
+  }
+  const bool plane_ok = map.plane_valid && map.plane.mean.size() == dec.z.size();
+  auto lifted = [&](ImVec2 s) {  // a position on the map as a full z
+    if (map.hovered >= 0) return Eigen::VectorXf(snap.latent_mu.col(map.hovered));
+    const Eigen::Vector2f p = to_plane_px(s);
+    return move_in_plane(map, map.mode == 0 && plane_ok ? map.plane.mean : dec.z, p.x(), p.y());
+  };
+  if (ImGui::IsItemDeactivated() && map.drag == LatentMapState::Drag::None) {
+    InterpolationState& in = state.interp;
+    if (io.KeyShift) {
+      in.b = lifted(mouse);
+      in.has_b = true;
+    } else {
+      in.a = lifted(mouse);
+      in.has_a = true;
+    }
+    ++in.ab_serial;
+  }
+  if (hovered && ImGui::IsMouseDoubleClicked(ImGuiMouseButton_Left)) dec.z = lifted(mouse);
+  if (!active) map.drag = LatentMapState::Drag::None;
+
+  // ---- overlays: A→B paths, A, B, the decoder's z, the hovered code ----
+  const InterpolationState& in = state.interp;
+  if (in.has_a && in.has_b && in.a.size() == dec.z.size()) {
+    std::vector<ImVec2> lerp_path, slerp_path;
+    for (int k = 0; k <= 48; ++k) {
+      const float t = k / 48.0f;
+      const Eigen::Vector2f a = to_plane(map, lerp(in.a, in.b, t)), b = to_plane(map, slerp(in.a, in.b, t));
+      lerp_path.push_back(to_screen(a.x(), a.y()));
+      slerp_path.push_back(to_screen(b.x(), b.y()));
+    }
+    dl->AddPolyline(slerp_path.data(), static_cast<int>(slerp_path.size()), IM_COL32(120, 220, 255, 200), 0, 2.0f);
+    dl->AddPolyline(lerp_path.data(), static_cast<int>(lerp_path.size()), IM_COL32(255, 255, 255, 210), 0, 2.0f);
+    const Eigen::Vector2f ta = to_plane(map, lerp(in.a, in.b, in.t)), tb = to_plane(map, slerp(in.a, in.b, in.t));
+    dl->AddCircleFilled(to_screen(ta.x(), ta.y()), 4, IM_COL32(255, 255, 255, 255));
+    dl->AddCircleFilled(to_screen(tb.x(), tb.y()), 4, IM_COL32(120, 220, 255, 255));
+  }
+  auto letter = [&](const Eigen::VectorXf& z, const char* text, ImU32 colour) {
+    if (z.size() != dec.z.size()) return;
+    const Eigen::Vector2f p = to_plane(map, z);
+    const ImVec2 s = to_screen(p.x(), p.y());
+    dl->AddCircleFilled(s, 8, IM_COL32(20, 20, 20, 220));
+    dl->AddCircle(s, 8, colour, 20, 2.0f);
+    const ImVec2 ts = ImGui::CalcTextSize(text);
+    dl->AddText(ImVec2(s.x - ts.x / 2, s.y - ts.y / 2), colour, text);
+  };
+  if (in.has_a) letter(in.a, "A", IM_COL32(255, 255, 255, 255));
+  if (in.has_b) letter(in.b, "B", IM_COL32(255, 255, 255, 255));
+  {
+    const bool hot = near_z || map.drag == LatentMapState::Drag::MoveZ;
+    const ImU32 zc = hot ? IM_COL32(255, 235, 80, 255) : IM_COL32(255, 210, 40, 230);
+    dl->AddCircle(z_screen, hot ? 9.0f : 7.5f, IM_COL32(0, 0, 0, 200), 24, 4.0f);
+    dl->AddCircle(z_screen, hot ? 9.0f : 7.5f, zc, 24, 2.0f);
+    dl->AddLine(ImVec2(z_screen.x - 13, z_screen.y), ImVec2(z_screen.x - 5, z_screen.y), zc, 1.5f);
+    dl->AddLine(ImVec2(z_screen.x + 5, z_screen.y), ImVec2(z_screen.x + 13, z_screen.y), zc, 1.5f);
+    dl->AddLine(ImVec2(z_screen.x, z_screen.y - 13), ImVec2(z_screen.x, z_screen.y - 5), zc, 1.5f);
+    dl->AddLine(ImVec2(z_screen.x, z_screen.y + 5), ImVec2(z_screen.x, z_screen.y + 13), zc, 1.5f);
+    if (near_z) ImGui::SetMouseCursor(ImGuiMouseCursor_Hand);
+  }
+  if (map.hovered >= 0) {
+    const ImVec2 s = to_screen(map.xy(0, map.hovered), map.xy(1, map.hovered));
+    dl->AddCircle(s, map.point_px * 0.5f + 3, IM_COL32(255, 255, 255, 255), 16, 1.5f);
+  }
+
+  // ---- legend ----
+  const ImageSet& test = snap.data->test;
+  if (test.has_labels() && !snap.data->class_names.empty()) {
+    const float lh = ImGui::GetTextLineHeight();
+    float w = 0;
+    for (const std::string& name : snap.data->class_names) w = std::max(w, ImGui::CalcTextSize(name.c_str()).x);
+    const int rows = static_cast<int>(snap.data->class_names.size());
+    ImVec2 l0(p1.x - w - 30, p0.y + 6);
+    const ImVec2 l1(p1.x - 6, l0.y + rows * lh + 6);
+    if (!(hovered && mouse.x >= l0.x && mouse.y <= l1.y)) {
+      dl->AddRectFilled(l0, l1, ImGui::GetColorU32(ImGuiCol_PopupBg, 0.8f), 4);
+      for (int k = 0; k < rows; ++k) {
+        const float y = l0.y + 3 + k * lh;
+        dl->AddCircleFilled(ImVec2(l0.x + 10, y + lh / 2), 4.5f, label_colour(k));
+        dl->AddText(ImVec2(l0.x + 20, y), ImGui::GetColorU32(ImGuiCol_Text), snap.data->class_names[static_cast<std::size_t>(k)].c_str());
+      }
+    }
+  }
+  if (map.codes_count == 0) {
+    const char* msg = snap.latent_step < 0 ? "encoding the test images…" : "no codes to show";
+    const ImVec2 ts = ImGui::CalcTextSize(msg);
+    dl->AddText(ImVec2(centre.x - ts.x / 2, centre.y - ts.y / 2 - 30), ImGui::GetColorU32(ImGuiCol_TextDisabled), msg);
+  }
+  dl->PopClipRect();
+
+  // ---- hover tooltip: the test image and its reconstruction ----
+  if (map.hovered >= 0 && map.hovered < static_cast<int>(snap.display_indices.size())) {
+    const int i = snap.display_indices[static_cast<std::size_t>(map.hovered)];
+    const int h = test.height, w = test.width;
+    if (map.hover_cached != map.hovered || map.hover_version != state.model_serial) {
+      map.hover_original.update_bytes(test.image(i), w, h);
+      Eigen::MatrixXf img;
+      decode(snap, snap.latent_mu.col(map.hovered), img);
+      map.hover_recon.update(img.data(), w, h);
+      map.hover_cached = map.hovered;
+      map.hover_version = state.model_serial;
+    }
+    ImGui::BeginTooltip();
+    const float side = std::max(84.0f, ImGui::GetFontSize() * 6);
+    const ImVec2 s = map.hover_original.fit(ImVec2(side, side));
+    ImGui::BeginGroup();
+    map.hover_original.draw(s, state.colormap);
+    ImGui::TextDisabled("test #%d", i);
+    ImGui::EndGroup();
+    ImGui::SameLine();
+    ImGui::BeginGroup();
+    map.hover_recon.draw(s, state.colormap);
+    ImGui::TextDisabled("reconstruction");
+    ImGui::EndGroup();
+    if (test.has_labels()) {
+      const int label = test.labels[static_cast<std::size_t>(i)];
+      ImGui::ColorButton("##c", ImGui::ColorConvertU32ToFloat4(label_colour(label)), ImGuiColorEditFlags_NoTooltip,
+                         ImVec2(ImGui::GetTextLineHeight(), ImGui::GetTextLineHeight()));
+      ImGui::SameLine();
+      ImGui::TextUnformatted(class_name(snap, label).c_str());
+    }
+    ImGui::EndTooltip();
+  }
+  ImGui::End();
+}
+
+}  // namespace vaelab::app

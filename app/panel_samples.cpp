@@ -1,0 +1,82 @@
+// Samples panel: images decoded from draws of the prior N(0, I), and test images above their
+// reconstructions (decoded encoder means). Recomputed from the current weights at most a few
+// times a second, not every frame. Not an evaluation of the model (see the curves).
+#include <algorithm>
+
+#include "app/panels.hpp"
+#include "core/model.hpp"
+
+namespace vaelab::app {
+
+void draw_samples(AppState& state, const Snapshot& snap) {
+  if (!ImGui::Begin(kWinSamples)) {
+    ImGui::End();
+    return;
+  }
+  sync_latent_size(state, snap);
+  SamplesState& s = state.samples;
+  const int d = snap.model ? snap.model->latent() : 0;
+  const ImageSet& test = snap.data->test;
+  if (d == 0 || test.count == 0) {
+    ImGui::TextDisabled("waiting for a model…");
+    ImGui::End();
+    return;
+  }
+  if (s.dirty || s.eps.rows() != d || s.eps.cols() != s.rows * s.cols) {
+    Rng rng(s.prior_seed);
+    s.eps.resize(d, s.rows * s.cols);
+    for (Eigen::Index k = 0; k < s.eps.size(); ++k) s.eps.data()[k] = rng.normal();
+    Rng pick(s.pick_seed * 7919 + 17);
+    s.test_idx.clear();
+    for (int k = 0; k < s.pairs; ++k) s.test_idx.push_back(static_cast<int>(pick.below(static_cast<std::uint64_t>(test.count))));
+    s.dirty = false;
+    s.refresh.invalidate();
+  }
+  const int h = snap.model_config.image_h, w = snap.model_config.image_w;
+  if (s.refresh.due(state.model_serial, state.now, 0.3)) {
+    Eigen::MatrixXf img;
+    int tw = 0, th = 0;
+    decode(snap, s.eps, img);
+    std::vector<float> grid = tile(img, h, w, s.rows, s.cols, 1, tw, th);
+    s.prior.update(grid.data(), tw, th);
+    const Eigen::MatrixXf mu = encode_test(snap, s.test_idx);
+    decode(snap, mu, img);
+    Eigen::MatrixXf both(img.rows(), 2 * img.cols());
+    for (Eigen::Index k = 0; k < img.cols(); ++k) {
+      both.col(k) = test_image(snap, s.test_idx[static_cast<std::size_t>(k)]);
+      both.col(img.cols() + k) = img.col(k);
+    }
+    grid = tile(both, h, w, 2, s.pairs, 1, tw, th);
+    s.recon_pairs.update(grid.data(), tw, th);
+  }
+
+  const float spacing = ImGui::GetStyle().ItemSpacing.y;
+  const float line_h = ImGui::GetFrameHeightWithSpacing();
+  const ImVec2 avail = ImGui::GetContentRegionAvail();
+  // Share the height in proportion to the two grids' rows.
+  const float img_h = std::max(20.0f, avail.y - 2 * line_h - spacing);
+  const float prior_h = img_h * s.rows / (s.rows + 2.0f);
+
+  ImGui::TextUnformatted("Prior samples");
+  ImGui::SameLine();
+  if (ImGui::SmallButton("Resample")) {
+    ++s.prior_seed;
+    s.dirty = true;
+  }
+  ImGui::SameLine();
+  export_png_button(state, "PNG##prior", s.prior, "samples");
+  s.prior.draw(s.prior.fit(ImVec2(avail.x, prior_h)), state.colormap);
+
+  ImGui::TextUnformatted("Test images / reconstructions");
+  ImGui::SameLine();
+  if (ImGui::SmallButton("Other images")) {
+    ++s.pick_seed;
+    s.dirty = true;
+  }
+  ImGui::SameLine();
+  export_png_button(state, "PNG##recon", s.recon_pairs, "reconstructions");
+  s.recon_pairs.draw(s.recon_pairs.fit(ImVec2(avail.x, img_h - prior_h)), state.colormap);
+  ImGui::End();
+}
+
+}  // namespace vaelab::app

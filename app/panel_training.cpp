@@ -1,0 +1,314 @@
+// Training panel: run controls (start/pause, step, reset), live settings (lr, β, warm-up), the
+// model-settings form that rebuilds after a confirmation, data folder and checkpoint files, a
+// status line and the trainer's log. Talks to the trainer only through its command methods.
+// Not the trainer: nothing here blocks on training.
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <sstream>
+#include <thread>
+
+#include "app/panels.hpp"
+#include "core/error.hpp"
+
+namespace vaelab::app {
+namespace {
+
+constexpr const char* kLikelihoods[] = {"Bernoulli", "Gaussian, fixed σ", "Gaussian, learned σ"};
+constexpr const char* kBinarize[] = {"none", "static", "dynamic"};
+
+std::string with_commas(long long v) {
+  const std::string digits = std::to_string(v < 0 ? -v : v);
+  std::string out = v < 0 ? "-" : "";
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+bool parse_hidden(const char* text, std::vector<int>& out, std::string& error) {
+  out.clear();
+  std::string s(text);
+  std::replace(s.begin(), s.end(), ',', ' ');
+  std::istringstream in(s);
+  std::string word;
+  while (in >> word) {
+    char* end = nullptr;
+    const long v = std::strtol(word.c_str(), &end, 10);
+    if (*end != '\0' || v <= 0 || v > 1 << 16) {
+      error = "hidden layers: \"" + word + "\" is not a positive width (write e.g. 400 or 512, 256)";
+      return false;
+    }
+    out.push_back(static_cast<int>(v));
+  }
+  return true;  // empty: no hidden layer (a linear VAE)
+}
+
+bool same_structure(const TrainConfig& a, const TrainConfig& b) {
+  return a.batch == b.batch && a.samples == b.samples && a.seed == b.seed && a.threads == b.threads &&
+         a.binarize == b.binarize;
+}
+
+void sync_form(TrainingPanelState& t, const ModelConfig& m, const TrainConfig& c) {
+  t.latent = m.latent;
+  std::string h;
+  for (std::size_t i = 0; i < m.hidden.size(); ++i) h += (i ? ", " : "") + std::to_string(m.hidden[i]);
+  std::snprintf(t.hidden, sizeof t.hidden, "%s", h.c_str());
+  t.likelihood = static_cast<int>(m.likelihood);
+  t.sigma = m.gaussian_sigma;
+  t.batch = c.batch;
+  t.samples = c.samples;
+  t.seed = static_cast<int>(c.seed);
+  t.threads = c.threads;
+  t.binarize = static_cast<int>(c.binarize);
+  t.pending_model = m;
+  t.pending_train = c;
+  t.form_synced = true;
+}
+
+void draw_controls(AppState& state, const Snapshot* snap) {
+  Trainer* trainer = state.trainer.get();
+  const bool running = snap && snap->state == TrainerState::Running;
+  ImGui::BeginDisabled(!trainer);
+  const char* label = running ? "Pause" : (snap && snap->step > 0 ? "Resume" : "Start");
+  if (ImGui::Button(label, ImVec2(ImGui::GetFontSize() * 5.5f, 0))) running ? trainer->pause() : trainer->resume();
+  state.note_rect("pause_button");
+  if (ImGui::IsItemHovered()) ImGui::SetTooltip("Space");
+  ImGui::SameLine();
+  if (ImGui::Button("Step")) trainer->step_once();
+  if (ImGui::IsItemHovered()) ImGui::SetTooltip("One optimiser step, then stay paused");
+  ImGui::SameLine();
+  if (ImGui::Button("Reset…")) ImGui::OpenPopup("Reset training?");
+  ImGui::EndDisabled();
+  if (ImGui::BeginPopupModal("Reset training?", nullptr, ImGuiWindowFlags_AlwaysAutoResize)) {
+    ImGui::TextUnformatted("Start again from fresh weights (same seed)?\nThe curves and progress are cleared.");
+    if (ImGui::Button("Reset", ImVec2(100, 0))) {
+      if (trainer) trainer->reset();
+      ImGui::CloseCurrentPopup();
+    }
+    ImGui::SameLine();
+    if (ImGui::Button("Cancel", ImVec2(100, 0)) || ImGui::IsKeyPressed(ImGui::GetKeyIndex(ImGuiKey_Escape)))
+      ImGui::CloseCurrentPopup();
+    ImGui::EndPopup();
+  }
+  if (snap) {
+    ImGui::SameLine();
+    const char* st = snap->state == TrainerState::Running ? "running" : snap->state == TrainerState::Paused ? "paused" : "finished";
+    const ImVec4 col = snap->state == TrainerState::Running ? ImVec4(0.45f, 0.85f, 0.45f, 1) : ImVec4(0.95f, 0.75f, 0.3f, 1);
+    ImGui::TextColored(col, "%s", st);
+    ImGui::Text("epoch %d", snap->epoch);
+    if (snap->batches_per_epoch > 0) {
+      ImGui::SameLine();
+      ImGui::TextDisabled("(%d/%d)", snap->batch_in_epoch, snap->batches_per_epoch);
+    }
+    ImGui::SameLine();
+    ImGui::Text("· step %s", with_commas(snap->step).c_str());
+    ImGui::Text("%s samples/s · %.0f fps", with_commas(static_cast<long long>(snap->samples_per_s)).c_str(), state.stats.fps);
+    if (snap->train_config.warmup_steps > 0) {
+      ImGui::SameLine();
+      ImGui::TextDisabled("· β now %.2f", static_cast<double>(snap->effective_beta));
+    }
+  } else {
+    ImGui::TextDisabled("no model yet");
+  }
+}
+
+void draw_live_settings(AppState& state, const Snapshot* snap) {
+  TrainingPanelState& t = state.training;
+  Trainer* trainer = state.trainer.get();
+  ImGui::BeginDisabled(!trainer || !snap);
+  const float w = ImGui::GetContentRegionAvail().x * 0.55f;
+  ImGui::SetNextItemWidth(w);
+  ImGui::SliderFloat("learning rate", &t.lr, 1e-5f, 1e-1f, "%.1e", ImGuiSliderFlags_Logarithmic);
+  const bool lr_active = ImGui::IsItemActive();
+  if (ImGui::IsItemDeactivatedAfterEdit() && trainer) {
+    trainer->set_lr(t.lr);
+    t.hold_until = state.now + 0.5;
+  }
+  ImGui::SetNextItemWidth(w);
+  ImGui::SliderFloat("β (KL weight)", &t.beta, 0.0f, 8.0f, "%.2f");
+  const bool beta_active = ImGui::IsItemActive();
+  if (ImGui::IsItemDeactivatedAfterEdit() && trainer) {
+    trainer->set_beta(std::max(t.beta, 0.0f));
+    t.hold_until = state.now + 0.5;
+  }
+  ImGui::SetNextItemWidth(w);
+  ImGui::DragInt("KL warm-up", &t.warmup, 50.0f, 0, 1000000, "%d steps");
+  const bool warm_active = ImGui::IsItemActive();
+  if (ImGui::IsItemDeactivatedAfterEdit() && trainer) {
+    trainer->set_warmup(std::max(t.warmup, 0));
+    t.hold_until = state.now + 0.5;
+  }
+  help_marker("Changes apply when you let go of the slider; each change is marked on the curves. "
+              "With warm-up, β grows linearly from 0 over that many steps.");
+  ImGui::EndDisabled();
+  // Follow the trainer (loads, resets) whenever the user is not editing; right after a change,
+  // give the trainer a moment to apply it so the slider does not flick back.
+  if (snap && state.now >= t.hold_until) {
+    if (!lr_active) t.lr = snap->train_config.lr;
+    if (!beta_active) t.beta = snap->train_config.beta;
+    if (!warm_active) t.warmup = snap->train_config.warmup_steps;
+  }
+}
+
+void draw_model_form(AppState& state, const Snapshot* snap) {
+  TrainingPanelState& t = state.training;
+  if (snap && (!t.form_synced || !(snap->model_config == t.pending_model) || !same_structure(snap->train_config, t.pending_train)))
+    sync_form(t, snap->model_config, snap->train_config);
+  const float w = ImGui::GetContentRegionAvail().x * 0.5f;
+  ImGui::SetNextItemWidth(w);
+  ImGui::InputInt("latent size", &t.latent);
+  t.latent = std::clamp(t.latent, 1, 256);
+  ImGui::SetNextItemWidth(w);
+  ImGui::InputText("hidden layers", t.hidden, sizeof t.hidden);
+  help_marker("Encoder widths, comma separated (e.g. 400 or 512, 256). The decoder mirrors them.");
+  ImGui::SetNextItemWidth(w);
+  ImGui::Combo("likelihood", &t.likelihood, kLikelihoods, 3);
+  if (t.likelihood == 1) {
+    ImGui::SetNextItemWidth(w);
+    ImGui::InputFloat("σ", &t.sigma, 0.01f, 0.1f, "%.3f");
+  }
+  ImGui::SetNextItemWidth(w);
+  ImGui::InputInt("batch", &t.batch, 16, 128);
+  ImGui::SetNextItemWidth(w);
+  ImGui::InputInt("samples L", &t.samples);
+  ImGui::SetNextItemWidth(w);
+  ImGui::InputInt("seed", &t.seed);
+  ImGui::SetNextItemWidth(w);
+  ImGui::InputInt("threads", &t.threads);
+  help_marker("Worker threads for the training step. The window needs a core of its own, so on a "
+              "2-core machine 1 is usually fastest overall.");
+  ImGui::SetNextItemWidth(w);
+  ImGui::Combo("binarize", &t.binarize, kBinarize, 3);
+
+  ImGui::BeginDisabled(!state.trainer || !snap);
+  if (ImGui::Button("Rebuild model…")) {
+    ModelConfig m = snap->model_config;
+    TrainConfig c = snap->train_config;
+    std::vector<int> hidden;
+    t.form_error.clear();
+    if (parse_hidden(t.hidden, hidden, t.form_error)) {
+      m.latent = t.latent;
+      m.hidden = hidden;
+      m.likelihood = static_cast<Likelihood>(t.likelihood);
+      m.gaussian_sigma = t.sigma;
+      c.batch = t.batch;
+      c.samples = t.samples;
+      c.seed = static_cast<std::uint64_t>(std::max(t.seed, 0));
+      c.threads = t.threads;
+      c.binarize = static_cast<Binarize>(t.binarize);
+      try {
+        validate(m);
+        validate(c);
+        t.pending_model = m;
+        t.pending_train = c;
+        ImGui::OpenPopup("Rebuild the model?");
+      } catch (const std::exception& e) {
+        t.form_error = e.what();
+      }
+    }
+  }
+  ImGui::EndDisabled();
+  ImGui::SameLine();
+  if (ImGui::SmallButton("Revert") && snap) sync_form(t, snap->model_config, snap->train_config);
+  if (!t.form_error.empty()) {
+    ImGui::PushStyleColor(ImGuiCol_Text, ImVec4(1.0f, 0.4f, 0.4f, 1.0f));
+    ImGui::TextWrapped("%s", t.form_error.c_str());
+    ImGui::PopStyleColor();
+  }
+  if (ImGui::BeginPopupModal("Rebuild the model?", nullptr, ImGuiWindowFlags_AlwaysAutoResize)) {
+    ImGui::TextUnformatted("The model is rebuilt with fresh weights; the current\ntraining progress and curves are lost.");
+    ImGui::TextDisabled("Save a checkpoint first if you want to keep it.");
+    if (ImGui::Button("Rebuild", ImVec2(110, 0))) {
+      if (state.trainer) state.trainer->rebuild(t.pending_model, t.pending_train);
+      ImGui::CloseCurrentPopup();
+    }
+    ImGui::SameLine();
+    if (ImGui::Button("Cancel", ImVec2(110, 0)) || ImGui::IsKeyPressed(ImGui::GetKeyIndex(ImGuiKey_Escape))) {
+      if (snap) sync_form(t, snap->model_config, snap->train_config);
+      ImGui::CloseCurrentPopup();
+    }
+    ImGui::EndPopup();
+  }
+}
+
+void draw_files(AppState& state, const Snapshot* snap) {
+  TrainingPanelState& t = state.training;
+  if (snap && snap->data) {
+    const Dataset& d = *snap->data;
+    ImGui::Text("%s: %d train, %d test, %d×%d", d.name.c_str(), d.train.count, d.test.count, d.train.width, d.train.height);
+    if (!d.class_names.empty()) {
+      ImGui::SameLine();
+      ImGui::TextDisabled("%zu classes", d.class_names.size());
+    }
+  }
+  const float bw = ImGui::GetFontSize() * 4.5f;
+  ImGui::SetNextItemWidth(ImGui::GetContentRegionAvail().x - bw - ImGui::GetStyle().ItemSpacing.x);
+  const bool enter = ImGui::InputTextWithHint("##data", "data folder (IDX files)", t.data_path, sizeof t.data_path,
+                                              ImGuiInputTextFlags_EnterReturnsTrue);
+  ImGui::SameLine();
+  ImGui::BeginDisabled(state.data_loading.valid());
+  if ((ImGui::Button("Open", ImVec2(bw, 0)) || enter) && t.data_path[0]) open_path(state, t.data_path);
+  ImGui::EndDisabled();
+
+  ImGui::SetNextItemWidth(ImGui::GetContentRegionAvail().x);
+  ImGui::InputTextWithHint("##file", "checkpoint file", t.file_path, sizeof t.file_path);
+  ImGui::BeginDisabled(!state.trainer || !t.file_path[0]);
+  const std::filesystem::path file = t.file_path;
+  if (ImGui::Button("Save")) state.trainer->save(file);
+  ImGui::SameLine();
+  if (ImGui::Button("Load")) state.trainer->load(file);
+  ImGui::SameLine();
+  if (ImGui::Button("Export .safetensors")) {
+    std::filesystem::path out = file;
+    out.replace_extension(".safetensors");
+    state.trainer->export_safetensors(out);
+  }
+  if (ImGui::IsItemHovered()) ImGui::SetTooltip("Weights with PyTorch names beside the checkpoint path");
+  ImGui::SameLine();
+  if (ImGui::Button("Import")) {
+    std::filesystem::path in = file;
+    if (in.extension() != ".safetensors") in.replace_extension(".safetensors");
+    state.trainer->import_safetensors(in);
+  }
+  if (ImGui::IsItemHovered()) ImGui::SetTooltip("Load weights from the .safetensors beside the checkpoint path");
+  ImGui::EndDisabled();
+}
+
+void draw_log(AppState& state, const Snapshot* snap) {
+  ImGui::BeginChild("log", ImVec2(0, 0), true, ImGuiWindowFlags_HorizontalScrollbar);
+  if (snap) {
+    const bool at_bottom = ImGui::GetScrollY() >= ImGui::GetScrollMaxY() - 2;
+    for (const LogLine& line : snap->log) {
+      if (line.severity == Severity::Error) ImGui::PushStyleColor(ImGuiCol_Text, ImVec4(1.0f, 0.42f, 0.42f, 1));
+      else if (line.severity == Severity::Warning) ImGui::PushStyleColor(ImGuiCol_Text, ImVec4(1.0f, 0.8f, 0.35f, 1));
+      else ImGui::PushStyleColor(ImGuiCol_Text, ImGui::GetStyleColorVec4(ImGuiCol_Text));
+      ImGui::TextUnformatted(line.text.c_str());
+      ImGui::PopStyleColor();
+    }
+    const std::uint64_t last = snap->log.empty() ? 0 : snap->log.back().serial;
+    if (last != state.training.log_lines_seen && at_bottom) ImGui::SetScrollHereY(1.0f);
+    state.training.log_lines_seen = last;
+  }
+  ImGui::EndChild();
+}
+
+}  // namespace
+
+void draw_training(AppState& state, const Snapshot* snap) {
+  if (!ImGui::Begin(kWinTraining)) {
+    ImGui::End();
+    return;
+  }
+  draw_controls(state, snap);
+  ImGui::Separator();
+  draw_live_settings(state, snap);
+  if (ImGui::CollapsingHeader("Model settings", ImGuiTreeNodeFlags_DefaultOpen)) draw_model_form(state, snap);
+  if (ImGui::CollapsingHeader("Data & checkpoints")) draw_files(state, snap);
+  ImGui::TextDisabled("Log");
+  draw_log(state, snap);
+  ImGui::End();
+}
+
+}  // namespace vaelab::app

@@ -1,0 +1,67 @@
+// The app's panels, one file each (panel_<name>.cpp), and the helpers they share: decoding on the
+// UI thread, tiling images into one texture, the latent plane, export buttons.
+// Each draw_* opens and closes its own ImGui window named by the constants below; the app places
+// the windows (default tiling) before calling them. Not a place for core logic (see core/).
+#pragma once
+#include <string>
+#include <vector>
+
+#include <Eigen/Core>
+#include <imgui.h>
+
+#include "app/app_state.hpp"
+#include "core/snapshot.hpp"
+
+namespace vaelab::app {
+
+inline constexpr const char* kWinTraining = "Training";
+inline constexpr const char* kWinCurves = "Curves";
+inline constexpr const char* kWinLatent = "Latent map";
+inline constexpr const char* kWinDecoder = "Decoder";
+inline constexpr const char* kWinInterpolation = "Interpolation";
+inline constexpr const char* kWinManifold = "Manifold";
+inline constexpr const char* kWinSamples = "Samples & reconstructions";
+
+void draw_training(AppState& state, const Snapshot* snap);  // also works before any snapshot
+void draw_curves(AppState& state, const Snapshot& snap);
+void draw_latent_map(AppState& state, const Snapshot& snap);
+void draw_decoder(AppState& state, const Snapshot& snap);
+void draw_interpolation(AppState& state, const Snapshot& snap);
+void draw_manifold(AppState& state, const Snapshot& snap);
+void draw_samples(AppState& state, const Snapshot& snap);
+
+// Open a data folder (read in the background), a checkpoint or a .safetensors file: the same
+// action as dropping it on the window (app.cpp).
+void open_path(AppState& state, const std::filesystem::path& path);
+
+// ---- shared helpers (panel_common.cpp) ----
+
+// Keep the decoder z, A and B sized to the model's latent dimension (zeros / defaults on change).
+void sync_latent_size(AppState& state, const Snapshot& snap);
+
+// z: (d, n) → images (D, n) in [0, 1] with the snapshot's model (UI thread; small n only).
+void decode(const Snapshot& snap, const Eigen::Ref<const Eigen::MatrixXf>& z, Eigen::MatrixXf& images);
+// Encoded means of test images idx.
+Eigen::MatrixXf encode_test(const Snapshot& snap, const std::vector<int>& idx);
+// Test image i as floats in [0, 1], (D).
+Eigen::VectorXf test_image(const Snapshot& snap, int i);
+
+// Lay images (D, n) with D = h·w out in a grid, `gap` pixels apart (gap pixels are −1, drawn in
+// the background colour). Returns the composite's size in out_w / out_h.
+std::vector<float> tile(const Eigen::Ref<const Eigen::MatrixXf>& images, int h, int w, int rows, int cols, int gap,
+                        int& out_w, int& out_h);
+
+// Latent plane of the latent map (PCA or two chosen dims): z → (u, v), and moving z in the plane.
+Eigen::Vector2f to_plane(const LatentMapState& map, const Eigen::VectorXf& z);
+Eigen::VectorXf move_in_plane(const LatentMapState& map, const Eigen::VectorXf& z, float u, float v);
+
+// A small button that writes `image` as PNG into the export folder and posts where it went.
+void export_png_button(AppState& state, const char* label, const GlImage& image, const char* stem);
+// The category colour of a label as ImU32 (view_math's Okabe–Ito-like set).
+ImU32 label_colour(int label, float alpha = 1.0f);
+// "(?)" with a tooltip.
+void help_marker(const char* text);
+// The class name of a label, or "label N".
+std::string class_name(const Snapshot& snap, int label);
+
+}  // namespace vaelab::app

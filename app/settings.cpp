@@ -1,0 +1,157 @@
+// Settings: XDG folders, the prefs section of the ini (parsed line by line, unknown keys ignored),
+// validation of the whole file before ImGui sees it, and atomic saving.
+// Not a general config library.
+#include "app/settings.hpp"
+
+#include <imgui.h>
+#include <imgui_internal.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "app/app_state.hpp"
+#include "core/checkpoint.hpp"
+
+namespace vaelab::app {
+namespace {
+
+std::filesystem::path xdg(const char* var, const char* fallback) {
+  const char* v = std::getenv(var);
+  if (v && *v && std::filesystem::path(v).is_absolute()) return std::filesystem::path(v) / "vaelab";
+  const char* home = std::getenv("HOME");
+  return std::filesystem::path(home && *home ? home : ".") / fallback / "vaelab";
+}
+
+void* prefs_open(ImGuiContext*, ImGuiSettingsHandler*, const char* name) {
+  return std::strcmp(name, "prefs") == 0 ? reinterpret_cast<void*>(1) : nullptr;
+}
+
+void prefs_line(ImGuiContext*, ImGuiSettingsHandler* handler, void*, const char* line) {
+  auto& s = *static_cast<AppState*>(handler->UserData);
+  const char* eq = std::strchr(line, '=');
+  if (!eq) return;
+  const std::string key(line, eq);
+  const std::string value(eq + 1);
+  const char* v = value.c_str();
+  auto as_int = [&](int lo, int hi, int& out) { out = std::clamp(std::atoi(v), lo, hi); };
+  auto as_float = [&](float lo, float hi, float& out) {
+    const float f = std::strtof(v, nullptr);
+    if (f == f) out = std::clamp(f, lo, hi);
+  };
+  auto as_text = [&](char* out, std::size_t n) { std::snprintf(out, n, "%s", v); };
+  int b = 0;
+  if (key == "colormap") as_int(0, 1, s.colormap);
+  else if (key == "curves_log") { as_int(0, 1, b); s.curves.log_y = b; }
+  else if (key == "curves_raw") { as_int(0, 1, b); s.curves.show_raw = b; }
+  else if (key == "smoothing") as_float(0.0f, 0.995f, s.curves.smoothing);
+  else if (key == "manifold_n") as_int(3, 30, s.manifold.n);
+  else if (key == "interp_frames") as_int(3, 16, s.interp.frames);
+  else if (key == "point_px") as_float(1.0f, 12.0f, s.latent.point_px);
+  else if (key == "decoder_range") as_float(1.0f, 6.0f, s.decoder.range);
+  else if (key == "sort_by_kl") { as_int(0, 1, b); s.decoder.sort_by_kl = b; }
+  else if (key == "file_path") as_text(s.training.file_path, sizeof s.training.file_path);
+  else if (key == "data_path") as_text(s.training.data_path, sizeof s.training.data_path);
+  else if (key == "window_w") as_int(200, 16384, s.window_w);
+  else if (key == "window_h") as_int(150, 16384, s.window_h);
+}
+
+void prefs_write(ImGuiContext*, ImGuiSettingsHandler* handler, ImGuiTextBuffer* out) {
+  const auto& s = *static_cast<const AppState*>(handler->UserData);
+  out->appendf("[%s][prefs]\n", handler->TypeName);
+  out->appendf("colormap=%d\n", s.colormap);
+  out->appendf("curves_log=%d\ncurves_raw=%d\nsmoothing=%.4f\n", s.curves.log_y ? 1 : 0, s.curves.show_raw ? 1 : 0,
+               static_cast<double>(s.curves.smoothing));
+  out->appendf("manifold_n=%d\ninterp_frames=%d\n", s.manifold.n, s.interp.frames);
+  out->appendf("point_px=%.1f\ndecoder_range=%.1f\nsort_by_kl=%d\n", static_cast<double>(s.latent.point_px),
+               static_cast<double>(s.decoder.range), s.decoder.sort_by_kl ? 1 : 0);
+  out->appendf("file_path=%s\ndata_path=%s\n", s.training.file_path, s.training.data_path);
+  if (s.window_w > 0 && s.window_h > 0) out->appendf("window_w=%d\nwindow_h=%d\n", s.window_w, s.window_h);
+  out->append("\n");
+}
+
+// A plausible ini: text only, and every line empty, a comment, a [section][name] header or key=value.
+bool plausible_ini(const std::string& text, std::string& why) {
+  if (text.size() > (4u << 20)) {
+    why = "larger than 4 MB";
+    return false;
+  }
+  std::istringstream in(text);
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) {
+    ++n;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    for (unsigned char c : line)
+      if (c < 0x20 && c != '\t') {
+        why = "line " + std::to_string(n) + " holds binary data";
+        return false;
+      }
+    if (line.empty() || line[0] == ';' || line[0] == '#') continue;
+    if (line[0] == '[' ? line.back() != ']' : line.find('=') == std::string::npos) {
+      why = "line " + std::to_string(n) + " is neither [section] nor key=value";
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+std::filesystem::path config_dir() { return xdg("XDG_CONFIG_HOME", ".config"); }
+std::filesystem::path user_data_dir() { return xdg("XDG_DATA_HOME", ".local/share"); }
+
+void install_settings_handler(AppState& state) {
+  ImGuiSettingsHandler h;
+  h.TypeName = "vaelab";
+  h.TypeHash = ImHashStr("vaelab");
+  h.ReadOpenFn = prefs_open;
+  h.ReadLineFn = prefs_line;
+  h.WriteAllFn = prefs_write;
+  h.UserData = &state;
+  ImGui::GetCurrentContext()->SettingsHandlers.push_back(h);
+}
+
+bool load_settings(const std::filesystem::path& file, std::string& warning) {
+  warning.clear();
+  std::error_code ec;
+  if (!std::filesystem::exists(file, ec)) return false;
+  std::ifstream in(file, std::ios::binary);
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  if (!in && !in.eof()) {
+    warning = "Could not read the settings file " + file.string() + "; starting with the default layout.";
+    return false;
+  }
+  const std::string text = buf.str();
+  std::string why;
+  if (!plausible_ini(text, why)) {
+    std::filesystem::path aside = file;
+    aside += ".corrupt";
+    std::filesystem::rename(file, aside, ec);
+    warning = "Ignored the settings file " + file.string() + " (" + why + "); starting with the default layout." +
+              (ec ? std::string() : " The old file was kept as " + aside.string() + ".");
+    return false;
+  }
+  ImGui::LoadIniSettingsFromMemory(text.data(), text.size());
+  return true;
+}
+
+std::string save_settings(const std::filesystem::path& file) {
+  std::size_t size = 0;
+  const char* text = ImGui::SaveIniSettingsToMemory(&size);
+  try {
+    std::error_code ec;
+    std::filesystem::create_directories(file.parent_path(), ec);
+    write_file_atomically(file, text, size);
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  ImGui::GetIO().WantSaveIniSettings = false;
+  return {};
+}
+
+}  // namespace vaelab::app
