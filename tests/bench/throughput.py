@@ -1,0 +1,193 @@
+#!/usr/bin/python3
+# Side-by-side training throughput (samples/s) of vaelab-train and the PyTorch reference
+# (pytorch_vae.py --throughput) for 784-400-20 and 784-512-256-2 at batch 32/128/512 with 1 and
+# 2 threads, each measurement a separate process timed over about --seconds of training steps.
+# Prints a table with the ratio vaelab / PyTorch; --json-out keeps the raw measurements.
+#
+#   tests/bench/throughput.py                      # vaelab-train from $VAELAB_TRAIN or build/
+#   tests/bench/throughput.py --pytorch-only --batches 128
+#
+# vaelab is run through a command template (env VAELAB_BENCH_CMD or --vaelab-cmd) with the
+# placeholders {exe} {data} {hidden} {latent} {batch} {threads} {steps}; it must print a JSON
+# line with "samples_per_s". Adapt the template if vaelab-train's bench flags change.
+import argparse
+import json
+import math
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_DATA = "/usr/share/datasets/fashion-mnist"
+DEFAULT_VAELAB_CMD = ("{exe} --data {data} --hidden {hidden} --latent {latent} --likelihood bernoulli "
+                      "--batch {batch} --threads {threads} --lr 1e-3 --seed 1 --bench-steps {steps} --json")
+ARCHS = {"784-400-20": ("400", 20), "784-512-256-2": ("512,256", 2)}
+
+
+def bench_env():
+    # OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE may be set machine-wide; let OpenBLAS detect the CPU.
+    env = dict(os.environ)
+    env.pop("OPENBLAS_CORETYPE", None)
+    env.pop("OPENBLAS_L2_SIZE", None)
+    return env
+
+
+def last_json_with(text, key):
+    for line in reversed(text.splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if key in rec:
+                return rec
+    return None
+
+
+def run_json(cmd, what, timeout):
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, env=bench_env(), timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"{what}: timed out after {timeout} s: {shlex.join(cmd)}")
+    if p.returncode != 0:
+        raise RuntimeError(f"{what}: exit {p.returncode}: {shlex.join(cmd)}\n{p.stderr.strip()[-2000:]}")
+    rec = last_json_with(p.stdout, "samples_per_s")
+    if rec is None:
+        raise RuntimeError(f"{what}: no JSON line with samples_per_s in its output: {shlex.join(cmd)}\n"
+                           f"{p.stdout.strip()[-1000:]}")
+    return rec
+
+
+def pytorch_rate(args, hidden, latent, batch, threads):
+    cmd = [args.python, os.path.join(HERE, "pytorch_vae.py"), "--throughput", "--data", args.data,
+           "--hidden", hidden, "--latent", str(latent), "--batch", str(batch), "--threads", str(threads),
+           "--bench-seconds", str(args.seconds), "--warmup", "5"]
+    return run_json(cmd, "pytorch", timeout=120 + 10 * args.seconds)
+
+
+def vaelab_rate(args, hidden, latent, batch, threads, guess_rate):
+    def cmd_for(steps):
+        fields = {"exe": shlex.quote(args.vaelab), "data": shlex.quote(args.data), "hidden": hidden,
+                  "latent": latent, "batch": batch, "threads": threads, "steps": steps}
+        return shlex.split(args.vaelab_cmd.format(**fields))
+
+    if args.vaelab_steps > 0:
+        steps = args.vaelab_steps
+    else:
+        # Calibrate on a short run (sized from the PyTorch rate), then size the timed run to --seconds.
+        cal_steps = max(10, math.ceil(0.5 * guess_rate / batch))
+        cal = run_json(cmd_for(cal_steps), "vaelab (calibration)", timeout=300)
+        steps = max(10, math.ceil(args.seconds * float(cal["samples_per_s"]) / batch))
+    rec = run_json(cmd_for(steps), "vaelab", timeout=300 + 10 * args.seconds)
+    rec.setdefault("steps", steps)
+    return rec
+
+
+def busy_cores(interval=0.5):
+    """Cores kept busy by other processes, sampled from /proc/stat just before a measurement."""
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]  # total, idle + iowait
+    try:
+        t0, i0 = sample()
+        time.sleep(interval)
+        t1, i1 = sample()
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+    return (os.cpu_count() or 1) * (1 - (i1 - i0) / max(1, t1 - t0))
+
+
+def find_python():
+    for p in ("/usr/bin/python3", sys.executable, "python3"):
+        try:
+            if subprocess.run([p, "-c", "import torch"], capture_output=True).returncode == 0:
+                return p
+        except OSError:
+            continue
+    return None
+
+
+def main():
+    ap = argparse.ArgumentParser(description="vaelab vs PyTorch training throughput")
+    ap.add_argument("--vaelab", default=os.environ.get("VAELAB_TRAIN")
+                    or os.path.join(os.environ.get("BUILD", "build"), "vaelab-train"),
+                    help="vaelab-train path (env VAELAB_TRAIN, else $BUILD/vaelab-train, BUILD default build)")
+    ap.add_argument("--vaelab-cmd", default=os.environ.get("VAELAB_BENCH_CMD", DEFAULT_VAELAB_CMD),
+                    help="command template for one vaelab measurement")
+    ap.add_argument("--vaelab-steps", type=int, default=0, help="fixed timed steps for vaelab (0: calibrate)")
+    ap.add_argument("--pytorch-only", action="store_true", help="skip vaelab")
+    ap.add_argument("--python", default=os.environ.get("PYTHON") or find_python(), help="python with torch")
+    ap.add_argument("--data", default=os.environ.get("DATA", DEFAULT_DATA))
+    ap.add_argument("--seconds", type=float, default=3.0, help="timed seconds per measurement")
+    ap.add_argument("--archs", default=",".join(ARCHS), help="comma list from: " + ", ".join(ARCHS))
+    ap.add_argument("--batches", default="32,128,512")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--json-out", help="write all measurements here as JSON lines")
+    args = ap.parse_args()
+
+    if not args.python:
+        sys.exit("throughput: error: no python3 with torch (apt-get install python3-torch, or --python)")
+    archs = [a.strip() for a in args.archs.split(",") if a.strip()]
+    for a in archs:
+        if a not in ARCHS:
+            sys.exit(f"throughput: error: unknown arch {a!r} (known: {', '.join(ARCHS)})")
+    batches = [int(b) for b in args.batches.split(",")]
+    threads = [int(t) for t in args.threads.split(",")]
+    with_vaelab = not args.pytorch_only
+    if with_vaelab and not os.access(args.vaelab, os.X_OK):
+        print(f"throughput: warning: vaelab-train not found/executable at {args.vaelab!r}; PyTorch only "
+              f"(set VAELAB_TRAIN or BUILD, or pass --pytorch-only to silence this)", file=sys.stderr)
+        with_vaelab = False
+
+    out = open(args.json_out, "w") if args.json_out else None
+    # "busy": cores used by other processes right before each row; 2-thread figures are only
+    # meaningful when it is near 0 (OpenMP threads that lose their core stall each other).
+    header = f"{'arch':<14} {'batch':>5} {'thr':>3} {'busy':>5} | {'pytorch s/s':>11}"
+    if with_vaelab:
+        header += f" {'vaelab s/s':>11} {'vaelab/pt':>9}"
+    print(header)
+    print("-" * len(header))
+    blas_line = None
+    failures = 0
+    for arch in archs:
+        hidden, latent = ARCHS[arch]
+        for b in batches:
+            for t in threads:
+                load = busy_cores()
+                if load > 0.3:
+                    print(f"throughput: warning: other processes use {load:.1f} cores during {arch} batch {b} "
+                          f"threads {t}; the figure is not representative", file=sys.stderr)
+                row = f"{arch:<14} {b:5d} {t:3d} {load:5.2f} | "
+                try:
+                    pt = pytorch_rate(args, hidden, latent, b, t)
+                except RuntimeError as e:
+                    print(f"throughput: error: {e}", file=sys.stderr)
+                    failures += 1
+                    continue
+                blas_line = blas_line or f"torch {pt.get('torch')}, BLAS {pt.get('blas')} (core {pt.get('blas_core')})"
+                row += f"{pt['samples_per_s']:11.0f}"
+                vl = None
+                if with_vaelab:
+                    try:
+                        vl = vaelab_rate(args, hidden, latent, b, t, pt["samples_per_s"])
+                        row += f" {float(vl['samples_per_s']):11.0f} {float(vl['samples_per_s']) / pt['samples_per_s']:9.2f}"
+                    except RuntimeError as e:
+                        print(f"throughput: error: {e}", file=sys.stderr)
+                        failures += 1
+                        row += f" {'error':>11} {'-':>9}"
+                print(row, flush=True)
+                if out:
+                    out.write(json.dumps({"arch": arch, "batch": b, "threads": t, "busy_cores_before": round(load, 3), "pytorch": pt, "vaelab": vl}) + "\n")
+    if blas_line:
+        print(blas_line)
+    if out:
+        out.close()
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
