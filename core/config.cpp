@@ -28,6 +28,7 @@ void validate(const ModelConfig& m) {
   require(!m.hidden.empty() && m.hidden.size() <= 8, "number of hidden layers", m.hidden.size(), "1 to 8");
   for (int h : m.hidden) require(h >= 1 && h <= 8192, "hidden width", h, "1 to 8192");
   require(std::isfinite(m.gaussian_sigma) && m.gaussian_sigma > 0, "gaussian sigma", m.gaussian_sigma, "> 0");
+  if (m.family == ModelFamily::Gmvae) require(m.clusters >= 2 && m.clusters <= 256, "clusters", m.clusters, "2 to 256");
 }
 
 void validate(const TrainConfig& t) {
@@ -55,6 +56,22 @@ const char* to_string(Binarize b) {
     case Binarize::Dynamic: return "dynamic";
   }
   return "?";
+}
+
+const char* to_string(ModelFamily f) {
+  switch (f) {
+    case ModelFamily::Mlp: return "mlp";
+    case ModelFamily::Conv: return "conv";
+    case ModelFamily::Gmvae: return "gmvae";
+  }
+  return "?";
+}
+
+ModelFamily parse_family(const std::string& s) {
+  if (s == "mlp") return ModelFamily::Mlp;
+  if (s == "conv") return ModelFamily::Conv;
+  if (s == "gmvae") return ModelFamily::Gmvae;
+  throw Error("unknown model '" + s + "': use mlp, conv or gmvae");
 }
 
 Likelihood parse_likelihood(const std::string& s) {

@@ -15,6 +15,15 @@ enum class Likelihood : std::uint8_t {
 
 enum class Binarize : std::uint8_t { None, Static, Dynamic };
 
+enum class ModelFamily : std::uint8_t {
+  Mlp,    // the classic VAE: MLP encoder and decoder
+  Conv,   // convolutional encoder/decoder (Conv 32/64 stride 2 → Dense; Dense 7·7·32 → transposed convs)
+  Gmvae,  // clustering VAE: a categorical y beside z, Gaussian q(z|y) per cluster, classifier p(y|z)
+};
+
+// Width of the clustering VAE's classifier p(y|z) hidden layer.
+inline constexpr int kClassifierHidden = 64;
+
 struct ModelConfig {
   int image_h = 28;
   int image_w = 28;
@@ -22,6 +31,8 @@ struct ModelConfig {
   std::vector<int> hidden = {400};  // encoder widths; the decoder mirrors them
   Likelihood likelihood = Likelihood::Bernoulli;
   float gaussian_sigma = 0.1f;      // only for GaussianFixed
+  ModelFamily family = ModelFamily::Mlp;
+  int clusters = 10;                // only for Gmvae: K categories of y
 
   int input_dim() const { return image_h * image_w; }
   bool operator==(const ModelConfig&) const = default;
@@ -45,8 +56,10 @@ void validate(const TrainConfig& t);
 
 const char* to_string(Likelihood l);
 const char* to_string(Binarize b);
+const char* to_string(ModelFamily f);
 // Parse the CLI / UI spellings ("bernoulli", "gaussian", "gaussian-learned"; "none", "static", "dynamic").
 Likelihood parse_likelihood(const std::string& s);
 Binarize parse_binarize(const std::string& s);
+ModelFamily parse_family(const std::string& s);  // "mlp", "conv", "gmvae"
 
 }  // namespace vaelab

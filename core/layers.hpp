@@ -34,4 +34,13 @@ inline void relu_backward(ConstMatRef h, MatRef dh) {
   dh = (h.array() > 0.0f).select(dh, 0.0f);
 }
 
+// Softmax down each column, in place (max subtracted first, so large logits do not overflow).
+inline void softmax_columns(MatRef a) {
+  for (Eigen::Index c = 0; c < a.cols(); ++c) {
+    auto col = a.col(c);
+    col.array() = (col.array() - col.maxCoeff()).exp();
+    col /= col.sum();
+  }
+}
+
 }  // namespace vaelab

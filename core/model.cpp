@@ -33,6 +33,13 @@ Model::Model(ModelConfig cfg) : cfg_(std::move(cfg)) {
     width = *it;
   }
   add(dec_, width, cfg_.input_dim());
+  if (cfg_.family == ModelFamily::Gmvae) {
+    add(cls_, cfg_.latent, kClassifierHidden);
+    add(cls_, kClassifierHidden, cfg_.clusters);
+    cluster_mu_ = aligned(offset);
+    cluster_lv_ = aligned(cluster_mu_ + static_cast<std::size_t>(cfg_.latent) * cfg_.clusters);
+    offset = cluster_lv_ + static_cast<std::size_t>(cfg_.latent) * cfg_.clusters;
+  }
   if (cfg_.likelihood == Likelihood::GaussianLearned) dec_logvar_ = offset++;
   params_.assign(offset, 0.0f);
 }
@@ -46,6 +53,13 @@ void Model::init(std::uint64_t seed) {
   };
   for (const auto& l : enc_) init_layer(l);
   for (const auto& l : dec_) init_layer(l);
+  for (const auto& l : cls_) init_layer(l);
+  if (cluster_mu_ != npos) {
+    // Cluster means spread like prior samples, unit variances: the clusters start distinct.
+    const std::size_t n = static_cast<std::size_t>(cfg_.latent) * cfg_.clusters;
+    for (std::size_t i = 0; i < n; ++i) params_[cluster_mu_ + i] = rng.normal();
+    for (std::size_t i = 0; i < n; ++i) params_[cluster_lv_ + i] = 0.0f;
+  }
   if (dec_logvar_ != npos) params_[dec_logvar_] = 0.0f;
 }
 
@@ -88,6 +102,15 @@ void Model::decode_image(const Eigen::Ref<const Eigen::MatrixXf>& z, Eigen::Matr
     image = (1.0f + (-image.array()).exp()).inverse();
   else
     image = image.cwiseMax(0.0f).cwiseMin(1.0f);
+}
+
+void Model::classify(const Eigen::Ref<const Eigen::MatrixXf>& z, Eigen::MatrixXf& probs) const {
+  Eigen::MatrixXf h(kClassifierHidden, z.cols());
+  dense_forward(W(cls_[0]), b(cls_[0]), z, h);
+  relu_forward(h);
+  probs.resize(cfg_.clusters, z.cols());
+  dense_forward(W(cls_[1]), b(cls_[1]), h, probs);
+  softmax_columns(probs);
 }
 
 bool Model::all_finite() const {

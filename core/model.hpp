@@ -46,6 +46,12 @@ class Model {
   const std::vector<DenseShape>& encoder() const { return enc_; }
   // Decoder layers: latent → hidden (reversed)… → output (input_dim rows).
   const std::vector<DenseShape>& decoder() const { return dec_; }
+  // Clustering VAE only (empty / npos otherwise): the classifier p(y|z) (z → hidden → K logits)
+  // and the cluster Gaussians q(z|y): means and log variances, each (d, K) column-major.
+  const std::vector<DenseShape>& classifier() const { return cls_; }
+  std::size_t cluster_mean_offset() const { return cluster_mu_; }
+  std::size_t cluster_logvar_offset() const { return cluster_lv_; }
+  int clusters() const { return cfg_.family == ModelFamily::Gmvae ? cfg_.clusters : 0; }
   // Offset of the learned decoder log σ² (GaussianLearned only), else npos.
   std::size_t decoder_logvar_offset() const { return dec_logvar_; }
   static constexpr std::size_t npos = static_cast<std::size_t>(-1);
@@ -75,12 +81,18 @@ class Model {
   // z: (d, B) → the image the decoder expects, in [0, 1]: sigmoid(logits) or the clamped mean
   void decode_image(const Eigen::Ref<const Eigen::MatrixXf>& z, Eigen::MatrixXf& image) const;
 
+  // Clustering VAE: p(y|z) for each column of z (d, B) → probabilities (K, B).
+  void classify(const Eigen::Ref<const Eigen::MatrixXf>& z, Eigen::MatrixXf& probs) const;
+
   bool all_finite() const;
 
  private:
   ModelConfig cfg_;
   std::vector<DenseShape> enc_;
   std::vector<DenseShape> dec_;
+  std::vector<DenseShape> cls_;
+  std::size_t cluster_mu_ = npos;
+  std::size_t cluster_lv_ = npos;
   std::size_t dec_logvar_ = npos;
   ParamVector params_;
 };

@@ -31,6 +31,35 @@ Eigen::MatrixXf kl_elementwise(const Eigen::Ref<const Eigen::MatrixXf>& mu, cons
   return 0.5f * (mu.array().square() + logvar.array().exp() - logvar.array() - 1.0f);
 }
 
+Eigen::VectorXf gmvae_prior_terms(const Model& model, const Eigen::Ref<const Eigen::MatrixXf>& mu,
+                                  const Eigen::Ref<const Eigen::MatrixXf>& logvar,
+                                  const Eigen::Ref<const Eigen::MatrixXf>& z, int L, Eigen::MatrixXf* kl_dim) {
+  const int d = model.latent(), K = model.clusters(), B = static_cast<int>(mu.cols());
+  const Eigen::Map<const Eigen::MatrixXf> cm(model.data() + model.cluster_mean_offset(), d, K);
+  const Eigen::MatrixXf cl = Eigen::Map<const Eigen::MatrixXf>(model.data() + model.cluster_logvar_offset(), d, K)
+                                 .cwiseMax(kLogVarMin)
+                                 .cwiseMin(kLogVarMax);
+  Eigen::MatrixXf probs;
+  model.classify(z, probs);
+  Eigen::VectorXf out(z.cols());
+  if (kl_dim) kl_dim->setZero(d, B);
+  for (int b = 0; b < B; ++b) {
+    // cdim(j, y) = KL of dimension j between q(z|x) and cluster y's Gaussian.
+    const Eigen::ArrayXXf diff = (cm.colwise() - mu.col(b)).array();
+    const Eigen::ArrayXXf cdim =
+        0.5f * ((cl.array().colwise() - logvar.col(b).array()) +
+                (diff.square().colwise() + logvar.col(b).array().exp()) * (-cl.array()).exp() - 1.0f);
+    const Eigen::RowVectorXf C = cdim.colwise().sum().matrix();  // (K)
+    for (int l = 0; l < L; ++l) {
+      const int c = b * L + l;
+      const auto p = probs.col(c).array();
+      out(c) = (p * C.transpose().array()).sum() + (p * (p * static_cast<float>(K)).max(1e-30f).log()).sum();
+      if (kl_dim) kl_dim->col(b) += (cdim.matrix() * probs.col(c)) / static_cast<float>(L);
+    }
+  }
+  return out;
+}
+
 Eigen::VectorXf log_normal_diag(const Eigen::Ref<const Eigen::MatrixXf>& z, const Eigen::Ref<const Eigen::MatrixXf>& mu,
                                 const Eigen::Ref<const Eigen::MatrixXf>& logvar) {
   auto sq = (z - mu).array().square() * (-logvar.array()).exp();
@@ -129,25 +158,37 @@ Evaluation evaluate(const Model& model, const ImageSet& set, const std::vector<i
     gather_batch(set, idx.data() + lo, B, Binarize::None, nullptr, x);
     Eigen::MatrixXf mu, logvar, out;
     model.encode(x, mu, logvar);
-    const Eigen::MatrixXf kl = kl_elementwise(mu, logvar);
+    const bool gmvae = model.clusters() > 0;
+    Eigen::MatrixXf kl = gmvae ? Eigen::MatrixXf::Zero(d, B) : kl_elementwise(mu, logvar);
+    Eigen::VectorXf kl_total = Eigen::VectorXf::Zero(B);
     const Eigen::MatrixXf sigma = (0.5f * logvar.array()).exp();
     Eigen::VectorXf recon = Eigen::VectorXf::Zero(B);
-    Eigen::MatrixXf z(d, B);
+    Eigen::MatrixXf z(d, B), kl_dim;
     for (int l = 0; l < L; ++l) {
       for (int b = 0; b < B; ++b)
         for (int j = 0; j < d; ++j) z(j, b) = mu(j, b) + sigma(j, b) * rng.normal();
       model.decode_raw(z, out);
       recon += log_likelihood(model.config().likelihood, x, out, model.decoder_logvar());
+      if (gmvae) {
+        kl_total += gmvae_prior_terms(model, mu, logvar, z, 1, &kl_dim);
+        kl += kl_dim;
+      }
     }
     recon /= static_cast<float>(L);
+    if (gmvae) {
+      kl_total /= static_cast<float>(L);
+      kl /= static_cast<float>(L);
+    } else {
+      kl_total = kl.colwise().sum().transpose();
+    }
     Partial& p = parts[bi];
     p.recon = recon.cast<double>().sum();
-    p.kl = kl.cast<double>().sum();
+    p.kl = kl_total.cast<double>().sum();
     p.kl_dim.resize(d);
     for (int j = 0; j < d; ++j) p.kl_dim[j] = kl.row(j).cast<double>().sum();
     if (opt.keep_per_example)
-      for (int b = 0; b < B; ++b) ev.elbo_per_example[lo + b] = recon(b) - kl.col(b).sum();
-    if (opt.iwae_k > 0) {
+      for (int b = 0; b < B; ++b) ev.elbo_per_example[lo + b] = recon(b) - kl_total(b);
+    if (opt.iwae_k > 0 && !gmvae) {  // the bound needs a tractable p(z); the clustering prior is not
       const int K = opt.iwae_k;
       Eigen::MatrixXf eps(d, static_cast<Eigen::Index>(B) * K);
       for (Eigen::Index c = 0; c < eps.cols(); ++c)
@@ -172,7 +213,7 @@ Evaluation evaluate(const Model& model, const ImageSet& set, const std::vector<i
     ev.recon /= n;
     ev.kl /= n;
     for (double& v : ev.kl_per_dim) v /= n;
-    if (opt.iwae_k > 0) ev.iwae = iwae / n;
+    if (opt.iwae_k > 0 && model.clusters() == 0) ev.iwae = iwae / n;
   }
   ev.elbo = ev.recon - ev.kl;
   return ev;

@@ -29,6 +29,14 @@ Eigen::VectorXf log_likelihood(Likelihood lik, const Eigen::Ref<const Eigen::Mat
 // KL(N(μ, σ²) ‖ N(0, 1)) per element: ½(μ² + σ² − log σ² − 1).  mu, logvar: (d, B) → (d, B)
 Eigen::MatrixXf kl_elementwise(const Eigen::Ref<const Eigen::MatrixXf>& mu, const Eigen::Ref<const Eigen::MatrixXf>& logvar);
 
+// Clustering VAE: the prior part of the loss for each column c of z (d, B·L), column c belonging
+// to example c / L:  Σ_y p(y|z_c) KL(q(z|x) ‖ N(μ_y, σ_y²)) + KL(p(y|z_c) ‖ uniform(K)).
+// The Gaussian KLs are in closed form; p(y|z) is the model's classifier at the sampled z.
+// kl_dim (d, B), when given, receives the Gaussian part per dimension averaged over the L samples.
+Eigen::VectorXf gmvae_prior_terms(const Model& model, const Eigen::Ref<const Eigen::MatrixXf>& mu,
+                                  const Eigen::Ref<const Eigen::MatrixXf>& logvar,
+                                  const Eigen::Ref<const Eigen::MatrixXf>& z, int L, Eigen::MatrixXf* kl_dim = nullptr);
+
 // log N(z; μ, diag e^logvar) per column.  z, mu, logvar: (d, B) → (B)
 Eigen::VectorXf log_normal_diag(const Eigen::Ref<const Eigen::MatrixXf>& z, const Eigen::Ref<const Eigen::MatrixXf>& mu,
                                 const Eigen::Ref<const Eigen::MatrixXf>& logvar);

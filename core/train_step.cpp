@@ -26,6 +26,10 @@ struct GradientEngine::Shard {
   Eigen::MatrixXf dz;                   // (d, C)
   Eigen::MatrixXf dhead;                // (2d, Bs)
   std::vector<Eigen::MatrixXf> enc_dh;  // (h_i, Bs)
+  // Clustering VAE only: classifier activations (hidden, C), p(y|z) then d loss/d logits (K, C),
+  // classifier hidden gradient, its contribution to dz (d, C), per-example responsibilities
+  // (K, Bs), and per-example scratch for the cluster KLs (d, K).
+  Eigen::MatrixXf cls_h, cls_p, cls_dh, dz_cls, resp, cdim, cl_lv, cl_inv;
   ParamVector grad;                     // this shard's gradient (shard 0 writes the caller's)
   double recon_sum = 0, kl_sum = 0;
   std::vector<double> kl_dim;
@@ -56,6 +60,17 @@ GradientEngine::GradientEngine(const ModelConfig& cfg, int max_batch, int sample
     sh->out.resize(D, C);
     sh->tmp.resize(D, C);
     sh->col_logp.resize(C);
+    if (cfg.family == ModelFamily::Gmvae) {
+      const int K = cfg.clusters;
+      sh->cls_h.resize(kClassifierHidden, C);
+      sh->cls_dh.resize(kClassifierHidden, C);
+      sh->cls_p.resize(K, C);
+      sh->dz_cls.resize(d, C);
+      sh->resp.resize(K, Bs);
+      sh->cdim.resize(d, K);
+      sh->cl_lv.resize(d, K);
+      sh->cl_inv.resize(d, K);
+    }
     if (s > 0) sh->grad.resize(layout.size());
     sh->kl_dim.resize(d);
     shards_.push_back(std::move(sh));
@@ -67,6 +82,86 @@ GradientEngine::~GradientEngine() = default;
 namespace {
 
 using Block = Eigen::Block<Eigen::MatrixXf, Eigen::Dynamic, Eigen::Dynamic, true>;  // leftCols(n) of a buffer
+
+// Clustering VAE prior terms for one shard: the loss part
+//   Σ_y p(y|z) KL(q(z|x) ‖ N(μ_y, σ_y²)) + KL(p(y|z) ‖ uniform),
+// its gradients for the classifier (added into sh.dz through z), for the cluster Gaussians, and
+// the prior part of d loss / d(μ, log σ²) written into sh.dhead. kl_scale = β / B, col_scale =
+// β / (B·L) weighs one sampled column. Also fills sh.kl_sum and sh.kl_dim.
+template <class Mu, class Lv, class Z>
+void gmvae_prior_step(const Model& model, GradientEngine::Shard& sh, const Mu& mu, const Lv& logvar, const Z& z,
+                      int Bs, int L, float kl_scale, float col_scale, float* g) {
+  const int d = model.latent(), K = model.clusters(), C = Bs * L;
+  const auto& cls = model.classifier();
+  auto ch = sh.cls_h.leftCols(C);
+  auto cp = sh.cls_p.leftCols(C);
+  dense_forward(model.W(cls[0]), model.b(cls[0]), z, ch);
+  relu_forward(ch);
+  dense_forward(model.W(cls[1]), model.b(cls[1]), ch, cp);
+  softmax_columns(cp);
+
+  const std::size_t mo = model.cluster_mean_offset(), lo = model.cluster_logvar_offset();
+  const Eigen::Map<const Eigen::MatrixXf> cm(model.data() + mo, d, K), cl_raw(model.data() + lo, d, K);
+  sh.cl_lv = cl_raw.cwiseMax(kLogVarMin).cwiseMin(kLogVarMax);
+  sh.cl_inv = (-sh.cl_lv.array()).exp();
+  auto resp = sh.resp.leftCols(Bs);
+  resp.setZero();
+  std::fill(sh.kl_dim.begin(), sh.kl_dim.end(), 0.0);
+  sh.kl_sum = 0;
+  const float log_k = std::log(static_cast<float>(K));
+  for (int b = 0; b < Bs; ++b) {
+    // cdim(j, y): KL of dimension j between q(z|x_b) and cluster y.
+    sh.cdim = 0.5f * ((sh.cl_lv.array().colwise() - logvar.col(b).array()) +
+                      ((cm.colwise() - mu.col(b)).array().square().colwise() + logvar.col(b).array().exp()) *
+                          sh.cl_inv.array() -
+                      1.0f);
+    const Eigen::RowVectorXf Cy = sh.cdim.colwise().sum();
+    for (int l = 0; l < L; ++l) {
+      auto p = cp.col(b * L + l);
+      const Eigen::ArrayXf logKp = p.array().max(1e-30f).log() + log_k;
+      sh.kl_sum += ((p.array() * (Cy.transpose().array() + logKp)).sum()) / L;
+      const Eigen::VectorXf kd = sh.cdim * p;
+      for (int j = 0; j < d; ++j) sh.kl_dim[j] += kd(j) / L;
+      resp.col(b) += p / static_cast<float>(L);
+      // d/dp_y = col_scale (C_y + log K p_y + 1); softmax backward turns it into d/dlogits.
+      const Eigen::ArrayXf gp = col_scale * (Cy.transpose().array() + logKp + 1.0f);
+      const float mean = (p.array() * gp).sum();
+      p = (p.array() * (gp - mean)).matrix();
+    }
+  }
+  auto gW = [&](const DenseShape& l) { return Eigen::Map<Eigen::MatrixXf>(g + l.w, l.out, l.in); };
+  auto gb = [&](const DenseShape& l) { return Eigen::Map<Eigen::VectorXf>(g + l.b, l.out); };
+  MatRef dh(sh.cls_dh.leftCols(C));
+  dense_backward(model.W(cls[1]), ch, cp, gW(cls[1]), gb(cls[1]), &dh);
+  relu_backward(ch, dh);
+  MatRef dzc(sh.dz_cls.leftCols(C));
+  dense_backward(model.W(cls[0]), z, dh, gW(cls[0]), gb(cls[0]), &dzc);
+  sh.dz.leftCols(C) += dzc;
+
+  // Responsibility-weighted Gaussian KL gradients for (μ, log σ²) and the cluster parameters.
+  Eigen::Map<Eigen::MatrixXf> gm(g + mo, d, K), gs(g + lo, d, K);
+  gm.setZero();
+  gs.setZero();
+  auto dhead = sh.dhead.leftCols(Bs);
+  for (int b = 0; b < Bs; ++b) {
+    auto dmu = dhead.col(b).head(d);
+    auto dlv = dhead.col(b).tail(d);
+    dmu.setZero();
+    dlv.setZero();
+    const Eigen::ArrayXf var = logvar.col(b).array().exp();
+    for (int y = 0; y < K; ++y) {
+      const float w = kl_scale * resp(y, b);
+      const Eigen::ArrayXf diff = mu.col(b).array() - cm.col(y).array();
+      const Eigen::ArrayXf inv = sh.cl_inv.col(y).array();
+      dmu.array() += w * diff * inv;
+      dlv.array() += (0.5f * w) * (var * inv - 1.0f);
+      gm.col(y).array() -= w * diff * inv;
+      gs.col(y).array() += (0.5f * w) * (1.0f - (var + diff.square()) * inv);
+    }
+  }
+  // No gradient where the cluster log variance is clamped.
+  gs = (cl_raw.array() < kLogVarMin || cl_raw.array() > kLogVarMax).select(0.0f, gs);
+}
 
 // Forward and backward for columns [lo, lo + Bs) of the batch; writes the full gradient into g.
 void shard_step(const Model& model, GradientEngine::Shard& sh, const Eigen::Ref<const Eigen::MatrixXf>& x_all,
@@ -164,15 +259,22 @@ void shard_step(const Model& model, GradientEngine::Shard& sh, const Eigen::Ref<
     if (i > 0) relu_backward(sh.dec_h[i - 1].leftCols(C), dx);
   }
 
-  // ---- through the reparameterisation, plus β·KL ----
-  // d/dμ = Σ_l dz + β μ / B;  d/dlog σ² = Σ_l dz ⊙ ε ⊙ σ/2 + β (σ² − 1) / (2B), zero where clamped.
+  // ---- the prior's part of d loss / d(μ, log σ²), into dhead ----
   Block dhead = sh.dhead.leftCols(Bs);
   const float kl_scale = beta / static_cast<float>(B_total);
+  const bool gmvae = model.clusters() > 0;
+  if (gmvae) {
+    gmvae_prior_step(model, sh, mu, logvar, z, Bs, L, kl_scale, scale * beta, g);
+  } else {
+    // β KL(q ‖ N(0, I)):  d/dμ = β μ / B,  d/dlog σ² = β (σ² − 1) / (2B)
+    dhead.topRows(d) = kl_scale * mu;
+    dhead.bottomRows(d) = (0.5f * kl_scale) * (sigma.array().square() - 1.0f).matrix();
+  }
+
+  // ---- through the reparameterisation: d/dμ += Σ_l dz;  d/dlog σ² += Σ_l dz ⊙ ε ⊙ σ/2 ----
   for (int b = 0; b < Bs; ++b) {
     auto dmu = dhead.col(b).head(d);
     auto dlv = dhead.col(b).tail(d);
-    dmu = kl_scale * mu.col(b);
-    dlv = (0.5f * kl_scale) * (sigma.col(b).array().square() - 1.0f).matrix();
     for (int l = 0; l < L; ++l) {
       const int c = b * L + l;
       dmu += sh.dz.col(c);
@@ -183,14 +285,16 @@ void shard_step(const Model& model, GradientEngine::Shard& sh, const Eigen::Ref<
       if (raw < kLogVarMin || raw > kLogVarMax) dlv(j) = 0.0f;
     }
   }
-  std::fill(sh.kl_dim.begin(), sh.kl_dim.end(), 0.0);
-  for (int b = 0; b < Bs; ++b)
-    for (int j = 0; j < d; ++j) {
-      const float m = mu(j, b), v = logvar(j, b);
-      sh.kl_dim[j] += 0.5 * (static_cast<double>(m) * m + std::exp(static_cast<double>(v)) - v - 1.0);
-    }
-  sh.kl_sum = 0;
-  for (double v : sh.kl_dim) sh.kl_sum += v;
+  if (!gmvae) {
+    std::fill(sh.kl_dim.begin(), sh.kl_dim.end(), 0.0);
+    for (int b = 0; b < Bs; ++b)
+      for (int j = 0; j < d; ++j) {
+        const float m = mu(j, b), v = logvar(j, b);
+        sh.kl_dim[j] += 0.5 * (static_cast<double>(m) * m + std::exp(static_cast<double>(v)) - v - 1.0);
+      }
+    sh.kl_sum = 0;
+    for (double v : sh.kl_dim) sh.kl_sum += v;
+  }
 
   // ---- encoder backward (no gradient for the input) ----
   for (std::size_t i = ne; i-- > 0;) {
@@ -275,7 +379,9 @@ double loss_forward(const Model& model, const Eigen::Ref<const Eigen::MatrixXf>&
   model.decode_raw(z, out);
   const Eigen::VectorXf logp = log_likelihood(model.config().likelihood, xr, out, model.decoder_logvar());
   const double recon = logp.cast<double>().sum() / (static_cast<double>(B) * L);
-  const double kl = kl_elementwise(mu, logvar).cast<double>().sum() / B;
+  const double kl = model.clusters() > 0
+                        ? gmvae_prior_terms(model, mu, logvar, z, L).cast<double>().sum() / (static_cast<double>(B) * L)
+                        : kl_elementwise(mu, logvar).cast<double>().sum() / B;
   return -recon + beta * kl;
 }
 

@@ -141,6 +141,18 @@ TEST_CASE("gradients: whole ELBO backward matches finite differences (Gaussian f
   check_elbo_gradient(cfg, 4, 1, 1.0f, 1);
 }
 
+TEST_CASE("gradients: clustering VAE backward (classifier, cluster Gaussians) matches finite differences") {
+  ModelConfig cfg;
+  cfg.image_h = 2;
+  cfg.image_w = 4;
+  cfg.latent = 2;
+  cfg.hidden = {6};
+  cfg.family = ModelFamily::Gmvae;
+  cfg.clusters = 3;
+  check_elbo_gradient(cfg, 4, 1, 1.0f, 1);
+  check_elbo_gradient(cfg, 5, 2, 0.7f, 2);
+}
+
 TEST_CASE("gradients: results do not depend on which thread runs a shard") {
   ModelConfig cfg;
   cfg.image_h = 4;
