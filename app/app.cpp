@@ -180,14 +180,16 @@ bool App::wants_frame() {
   return visual_key(s_.trainer->snapshot().get()) != drawn_key_;
 }
 
-void App::shortcuts() {
-  ImGuiIO& io = ImGui::GetIO();
-  if (ImGui::IsKeyPressed(GLFW_KEY_F12, false)) request_screenshot();
-  if (io.KeyCtrl && ImGui::IsKeyPressed(GLFW_KEY_Q, false)) s_.quit = true;
+void App::on_key(int key, int mods) {
+  // Straight from GLFW's key callback: ImGui 1.86 polls key state once per frame, so a press and
+  // release between two frames (a quick tap, or xdotool) would be lost there.
+  const ImGuiIO& io = ImGui::GetIO();
+  const bool ctrl = (mods & GLFW_MOD_CONTROL) != 0;
+  if (key == GLFW_KEY_F12) request_screenshot();
+  if (ctrl && key == GLFW_KEY_Q) s_.quit = true;
   if (io.WantTextInput) return;
-  if (io.KeyCtrl && ImGui::IsKeyPressed(GLFW_KEY_S, false) && s_.trainer && s_.training.file_path[0])
-    s_.trainer->save(s_.training.file_path);
-  if (!io.KeyCtrl && ImGui::IsKeyPressed(GLFW_KEY_SPACE, false) && s_.trainer && s_.snap && !ImGui::IsAnyItemActive())
+  if (ctrl && key == GLFW_KEY_S && s_.trainer && s_.training.file_path[0]) s_.trainer->save(s_.training.file_path);
+  if (!ctrl && key == GLFW_KEY_SPACE && s_.trainer && s_.snap && !ImGui::IsAnyItemActive())
     s_.snap->state == TrainerState::Running ? s_.trainer->pause() : s_.trainer->resume();
 }
 
@@ -322,7 +324,6 @@ void App::frame() {
     ++s_.model_serial;
   }
   collect_trainer_errors();
-  shortcuts();
   menu_bar();
 
   const Snapshot* snap = s_.snap.get();

@@ -26,6 +26,9 @@ class App {
   void request_screenshot() { ++screenshots_requested_; }
   // Paths dropped on the window (GLFW drop callback).
   void on_drop(const std::vector<std::string>& paths);
+  // A key press from GLFW's callback (shortcuts: Space, Ctrl+S, Ctrl+Q, F12).
+  void on_key(int key, int mods);
+  bool quit_requested() const { return s_.quit; }
   // Whether something visible changed since the last frame without user input: a new training
   // step or weights, new codes or log lines, data arriving, an animation, a screenshot request.
   bool wants_frame();
@@ -34,7 +37,6 @@ class App {
   void poll_data_loading();
   void start_trainer(std::shared_ptr<const Dataset> data);
   void collect_trainer_errors();
-  void shortcuts();
   void menu_bar();
   void messages();
   void layout(float top);

@@ -87,6 +87,7 @@ struct TrainingPanelState {
 struct CurvesState {
   bool log_y = false;
   bool show_raw = true;
+  bool robust = true;       // y range ignores the 1 % most extreme values (the first steps)
   float smoothing = 0.95f;  // EMA weight of the past (0: none)
   std::uint64_t history_key = std::numeric_limits<std::uint64_t>::max();
   float cached_smoothing = -1;

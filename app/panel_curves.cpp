@@ -74,13 +74,17 @@ void draw_curves(AppState& state, const Snapshot& snap) {
     return;
   }
   CurvesState& c = state.curves;
-  ImGui::Checkbox("log scale", &c.log_y);
+  ImGui::Checkbox("log", &c.log_y);
   if (ImGui::IsItemHovered()) ImGui::SetTooltip("Log axis: shows −ELBO and −log p(x|z) (positive, lower is better)");
   ImGui::SameLine();
   ImGui::Checkbox("raw", &c.show_raw);
   ImGui::SameLine();
-  ImGui::SetNextItemWidth(ImGui::GetFontSize() * 6);
-  ImGui::SliderFloat("smoothing", &c.smoothing, 0.0f, 0.995f, "%.3f");
+  ImGui::Checkbox("clip", &c.robust);
+  if (ImGui::IsItemHovered()) ImGui::SetTooltip("Scale the y axis to the 1st–99th percentile, so the first steps don't flatten the rest");
+  ImGui::SameLine();
+  ImGui::SetNextItemWidth(ImGui::GetFontSize() * 5);
+  ImGui::SliderFloat("smooth", &c.smoothing, 0.0f, 0.995f, "%.3f");
+  if (ImGui::IsItemHovered()) ImGui::SetTooltip("Exponential moving average of the training curves: the weight of the past");
   ImGui::SameLine();
   if (ImGui::SmallButton("Export CSV")) {
     try {
@@ -98,8 +102,9 @@ void draw_curves(AppState& state, const Snapshot& snap) {
   const std::size_t n = c.step_x.size(), m = c.epoch_x.size();
   auto series3 = [&](const std::vector<float>& raw, const std::vector<float>& smooth, const std::vector<float>& test) {
     std::vector<PlotSeries> s;
-    if (c.show_raw) s.push_back({"train", c.step_x.data(), raw.data(), n, kRaw, 1.0f, false, false, false});
+    if (c.show_raw) s.push_back({"train (raw)", c.step_x.data(), raw.data(), n, kRaw, 1.0f, false, false, false});
     s.push_back({c.smoothing > 0 ? "train (smoothed)" : "train", c.step_x.data(), smooth.data(), n, kSmooth, 1.8f});
+    s.back().legend_name = "train";
     s.push_back({"test", c.epoch_x.data(), test.data(), m, kTest, 1.5f, true});
     return s;
   };
@@ -108,12 +113,13 @@ void draw_curves(AppState& state, const Snapshot& snap) {
   const float spacing = ImGui::GetStyle().ItemSpacing.y;
   const float top_h = std::max(80.0f, (avail.y - spacing) * 0.56f);
   PlotOptions top;
-  top.title = c.log_y ? "−ELBO (nats per image, lower is better)" : "ELBO (nats per image, higher is better)";
+  top.title = c.log_y ? "−ELBO (nats/image)" : "ELBO (nats/image)";
   top.x_label = "step";
   top.log_y = c.log_y;
+  top.robust_y = c.robust;
   auto elbo_series = series3(c.elbo, c.elbo_s, c.test_elbo);
-  elbo_series.push_back({"train (epoch mean)", c.epoch_x.data(), c.train_epoch_elbo.data(), m, kTrainEpoch, 1.2f, true,
-                         false, true});
+  elbo_series.push_back({"train (epoch mean)", c.epoch_x.data(), c.train_epoch_elbo.data(), m, kTrainEpoch, 1.2f, true});
+  elbo_series.back().legend_name = "epoch mean";
   plot("##elbo", ImVec2(avail.x, top_h), top, elbo_series, markers);
 
   const float half_w = (avail.x - ImGui::GetStyle().ItemSpacing.x) * 0.5f;

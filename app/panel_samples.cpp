@@ -67,9 +67,9 @@ void draw_samples(AppState& state, const Snapshot& snap) {
   export_png_button(state, "PNG##prior", s.prior, "samples");
   s.prior.draw(s.prior.fit(ImVec2(avail.x, prior_h)), state.colormap);
 
-  ImGui::TextUnformatted("Test images / reconstructions");
+  ImGui::TextUnformatted("Test images, reconstructions");
   ImGui::SameLine();
-  if (ImGui::SmallButton("Other images")) {
+  if (ImGui::SmallButton("Shuffle")) {
     ++s.pick_seed;
     s.dirty = true;
   }

@@ -3,6 +3,7 @@
 // status line and the trainer's log. Talks to the trainer only through its command methods.
 // Not the trainer: nothing here blocks on training.
 #include <algorithm>
+#include <cfloat>
 #include <cstdio>
 #include <cstring>
 #include <sstream>
@@ -156,31 +157,50 @@ void draw_model_form(AppState& state, const Snapshot* snap) {
   TrainingPanelState& t = state.training;
   if (snap && (!t.form_synced || !(snap->model_config == t.pending_model) || !same_structure(snap->train_config, t.pending_train)))
     sync_form(t, snap->model_config, snap->train_config);
-  const float w = ImGui::GetContentRegionAvail().x * 0.5f;
-  ImGui::SetNextItemWidth(w);
-  ImGui::InputInt("latent size", &t.latent);
-  t.latent = std::clamp(t.latent, 1, 256);
-  ImGui::SetNextItemWidth(w);
-  ImGui::InputText("hidden layers", t.hidden, sizeof t.hidden);
-  help_marker("Encoder widths, comma separated (e.g. 400 or 512, 256). The decoder mirrors them.");
-  ImGui::SetNextItemWidth(w);
-  ImGui::Combo("likelihood", &t.likelihood, kLikelihoods, 3);
-  if (t.likelihood == 1) {
-    ImGui::SetNextItemWidth(w);
-    ImGui::InputFloat("σ", &t.sigma, 0.01f, 0.1f, "%.3f");
+  // Two label/field pairs per row keeps the form short enough to leave room for the log.
+  ImGui::AlignTextToFramePadding();
+  ImGui::TextUnformatted("p(x|z)");
+  if (ImGui::IsItemHovered()) ImGui::SetTooltip("The decoder's likelihood");
+  ImGui::SameLine(ImGui::GetFontSize() * 3.6f + ImGui::GetStyle().WindowPadding.x);
+  ImGui::SetNextItemWidth(-FLT_MIN);
+  ImGui::Combo("##lik", &t.likelihood, kLikelihoods, 3);
+  const ImGuiTableFlags flags = ImGuiTableFlags_SizingStretchProp | ImGuiTableFlags_NoSavedSettings;
+  if (ImGui::BeginTable("model_form", 4, flags)) {
+    const float fs = ImGui::GetFontSize();
+    ImGui::TableSetupColumn("l1", ImGuiTableColumnFlags_WidthFixed, fs * 3.6f);
+    ImGui::TableSetupColumn("f1", ImGuiTableColumnFlags_WidthStretch, 1.0f);
+    ImGui::TableSetupColumn("l2", ImGuiTableColumnFlags_WidthFixed, fs * 4.3f);
+    ImGui::TableSetupColumn("f2", ImGuiTableColumnFlags_WidthStretch, 1.2f);
+    auto label = [](const char* text, const char* tip = nullptr) {
+      ImGui::TableNextColumn();
+      ImGui::AlignTextToFramePadding();
+      ImGui::TextUnformatted(text);
+      if (tip && ImGui::IsItemHovered()) ImGui::SetTooltip("%s", tip);
+      ImGui::TableNextColumn();
+      ImGui::SetNextItemWidth(-FLT_MIN);
+    };
+    label("latent");
+    ImGui::InputInt("##latent", &t.latent, 0);
+    t.latent = std::clamp(t.latent, 1, 256);
+    label("hidden", "Encoder widths, comma separated (e.g. 400 or 512, 256). The decoder mirrors them.");
+    ImGui::InputText("##hidden", t.hidden, sizeof t.hidden);
+    label("batch");
+    ImGui::InputInt("##batch", &t.batch, 0);
+    label("samples L", "Monte-Carlo samples of z per image");
+    ImGui::InputInt("##samples", &t.samples, 0);
+    label("seed");
+    ImGui::InputInt("##seed", &t.seed, 0);
+    label("threads", "Worker threads for the training step. The window needs a core of its own, so on a "
+                     "2-core machine 1 is usually fastest overall.");
+    ImGui::InputInt("##threads", &t.threads, 0);
+    label("binarize", "Binarize the training images: never, once (static) or every batch (dynamic)");
+    ImGui::Combo("##binarize", &t.binarize, kBinarize, 3);
+    label("σ", "Fixed decoder standard deviation (Gaussian, fixed σ only)");
+    ImGui::BeginDisabled(t.likelihood != 1);
+    ImGui::InputFloat("##sigma", &t.sigma, 0, 0, "%.3f");
+    ImGui::EndDisabled();
+    ImGui::EndTable();
   }
-  ImGui::SetNextItemWidth(w);
-  ImGui::InputInt("batch", &t.batch, 16, 128);
-  ImGui::SetNextItemWidth(w);
-  ImGui::InputInt("samples L", &t.samples);
-  ImGui::SetNextItemWidth(w);
-  ImGui::InputInt("seed", &t.seed);
-  ImGui::SetNextItemWidth(w);
-  ImGui::InputInt("threads", &t.threads);
-  help_marker("Worker threads for the training step. The window needs a core of its own, so on a "
-              "2-core machine 1 is usually fastest overall.");
-  ImGui::SetNextItemWidth(w);
-  ImGui::Combo("binarize", &t.binarize, kBinarize, 3);
 
   ImGui::BeginDisabled(!state.trainer || !snap);
   if (ImGui::Button("Rebuild model…")) {

@@ -139,6 +139,23 @@ bool plot(const char* id, ImVec2 size, const PlotOptions& options, std::span<con
     dl->AddText(ImVec2((p0.x + p1.x - ts.x) * 0.5f, (p0.y + p1.y - ts.y) * 0.5f), dim_col, msg);
     return hovered;
   }
+  if (options.robust_y) {
+    // Percentiles over a subsample (at most ~4000 values per series) of the usable points.
+    std::vector<float> ys;
+    for (const PlotSeries& s : series) {
+      const std::size_t step = std::max<std::size_t>(1, s.n / 4000);
+      for (std::size_t i = 0; i < s.n; i += step)
+        if (usable(s.x[i], s.y[i], log_y)) ys.push_back(s.y[i]);
+    }
+    if (ys.size() >= 20) {
+      const std::size_t lo = ys.size() / 100, hi = ys.size() - 1 - ys.size() / 100;
+      std::nth_element(ys.begin(), ys.begin() + static_cast<long>(lo), ys.end());
+      const float qlo = ys[lo];
+      std::nth_element(ys.begin(), ys.begin() + static_cast<long>(hi), ys.end());
+      const float qhi = ys[hi];
+      if (qhi > qlo) yr = Range{qlo, qhi, true};
+    }
+  }
   if (log_y) yr = Range{std::log10(yr.lo), std::log10(yr.hi), true};
   yr = padded(yr, 0.06);
   if (xr.hi <= xr.lo) xr = padded(xr, 0.05);
@@ -206,13 +223,32 @@ bool plot(const char* id, ImVec2 size, const PlotOptions& options, std::span<con
   for (const PlotSeries& s : series) draw_series(dl, s, ax, ay, log_y);
   dl->PopClipRect();
 
-  // ---- legend ----
-  if (options.legend) {
+  // ---- legend: in the title line when it fits, else a box in the plot's corner ----
+  bool legend_done = false;
+  if (options.legend && options.title) {
+    float total = 0;
+    for (const PlotSeries& s : series)
+      if (s.in_legend) total += 22 + ImGui::CalcTextSize(s.label().data(), s.label().data() + s.label().size()).x + 10;
+    const float title_w = ImGui::CalcTextSize(options.title).x;
+    if (total > 0 && p0.x + 6 + title_w + 16 + total <= p1.x - 4) {
+      float x = p1.x - 4 - total;
+      const float y = p0.y + 2;
+      for (const PlotSeries& s : series) {
+        if (!s.in_legend) continue;
+        dl->AddLine(ImVec2(x, y + line_h * 0.5f), ImVec2(x + 16, y + line_h * 0.5f), s.colour, 2.5f);
+        if (s.dots) dl->AddCircleFilled(ImVec2(x + 8, y + line_h * 0.5f), 3.0f, s.colour);
+        dl->AddText(ImVec2(x + 20, y), text_col, s.label().data(), s.label().data() + s.label().size());
+        x += 22 + ImGui::CalcTextSize(s.label().data(), s.label().data() + s.label().size()).x + 10;
+      }
+      legend_done = true;
+    }
+  }
+  if (options.legend && !legend_done) {
     float w = 0;
     int rows = 0;
     for (const PlotSeries& s : series)
       if (s.in_legend) {
-        w = std::max(w, ImGui::CalcTextSize(s.name.data(), s.name.data() + s.name.size()).x);
+        w = std::max(w, ImGui::CalcTextSize(s.label().data(), s.label().data() + s.label().size()).x);
         ++rows;
       }
     if (rows > 0) {
@@ -225,7 +261,7 @@ bool plot(const char* id, ImVec2 size, const PlotOptions& options, std::span<con
       for (const PlotSeries& s : series) {
         if (!s.in_legend) continue;
         dl->AddLine(ImVec2(l0.x + 5, y + line_h * 0.5f), ImVec2(l0.x + 21, y + line_h * 0.5f), s.colour, 2.5f);
-        dl->AddText(ImVec2(l0.x + 25, y), text_col, s.name.data(), s.name.data() + s.name.size());
+        dl->AddText(ImVec2(l0.x + 25, y), text_col, s.label().data(), s.label().data() + s.label().size());
         y += line_h;
       }
     }

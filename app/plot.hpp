@@ -21,6 +21,8 @@ struct PlotSeries {
   bool dots = false;         // mark every point (sparse series, e.g. one value per epoch)
   bool in_legend = true;
   bool in_readout = true;
+  std::string_view legend_name = {};  // shorter name for the legend (default: name)
+  std::string_view label() const { return legend_name.empty() ? name : legend_name; }
 };
 
 struct PlotMarker {
@@ -33,6 +35,7 @@ struct PlotOptions {
   const char* x_label = nullptr;  // the hover read-out's name for x, e.g. "step"
   bool log_y = false;             // log10 axis; values ≤ 0 are left out
   bool legend = true;
+  bool robust_y = false;          // y range from the 1st–99th percentile (ignores early spikes)
 };
 
 // Draws into a region of `size` (≤ 0 components: the available width / height). Returns whether

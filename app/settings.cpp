@@ -47,6 +47,7 @@ void prefs_line(ImGuiContext*, ImGuiSettingsHandler* handler, void*, const char*
   if (key == "colormap") as_int(0, 1, s.colormap);
   else if (key == "curves_log") { as_int(0, 1, b); s.curves.log_y = b; }
   else if (key == "curves_raw") { as_int(0, 1, b); s.curves.show_raw = b; }
+  else if (key == "curves_robust") { as_int(0, 1, b); s.curves.robust = b; }
   else if (key == "smoothing") as_float(0.0f, 0.995f, s.curves.smoothing);
   else if (key == "manifold_n") as_int(3, 30, s.manifold.n);
   else if (key == "interp_frames") as_int(3, 16, s.interp.frames);
@@ -63,8 +64,8 @@ void prefs_write(ImGuiContext*, ImGuiSettingsHandler* handler, ImGuiTextBuffer* 
   const auto& s = *static_cast<const AppState*>(handler->UserData);
   out->appendf("[%s][prefs]\n", handler->TypeName);
   out->appendf("colormap=%d\n", s.colormap);
-  out->appendf("curves_log=%d\ncurves_raw=%d\nsmoothing=%.4f\n", s.curves.log_y ? 1 : 0, s.curves.show_raw ? 1 : 0,
-               static_cast<double>(s.curves.smoothing));
+  out->appendf("curves_log=%d\ncurves_raw=%d\ncurves_robust=%d\nsmoothing=%.4f\n", s.curves.log_y ? 1 : 0,
+               s.curves.show_raw ? 1 : 0, s.curves.robust ? 1 : 0, static_cast<double>(s.curves.smoothing));
   out->appendf("manifold_n=%d\ninterp_frames=%d\n", s.manifold.n, s.interp.frames);
   out->appendf("point_px=%.1f\ndecoder_range=%.1f\nsort_by_kl=%d\n", static_cast<double>(s.latent.point_px),
                static_cast<double>(s.decoder.range), s.decoder.sort_by_kl ? 1 : 0);

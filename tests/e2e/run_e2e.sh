@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# End-to-end test of the desktop app under Xvfb: start vaelab on a 2,000-image subset of
+# Fashion-MNIST, let it train, pause it with its own button, drag the first decoder slider with
+# xdotool and check (from the app's own PNG dumps) that the decoded image changed — and that it
+# stays put without a drag — then close it with Ctrl+Q and expect exit code 0.
+# Not a unit test of the panels; usage: run_e2e.sh path/to/vaelab OUTPUT_DIR
+set -uo pipefail
+
+app=${1:?usage: run_e2e.sh VAELAB OUTPUT_DIR}
+out=${2:?usage: run_e2e.sh VAELAB OUTPUT_DIR}
+data=${VAELAB_E2E_DATA:-/usr/share/datasets/fashion-mnist}
+
+skip() { echo "SKIP: $*"; exit 77; }
+fail() {
+  echo "FAIL: $*"
+  echo "---- app log ----"; cat "$out/app.log" 2>/dev/null | tail -30
+  echo "screenshots: $out/shots"
+  exit 1
+}
+for tool in Xvfb xdotool; do command -v "$tool" >/dev/null || skip "$tool is not installed"; done
+[[ -d $data ]] || skip "no data folder at $data (package dataset-fashion-mnist, or set VAELAB_E2E_DATA)"
+[[ -x $app ]] || fail "no vaelab binary at $app"
+
+rm -rf "$out"
+mkdir -p "$out/shots" "$out/config" "$out/data"
+xvfb_pid="" app_pid=""
+cleanup() {
+  [[ -n $app_pid ]] && kill "$app_pid" 2>/dev/null
+  [[ -n $xvfb_pid ]] && kill "$xvfb_pid" 2>/dev/null
+  wait 2>/dev/null
+}
+trap cleanup EXIT
+
+# ---- --help works without a display ----
+"$app" --help | grep -q -- "--data DIR" || fail "--help does not describe --data"
+
+# ---- a private X server on a free display (Xvfb picks the number) ----
+Xvfb -displayfd 3 -screen 0 1280x800x24 -nolisten tcp 3>"$out/display" 2>"$out/xvfb.log" &
+xvfb_pid=$!
+for _ in $(seq 100); do [[ -s $out/display ]] && break; sleep 0.1; done
+[[ -s $out/display ]] || fail "Xvfb did not start"
+export DISPLAY=":$(head -n1 "$out/display")"
+export XDG_CONFIG_HOME="$out/config" XDG_DATA_HOME="$out/data"
+echo "Xvfb on $DISPLAY"
+
+"$app" --data "$data" --train-limit 2000 --size 1280x800 --screenshot-dir "$out/shots" \
+  --frame-stats "$out/frames.csv" >"$out/app.log" 2>&1 &
+app_pid=$!
+
+alive() { kill -0 "$app_pid" 2>/dev/null; }
+wait_for() {  # wait_for FILE SECONDS
+  local i
+  for ((i = 0; i < $2 * 10; ++i)); do
+    [[ -e $1 ]] && return 0
+    alive || fail "vaelab died (waiting for $(basename "$1"))"
+    sleep 0.1
+  done
+  fail "timed out after $2 s waiting for $(basename "$1")"
+}
+shots=0
+shot() {  # ask the app for a screenshot (SIGUSR1) and wait for it; sets $info to its .txt file
+  shots=$((shots + 1))
+  info=$(printf '%s/shots/shot-%03d.txt' "$out" "$shots")
+  kill -USR1 "$app_pid"
+  wait_for "$info" 20
+}
+field() { awk -v k="$1" '$1 == k { print $2 }' "$info"; }
+rect() { awk -v k="$1" '$1 == "rect" && $2 == k { print $3, $4, $5, $6 }' "$info"; }
+
+wait_for "$out/shots/ready" 60
+echo "window up, first latent codes drawn"
+wid=$(xdotool search --sync --name '^vaelab$' | head -n1)
+[[ -n $wid ]] || fail "no window named vaelab"
+sleep 3  # let it train a little
+
+shot
+[[ $(field state) == running ]] || fail "expected training to run, state is '$(field state)'"
+step=$(field step)
+((step > 0)) || fail "no training steps after a few seconds"
+echo "training: step $step"
+
+# ---- pause with the app's own button ----
+read -r x0 y0 x1 y1 <<<"$(rect pause_button)"
+[[ -n ${x1:-} ]] || fail "no pause button rectangle in $info"
+xdotool mousemove --window "$wid" $(((${x0%.*} + ${x1%.*}) / 2)) $(((${y0%.*} + ${y1%.*}) / 2)) click 1
+for _ in $(seq 10); do
+  sleep 0.5
+  shot
+  [[ $(field state) == paused ]] && break
+done
+[[ $(field state) == paused ]] || fail "the Pause button did not pause training"
+echo "paused at step $(field step)"
+before="${info%.txt}-decoder.png"
+
+# ---- drag the first decoder slider from its middle to near its right end ----
+read -r x0 y0 x1 y1 <<<"$(rect decoder_slider0)"
+[[ -n ${x1:-} ]] || fail "no decoder slider rectangle in $info"
+x0=${x0%.*} x1=${x1%.*} y=$(((${y0%.*} + ${y1%.*}) / 2))
+xdotool mousemove --window "$wid" $(((x0 + x1) / 2)) "$y" mousedown 1
+for f in 60 70 80 90; do
+  xdotool mousemove --window "$wid" $((x0 + (x1 - x0) * f / 100)) "$y"
+  sleep 0.1
+done
+xdotool mouseup 1
+sleep 0.5
+shot
+after="${info%.txt}-decoder.png"
+[[ -s $before && -s $after ]] || fail "decoder images missing ($before, $after)"
+cmp -s "$before" "$after" && fail "the decoded image did not change after dragging the slider"
+echo "decoder image changed with the drag"
+
+# ---- without a drag (and paused) it must stay exactly the same ----
+xdotool mousemove --window "$wid" 640 200  # hover the latent map for the record
+sleep 0.5
+shot
+cmp -s "$after" "${info%.txt}-decoder.png" || fail "the decoded image changed without any input while paused"
+echo "decoder image stable without input"
+
+# ---- close with Ctrl+Q, expect exit code 0 ----
+alive || fail "vaelab is not running before the close"
+xdotool windowfocus --sync "$wid" 2>/dev/null || true
+xdotool key --clearmodifiers ctrl+q
+for _ in $(seq 200); do alive || break; sleep 0.1; done
+if alive; then
+  kill "$app_pid"
+  fail "vaelab did not exit within 20 s of Ctrl+Q"
+fi
+wait "$app_pid"
+rc=$?
+app_pid=""
+((rc == 0)) || fail "vaelab exited with code $rc"
+grep 'frame work' "$out/app.log" || true
+echo "PASS (screenshots: $out/shots)"
