@@ -16,6 +16,8 @@ const char* train_usage() {
          "\n"
          "  --data DIR              folder with {train,t10k}-images-idx3-ubyte[.gz] (+ labels)\n"
          "                          (default: /usr/share/datasets/fashion-mnist)\n"
+         "  --model M               mlp | conv | gmvae (clustering VAE) (default mlp)\n"
+         "  --clusters K            categories of the clustering VAE (default 10)\n"
          "  --latent D              latent dimensions (default 20)\n"
          "  --hidden H[,H...]       hidden layer widths, encoder order (default 400)\n"
          "  --likelihood L          bernoulli | gaussian | gaussian-learned (default bernoulli)\n"
@@ -87,6 +89,14 @@ std::variant<TrainArgs, ArgError> parse_train_args(const std::vector<std::string
     auto integer = [&](int& out) { return parse_number(v, out); };
     if (flag == "--data") {
       a.data = v;
+    } else if (flag == "--model") {
+      try {
+        a.model.family = parse_family(v);
+      } catch (const Error& e) {
+        return ArgError{e.what()};
+      }
+    } else if (flag == "--clusters") {
+      if (!integer(a.model.clusters)) return bad("a whole number");
     } else if (flag == "--latent") {
       if (!integer(a.model.latent)) return bad("a whole number");
     } else if (flag == "--hidden") {

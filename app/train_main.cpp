@@ -35,6 +35,7 @@ void print_epoch_json(const EpochRecord& r, bool with_iwae) {
        ",\"test_kl\":" + json_number(r.test_kl);
   if (r.epoch > 0) s += ",\"samples_per_s\":" + json_number(r.samples_per_s);
   if (with_iwae) s += ",\"test_iwae\":" + json_number(r.test_iwae);
+  if (std::isfinite(r.cluster_acc)) s += ",\"cluster_acc\":" + json_number(r.cluster_acc) + ",\"nmi\":" + json_number(r.nmi);
   s += "}";
   std::printf("%s\n", s.c_str());
   std::fflush(stdout);
@@ -65,6 +66,7 @@ class Progress {
       std::fprintf(stderr, "epoch %d/%d: train ELBO %.2f, test ELBO %.2f (recon %.2f, KL %.2f), %.0f samples/s",
                    r.epoch, epochs_, r.train_elbo, r.test_elbo, r.test_recon, r.test_kl, r.samples_per_s);
     if (std::isfinite(r.test_iwae)) std::fprintf(stderr, ", IWAE %.2f", r.test_iwae);
+    if (std::isfinite(r.cluster_acc)) std::fprintf(stderr, ", cluster accuracy %.3f, NMI %.3f", r.cluster_acc, r.nmi);
     std::fprintf(stderr, "\n");
   }
 

@@ -27,6 +27,10 @@ struct EpochRecord {
   float test_iwae = std::numeric_limits<float>::quiet_NaN();  // NaN when not computed
   float samples_per_s = 0;
   std::vector<float> kl_per_dim;  // on the test set
+  // Clustering VAE with labels: accuracy of the best one-to-one cluster→label matching and
+  // normalised mutual information, on the evaluated test images (NaN otherwise).
+  float cluster_acc = std::numeric_limits<float>::quiet_NaN();
+  float nmi = std::numeric_limits<float>::quiet_NaN();
 };
 
 // "β 1 → 0.5 at step 1200": drawn as a vertical marker on the curves.
@@ -50,7 +54,8 @@ inline bool operator==(const EpochRecord& a, const EpochRecord& b) {
   return a.epoch == b.epoch && a.step == b.step && same_float(a.train_elbo, b.train_elbo) &&
          same_float(a.test_elbo, b.test_elbo) && same_float(a.test_recon, b.test_recon) &&
          same_float(a.test_kl, b.test_kl) && same_float(a.test_iwae, b.test_iwae) &&
-         same_float(a.samples_per_s, b.samples_per_s) && a.kl_per_dim == b.kl_per_dim;
+         same_float(a.samples_per_s, b.samples_per_s) && a.kl_per_dim == b.kl_per_dim &&
+         same_float(a.cluster_acc, b.cluster_acc) && same_float(a.nmi, b.nmi);
 }
 inline bool operator==(const ChangeMarker& a, const ChangeMarker& b) { return a.step == b.step && a.text == b.text; }
 

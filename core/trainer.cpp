@@ -13,6 +13,7 @@
 
 #include "core/adam.hpp"
 #include "core/checkpoint.hpp"
+#include "core/clustering.hpp"
 #include "core/error.hpp"
 #include "core/objective.hpp"
 #include "core/rng.hpp"
@@ -301,8 +302,35 @@ struct Trainer::Impl {
       rec.test_kl = static_cast<float>(ev.kl);
       if (opt.eval_iwae_k > 0) rec.test_iwae = static_cast<float>(ev.iwae);
       rec.kl_per_dim.assign(ev.kl_per_dim.begin(), ev.kl_per_dim.end());
+      if (model->clusters() > 0 && test_set->has_labels()) score_clusters(idx, rec);
     }
     return rec;
+  }
+
+  // Cluster of each evaluated test image = argmax_y p(y | z = μ(x)), scored against the labels.
+  void score_clusters(const std::vector<int>& idx_in, EpochRecord& rec) const {
+    std::vector<int> idx = idx_in;
+    if (idx.empty()) {
+      idx.resize(test_set->count);
+      for (int i = 0; i < test_set->count; ++i) idx[i] = i;
+    }
+    const int n = static_cast<int>(idx.size()), chunk = 1000;
+    std::vector<int> pred(n), labels(n);
+    int n_classes = 0;
+    for (int i = 0; i < n; ++i) {
+      labels[i] = test_set->labels[idx[i]];
+      n_classes = std::max(n_classes, labels[i] + 1);
+    }
+    for (int lo = 0; lo < n; lo += chunk) {
+      const int B = std::min(chunk, n - lo);
+      Eigen::MatrixXf x(mcfg.input_dim(), B), mu, lv, probs;
+      gather_batch(*test_set, idx.data() + lo, B, Binarize::None, nullptr, x);
+      model->encode(x, mu, lv);
+      model->classify(mu, probs);
+      for (int b = 0; b < B; ++b) probs.col(b).maxCoeff(&pred[lo + b]);
+    }
+    rec.cluster_acc = static_cast<float>(cluster_accuracy(pred, labels, model->clusters(), n_classes));
+    rec.nmi = static_cast<float>(normalized_mutual_information(pred, labels));
   }
 
   void end_epoch() {
