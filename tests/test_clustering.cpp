@@ -1,0 +1,298 @@
+// Tests of core/clustering: the Hungarian assignment against brute force, clustering accuracy and
+// NMI on hand-built tables, and k-means on separable blobs, duplicates and truncated runs.
+// Not a benchmark: the 70,000 × 784 timing lives outside the suite.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <set>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "core/clustering.hpp"
+#include "core/error.hpp"
+#include "core/rng.hpp"
+
+using namespace vaelab;
+
+namespace {
+
+double assignment_cost(const Eigen::MatrixXd& cost, const std::vector<int>& rows_to_cols) {
+  double s = 0;
+  for (std::size_t r = 0; r < rows_to_cols.size(); ++r)
+    if (rows_to_cols[r] >= 0) s += cost(static_cast<Eigen::Index>(r), rows_to_cols[r]);
+  return s;
+}
+
+// Minimum over all injective maps of the smaller side into the larger.
+double brute_force_min(const Eigen::MatrixXd& cost) {
+  const bool wide = cost.rows() <= cost.cols();
+  const Eigen::MatrixXd a = wide ? cost : Eigen::MatrixXd(cost.transpose());
+  std::vector<int> perm(static_cast<std::size_t>(a.cols()));
+  std::iota(perm.begin(), perm.end(), 0);
+  double best = std::numeric_limits<double>::infinity();
+  do {
+    double s = 0;
+    for (Eigen::Index r = 0; r < a.rows(); ++r) s += a(r, perm[static_cast<std::size_t>(r)]);
+    best = std::min(best, s);
+  } while (std::next_permutation(perm.begin(), perm.end()));
+  return best;
+}
+
+// A valid assignment: min(n, m) rows matched, to distinct columns in range, the rest −1.
+void check_injective(const std::vector<int>& a, Eigen::Index n, Eigen::Index m) {
+  REQUIRE(a.size() == static_cast<std::size_t>(n));
+  std::set<int> used;
+  Eigen::Index matched = 0;
+  for (const int c : a) {
+    if (c < 0) {
+      CHECK(c == -1);
+      continue;
+    }
+    CHECK(c < m);
+    CHECK(used.insert(c).second);
+    ++matched;
+  }
+  CHECK(matched == std::min(n, m));
+}
+
+// n points per blob around centres spaced `spacing` apart on the axes, N(0, σ²) noise.
+Eigen::MatrixXf blobs(int d, int k, int n, float spacing, float sigma, std::uint64_t seed, std::vector<int>& truth) {
+  Rng rng(seed);
+  Eigen::MatrixXf X(d, k * n);
+  truth.assign(static_cast<std::size_t>(k * n), 0);
+  for (int i = 0; i < k * n; ++i) {
+    const int c = i % k;
+    truth[static_cast<std::size_t>(i)] = c;
+    for (int r = 0; r < d; ++r) X(r, i) = sigma * rng.normal() + (r == c % d ? spacing * static_cast<float>(1 + c / d) : 0.0f);
+  }
+  return X;
+}
+
+}  // namespace
+
+TEST_CASE("clustering: Hungarian equals brute force on random square and rectangular matrices") {
+  Rng rng(2024);
+  for (int n = 1; n <= 6; ++n) {
+    for (int m = 1; m <= 6; ++m) {
+      for (int trial = 0; trial < 12; ++trial) {
+        Eigen::MatrixXd cost(n, m);
+        for (int i = 0; i < n; ++i)
+          for (int j = 0; j < m; ++j) {
+            // Odd trials: small integers, so many optimal assignments tie.
+            const double u = static_cast<double>(rng.uniform());
+            cost(i, j) = trial % 2 ? std::floor(4 * u) : 20 * u - 10;
+          }
+        const std::vector<int> a = hungarian_min_cost(cost);
+        CAPTURE(n);
+        CAPTURE(m);
+        CAPTURE(trial);
+        check_injective(a, n, m);
+        CHECK(assignment_cost(cost, a) == doctest::Approx(brute_force_min(cost)).epsilon(1e-12));
+      }
+    }
+  }
+}
+
+TEST_CASE("clustering: Hungarian edge cases") {
+  CHECK(hungarian_min_cost(Eigen::MatrixXd(0, 3)).empty());
+  CHECK(hungarian_min_cost(Eigen::MatrixXd(2, 0)) == std::vector<int>{-1, -1});
+  Eigen::MatrixXd c(2, 2);
+  c << 1, 2, 3, 4;
+  CHECK(assignment_cost(c, hungarian_min_cost(c)) == 5.0);  // 2 + 3 = 1 + 4: either is optimal
+  c(0, 0) = 0;  // now only the diagonal reaches 4
+  CHECK(hungarian_min_cost(c) == std::vector<int>{0, 1});
+  c(1, 0) = std::numeric_limits<double>::quiet_NaN();
+  CHECK_THROWS_AS(hungarian_min_cost(c), Error);
+  // Large spread of magnitudes: potentials must not lose the small costs.
+  Eigen::MatrixXd big(3, 3);
+  big << 1e9, 1, 2, 3, 1e9, 1, 1, 2, 1e9;
+  CHECK(hungarian_min_cost(big) == std::vector<int>{1, 2, 0});
+}
+
+TEST_CASE("clustering: accuracy of a relabelled perfect clustering is 1 and the mapping inverts it") {
+  Rng rng(7);
+  const std::vector<int> relabel = {3, 0, 4, 1, 2};  // class c → cluster relabel[c]
+  std::vector<int> labels(500), pred(500);
+  for (std::size_t i = 0; i < labels.size(); ++i) {
+    labels[i] = static_cast<int>(rng.below(5));
+    pred[i] = relabel[static_cast<std::size_t>(labels[i])];
+  }
+  const ClusterMatch m = match_clusters(pred, labels, 5, 5);
+  CHECK(m.accuracy == 1.0);
+  for (int c = 0; c < 5; ++c) CHECK(m.cluster_to_label[static_cast<std::size_t>(relabel[static_cast<std::size_t>(c)])] == c);
+  CHECK(cluster_accuracy(pred, labels, 5, 5) == 1.0);
+}
+
+TEST_CASE("clustering: accuracy on constructed confusion tables, where greedy matching is wrong") {
+  // Expand a (clusters, classes) table of counts into pred / label vectors.
+  auto expand = [](const std::vector<std::vector<int>>& table, std::vector<int>& pred, std::vector<int>& labels) {
+    pred.clear();
+    labels.clear();
+    for (std::size_t c = 0; c < table.size(); ++c)
+      for (std::size_t l = 0; l < table[c].size(); ++l)
+        for (int t = 0; t < table[c][l]; ++t) {
+          pred.push_back(static_cast<int>(c));
+          labels.push_back(static_cast<int>(l));
+        }
+  };
+  std::vector<int> pred, labels;
+
+  // Greedy (each cluster to its majority class) sends clusters 0 and 1 both to class 0.
+  expand({{6, 5, 0}, {6, 0, 0}, {0, 0, 4}}, pred, labels);
+  ClusterMatch m = match_clusters(pred, labels, 3, 3);
+  CHECK(m.accuracy == doctest::Approx(15.0 / 21.0));
+  CHECK(m.cluster_to_label == std::vector<int>{1, 0, 2});
+
+  // More clusters than classes: only two clusters can score.
+  expand({{3, 0}, {0, 2}, {1, 1}, {0, 4}}, pred, labels);
+  m = match_clusters(pred, labels, 4, 2);
+  CHECK(m.accuracy == doctest::Approx(7.0 / 11.0));
+  CHECK(m.cluster_to_label == std::vector<int>{0, -1, -1, 1});
+
+  // Fewer clusters than classes; an unused class index (3) is allowed.
+  expand({{2, 5, 1, 0}, {4, 4, 0, 0}}, pred, labels);
+  m = match_clusters(pred, labels, 2, 4);
+  CHECK(m.accuracy == doctest::Approx(9.0 / 16.0));
+  CHECK(m.cluster_to_label == std::vector<int>{1, 0});
+
+  CHECK_THROWS_AS(cluster_accuracy({0, 1}, {0}, 2, 2), Error);
+  CHECK_THROWS_AS(cluster_accuracy({0, 2}, {0, 1}, 2, 2), Error);
+  CHECK_THROWS_AS(cluster_accuracy({0, 1}, {0, -1}, 2, 2), Error);
+  CHECK_THROWS_AS(cluster_accuracy({}, {}, 2, 2), Error);
+}
+
+TEST_CASE("clustering: NMI is 1 for permuted labels, ~0 for independent ones, and matches a hand computation") {
+  Rng rng(11);
+  std::vector<int> labels(1000), pred(1000);
+  for (std::size_t i = 0; i < labels.size(); ++i) {
+    labels[i] = static_cast<int>(rng.below(7));
+    pred[i] = 100 - 13 * labels[i];  // any values, including negative ones
+  }
+  CHECK(normalized_mutual_information(pred, labels) == doctest::Approx(1.0).epsilon(1e-12));
+
+  // Independent labellings: the plug-in MI is biased up by about (Kp − 1)(Kl − 1) / 2N nats.
+  std::vector<int> a(200000), b(200000);
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    a[i] = static_cast<int>(rng.below(10));
+    b[i] = static_cast<int>(rng.below(10));
+  }
+  const double nmi_indep = normalized_mutual_information(a, b);
+  CHECK(nmi_indep >= 0.0);
+  CHECK(nmi_indep < 1e-3);
+
+  // pred = {0,0,1,1}, labels = {0,0,0,1}: joint counts {(0,0): 2, (1,0): 1, (1,1): 1}.
+  const double mi = 0.5 * std::log(4.0 / 3.0) + 0.25 * std::log(2.0 / 3.0) + 0.25 * std::log(2.0);
+  const double h_pred = std::log(2.0);
+  const double h_labels = std::log(4.0) - 0.75 * std::log(3.0);
+  const double expected = mi / (0.5 * (h_pred + h_labels));
+  CHECK(expected == doctest::Approx(0.343711).epsilon(1e-5));
+  CHECK(normalized_mutual_information({0, 0, 1, 1}, {0, 0, 0, 1}) == doctest::Approx(expected).epsilon(1e-12));
+  CHECK(normalized_mutual_information({0, 0, 0, 1}, {0, 0, 1, 1}) == doctest::Approx(expected).epsilon(1e-12));
+
+  // Degenerate sides: both one cluster is a perfect match; one side alone carries no information.
+  CHECK(normalized_mutual_information({5, 5, 5}, {2, 2, 2}) == 1.0);
+  CHECK(normalized_mutual_information({5, 5, 5}, {0, 1, 2}) == 0.0);
+  CHECK(normalized_mutual_information({0, 1, 2}, {0, 1, 2}) == doctest::Approx(1.0));
+  CHECK_THROWS_AS(normalized_mutual_information({}, {}), Error);
+  CHECK_THROWS_AS(normalized_mutual_information({0}, {0, 1}), Error);
+}
+
+TEST_CASE("clustering: k-means recovers well-separated blobs and is deterministic for a seed") {
+  std::vector<int> truth;
+  const Eigen::MatrixXf X = blobs(6, 5, 80, 12.0f, 1.0f, 99, truth);
+  const KMeansResult r = kmeans(X, 5, 1234, 100, 3);
+  REQUIRE(r.centers.rows() == 6);
+  REQUIRE(r.centers.cols() == 5);
+  REQUIRE(r.assignment.size() == truth.size());
+  CHECK(cluster_accuracy(r.assignment, truth, 5, 5) == 1.0);
+  CHECK(r.iterations < 100);
+
+  // Converged: every point is at its nearest centre, and the reported inertia is the direct sum.
+  double inertia = 0;
+  for (Eigen::Index i = 0; i < X.cols(); ++i) {
+    const Eigen::Index own = r.assignment[static_cast<std::size_t>(i)];
+    Eigen::Index nearest = 0;
+    (r.centers.colwise() - X.col(i)).colwise().squaredNorm().minCoeff(&nearest);
+    CHECK(nearest == own);
+    inertia += static_cast<double>((X.col(i) - r.centers.col(own)).squaredNorm());
+  }
+  CHECK(r.inertia == doctest::Approx(inertia).epsilon(1e-5));
+  // About d·σ² per point around the true means.
+  CHECK(r.inertia / static_cast<double>(X.cols()) == doctest::Approx(6.0).epsilon(0.15));
+
+  const KMeansResult again = kmeans(X, 5, 1234, 100, 3);
+  CHECK(again.assignment == r.assignment);
+  CHECK(again.centers == r.centers);
+  CHECK(again.inertia == r.inertia);
+  CHECK(again.iterations == r.iterations);
+}
+
+TEST_CASE("clustering: k-means inertia never grows with max_iter, and restarts keep the best") {
+  // Overlapping blobs in 2-D with more centres than blobs: many Lloyd steps before it settles.
+  std::vector<int> truth;
+  const Eigen::MatrixXf X = blobs(2, 6, 300, 3.0f, 1.5f, 5, truth);
+  double previous = std::numeric_limits<double>::infinity();
+  int strict_drops = 0;
+  KMeansResult last;
+  for (int max_iter = 1; max_iter <= 60; ++max_iter) {
+    last = kmeans(X, 9, 77, max_iter);
+    CAPTURE(max_iter);
+    CHECK(last.iterations <= max_iter);
+    CHECK(last.inertia <= previous * (1 + 1e-9));
+    if (last.inertia < previous * (1 - 1e-9)) ++strict_drops;
+    previous = last.inertia;
+  }
+  CHECK(strict_drops >= 3);
+  const KMeansResult full = kmeans(X, 9, 77, 1000);
+  CHECK(full.iterations < 1000);
+  if (full.iterations <= 60) CHECK(full.assignment == last.assignment);
+
+  // Restart 0 of a multi-restart run is the single run, so the best can only be as good or better.
+  const KMeansResult one = kmeans(X, 9, 77, 1000, 1);
+  const KMeansResult five = kmeans(X, 9, 77, 1000, 5);
+  CHECK(five.inertia <= one.inertia);
+}
+
+TEST_CASE("clustering: k-means fills empty clusters when k exceeds the distinct points") {
+  // 12 points on 3 sites; k = 5 must put some sites' copies into two clusters.
+  Eigen::MatrixXf X(2, 12);
+  for (int i = 0; i < 12; ++i) {
+    const int site = i % 3;
+    X(0, i) = static_cast<float>(10 * site);
+    X(1, i) = static_cast<float>(-4 * site);
+  }
+  for (const std::uint64_t seed : {1u, 2u, 3u, 4u}) {
+    const KMeansResult r = kmeans(X, 5, seed, 50);
+    CAPTURE(seed);
+    std::vector<int> counts(5, 0);
+    for (const int a : r.assignment) {
+      REQUIRE(a >= 0);
+      REQUIRE(a < 5);
+      ++counts[static_cast<std::size_t>(a)];
+    }
+    for (const int c : counts) CHECK(c >= 1);
+    CHECK(r.inertia == 0.0);
+    CHECK(r.iterations < 50);
+    for (Eigen::Index i = 0; i < 12; ++i) CHECK(r.centers.col(r.assignment[static_cast<std::size_t>(i)]) == X.col(i));
+  }
+
+  // k = N, all points identical: one point per cluster.
+  const Eigen::MatrixXf same = Eigen::MatrixXf::Constant(3, 7, 0.5f);
+  const KMeansResult r = kmeans(same, 7, 9);
+  std::vector<int> sorted = r.assignment;
+  std::sort(sorted.begin(), sorted.end());
+  CHECK(sorted == std::vector<int>{0, 1, 2, 3, 4, 5, 6});
+  CHECK(r.inertia == 0.0);
+
+  CHECK(kmeans(same, 1, 9).assignment == std::vector<int>(7, 0));
+  CHECK_THROWS_AS(kmeans(same, 8, 9), Error);
+  CHECK_THROWS_AS(kmeans(same, 0, 9), Error);
+  CHECK_THROWS_AS(kmeans(same, 2, 9, 0), Error);
+  Eigen::MatrixXf bad = same;
+  bad(1, 3) = std::numeric_limits<float>::quiet_NaN();
+  CHECK_THROWS_AS(kmeans(bad, 2, 9), Error);
+}
