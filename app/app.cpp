@@ -232,8 +232,8 @@ void App::menu_bar() {
   // Right-aligned summary.
   char right[160];
   if (s_.snap && s_.snap->data)
-    std::snprintf(right, sizeof right, "%s · latent %d · %.0f fps", s_.snap->data->name.c_str(), s_.snap->model_config.latent,
-                  s_.stats.fps);
+    std::snprintf(right, sizeof right, "%s · %s, latent %d · %.0f fps", s_.snap->data->name.c_str(),
+                  to_string(s_.snap->model_config.family), s_.snap->model_config.latent, s_.stats.fps);
   else if (s_.data_loading.valid())
     std::snprintf(right, sizeof right, "reading %s …", s_.data_loading_path.c_str());
   else
@@ -383,6 +383,7 @@ void App::after_render(int fb_w, int fb_h) {
       info << "version " << s_.snap->version << "\n";
     }
     info << "fps " << s_.stats.fps << "\n";
+    info << "errors " << std::count_if(s_.messages.begin(), s_.messages.end(), [](const Message& m) { return m.severity == Severity::Error; }) << "\n";
     for (const auto& [name, r] : s_.rects) info << "rect " << name << ' ' << r.x << ' ' << r.y << ' ' << r.z << ' ' << r.w << "\n";
     info.close();
     std::filesystem::rename(dir / (std::string(stem) + ".tmp"), dir / (std::string(stem) + ".txt"));

@@ -72,6 +72,8 @@ struct TrainingPanelState {
   int latent = 2;
   char hidden[64] = "400";
   int likelihood = 0;
+  int family = 0;
+  int clusters = 10;
   float sigma = 0.1f;
   int batch = 128, samples = 1, seed = 1, threads = 1, binarize = 0;
   std::string form_error;
@@ -101,6 +103,7 @@ struct CurvesState {
 
 struct LatentMapState {
   int mode = 0;  // 0: PCA plane, 1: two chosen dimensions
+  int colour_by = 0;  // 0: the data's labels, 1: the clustering VAE's clusters (argmax p(y|z))
   int dim_x = 0, dim_y = 1;
   Pca2 plane;    // projection: plane = componentsᵀ (z − mean); dims mode uses unit axes, mean 0
   bool plane_valid = false;
@@ -108,7 +111,8 @@ struct LatentMapState {
   // projected codes, refreshed when the snapshot's codes or the plane change
   std::int64_t codes_step = -2;
   const void* codes_data = nullptr;
-  int codes_mode = -1, codes_dx = -1, codes_dy = -1;
+  int codes_mode = -1, codes_dx = -1, codes_dy = -1, codes_colour = -1;
+  const void* codes_model = nullptr;  // for cluster colours, which depend on the weights
   std::size_t codes_count = 0;
   Eigen::MatrixXf xy;                 // (2, N)
   std::vector<std::uint8_t> labels;   // N (255: none)
@@ -181,7 +185,8 @@ struct FrameStats {
   std::vector<float> work_ms;         // build + render + swap, per frame
   std::vector<float> interval_ms;     // start to start
   std::vector<float> build_ms, render_ms, swap_ms;  // the parts of work_ms
-  double fps = 0;
+  double fps = 0;                     // frames drawn during the last second
+  std::vector<double> recent;         // start times (s) of the frames in that second
 };
 
 struct AppState {

@@ -58,6 +58,8 @@ Interactive explorer for variational autoencoders. Opens a window on Fashion-MNI
   --samples L          Monte-Carlo samples of z per image (default 1)
   --seed N             random seed (default 1)
   --threads N          training threads (default 1: the window needs a core too)
+  --family NAME        mlp | conv | gmvae (clustering VAE) (default mlp)
+  --clusters K         categories of the clustering VAE (default 10)
   --train-limit N      train on the first N images only (demos, tests)
   --display-points N   test images shown on the latent map (default 10000)
   --paused             start paused
@@ -66,6 +68,7 @@ Interactive explorer for variational autoencoders. Opens a window on Fashion-MNI
                        shot-NNN.txt (widget rectangles) here; DIR/ready appears once the
                        first latent codes are drawn
   --frame-stats FILE   write per-frame times (CSV) to FILE; a summary goes to stderr at exit
+  --poison-at-step N   test hook: the trainer writes a NaN into a weight before step N
   --quit-after S       close by itself after S seconds
   --fps-cap N          frame limit when the swap does not wait for vsync (default 60; 0: none)
   --no-vsync           do not ask for vsync
@@ -124,7 +127,15 @@ Options parse_args(int argc, char** argv) {
       } catch (const std::exception& e) {
         usage_error(e.what());
       }
-    } else if (a == "--batch") o.train.batch = static_cast<int>(parse_int(a, value(), 1, 1 << 16));
+    } else if (a == "--family") {
+      try {
+        o.model.family = vaelab::parse_family(value());
+      } catch (const std::exception& e) {
+        usage_error(e.what());
+      }
+    } else if (a == "--clusters") o.model.clusters = static_cast<int>(parse_int(a, value(), 1, 1000));
+    else if (a == "--poison-at-step") o.trainer.poison_at_step = parse_int(a, value(), 0, 1L << 62);
+    else if (a == "--batch") o.train.batch = static_cast<int>(parse_int(a, value(), 1, 1 << 16));
     else if (a == "--lr") o.train.lr = static_cast<float>(parse_real(a, value(), 1e-8, 10));
     else if (a == "--beta") o.train.beta = static_cast<float>(parse_real(a, value(), 0, 1000));
     else if (a == "--warmup") o.train.warmup_steps = static_cast<int>(parse_int(a, value(), 0, 1 << 30));
@@ -394,7 +405,10 @@ int main(int argc, char** argv) {
       const float interval = std::chrono::duration<float, std::milli>(t0 - last_start).count();
       st.interval_ms.push_back(interval);
       last_start = t0;
-      if (interval > 0) st.fps = st.fps <= 0 ? 1000.0 / interval : st.fps * 0.95 + 0.05 * (1000.0 / interval);
+      const double now_s = std::chrono::duration<double>(t0 - started).count();
+      st.recent.push_back(now_s);
+      std::erase_if(st.recent, [&](double t) { return t < now_s - 1.0; });
+      st.fps = static_cast<double>(st.recent.size());
       if (options.quit_after_s > 0 && std::chrono::duration<double>(t1 - started).count() >= options.quit_after_s) break;
       // Frame cap: under Xvfb (or with vsync off) the swap returns at once; don't spin a core.
       if (options.fps_cap > 0) std::this_thread::sleep_until(t0 + std::chrono::microseconds(1000000 / options.fps_cap));

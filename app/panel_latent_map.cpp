@@ -30,13 +30,18 @@ void choose_plane(LatentMapState& map, const Snapshot& snap) {
   map.dim_x = std::clamp(map.dim_x, 0, d - 1);
   map.dim_y = std::clamp(map.dim_y, 0, d - 1);
   const Eigen::Index n = snap.latent_mu.cols();
+  const int K = snap.model->clusters();
+  if (K == 0) map.colour_by = 0;
   const bool codes_changed = map.codes_step != snap.latent_step || map.codes_data != snap.data.get() ||
-                             map.codes_count != static_cast<std::size_t>(n);
+                             map.codes_count != static_cast<std::size_t>(n) || map.codes_colour != map.colour_by ||
+                             (map.colour_by == 1 && map.codes_model != snap.model.get());
   const bool plane_changed = map.codes_mode != map.mode || map.codes_dx != map.dim_x || map.codes_dy != map.dim_y ||
                              map.plane.mean.size() != d;
   if (!codes_changed && !plane_changed) return;
   map.codes_step = snap.latent_step;
   map.codes_data = snap.data.get();
+  map.codes_colour = map.colour_by;
+  map.codes_model = snap.model.get();
   map.codes_count = static_cast<std::size_t>(n);
   map.codes_mode = map.mode;
   map.codes_dx = map.dim_x;
@@ -71,7 +76,15 @@ void choose_plane(LatentMapState& map, const Snapshot& snap) {
   map.xy = project(map.plane, snap.latent_mu);
   map.labels.assign(static_cast<std::size_t>(n), 255);
   const ImageSet& test = snap.data->test;
-  if (test.has_labels())
+  if (map.colour_by == 1 && K > 0) {
+    Eigen::MatrixXf probs;
+    snap.model->classify(snap.latent_mu, probs);
+    for (Eigen::Index k = 0; k < n; ++k) {
+      Eigen::Index best = 0;
+      probs.col(k).maxCoeff(&best);
+      map.labels[static_cast<std::size_t>(k)] = static_cast<std::uint8_t>(best % 255);
+    }
+  } else if (test.has_labels())
     for (Eigen::Index k = 0; k < n; ++k) {
       const int i = snap.display_indices[static_cast<std::size_t>(k)];
       map.labels[static_cast<std::size_t>(k)] = test.labels[static_cast<std::size_t>(i)];
@@ -96,6 +109,13 @@ void choose_plane(LatentMapState& map, const Snapshot& snap) {
 
 void draw_toolbar(LatentMapState& map, const Snapshot& snap) {
   const int d = snap.model ? snap.model->latent() : 0;
+  if (snap.model && snap.model->clusters() > 0) {
+    ImGui::SetNextItemWidth(ImGui::GetFontSize() * 5.5f);
+    const char* by[] = {"by class", "by cluster"};
+    ImGui::Combo("##colour", &map.colour_by, by, 2);
+    if (ImGui::IsItemHovered()) ImGui::SetTooltip("Colour the codes by the data's labels or by the clustering VAE's argmax p(y|z)");
+    ImGui::SameLine();
+  }
   if (d >= 2) {
     ImGui::SetNextItemWidth(ImGui::GetFontSize() * 6.5f);
     const char* modes[] = {"PCA plane", "two dims"};
@@ -334,13 +354,34 @@ void draw_latent_map(AppState& state, const Snapshot& snap) {
     dl->AddCircle(s, map.point_px * 0.5f + 3, IM_COL32(255, 255, 255, 255), 16, 1.5f);
   }
 
+  // ---- cluster means (clustering VAE) ----
+  const int K = snap.model->clusters();
+  if (K > 0 && snap.model->cluster_mean_offset() != Model::npos) {
+    const Eigen::Map<const Eigen::MatrixXf> means(snap.model->data() + snap.model->cluster_mean_offset(), snap.model->latent(), K);
+    for (int k = 0; k < K; ++k) {
+      const Eigen::Vector2f p = to_plane(map, means.col(k));
+      const ImVec2 c = to_screen(p.x(), p.y());
+      const ImU32 col = map.colour_by == 1 ? label_colour(k) : IM_COL32(255, 255, 255, 230);
+      dl->AddLine(ImVec2(c.x - 6, c.y), ImVec2(c.x + 6, c.y), IM_COL32(0, 0, 0, 200), 4.0f);
+      dl->AddLine(ImVec2(c.x, c.y - 6), ImVec2(c.x, c.y + 6), IM_COL32(0, 0, 0, 200), 4.0f);
+      dl->AddLine(ImVec2(c.x - 6, c.y), ImVec2(c.x + 6, c.y), col, 2.0f);
+      dl->AddLine(ImVec2(c.x, c.y - 6), ImVec2(c.x, c.y + 6), col, 2.0f);
+      dl->AddText(ImVec2(c.x + 5, c.y + 2), col, std::to_string(k + 1).c_str());
+    }
+  }
+
   // ---- legend ----
   const ImageSet& test = snap.data->test;
-  if (test.has_labels() && !snap.data->class_names.empty()) {
+  std::vector<std::string> legend;
+  if (map.colour_by == 1 && K > 0)
+    for (int k = 0; k < std::min(K, 10); ++k) legend.push_back("cluster " + std::to_string(k + 1));
+  else if (test.has_labels())
+    legend = snap.data->class_names;
+  if (!legend.empty()) {
     const float lh = ImGui::GetTextLineHeight();
     float w = 0;
-    for (const std::string& name : snap.data->class_names) w = std::max(w, ImGui::CalcTextSize(name.c_str()).x);
-    const int rows = static_cast<int>(snap.data->class_names.size());
+    for (const std::string& name : legend) w = std::max(w, ImGui::CalcTextSize(name.c_str()).x);
+    const int rows = static_cast<int>(legend.size());
     ImVec2 l0(p1.x - w - 30, p0.y + 6);
     const ImVec2 l1(p1.x - 6, l0.y + rows * lh + 6);
     if (!(hovered && mouse.x >= l0.x && mouse.y <= l1.y)) {
@@ -348,7 +389,7 @@ void draw_latent_map(AppState& state, const Snapshot& snap) {
       for (int k = 0; k < rows; ++k) {
         const float y = l0.y + 3 + k * lh;
         dl->AddCircleFilled(ImVec2(l0.x + 10, y + lh / 2), 4.5f, label_colour(k));
-        dl->AddText(ImVec2(l0.x + 20, y), ImGui::GetColorU32(ImGuiCol_Text), snap.data->class_names[static_cast<std::size_t>(k)].c_str());
+        dl->AddText(ImVec2(l0.x + 20, y), ImGui::GetColorU32(ImGuiCol_Text), legend[static_cast<std::size_t>(k)].c_str());
       }
     }
   }

@@ -22,6 +22,13 @@ void draw_samples(AppState& state, const Snapshot& snap) {
     ImGui::End();
     return;
   }
+  // The clustering VAE's prior is a mixture: one column per cluster y, z ~ N(μ_y, σ_y²).
+  const int K = snap.model->clusters();
+  const int cols = K > 0 ? std::min(K, 12) : 8;
+  if (s.cols != cols) {
+    s.cols = cols;
+    s.dirty = true;
+  }
   if (s.dirty || s.eps.rows() != d || s.eps.cols() != s.rows * s.cols) {
     Rng rng(s.prior_seed);
     s.eps.resize(d, s.rows * s.cols);
@@ -36,7 +43,17 @@ void draw_samples(AppState& state, const Snapshot& snap) {
   if (s.refresh.due(state.model_serial, state.now, 0.3)) {
     Eigen::MatrixXf img;
     int tw = 0, th = 0;
-    decode(snap, s.eps, img);
+    Eigen::MatrixXf z = s.eps;
+    if (K > 0 && snap.model->cluster_mean_offset() != Model::npos && snap.model->cluster_logvar_offset() != Model::npos) {
+      const Model& m = *snap.model;
+      const Eigen::Map<const Eigen::MatrixXf> mu(m.data() + m.cluster_mean_offset(), d, K);
+      const Eigen::Map<const Eigen::MatrixXf> lv(m.data() + m.cluster_logvar_offset(), d, K);
+      for (Eigen::Index k = 0; k < z.cols(); ++k) {
+        const Eigen::Index y = (k % s.cols) % K;
+        z.col(k) = mu.col(y).array() + (0.5f * lv.col(y).array()).exp() * s.eps.col(k).array();
+      }
+    }
+    decode(snap, z, img);
     std::vector<float> grid = tile(img, h, w, s.rows, s.cols, 1, tw, th);
     s.prior.update(grid.data(), tw, th);
     const Eigen::MatrixXf mu = encode_test(snap, s.test_idx);
@@ -57,7 +74,8 @@ void draw_samples(AppState& state, const Snapshot& snap) {
   const float img_h = std::max(20.0f, avail.y - 2 * line_h - spacing);
   const float prior_h = img_h * s.rows / (s.rows + 2.0f);
 
-  ImGui::TextUnformatted("Prior samples");
+  ImGui::TextUnformatted(K > 0 ? "Prior samples by cluster" : "Prior samples");
+  if (K > 0 && ImGui::IsItemHovered()) ImGui::SetTooltip("Column y: z ~ N(μ_y, σ_y²), the clustering VAE's prior for cluster y");
   ImGui::SameLine();
   if (ImGui::SmallButton("Resample")) {
     ++s.prior_seed;

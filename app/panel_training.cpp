@@ -17,6 +17,7 @@ namespace {
 
 constexpr const char* kLikelihoods[] = {"Bernoulli", "Gaussian, fixed σ", "Gaussian, learned σ"};
 constexpr const char* kBinarize[] = {"none", "static", "dynamic"};
+constexpr const char* kFamilies[] = {"MLP", "convolutional", "clustering (GMVAE)"};
 
 std::string with_commas(long long v) {
   const std::string digits = std::to_string(v < 0 ? -v : v);
@@ -57,6 +58,8 @@ void sync_form(TrainingPanelState& t, const ModelConfig& m, const TrainConfig& c
   for (std::size_t i = 0; i < m.hidden.size(); ++i) h += (i ? ", " : "") + std::to_string(m.hidden[i]);
   std::snprintf(t.hidden, sizeof t.hidden, "%s", h.c_str());
   t.likelihood = static_cast<int>(m.likelihood);
+  t.family = static_cast<int>(m.family);
+  t.clusters = m.clusters;
   t.sigma = m.gaussian_sigma;
   t.batch = c.batch;
   t.samples = c.samples;
@@ -105,7 +108,14 @@ void draw_controls(AppState& state, const Snapshot* snap) {
     }
     ImGui::SameLine();
     ImGui::Text("· step %s", with_commas(snap->step).c_str());
-    ImGui::Text("%s samples/s · %.0f fps", with_commas(static_cast<long long>(snap->samples_per_s)).c_str(), state.stats.fps);
+    if (snap->state == TrainerState::Running) {
+      ImGui::Text("%s samples/s · %.0f fps", with_commas(static_cast<long long>(snap->samples_per_s)).c_str(), state.stats.fps);
+      if (ImGui::IsItemHovered())
+        ImGui::SetTooltip("Frames are drawn when something changes: about 20 per second while training, "
+                          "up to 60 while you interact.");
+    } else {
+      ImGui::TextDisabled("%s samples/s when last running", with_commas(static_cast<long long>(snap->samples_per_s)).c_str());
+    }
     if (snap->train_config.warmup_steps > 0) {
       ImGui::SameLine();
       ImGui::TextDisabled("· β now %.2f", static_cast<double>(snap->effective_beta));
@@ -158,10 +168,26 @@ void draw_model_form(AppState& state, const Snapshot* snap) {
   if (snap && (!t.form_synced || !(snap->model_config == t.pending_model) || !same_structure(snap->train_config, t.pending_train)))
     sync_form(t, snap->model_config, snap->train_config);
   // Two label/field pairs per row keeps the form short enough to leave room for the log.
+  const float label_x = ImGui::GetFontSize() * 3.6f + ImGui::GetStyle().WindowPadding.x;
+  ImGui::AlignTextToFramePadding();
+  ImGui::TextUnformatted("model");
+  ImGui::SameLine(label_x);
+  if (t.family == 2) {
+    ImGui::SetNextItemWidth(ImGui::GetContentRegionAvail().x - ImGui::GetFontSize() * 4.0f);
+    ImGui::Combo("##family", &t.family, kFamilies, 3);
+    ImGui::SameLine();
+    ImGui::SetNextItemWidth(-FLT_MIN);
+    ImGui::InputInt("##clusters", &t.clusters, 0);
+    if (ImGui::IsItemHovered()) ImGui::SetTooltip("Clusters K (categories of y)");
+    t.clusters = std::clamp(t.clusters, 1, 1000);
+  } else {
+    ImGui::SetNextItemWidth(-FLT_MIN);
+    ImGui::Combo("##family", &t.family, kFamilies, 3);
+  }
   ImGui::AlignTextToFramePadding();
   ImGui::TextUnformatted("p(x|z)");
   if (ImGui::IsItemHovered()) ImGui::SetTooltip("The decoder's likelihood");
-  ImGui::SameLine(ImGui::GetFontSize() * 3.6f + ImGui::GetStyle().WindowPadding.x);
+  ImGui::SameLine(label_x);
   ImGui::SetNextItemWidth(-FLT_MIN);
   ImGui::Combo("##lik", &t.likelihood, kLikelihoods, 3);
   const ImGuiTableFlags flags = ImGuiTableFlags_SizingStretchProp | ImGuiTableFlags_NoSavedSettings;
@@ -212,6 +238,8 @@ void draw_model_form(AppState& state, const Snapshot* snap) {
       m.latent = t.latent;
       m.hidden = hidden;
       m.likelihood = static_cast<Likelihood>(t.likelihood);
+      m.family = static_cast<ModelFamily>(t.family);
+      m.clusters = t.clusters;
       m.gaussian_sigma = t.sigma;
       c.batch = t.batch;
       c.samples = t.samples;
@@ -297,7 +325,8 @@ void draw_files(AppState& state, const Snapshot* snap) {
 }
 
 void draw_log(AppState& state, const Snapshot* snap) {
-  ImGui::BeginChild("log", ImVec2(0, 0), true, ImGuiWindowFlags_HorizontalScrollbar);
+  ImGui::BeginChild("log", ImVec2(0, 0), true);
+  ImGui::PushTextWrapPos(0.0f);
   if (snap) {
     const bool at_bottom = ImGui::GetScrollY() >= ImGui::GetScrollMaxY() - 2;
     for (const LogLine& line : snap->log) {
@@ -311,6 +340,7 @@ void draw_log(AppState& state, const Snapshot* snap) {
     if (last != state.training.log_lines_seen && at_bottom) ImGui::SetScrollHereY(1.0f);
     state.training.log_lines_seen = last;
   }
+  ImGui::PopTextWrapPos();
   ImGui::EndChild();
 }
 
@@ -324,7 +354,7 @@ void draw_training(AppState& state, const Snapshot* snap) {
   draw_controls(state, snap);
   ImGui::Separator();
   draw_live_settings(state, snap);
-  if (ImGui::CollapsingHeader("Model settings", ImGuiTreeNodeFlags_DefaultOpen)) draw_model_form(state, snap);
+  if (ImGui::CollapsingHeader("Model settings")) draw_model_form(state, snap);
   if (ImGui::CollapsingHeader("Data & checkpoints")) draw_files(state, snap);
   ImGui::TextDisabled("Log");
   draw_log(state, snap);

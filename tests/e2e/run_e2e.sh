@@ -2,7 +2,8 @@
 # End-to-end test of the desktop app under Xvfb: start vaelab on a 2,000-image subset of
 # Fashion-MNIST, let it train, pause it with its own button, drag the first decoder slider with
 # xdotool and check (from the app's own PNG dumps) that the decoded image changed — and that it
-# stays put without a drag — then close it with Ctrl+Q and expect exit code 0.
+# stays put without a drag — then close it with Ctrl+Q and expect exit code 0. A second run
+# poisons a weight with NaN (--poison-at-step) and expects the error in the window, the app alive.
 # Not a unit test of the panels; usage: run_e2e.sh path/to/vaelab OUTPUT_DIR
 set -uo pipefail
 
@@ -43,9 +44,27 @@ export DISPLAY=":$(head -n1 "$out/display")"
 export XDG_CONFIG_HOME="$out/config" XDG_DATA_HOME="$out/data"
 echo "Xvfb on $DISPLAY"
 
-"$app" --data "$data" --train-limit 2000 --size 1280x800 --screenshot-dir "$out/shots" \
-  --frame-stats "$out/frames.csv" >"$out/app.log" 2>&1 &
-app_pid=$!
+start_app() {  # start_app SHOT_DIR [options…]: sets app_pid, shot_dir, shots
+  shot_dir=$1
+  shift
+  shots=0
+  "$app" --data "$data" --train-limit 2000 --size 1280x800 --screenshot-dir "$shot_dir" "$@" >>"$out/app.log" 2>&1 &
+  app_pid=$!
+}
+close_app() {  # Ctrl+Q, then expect exit code 0 within 20 s
+  alive || fail "vaelab is not running before the close"
+  xdotool windowfocus --sync "$wid" 2>/dev/null || true
+  xdotool key --clearmodifiers ctrl+q
+  for _ in $(seq 200); do alive || break; sleep 0.1; done
+  if alive; then
+    kill "$app_pid"
+    fail "vaelab did not exit within 20 s of Ctrl+Q"
+  fi
+  wait "$app_pid"
+  local rc=$?
+  app_pid=""
+  ((rc == 0)) || fail "vaelab exited with code $rc"
+}
 
 alive() { kill -0 "$app_pid" 2>/dev/null; }
 wait_for() {  # wait_for FILE SECONDS
@@ -57,16 +76,16 @@ wait_for() {  # wait_for FILE SECONDS
   done
   fail "timed out after $2 s waiting for $(basename "$1")"
 }
-shots=0
 shot() {  # ask the app for a screenshot (SIGUSR1) and wait for it; sets $info to its .txt file
   shots=$((shots + 1))
-  info=$(printf '%s/shots/shot-%03d.txt' "$out" "$shots")
+  info=$(printf '%s/shot-%03d.txt' "$shot_dir" "$shots")
   kill -USR1 "$app_pid"
   wait_for "$info" 20
 }
 field() { awk -v k="$1" '$1 == k { print $2 }' "$info"; }
 rect() { awk -v k="$1" '$1 == "rect" && $2 == k { print $3, $4, $5, $6 }' "$info"; }
 
+start_app "$out/shots" --frame-stats "$out/frames.csv"
 wait_for "$out/shots/ready" 60
 echo "window up, first latent codes drawn"
 wid=$(xdotool search --sync --name '^vaelab$' | head -n1)
@@ -117,17 +136,25 @@ cmp -s "$after" "${info%.txt}-decoder.png" || fail "the decoded image changed wi
 echo "decoder image stable without input"
 
 # ---- close with Ctrl+Q, expect exit code 0 ----
-alive || fail "vaelab is not running before the close"
-xdotool windowfocus --sync "$wid" 2>/dev/null || true
-xdotool key --clearmodifiers ctrl+q
-for _ in $(seq 200); do alive || break; sleep 0.1; done
-if alive; then
-  kill "$app_pid"
-  fail "vaelab did not exit within 20 s of Ctrl+Q"
-fi
-wait "$app_pid"
-rc=$?
-app_pid=""
-((rc == 0)) || fail "vaelab exited with code $rc"
+close_app
 grep 'frame work' "$out/app.log" || true
-echo "PASS (screenshots: $out/shots)"
+echo "closed cleanly"
+
+# ---- a trainer error (NaN weights) appears in the window; the app keeps running ----
+start_app "$out/shots-error" --poison-at-step 40
+wait_for "$out/shots-error/ready" 60
+wid=$(xdotool search --sync --name '^vaelab$' | head -n1)
+errors=0
+for _ in $(seq 30); do
+  sleep 1
+  shot
+  errors=$(field errors)
+  ((errors > 0)) && break
+done
+((errors > 0)) || fail "no error message in the window after poisoning the weights"
+sleep 1
+shot
+alive || fail "vaelab died after the trainer error"
+echo "trainer error shown ($(field state) at step $(field step)); app still running"
+close_app
+echo "PASS (screenshots: $out/shots, $out/shots-error)"
