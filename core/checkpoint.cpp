@@ -4,12 +4,15 @@
 #include "core/checkpoint.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <charconv>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -242,6 +245,27 @@ std::uint64_t le64(const std::uint8_t* p) {
 
 std::string sys_error(int err) { return std::strerror(err); }
 
+// A lower bound on Model(m).size() computed without allocating: the weights and biases of the dense
+// encoder and decoder layers every model has, without the alignment padding between layers.
+std::uint64_t dense_parameters(const ModelConfig& m) {
+  std::uint64_t total = 0;
+  auto dense = [&](std::uint64_t in, std::uint64_t out) { total += in * out + out; };
+  const std::uint64_t d = static_cast<std::uint64_t>(m.image_h) * static_cast<std::uint64_t>(m.image_w);
+  std::uint64_t width = d;
+  for (int h : m.hidden) {
+    dense(width, static_cast<std::uint64_t>(h));
+    width = static_cast<std::uint64_t>(h);
+  }
+  dense(width, 2 * static_cast<std::uint64_t>(m.latent));
+  width = static_cast<std::uint64_t>(m.latent);
+  for (auto it = m.hidden.rbegin(); it != m.hidden.rend(); ++it) {
+    dense(width, static_cast<std::uint64_t>(*it));
+    width = static_cast<std::uint64_t>(*it);
+  }
+  dense(width, d);
+  return total;
+}
+
 // Checks that the sizes fit together, so a loaded state can be used without further checks.
 void check_consistent(const TrainingState& s, const std::function<void(const std::string&)>& fail) {
   try {
@@ -249,6 +273,13 @@ void check_consistent(const TrainingState& s, const std::function<void(const std
   } catch (const Error& e) {
     fail(std::string("model settings are invalid: ") + e.what());
   }
+  // Model(s.model) allocates every parameter the settings ask for, and settings that validate can
+  // ask for tens of GiB: refuse a count that cannot match before building the model, so a small
+  // damaged or hostile file cannot make a load allocate more than its own size (plus padding).
+  const std::uint64_t least = dense_parameters(s.model);
+  if (s.params.size() < least)
+    fail("holds " + std::to_string(s.params.size()) + " parameters, but its model settings need at least " +
+         std::to_string(least));
   const std::size_t n = Model(s.model).size();
   if (s.params.size() != n)
     fail("holds " + std::to_string(s.params.size()) + " parameters, but its model settings need " + std::to_string(n));
@@ -259,6 +290,26 @@ void check_consistent(const TrainingState& s, const std::function<void(const std
   if (s.step < 0 || s.epoch < 0 || s.batch_in_epoch < 0 || s.adam.t < 0) fail("progress counters are negative");
   for (std::int32_t i : s.order)
     if (i < 0) fail("example order contains the negative index " + std::to_string(i));
+}
+
+// Removes "<name>.tmp.<pid>" files in dir whose writer is gone (killed mid-write): pid is not ours
+// and kill(pid, 0) says no such process. A live pid (even another user's, EPERM) keeps its file.
+// Best effort: nothing here can fail the save that calls it.
+void remove_stale_temps(const std::filesystem::path& dir, const std::string& name) {
+  const std::string prefix = name + ".tmp.";
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string f = it->path().filename().string();
+    if (f.size() <= prefix.size() || f.compare(0, prefix.size(), prefix) != 0) continue;
+    const char* digits = f.c_str() + prefix.size();
+    const char* last = f.c_str() + f.size();
+    long pid = 0;
+    const auto r = std::from_chars(digits, last, pid);
+    if (r.ec != std::errc() || r.ptr != last || pid <= 0 || pid > INT_MAX || pid == ::getpid()) continue;
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+    std::error_code rm;
+    std::filesystem::remove(it->path(), rm);
+  }
 }
 
 }  // namespace
@@ -288,6 +339,8 @@ void write_file_atomically(const std::filesystem::path& file, const void* bytes,
   f = nullptr;
   if (closed != 0) abandon("closing the file failed", errno);
   if (std::rename(tmp.c_str(), file.c_str()) != 0) abandon("renaming the temporary file failed", errno);
+  // A writer killed mid-write (SIGKILL, power loss) leaves its temp file; the next save clears it.
+  remove_stale_temps(dir, file.filename().string());
   // Make the rename itself durable; a failure here cannot undo the write, so it is not an error.
   const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
@@ -351,29 +404,32 @@ TrainingState load_checkpoint(const std::filesystem::path& file) {
     bytes.resize(static_cast<std::size_t>(len));
     if (len > 0 && !in.read(reinterpret_cast<char*>(bytes.data()), len)) fail("cannot read: " + sys_error(errno));
   }
+  return parse_checkpoint(bytes.data(), bytes.size(), name);
+}
 
-  const std::size_t n = bytes.size();
+TrainingState parse_checkpoint(const std::uint8_t* bytes, std::size_t n, const std::string& name) {
+  auto fail = [&](const std::string& what) -> void { throw Error(name + ": " + what); };
   auto too_short = [&] { fail("file is truncated: " + std::to_string(n) + " bytes is too short for a checkpoint"); };
   if (n == 0) fail("file is empty, not a vaelab checkpoint");
-  if (std::memcmp(bytes.data(), kMagic, std::min(n, sizeof kMagic)) != 0)
+  if (std::memcmp(bytes, kMagic, std::min(n, sizeof kMagic)) != 0)
     fail("not a vaelab checkpoint (it does not start with VAELABCK)");
   if (n < sizeof kMagic + 4) too_short();
-  const std::uint32_t version = le32(bytes.data() + 8);
+  const std::uint32_t version = le32(bytes + 8);
   if (version > kCheckpointVersion)
     fail("written by a newer vaelab (version " + std::to_string(version) + "); this build reads version " +
          std::to_string(kCheckpointVersion));
   if (version != kCheckpointVersion) fail("unknown checkpoint version " + std::to_string(version));
   if (n < kPrefix + kTrailer) too_short();
-  const std::uint64_t declared = le64(bytes.data() + 12);
+  const std::uint64_t declared = le64(bytes + 12);
   if (declared > n)
     fail("file is truncated: it should be " + std::to_string(declared) + " bytes, found " + std::to_string(n));
   if (declared < n)
     fail("file has " + std::to_string(n - declared) + " unexpected byte(s) after the " + std::to_string(declared) +
          "-byte checkpoint");
-  if (crc_of(bytes.data(), n - kTrailer) != le32(bytes.data() + n - kTrailer))
+  if (crc_of(bytes, n - kTrailer) != le32(bytes + n - kTrailer))
     fail("checksum mismatch: the file is damaged");
 
-  Reader r(bytes.data() + kPrefix, n - kPrefix - kTrailer, name);
+  Reader r(bytes + kPrefix, n - kPrefix - kTrailer, name);
   TrainingState s;
   s.model = get_model(r);
   s.train = get_train(r);

@@ -36,8 +36,13 @@ void save_checkpoint(const std::filesystem::path& file, const TrainingState& sta
 // Throws vaelab::Error saying what is wrong: missing, not a vaelab checkpoint, newer version,
 // truncated, checksum mismatch, inconsistent sizes.
 TrainingState load_checkpoint(const std::filesystem::path& file);
+// The same checks on bytes already in memory (load_checkpoint reads the file, then calls this);
+// `name` starts every message (the file's path, or e.g. "<memory>"). Throws vaelab::Error.
+TrainingState parse_checkpoint(const std::uint8_t* bytes, std::size_t size, const std::string& name);
 
-// Write bytes to file atomically: temp file in the same folder, fsync, rename. Throws vaelab::Error.
+// Write bytes to file atomically: temp file "<name>.tmp.<pid>" in the same folder, fsync, rename.
+// After a successful rename it removes "<name>.tmp.<pid>" siblings whose process no longer exists
+// (left by a writer killed mid-write). Throws vaelab::Error.
 void write_file_atomically(const std::filesystem::path& file, const void* bytes, std::size_t size);
 
 }  // namespace vaelab

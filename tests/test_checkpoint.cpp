@@ -3,6 +3,7 @@
 // Not a test of resuming training (the trainer's tests do that).
 #include <doctest/doctest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -338,4 +339,73 @@ TEST_CASE("checkpoint: a failed atomic write leaves no temp file and the old fil
     CHECK(read_all(dir / "f") == old_bytes);
     CHECK(no_temp_files(dir.path));
   }
+}
+
+TEST_CASE("checkpoint: parse_checkpoint reads bytes in memory like load_checkpoint reads the file") {
+  TempDir dir;
+  const TrainingState s = sample_state();
+  save_checkpoint(dir / "ck", s);
+  const Bytes bytes = read_all(dir / "ck");
+  check_same(s, parse_checkpoint(bytes.data(), bytes.size(), "<memory>"));
+  CHECK(error_of([&] { parse_checkpoint(bytes.data(), 5, "<memory>"); }) ==
+        "<memory>: file is truncated: 5 bytes is too short for a checkpoint");
+  CHECK(error_of([&] { parse_checkpoint(nullptr, 0, "<memory>"); }) == "<memory>: file is empty, not a vaelab checkpoint");
+}
+
+TEST_CASE("checkpoint: a save removes the temp files of writers that were killed mid-write") {
+  TempDir dir;
+  // A pid no process has any more: a child that has exited and been waited for.
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) ::_exit(0);
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  const std::string dead = std::to_string(child);
+
+  const Bytes junk = {'p', 'a', 'r', 't'};
+  for (const std::string& name : std::vector<std::string>{"f.tmp." + dead,     // stale: removed
+                                 "f.tmp.1",           // pid 1 is alive: may be mid-write, kept
+                                 "f.tmp.abc",         // not a pid: not ours, kept
+                                 "f.tmp." + dead + "x", "f.tmp.-" + dead, "f.tmp.0",
+                                 "g.tmp." + dead,     // another file's temp: kept
+                                 "f.tmp"})
+    write_all(dir / name, junk);
+  const TrainingState s = sample_state();
+  save_checkpoint(dir / "f", s);
+  check_same(s, load_checkpoint(dir / "f"));
+  CHECK_FALSE(fs::exists(dir / ("f.tmp." + dead)));
+  for (const std::string& kept : std::vector<std::string>{"f.tmp.1", "f.tmp.abc", "f.tmp." + dead + "x", "f.tmp.-" + dead, "f.tmp.0",
+                                 "g.tmp." + dead, "f.tmp"})
+    CHECK_MESSAGE(fs::exists(dir / kept), kept);
+
+  // A failed save removes nothing (the cleanup runs only after a successful rename).
+  write_all(dir / ("f.tmp." + dead), junk);
+  TrainingState bad = s;
+  bad.params.pop_back();
+  CHECK(has(error_of([&] { save_checkpoint(dir / "f", bad); }), "parameters, but its model settings need"));
+  CHECK(fs::exists(dir / ("f.tmp." + dead)));
+  // The safetensors export shares the atomic write, and with it the cleanup.
+  write_file_atomically(dir / "f", junk.data(), junk.size());
+  CHECK_FALSE(fs::exists(dir / ("f.tmp." + dead)));
+}
+
+TEST_CASE("checkpoint: huge model settings in a small file are refused before allocating") {
+  // Found by tests/fuzz/fuzz_checkpoint: valid settings (1024×1024 images, 8192 hidden units) with a
+  // repaired CRC made load_checkpoint build a 64 GiB model just to compare parameter counts.
+  TempDir dir;
+  const auto file = dir / "ck";
+  save_checkpoint(file, sample_state());
+  Bytes b = read_all(file);
+  auto put32 = [&](std::size_t at, std::uint32_t v) {
+    for (int i = 0; i < 4; ++i) b[at + i] = static_cast<std::uint8_t>(v >> (8 * i));
+  };
+  const std::size_t model_at = 8 + 4 + 8;  // image_h, image_w, latent, u64 hidden count, hidden…
+  put32(model_at, 1024);
+  put32(model_at + 4, 1024);
+  put32(model_at + 12 + 8, 8192);
+  const uLong crc = crc32(crc32(0L, Z_NULL, 0), b.data(), static_cast<uInt>(b.size() - 4));
+  put32(b.size() - 4, static_cast<std::uint32_t>(crc));
+  write_all(file, b);
+  const std::string m = error_of([&] { load_checkpoint(file); });
+  CHECK_MESSAGE(has(m, "parameters, but its model settings need at least"), m);
 }
