@@ -36,6 +36,7 @@ const char* train_usage() {
          "  --export-safetensors F  write the weights as safetensors (PyTorch names) at the end\n"
          "  --import-safetensors F  start from safetensors weights\n"
          "  --iwae K                also report the importance-weighted bound with K samples\n"
+         "  --estimator E           encoder gradient: reparam | score (REINFORCE) (default reparam)\n"
          "  --train-limit N         train on the first N training images only\n"
          "  --eval-limit N          evaluate on the first N test images only\n"
          "  --bench-steps N         time N training steps, print samples/s, and exit\n"
@@ -136,6 +137,12 @@ std::variant<TrainArgs, ArgError> parse_train_args(const std::vector<std::string
     } else if (flag == "--binarize") {
       try {
         a.train.binarize = parse_binarize(v);
+      } catch (const Error& e) {
+        return ArgError{e.what()};
+      }
+    } else if (flag == "--estimator") {
+      try {
+        a.train.estimator = parse_estimator(v);
       } catch (const Error& e) {
         return ArgError{e.what()};
       }

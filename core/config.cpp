@@ -74,6 +74,16 @@ ModelFamily parse_family(const std::string& s) {
   throw Error("unknown model '" + s + "': use mlp, conv or gmvae");
 }
 
+const char* to_string(Estimator e) {
+  return e == Estimator::ScoreFunction ? "score" : "reparam";
+}
+
+Estimator parse_estimator(const std::string& s) {
+  if (s == "reparam") return Estimator::Reparameterised;
+  if (s == "score") return Estimator::ScoreFunction;
+  throw Error("unknown gradient estimator '" + s + "': use reparam or score");
+}
+
 Likelihood parse_likelihood(const std::string& s) {
   if (s == "bernoulli") return Likelihood::Bernoulli;
   if (s == "gaussian") return Likelihood::GaussianFixed;

@@ -21,6 +21,12 @@ enum class ModelFamily : std::uint8_t {
   Gmvae,  // clustering VAE: a categorical y beside z, Gaussian q(z|y) per cluster, classifier p(y|z)
 };
 
+// Which gradient estimator trains the encoder (the decoder's gradient is the same for both).
+enum class Estimator : std::uint8_t {
+  Reparameterised,  // z = μ + σ ε, gradients through the sample
+  ScoreFunction,    // REINFORCE: E_q[f(z) ∇ log q(z|x)] with a leave-one-out baseline
+};
+
 // Width of the clustering VAE's classifier p(y|z) hidden layer.
 inline constexpr int kClassifierHidden = 64;
 
@@ -47,6 +53,7 @@ struct TrainConfig {
   std::uint64_t seed = 1;
   int threads = 1;       // worker threads for the training step (the batch is split across them)
   Binarize binarize = Binarize::None;
+  Estimator estimator = Estimator::Reparameterised;
   bool operator==(const TrainConfig&) const = default;
 };
 
@@ -57,9 +64,11 @@ void validate(const TrainConfig& t);
 const char* to_string(Likelihood l);
 const char* to_string(Binarize b);
 const char* to_string(ModelFamily f);
+const char* to_string(Estimator e);
 // Parse the CLI / UI spellings ("bernoulli", "gaussian", "gaussian-learned"; "none", "static", "dynamic").
 Likelihood parse_likelihood(const std::string& s);
 Binarize parse_binarize(const std::string& s);
-ModelFamily parse_family(const std::string& s);  // "mlp", "conv", "gmvae"
+ModelFamily parse_family(const std::string& s);
+Estimator parse_estimator(const std::string& s);  // "reparam", "score"  // "mlp", "conv", "gmvae"
 
 }  // namespace vaelab

@@ -15,6 +15,7 @@
 #include "core/checkpoint.hpp"
 #include "core/clustering.hpp"
 #include "core/error.hpp"
+#include "core/gap.hpp"
 #include "core/objective.hpp"
 #include "core/rng.hpp"
 #include "core/safetensors.hpp"
@@ -41,11 +42,13 @@ constexpr std::size_t kMaxLogLines = 200;
 // A UI → trainer request, applied between steps. (Outside the anonymous namespace: Impl holds them.)
 struct Command {
   enum class Kind {
-    Pause, Resume, Step, Reset, SetLr, SetBeta, SetWarmup, Rebuild, SetData, Save, Load, Export, Import
+    Pause, Resume, Step, Reset, SetLr, SetBeta, SetWarmup, SetEstimator, SetIwae, MeasureEstimators,
+    MeasureEstimatorsNow, Rebuild, SetData, Save, Load, Export, Import
   };
-  explicit Command(Kind k, double v = 0) : kind(k), value(v) {}
+  explicit Command(Kind k, double v = 0, double v2 = 0) : kind(k), value(v), value2(v2) {}
   Kind kind;
   double value = 0;
+  double value2 = 0;
   ModelConfig model;
   TrainConfig train;
   std::shared_ptr<const Dataset> data;
@@ -220,7 +223,9 @@ struct Trainer::Impl {
       model->params()[model->encoder()[0].w] = std::numeric_limits<float>::quiet_NaN();
     }
     const float beta = effective_beta();
-    const StepStats st = engine->compute(*model, x, e, beta, grad.data(), pool.get());
+    const StepStats st = tcfg.estimator == Estimator::ScoreFunction
+                             ? score_function_encoder_gradient(*model, *engine, x, e, beta, grad.data(), pool.get())
+                             : engine->compute(*model, x, e, beta, grad.data(), pool.get());
     // ‖g‖² is finite iff every gradient is (short of ‖g‖ > 1e19, which is divergence too);
     // unlike allFinite() it vectorises.
     const float grad_sq = Eigen::Map<const Eigen::VectorXf>(grad.data(), static_cast<Eigen::Index>(grad.size())).squaredNorm();
@@ -294,13 +299,30 @@ struct Trainer::Impl {
       }
       EvalOptions eo;
       eo.samples = 1;
-      eo.iwae_k = opt.eval_iwae_k;
       eo.seed = tcfg.seed + 1000 + static_cast<std::uint64_t>(epoch_number);
+      const int n_eval = idx.empty() ? test_set->count : static_cast<int>(idx.size());
+      const bool iwae_subset = opt.iwae_points > 0 && opt.iwae_points < n_eval;
+      if (!iwae_subset) eo.iwae_k = opt.eval_iwae_k;
       const Evaluation ev = evaluate(*model, *test_set, idx, eo, pool.get());
       rec.test_elbo = static_cast<float>(ev.elbo);
       rec.test_recon = static_cast<float>(ev.recon);
       rec.test_kl = static_cast<float>(ev.kl);
-      if (opt.eval_iwae_k > 0) rec.test_iwae = static_cast<float>(ev.iwae);
+      if (opt.eval_iwae_k > 0 && model->clusters() == 0) {
+        rec.iwae_k = opt.eval_iwae_k;
+        if (iwae_subset) {
+          // The bound on a subset, with the ELBO on the same images for the gap.
+          std::vector<int> sub(opt.iwae_points);
+          for (int i = 0; i < opt.iwae_points; ++i) sub[i] = idx.empty() ? i : idx[i];
+          EvalOptions io = eo;
+          io.iwae_k = opt.eval_iwae_k;
+          const Evaluation iv = evaluate(*model, *test_set, sub, io, pool.get());
+          rec.test_iwae = static_cast<float>(iv.iwae);
+          rec.test_iwae_elbo = static_cast<float>(iv.elbo);
+        } else {
+          rec.test_iwae = static_cast<float>(ev.iwae);
+          rec.test_iwae_elbo = rec.test_elbo;
+        }
+      }
       rec.kl_per_dim.assign(ev.kl_per_dim.begin(), ev.kl_per_dim.end());
       if (model->clusters() > 0 && test_set->has_labels()) score_clusters(idx, rec);
     }
@@ -333,10 +355,27 @@ struct Trainer::Impl {
     rec.nmi = static_cast<float>(normalized_mutual_information(pred, labels));
   }
 
+  // Variance of the reparameterised and score-function encoder gradients on one fixed-size batch.
+  void measure_estimators() {
+    if (model->clusters() > 0) return;  // the score-function path covers the plain VAE only
+    const int B = std::min(opt.estimator_batch, train_count());
+    if (B < 1) return;
+    std::vector<int> idx(B);
+    for (int i = 0; i < B; ++i) idx[i] = order[(static_cast<std::size_t>(batch_in_epoch) * tcfg.batch + i) % order.size()];
+    Eigen::MatrixXf x(mcfg.input_dim(), B);
+    gather_batch(*train_set, idx.data(), B, Binarize::None, nullptr, x);
+    Rng r(tcfg.seed + 7 + static_cast<std::uint64_t>(step));
+    const EstimatorComparison cmp = compare_gradient_estimators(*model, x, std::max(2, tcfg.samples), r, opt.estimator_draws);
+    history.estimators.push_back({step, static_cast<float>(cmp.reparam.total_variance),
+                                  static_cast<float>(cmp.score.total_variance), static_cast<float>(cmp.reparam.mean_snr),
+                                  static_cast<float>(cmp.score.mean_snr)});
+  }
+
   void end_epoch() {
     ++epoch;
     const EpochRecord rec = evaluate_now(epoch);
     history.epochs.push_back(rec);
+    if (opt.measure_estimators) measure_estimators();
     refresh_latents();
     if (listener) {
       TrainerEvent ev;
@@ -438,6 +477,23 @@ struct Trainer::Impl {
         tcfg = t;
         break;
       }
+      case Command::Kind::SetEstimator: {
+        const auto e = static_cast<Estimator>(static_cast<int>(c.value));
+        if (e != tcfg.estimator) mark(std::string("estimator ") + to_string(tcfg.estimator) + " → " + to_string(e));
+        tcfg.estimator = e;
+        break;
+      }
+      case Command::Kind::SetIwae:
+        if (c.value < 0 || c.value > 100000 || c.value2 < 0) throw Error("IWAE samples must be 0 to 100000");
+        opt.eval_iwae_k = static_cast<int>(c.value);
+        opt.iwae_points = static_cast<int>(c.value2);
+        break;
+      case Command::Kind::MeasureEstimators:
+        opt.measure_estimators = c.value != 0;
+        break;
+      case Command::Kind::MeasureEstimatorsNow:
+        measure_estimators();
+        break;
       case Command::Kind::Rebuild: {
         validate(c.model);
         validate(c.train);
@@ -697,6 +753,10 @@ void Trainer::reset() { post(*impl_, Command{Command::Kind::Reset}); }
 void Trainer::set_lr(float lr) { post(*impl_, Command{Command::Kind::SetLr, lr}); }
 void Trainer::set_beta(float beta) { post(*impl_, Command{Command::Kind::SetBeta, beta}); }
 void Trainer::set_warmup(int steps) { post(*impl_, Command{Command::Kind::SetWarmup, static_cast<double>(steps)}); }
+void Trainer::set_estimator(Estimator e) { post(*impl_, Command{Command::Kind::SetEstimator, static_cast<double>(e)}); }
+void Trainer::set_iwae(int k, int points) { post(*impl_, Command{Command::Kind::SetIwae, static_cast<double>(k), static_cast<double>(points)}); }
+void Trainer::set_measure_estimators(bool on) { post(*impl_, Command{Command::Kind::MeasureEstimators, on ? 1.0 : 0.0}); }
+void Trainer::measure_estimators_now() { post(*impl_, Command{Command::Kind::MeasureEstimatorsNow}); }
 void Trainer::rebuild(ModelConfig model, TrainConfig train) {
   Command c(Command::Kind::Rebuild);
   c.model = std::move(model);

@@ -27,6 +27,10 @@ struct TrainerOptions {
   bool evaluate_each_epoch = true;
   bool evaluate_before_training = false;  // an epoch-0 record (used by --epochs 0)
   int eval_iwae_k = 0;           // IWAE_K on the test set at each epoch end; 0 = skip
+  int iwae_points = 0;           // IWAE on the first N evaluated images only; 0 = all of them
+  bool measure_estimators = false;  // each epoch: gradient variance of both encoder estimators
+  int estimator_batch = 32;      // …on this many training images
+  int estimator_draws = 30;      // …over this many independent draws of ε
   int eval_limit = 0;            // evaluate on the first N test images; 0 = all
   int display_points = 10000;    // test points whose latent means are published; 0 = none
   int latent_refresh_ms = 1000;  // how often to re-encode them while running; 0 = epoch ends only
@@ -73,6 +77,10 @@ class Trainer {
   void set_lr(float lr);
   void set_beta(float beta);
   void set_warmup(int steps);
+  void set_estimator(Estimator e);                     // the encoder's gradient estimator, live
+  void set_iwae(int k, int points);                    // IWAE_K at epoch ends (k = 0: off), live
+  void set_measure_estimators(bool on);
+  void measure_estimators_now();                       // one estimator comparison at once
   void rebuild(ModelConfig model, TrainConfig train);  // validated on the trainer thread
   void set_data(std::shared_ptr<const Dataset> data);  // keeps the model if image sizes match
   void save(std::filesystem::path file);

@@ -238,3 +238,41 @@ TEST_CASE("trainer: a NaN in the weights pauses training and restores finite par
   CHECK(wait_for(tr, [](const Snapshot& s) { return s.step > 40; }));
   CHECK(tr.snapshot()->model->all_finite());
 }
+
+TEST_CASE("trainer: IWAE at epoch ends sits above the ELBO on the same images") {
+  TrainerOptions opt;
+  opt.max_epochs = 3;
+  opt.display_points = 0;
+  opt.eval_iwae_k = 50;
+  opt.iwae_points = 64;
+  opt.measure_estimators = true;
+  Trainer tr(synthetic_data(), small_model(), small_train(2), opt);
+  tr.start();
+  tr.join();
+  const auto s = tr.snapshot();
+  REQUIRE(s->history.epochs.size() == 3);
+  for (const auto& e : s->history.epochs) {
+    CHECK(e.iwae_k == 50);
+    CHECK(std::isfinite(e.test_iwae));
+    CHECK(e.test_iwae >= e.test_iwae_elbo - 0.5f);  // IWAE_50 ≥ ELBO in expectation
+  }
+  // One estimator comparison per epoch; REINFORCE is the noisier one.
+  REQUIRE(s->history.estimators.size() == 3);
+  for (const auto& r : s->history.estimators) CHECK(r.score_variance > r.reparam_variance);
+}
+
+TEST_CASE("trainer: the score-function estimator trains the encoder too") {
+  TrainerOptions opt;
+  opt.max_epochs = 6;
+  opt.display_points = 0;
+  opt.evaluate_before_training = true;
+  TrainConfig t = small_train();
+  t.estimator = Estimator::ScoreFunction;
+  t.samples = 4;  // the leave-one-out baseline needs L ≥ 2
+  Trainer tr(synthetic_data(), small_model(), t, opt);
+  tr.start();
+  tr.join();
+  const auto& ep = tr.snapshot()->history.epochs;
+  REQUIRE(ep.size() == 7);
+  CHECK(ep.back().test_elbo > ep.front().test_elbo + 5.0f);
+}
