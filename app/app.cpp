@@ -302,6 +302,21 @@ void App::layout(float top) {
 }
 
 void App::apply_slot(const char* window) {
+  // Software OpenGL (llvmpipe under Xvfb) pays for every pixel of every layer, and the window
+  // backgrounds are a full layer. The frame is cleared to the window colour anyway, so a panel
+  // that overlaps no other panel (the default tiling) skips drawing its background.
+  if (ImGuiWindow* w = ImGui::FindWindowByName(window)) {
+    bool overlap = false;
+    for (const auto& [name, slot] : slots_) {
+      if (name == window) continue;
+      ImGuiWindow* o = ImGui::FindWindowByName(name.c_str());
+      if (!o || !o->WasActive) continue;
+      const ImVec2 a0 = w->Pos, a1(w->Pos.x + w->Size.x, w->Pos.y + w->Size.y);
+      const ImVec2 b0 = o->Pos, b1(o->Pos.x + o->Size.x, o->Pos.y + o->Size.y);
+      if (a0.x < b1.x - 0.5f && b0.x < a1.x - 0.5f && a0.y < b1.y - 0.5f && b0.y < a1.y - 0.5f) overlap = true;
+    }
+    if (!overlap) ImGui::SetNextWindowBgAlpha(0.0f);
+  }
   const auto it = slots_.find(window);
   if (it == slots_.end()) return;
   const ImGuiCond cond = s_.reset_layout ? ImGuiCond_Always : ImGuiCond_FirstUseEver;

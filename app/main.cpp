@@ -51,6 +51,8 @@ Interactive explorer for variational autoencoders. Opens a window on Fashion-MNI
   --latent N           latent size (default 2)
   --hidden LIST        encoder widths, e.g. 400 or 512,256 (default 400)
   --likelihood NAME    bernoulli | gaussian | gaussian-learned (default bernoulli)
+  --sigma S            decoder σ for --likelihood gaussian (default 0.1)
+  --binarize MODE      none | static | dynamic (default none)
   --batch N            batch size (default 128)
   --lr X               learning rate (default 1e-3)
   --beta X             KL weight β (default 1)
@@ -58,7 +60,7 @@ Interactive explorer for variational autoencoders. Opens a window on Fashion-MNI
   --samples L          Monte-Carlo samples of z per image (default 1)
   --seed N             random seed (default 1)
   --threads N          training threads (default 1: the window needs a core too)
-  --family NAME        mlp | conv | gmvae (clustering VAE) (default mlp)
+  --model NAME         mlp | conv | gmvae (clustering VAE) (default mlp)
   --clusters K         categories of the clustering VAE (default 10)
   --train-limit N      train on the first N images only (demos, tests)
   --display-points N   test images shown on the latent map (default 10000)
@@ -127,9 +129,16 @@ Options parse_args(int argc, char** argv) {
       } catch (const std::exception& e) {
         usage_error(e.what());
       }
-    } else if (a == "--family") {
+    } else if (a == "--model" || a == "--family") {
       try {
         o.model.family = vaelab::parse_family(value());
+      } catch (const std::exception& e) {
+        usage_error(e.what());
+      }
+    } else if (a == "--sigma") o.model.gaussian_sigma = static_cast<float>(parse_real(a, value(), 1e-6, 1e6));
+    else if (a == "--binarize") {
+      try {
+        o.train.binarize = vaelab::parse_binarize(value());
       } catch (const std::exception& e) {
         usage_error(e.what());
       }
@@ -382,7 +391,8 @@ int main(int argc, char** argv) {
       int fb_w = 0, fb_h = 0;
       glfwGetFramebufferSize(window, &fb_w, &fb_h);
       glViewport(0, 0, fb_w, fb_h);
-      glClearColor(0.07f, 0.07f, 0.08f, 1.0f);
+      const ImVec4 bg = ImGui::GetStyle().Colors[ImGuiCol_WindowBg];  // panels that overlap nothing skip theirs
+      glClearColor(bg.x, bg.y, bg.z, 1.0f);
       glClear(GL_COLOR_BUFFER_BIT);
       ImGui_ImplOpenGL3_RenderDrawData(ImGui::GetDrawData());
       const auto t_rendered = clock::now();
@@ -414,6 +424,9 @@ int main(int argc, char** argv) {
       if (options.fps_cap > 0) std::this_thread::sleep_until(t0 + std::chrono::microseconds(1000000 / options.fps_cap));
     }
     glfwSetWindowUserPointer(window, nullptr);
+    if (state->snap)
+      std::fprintf(stderr, "vaelab: training at exit: step %lld, %.0f samples/s (recent), %d threads\n",
+                   static_cast<long long>(state->snap->step), state->snap->samples_per_s, state->snap->train_config.threads);
     const std::string err = vaelab::app::save_settings(ini);
     if (!err.empty()) std::fprintf(stderr, "vaelab: could not save settings: %s\n", err.c_str());
   } catch (const std::exception& e) {

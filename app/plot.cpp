@@ -220,7 +220,13 @@ bool plot(const char* id, ImVec2 size, const PlotOptions& options, std::span<con
     dl->AddTriangleFilled(ImVec2(x - 4, a0.y), ImVec2(x + 4, a0.y), ImVec2(x, a0.y + 6), c);
     if (near) hovered_marker = &m;
   }
-  for (const PlotSeries& s : series) draw_series(dl, s, ax, ay, log_y);
+  for (const PlotSeries& s : series) {
+    // Thin lines need no anti-aliasing fringe: a third of the triangles (software GL pays per triangle).
+    const ImDrawListFlags flags = dl->Flags;
+    if (s.thickness <= 1.0f) dl->Flags &= ~ImDrawListFlags_AntiAliasedLines;
+    draw_series(dl, s, ax, ay, log_y);
+    dl->Flags = flags;
+  }
   dl->PopClipRect();
 
   // ---- legend: in the title line when it fits, else a box in the plot's corner ----
