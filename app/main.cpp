@@ -259,8 +259,43 @@ void load_fonts(float scale) {
 void note_cursor(GLFWwindow*, double, double) { ++g_input_events; }
 void note_button(GLFWwindow*, int, int, int) { ++g_input_events; }
 void note_scroll(GLFWwindow*, double, double) { ++g_input_events; }
+// ImGui 1.86 has no input queue: it samples io.KeysDown once per frame, so a key pressed and
+// released between two frames (a quick tap while a frame takes long, or xdotool) is lost. Keys
+// released in the same batch of events they were pressed in are held down for one more frame.
+std::vector<int> g_pressed_keys, g_released_keys, g_held_keys;
+
+void set_modifiers(ImGuiIO& io) {
+  io.KeyCtrl = io.KeysDown[GLFW_KEY_LEFT_CONTROL] || io.KeysDown[GLFW_KEY_RIGHT_CONTROL];
+  io.KeyShift = io.KeysDown[GLFW_KEY_LEFT_SHIFT] || io.KeysDown[GLFW_KEY_RIGHT_SHIFT];
+  io.KeyAlt = io.KeysDown[GLFW_KEY_LEFT_ALT] || io.KeysDown[GLFW_KEY_RIGHT_ALT];
+  io.KeySuper = io.KeysDown[GLFW_KEY_LEFT_SUPER] || io.KeysDown[GLFW_KEY_RIGHT_SUPER];
+}
+
+void hold_tapped_keys() {  // after polling events, before ImGui::NewFrame
+  ImGuiIO& io = ImGui::GetIO();
+  for (int key : g_released_keys)
+    if (key >= 0 && key < IM_ARRAYSIZE(io.KeysDown) &&
+        std::find(g_pressed_keys.begin(), g_pressed_keys.end(), key) != g_pressed_keys.end()) {
+      io.KeysDown[key] = true;
+      g_held_keys.push_back(key);
+    }
+  if (!g_held_keys.empty()) set_modifiers(io);
+  g_pressed_keys.clear();
+  g_released_keys.clear();
+}
+
+void release_held_keys() {  // after the frame
+  if (g_held_keys.empty()) return;
+  ImGuiIO& io = ImGui::GetIO();
+  for (int key : g_held_keys) io.KeysDown[key] = false;
+  set_modifiers(io);
+  g_held_keys.clear();
+}
+
 void note_key(GLFWwindow* window, int key, int, int action, int mods) {
   ++g_input_events;
+  if (action == GLFW_PRESS) g_pressed_keys.push_back(key);
+  if (action == GLFW_RELEASE) g_released_keys.push_back(key);
   auto* app = static_cast<vaelab::app::App*>(glfwGetWindowUserPointer(window));
   if (app && action == GLFW_PRESS) app->on_key(key, mods);
 }
@@ -382,11 +417,13 @@ int main(int argc, char** argv) {
         g_screenshot_signal = 0;
         app.request_screenshot();
       }
+      hold_tapped_keys();
       ImGui_ImplOpenGL3_NewFrame();
       ImGui_ImplGlfw_NewFrame();
       ImGui::NewFrame();
       app.frame();
       ImGui::Render();
+      release_held_keys();
       const auto t_built = clock::now();
       int fb_w = 0, fb_h = 0;
       glfwGetFramebufferSize(window, &fb_w, &fb_h);
