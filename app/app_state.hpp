@@ -93,10 +93,16 @@ struct CurvesState {
   float smoothing = 0.95f;  // EMA weight of the past (0: none)
   std::uint64_t history_key = std::numeric_limits<std::uint64_t>::max();
   float cached_smoothing = -1;
+  double refreshed_at = -1e9;
   bool cached_log = false;
   // extracted series (x = step)
   std::vector<float> step_x, elbo, recon, kl, elbo_s, recon_s, kl_s;
   std::vector<float> epoch_x, test_elbo, test_recon, test_kl, train_epoch_elbo;
+  // what is drawn: the per-step series decimated to a few thousand points (min/max per bucket)
+  struct Drawn {
+    std::vector<float> x, y;
+  };
+  Drawn d_elbo, d_recon, d_kl, d_elbo_s, d_recon_s, d_kl_s;
   std::vector<std::string> marker_text;
   std::vector<double> marker_x;
 };

@@ -1,9 +1,12 @@
 // Curves panel: training ELBO per step (raw and smoothed) and test ELBO per epoch, with the
 // reconstruction and KL terms in two smaller plots; linear or log axis, markers where β, lr or
-// warm-up changed, CSV export. Series are extracted from the snapshot's history once per version.
+// warm-up changed, CSV export. Series are extracted incrementally as the history grows and
+// decimated to a few thousand points for drawing.
 // Not the plot widget itself (plot.cpp).
+#include <algorithm>
 #include <cmath>
 #include <exception>
+#include <limits>
 
 #include "app/image_export.hpp"
 #include "app/panels.hpp"
@@ -17,33 +20,63 @@ constexpr ImU32 kSmooth = IM_COL32(86, 180, 233, 255);
 constexpr ImU32 kTest = IM_COL32(230, 159, 0, 255);
 constexpr ImU32 kTrainEpoch = IM_COL32(204, 121, 167, 255);
 
-void refresh(CurvesState& c, const Snapshot& snap) {
-  const bool flip = c.log_y;  // on a log axis show −ELBO and −log p(x|z), which are positive
-  // The history only grows or is cleared; its sizes and last step identify it.
+// Continue an exponential moving average over values appended to `in`: view_math's smooth_ema run
+// on the new tail, seeded with the last smoothed value so the result equals one full pass.
+void extend_ema(const std::vector<float>& in, std::vector<float>& out, float alpha) {
+  const std::size_t done = out.size();
+  if (done >= in.size()) return;
+  float seed = std::numeric_limits<float>::quiet_NaN();
+  for (std::size_t i = done; i-- > 0;)
+    if (std::isfinite(out[i])) {
+      seed = out[i];
+      break;
+    }
+  std::vector<float> tail;
+  const bool seeded = std::isfinite(seed);
+  if (seeded) tail.push_back(seed);
+  tail.insert(tail.end(), in.begin() + static_cast<long>(done), in.end());
+  const std::vector<float> smoothed = smooth_ema(tail.data(), tail.size(), alpha);
+  out.insert(out.end(), smoothed.begin() + (seeded ? 1 : 0), smoothed.end());
+}
+
+void refresh(CurvesState& c, const Snapshot& snap, double now) {
   const History& h = snap.history;
-  const std::uint64_t key = h.steps.size() * 1000003u + h.epochs.size() * 7919u + h.markers.size() * 131u +
-                            static_cast<std::uint64_t>(h.steps.empty() ? 0 : h.steps.back().step);
-  if (c.history_key == key && c.cached_smoothing == c.smoothing && c.cached_log == c.log_y) return;
-  c.history_key = key;
-  c.cached_smoothing = c.smoothing;
-  c.cached_log = c.log_y;
-  const float sign = flip ? -1.0f : 1.0f;
-  const auto& steps = snap.history.steps;
+  const auto& steps = h.steps;
   const std::size_t n = steps.size();
-  c.step_x.resize(n);
-  c.elbo.resize(n);
-  c.recon.resize(n);
-  c.kl.resize(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    c.step_x[i] = static_cast<float>(steps[i].step);
-    c.elbo[i] = sign * steps[i].elbo;
-    c.recon[i] = sign * steps[i].recon;
-    c.kl[i] = steps[i].kl;
+  // The history only grows, or starts again (reset, rebuild, load): then, or when the sign or the
+  // smoothing changes, extract it afresh; otherwise append the new steps.
+  const bool restart = n < c.step_x.size() || (n > 0 && !c.step_x.empty() && static_cast<float>(steps[0].step) != c.step_x[0]) ||
+                       c.cached_smoothing != c.smoothing || c.cached_log != c.log_y;
+  const std::uint64_t key = n * 1000003u + h.epochs.size() * 7919u + h.markers.size() * 131u +
+                            static_cast<std::uint64_t>(n == 0 ? 0 : steps.back().step);
+  if (!restart && c.history_key == key) return;
+  // Long runs: a few refreshes a second are plenty, and each one costs O(steps) for the decimation.
+  if (!restart && n > 20000 && now - c.refreshed_at < 0.25) return;
+  c.history_key = key;
+  c.refreshed_at = now;
+  if (restart) {
+    for (auto* v : {&c.step_x, &c.elbo, &c.recon, &c.kl, &c.elbo_s, &c.recon_s, &c.kl_s}) v->clear();
+    c.cached_smoothing = c.smoothing;
+    c.cached_log = c.log_y;
+  }
+  const float sign = c.log_y ? -1.0f : 1.0f;  // on a log axis: −ELBO and −log p(x|z), which are positive
+  for (std::size_t i = c.step_x.size(); i < n; ++i) {
+    c.step_x.push_back(static_cast<float>(steps[i].step));
+    c.elbo.push_back(sign * steps[i].elbo);
+    c.recon.push_back(sign * steps[i].recon);
+    c.kl.push_back(steps[i].kl);
   }
   const float alpha = 1.0f - std::clamp(c.smoothing, 0.0f, 0.999f);
-  c.elbo_s = smooth_ema(c.elbo.data(), n, alpha);
-  c.recon_s = smooth_ema(c.recon.data(), n, alpha);
-  c.kl_s = smooth_ema(c.kl.data(), n, alpha);
+  extend_ema(c.elbo, c.elbo_s, alpha);
+  extend_ema(c.recon, c.recon_s, alpha);
+  extend_ema(c.kl, c.kl_s, alpha);
+  constexpr std::size_t kMaxDrawn = 4096;
+  decimate_min_max(c.step_x, c.elbo, kMaxDrawn, c.d_elbo.x, c.d_elbo.y);
+  decimate_min_max(c.step_x, c.recon, kMaxDrawn, c.d_recon.x, c.d_recon.y);
+  decimate_min_max(c.step_x, c.kl, kMaxDrawn, c.d_kl.x, c.d_kl.y);
+  decimate_min_max(c.step_x, c.elbo_s, kMaxDrawn, c.d_elbo_s.x, c.d_elbo_s.y);
+  decimate_min_max(c.step_x, c.recon_s, kMaxDrawn, c.d_recon_s.x, c.d_recon_s.y);
+  decimate_min_max(c.step_x, c.kl_s, kMaxDrawn, c.d_kl_s.x, c.d_kl_s.y);
   const auto& epochs = snap.history.epochs;
   const std::size_t m = epochs.size();
   c.epoch_x.resize(m);
@@ -95,15 +128,16 @@ void draw_curves(AppState& state, const Snapshot& snap) {
       state.post(Severity::Error, std::string("CSV export failed: ") + e.what());
     }
   }
-  refresh(c, snap);
+  refresh(c, snap, state.now);
 
   std::vector<PlotMarker> markers;
   for (std::size_t i = 0; i < c.marker_x.size(); ++i) markers.push_back({c.marker_x[i], c.marker_text[i]});
-  const std::size_t n = c.step_x.size(), m = c.epoch_x.size();
-  auto series3 = [&](const std::vector<float>& raw, const std::vector<float>& smooth, const std::vector<float>& test) {
+  const std::size_t m = c.epoch_x.size();
+  using Drawn = CurvesState::Drawn;
+  auto series3 = [&](const Drawn& raw, const Drawn& smooth, const std::vector<float>& test) {
     std::vector<PlotSeries> s;
-    if (c.show_raw) s.push_back({"train (raw)", c.step_x.data(), raw.data(), n, kRaw, 1.0f, false, false, false});
-    s.push_back({c.smoothing > 0 ? "train (smoothed)" : "train", c.step_x.data(), smooth.data(), n, kSmooth, 1.8f});
+    if (c.show_raw) s.push_back({"train (raw)", raw.x.data(), raw.y.data(), raw.x.size(), kRaw, 1.0f, false, false, false});
+    s.push_back({c.smoothing > 0 ? "train (smoothed)" : "train", smooth.x.data(), smooth.y.data(), smooth.x.size(), kSmooth, 1.8f});
     s.back().legend_name = "train";
     s.push_back({"test", c.epoch_x.data(), test.data(), m, kTest, 1.5f, true});
     return s;
@@ -117,7 +151,7 @@ void draw_curves(AppState& state, const Snapshot& snap) {
   top.x_label = "step";
   top.log_y = c.log_y;
   top.robust_y = c.robust;
-  auto elbo_series = series3(c.elbo, c.elbo_s, c.test_elbo);
+  auto elbo_series = series3(c.d_elbo, c.d_elbo_s, c.test_elbo);
   elbo_series.push_back({"train (epoch mean)", c.epoch_x.data(), c.train_epoch_elbo.data(), m, kTrainEpoch, 1.2f, true});
   elbo_series.back().legend_name = "epoch mean";
   plot("##elbo", ImVec2(avail.x, top_h), top, elbo_series, markers);
@@ -127,11 +161,11 @@ void draw_curves(AppState& state, const Snapshot& snap) {
   PlotOptions rec = top;
   rec.title = c.log_y ? "−log p(x|z)" : "reconstruction log p(x|z)";
   rec.legend = false;
-  plot("##recon", ImVec2(half_w, bottom_h), rec, series3(c.recon, c.recon_s, c.test_recon), markers);
+  plot("##recon", ImVec2(half_w, bottom_h), rec, series3(c.d_recon, c.d_recon_s, c.test_recon), markers);
   ImGui::SameLine();
   PlotOptions kl = rec;
   kl.title = "KL(q(z|x) ‖ p(z))";
-  plot("##kl", ImVec2(half_w, bottom_h), kl, series3(c.kl, c.kl_s, c.test_kl), markers);
+  plot("##kl", ImVec2(half_w, bottom_h), kl, series3(c.d_kl, c.d_kl_s, c.test_kl), markers);
   ImGui::End();
 }
 

@@ -112,7 +112,7 @@ void draw_interpolation(AppState& state, const Snapshot& snap) {
   const ImVec2 avail = ImGui::GetContentRegionAvail();
   const float spacing = ImGui::GetStyle().ItemSpacing.y;
   const float line_h = ImGui::GetFrameHeightWithSpacing();  // the label rows hold small buttons
-  const float row_h = std::max(24.0f, (avail.y - 2 * line_h - 2 * spacing) / 2);
+  const float row_h = std::max(24.0f, (avail.y - 2 * line_h - 3 * spacing) / 2 - 1);
   const float big = std::min(row_h, avail.x * 0.28f);
   auto row = [&](const char* name, GlImage& at_t, GlImage& strip, const char* stem) {
     ImGui::TextDisabled("%s", name);

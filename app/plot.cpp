@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -28,8 +29,8 @@ Range merge(Range a, Range b) {
   return Range{std::min(a.lo, b.lo), std::max(a.hi, b.hi), true};
 }
 
-// Emit the series as polylines, keeping per pixel column the first, lowest, highest and last
-// point, and breaking the line at gaps.
+// Emit the series as polylines, keeping per pixel column its lowest and highest point (in the
+// order they come; just one when they are within a pixel), and breaking the line at gaps.
 void draw_series(ImDrawList* dl, const PlotSeries& s, const Axis& ax, const Axis& ay, bool log_y) {
   std::vector<ImVec2> line;
   line.reserve(1024);
@@ -40,17 +41,13 @@ void draw_series(ImDrawList* dl, const PlotSeries& s, const Axis& ax, const Axis
   };
   long column = 0;
   bool open = false;
-  ImVec2 first, lowest, highest, last;
-  int in_column = 0;
+  ImVec2 lowest, highest;  // screen y grows downwards: the highest value has the smallest y
+  bool lowest_first = true;
   auto close_column = [&] {
     if (!open) return;
-    line.push_back(first);
-    if (in_column > 2) {
-      // Screen y grows downwards: "highest" value has the smallest y.
-      line.push_back(lowest);
-      line.push_back(highest);
-    }
-    if (in_column > 1) line.push_back(last);
+    if (lowest.y - highest.y < 1.0f) line.push_back(lowest);
+    else if (lowest_first) line.push_back(lowest), line.push_back(highest);
+    else line.push_back(highest), line.push_back(lowest);
     open = false;
   };
   for (std::size_t i = 0; i < s.n; ++i) {
@@ -63,21 +60,26 @@ void draw_series(ImDrawList* dl, const PlotSeries& s, const Axis& ax, const Axis
     const ImVec2 p(ax.to_px(s.x[i]), ay.to_px(yv));
     const long c = std::lround(std::floor(p.x));
     if (open && c == column) {
-      if (p.y > lowest.y) lowest = p;
-      if (p.y < highest.y) highest = p;
-      last = p;
-      ++in_column;
+      if (p.y > lowest.y) {
+        lowest = p;
+        lowest_first = false;
+      }
+      if (p.y < highest.y) {
+        highest = p;
+        lowest_first = true;
+      }
     } else {
       close_column();
       open = true;
       column = c;
-      first = lowest = highest = last = p;
-      in_column = 1;
+      lowest = highest = p;
+      lowest_first = true;
     }
   }
   close_column();
   flush();
-  if (s.dots) {
+  // Dots only while they are at least a few pixels apart; dense ones would just thicken the line.
+  if (s.dots && s.n > 0 && static_cast<double>(s.n) * 7.0 <= std::fabs(ax.p_hi - ax.p_lo)) {
     for (std::size_t i = 0; i < s.n; ++i) {
       if (!usable(s.x[i], s.y[i], log_y)) continue;
       const double yv = log_y ? std::log10(static_cast<double>(s.y[i])) : s.y[i];
@@ -105,6 +107,49 @@ void dashed_vline(ImDrawList* dl, float x, float y0, float y1, ImU32 colour) {
 }
 
 }  // namespace
+
+void decimate_min_max(const std::vector<float>& x, const std::vector<float>& y, std::size_t max_points,
+                      std::vector<float>& out_x, std::vector<float>& out_y) {
+  const std::size_t n = std::min(x.size(), y.size());
+  out_x.clear();
+  out_y.clear();
+  if (n <= max_points || max_points < 4) {
+    out_x.assign(x.begin(), x.begin() + static_cast<long>(n));
+    out_y.assign(y.begin(), y.begin() + static_cast<long>(n));
+    return;
+  }
+  // Power-of-two buckets, so they stay put as the series grows (no shimmer while training).
+  std::size_t bucket = 1;
+  while (n / bucket > max_points / 2) bucket *= 2;
+  out_x.reserve(2 * (n / bucket + 1));
+  out_y.reserve(2 * (n / bucket + 1));
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (std::size_t b0 = 0; b0 < n; b0 += bucket) {
+    const std::size_t b1 = std::min(n, b0 + bucket);
+    std::size_t lo = n, hi = n;
+    bool gap = false;
+    for (std::size_t i = b0; i < b1; ++i) {
+      if (!std::isfinite(y[i])) {
+        gap = true;
+        continue;
+      }
+      if (lo == n || y[i] < y[lo]) lo = i;
+      if (hi == n || y[i] > y[hi]) hi = i;
+    }
+    if (gap) {
+      out_x.push_back(x[b0]);
+      out_y.push_back(nan);
+    }
+    if (lo == n) continue;
+    const std::size_t first = std::min(lo, hi), second = std::max(lo, hi);
+    out_x.push_back(x[first]);
+    out_y.push_back(y[first]);
+    if (second != first) {
+      out_x.push_back(x[second]);
+      out_y.push_back(y[second]);
+    }
+  }
+}
 
 bool plot(const char* id, ImVec2 size, const PlotOptions& options, std::span<const PlotSeries> series,
           std::span<const PlotMarker> markers) {

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <span>
 #include <string_view>
+#include <vector>
 
 namespace vaelab::app {
 
@@ -37,6 +38,12 @@ struct PlotOptions {
   bool legend = true;
   bool robust_y = false;          // y range from the 1st–99th percentile (ignores early spikes)
 };
+
+// Reduce a long series (x ascending) to at most about max_points by keeping, per bucket of
+// consecutive points, the lowest and the highest (in order); non-finite values become one NaN
+// per bucket so gaps survive. Short series are copied.
+void decimate_min_max(const std::vector<float>& x, const std::vector<float>& y, std::size_t max_points,
+                      std::vector<float>& out_x, std::vector<float>& out_y);
 
 // Draws into a region of `size` (≤ 0 components: the available width / height). Returns whether
 // the plot is hovered.
