@@ -125,6 +125,8 @@ void put(Writer& w, const ModelConfig& m) {
   for (int h : m.hidden) w.i32(h);
   w.u8(static_cast<std::uint8_t>(m.likelihood));
   w.num(m.gaussian_sigma);
+  w.u8(static_cast<std::uint8_t>(m.family));
+  w.i32(m.clusters);
 }
 
 void put(Writer& w, const TrainConfig& t) {
@@ -136,6 +138,7 @@ void put(Writer& w, const TrainConfig& t) {
   w.num(t.seed);
   w.i32(t.threads);
   w.u8(static_cast<std::uint8_t>(t.binarize));
+  w.u8(static_cast<std::uint8_t>(t.estimator));
 }
 
 void put(Writer& w, const History& h) {
@@ -151,7 +154,10 @@ void put(Writer& w, const History& h) {
   for (const auto& e : h.epochs) {
     w.i32(e.epoch);
     w.num(e.step);
-    for (float f : {e.train_elbo, e.test_elbo, e.test_recon, e.test_kl, e.test_iwae, e.samples_per_s}) w.num(f);
+    for (float f : {e.train_elbo, e.test_elbo, e.test_recon, e.test_kl, e.test_iwae, e.test_iwae_elbo,
+                    e.samples_per_s, e.cluster_acc, e.nmi})
+      w.num(f);
+    w.i32(e.iwae_k);
     w.vec(e.kl_per_dim);
   }
   w.count(h.markers.size());
@@ -159,12 +165,18 @@ void put(Writer& w, const History& h) {
     w.num(m.step);
     w.str(m.text);
   }
+  w.count(h.estimators.size());
+  for (const auto& e : h.estimators) {
+    w.num(e.step);
+    for (float f : {e.reparam_variance, e.score_variance, e.reparam_snr, e.score_snr}) w.num(f);
+  }
 }
 
 // Smallest encoded sizes of one list entry, so a count can be checked before allocating.
 constexpr std::size_t kStepBytes = 8 + 4 * 4;
-constexpr std::size_t kEpochBytes = 4 + 8 + 6 * 4 + 8;
+constexpr std::size_t kEpochBytes = 4 + 8 + 9 * 4 + 4 + 8;
 constexpr std::size_t kMarkerBytes = 8 + 8;
+constexpr std::size_t kEstimatorBytes = 8 + 4 * 4;
 
 template <class E>
 E get_enum(Reader& r, std::uint8_t max, const char* what) {
@@ -182,6 +194,8 @@ ModelConfig get_model(Reader& r) {
   for (int& h : m.hidden) h = r.i32();
   m.likelihood = get_enum<Likelihood>(r, static_cast<std::uint8_t>(Likelihood::GaussianLearned), "likelihood");
   m.gaussian_sigma = r.num<float>();
+  m.family = get_enum<ModelFamily>(r, static_cast<std::uint8_t>(ModelFamily::Gmvae), "model family");
+  m.clusters = r.i32();
   return m;
 }
 
@@ -195,6 +209,7 @@ TrainConfig get_train(Reader& r) {
   t.seed = r.num<std::uint64_t>();
   t.threads = r.i32();
   t.binarize = get_enum<Binarize>(r, static_cast<std::uint8_t>(Binarize::Dynamic), "binarization");
+  t.estimator = get_enum<Estimator>(r, static_cast<std::uint8_t>(Estimator::ScoreFunction), "gradient estimator");
   return t;
 }
 
@@ -212,14 +227,21 @@ History get_history(Reader& r) {
   for (auto& e : h.epochs) {
     e.epoch = r.i32();
     e.step = r.num<std::int64_t>();
-    for (float* f : {&e.train_elbo, &e.test_elbo, &e.test_recon, &e.test_kl, &e.test_iwae, &e.samples_per_s})
+    for (float* f : {&e.train_elbo, &e.test_elbo, &e.test_recon, &e.test_kl, &e.test_iwae, &e.test_iwae_elbo,
+                     &e.samples_per_s, &e.cluster_acc, &e.nmi})
       *f = r.num<float>();
+    e.iwae_k = r.i32();
     e.kl_per_dim = r.vec<float>();
   }
   h.markers.resize(r.count(kMarkerBytes));
   for (auto& m : h.markers) {
     m.step = r.num<std::int64_t>();
     m.text = r.str();
+  }
+  h.estimators.resize(r.count(kEstimatorBytes));
+  for (auto& e : h.estimators) {
+    e.step = r.num<std::int64_t>();
+    for (float* f : {&e.reparam_variance, &e.score_variance, &e.reparam_snr, &e.score_snr}) *f = r.num<float>();
   }
   return h;
 }

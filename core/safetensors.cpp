@@ -616,6 +616,19 @@ SafetensorsFile export_model(const Model& model) {
   for (std::size_t i = 0; i < dec.size(); ++i) add(layer_name(pytorch, false, i), dec[i], 0, dec[i].out);
   if (model.decoder_logvar_offset() != Model::npos)
     f.tensors.push_back({"decoder_logvar", {1}, {model.params()[model.decoder_logvar_offset()]}});
+  if (const int K = model.clusters(); K > 0) {
+    // Clustering VAE: the classifier p(y|z) and the cluster Gaussians, one row per cluster.
+    f.metadata["family"] = "gmvae";
+    f.metadata["clusters"] = std::to_string(K);
+    add("classifier.0", model.classifier()[0], 0, model.classifier()[0].out);
+    add("classifier.1", model.classifier()[1], 0, model.classifier()[1].out);
+    for (const auto& [name, offset] : {std::pair{"cluster_means", model.cluster_mean_offset()},
+                                       std::pair{"cluster_logvars", model.cluster_logvar_offset()}}) {
+      // Stored (d, K) column-major = [K, d] row-major: the bytes are already in PyTorch's order.
+      const float* p = model.data() + offset;
+      f.tensors.push_back({name, {K, d}, std::vector<float>(p, p + static_cast<std::size_t>(K) * d)});
+    }
+  }
   return f;
 }
 
@@ -740,6 +753,27 @@ Model import_model(const SafetensorsFile& f) {
   } else if (logvar) {
     fail(std::string("the file has a 'decoder_logvar' tensor but its likelihood is ") + to_string(cfg.likelihood));
   }
+  Dense cls0, cls1;
+  const Tensor *cmeans = nullptr, *clogvars = nullptr;
+  if (const std::string* fam = meta("family"); fam && *fam == "gmvae") {
+    cfg.family = ModelFamily::Gmvae;
+    cls0 = dense("classifier.0");
+    cls1 = dense("classifier.1");
+    cfg.clusters = cls1.out;
+    if (cls0.in != latent || cls0.out != kClassifierHidden || cls1.in != kClassifierHidden)
+      fail("the classifier's shapes do not fit: expected " + std::to_string(latent) + " → " +
+           std::to_string(kClassifierHidden) + " → K");
+    const std::vector<std::int64_t> shape{cfg.clusters, latent};
+    cmeans = f.find("cluster_means");
+    clogvars = f.find("cluster_logvars");
+    if (!cmeans || !clogvars) fail("a clustering VAE needs the tensors 'cluster_means' and 'cluster_logvars'");
+    if (cmeans->shape != shape || clogvars->shape != shape)
+      fail("the cluster tensors must have shape " + shape_str(shape));
+    used.insert("cluster_means");
+    used.insert("cluster_logvars");
+  } else if (fam && *fam != "mlp") {
+    fail("the metadata's family '" + *fam + "' is not one this build can import (mlp or gmvae)");
+  }
   for (const auto& t : f.tensors)
     if (!used.count(t.name)) fail("the file has the unexpected tensor '" + t.name + "'");
   try {
@@ -762,6 +796,12 @@ Model import_model(const SafetensorsFile& f) {
   fill(model.encoder().back(), lv, latent);
   for (std::size_t i = 0; i < dec.size(); ++i) fill(model.decoder()[i], dec[i], 0);
   if (logvar) model.params()[model.decoder_logvar_offset()] = logvar->data[0];
+  if (cfg.family == ModelFamily::Gmvae) {
+    fill(model.classifier()[0], cls0, 0);
+    fill(model.classifier()[1], cls1, 0);
+    std::copy(cmeans->data.begin(), cmeans->data.end(), model.params().begin() + model.cluster_mean_offset());
+    std::copy(clogvars->data.begin(), clogvars->data.end(), model.params().begin() + model.cluster_logvar_offset());
+  }
   if (!model.all_finite()) fail("the parameters contain NaN or Inf");
   return model;
 }

@@ -76,6 +76,8 @@ TrainingState sample_state() {
   s.model.hidden = {5, 3};
   s.model.likelihood = Likelihood::GaussianLearned;
   s.model.gaussian_sigma = 0.25f;
+  s.model.family = ModelFamily::Gmvae;
+  s.model.clusters = 3;
   s.train.batch = 7;
   s.train.lr = 3e-4f;
   s.train.beta = 0.5f;
@@ -84,6 +86,7 @@ TrainingState sample_state() {
   s.train.seed = 0xfeedfacecafebeefULL;
   s.train.threads = 3;
   s.train.binarize = Binarize::Dynamic;
+  s.train.estimator = Estimator::ScoreFunction;
   Model m(s.model);
   m.init(42);
   s.params.assign(m.params().begin(), m.params().end());
@@ -118,8 +121,14 @@ TrainingState sample_state() {
   e1.test_kl = 11.0f;
   e1.samples_per_s = 12345.5f;
   e1.kl_per_dim = {3.5f, 7.5f};
+  e1.test_iwae = -179.5f;
+  e1.test_iwae_elbo = -180.5f;
+  e1.iwae_k = 100;
+  e1.cluster_acc = 0.625f;
+  e1.nmi = 0.5f;
   s.history.epochs = {e0, e1};
   s.history.markers = {{1, "β 1 → 0.5 at step 1"}, {2, ""}};
+  s.history.estimators = {{2, 0.5f, 40.0f, 0.25f, 0.0625f}};
   s.data_name = "fashion-mnist";
   return s;
 }

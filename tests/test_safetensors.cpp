@@ -280,8 +280,11 @@ TEST_CASE("safetensors: export and import keep the model exactly") {
   ModelConfig fixed = one;
   fixed.likelihood = Likelihood::GaussianFixed;
   fixed.gaussian_sigma = 0.3f;
+  ModelConfig clustering = one;
+  clustering.family = ModelFamily::Gmvae;
+  clustering.clusters = 4;
 
-  for (const ModelConfig& cfg : {one, deep, fixed}) {
+  for (const ModelConfig& cfg : {one, deep, fixed, clustering}) {
     CAPTURE(cfg.hidden.size());
     const Model a = make_model(cfg, 11);
     const SafetensorsFile f = export_model(a);
@@ -318,6 +321,13 @@ TEST_CASE("safetensors: export and import keep the model exactly") {
     b.encode(x, mub, lvb);
     CHECK(mua == mub);
     CHECK(lva == lvb);
+    if (cfg.family == ModelFamily::Gmvae) {
+      CHECK(f.find("cluster_means")->shape == std::vector<std::int64_t>{4, 3});
+      Eigen::MatrixXf pa, pb;
+      a.classify(z, pa);
+      b.classify(z, pb);
+      CHECK(pa == pb);
+    }
   }
 }
 
