@@ -127,6 +127,8 @@ struct LatentMapState {
   // view
   bool auto_fit = true;
   bool animating = false;             // the view is still easing towards the fit
+  double view_changed_at = -1e9;      // last pan / zoom / fit step (s)
+  double rendered_at = -1e9;          // last time the points were re-rendered (s)
   double cx = 0, cy = 0, half_h = 3;  // centre and half the visible height, plane units
   double fit_cx = 0, fit_cy = 0, fit_half_w = 3, fit_half_h = 3;  // robust extent of the codes
   float point_px = 4;

@@ -2,6 +2,7 @@
 // Not a picking structure: hover search is done on the CPU by the latent-map panel.
 #include "app/gl_points.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -16,7 +17,8 @@ GlPoints::~GlPoints() {
   if (vbo_pos_) glDeleteBuffers(1, &vbo_pos_);
   if (vbo_label_) glDeleteBuffers(1, &vbo_label_);
   if (fbo_) glDeleteFramebuffers(1, &fbo_);
-  if (colour_) glDeleteTextures(1, &colour_);
+  if (shown_) glDeleteTextures(1, &shown_);
+  if (back_) glDeleteTextures(1, &back_);
 }
 
 void GlPoints::init() {
@@ -44,7 +46,8 @@ void GlPoints::init() {
   glBindVertexArray(static_cast<GLuint>(previous_vao));
   glBindBuffer(GL_ARRAY_BUFFER, static_cast<GLuint>(previous_buffer));
   glGenFramebuffers(1, &fbo_);
-  glGenTextures(1, &colour_);
+  glGenTextures(1, &shown_);
+  glGenTextures(1, &back_);
 }
 
 void GlPoints::set_points(const float* xy, const std::uint8_t* labels, int n) {
@@ -65,55 +68,84 @@ void GlPoints::set_points(const float* xy, const std::uint8_t* labels, int n) {
   dirty_ = true;
 }
 
-static bool same_view(const PointView& a, const PointView& b) {
-  return a.cx == b.cx && a.cy == b.cy && a.sx == b.sx && a.sy == b.sy && a.point_px == b.point_px &&
-         a.alpha == b.alpha && a.palette_size == b.palette_size &&
+static bool same_style(const PointView& a, const PointView& b) {
+  return a.point_px == b.point_px && a.alpha == b.alpha && a.palette_size == b.palette_size &&
          std::memcmp(&a.background, &b.background, sizeof a.background) == 0 && a.palette == b.palette &&
          a.unlabelled == b.unlabelled;
 }
 
-void GlPoints::render(int w, int h, const PointView& view) {
-  if (w <= 0 || h <= 0) return;
-  if (!program_) init();
-  GlStateGuard guard;
-  if (w != w_ || h != h_) {
-    glBindTexture(GL_TEXTURE_2D, colour_);
+static bool same_view(const PointView& a, const PointView& b) {
+  return a.cx == b.cx && a.cy == b.cy && a.sx == b.sx && a.sy == b.sy && same_style(a, b);
+}
+
+bool GlPoints::content_stale(int w, int h, const PointView& view) const {
+  return !has_shown_ || dirty_ || w != shown_w_ || h != shown_h_ || !same_style(view, shown_view_);
+}
+
+void GlPoints::start(int w, int h, const PointView& view) {
+  if (w != back_w_ || h != back_h_) {
+    glBindTexture(GL_TEXTURE_2D, back_);
     glTexImage2D(GL_TEXTURE_2D, 0, GL_RGBA8, w, h, 0, GL_RGBA, GL_UNSIGNED_BYTE, nullptr);
-    glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_MIN_FILTER, GL_NEAREST);
-    glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_MAG_FILTER, GL_NEAREST);
+    glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_MIN_FILTER, GL_LINEAR);
+    glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_MAG_FILTER, GL_LINEAR);
     glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_WRAP_S, GL_CLAMP_TO_EDGE);
     glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_WRAP_T, GL_CLAMP_TO_EDGE);
-    glBindFramebuffer(GL_FRAMEBUFFER, fbo_);
-    glFramebufferTexture2D(GL_FRAMEBUFFER, GL_COLOR_ATTACHMENT0, GL_TEXTURE_2D, colour_, 0);
-    w_ = w;
-    h_ = h;
-    dirty_ = true;
+    back_w_ = w;
+    back_h_ = h;
   }
-  if (!dirty_ && same_view(view, last_)) return;
   glBindFramebuffer(GL_FRAMEBUFFER, fbo_);
+  glFramebufferTexture2D(GL_FRAMEBUFFER, GL_COLOR_ATTACHMENT0, GL_TEXTURE_2D, back_, 0);
   glViewport(0, 0, w, h);
   glDisable(GL_SCISSOR_TEST);
   glClearColor(view.background.x, view.background.y, view.background.z, 1.0f);
   glClear(GL_COLOR_BUFFER_BIT);
-  if (n_ > 0) {
+  pending_view_ = view;
+  next_ = 0;
+  busy_ = true;
+  dirty_ = false;
+}
+
+void GlPoints::render(int w, int h, const PointView& view, int budget) {
+  if (w <= 0 || h <= 0) return;
+  if (!program_) init();
+  GlStateGuard guard;
+  const bool restart = busy_ && (dirty_ || w != back_w_ || h != back_h_);
+  if (!busy_ || restart) {
+    if (!restart && has_shown_ && !dirty_ && w == shown_w_ && h == shown_h_ && same_view(view, shown_view_)) return;
+    start(w, h, view);
+  }
+  const int end = std::min(n_, next_ + std::max(budget, 1));
+  if (end > next_) {
+    const PointView& v = pending_view_;
+    glBindFramebuffer(GL_FRAMEBUFFER, fbo_);
+    glFramebufferTexture2D(GL_FRAMEBUFFER, GL_COLOR_ATTACHMENT0, GL_TEXTURE_2D, back_, 0);
+    glViewport(0, 0, back_w_, back_h_);
+    glDisable(GL_SCISSOR_TEST);
     glEnable(GL_BLEND);
     // Keep the destination alpha at 1 so the texture stays opaque when ImGui blends it.
     glBlendFuncSeparate(GL_SRC_ALPHA, GL_ONE_MINUS_SRC_ALPHA, GL_ZERO, GL_ONE);
     glEnable(GL_PROGRAM_POINT_SIZE);
     glUseProgram(program_);
-    glUniform2f(loc_center_, view.cx, view.cy);
-    glUniform2f(loc_scale_, view.sx, view.sy);
-    glUniform1f(loc_point_px_, view.point_px);
-    glUniform1f(loc_alpha_, view.alpha);
-    glUniform3fv(loc_palette_, 16, view.palette[0].data());
-    glUniform3fv(loc_unlabelled_, 1, view.unlabelled.data());
-    glUniform1i(loc_palette_size_, view.palette_size);
+    glUniform2f(loc_center_, v.cx, v.cy);
+    glUniform2f(loc_scale_, v.sx, v.sy);
+    glUniform1f(loc_point_px_, v.point_px);
+    glUniform1f(loc_alpha_, v.alpha);
+    glUniform3fv(loc_palette_, 16, v.palette[0].data());
+    glUniform3fv(loc_unlabelled_, 1, v.unlabelled.data());
+    glUniform1i(loc_palette_size_, v.palette_size);
     glBindVertexArray(vao_);
-    glDrawArrays(GL_POINTS, 0, n_);
+    glDrawArrays(GL_POINTS, next_, end - next_);
     glDisable(GL_PROGRAM_POINT_SIZE);
   }
-  last_ = view;
-  dirty_ = false;
+  next_ = end;
+  if (next_ >= n_) {  // complete: show it
+    std::swap(shown_, back_);
+    std::swap(shown_w_, back_w_);
+    std::swap(shown_h_, back_h_);
+    shown_view_ = pending_view_;
+    has_shown_ = true;
+    busy_ = false;
+  }
 }
 
 }  // namespace vaelab::app

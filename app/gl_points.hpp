@@ -1,6 +1,7 @@
 // GlPoints: the latent scatter drawn as GL point sprites (shaders/points.*) into an off-screen
 // texture that the latent-map panel shows with ImGui::Image. Positions and labels are uploaded
-// only when they change; re-rendering is one draw call, so 70,000 points stay smooth.
+// only when they change. A render is spread over frames (a budget of points per frame, into a
+// back texture shown once complete), so 70,000 points never stall a frame, even on software GL.
 // Not responsible for overlays (markers, paths, legend): those are ImGui draw-list shapes.
 #pragma once
 #include <glad/gl.h>
@@ -33,18 +34,31 @@ class GlPoints {
   void set_points(const float* xy, const std::uint8_t* labels, int n);
   int count() const { return n_; }
 
-  // Render into the internal w×h texture (framebuffer pixels) when anything changed.
-  void render(int w, int h, const PointView& view);
-  ImTextureID texture() const { return reinterpret_cast<ImTextureID>(static_cast<std::intptr_t>(colour_)); }
+  // Start a render of `view` at w×h framebuffer pixels when the shown one differs, or continue
+  // the one in progress; draws at most `budget` points per call.
+  void render(int w, int h, const PointView& view, int budget);
+  bool busy() const { return busy_; }
+  // Whether the shown texture is out of date for reasons other than pan/zoom (points, size, style).
+  bool content_stale(int w, int h, const PointView& view) const;
+  // The view of the texture shown (while panning it is drawn moved and scaled to the new view).
+  const PointView& rendered_view() const { return shown_view_; }
+  bool rendered() const { return shown_ != 0 && has_shown_; }
+  ImTextureID texture() const { return reinterpret_cast<ImTextureID>(static_cast<std::intptr_t>(shown_)); }
 
  private:
   void init();
-  GLuint program_ = 0, vao_ = 0, vbo_pos_ = 0, vbo_label_ = 0, fbo_ = 0, colour_ = 0;
+  void start(int w, int h, const PointView& view);
+  GLuint program_ = 0, vao_ = 0, vbo_pos_ = 0, vbo_label_ = 0, fbo_ = 0;
+  GLuint shown_ = 0, back_ = 0;  // colour textures: the one displayed, the one being drawn
   GLint loc_center_ = -1, loc_scale_ = -1, loc_point_px_ = -1, loc_palette_ = -1, loc_unlabelled_ = -1,
         loc_palette_size_ = -1, loc_alpha_ = -1;
-  int n_ = 0, w_ = 0, h_ = 0;
-  bool dirty_ = true;
-  PointView last_{};
+  int n_ = 0;
+  int shown_w_ = 0, shown_h_ = 0, back_w_ = 0, back_h_ = 0;
+  bool dirty_ = true;       // points changed since the shown render started
+  bool has_shown_ = false;
+  bool busy_ = false;
+  int next_ = 0;            // next point to draw into back_
+  PointView shown_view_{}, pending_view_{};
 };
 
 }  // namespace vaelab::app

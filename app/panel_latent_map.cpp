@@ -224,10 +224,31 @@ void draw_latent_map(AppState& state, const Snapshot& snap) {
     view.palette[static_cast<std::size_t>(k)] = {c.r / 255.0f, c.g / 255.0f, c.b / 255.0f};
   }
   view.palette_size = 10;
-  map.points.render(static_cast<int>(size.x * fb_scale.x), static_cast<int>(size.y * fb_scale.y), view);
+  // Re-rendering tens of thousands of sprites costs software GL tens of milliseconds, so while
+  // the view moves the last image is shown shifted and scaled, and re-rendered at most 4 times a
+  // second; new codes, a new size or style re-render at once.
+  const int fw = static_cast<int>(size.x * fb_scale.x), fh = static_cast<int>(size.y * fb_scale.y);
+  if (map.animating) map.view_changed_at = state.now;
+  const bool moving = state.now - map.view_changed_at < 0.15;
+  constexpr int kPointsPerFrame = 12000;
+  if (map.points.busy()) {
+    map.points.render(fw, fh, view, kPointsPerFrame);
+  } else if (map.points.content_stale(fw, fh, view) || !moving || state.now - map.rendered_at > 0.25) {
+    map.points.render(fw, fh, view, kPointsPerFrame);
+    map.rendered_at = state.now;
+  }
+  if (map.points.busy()) map.animating = true;  // keep frames coming until the render completes
   ImDrawList* dl = ImGui::GetWindowDrawList();
-  dl->AddImage(map.points.texture(), p0, p1, ImVec2(0, 1), ImVec2(1, 0));
   dl->PushClipRect(p0, p1, true);
+  {
+    const PointView& r = map.points.rendered_view();
+    if (!map.points.rendered()) dl->AddRectFilled(p0, p1, ImGui::ColorConvertFloat4ToU32(view.background));
+    // The plane rectangle the texture covers, placed with the current view.
+    const ImVec2 a = to_screen(r.cx - 1.0 / r.sx, r.cy + 1.0 / r.sy), b = to_screen(r.cx + 1.0 / r.sx, r.cy - 1.0 / r.sy);
+    if (a.x > p0.x + 0.5f || a.y > p0.y + 0.5f || b.x < p1.x - 0.5f || b.y < p1.y - 0.5f)
+      dl->AddRectFilled(p0, p1, ImGui::ColorConvertFloat4ToU32(view.background));
+    if (map.points.rendered()) dl->AddImage(map.points.texture(), a, b, ImVec2(0, 1), ImVec2(1, 0));
+  }
 
   // ---- faint grid with labels ----
   {
@@ -274,6 +295,7 @@ void draw_latent_map(AppState& state, const Snapshot& snap) {
     map.cx = before.x() - (mouse.x - centre.x) / ppu2;
     map.cy = before.y() + (mouse.y - centre.y) / ppu2;
     map.auto_fit = false;
+    map.view_changed_at = state.now;
   }
   if (ImGui::IsItemActivated()) {
     map.press_pos = mouse;
@@ -285,7 +307,10 @@ void draw_latent_map(AppState& state, const Snapshot& snap) {
     if (map.drag == LatentMapState::Drag::Pan) {
       map.cx -= io.MouseDelta.x / ppu;
       map.cy += io.MouseDelta.y / ppu;
-      if (io.MouseDelta.x != 0 || io.MouseDelta.y != 0) map.auto_fit = false;
+      if (io.MouseDelta.x != 0 || io.MouseDelta.y != 0) {
+        map.auto_fit = false;
+        map.view_changed_at = state.now;
+      }
     } else if (map.drag == LatentMapState::Drag::MoveZ) {
       const Eigen::Vector2f p = to_plane_px(mouse);
       dec.z = move_in_plane(map, dec.z, p.x(), p.y());
