@@ -4,6 +4,7 @@
 // Not the trainer: nothing here blocks on training.
 #include <algorithm>
 #include <cfloat>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <sstream>
@@ -130,8 +131,13 @@ void draw_live_settings(AppState& state, const Snapshot* snap) {
   Trainer* trainer = state.trainer.get();
   ImGui::BeginDisabled(!trainer || !snap);
   const float w = ImGui::GetContentRegionAvail().x * 0.55f;
+  // The learning rate slides in log10 space (ImGui's logarithmic sliders take their smallest
+  // step from the display format's precision, which breaks "%.1e"); the label shows the value.
   ImGui::SetNextItemWidth(w);
-  ImGui::SliderFloat("learning rate", &t.lr, 1e-5f, 1e-1f, "%.1e", ImGuiSliderFlags_Logarithmic);
+  float log_lr = std::log10(std::clamp(t.lr, 1e-6f, 1.0f));
+  char lr_text[32];
+  std::snprintf(lr_text, sizeof lr_text, "%.1e", static_cast<double>(t.lr));
+  if (ImGui::SliderFloat("learning rate", &log_lr, -5.0f, -1.0f, lr_text)) t.lr = std::pow(10.0f, std::clamp(log_lr, -6.0f, 0.0f));
   const bool lr_active = ImGui::IsItemActive();
   if (ImGui::IsItemDeactivatedAfterEdit() && trainer) {
     trainer->set_lr(t.lr);
