@@ -82,7 +82,6 @@ struct TrainingPanelState {
   // files
   char file_path[1024] = "";
   char data_path[1024] = "";
-  bool confirm_reset = false;
   std::uint64_t log_lines_seen = 0;  // serial of the last log line shown (for auto-scroll)
 };
 
@@ -135,8 +134,6 @@ struct LatentMapState {
   // interaction
   int hovered = -1;                   // index into the display subset
   enum class Drag { None, Pan, MoveZ } drag = Drag::None;
-  bool press_on_canvas = false;
-  ImVec2 press_pos{};
   GlImage hover_original, hover_recon;
   int hover_cached = -1;
   std::uint64_t hover_version = 0;

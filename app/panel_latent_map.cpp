@@ -298,7 +298,6 @@ void draw_latent_map(AppState& state, const Snapshot& snap) {
     map.view_changed_at = state.now;
   }
   if (ImGui::IsItemActivated()) {
-    map.press_pos = mouse;
     map.drag = near_z ? LatentMapState::Drag::MoveZ : LatentMapState::Drag::None;
   }
   if (active) {

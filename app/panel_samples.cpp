@@ -1,4 +1,5 @@
-// Samples panel: images decoded from draws of the prior N(0, I), and test images above their
+// Samples panel: images decoded from draws of the prior (N(0, I), or for the clustering VAE one
+// column per cluster y with z ~ N(μ_y, σ_y²)), and test images above their
 // reconstructions (decoded encoder means). Recomputed from the current weights at most a few
 // times a second, not every frame. Not an evaluation of the model (see the curves).
 #include <algorithm>
