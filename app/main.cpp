@@ -59,7 +59,7 @@ Interactive explorer for variational autoencoders. Opens a window on Fashion-MNI
   --warmup N           KL warm-up steps (default 0)
   --samples L          Monte-Carlo samples of z per image (default 1)
   --seed N             random seed (default 1)
-  --threads N          training threads (default 1: the window needs a core too)
+  --threads N          training threads (default 2, or 1 on a single core)
   --model NAME         mlp | conv | gmvae (clustering VAE) (default mlp)
   --clusters K         categories of the clustering VAE (default 10)
   --train-limit N      train on the first N images only (demos, tests)
@@ -103,7 +103,9 @@ double parse_real(const std::string& flag, const std::string& v, double lo, doub
 
 Options parse_args(int argc, char** argv) {
   Options o;
-  o.train.threads = 1;
+  // Measured on a 2-core machine under Xvfb/llvmpipe: 2 training threads trained ~1.5x faster
+  // than 1 *and* gave lower UI frame times (the pool's waits let the rasteriser threads in).
+  o.train.threads = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 2);
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
