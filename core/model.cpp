@@ -1,4 +1,4 @@
-// Parameter layout, initialisation and inference passes of the MLP VAE (see model.hpp).
+// Parameter layout, initialisation and inference passes of the VAE, MLP or convolutional (see model.hpp).
 #include "core/model.hpp"
 
 #include <algorithm>
@@ -21,18 +21,38 @@ Model::Model(ModelConfig cfg) : cfg_(std::move(cfg)) {
     offset = l.b + out;
     list.push_back(l);
   };
-  int width = cfg_.input_dim();
-  for (int h : cfg_.hidden) {
-    add(enc_, width, h);
-    width = h;
+  auto add_conv = [&](std::vector<ConvLayerShape>& list, const ConvGeometry& g) {
+    ConvLayerShape l;
+    l.g = g;
+    l.w = aligned(offset);
+    l.b = aligned(l.w + static_cast<std::size_t>(g.weight_size()));
+    offset = l.b + static_cast<std::size_t>(g.bias_size());
+    list.push_back(l);
+  };
+  if (cfg_.family == ModelFamily::Conv) {
+    // Buffer order: enc conv1, enc conv2, enc dense head, dec dense, dec convT 1, 2, 3.
+    const ConvVaeGeometry v = conv_vae_geometries(cfg_.image_h, cfg_.image_w, cfg_.latent);
+    add_conv(conv_enc_, v.enc1);
+    add_conv(conv_enc_, v.enc2);
+    add(enc_, v.enc_dense_in, v.enc_dense_out);
+    add(dec_, v.dec_dense_in, v.dec_dense_out);
+    add_conv(conv_dec_, v.dec1);
+    add_conv(conv_dec_, v.dec2);
+    add_conv(conv_dec_, v.dec3);
+  } else {
+    int width = cfg_.input_dim();
+    for (int h : cfg_.hidden) {
+      add(enc_, width, h);
+      width = h;
+    }
+    add(enc_, width, 2 * cfg_.latent);
+    width = cfg_.latent;
+    for (auto it = cfg_.hidden.rbegin(); it != cfg_.hidden.rend(); ++it) {
+      add(dec_, width, *it);
+      width = *it;
+    }
+    add(dec_, width, cfg_.input_dim());
   }
-  add(enc_, width, 2 * cfg_.latent);
-  width = cfg_.latent;
-  for (auto it = cfg_.hidden.rbegin(); it != cfg_.hidden.rend(); ++it) {
-    add(dec_, width, *it);
-    width = *it;
-  }
-  add(dec_, width, cfg_.input_dim());
   if (cfg_.family == ModelFamily::Gmvae) {
     add(cls_, cfg_.latent, kClassifierHidden);
     add(cls_, kClassifierHidden, cfg_.clusters);
@@ -51,8 +71,22 @@ void Model::init(std::uint64_t seed) {
     for (std::size_t i = 0; i < static_cast<std::size_t>(l.in) * l.out; ++i) params_[l.w + i] = (2.0f * rng.uniform() - 1.0f) * bound;
     for (int i = 0; i < l.out; ++i) params_[l.b + i] = (2.0f * rng.uniform() - 1.0f) * bound;
   };
-  for (const auto& l : enc_) init_layer(l);
-  for (const auto& l : dec_) init_layer(l);
+  auto init_conv = [&](const ConvLayerShape& l) {
+    // PyTorch's fan_in is weight dimension 1 × k × k: in_c for Conv2d, out_c for ConvTranspose2d.
+    const int fan_in = (l.g.transposed ? l.g.out_c : l.g.in_c) * l.g.kernel * l.g.kernel;
+    const float bound = 1.0f / std::sqrt(static_cast<float>(fan_in));
+    for (int i = 0; i < l.g.weight_size(); ++i) params_[l.w + static_cast<std::size_t>(i)] = (2.0f * rng.uniform() - 1.0f) * bound;
+    for (int i = 0; i < l.g.bias_size(); ++i) params_[l.b + static_cast<std::size_t>(i)] = (2.0f * rng.uniform() - 1.0f) * bound;
+  };
+  if (cfg_.family == ModelFamily::Conv) {  // in buffer order
+    for (const auto& l : conv_enc_) init_conv(l);
+    for (const auto& l : enc_) init_layer(l);
+    for (const auto& l : dec_) init_layer(l);
+    for (const auto& l : conv_dec_) init_conv(l);
+  } else {
+    for (const auto& l : enc_) init_layer(l);
+    for (const auto& l : dec_) init_layer(l);
+  }
   for (const auto& l : cls_) init_layer(l);
   if (cluster_mu_ != npos) {
     // Cluster means spread like prior samples, unit variances: the clusters start distinct.
@@ -74,6 +108,16 @@ float Model::decoder_logvar() const {
 
 void Model::encode(const Eigen::Ref<const Eigen::MatrixXf>& x, Eigen::MatrixXf& mu, Eigen::MatrixXf& logvar) const {
   Eigen::MatrixXf h = x, next;
+  if (is_conv()) {
+    // x: (D, B) → conv1 (32·h1·w1, B) → conv2 (64·h2·w2, B), each followed by a ReLU.
+    ConvWorkspace ws;
+    for (const ConvLayerShape& l : conv_enc_) {
+      next.resize(l.g.out_size(), h.cols());
+      conv_forward(params_.data() + l.w, params_.data() + l.b, l.g, h, next, ws);
+      relu_forward(next);
+      h.swap(next);
+    }
+  }
   for (std::size_t i = 0; i < enc_.size(); ++i) {
     next.resize(enc_[i].out, h.cols());
     dense_forward(W(enc_[i]), b(enc_[i]), h, next);
@@ -85,6 +129,25 @@ void Model::encode(const Eigen::Ref<const Eigen::MatrixXf>& x, Eigen::MatrixXf& 
 }
 
 void Model::decode_raw(const Eigen::Ref<const Eigen::MatrixXf>& z, Eigen::MatrixXf& out) const {
+  if (is_conv()) {
+    // z: (d, B) → dense (32·h2·w2, B) → ReLU → convT1 (64·h1·w1, B) → ReLU → convT2 (32·H·W, B)
+    // → ReLU → convT3 (D, B).
+    ConvWorkspace ws;
+    Eigen::MatrixXf h(dec_[0].out, z.cols()), next;
+    dense_forward(W(dec_[0]), b(dec_[0]), z, h);
+    relu_forward(h);
+    for (std::size_t i = 0; i < conv_dec_.size(); ++i) {
+      const ConvLayerShape& l = conv_dec_[i];
+      Eigen::MatrixXf& y = i + 1 < conv_dec_.size() ? next : out;
+      y.resize(l.g.out_size(), z.cols());
+      conv_forward(params_.data() + l.w, params_.data() + l.b, l.g, h, y, ws);
+      if (i + 1 < conv_dec_.size()) {
+        relu_forward(y);
+        h.swap(y);
+      }
+    }
+    return;
+  }
   Eigen::MatrixXf h = z;
   for (std::size_t i = 0; i < dec_.size(); ++i) {
     out.resize(dec_[i].out, h.cols());

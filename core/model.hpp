@@ -1,6 +1,7 @@
-// The VAE's parameters and their layout: an MLP encoder to (μ, log σ²) and an MLP decoder to
-// Bernoulli logits or a Gaussian mean. All parameters live in one float buffer with Eigen::Map
-// views per layer, so the optimiser is one loop and a checkpoint one copy.
+// The VAE's parameters and their layout: an MLP (or convolutional) encoder to (μ, log σ²) and an
+// MLP (or transposed-convolutional) decoder to Bernoulli logits or a Gaussian mean. All parameters
+// live in one float buffer with Eigen::Map views per layer, so the optimiser is one loop and a
+// checkpoint one copy.
 // Not the training step (train_step.hpp) nor the losses (objective.hpp).
 #pragma once
 #include <cstddef>
@@ -10,6 +11,7 @@
 #include <Eigen/Core>
 
 #include "core/config.hpp"
+#include "core/conv.hpp"
 
 namespace vaelab {
 
@@ -28,6 +30,15 @@ struct DenseShape {
   std::size_t b = 0;
 };
 
+// One convolution's place in the parameter buffer: its geometry, the weight at offset w in PyTorch's
+// layout (Conv2d [out_c, in_c, k, k], ConvTranspose2d [in_c, out_c, k, k], row-major) and the bias
+// (out_c) at offset b — what conv_forward / conv_backward take.
+struct ConvLayerShape {
+  ConvGeometry g;
+  std::size_t w = 0;
+  std::size_t b = 0;
+};
+
 // Clamp on log σ² of q(z|x) (and of the learned decoder variance) to keep exp() finite.
 inline constexpr float kLogVarMin = -20.0f;
 inline constexpr float kLogVarMax = 10.0f;
@@ -42,10 +53,19 @@ class Model {
   int input_dim() const { return cfg_.input_dim(); }
   int latent() const { return cfg_.latent; }
 
-  // Encoder layers: input → hidden… → head (2·latent rows: μ then log σ²).
+  // Dense encoder layers. Mlp / Gmvae: input → hidden… → head (2·latent rows: μ then log σ²).
+  // Conv: only the head, 64·h2·w2 → 2·latent, fed by conv_encoder().back()'s flattened output.
   const std::vector<DenseShape>& encoder() const { return enc_; }
-  // Decoder layers: latent → hidden (reversed)… → output (input_dim rows).
+  // Dense decoder layers. Mlp / Gmvae: latent → hidden (reversed)… → output (input_dim rows).
+  // Conv: only latent → 32·h2·w2 (followed by a ReLU), which feeds conv_decoder().front().
   const std::vector<DenseShape>& decoder() const { return dec_; }
+  // Conv only (empty otherwise), see conv_vae_geometries. `hidden` is ignored by this family.
+  // conv_encoder(): Conv 3×3 32 s2 → ReLU → Conv 3×3 64 s2 → ReLU (then the dense head).
+  // conv_decoder(): (after the dense layer and ReLU) ConvT 3×3 64 s2 → ReLU → ConvT 3×3 32 s2 →
+  //                 ReLU → ConvT 3×3 1 s1, the last giving the decoder output (input_dim rows).
+  const std::vector<ConvLayerShape>& conv_encoder() const { return conv_enc_; }
+  const std::vector<ConvLayerShape>& conv_decoder() const { return conv_dec_; }
+  bool is_conv() const { return cfg_.family == ModelFamily::Conv; }
   // Clustering VAE only (empty / npos otherwise): the classifier p(y|z) (z → hidden → K logits)
   // and the cluster Gaussians q(z|y): means and log variances, each (d, K) column-major.
   const std::vector<DenseShape>& classifier() const { return cls_; }
@@ -67,7 +87,9 @@ class Model {
   Eigen::Map<Eigen::MatrixXf> W(const DenseShape& l) { return {params_.data() + l.w, l.out, l.in}; }
   Eigen::Map<Eigen::VectorXf> b(const DenseShape& l) { return {params_.data() + l.b, l.out}; }
 
-  // PyTorch's nn.Linear default: W, b ~ U(−1/√in, 1/√in). Decoder log σ² starts at 0.
+  // PyTorch's defaults: W, b ~ U(−1/√fan_in, 1/√fan_in) with fan_in = in for nn.Linear,
+  // in_c·k·k for nn.Conv2d and out_c·k·k for nn.ConvTranspose2d (PyTorch takes it from weight
+  // dimension 1). Decoder log σ² starts at 0.
   void init(std::uint64_t seed);
 
   // The decoder's log σ² for Gaussian likelihoods (fixed or learned, clamped); 0 for Bernoulli.
@@ -91,6 +113,8 @@ class Model {
   std::vector<DenseShape> enc_;
   std::vector<DenseShape> dec_;
   std::vector<DenseShape> cls_;
+  std::vector<ConvLayerShape> conv_enc_;
+  std::vector<ConvLayerShape> conv_dec_;
   std::size_t cluster_mu_ = npos;
   std::size_t cluster_lv_ = npos;
   std::size_t dec_logvar_ = npos;

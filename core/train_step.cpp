@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/conv.hpp"
 #include "core/layers.hpp"
 #include "core/objective.hpp"
 #include "core/thread_pool.hpp"
@@ -13,12 +14,15 @@
 namespace vaelab {
 
 struct GradientEngine::Shard {
-  std::vector<Eigen::MatrixXf> enc_h;   // encoder hidden activations, each (h_i, Bs)
+  // Encoder hidden activations, each (h_i, Bs). Conv: conv1 (32·h1·w1, Bs), conv2 (64·h2·w2, Bs).
+  std::vector<Eigen::MatrixXf> enc_h;
   Eigen::MatrixXf head;                 // (2d, Bs): μ rows then raw log σ² rows
   Eigen::MatrixXf logvar, sigma;        // (d, Bs), log σ² clamped
   Eigen::MatrixXf z;                    // (d, C)
   Eigen::MatrixXf x_rep;                // (D, C) the input repeated L times (L > 1 only)
-  std::vector<Eigen::MatrixXf> dec_h;   // decoder hidden activations, each (w_i, C)
+  // Decoder hidden activations, each (w_i, C). Conv: dense (32·h2·w2, C), convT1 (64·h1·w1, C),
+  // convT2 (32·H·W, C); convT3 writes out.
+  std::vector<Eigen::MatrixXf> dec_h;
   Eigen::MatrixXf out;                  // (D, C) decoder output, then d loss / d out in place
   Eigen::MatrixXf tmp;                  // (D, C) scratch
   Eigen::RowVectorXf col_logp;          // (C)
@@ -30,6 +34,7 @@ struct GradientEngine::Shard {
   // classifier hidden gradient, its contribution to dz (d, C), per-example responsibilities
   // (K, Bs), and per-example scratch for the cluster KLs (d, K).
   Eigen::MatrixXf cls_h, cls_p, cls_dh, dz_cls, resp, cdim, cl_lv, cl_inv;
+  ConvWorkspace conv_ws;                // Conv only: reserved for all five convolutions
   ParamVector grad;                     // this shard's gradient (shard 0 writes the caller's)
   double recon_sum = 0, kl_sum = 0;
   std::vector<double> kl_dim;
@@ -42,6 +47,23 @@ GradientEngine::GradientEngine(const ModelConfig& cfg, int max_batch, int sample
   const int Bs = (max_batch + S - 1) / S, C = Bs * samples, d = cfg.latent, D = cfg.input_dim();
   for (int s = 0; s < S; ++s) {
     auto sh = std::make_unique<Shard>();
+    if (layout.is_conv()) {
+      for (const ConvLayerShape& l : layout.conv_encoder()) {
+        sh->enc_h.emplace_back(l.g.out_size(), Bs);
+        sh->enc_dh.emplace_back(l.g.out_size(), Bs);
+        sh->conv_ws.reserve(l.g);
+      }
+      sh->dec_h.emplace_back(layout.decoder()[0].out, C);
+      sh->dec_dh.emplace_back(layout.decoder()[0].out, C);
+      for (std::size_t i = 0; i < layout.conv_decoder().size(); ++i) {
+        const ConvLayerShape& l = layout.conv_decoder()[i];
+        if (i + 1 < layout.conv_decoder().size()) {
+          sh->dec_h.emplace_back(l.g.out_size(), C);
+          sh->dec_dh.emplace_back(l.g.out_size(), C);
+        }
+        sh->conv_ws.reserve(l.g);
+      }
+    }
     for (std::size_t i = 0; i + 1 < layout.encoder().size(); ++i) {
       sh->enc_h.emplace_back(layout.encoder()[i].out, Bs);
       sh->enc_dh.emplace_back(layout.encoder()[i].out, Bs);
@@ -163,6 +185,89 @@ void gmvae_prior_step(const Model& model, GradientEngine::Shard& sh, const Mu& m
   gs = (cl_raw.array() < kLogVarMin || cl_raw.array() > kLogVarMax).select(0.0f, gs);
 }
 
+// ---- Convolutional encoder and decoder (ModelFamily::Conv), see Model::conv_encoder/decoder ----
+
+// x: (D, Bs) → enc_h[0] (32·h1·w1, Bs) → enc_h[1] (64·h2·w2, Bs) → head (2d, Bs).
+void conv_encoder_forward(const Model& model, GradientEngine::Shard& sh, ConstMatRef x, int Bs, MatRef head) {
+  const float* p = model.data();
+  const auto& ce = model.conv_encoder();
+  for (std::size_t i = 0; i < ce.size(); ++i) {
+    Block h = sh.enc_h[i].leftCols(Bs);
+    if (i == 0)
+      conv_forward(p + ce[i].w, p + ce[i].b, ce[i].g, x, h, sh.conv_ws);
+    else
+      conv_forward(p + ce[i].w, p + ce[i].b, ce[i].g, sh.enc_h[i - 1].leftCols(Bs), h, sh.conv_ws);
+    relu_forward(h);
+  }
+  const DenseShape& fc = model.encoder()[0];
+  dense_forward(model.W(fc), model.b(fc), sh.enc_h.back().leftCols(Bs), head);
+}
+
+// dhead (2d, Bs) → gradients of the dense head and both convolutions (no gradient for x).
+void conv_encoder_backward(const Model& model, GradientEngine::Shard& sh, ConstMatRef x, ConstMatRef dhead, int Bs,
+                           float* g) {
+  const float* p = model.data();
+  const auto& ce = model.conv_encoder();
+  const DenseShape& fc = model.encoder()[0];
+  const std::size_t n = ce.size();
+  {
+    MatRef dx(sh.enc_dh[n - 1].leftCols(Bs));
+    dense_backward(model.W(fc), sh.enc_h[n - 1].leftCols(Bs), dhead, Eigen::Map<Eigen::MatrixXf>(g + fc.w, fc.out, fc.in),
+                   Eigen::Map<Eigen::VectorXf>(g + fc.b, fc.out), &dx);
+    relu_backward(sh.enc_h[n - 1].leftCols(Bs), dx);
+  }
+  for (std::size_t i = n; i-- > 0;) {
+    const ConvLayerShape& l = ce[i];
+    if (i == 0) {
+      conv_backward(p + l.w, l.g, x, sh.enc_dh[0].leftCols(Bs), g + l.w, g + l.b, nullptr, sh.conv_ws);
+    } else {
+      MatRef dx(sh.enc_dh[i - 1].leftCols(Bs));
+      conv_backward(p + l.w, l.g, sh.enc_h[i - 1].leftCols(Bs), sh.enc_dh[i].leftCols(Bs), g + l.w, g + l.b, &dx,
+                    sh.conv_ws);
+      relu_backward(sh.enc_h[i - 1].leftCols(Bs), dx);
+    }
+  }
+}
+
+// z: (d, C) → dec_h[0] (32·h2·w2, C) → dec_h[1] (64·h1·w1, C) → dec_h[2] (32·H·W, C) → out (D, C).
+void conv_decoder_forward(const Model& model, GradientEngine::Shard& sh, ConstMatRef z, int C, MatRef out) {
+  const float* p = model.data();
+  const auto& cd = model.conv_decoder();
+  const DenseShape& fc = model.decoder()[0];
+  Block h0 = sh.dec_h[0].leftCols(C);
+  dense_forward(model.W(fc), model.b(fc), z, h0);
+  relu_forward(h0);
+  for (std::size_t i = 0; i < cd.size(); ++i) {
+    const ConvLayerShape& l = cd[i];
+    if (i + 1 < cd.size()) {
+      Block h = sh.dec_h[i + 1].leftCols(C);
+      conv_forward(p + l.w, p + l.b, l.g, sh.dec_h[i].leftCols(C), h, sh.conv_ws);
+      relu_forward(h);
+    } else {
+      conv_forward(p + l.w, p + l.b, l.g, sh.dec_h[i].leftCols(C), out, sh.conv_ws);
+    }
+  }
+}
+
+// dout (D, C) → gradients of the three transposed convolutions and the dense layer; dz (d, C) assigned.
+void conv_decoder_backward(const Model& model, GradientEngine::Shard& sh, ConstMatRef z, ConstMatRef dout, int C,
+                           float* g) {
+  const float* p = model.data();
+  const auto& cd = model.conv_decoder();
+  const DenseShape& fc = model.decoder()[0];
+  for (std::size_t i = cd.size(); i-- > 0;) {
+    const ConvLayerShape& l = cd[i];
+    // Layer i reads dec_h[i] and writes dec_h[i + 1] (or out); its dy is dec_dh[i + 1] (or dout).
+    Eigen::Ref<const Eigen::MatrixXf> dy = i + 1 == cd.size() ? dout : Eigen::Ref<const Eigen::MatrixXf>(sh.dec_dh[i + 1].leftCols(C));
+    MatRef dx(sh.dec_dh[i].leftCols(C));
+    conv_backward(p + l.w, l.g, sh.dec_h[i].leftCols(C), dy, g + l.w, g + l.b, &dx, sh.conv_ws);
+    relu_backward(sh.dec_h[i].leftCols(C), dx);
+  }
+  MatRef dz(sh.dz.leftCols(C));
+  dense_backward(model.W(fc), z, sh.dec_dh[0].leftCols(C), Eigen::Map<Eigen::MatrixXf>(g + fc.w, fc.out, fc.in),
+                 Eigen::Map<Eigen::VectorXf>(g + fc.b, fc.out), &dz);
+}
+
 // Forward and backward for columns [lo, lo + Bs) of the batch; writes the full gradient into g.
 void shard_step(const Model& model, GradientEngine::Shard& sh, const Eigen::Ref<const Eigen::MatrixXf>& x_all,
                 const Eigen::Ref<const Eigen::MatrixXf>& eps_all, int lo, int Bs, int B_total, int L, float beta,
@@ -179,16 +284,21 @@ void shard_step(const Model& model, GradientEngine::Shard& sh, const Eigen::Ref<
 
   // ---- encoder: x → h_1 … h_k → head = [μ; log σ²] ----
   const std::size_t ne = enc.size();
-  for (std::size_t i = 0; i + 1 < ne; ++i) {
-    Block h = sh.enc_h[i].leftCols(Bs);
-    if (i == 0)
-      dense_forward(model.W(enc[0]), model.b(enc[0]), x, h);
-    else
-      dense_forward(model.W(enc[i]), model.b(enc[i]), sh.enc_h[i - 1].leftCols(Bs), h);
-    relu_forward(h);
-  }
+  const bool conv = model.is_conv();
   Block head = sh.head.leftCols(Bs);
-  dense_forward(model.W(enc[ne - 1]), model.b(enc[ne - 1]), sh.enc_h[ne - 2].leftCols(Bs), head);
+  if (conv) {
+    conv_encoder_forward(model, sh, x, Bs, head);
+  } else {
+    for (std::size_t i = 0; i + 1 < ne; ++i) {
+      Block h = sh.enc_h[i].leftCols(Bs);
+      if (i == 0)
+        dense_forward(model.W(enc[0]), model.b(enc[0]), x, h);
+      else
+        dense_forward(model.W(enc[i]), model.b(enc[i]), sh.enc_h[i - 1].leftCols(Bs), h);
+      relu_forward(h);
+    }
+    dense_forward(model.W(enc[ne - 1]), model.b(enc[ne - 1]), sh.enc_h[ne - 2].leftCols(Bs), head);
+  }
   const auto mu = head.topRows(d);
   Block logvar = sh.logvar.leftCols(Bs), sigma = sh.sigma.leftCols(Bs);
   logvar = head.bottomRows(d).cwiseMax(kLogVarMin).cwiseMin(kLogVarMax);
@@ -202,16 +312,20 @@ void shard_step(const Model& model, GradientEngine::Shard& sh, const Eigen::Ref<
 
   // ---- decoder: z → g_1 … → out ----
   const std::size_t nd = dec.size();
-  for (std::size_t i = 0; i + 1 < nd; ++i) {
-    Block h = sh.dec_h[i].leftCols(C);
-    if (i == 0)
-      dense_forward(model.W(dec[0]), model.b(dec[0]), z, h);
-    else
-      dense_forward(model.W(dec[i]), model.b(dec[i]), sh.dec_h[i - 1].leftCols(C), h);
-    relu_forward(h);
-  }
   Block out = sh.out.leftCols(C);
-  dense_forward(model.W(dec[nd - 1]), model.b(dec[nd - 1]), sh.dec_h[nd - 2].leftCols(C), out);
+  if (conv) {
+    conv_decoder_forward(model, sh, z, C, out);
+  } else {
+    for (std::size_t i = 0; i + 1 < nd; ++i) {
+      Block h = sh.dec_h[i].leftCols(C);
+      if (i == 0)
+        dense_forward(model.W(dec[0]), model.b(dec[0]), z, h);
+      else
+        dense_forward(model.W(dec[i]), model.b(dec[i]), sh.dec_h[i - 1].leftCols(C), h);
+      relu_forward(h);
+    }
+    dense_forward(model.W(dec[nd - 1]), model.b(dec[nd - 1]), sh.dec_h[nd - 2].leftCols(C), out);
+  }
 
   // ---- reconstruction term and d loss / d out (in place) ----
   if (L > 1)
@@ -247,7 +361,8 @@ void shard_step(const Model& model, GradientEngine::Shard& sh, const Eigen::Ref<
   sh.recon_sum = logp.cast<double>().sum() / L;
 
   // ---- decoder backward ----
-  for (std::size_t i = nd; i-- > 0;) {
+  if (conv) conv_decoder_backward(model, sh, z, out, C, g);
+  for (std::size_t i = conv ? 0 : nd; i-- > 0;) {
     const DenseShape& l = dec[i];
     Eigen::Ref<const Eigen::MatrixXf> dy = (i + 1 == nd) ? Eigen::Ref<const Eigen::MatrixXf>(out)
                                                          : Eigen::Ref<const Eigen::MatrixXf>(sh.dec_dh[i].leftCols(C));
@@ -297,7 +412,8 @@ void shard_step(const Model& model, GradientEngine::Shard& sh, const Eigen::Ref<
   }
 
   // ---- encoder backward (no gradient for the input) ----
-  for (std::size_t i = ne; i-- > 0;) {
+  if (conv) conv_encoder_backward(model, sh, x, dhead, Bs, g);
+  for (std::size_t i = conv ? 0 : ne; i-- > 0;) {
     const DenseShape& l = enc[i];
     Eigen::Ref<const Eigen::MatrixXf> dy = (i + 1 == ne) ? Eigen::Ref<const Eigen::MatrixXf>(dhead)
                                                          : Eigen::Ref<const Eigen::MatrixXf>(sh.enc_dh[i].leftCols(Bs));

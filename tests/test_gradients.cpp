@@ -9,26 +9,12 @@
 #include "core/rng.hpp"
 #include "core/thread_pool.hpp"
 #include "core/train_step.hpp"
+#include "gradient_check.hpp"
 
 using namespace vaelab;
 
-namespace {
-
-Eigen::MatrixXf random_matrix(int r, int c, Rng& rng, float scale = 1.0f) {
-  Eigen::MatrixXf m(r, c);
-  for (int j = 0; j < c; ++j)
-    for (int i = 0; i < r; ++i) m(i, j) = scale * rng.normal();
-  return m;
-}
-
-// Max over elements of |a − b| / (atol + rtol·|b|): ≤ 1 means every element agrees.
-double worst_ratio(const float* a, const double* b, std::size_t n, double atol, double rtol) {
-  double worst = 0;
-  for (std::size_t i = 0; i < n; ++i) worst = std::max(worst, std::abs(a[i] - b[i]) / (atol + rtol * std::abs(b[i])));
-  return worst;
-}
-
-}  // namespace
+using vaelab::test::random_matrix;
+using vaelab::test::check_elbo_gradient;
 
 TEST_CASE("gradients: dense layer backward matches finite differences") {
   Rng rng(7);
@@ -75,47 +61,6 @@ TEST_CASE("gradients: relu backward passes gradient only through active units") 
   CHECK(dh(0, 1) == 3.0f);
   CHECK(dh(1, 0) == 3.0f);
 }
-
-namespace {
-
-void check_elbo_gradient(ModelConfig cfg, int B, int L, float beta, int threads) {
-  CAPTURE(static_cast<int>(cfg.likelihood));
-  CAPTURE(L);
-  CAPTURE(threads);
-  Model model(cfg);
-  model.init(3);
-  if (model.decoder_logvar_offset() != Model::npos) model.params()[model.decoder_logvar_offset()] = -1.0f;
-  Rng rng(11);
-  Eigen::MatrixXf x(cfg.input_dim(), B);
-  for (int j = 0; j < B; ++j)
-    for (int i = 0; i < cfg.input_dim(); ++i) x(i, j) = rng.uniform();
-  const Eigen::MatrixXf eps = random_matrix(cfg.latent, B * L, rng);
-
-  ThreadPool pool(threads);
-  GradientEngine engine(cfg, B, L, threads);
-  std::vector<float> grad(model.size());
-  const StepStats st = engine.compute(model, x, eps, beta, grad.data(), &pool);
-  CHECK(st.finite);
-  CHECK(st.loss == doctest::Approx(loss_forward(model, x, eps, beta, L)).epsilon(1e-5));
-
-  // Central differences on every parameter, in float with a step that balances the
-  // truncation error against rounding: tolerance 2e-3 absolute + 2 % relative.
-  std::vector<double> fd(model.size());
-  const float h = 2e-3f;
-  for (std::size_t i = 0; i < model.size(); ++i) {
-    float& p = model.params()[i];
-    const float keep = p;
-    p = keep + h;
-    const double up = loss_forward(model, x, eps, beta, L);
-    p = keep - h;
-    const double down = loss_forward(model, x, eps, beta, L);
-    p = keep;
-    fd[i] = (up - down) / (2.0 * h);
-  }
-  CHECK(worst_ratio(grad.data(), fd.data(), grad.size(), 2e-3, 2e-2) <= 1.0);
-}
-
-}  // namespace
 
 TEST_CASE("gradients: whole ELBO backward matches finite differences (Bernoulli)") {
   ModelConfig cfg;
