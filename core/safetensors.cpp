@@ -418,6 +418,117 @@ bool parse_int(const std::string& s, int& out) {
   return r.ec == std::errc() && r.ptr == s.data() + s.size();
 }
 
+const std::string* metadata_of(const SafetensorsFile& f, const char* key) {
+  auto it = f.metadata.find(key);
+  return it == f.metadata.end() ? nullptr : &it->second;
+}
+
+// The likelihood, σ and the learned decoder log σ² tensor (returned, or null) of an exported model.
+const Tensor* read_likelihood(const SafetensorsFile& f, ModelConfig& cfg, std::set<std::string>& used) {
+  const auto fail = import_fail;
+  const auto meta = [&](const char* k) { return metadata_of(f, k); };
+  const Tensor* logvar = f.find("decoder_logvar");
+  if (const std::string* l = meta("likelihood")) {
+    try {
+      cfg.likelihood = parse_likelihood(*l);
+    } catch (const Error& e) {
+      fail(std::string("the metadata's likelihood: ") + e.what());
+    }
+  } else {
+    cfg.likelihood = logvar ? Likelihood::GaussianLearned : Likelihood::Bernoulli;
+  }
+  if (const std::string* s = meta("gaussian_sigma")) {
+    auto r = std::from_chars(s->data(), s->data() + s->size(), cfg.gaussian_sigma);
+    if (r.ec != std::errc() || r.ptr != s->data() + s->size())
+      fail("the metadata's gaussian_sigma '" + *s + "' is not a number");
+  }
+  if (cfg.likelihood == Likelihood::GaussianLearned) {
+    if (!logvar) fail("the likelihood is gaussian-learned but the tensor 'decoder_logvar' is missing");
+    if (logvar->shape != std::vector<std::int64_t>{1})
+      fail("tensor 'decoder_logvar' has shape " + shape_str(logvar->shape) + ", expected [1]");
+    used.insert("decoder_logvar");
+  } else if (logvar) {
+    fail(std::string("the file has a 'decoder_logvar' tensor but its likelihood is ") + to_string(cfg.likelihood));
+  }
+  return logvar;
+}
+
+// The convolutional VAE (metadata family "conv"): PyTorch-module names enc_conv1, enc_conv2 (Conv2d
+// [out_c, in_c, 3, 3]), fc21 / fc22 (the μ / log σ² halves of the dense head), dec_fc (Linear),
+// dec_deconv1..3 (ConvTranspose2d [in_c, out_c, 3, 3]); every shape must be the one
+// conv_vae_geometries gives for the metadata's image size and fc21's latent size.
+Model import_conv_model(const SafetensorsFile& f) {
+  const auto fail = import_fail;
+  std::set<std::string> used;
+  const std::string* mh = metadata_of(f, "image_h");
+  const std::string* mw = metadata_of(f, "image_w");
+  ModelConfig cfg;
+  cfg.family = ModelFamily::Conv;
+  if (!mh || !mw) fail("a convolutional VAE needs the image size in the metadata (image_h and image_w)");
+  if (!parse_int(*mh, cfg.image_h) || !parse_int(*mw, cfg.image_w) || cfg.image_h < 1 || cfg.image_w < 1)
+    fail("the metadata's image size '" + *mh + "' × '" + *mw + "' is not two positive integers");
+  const Tensor* fc21 = f.find("fc21.weight");
+  if (!fc21) fail("tensor 'fc21.weight' is missing");
+  if (fc21->shape.size() != 2 || fc21->shape[0] < 1 || fc21->shape[0] > 65536)
+    fail("tensor 'fc21.weight' has shape " + shape_str(fc21->shape) + ", expected [latent, 64·h·w]");
+  cfg.latent = static_cast<int>(fc21->shape[0]);
+  ConvVaeGeometry v;
+  try {
+    v = conv_vae_geometries(cfg.image_h, cfg.image_w, cfg.latent);
+  } catch (const Error& e) {
+    fail(e.what());
+  }
+  const Tensor* logvar = read_likelihood(f, cfg, used);
+  try {
+    validate(cfg);
+  } catch (const Error& e) {
+    fail(std::string("the model in the file is not one vaelab can use: ") + e.what());
+  }
+  Model model(cfg);
+  // Copies tensor `name` (which must have exactly `shape`) to params[offset…].
+  auto take = [&](const std::string& name, const std::vector<std::int64_t>& shape, std::size_t offset) {
+    const Tensor* t = f.find(name);
+    if (!t) fail("tensor '" + name + "' is missing");
+    if (t->shape != shape)
+      fail("tensor '" + name + "' has shape " + shape_str(t->shape) + ", expected " + shape_str(shape) + " for a " +
+           std::to_string(cfg.image_h) + "×" + std::to_string(cfg.image_w) + " convolutional VAE with latent " +
+           std::to_string(cfg.latent));
+    std::copy(t->data.begin(), t->data.end(), model.params().begin() + static_cast<std::ptrdiff_t>(offset));
+    used.insert(name);
+  };
+  auto conv = [&](const std::string& name, const ConvLayerShape& l) {
+    const std::int64_t k = l.g.kernel, a = l.g.transposed ? l.g.in_c : l.g.out_c, b = l.g.transposed ? l.g.out_c : l.g.in_c;
+    take(name + ".weight", {a, b, k, k}, l.w);
+    take(name + ".bias", {l.g.out_c}, l.b);
+  };
+  // A dense layer's rows [row0, row0 + rows): PyTorch [out, in] row-major into (out, in) column-major.
+  auto dense = [&](const std::string& name, const DenseShape& l, int row0, int rows) {
+    const Tensor* t = f.find(name + ".weight");
+    const std::vector<std::int64_t> shape{rows, l.in};
+    if (!t) fail("tensor '" + name + ".weight' is missing");
+    if (t->shape != shape)
+      fail("tensor '" + name + ".weight' has shape " + shape_str(t->shape) + ", expected " + shape_str(shape));
+    auto W = model.W(l);
+    for (int r = 0; r < rows; ++r)
+      for (int c = 0; c < l.in; ++c) W(row0 + r, c) = t->data[static_cast<std::size_t>(r) * l.in + c];
+    used.insert(name + ".weight");
+    take(name + ".bias", {rows}, l.b + static_cast<std::size_t>(row0));
+  };
+  conv("enc_conv1", model.conv_encoder()[0]);
+  conv("enc_conv2", model.conv_encoder()[1]);
+  dense("fc21", model.encoder()[0], 0, cfg.latent);
+  dense("fc22", model.encoder()[0], cfg.latent, cfg.latent);
+  dense("dec_fc", model.decoder()[0], 0, model.decoder()[0].out);
+  conv("dec_deconv1", model.conv_decoder()[0]);
+  conv("dec_deconv2", model.conv_decoder()[1]);
+  conv("dec_deconv3", model.conv_decoder()[2]);
+  if (logvar) model.params()[model.decoder_logvar_offset()] = logvar->data[0];
+  for (const auto& t : f.tensors)
+    if (!used.count(t.name)) fail("the file has the unexpected tensor '" + t.name + "'");
+  if (!model.all_finite()) fail("the parameters contain NaN or Inf");
+  return model;
+}
+
 }  // namespace
 
 const Tensor* SafetensorsFile::find(const std::string& name) const {
@@ -597,6 +708,8 @@ SafetensorsFile export_model(const Model& model) {
   f.metadata["likelihood"] = to_string(cfg.likelihood);
   f.metadata["gaussian_sigma"] = float_str(cfg.gaussian_sigma);
 
+  if (model.is_conv()) f.metadata["family"] = "conv";
+
   // Rows [row0, row0 + rows) of a layer, as PyTorch's row-major [out, in] weight and [out] bias.
   auto add = [&](const std::string& name, const DenseShape& l, int row0, int rows) {
     const auto W = model.W(l);
@@ -610,6 +723,27 @@ SafetensorsFile export_model(const Model& model) {
   };
   const auto& enc = model.encoder();
   const auto& dec = model.decoder();
+  if (model.is_conv()) {
+    // Conv2d [out_c, in_c, k, k] / ConvTranspose2d [in_c, out_c, k, k]: stored in that layout already.
+    auto conv = [&](const std::string& name, const ConvLayerShape& l) {
+      const int k = l.g.kernel, a = l.g.transposed ? l.g.in_c : l.g.out_c, b = l.g.transposed ? l.g.out_c : l.g.in_c;
+      const float* w = model.data() + l.w;
+      const float* bias = model.data() + l.b;
+      f.tensors.push_back({name + ".weight", {a, b, k, k}, std::vector<float>(w, w + l.g.weight_size())});
+      f.tensors.push_back({name + ".bias", {l.g.out_c}, std::vector<float>(bias, bias + l.g.bias_size())});
+    };
+    conv("enc_conv1", model.conv_encoder()[0]);
+    conv("enc_conv2", model.conv_encoder()[1]);
+    add("fc21", enc[0], 0, d);  // μ rows
+    add("fc22", enc[0], d, d);  // log σ² rows
+    add("dec_fc", dec[0], 0, dec[0].out);
+    conv("dec_deconv1", model.conv_decoder()[0]);
+    conv("dec_deconv2", model.conv_decoder()[1]);
+    conv("dec_deconv3", model.conv_decoder()[2]);
+    if (model.decoder_logvar_offset() != Model::npos)
+      f.tensors.push_back({"decoder_logvar", {1}, {model.params()[model.decoder_logvar_offset()]}});
+    return f;
+  }
   for (std::size_t i = 0; i + 1 < enc.size(); ++i) add(layer_name(pytorch, true, i), enc[i], 0, enc[i].out);
   add("fc21", enc.back(), 0, d);  // μ rows
   add("fc22", enc.back(), d, d);  // log σ² rows
@@ -633,6 +767,7 @@ SafetensorsFile export_model(const Model& model) {
 }
 
 Model import_model(const SafetensorsFile& f) {
+  if (const std::string* fam = metadata_of(f, "family"); fam && *fam == "conv") return import_conv_model(f);
   const auto fail = import_fail;
   std::set<std::string> used;
 
@@ -730,29 +865,7 @@ Model import_model(const SafetensorsFile& f) {
            " is not a square and the file has no image_h/image_w metadata to say the image size");
     cfg.image_h = cfg.image_w = side;
   }
-  const Tensor* logvar = f.find("decoder_logvar");
-  if (const std::string* l = meta("likelihood")) {
-    try {
-      cfg.likelihood = parse_likelihood(*l);
-    } catch (const Error& e) {
-      fail(std::string("the metadata's likelihood: ") + e.what());
-    }
-  } else {
-    cfg.likelihood = logvar ? Likelihood::GaussianLearned : Likelihood::Bernoulli;
-  }
-  if (const std::string* s = meta("gaussian_sigma")) {
-    auto r = std::from_chars(s->data(), s->data() + s->size(), cfg.gaussian_sigma);
-    if (r.ec != std::errc() || r.ptr != s->data() + s->size())
-      fail("the metadata's gaussian_sigma '" + *s + "' is not a number");
-  }
-  if (cfg.likelihood == Likelihood::GaussianLearned) {
-    if (!logvar) fail("the likelihood is gaussian-learned but the tensor 'decoder_logvar' is missing");
-    if (logvar->shape != std::vector<std::int64_t>{1})
-      fail("tensor 'decoder_logvar' has shape " + shape_str(logvar->shape) + ", expected [1]");
-    used.insert("decoder_logvar");
-  } else if (logvar) {
-    fail(std::string("the file has a 'decoder_logvar' tensor but its likelihood is ") + to_string(cfg.likelihood));
-  }
+  const Tensor* logvar = read_likelihood(f, cfg, used);
   Dense cls0, cls1;
   const Tensor *cmeans = nullptr, *clogvars = nullptr;
   if (const std::string* fam = meta("family"); fam && *fam == "gmvae") {
@@ -772,7 +885,7 @@ Model import_model(const SafetensorsFile& f) {
     used.insert("cluster_means");
     used.insert("cluster_logvars");
   } else if (fam && *fam != "mlp") {
-    fail("the metadata's family '" + *fam + "' is not one this build can import (mlp or gmvae)");
+    fail("the metadata's family '" + *fam + "' is not one this build can import (mlp, conv or gmvae)");
   }
   for (const auto& t : f.tensors)
     if (!used.count(t.name)) fail("the file has the unexpected tensor '" + t.name + "'");
