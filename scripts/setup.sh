@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config python3 python3-glad
   libeigen3-dev zlib1g-dev libstb-dev doctest-dev
-  libimgui-dev libglfw3-dev libgl-dev
+  libimgui-dev libglfw3-dev libgl-dev fonts-dejavu-core
   dataset-fashion-mnist
   xvfb xdotool x11-apps imagemagick
 )
