@@ -3,7 +3,7 @@
 # Bernoulli decoder, loss = BCE(sum) + KLD(sum), Adam 1e-3, batch 128, reshuffled every epoch),
 # generalised with flags that mirror vaelab-train's so both can be run with the same settings.
 #
-#   pytorch_vae.py --data DIR [--latent 20] [--hidden 400[,H..]] [--batch 128] [--epochs 10]
+#   pytorch_vae.py --data DIR [--model mlp|conv] [--latent 20] [--hidden 400[,H..]] [--batch 128] [--epochs 10]
 #                  [--lr 1e-3] [--seed 1] [--threads T] [--samples L] [--iwae K] [--json]
 #                  [--save-safetensors FILE] [--load-safetensors FILE]
 #   pytorch_vae.py --throughput [--bench-steps N | --bench-seconds S] [--warmup W] ...
@@ -12,6 +12,8 @@
 # test_elbo, test_recon, test_kl, [test_iwae], samples_per_s. ELBOs are nats per example and
 # negative (-(loss / N)); the test set (10k images) is evaluated with one sample of z each.
 # Throughput mode times only training steps and prints a single JSON line.
+# --model conv is vaelab's convolutional VAE (Conv 32/64 stride 2 -> fc21/fc22; dec_fc -> three
+# ConvTranspose2d), with the same module names and shapes as vaelab's safetensors export.
 # Inputs are pixel/255 floats in [0, 1] (no binarisation), read straight from the IDX .gz files.
 import argparse
 import gzip
@@ -111,6 +113,41 @@ class VAE(nn.Module):
         std = torch.exp(0.5 * logvar)
         eps = torch.randn(std.shape, generator=generator) if generator is not None else torch.randn_like(std)
         return mu + eps * std
+
+
+class ConvVAE(nn.Module):
+    """vaelab's ModelFamily::Conv: Conv2d(1,32,3,s2,p1) ReLU Conv2d(32,64,3,s2,p1) ReLU -> fc21/fc22;
+    dec_fc (latent -> 32*h2*w2) ReLU ConvTranspose2d(32,64,3,s2,p1) ReLU ConvTranspose2d(64,32,3,s2,p1)
+    ReLU ConvTranspose2d(32,1,3,s1,p1). Stride-2 layers give ceil(n/2); output_padding per axis is 1
+    where the encoder-side size was even, so any H x W comes back to itself (28 -> 14 -> 7 -> 14 -> 28)."""
+
+    def __init__(self, rows=28, cols=28, latent=2):
+        super().__init__()
+        half = lambda n: (n + 1) // 2
+        op = lambda n: 1 if n % 2 == 0 else 0
+        self.rows, self.cols = rows, cols
+        h1, w1 = half(rows), half(cols)
+        self.h2, self.w2 = half(h1), half(w1)
+        self.enc_conv1 = nn.Conv2d(1, 32, 3, stride=2, padding=1)
+        self.enc_conv2 = nn.Conv2d(32, 64, 3, stride=2, padding=1)
+        self.fc21 = nn.Linear(64 * self.h2 * self.w2, latent)
+        self.fc22 = nn.Linear(64 * self.h2 * self.w2, latent)
+        self.dec_fc = nn.Linear(latent, 32 * self.h2 * self.w2)
+        self.dec_deconv1 = nn.ConvTranspose2d(32, 64, 3, stride=2, padding=1, output_padding=(op(h1), op(w1)))
+        self.dec_deconv2 = nn.ConvTranspose2d(64, 32, 3, stride=2, padding=1, output_padding=(op(rows), op(cols)))
+        self.dec_deconv3 = nn.ConvTranspose2d(32, 1, 3, stride=1, padding=1)
+
+    def encode(self, x):
+        h = x.reshape(-1, 1, self.rows, self.cols)
+        h = F.relu(self.enc_conv2(F.relu(self.enc_conv1(h)))).flatten(1)
+        return self.fc21(h), self.fc22(h)
+
+    def decode_logits(self, z):
+        h = F.relu(self.dec_fc(z)).reshape(-1, 32, self.h2, self.w2)
+        h = F.relu(self.dec_deconv2(F.relu(self.dec_deconv1(h))))
+        return self.dec_deconv3(h).flatten(1)
+
+    reparameterize = staticmethod(VAE.reparameterize)
 
 
 def elbo_terms(model, x, samples=1, generator=None):
@@ -306,7 +343,7 @@ def throughput(args, model, train_x):
             if time.perf_counter() - t0 >= args.bench_seconds:
                 break
     elapsed = time.perf_counter() - t0
-    rec = {"mode": "throughput", "impl": "pytorch", "hidden": args.hidden_list, "latent": args.latent,
+    rec = {"mode": "throughput", "impl": "pytorch", "model": args.model, "hidden": args.hidden_list, "latent": args.latent,
            "batch": args.batch, "samples": args.samples, "steps": steps, "seconds": elapsed,
            "samples_per_s": steps * args.batch / elapsed}
     rec.update(runtime_info())
@@ -316,6 +353,7 @@ def throughput(args, model, train_x):
 def parse_args(argv):
     p = argparse.ArgumentParser(description="PyTorch examples/vae reference for vaelab")
     p.add_argument("--data", default=DEFAULT_DATA, help="directory with the IDX files (.gz or plain)")
+    p.add_argument("--model", default="mlp", choices=["mlp", "conv"], help="conv: vaelab's convolutional VAE (--hidden ignored)")
     p.add_argument("--latent", type=int, default=20)
     p.add_argument("--hidden", default="400", help="comma-separated encoder widths; decoder mirrors")
     p.add_argument("--likelihood", default="bernoulli", choices=["bernoulli"],
@@ -361,7 +399,9 @@ def main(argv=None):
         if meta.get("likelihood", "bernoulli") != "bernoulli":
             sys.exit(f"pytorch_vae.py: {args.load_safetensors}: likelihood {meta['likelihood']!r} is not implemented")
         # Shapes decide the architecture, as vaelab's importer does.
-        if "fc1.weight" in weights:
+        if "enc_conv1.weight" in weights or meta.get("family") == "conv":
+            args.model = "conv"
+        elif "fc1.weight" in weights:
             args.hidden_list = [weights["fc1.weight"].shape[0]]
         else:
             i, args.hidden_list = 0, []
@@ -369,7 +409,10 @@ def main(argv=None):
                 args.hidden_list.append(weights[f"encoder.{i}.weight"].shape[0])
                 i += 1
         args.latent = weights["fc21.weight"].shape[0]
-    model = VAE(rows * cols, args.hidden_list, args.latent)
+    if args.model == "conv":
+        model = ConvVAE(rows, cols, args.latent)
+    else:
+        model = VAE(rows * cols, args.hidden_list, args.latent)
     if args.load_safetensors:
         model.load_state_dict(weights)  # strict: names and shapes must match
     print("# " + json.dumps(runtime_info()), file=sys.stderr)
@@ -381,6 +424,7 @@ def main(argv=None):
         save_safetensors(model, args.save_safetensors, {
             "image_h": str(rows), "image_w": str(cols), "latent": str(args.latent),
             "hidden": ",".join(map(str, args.hidden_list)), "likelihood": "bernoulli",
+            **({"family": "conv"} if args.model == "conv" else {}),
             "source": "tests/bench/pytorch_vae.py"})
 
 
