@@ -69,6 +69,9 @@ App::App(AppState& state) : s_(state) {
   s_.data_loading_path = data.string();
   s_.data_loading = read_data_async(data);
   std::snprintf(s_.training.data_path, sizeof s_.training.data_path, "%s", data.c_str());
+  if (o.trainer.eval_iwae_k > 0) s_.gap.iwae_k = o.trainer.eval_iwae_k;
+  if (o.trainer.iwae_points > 0) s_.gap.iwae_points = o.trainer.iwae_points;
+  s_.gap.measure = o.trainer.measure_estimators;
 }
 
 App::~App() {
@@ -211,6 +214,8 @@ void App::menu_bar() {
     if (ImGui::MenuItem("Grey images", nullptr, s_.colormap == kGrey)) s_.colormap = kGrey;
     if (ImGui::MenuItem("Viridis images", nullptr, s_.colormap == kViridis)) s_.colormap = kViridis;
     ImGui::Separator();
+    // The right column holds either the gap window or Interpolation + Manifold.
+    ImGui::MenuItem("Variational gap (instead of Interpolation & Manifold)", nullptr, &s_.gap.open);
     if (ImGui::MenuItem("Reset layout")) s_.reset_layout = true;
     ImGui::EndMenu();
   }
@@ -299,6 +304,12 @@ void App::layout(float top) {
   slots_[kWinDecoder] = ImVec4(x0 + c1 + c2, y0, c3, h_dec);
   slots_[kWinInterpolation] = ImVec4(x0 + c1 + c2, y0 + h_dec, c3, h_int);
   slots_[kWinManifold] = ImVec4(x0 + c1 + c2, y0 + h_dec + h_int, c3, H - h_dec - h_int);
+  // The gap window takes the place of Interpolation and Manifold (View menu toggles it).
+  if (s_.gap.open) {
+    slots_.erase(kWinInterpolation);
+    slots_.erase(kWinManifold);
+    slots_[kWinGap] = ImVec4(x0 + c1 + c2, y0 + h_dec, c3, H - h_dec);
+  }
 }
 
 void App::apply_slot(const char* window) {
@@ -357,8 +368,12 @@ void App::frame() {
   panel(kWinLatent, [&](const Snapshot& sn) { draw_latent_map(s_, sn); });
   panel(kWinDecoder, [&](const Snapshot& sn) { draw_decoder(s_, sn); });
   panel(kWinCurves, [&](const Snapshot& sn) { draw_curves(s_, sn); });
-  panel(kWinInterpolation, [&](const Snapshot& sn) { draw_interpolation(s_, sn); });
-  panel(kWinManifold, [&](const Snapshot& sn) { draw_manifold(s_, sn); });
+  if (s_.gap.open) {
+    panel(kWinGap, [&](const Snapshot& sn) { draw_gap(s_, sn); });
+  } else {
+    panel(kWinInterpolation, [&](const Snapshot& sn) { draw_interpolation(s_, sn); });
+    panel(kWinManifold, [&](const Snapshot& sn) { draw_manifold(s_, sn); });
+  }
   panel(kWinSamples, [&](const Snapshot& sn) { draw_samples(s_, sn); });
   s_.reset_layout = false;
   messages();

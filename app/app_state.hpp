@@ -20,6 +20,7 @@
 #include "app/gl_points.hpp"
 #include "core/config.hpp"
 #include "core/data.hpp"
+#include "core/gap.hpp"
 #include "core/rng.hpp"
 #include "core/snapshot.hpp"
 #include "core/trainer.hpp"
@@ -186,6 +187,49 @@ struct SamplesState {
   bool dirty = true;
 };
 
+// The "Gap" window (panel_gap.cpp and its tabs): IWAE vs ELBO, the true posterior of one test
+// image, per-dimension KL, the aggregate posterior, gradient estimators. Long computations run on
+// std::async and are polled each frame; a finished result is kept with the key it was made for.
+struct GapState {
+  bool open = true;                   // replaces Interpolation + Manifold in the right column
+  int select_tab = -1;                // a tab to bring forward next frame (0 gap, 1 posterior, …)
+  // IWAE at epoch ends (sent to the trainer; the app starts with these)
+  int iwae_k = 100, iwae_points = 500;
+  // true posterior of one test image
+  int post_index = -1;                // test index (−1: the first display point)
+  int resolution = 128;
+  struct PostKey {
+    const void* model = nullptr;
+    int index = -1, resolution = 0, k = 0;
+    std::uint64_t plane = 0;
+    bool operator==(const PostKey&) const = default;
+  };
+  std::future<PosteriorGrid> post_job;
+  PostKey post_job_key, post_key;     // what is running / what `post` shows
+  std::optional<PosteriorGrid> post;
+  std::string post_error;
+  double post_started = 0, post_seconds = 0;
+  GlImage post_heat, post_x, post_recon;
+  // per-dimension KL
+  GlImage kl_heat;
+  std::size_t kl_heat_epochs = 0;
+  const void* kl_heat_model = nullptr;
+  std::int64_t units_step = -2;
+  ActiveUnits units;
+  // aggregate posterior q(z) of the display subset vs the prior
+  std::future<AggregateGrid> agg_job;
+  std::optional<AggregateGrid> agg;
+  const void* agg_model = nullptr;    // of the running job / of `agg`
+  const void* agg_job_model = nullptr;
+  double agg_started = -1e9;
+  GlImage agg_heat, prior_heat;
+  // estimators
+  bool measure = false;               // mirrors TrainerOptions::measure_estimators (not in the snapshot)
+  std::vector<float> est_x, est_reparam, est_score;
+  // posterior: when the last job finished (recomputing for a new model is throttled)
+  double post_finished = -1e9;
+};
+
 struct FrameStats {
   std::vector<float> work_ms;         // build + render + swap, per frame
   std::vector<float> interval_ms;     // start to start
@@ -225,6 +269,7 @@ struct AppState {
   InterpolationState interp;
   ManifoldState manifold;
   SamplesState samples;
+  GapState gap;
   FrameStats stats;
 
   // Screen rectangles of key widgets (min.x, min.y, max.x, max.y), for the e2e test hook.

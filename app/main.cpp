@@ -65,6 +65,9 @@ Interactive explorer for variational autoencoders. Opens a window on Fashion-MNI
   --train-limit N      train on the first N images only (demos, tests)
   --display-points N   test images shown on the latent map (default 10000)
   --paused             start paused
+  --iwae K             IWAE_K at each epoch end for the gap panel (default 100; 0: off)
+  --iwae-points N      …on the first N test images (default 500)
+  --measure-estimators measure both encoder gradient estimators' variance each epoch
   --size WxH           window size in pixels (default 1280x800, or the last size used)
   --screenshot-dir DIR test hook: F12 or SIGUSR1 writes shot-NNN-{window,decoder}.png and
                        shot-NNN.txt (widget rectangles) here; DIR/ready appears once the
@@ -106,6 +109,10 @@ Options parse_args(int argc, char** argv) {
   // Measured on a 2-core machine under Xvfb/llvmpipe: 2 training threads trained ~1.5x faster
   // than 1 *and* gave lower UI frame times (the pool's waits let the rasteriser threads in).
   o.train.threads = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 2);
+  // The variational gap panel wants IWAE_K at epoch ends: K = 100 on 500 test images costs
+  // 50,000 decodes per epoch, a small fraction of an epoch of training.
+  o.trainer.eval_iwae_k = 100;
+  o.trainer.iwae_points = 500;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -156,6 +163,9 @@ Options parse_args(int argc, char** argv) {
     else if (a == "--train-limit") o.trainer.train_limit = static_cast<int>(parse_int(a, value(), 0, 1 << 30));
     else if (a == "--display-points") o.trainer.display_points = static_cast<int>(parse_int(a, value(), 0, 1 << 24));
     else if (a == "--paused") o.trainer.start_paused = true;
+    else if (a == "--iwae") o.trainer.eval_iwae_k = static_cast<int>(parse_int(a, value(), 0, 5000));
+    else if (a == "--iwae-points") o.trainer.iwae_points = static_cast<int>(parse_int(a, value(), 1, 1 << 24));
+    else if (a == "--measure-estimators") o.trainer.measure_estimators = true;
     else if (a == "--size") {
       const std::string v = value();
       int w = 0, h = 0;

@@ -333,6 +333,13 @@ void draw_latent_map(AppState& state, const Snapshot& snap) {
     ++in.ab_serial;
   }
   if (hovered && ImGui::IsMouseDoubleClicked(ImGuiMouseButton_Left)) dec.z = lifted(mouse);
+  // Right-click on a code: its true posterior in the gap window.
+  if (hovered && map.hovered >= 0 && map.hovered < static_cast<int>(snap.display_indices.size()) &&
+      ImGui::IsMouseClicked(ImGuiMouseButton_Right)) {
+    state.gap.post_index = snap.display_indices[static_cast<std::size_t>(map.hovered)];
+    state.gap.open = true;
+    state.gap.select_tab = 1;
+  }
   if (!active) map.drag = LatentMapState::Drag::None;
 
   // ---- overlays: A→B paths, A, B, the decoder's z, the hovered code ----
@@ -455,6 +462,7 @@ void draw_latent_map(AppState& state, const Snapshot& snap) {
       ImGui::SameLine();
       ImGui::TextUnformatted(class_name(snap, label).c_str());
     }
+    ImGui::TextDisabled("right-click: its true posterior");
     ImGui::EndTooltip();
   }
   ImGui::End();

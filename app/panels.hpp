@@ -21,6 +21,7 @@ inline constexpr const char* kWinDecoder = "Decoder";
 inline constexpr const char* kWinInterpolation = "Interpolation";
 inline constexpr const char* kWinManifold = "Manifold";
 inline constexpr const char* kWinSamples = "Samples & reconstructions";
+inline constexpr const char* kWinGap = "Variational gap";
 
 void draw_training(AppState& state, const Snapshot* snap);  // also works before any snapshot
 void draw_curves(AppState& state, const Snapshot& snap);
@@ -29,6 +30,13 @@ void draw_decoder(AppState& state, const Snapshot& snap);
 void draw_interpolation(AppState& state, const Snapshot& snap);
 void draw_manifold(AppState& state, const Snapshot& snap);
 void draw_samples(AppState& state, const Snapshot& snap);
+// The "Variational gap" window: a tab bar over the tabs below (panel_gap.cpp).
+void draw_gap(AppState& state, const Snapshot& snap);
+void draw_gap_bounds_tab(AppState& state, const Snapshot& snap);  // IWAE_K vs ELBO (panel_gap.cpp)
+void draw_posterior_tab(AppState& state, const Snapshot& snap);   // panel_posterior.cpp
+void draw_aggregate_tab(AppState& state, const Snapshot& snap);   // panel_aggregate.cpp
+void draw_kl_tab(AppState& state, const Snapshot& snap);          // panel_kl.cpp
+void draw_estimators_tab(AppState& state, const Snapshot& snap);  // panel_estimators.cpp
 
 // Open a data folder (read in the background), a checkpoint or a .safetensors file: the same
 // action as dropping it on the window (app.cpp).

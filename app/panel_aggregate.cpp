@@ -1,0 +1,101 @@
+// "Aggregate" tab: the aggregate posterior q(z) = mean_n q(z|x_n) of (up to 2,000 of) the display
+// subset beside the prior N(0, I), on the latent map's plane, with the share of prior mass in
+// "holes" (where q(z) < 0.1 · p(z)). The subset is re-encoded (μ and log σ²; the snapshot has only
+// μ) off the UI thread, at most every few seconds. Not the maths (core/gap aggregate_posterior_grid).
+#include <algorithm>
+#include <chrono>
+#include <exception>
+
+#include "app/panels.hpp"
+
+namespace vaelab::app {
+namespace {
+
+constexpr int kMaxPoints = 2000;  // enough for the picture; the sampled (non-axis) path costs N · n²
+
+std::vector<float> top_down(const Eigen::MatrixXf& grid, float max_value) {
+  const int n = static_cast<int>(grid.rows());
+  std::vector<float> out(static_cast<std::size_t>(n) * n);
+  const float inv = max_value > 0 ? 1.0f / max_value : 0.0f;
+  for (int r = 0; r < n; ++r)
+    for (int ix = 0; ix < n; ++ix) out[static_cast<std::size_t>(r) * n + ix] = std::min(1.0f, grid(ix, n - 1 - r) * inv);
+  return out;
+}
+
+}  // namespace
+
+void draw_aggregate_tab(AppState& state, const Snapshot& snap) {
+  GapState& g = state.gap;
+  const int d = snap.model->latent();
+  if (d < 2) {
+    ImGui::TextDisabled("Needs a latent size of at least 2.");
+    return;
+  }
+  if (g.agg_job.valid() && g.agg_job.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+    try {
+      g.agg = g.agg_job.get();
+      g.agg_model = g.agg_job_model;
+      const AggregateGrid& a = *g.agg;
+      // One scale for both, so that holes and overflows read as colour differences.
+      const float top = std::max(a.density.maxCoeff(), a.prior.maxCoeff());
+      const int n = static_cast<int>(a.density.rows());
+      const std::vector<float> q = top_down(a.density, top), p = top_down(a.prior, top);
+      g.agg_heat.update(q.data(), n, n);
+      g.prior_heat.update(p.data(), n, n);
+    } catch (const std::exception& e) {
+      state.post(Severity::Error, std::string("Aggregate posterior: ") + e.what());
+    }
+  }
+  const std::size_t count = std::min<std::size_t>(snap.display_indices.size(), kMaxPoints);
+  if (!g.agg_job.valid() && count > 0 && snap.model.get() != g.agg_model && state.now - g.agg_started > 4.0) {
+    std::shared_ptr<const Model> model = snap.model;
+    std::shared_ptr<const Dataset> data = snap.data;
+    std::vector<int> idx(snap.display_indices.begin(), snap.display_indices.begin() + static_cast<long>(count));
+    GridSpec spec;
+    spec.resolution = 128;
+    spec.half_width = Eigen::Vector2f::Constant(3.5f);
+    const LatentMapState& map = state.latent;
+    if (d > 2 && map.plane_valid && map.plane.components.rows() == d) spec.directions = map.plane.components;
+    g.agg_started = state.now;
+    g.agg_job_model = model.get();
+    g.agg_job = std::async(std::launch::async, [model, data, idx, spec] {
+      const ImageSet& set = data->test;
+      Eigen::MatrixXf x(set.pixels_per_image(), static_cast<Eigen::Index>(idx.size()));
+      for (std::size_t j = 0; j < idx.size(); ++j) {
+        const std::uint8_t* p = set.image(idx[j]);
+        for (Eigen::Index k = 0; k < x.rows(); ++k) x(k, static_cast<Eigen::Index>(j)) = p[k] * (1.0f / 255.0f);
+      }
+      Eigen::MatrixXf mu, logvar;
+      model->encode(x, mu, logvar);
+      return aggregate_posterior_grid(mu, logvar, spec);
+    });
+  }
+  if (!g.agg) {
+    ImGui::TextDisabled("encoding the display subset…");
+    return;
+  }
+  const AggregateGrid& a = *g.agg;
+  ImGui::Text("holes: %.1f%% of the prior's mass where q(z) < 0.1·p(z)", 100 * a.hole_fraction);
+  ImGui::SameLine();
+  help_marker("q(z) = (1/N) Σ_n q(z|x_n) over the display subset, against the prior p(z) = N(0, I).\n"
+              "Where the prior has mass but q(z) has little, samples from the prior decode to images\n"
+              "the decoder never saw in training: the 'holes' of the latent space.\n"
+              "Both maps share one colour scale. For a latent size > 2: the latent map's plane through 0.");
+  ImGui::TextDisabled("inside the window: q(z) %.3f, prior %.3f   (%d images, %s)", a.aggregate_mass, a.prior_mass,
+                      static_cast<int>(std::min<std::size_t>(snap.display_indices.size(), kMaxPoints)),
+                      d == 2 ? "z₁, z₂" : "map plane");
+  const ImVec2 avail = ImGui::GetContentRegionAvail();
+  const float side = std::max(48.0f, std::min((avail.x - ImGui::GetStyle().ItemSpacing.x) / 2, avail.y - ImGui::GetTextLineHeightWithSpacing() - 4));
+  ImGui::BeginGroup();
+  g.agg_heat.draw(ImVec2(side, side), kViridis);
+  state.note_rect("aggregate_heat");
+  ImGui::TextDisabled("aggregate posterior q(z), ±%.1f", a.spec.half_width.x());
+  ImGui::EndGroup();
+  ImGui::SameLine();
+  ImGui::BeginGroup();
+  g.prior_heat.draw(ImVec2(side, side), kViridis);
+  ImGui::TextDisabled("prior N(0, I)");
+  ImGui::EndGroup();
+}
+
+}  // namespace vaelab::app

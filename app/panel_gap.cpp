@@ -1,0 +1,104 @@
+// "Variational gap" window: a tab bar over the gap tabs, and its first tab — IWAE_K against the
+// ELBO on the same test subset per epoch, their difference in nats, and the K / subset controls
+// sent to the trainer. Not the bounds themselves (computed by the trainer at epoch ends).
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "app/panels.hpp"
+#include "app/plot.hpp"
+
+namespace vaelab::app {
+namespace {
+
+constexpr ImU32 kElbo = IM_COL32(86, 180, 233, 255);
+constexpr ImU32 kIwae = IM_COL32(230, 159, 0, 255);
+constexpr ImU32 kGap = IM_COL32(0, 158, 115, 255);
+
+}  // namespace
+
+void draw_gap_bounds_tab(AppState& state, const Snapshot& snap) {
+  GapState& g = state.gap;
+  ImGui::SetNextItemWidth(ImGui::GetFontSize() * 6);
+  ImGui::InputInt("K", &g.iwae_k, 10, 100);
+  g.iwae_k = std::clamp(g.iwae_k, 1, 5000);
+  const bool k_done = ImGui::IsItemDeactivatedAfterEdit();
+  ImGui::SameLine();
+  ImGui::SetNextItemWidth(ImGui::GetFontSize() * 6);
+  ImGui::InputInt("test images", &g.iwae_points, 100, 1000);
+  g.iwae_points = std::clamp(g.iwae_points, 1, snap.data ? std::max(1, snap.data->test.count) : 100000);
+  const bool p_done = ImGui::IsItemDeactivatedAfterEdit();
+  // Sent on release, not per keystroke: each change would otherwise queue a command.
+  if ((k_done || p_done) && state.trainer) state.trainer->set_iwae(g.iwae_k, g.iwae_points);
+  ImGui::SameLine();
+  help_marker("At every epoch end the trainer evaluates, on the first N test images, the ELBO and the\n"
+              "importance-weighted bound IWAE_K = E log (1/K) Σ_k p(x, z_k) / q(z_k|x).\n"
+              "ELBO ≤ IWAE_K ≤ log p(x): IWAE − ELBO is a lower bound on the variational gap\n"
+              "KL(q(z|x) ‖ p(z|x)), tightening as K grows. Costs K decodes per image.");
+
+  const auto& epochs = snap.history.epochs;
+  std::vector<float> x, elbo, iwae, gap;
+  for (const EpochRecord& e : epochs) {
+    if (!std::isfinite(e.test_iwae)) continue;
+    x.push_back(static_cast<float>(e.epoch));
+    elbo.push_back(e.test_iwae_elbo);
+    iwae.push_back(e.test_iwae);
+    gap.push_back(e.test_iwae - e.test_iwae_elbo);
+  }
+  if (x.empty()) {
+    ImGui::TextDisabled("No IWAE yet: it is computed at the end of each epoch (epoch %d, batch %d / %d).",
+                        snap.epoch + 1, snap.batch_in_epoch, snap.batches_per_epoch);
+  } else {
+    const EpochRecord* last = nullptr;
+    for (const EpochRecord& e : epochs)
+      if (std::isfinite(e.test_iwae)) last = &e;
+    ImGui::Text("epoch %d:  ELBO %.2f   IWAE_%d %.2f   gap ", last->epoch, last->test_iwae_elbo, last->iwae_k, last->test_iwae);
+    ImGui::SameLine(0, 0);
+    ImGui::TextColored(ImGui::ColorConvertU32ToFloat4(kGap), "%.2f nats", last->test_iwae - last->test_iwae_elbo);
+  }
+  const ImVec2 avail = ImGui::GetContentRegionAvail();
+  const float spacing = ImGui::GetStyle().ItemSpacing.y;
+  const float top_h = std::max(80.0f, (avail.y - spacing) * 0.55f);
+  PlotOptions po;
+  po.title = "test bounds (nats/image, same subset)";
+  po.x_label = "epoch";
+  const PlotSeries bounds[] = {
+      {"ELBO", x.data(), elbo.data(), x.size(), kElbo, 1.6f, true},
+      {"IWAE_K", x.data(), iwae.data(), x.size(), kIwae, 1.6f, true},
+  };
+  plot("##bounds", ImVec2(avail.x, top_h), po, bounds);
+  PlotOptions pg = po;
+  pg.title = "IWAE_K − ELBO (nats)";
+  pg.legend = false;
+  const PlotSeries diff[] = {{"gap", x.data(), gap.data(), x.size(), kGap, 1.8f, true}};
+  plot("##gapdiff", ImVec2(avail.x, std::max(60.0f, avail.y - top_h - spacing)), pg, diff);
+}
+
+void draw_gap(AppState& state, const Snapshot& snap) {
+  if (!ImGui::Begin(kWinGap)) {
+    ImGui::End();
+    return;
+  }
+  GapState& g = state.gap;
+  if (ImGui::BeginTabBar("##gaptabs")) {
+    const char* names[] = {"Bounds", "Posterior", "KL / dim", "Aggregate", "Estimators"};
+    void (*draws[])(AppState&, const Snapshot&) = {draw_gap_bounds_tab, draw_posterior_tab, draw_kl_tab,
+                                                   draw_aggregate_tab, draw_estimators_tab};
+    for (int t = 0; t < 5; ++t) {
+      const ImGuiTabItemFlags flags = g.select_tab == t ? ImGuiTabItemFlags_SetSelected : 0;
+      const bool open = ImGui::BeginTabItem(names[t], nullptr, flags);
+      char rect[32];
+      std::snprintf(rect, sizeof rect, "gap_tab%d", t);
+      state.note_rect(rect);  // for scripts (screenshots of each tab)
+      if (open) {
+        draws[t](state, snap);
+        ImGui::EndTabItem();
+      }
+    }
+    g.select_tab = -1;
+    ImGui::EndTabBar();
+  }
+  ImGui::End();
+}
+
+}  // namespace vaelab::app

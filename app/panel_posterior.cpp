@@ -1,0 +1,176 @@
+// "True posterior" tab: p(z|x) of one test image on a grid of the latent plane (exact for a 2-D
+// latent, the latent map's plane through μ otherwise) as a viridis heat map with q(z|x)'s 1σ / 2σ
+// ellipses, the image and its reconstruction, and log p(x), ELBO, IWAE_K, KL(q ‖ p(z|x)).
+// The grid is computed off the UI thread (std::async, polled each frame); not the maths (core/gap).
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <exception>
+
+#include "app/panels.hpp"
+
+namespace vaelab::app {
+namespace {
+
+const ImVec4 kWarn(1.0f, 0.8f, 0.35f, 1.0f);
+
+// Heat map values: rows top-down (grid row iy = 0 is the lowest v), scaled to [0, 1] by the maximum.
+std::vector<float> top_down(const Eigen::MatrixXf& grid, float max_value) {
+  const int n = static_cast<int>(grid.rows());
+  std::vector<float> out(static_cast<std::size_t>(n) * n);
+  const float inv = max_value > 0 ? 1.0f / max_value : 0.0f;
+  for (int r = 0; r < n; ++r)
+    for (int ix = 0; ix < n; ++ix) out[static_cast<std::size_t>(r) * n + ix] = grid(ix, n - 1 - r) * inv;
+  return out;
+}
+
+void poll(GapState& g, const Snapshot& snap, double now) {
+  if (!g.post_job.valid() || g.post_job.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return;
+  g.post_key = g.post_job_key;
+  g.post_finished = now;
+  g.post_seconds = now - g.post_started;
+  try {
+    g.post = g.post_job.get();
+    g.post_error.clear();
+    const PosteriorGrid& p = *g.post;
+    const int n = static_cast<int>(p.density.rows());
+    const std::vector<float> heat = top_down(p.density, p.density.maxCoeff());
+    g.post_heat.update(heat.data(), n, n);
+    const ImageSet& test = snap.data->test;
+    if (g.post_key.index >= 0 && g.post_key.index < test.count) {
+      g.post_x.update_bytes(test.image(g.post_key.index), test.width, test.height);
+      Eigen::MatrixXf img;
+      // The model may have moved on since; the reconstruction is the current one of q's mean.
+      decode(snap, p.q_mu, img);
+      g.post_recon.update(img.data(), test.width, test.height);
+    }
+  } catch (const std::exception& e) {
+    g.post.reset();
+    g.post_error = e.what();
+  }
+}
+
+void ellipse(ImDrawList* dl, const Ellipse& e, ImVec2 p0, ImVec2 p1, const GridSpec& spec, ImU32 col, float thick) {
+  ImVec2 pts[64];
+  const float c = std::cos(e.angle), s = std::sin(e.angle);
+  const float lo_u = spec.center.x() - spec.half_width.x(), lo_v = spec.center.y() - spec.half_width.y();
+  for (int k = 0; k < 64; ++k) {
+    const float t = 2.0f * 3.14159265f * k / 64;
+    const float a = e.axes.x() * std::cos(t), b = e.axes.y() * std::sin(t);
+    const float u = e.center.x() + c * a - s * b, v = e.center.y() + s * a + c * b;
+    pts[k] = ImVec2(p0.x + (u - lo_u) / (2 * spec.half_width.x()) * (p1.x - p0.x),
+                    p1.y - (v - lo_v) / (2 * spec.half_width.y()) * (p1.y - p0.y));
+  }
+  dl->AddPolyline(pts, 64, col, ImDrawFlags_Closed, thick);
+}
+
+}  // namespace
+
+void draw_posterior_tab(AppState& state, const Snapshot& snap) {
+  GapState& g = state.gap;
+  const int d = snap.model->latent();
+  if (d < 2) {
+    ImGui::TextDisabled("The true posterior is shown on a plane: it needs a latent size of at least 2.");
+    return;
+  }
+  if (g.post_index < 0 && !snap.display_indices.empty()) g.post_index = snap.display_indices[0];
+  ImGui::SetNextItemWidth(ImGui::GetFontSize() * 6);
+  ImGui::InputInt("test #", &g.post_index, 1, 10);
+  g.post_index = std::clamp(g.post_index, 0, std::max(0, snap.data->test.count - 1));
+  ImGui::SameLine();
+  ImGui::SetNextItemWidth(ImGui::GetFontSize() * 6);
+  ImGui::SliderInt("grid", &g.resolution, 32, 512, "%d²");
+  ImGui::SameLine();
+  help_marker("Right-click a point on the latent map to show its posterior here.\n"
+              "p(z|x) ∝ p(x|z) p(z) evaluated on every grid cell (n² decodes) and normalised:\n"
+              "log p(x) by quadrature, KL(q ‖ p(z|x)) from the normalised cell masses.\n"
+              "For a latent size > 2 the grid is the latent map's plane through q's mean: a slice\n"
+              "(conditional densities), so its KL is not the gap.");
+
+  // The plane: exact for d = 2; otherwise the latent map's (PCA or two dims).
+  const LatentMapState& map = state.latent;
+  GridSpec base;
+  base.resolution = g.resolution;
+  const bool use_plane = d > 2 && map.plane_valid && map.plane.components.rows() == d;
+  if (use_plane) base.directions = map.plane.components;
+  const GapState::PostKey key{snap.model.get(), g.post_index, g.resolution, g.iwae_k, use_plane ? map.plane_serial : 0};
+
+  poll(g, snap, state.now);
+  if (!g.post_job.valid() && !(key == g.post_key)) {
+    // A new model alone (training runs on) is followed at most every few seconds: each grid costs
+    // n² decodes on a core the trainer would like to have.
+    GapState::PostKey same_but_model = key;
+    same_but_model.model = g.post_key.model;
+    same_but_model.plane = g.post_key.plane;
+    const bool only_model = same_but_model == g.post_key;
+    if (!only_model || state.now - g.post_finished > 5.0) {
+      std::shared_ptr<const Model> model = snap.model;
+      Eigen::MatrixXf x = test_image(snap, g.post_index);
+      GapOptions opt;
+      opt.iwae_k = g.iwae_k;
+      opt.seed = static_cast<std::uint64_t>(g.post_index) + 1;
+      g.post_job_key = key;
+      g.post_started = state.now;
+      g.post_job = std::async(std::launch::async, [model, x, base, opt] {
+        Eigen::MatrixXf mu, logvar;
+        model->encode(x, mu, logvar);
+        const Eigen::VectorXf sigma = (0.5f * logvar.col(0).array()).exp();
+        const GridSpec spec = auto_grid_for(mu.col(0), sigma, base);
+        return posterior_grid(*model, x.col(0), spec, opt);
+      });
+    }
+  }
+  if (g.post_job.valid()) {
+    ImGui::SameLine();
+    ImGui::TextDisabled("computing… %.1f s", state.now - g.post_started);
+  }
+  if (!g.post_error.empty()) ImGui::TextColored(ImVec4(1, 0.45f, 0.45f, 1), "%s", g.post_error.c_str());
+  if (!g.post) {
+    if (g.post_error.empty()) ImGui::TextDisabled("computing the posterior grid…");
+    return;
+  }
+  const PosteriorGrid& p = *g.post;
+
+  // ---- heat map with q's ellipses, and the image / reconstruction beside it ----
+  const ImVec2 avail = ImGui::GetContentRegionAvail();
+  const float line = ImGui::GetTextLineHeightWithSpacing();
+  const float side_w = std::max(60.0f, avail.x * 0.24f);
+  const float heat = std::max(64.0f, std::min(avail.x - side_w - ImGui::GetStyle().ItemSpacing.x, avail.y - 6.5f * line));
+  g.post_heat.draw(ImVec2(heat, heat), kViridis);
+  const ImVec2 p0 = ImGui::GetItemRectMin(), p1 = ImGui::GetItemRectMax();
+  state.note_rect("posterior_heat");
+  ImDrawList* dl = ImGui::GetWindowDrawList();
+  dl->PushClipRect(p0, p1, true);
+  ellipse(dl, p.q_2sigma, p0, p1, p.spec, IM_COL32(255, 255, 255, 150), 1.2f);
+  ellipse(dl, p.q_1sigma, p0, p1, p.spec, IM_COL32(255, 255, 255, 255), 1.8f);
+  dl->PopClipRect();
+  if (ImGui::IsItemHovered()) {
+    const ImVec2 m = ImGui::GetIO().MousePos;
+    const float u = p.spec.center.x() - p.spec.half_width.x() + (m.x - p0.x) / (p1.x - p0.x) * 2 * p.spec.half_width.x();
+    const float v = p.spec.center.y() + p.spec.half_width.y() - (m.y - p0.y) / (p1.y - p0.y) * 2 * p.spec.half_width.y();
+    ImGui::SetTooltip("u %.3f, v %.3f\ncolour: p(z|x) / max\nwhite: q(z|x) 1σ and 2σ ellipses", u, v);
+  }
+  ImGui::SameLine();
+  ImGui::BeginGroup();
+  const ImVec2 img = g.post_x.fit(ImVec2(side_w, side_w));
+  g.post_x.draw(img, state.colormap);
+  ImGui::TextDisabled("x (#%d)", g.post_key.index);
+  g.post_recon.draw(img, state.colormap);
+  ImGui::TextDisabled("recon. of μ");
+  ImGui::TextDisabled("%d² cells", static_cast<int>(p.density.rows()));
+  ImGui::TextDisabled("%.1f s", g.post_seconds);
+  ImGui::EndGroup();
+  ImGui::TextDisabled("u ∈ [%.2f, %.2f]  v ∈ [%.2f, %.2f]%s", p.spec.center.x() - p.spec.half_width.x(),
+                      p.spec.center.x() + p.spec.half_width.x(), p.spec.center.y() - p.spec.half_width.y(),
+                      p.spec.center.y() + p.spec.half_width.y(), p.exact ? "  (z₁, z₂)" : "  (plane through μ)");
+
+  // ---- the numbers ----
+  ImGui::Text("ELBO %.2f ± %.2f    IWAE_%d %.2f", p.elbo, p.elbo_se, g.post_key.k, p.iwae);
+  ImGui::Text("log p(x) %.2f  %s", p.log_px, p.exact ? "(quadrature)" : "(slice integral, not log p(x))");
+  ImGui::Text("KL(q ‖ p(z|x)) %.3f %s   log p(x) − ELBO %.3f", p.kl_grid, p.exact ? "(grid)" : "(on the slice)", p.gap_check);
+  if (!p.exact) ImGui::TextDisabled("latent %d: the slice's KL is not comparable with the gap", d);
+  if (p.edge_mass > 1e-3)
+    ImGui::TextColored(kWarn, "%.1e of the posterior mass lies on the grid's edge: the window cuts it", p.edge_mass);
+}
+
+}  // namespace vaelab::app
