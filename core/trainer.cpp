@@ -187,9 +187,17 @@ struct Trainer::Impl {
   }
 
   // Fresh weights and optimiser from the seed; history cleared.
+  // The score-function path (core/gap.cpp) differentiates the plain MLP encoder with the
+  // standard-normal prior only.
+  static void check_estimator(const ModelConfig& m, const TrainConfig& t) {
+    if (t.estimator == Estimator::ScoreFunction && m.family != ModelFamily::Mlp)
+      throw Error(std::string("the score-function estimator is available for mlp models only, not ") + to_string(m.family));
+  }
+
   void fresh_start() {
     validate(mcfg);
     validate(tcfg);
+    check_estimator(mcfg, tcfg);
     check_image_size(mcfg);
     model = std::make_unique<Model>(mcfg);
     model->init(tcfg.seed);
@@ -357,7 +365,7 @@ struct Trainer::Impl {
 
   // Variance of the reparameterised and score-function encoder gradients on one fixed-size batch.
   void measure_estimators() {
-    if (model->clusters() > 0) return;  // the score-function path covers the plain VAE only
+    if (mcfg.family != ModelFamily::Mlp) return;  // the score-function path covers the plain MLP VAE only
     const int B = std::min(opt.estimator_batch, train_count());
     if (B < 1) return;
     std::vector<int> idx(B);
@@ -479,6 +487,9 @@ struct Trainer::Impl {
       }
       case Command::Kind::SetEstimator: {
         const auto e = static_cast<Estimator>(static_cast<int>(c.value));
+        TrainConfig t = tcfg;
+        t.estimator = e;
+        check_estimator(mcfg, t);
         if (e != tcfg.estimator) mark(std::string("estimator ") + to_string(tcfg.estimator) + " → " + to_string(e));
         tcfg.estimator = e;
         break;
@@ -579,6 +590,7 @@ struct Trainer::Impl {
     TrainingState s = load_checkpoint(file);
     validate(s.model);
     validate(s.train);
+    check_estimator(s.model, s.train);
     check_image_size(s.model);
     auto m = std::make_unique<Model>(s.model);
     if (m->size() != s.params.size()) throw Error(file.string() + ": parameter count does not match its model config");
