@@ -198,10 +198,12 @@ struct GapState {
   // true posterior of one test image
   int post_index = -1;                // test index (−1: the first display point)
   int resolution = 128;
+  bool zoom = true;                   // frame the posterior, not ±3
   struct PostKey {
     const void* model = nullptr;
     int index = -1, resolution = 0, k = 0;
     std::uint64_t plane = 0;
+    bool zoom = true;
     bool operator==(const PostKey&) const = default;
   };
   std::future<PosteriorGrid> post_job;

@@ -4,6 +4,7 @@
 // μ) off the UI thread, at most every few seconds. Not the maths (core/gap aggregate_posterior_grid).
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <exception>
 
 #include "app/panels.hpp"
@@ -18,7 +19,7 @@ std::vector<float> top_down(const Eigen::MatrixXf& grid, float max_value) {
   std::vector<float> out(static_cast<std::size_t>(n) * n);
   const float inv = max_value > 0 ? 1.0f / max_value : 0.0f;
   for (int r = 0; r < n; ++r)
-    for (int ix = 0; ix < n; ++ix) out[static_cast<std::size_t>(r) * n + ix] = std::min(1.0f, grid(ix, n - 1 - r) * inv);
+    for (int ix = 0; ix < n; ++ix) out[static_cast<std::size_t>(r) * n + ix] = std::sqrt(std::min(1.0f, grid(ix, n - 1 - r) * inv));
   return out;
 }
 
@@ -80,7 +81,7 @@ void draw_aggregate_tab(AppState& state, const Snapshot& snap) {
   help_marker("q(z) = (1/N) Σ_n q(z|x_n) over the display subset, against the prior p(z) = N(0, I).\n"
               "Where the prior has mass but q(z) has little, samples from the prior decode to images\n"
               "the decoder never saw in training: the 'holes' of the latent space.\n"
-              "Both maps share one colour scale. For a latent size > 2: the latent map's plane through 0.");
+              "Both maps share one colour scale (√density, to show the tails). For a latent size > 2: the latent map's plane through 0.");
   ImGui::TextDisabled("inside the window: q(z) %.3f, prior %.3f   (%d images, %s)", a.aggregate_mass, a.prior_mass,
                       static_cast<int>(std::min<std::size_t>(snap.display_indices.size(), kMaxPoints)),
                       d == 2 ? "z₁, z₂" : "map plane");

@@ -81,6 +81,10 @@ void draw_posterior_tab(AppState& state, const Snapshot& snap) {
   ImGui::SetNextItemWidth(ImGui::GetFontSize() * 6);
   ImGui::SliderInt("grid", &g.resolution, 32, 512, "%d²");
   ImGui::SameLine();
+  ImGui::Checkbox("zoom", &g.zoom);
+  if (ImGui::IsItemHovered())
+    ImGui::SetTooltip("Frame ±6 sd around the posterior (found on a coarse grid first);\noff: ±max(4σ_q, 3) around q's mean");
+  ImGui::SameLine();
   help_marker("Right-click a point on the latent map to show its posterior here.\n"
               "p(z|x) ∝ p(x|z) p(z) evaluated on every grid cell (n² decodes) and normalised:\n"
               "log p(x) by quadrature, KL(q ‖ p(z|x)) from the normalised cell masses.\n"
@@ -93,7 +97,7 @@ void draw_posterior_tab(AppState& state, const Snapshot& snap) {
   base.resolution = g.resolution;
   const bool use_plane = d > 2 && map.plane_valid && map.plane.components.rows() == d;
   if (use_plane) base.directions = map.plane.components;
-  const GapState::PostKey key{snap.model.get(), g.post_index, g.resolution, g.iwae_k, use_plane ? map.plane_serial : 0};
+  const GapState::PostKey key{snap.model.get(), g.post_index, g.resolution, g.iwae_k, use_plane ? map.plane_serial : 0, g.zoom};
 
   poll(g, snap, state.now);
   if (!g.post_job.valid() && !(key == g.post_key)) {
@@ -111,11 +115,28 @@ void draw_posterior_tab(AppState& state, const Snapshot& snap) {
       opt.seed = static_cast<std::uint64_t>(g.post_index) + 1;
       g.post_job_key = key;
       g.post_started = state.now;
-      g.post_job = std::async(std::launch::async, [model, x, base, opt] {
+      const bool zoom = g.zoom;
+      g.post_job = std::async(std::launch::async, [model, x, base, opt, zoom] {
         Eigen::MatrixXf mu, logvar;
         model->encode(x, mu, logvar);
         const Eigen::VectorXf sigma = (0.5f * logvar.col(0).array()).exp();
-        const GridSpec spec = auto_grid_for(mu.col(0), sigma, base);
+        GridSpec spec = auto_grid_for(mu.col(0), sigma, base);
+        if (zoom) {
+          // auto_grid_for never goes below ±3, where a sharp posterior is a dot: find it on a coarse
+          // grid first, then frame ±6 sd of the wider of p(z|x) and q(z|x) (square cells).
+          GridSpec coarse = spec;
+          coarse.resolution = 96;
+          GapOptions quick;
+          quick.elbo_samples = 1;
+          quick.iwae_k = 0;
+          const PosteriorGrid first = posterior_grid(*model, x.col(0), coarse, quick);
+          const double sd = std::sqrt(std::max({first.posterior_cov(0, 0), first.posterior_cov(1, 1),
+                                                static_cast<double>(first.q_1sigma.axes.x() * first.q_1sigma.axes.x())}));
+          spec = first.spec;
+          spec.resolution = base.resolution;
+          spec.center = first.posterior_mean.cast<float>();
+          spec.half_width.setConstant(static_cast<float>(std::max(6 * sd, 1e-3)));
+        }
         return posterior_grid(*model, x.col(0), spec, opt);
       });
     }
