@@ -82,15 +82,14 @@ void draw_aggregate_tab(AppState& state, const Snapshot& snap) {
               "Where the prior has mass but q(z) has little, samples from the prior decode to images\n"
               "the decoder never saw in training: the 'holes' of the latent space.\n"
               "Both maps share one colour scale (√density, to show the tails). For a latent size > 2: the latent map's plane through 0.");
-  ImGui::TextDisabled("inside the window: q(z) %.3f, prior %.3f   (%d images, %s)", a.aggregate_mass, a.prior_mass,
-                      static_cast<int>(std::min<std::size_t>(snap.display_indices.size(), kMaxPoints)),
-                      d == 2 ? "z₁, z₂" : "map plane");
+  ImGui::TextDisabled("mass in view: q(z) %.3f, prior %.3f (%d images)", a.aggregate_mass, a.prior_mass,
+                      static_cast<int>(std::min<std::size_t>(snap.display_indices.size(), kMaxPoints)));
   const ImVec2 avail = ImGui::GetContentRegionAvail();
   const float side = std::max(48.0f, std::min((avail.x - ImGui::GetStyle().ItemSpacing.x) / 2, avail.y - ImGui::GetTextLineHeightWithSpacing() - 4));
   ImGui::BeginGroup();
   g.agg_heat.draw(ImVec2(side, side), kViridis);
   state.note_rect("aggregate_heat");
-  ImGui::TextDisabled("aggregate posterior q(z), ±%.1f", a.spec.half_width.x());
+  ImGui::TextDisabled("q(z), ±%.1f%s", a.spec.half_width.x(), d == 2 ? "" : " (map plane)");
   ImGui::EndGroup();
   ImGui::SameLine();
   ImGui::BeginGroup();

@@ -384,6 +384,16 @@ void draw_latent_map(AppState& state, const Snapshot& snap) {
     const ImVec2 s = to_screen(map.xy(0, map.hovered), map.xy(1, map.hovered));
     dl->AddCircle(s, map.point_px * 0.5f + 3, IM_COL32(255, 255, 255, 255), 16, 1.5f);
   }
+  // The test image whose true posterior the gap window shows: a small square.
+  if (state.gap.open && state.gap.post_index >= 0) {
+    const auto it = std::find(snap.display_indices.begin(), snap.display_indices.end(), state.gap.post_index);
+    const Eigen::Index k = it - snap.display_indices.begin();
+    if (it != snap.display_indices.end() && k < map.xy.cols()) {
+      const ImVec2 s = to_screen(map.xy(0, k), map.xy(1, k));
+      const float r = map.point_px * 0.5f + 4;
+      dl->AddRect(ImVec2(s.x - r, s.y - r), ImVec2(s.x + r, s.y + r), IM_COL32(255, 255, 255, 255), 0, 0, 1.5f);
+    }
+  }
 
   // ---- cluster means (clustering VAE) ----
   const int K = snap.model->clusters();

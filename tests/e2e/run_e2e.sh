@@ -2,8 +2,9 @@
 # End-to-end test of the desktop app under Xvfb: start vaelab on a 2,000-image subset of
 # Fashion-MNIST, let it train, pause it with its own button, drag the first decoder slider with
 # xdotool and check (from the app's own PNG dumps) that the decoded image changed — and that it
-# stays put without a drag — then close it with Ctrl+Q and expect exit code 0. A second run
-# poisons a weight with NaN (--poison-at-step) and expects the error in the window, the app alive.
+# stays put without a drag — open the gap window's Posterior tab and wait for its heat map, then
+# close it with Ctrl+Q and expect exit code 0. A second run poisons a weight with NaN
+# (--poison-at-step) and expects the error in the window, the app alive.
 # Not a unit test of the panels; usage: run_e2e.sh path/to/vaelab OUTPUT_DIR
 set -uo pipefail
 
@@ -134,6 +135,23 @@ sleep 0.5
 shot
 cmp -s "$after" "${info%.txt}-decoder.png" || fail "the decoded image changed without any input while paused"
 echo "decoder image stable without input"
+
+# ---- the gap window: open its "Posterior" tab; the grid is computed off the UI thread ----
+read -r x0 y0 x1 y1 <<<"$(rect gap_tab1)"
+[[ -n ${x1:-} ]] || fail "no Posterior tab rectangle (gap_tab1) in $info"
+xdotool mousemove --window "$wid" $(((${x0%.*} + ${x1%.*}) / 2)) $(((${y0%.*} + ${y1%.*}) / 2))
+sleep 0.2
+xdotool mousedown 1
+sleep 0.2
+xdotool mouseup 1
+for _ in $(seq 30); do
+  sleep 0.5
+  shot
+  [[ -n $(rect posterior_heat) ]] && break
+done
+[[ -n $(rect posterior_heat) ]] || fail "the true posterior heat map did not appear within 15 s"
+(($(field errors) == 0)) || fail "errors shown after opening the posterior tab"
+echo "true posterior drawn"
 
 # ---- close with Ctrl+Q, expect exit code 0 ----
 close_app
