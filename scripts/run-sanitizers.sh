@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Builds the doctest suite twice and runs it: build-asan (AddressSanitizer + UBSan, every test case)
+# and build-tsan (ThreadSanitizer, the trainer:* and gradients:* cases that drive the thread pool).
+# Not the fuzzers (scripts/run-fuzzers.sh) and not part of scripts/run-tests.sh; bounded to ~10 min.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+asan_dir=${VAELAB_ASAN_DIR:-$root/build-asan}
+tsan_dir=${VAELAB_TSAN_DIR:-$root/build-tsan}
+jobs=${VAELAB_JOBS:-$(nproc)}
+# Seconds each test run may take before it counts as hung (sanitized runs are 2-10x slower).
+run_limit=${SANITIZER_RUN_SECONDS:-240}
+
+# clang compiles this code base about twice as fast as GCC at -O1 with sanitizers (and GCC 12 floods
+# the log with false -Wuninitialized reports from its AVX-512 headers); GCC is the fallback.
+if command -v clang++ >/dev/null && command -v clang >/dev/null; then
+  cc=${SANITIZER_CC:-clang} cxx=${SANITIZER_CXX:-clang++}
+else
+  cc=${SANITIZER_CC:-cc} cxx=${SANITIZER_CXX:-c++}
+fi
+
+# Debug keeps the project's -O3 (Release/RelWithDebInfo only) off so the -O1 below applies; it
+# also leaves Eigen's own index assertions on. The app is not needed: only core and its tests.
+common=(-DCMAKE_BUILD_TYPE=Debug -DVAELAB_BUILD_APP=OFF -DVAELAB_BUILD_TESTS=ON -DVAELAB_WERROR=OFF)
+
+configure_build() {  # dir, sanitizer flags
+  local dir=$1 flags=$2 t0=$SECONDS
+  echo "== configure + build $dir with $cxx ($flags)" >&2
+  # A folder configured with another compiler is reconfigured from scratch.
+  if [[ -f $dir/CMakeCache.txt ]] && ! grep -q "^CMAKE_CXX_COMPILER:[A-Z]*=.*$(basename "$cxx")\$" "$dir/CMakeCache.txt"; then
+    rm -rf "$dir/CMakeCache.txt" "$dir/CMakeFiles"
+  fi
+  CC=$cc CXX=$cxx cmake -S "$root" -B "$dir" "${common[@]}" \
+    -DCMAKE_CXX_FLAGS="-O1 -g -fno-omit-frame-pointer $flags" \
+    -DCMAKE_C_FLAGS="-O1 -g -fno-omit-frame-pointer $flags" \
+    -DCMAKE_EXE_LINKER_FLAGS="$flags" >/dev/null
+  cmake --build "$dir" -j"$jobs" --target vaelab_tests
+  echo "== built in $((SECONDS - t0)) s" >&2
+}
+
+run_tests() {  # label, dir, extra doctest arguments…; the sanitizer options come from the caller
+  local label=$1 dir=$2 t0=$SECONDS
+  shift 2
+  echo "== run vaelab_tests${*:+ $*} under $label" >&2
+  if ! (cd "$dir/tests" && timeout "$run_limit" ./vaelab_tests "$@"); then
+    echo "run-sanitizers: $label run FAILED (see the report above)" >&2
+    status=1
+  fi
+  echo "== $label run took $((SECONDS - t0)) s" >&2
+}
+
+status=0
+start=$SECONDS
+
+# ---- AddressSanitizer + UndefinedBehaviorSanitizer: the whole suite ----
+configure_build "$asan_dir" "-fsanitize=address,undefined -fno-sanitize-recover=undefined"
+ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1 \
+UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  run_tests "ASan+UBSan" "$asan_dir"
+
+# ---- ThreadSanitizer: the tests that run the trainer thread and the thread pool ----
+configure_build "$tsan_dir" "-fsanitize=thread"
+TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+  run_tests "TSan" "$tsan_dir" -tc="${TSAN_TESTS:-trainer:*,gradients:*}"
+
+echo "run-sanitizers: $([[ $status == 0 ]] && echo clean || echo FAILED) in $((SECONDS - start)) s" >&2
+exit $status
