@@ -105,13 +105,28 @@ void draw_kl_tab(AppState& state, const Snapshot& snap) {
     }
     if (e > 0) g.kl_heat.update(img.data(), e, d);
   }
-  ImGui::TextDisabled("test KL per dim (rows: dims 0 → %d top-down) × epoch →", d - 1);
+  ImGui::TextDisabled("test KL per dim (rows) × epoch (columns →)");
   const ImVec2 rest = ImGui::GetContentRegionAvail();
   if (epochs.empty() || g.kl_heat.empty()) {
     ImGui::TextDisabled("No epoch finished yet.");
     return;
   }
-  g.kl_heat.draw(ImVec2(rest.x, std::max(30.0f, rest.y - 4)), kViridis);
+  // Dimension numbers in a narrow column on the left, as many as fit without overlapping.
+  const float label_w = ImGui::CalcTextSize("00").x + 6;
+  const ImVec2 origin = ImGui::GetCursorScreenPos();
+  const float heat_h = std::max(30.0f, rest.y - 4);
+  ImGui::SetCursorScreenPos(ImVec2(origin.x + label_w, origin.y));
+  g.kl_heat.draw(ImVec2(rest.x - label_w, heat_h), kViridis);
+  {
+    const float row_h = heat_h / d, text_h = ImGui::GetTextLineHeight();
+    const int every = std::max(1, static_cast<int>(std::ceil(text_h / row_h)));
+    for (int u = 0; u < d; u += every) {
+      char t[16];
+      std::snprintf(t, sizeof t, "%d", u);
+      dl->AddText(ImVec2(origin.x + label_w - 4 - ImGui::CalcTextSize(t).x, origin.y + (u + 0.5f) * row_h - text_h / 2),
+                  ImGui::GetColorU32(ImGuiCol_TextDisabled), t);
+    }
+  }
   if (ImGui::IsItemHovered()) {
     const ImVec2 q0 = ImGui::GetItemRectMin(), q1 = ImGui::GetItemRectMax(), m = ImGui::GetIO().MousePos;
     const int c = std::clamp(static_cast<int>((m.x - q0.x) / (q1.x - q0.x) * static_cast<float>(epochs.size())), 0,

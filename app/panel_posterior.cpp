@@ -141,13 +141,9 @@ void draw_posterior_tab(AppState& state, const Snapshot& snap) {
       });
     }
   }
-  if (g.post_job.valid()) {
-    ImGui::SameLine();
-    ImGui::TextDisabled("computing… %.1f s", state.now - g.post_started);
-  }
   if (!g.post_error.empty()) ImGui::TextColored(ImVec4(1, 0.45f, 0.45f, 1), "%s", g.post_error.c_str());
   if (!g.post) {
-    if (g.post_error.empty()) ImGui::TextDisabled("computing the posterior grid…");
+    if (g.post_error.empty()) ImGui::TextDisabled("computing the posterior grid… %.1f s", state.now - g.post_started);
     return;
   }
   const PosteriorGrid& p = *g.post;
@@ -179,7 +175,8 @@ void draw_posterior_tab(AppState& state, const Snapshot& snap) {
   g.post_recon.draw(img, state.colormap);
   ImGui::TextDisabled("recon. of μ");
   ImGui::TextDisabled("%d² cells", static_cast<int>(p.density.rows()));
-  ImGui::TextDisabled("%.1f s", g.post_seconds);
+  if (g.post_job.valid()) ImGui::TextDisabled("updating…");  // the next model's grid, in the background
+  else ImGui::TextDisabled("%.1f s", g.post_seconds);
   ImGui::EndGroup();
   ImGui::TextDisabled("u ∈ [%.2f, %.2f]  v ∈ [%.2f, %.2f]%s", p.spec.center.x() - p.spec.half_width.x(),
                       p.spec.center.x() + p.spec.half_width.x(), p.spec.center.y() - p.spec.half_width.y(),
