@@ -56,6 +56,9 @@ void prefs_line(ImGuiContext*, ImGuiSettingsHandler* handler, void*, const char*
   else if (key == "sort_by_kl") { as_int(0, 1, b); s.decoder.sort_by_kl = b; }
   else if (key == "file_path") as_text(s.training.file_path, sizeof s.training.file_path);
   else if (key == "data_path") as_text(s.training.data_path, sizeof s.training.data_path);
+  else if (key == "gap_open") { as_int(0, 1, b); s.gap.open = b; }
+  else if (key == "gap_resolution") as_int(32, 512, s.gap.resolution);
+  else if (key == "gap_zoom") { as_int(0, 1, b); s.gap.zoom = b; }
   else if (key == "window_w") as_int(200, 16384, s.window_w);
   else if (key == "window_h") as_int(150, 16384, s.window_h);
 }
@@ -69,6 +72,7 @@ void prefs_write(ImGuiContext*, ImGuiSettingsHandler* handler, ImGuiTextBuffer* 
   out->appendf("manifold_n=%d\ninterp_frames=%d\n", s.manifold.n, s.interp.frames);
   out->appendf("point_px=%.1f\ndecoder_range=%.1f\nsort_by_kl=%d\n", static_cast<double>(s.latent.point_px),
                static_cast<double>(s.decoder.range), s.decoder.sort_by_kl ? 1 : 0);
+  out->appendf("gap_open=%d\ngap_resolution=%d\ngap_zoom=%d\n", s.gap.open ? 1 : 0, s.gap.resolution, s.gap.zoom ? 1 : 0);
   out->appendf("file_path=%s\ndata_path=%s\n", s.training.file_path, s.training.data_path);
   if (s.window_w > 0 && s.window_h > 0) out->appendf("window_w=%d\nwindow_h=%d\n", s.window_w, s.window_h);
   out->append("\n");
