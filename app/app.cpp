@@ -69,8 +69,12 @@ App::App(AppState& state) : s_(state) {
   s_.data_loading_path = data.string();
   s_.data_loading = read_data_async(data);
   std::snprintf(s_.training.data_path, sizeof s_.training.data_path, "%s", data.c_str());
-  if (o.trainer.eval_iwae_k > 0) s_.gap.iwae_k = o.trainer.eval_iwae_k;
-  if (o.trainer.iwae_points > 0) s_.gap.iwae_points = o.trainer.iwae_points;
+  s_.gap.sent_k = o.trainer.eval_iwae_k;
+  s_.gap.sent_points = o.trainer.iwae_points;
+  s_.gap.iwae_on = o.trainer.eval_iwae_k > 0;
+  if (o.trainer.eval_iwae_k > 0) s_.gap.iwae_k = s_.gap.sent_k;
+  if (o.trainer.iwae_points > 0) s_.gap.iwae_points = s_.gap.sent_points;
+  else s_.gap.sent_points = s_.gap.iwae_points;  // 0 (all images) is shown as the default subset
   s_.gap.measure = o.trainer.measure_estimators;
 }
 

@@ -194,7 +194,9 @@ struct GapState {
   bool open = true;                   // replaces Interpolation + Manifold in the right column
   int select_tab = -1;                // a tab to bring forward next frame (0 gap, 1 posterior, …)
   // IWAE at epoch ends (sent to the trainer; the app starts with these)
+  bool iwae_on = true;
   int iwae_k = 100, iwae_points = 500;
+  int sent_k = 100, sent_points = 500;  // what the trainer has (from the command line at start)
   // true posterior of one test image
   int post_index = -1;                // test index (−1: the first display point)
   int resolution = 128;

@@ -19,17 +19,23 @@ constexpr ImU32 kGap = IM_COL32(0, 158, 115, 255);
 
 void draw_gap_bounds_tab(AppState& state, const Snapshot& snap) {
   GapState& g = state.gap;
+  ImGui::Checkbox("IWAE", &g.iwae_on);
+  ImGui::SameLine();
   ImGui::SetNextItemWidth(ImGui::GetFontSize() * 6);
   ImGui::InputInt("K", &g.iwae_k, 10, 100);
+  state.note_rect("gap_k");
   g.iwae_k = std::clamp(g.iwae_k, 1, 5000);
-  const bool k_done = ImGui::IsItemDeactivatedAfterEdit();
   ImGui::SameLine();
   ImGui::SetNextItemWidth(ImGui::GetFontSize() * 6);
   ImGui::InputInt("test images", &g.iwae_points, 100, 1000);
   g.iwae_points = std::clamp(g.iwae_points, 1, snap.data ? std::max(1, snap.data->test.count) : 100000);
-  const bool p_done = ImGui::IsItemDeactivatedAfterEdit();
-  // Sent on release, not per keystroke: each change would otherwise queue a command.
-  if ((k_done || p_done) && state.trainer) state.trainer->set_iwae(g.iwae_k, g.iwae_points);
+  // Sent once nothing is being edited (typing, a held ± button), not per keystroke.
+  const int k = g.iwae_on ? g.iwae_k : 0;  // 0: off
+  if (!ImGui::IsAnyItemActive() && (k != g.sent_k || g.iwae_points != g.sent_points) && state.trainer) {
+    state.trainer->set_iwae(k, g.iwae_points);
+    g.sent_k = k;
+    g.sent_points = g.iwae_points;
+  }
   ImGui::SameLine();
   help_marker("At every epoch end the trainer evaluates, on the first N test images, the ELBO and the\n"
               "importance-weighted bound IWAE_K = E log (1/K) Σ_k p(x, z_k) / q(z_k|x).\n"
