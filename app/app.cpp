@@ -230,7 +230,8 @@ void App::menu_bar() {
                            "Ctrl+Q       quit\n\n"
                            "Latent map:  drag to pan, wheel to zoom, click sets A,\n"
                            "             shift-click sets B, drag the yellow ring\n"
-                           "             (or double-click) to move the decoder's z\n\n"
+                           "             (or double-click) to move the decoder's z,\n"
+                           "             right-click a code for its true posterior\n\n"
                            "Drop a folder of IDX files on the window to train on it,\n"
                            "or a checkpoint / .safetensors file to open it.");
     ImGui::Separator();
