@@ -4,7 +4,8 @@
 #include "core/checkpoint.hpp"
 
 #include <fcntl.h>
-#include <signal.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -314,24 +315,37 @@ void check_consistent(const TrainingState& s, const std::function<void(const std
     if (i < 0) fail("example order contains the negative index " + std::to_string(i));
 }
 
-// Removes "<name>.tmp.<pid>" files in dir whose writer is gone (killed mid-write): pid is not ours
-// and kill(pid, 0) says no such process. A live pid (even another user's, EPERM) keeps its file.
-// Best effort: nothing here can fail the save that calls it.
-void remove_stale_temps(const std::filesystem::path& dir, const std::string& name) {
+// Removes "<name>.tmp.<pid>" files in dir whose writer is gone (killed mid-write). A writer holds
+// an exclusive flock on its temp file from creation to rename, and the kernel drops the lock when
+// the process dies however it dies, so "the lock can be taken" means "nobody is writing this".
+// (Asking whether the pid is alive proved unreliable under load.) Best effort: nothing here can
+// fail the save that calls it.
+void remove_stale_temps(const std::filesystem::path& dir, const std::string& name, const std::filesystem::path& own) {
   const std::string prefix = name + ".tmp.";
   std::error_code ec;
   for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string f = it->path().filename().string();
-    if (f.size() <= prefix.size() || f.compare(0, prefix.size(), prefix) != 0) continue;
-    const char* digits = f.c_str() + prefix.size();
-    const char* last = f.c_str() + f.size();
-    long pid = 0;
-    const auto r = std::from_chars(digits, last, pid);
-    if (r.ec != std::errc() || r.ptr != last || pid <= 0 || pid > INT_MAX || pid == ::getpid()) continue;
-    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
-    std::error_code rm;
-    std::filesystem::remove(it->path(), rm);
+    if (f.size() <= prefix.size() || f.compare(0, prefix.size(), prefix) != 0 || it->path() == own) continue;
+    const int fd = ::open(it->path().c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) continue;
+    // Unlink while holding the lock, so a writer never loses a temp file it has locked.
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) ::unlink(it->path().c_str());
+    ::close(fd);
   }
+}
+
+// Creates (truncating) and locks the temp file; retries if a cleaner in another process unlinked
+// it between our open and our flock (it could take the lock in that instant).
+int create_locked_temp(const std::filesystem::path& tmp) {
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return -1;
+    struct stat st {};
+    if (::flock(fd, LOCK_EX) == 0 && ::fstat(fd, &st) == 0 && st.st_nlink > 0) return fd;
+    ::close(fd);
+  }
+  errno = EAGAIN;
+  return -1;
 }
 
 }  // namespace
@@ -346,23 +360,31 @@ void write_file_atomically(const std::filesystem::path& file, const void* bytes,
   if (file.filename().empty()) fail("the path names a folder, not a file", 0);
 
   // O_EXCL would refuse a stale temp left by a crashed run with the same pid; truncating is fine.
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) fail("cannot create the temporary file '" + tmp.string() + "'", errno);
-  auto abandon = [&](const std::string& what, int err) {
-    if (f) std::fclose(f);
+  // The lock is held until after the rename: other savers see this file as in use.
+  const int fd = create_locked_temp(tmp);
+  if (fd < 0) fail("cannot create the temporary file '" + tmp.string() + "'", errno);
+  std::FILE* f = ::fdopen(fd, "wb");
+  if (!f) {
+    const int err = errno;
+    ::close(fd);
     std::error_code ec;
     std::filesystem::remove(tmp, ec);
+    fail("cannot create the temporary file '" + tmp.string() + "'", err);
+  }
+  auto abandon = [&](const std::string& what, int err) {
+    std::error_code ec;
+    std::filesystem::remove(tmp, ec);
+    std::fclose(f);
     fail(what, err);
   };
   if (size > 0 && std::fwrite(bytes, 1, size, f) != size) abandon("writing failed", errno);
   if (std::fflush(f) != 0) abandon("writing failed", errno);
   if (::fsync(::fileno(f)) != 0) abandon("flushing to disk failed", errno);
-  const int closed = std::fclose(f);
-  f = nullptr;
-  if (closed != 0) abandon("closing the file failed", errno);
   if (std::rename(tmp.c_str(), file.c_str()) != 0) abandon("renaming the temporary file failed", errno);
+  // The data is on disk and in place; closing (and so unlocking) cannot lose it any more.
+  std::fclose(f);
   // A writer killed mid-write (SIGKILL, power loss) leaves its temp file; the next save clears it.
-  remove_stale_temps(dir, file.filename().string());
+  remove_stale_temps(dir, file.filename().string(), tmp);
   // Make the rename itself durable; a failure here cannot undo the write, so it is not an error.
   const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {

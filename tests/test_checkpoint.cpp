@@ -2,6 +2,10 @@
 // version and magic checks, and the atomic write's behaviour when it fails.
 // Not a test of resuming training (the trainer's tests do that).
 #include <doctest/doctest.h>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -363,29 +367,25 @@ TEST_CASE("checkpoint: parse_checkpoint reads bytes in memory like load_checkpoi
 
 TEST_CASE("checkpoint: a save removes the temp files of writers that were killed mid-write") {
   TempDir dir;
-  // A pid no process has any more: a child that has exited and been waited for.
-  const pid_t child = ::fork();
-  REQUIRE(child >= 0);
-  if (child == 0) ::_exit(0);
-  int status = 0;
-  REQUIRE(::waitpid(child, &status, 0) == child);
-  const std::string dead = std::to_string(child);
-
   const Bytes junk = {'p', 'a', 'r', 't'};
-  for (const std::string& name : std::vector<std::string>{"f.tmp." + dead,     // stale: removed
-                                 "f.tmp.1",           // pid 1 is alive: may be mid-write, kept
-                                 "f.tmp.abc",         // not a pid: not ours, kept
-                                 "f.tmp." + dead + "x", "f.tmp.-" + dead, "f.tmp.0",
-                                 "g.tmp." + dead,     // another file's temp: kept
-                                 "f.tmp"})
+  // Abandoned temps (no writer holds their lock) go; a live writer's locked temp, another file's
+  // temp and names outside the pattern stay.
+  for (const std::string& name : std::vector<std::string>{"f.tmp.12345", "f.tmp.abc", "f.tmp.live", "g.tmp.12345", "f.tmp"})
     write_all(dir / name, junk);
+  // A live writer: its lock is on another open file description, so it conflicts with the
+  // cleaner's even inside this process.
+  const int live = ::open((dir / "f.tmp.live").c_str(), O_RDONLY);
+  REQUIRE(live >= 0);
+  REQUIRE(::flock(live, LOCK_EX) == 0);
   const TrainingState s = sample_state();
   save_checkpoint(dir / "f", s);
   check_same(s, load_checkpoint(dir / "f"));
-  CHECK_FALSE(fs::exists(dir / ("f.tmp." + dead)));
-  for (const std::string& kept : std::vector<std::string>{"f.tmp.1", "f.tmp.abc", "f.tmp." + dead + "x", "f.tmp.-" + dead, "f.tmp.0",
-                                 "g.tmp." + dead, "f.tmp"})
+  CHECK_FALSE(fs::exists(dir / "f.tmp.12345"));
+  CHECK_FALSE(fs::exists(dir / "f.tmp.abc"));
+  for (const std::string& kept : std::vector<std::string>{"f.tmp.live", "g.tmp.12345", "f.tmp"})
     CHECK_MESSAGE(fs::exists(dir / kept), kept);
+  ::close(live);
+  const std::string dead = "12345";
 
   // A failed save removes nothing (the cleanup runs only after a successful rename).
   write_all(dir / ("f.tmp." + dead), junk);
@@ -399,8 +399,8 @@ TEST_CASE("checkpoint: a save removes the temp files of writers that were killed
 }
 
 TEST_CASE("checkpoint: huge model settings in a small file are refused before allocating") {
-  // Found by tests/fuzz/fuzz_checkpoint: valid settings (1024×1024 images, 8192 hidden units) with a
-  // repaired CRC made load_checkpoint build a 64 GiB model just to compare parameter counts.
+  // Found while writing tests/fuzz/fuzz_checkpoint (its crash report): valid settings (1024×1024
+  // images, 8192 hidden units) with a repaired CRC made the load build a 64 GiB model to compare counts.
   TempDir dir;
   const auto file = dir / "ck";
   save_checkpoint(file, sample_state());
