@@ -399,7 +399,7 @@ TEST_CASE("checkpoint: a save removes the temp files of writers that were killed
 }
 
 TEST_CASE("checkpoint: huge model settings in a small file are refused before allocating") {
-  // Found while writing tests/fuzz/fuzz_checkpoint (its crash report): valid settings (1024×1024
+  // Seen while writing tests/fuzz/fuzz_checkpoint (which reproduces it): valid settings (1024×1024
   // images, 8192 hidden units) with a repaired CRC made the load build a 64 GiB model to compare counts.
   TempDir dir;
   const auto file = dir / "ck";
