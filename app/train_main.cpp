@@ -126,6 +126,7 @@ int run(const TrainArgs& args) {
         progress.on_step(ev);
         break;
       case EventKind::EpochEnd:
+        if (args.bench_steps > 0) return;  // no evaluation in benchmark mode: nothing to report
         progress.on_epoch(*ev.record);
         if (args.json) print_epoch_json(*ev.record, args.iwae_k > 0);
         break;
