@@ -461,30 +461,15 @@ struct Trainer::Impl {
         fresh_start();
         say(Severity::Info, "reset: fresh weights from seed " + std::to_string(tcfg.seed));
         break;
-      case Command::Kind::SetLr: {
-        TrainConfig t = tcfg;
-        t.lr = static_cast<float>(c.value);
-        validate(t);
-        mark("lr " + format_float(tcfg.lr) + " → " + format_float(t.lr));
-        tcfg = t;
+      case Command::Kind::SetLr:
+        change(&TrainConfig::lr, static_cast<float>(c.value), "lr");
         break;
-      }
-      case Command::Kind::SetBeta: {
-        TrainConfig t = tcfg;
-        t.beta = static_cast<float>(c.value);
-        validate(t);
-        mark("β " + format_float(tcfg.beta) + " → " + format_float(t.beta));
-        tcfg = t;
+      case Command::Kind::SetBeta:
+        change(&TrainConfig::beta, static_cast<float>(c.value), "β");
         break;
-      }
-      case Command::Kind::SetWarmup: {
-        TrainConfig t = tcfg;
-        t.warmup_steps = static_cast<int>(c.value);
-        validate(t);
-        mark("warm-up " + std::to_string(tcfg.warmup_steps) + " → " + std::to_string(t.warmup_steps));
-        tcfg = t;
+      case Command::Kind::SetWarmup:
+        change(&TrainConfig::warmup_steps, static_cast<int>(c.value), "warm-up");
         break;
-      }
       case Command::Kind::SetEstimator: {
         const auto e = static_cast<Estimator>(static_cast<int>(c.value));
         TrainConfig t = tcfg;
@@ -557,6 +542,16 @@ struct Trainer::Impl {
         say(Severity::Info, "imported weights from " + c.path.string());
         break;
     }
+  }
+
+  // A live change of one training setting: validated on a copy, then marked on the curves.
+  template <class T>
+  void change(T TrainConfig::*field, T value, const char* name) {
+    TrainConfig t = tcfg;
+    t.*field = value;
+    validate(t);
+    mark(std::string(name) + " " + format_float(tcfg.*field) + " → " + format_float(value));
+    tcfg = t;
   }
 
   void mark(std::string text) {
