@@ -11,9 +11,10 @@ jobs=${VAELAB_JOBS:-$(nproc)}
 run_limit=${SANITIZER_RUN_SECONDS:-240}
 
 # clang compiles this code base about twice as fast as GCC at -O1 with sanitizers (and GCC 12 floods
-# the log with false -Wuninitialized reports from its AVX-512 headers); GCC is the fallback.
-if command -v clang++ >/dev/null && command -v clang >/dev/null; then
-  cc=${SANITIZER_CC:-clang} cxx=${SANITIZER_CXX:-clang++}
+# the log with false -Wuninitialized reports from its AVX-512 headers). If clang cannot build the
+# code (clang 14 lacks a few C++20 features GCC 12 has), the build is retried once with GCC.
+if [[ -z ${SANITIZER_CXX:-} ]] && command -v clang++ >/dev/null && command -v clang >/dev/null; then
+  cc=clang cxx=clang++
 else
   cc=${SANITIZER_CC:-cc} cxx=${SANITIZER_CXX:-c++}
 fi
@@ -24,17 +25,27 @@ common=(-DCMAKE_BUILD_TYPE=Debug -DVAELAB_BUILD_APP=OFF -DVAELAB_BUILD_TESTS=ON 
 
 configure_build() {  # dir, sanitizer flags
   local dir=$1 flags=$2 t0=$SECONDS
-  echo "== configure + build $dir with $cxx ($flags)" >&2
+  if ! build_with "$cc" "$cxx" "$dir" "$flags"; then
+    [[ $cxx == clang++ ]] || return 1
+    echo "run-sanitizers: clang could not build the suite (errors above); using GCC from here on" >&2
+    cc=cc cxx=c++
+    build_with "$cc" "$cxx" "$dir" "$flags" || return 1
+  fi
+  echo "== built in $((SECONDS - t0)) s" >&2
+}
+
+build_with() {  # C compiler, C++ compiler, dir, sanitizer flags
+  local c=$1 cxx_=$2 dir=$3 flags=$4
+  echo "== configure + build $dir with $cxx_ ($flags)" >&2
   # A folder configured with another compiler is reconfigured from scratch.
-  if [[ -f $dir/CMakeCache.txt ]] && ! grep -q "^CMAKE_CXX_COMPILER:[A-Z]*=.*$(basename "$cxx")\$" "$dir/CMakeCache.txt"; then
+  if [[ -f $dir/CMakeCache.txt ]] && ! grep -q "^CMAKE_CXX_COMPILER:[A-Z]*=.*/$(basename "$cxx_")\$" "$dir/CMakeCache.txt"; then
     rm -rf "$dir/CMakeCache.txt" "$dir/CMakeFiles"
   fi
-  CC=$cc CXX=$cxx cmake -S "$root" -B "$dir" "${common[@]}" \
+  CC=$c CXX=$cxx_ cmake -S "$root" -B "$dir" "${common[@]}" \
     -DCMAKE_CXX_FLAGS="-O1 -g -fno-omit-frame-pointer $flags" \
     -DCMAKE_C_FLAGS="-O1 -g -fno-omit-frame-pointer $flags" \
-    -DCMAKE_EXE_LINKER_FLAGS="$flags" >/dev/null
-  cmake --build "$dir" -j"$jobs" --target vaelab_tests
-  echo "== built in $((SECONDS - t0)) s" >&2
+    -DCMAKE_EXE_LINKER_FLAGS="$flags" >/dev/null &&
+    cmake --build "$dir" -j"$jobs" --target vaelab_tests
 }
 
 run_tests() {  # label, dir, extra doctest arguments…; the sanitizer options come from the caller
@@ -52,15 +63,26 @@ status=0
 start=$SECONDS
 
 # ---- AddressSanitizer + UndefinedBehaviorSanitizer: the whole suite ----
-configure_build "$asan_dir" "-fsanitize=address,undefined -fno-sanitize-recover=undefined"
-ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1 \
-UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-  run_tests "ASan+UBSan" "$asan_dir"
+if configure_build "$asan_dir" "-fsanitize=address,undefined -fno-sanitize-recover=undefined"; then
+  ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1 \
+    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    run_tests "ASan+UBSan" "$asan_dir"
+else
+  echo "run-sanitizers: the ASan build FAILED" >&2
+  status=1
+fi
 
 # ---- ThreadSanitizer: the tests that run the trainer thread and the thread pool ----
-configure_build "$tsan_dir" "-fsanitize=thread"
-TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-  run_tests "TSan" "$tsan_dir" -tc="${TSAN_TESTS:-trainer:*,gradients:*}"
+# They take about a second, so they run TSAN_REPEAT times (default 5) to see more interleavings.
+if configure_build "$tsan_dir" "-fsanitize=thread"; then
+  for ((i = 1; i <= ${TSAN_REPEAT:-5}; ++i)); do
+    TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+      run_tests "TSan (round $i)" "$tsan_dir" -tc="${TSAN_TESTS:-trainer:*,gradients:*}"
+  done
+else
+  echo "run-sanitizers: the TSan build FAILED" >&2
+  status=1
+fi
 
 echo "run-sanitizers: $([[ $status == 0 ]] && echo clean || echo FAILED) in $((SECONDS - start)) s" >&2
 exit $status
