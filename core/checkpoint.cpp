@@ -21,6 +21,7 @@
 #include <functional>
 #include <type_traits>
 
+#include "core/conv.hpp"
 #include "core/error.hpp"
 #include "core/model.hpp"
 
@@ -269,10 +270,17 @@ std::uint64_t le64(const std::uint8_t* p) {
 std::string sys_error(int err) { return std::strerror(err); }
 
 // A lower bound on Model(m).size() computed without allocating: the weights and biases of the dense
-// encoder and decoder layers every model has, without the alignment padding between layers.
+// layers every model of that family has, without alignment padding (nor convolution kernels,
+// classifier and cluster parameters, which add a bounded amount). m must have passed validate().
 std::uint64_t dense_parameters(const ModelConfig& m) {
   std::uint64_t total = 0;
   auto dense = [&](std::uint64_t in, std::uint64_t out) { total += in * out + out; };
+  if (m.family == ModelFamily::Conv) {  // the convolutional VAE ignores `hidden`
+    const ConvVaeGeometry v = conv_vae_geometries(m.image_h, m.image_w, m.latent);
+    dense(static_cast<std::uint64_t>(v.enc_dense_in), static_cast<std::uint64_t>(v.enc_dense_out));
+    dense(static_cast<std::uint64_t>(v.dec_dense_in), static_cast<std::uint64_t>(v.dec_dense_out));
+    return total;
+  }
   const std::uint64_t d = static_cast<std::uint64_t>(m.image_h) * static_cast<std::uint64_t>(m.image_w);
   std::uint64_t width = d;
   for (int h : m.hidden) {

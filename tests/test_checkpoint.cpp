@@ -418,3 +418,38 @@ TEST_CASE("checkpoint: huge model settings in a small file are refused before al
   const std::string m = error_of([&] { load_checkpoint(file); });
   CHECK_MESSAGE(has(m, "parameters, but its model settings need at least"), m);
 }
+
+TEST_CASE("checkpoint: convolutional models save and load; huge convolutional settings are refused") {
+  // The lower bound used before building the model must follow the family: a Conv model ignores
+  // `hidden`, and an MLP bound on it refused every Conv save (regression).
+  TempDir dir;
+  TrainingState s;
+  s.model.family = ModelFamily::Conv;
+  s.model.image_h = 8;
+  s.model.image_w = 6;
+  s.model.latent = 2;
+  s.model.hidden = {4000};  // far more than the Conv model has, were it an MLP
+  Model m(s.model);
+  m.init(3);
+  s.params.assign(m.params().begin(), m.params().end());
+  const auto file = dir / "conv";
+  save_checkpoint(file, s);
+  const TrainingState back = load_checkpoint(file);
+  CHECK(back.model == s.model);
+  CHECK(back.params == s.params);
+
+  // 1024×1024 images and 1024 latents: its two dense layers alone would be 8.6 G parameters.
+  Bytes b = read_all(file);
+  auto put32 = [&](std::size_t at, std::uint32_t v) {
+    for (int i = 0; i < 4; ++i) b[at + i] = static_cast<std::uint8_t>(v >> (8 * i));
+  };
+  const std::size_t model_at = 8 + 4 + 8;  // image_h, image_w, latent, …
+  put32(model_at, 1024);
+  put32(model_at + 4, 1024);
+  put32(model_at + 8, 1024);
+  const uLong crc = crc32(crc32(0L, Z_NULL, 0), b.data(), static_cast<uInt>(b.size() - 4));
+  put32(b.size() - 4, static_cast<std::uint32_t>(crc));
+  write_all(file, b);
+  const std::string msg = error_of([&] { load_checkpoint(file); });
+  CHECK_MESSAGE(has(msg, "parameters, but its model settings need at least"), msg);
+}
