@@ -478,6 +478,12 @@ Model import_conv_model(const SafetensorsFile& f) {
   } catch (const Error& e) {
     fail(e.what());
   }
+  // Model(cfg) allocates from the metadata's image size: check the largest tensor's shape first, so
+  // its data (present in the file) bounds the allocation.
+  if (fc21->shape != std::vector<std::int64_t>{cfg.latent, v.enc_dense_in})
+    fail("tensor 'fc21.weight' has shape " + shape_str(fc21->shape) + ", expected " +
+         shape_str({cfg.latent, v.enc_dense_in}) + " for a " + std::to_string(cfg.image_h) + "×" +
+         std::to_string(cfg.image_w) + " convolutional VAE");
   const Tensor* logvar = read_likelihood(f, cfg, used);
   try {
     validate(cfg);

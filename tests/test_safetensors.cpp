@@ -441,3 +441,25 @@ TEST_CASE("safetensors: import refuses files that do not describe a vaelab model
   m = error_of([] { import_model(SafetensorsFile{}); });
   CHECK_MESSAGE(has(m, "no encoder layers"), m);
 }
+
+TEST_CASE("safetensors: a convolutional file's image size is checked against its tensors before allocating") {
+  // Found by review, reproduced with tests/fuzz/fuzz_safetensors: metadata asking for 1024×1024 images and a 4 KB
+  // 'fc21.weight' of shape [1024, 1] made import_model build a 40 GB model before any shape check.
+  SafetensorsFile f;
+  f.metadata = {{"family", "conv"}, {"image_h", "1024"}, {"image_w", "1024"}};
+  f.tensors.push_back({"fc21.weight", {1024, 1}, std::vector<float>(1024, 0.0f)});
+  const std::string m = error_of([&] { import_model(f); });
+  CHECK_MESSAGE(has(m, "tensor 'fc21.weight' has shape [1024, 1], expected [1024, 4194304]"), m);
+
+  // A real convolutional model still exports and imports exactly.
+  ModelConfig c;
+  c.family = ModelFamily::Conv;
+  c.image_h = 9;
+  c.image_w = 7;
+  c.latent = 3;
+  Model model(c);
+  model.init(5);
+  const Model back = import_model(export_model(model));
+  CHECK(back.config().family == ModelFamily::Conv);
+  CHECK(back.params() == model.params());
+}
