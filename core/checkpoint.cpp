@@ -402,10 +402,15 @@ void write_file_atomically(const std::filesystem::path& file, const void* bytes,
 }
 
 void save_checkpoint(const std::filesystem::path& file, const TrainingState& state) {
+  const std::vector<std::uint8_t> bytes = encode_checkpoint(state, file.string());
+  write_file_atomically(file, bytes.data(), bytes.size());
+}
+
+std::vector<std::uint8_t> encode_checkpoint(const TrainingState& state, const std::string& name) {
   for (float p : state.params)
-    if (!std::isfinite(p)) throw Error("cannot save '" + file.string() + "': parameters contain NaN or Inf; not saving");
+    if (!std::isfinite(p)) throw Error("cannot save '" + name + "': parameters contain NaN or Inf; not saving");
   check_consistent(state, [&](const std::string& what) {
-    throw Error("cannot save '" + file.string() + "': the training state " + what);
+    throw Error("cannot save '" + name + "': the training state " + what);
   });
 
   Writer w;
@@ -435,7 +440,7 @@ void save_checkpoint(const std::filesystem::path& file, const TrainingState& sta
   const std::uint64_t total = bytes.size() + kTrailer;
   for (int i = 0; i < 8; ++i) bytes[12 + i] = static_cast<std::uint8_t>(total >> (8 * i));
   w.num(crc_of(bytes.data(), bytes.size()));
-  write_file_atomically(file, bytes.data(), bytes.size());
+  return std::move(bytes);
 }
 
 TrainingState load_checkpoint(const std::filesystem::path& file) {

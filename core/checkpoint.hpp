@@ -33,6 +33,8 @@ struct TrainingState {
 
 // Throws vaelab::Error (the target is untouched when anything fails).
 void save_checkpoint(const std::filesystem::path& file, const TrainingState& state);
+// The bytes save_checkpoint writes, after the same checks (`name` names the target in messages).
+std::vector<std::uint8_t> encode_checkpoint(const TrainingState& state, const std::string& name);
 // Throws vaelab::Error saying what is wrong: missing, not a vaelab checkpoint, newer version,
 // truncated, checksum mismatch, inconsistent sizes.
 TrainingState load_checkpoint(const std::filesystem::path& file);

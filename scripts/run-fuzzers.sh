@@ -45,7 +45,8 @@ for f in "${fuzzers[@]}"; do
   artifacts=$build/fuzz-artifacts/$f
   log=$build/fuzz-logs/$f.log
   mkdir -p "$corpus" "$artifacts" "$(dirname "$log")"
-  cp -n "$root/tests/fuzz/corpus/$f/"* "$build/fuzz-seeds/$f/"* "$corpus/" 2>/dev/null || true
+  cp -n "$root/tests/fuzz/corpus/$f/"* "$corpus/" 2>/dev/null || true
+  for s in "$build/fuzz-seeds/$f/"*; do cp "$s" "$corpus/gen-$(basename "$s")"; done  # current format
   extra=()
   [[ -f $root/tests/fuzz/$f.dict ]] && extra+=("-dict=$root/tests/fuzz/$f.dict")
   echo "== fuzz_$f for $seconds s on $(find "$corpus" -type f | wc -l) inputs (log: $log)" >&2

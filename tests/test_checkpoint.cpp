@@ -360,6 +360,11 @@ TEST_CASE("checkpoint: parse_checkpoint reads bytes in memory like load_checkpoi
   save_checkpoint(dir / "ck", s);
   const Bytes bytes = read_all(dir / "ck");
   check_same(s, parse_checkpoint(bytes.data(), bytes.size(), "<memory>"));
+  CHECK(encode_checkpoint(s, "<memory>") == bytes);  // what save_checkpoint writes
+  TrainingState bad = s;
+  bad.params[0] = std::numeric_limits<float>::quiet_NaN();
+  CHECK(error_of([&] { encode_checkpoint(bad, "<memory>"); }) ==
+        "cannot save '<memory>': parameters contain NaN or Inf; not saving");
   CHECK(error_of([&] { parse_checkpoint(bytes.data(), 5, "<memory>"); }) ==
         "<memory>: file is truncated: 5 bytes is too short for a checkpoint");
   CHECK(error_of([&] { parse_checkpoint(nullptr, 0, "<memory>"); }) == "<memory>: file is empty, not a vaelab checkpoint");

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/checkpoint.hpp"
@@ -115,8 +116,20 @@ int main(int argc, char** argv) {
     b.latent = 2;
     b.hidden = {3, 2};
     b.likelihood = Likelihood::GaussianLearned;
+    // The other model families: a clustering VAE and a convolutional one.
+    ModelConfig g = a;
+    g.family = ModelFamily::Gmvae;
+    g.clusters = 3;
+    ModelConfig c;
+    c.family = ModelFamily::Conv;
+    c.image_h = 4;
+    c.image_w = 3;
+    c.latent = 1;
     save_checkpoint(dir / "checkpoint/bernoulli.vck", small_state(a, 2));
     save_checkpoint(dir / "checkpoint/gaussian-learned.vck", small_state(b, 3));
+    save_checkpoint(dir / "checkpoint/gmvae.vck", small_state(g, 1));
+    // No Conv checkpoint: its fixed 32/64-channel kernels make even a 4×3 one 675 KB, which would
+    // slow every mutation; the format code is the same for every family (unit tests cover Conv).
 
     // safetensors: both naming schemes from export_model, and a file of every convertible dtype.
     Model ma(a);
@@ -125,6 +138,12 @@ int main(int argc, char** argv) {
     Model mb(b);
     mb.init(2);
     write(dir / "safetensors/vaelab-names.safetensors", encode_safetensors(export_model(mb)));
+    // conv.safetensors (226 KB) is not checked in, only generated: import_conv_model is its own parser.
+    for (const auto& [name, cfg] : {std::pair{"gmvae", g}, std::pair{"conv", c}}) {
+      Model m(cfg);
+      m.init(4);
+      write(dir / ("safetensors/" + std::string(name) + ".safetensors"), encode_safetensors(export_model(m)));
+    }
     // Hand-made: F16, BF16 and F64 tensors plus metadata, laid out as the format requires.
     const std::string header =
         R"({"__metadata__":{"k":"v"},"h":{"dtype":"F16","shape":[2],"data_offsets":[0,4]},)"
