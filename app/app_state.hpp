@@ -42,6 +42,7 @@ struct Options {
   double quit_after_s = 0;               // close by itself after this many seconds (measurements)
   int fps_cap = 60;                      // frame limiter when the swap does not block (Xvfb)
   bool vsync = true;
+  bool full_redraw = false;              // no FrameCache: redraw the whole window every frame
 };
 
 struct Message {
@@ -238,8 +239,13 @@ struct FrameStats {
   std::vector<float> work_ms;         // build + render + swap, per frame
   std::vector<float> interval_ms;     // start to start
   std::vector<float> build_ms, render_ms, swap_ms;  // the parts of work_ms
+  std::vector<float> damaged;         // share of the window redrawn (FrameCache)
   double fps = 0;                     // frames drawn during the last second
   std::vector<double> recent;         // start times (s) of the frames in that second
+  // Training seen by the UI, for the report at exit: the first frame with steps taken, the last.
+  double train_t0 = -1, train_t1 = -1;
+  std::int64_t train_step0 = 0, train_step1 = 0;
+  std::vector<float> train_rate;      // the trainer's recent samples/s, per frame while running
 };
 
 struct AppState {
