@@ -43,6 +43,7 @@ struct Options {
   int fps_cap = 60;                      // frame limiter when the swap does not block (Xvfb)
   bool vsync = true;
   bool full_redraw = false;              // no FrameCache: redraw the whole window every frame
+  int trainer_nice = 5;                  // the trainer's threads run this much nicer than the UI
 };
 
 struct Message {
@@ -240,6 +241,7 @@ struct FrameStats {
   std::vector<float> interval_ms;     // start to start
   std::vector<float> build_ms, render_ms, swap_ms;  // the parts of work_ms
   std::vector<float> damaged;         // share of the window redrawn (FrameCache)
+  bool cache_direct = false;          // FrameCache draws into the preserved back buffer
   double fps = 0;                     // frames drawn during the last second
   std::vector<double> recent;         // start times (s) of the frames in that second
   // Training seen by the UI, for the report at exit: the first frame with steps taken, the last.

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <unordered_map>
+#include <utility>
 
 namespace vaelab::app {
 namespace {
@@ -68,7 +69,38 @@ FrameCache::~FrameCache() {
   if (tex_) glDeleteTextures(1, &tex_);
 }
 
+void FrameCache::probe_back_buffer(const std::function<void()>& swap, int fb_w, int fb_h, ImVec4 clear) {
+  direct_ = false;
+  if (fb_w < 2 || fb_h < 2) return;
+  // Two frames one step apart in red: after the second swap a preserving back buffer holds the
+  // second frame (a rotating pair would hold the first, an undefined one anything).
+  const int r0 = std::clamp(static_cast<int>(std::lround(clear.x * 255)), 0, 253);
+  glBindFramebuffer(GL_FRAMEBUFFER, 0);
+  glDisable(GL_SCISSOR_TEST);
+  for (int k = 1; k <= 2; ++k) {
+    glClearColor((r0 + k) / 255.0f, clear.y, clear.z, 1.0f);
+    glClear(GL_COLOR_BUFFER_BIT);
+    swap();
+  }
+  glReadBuffer(GL_BACK);
+  glPixelStorei(GL_PACK_ALIGNMENT, 1);
+  bool kept = true;
+  for (const auto& [x, y] : {std::pair{0, 0}, std::pair{fb_w - 1, fb_h - 1}, std::pair{fb_w / 2, fb_h / 2}}) {
+    unsigned char px[4] = {};
+    glReadPixels(x, y, 1, 1, GL_RGBA, GL_UNSIGNED_BYTE, px);
+    kept = kept && px[0] == r0 + 2;
+  }
+  direct_ = kept && glGetError() == GL_NO_ERROR;
+  full_ = true;
+}
+
 void FrameCache::ensure_target(int w, int h) {
+  if (direct_) {
+    if (w != w_ || h != h_) full_ = true;  // a resized back buffer starts undefined
+    w_ = w;
+    h_ = h;
+    return;
+  }
   if (w == w_ && h == h_ && fbo_) return;
   if (!fbo_) {
     glGenFramebuffers(1, &fbo_);
@@ -216,7 +248,7 @@ void FrameCache::render(ImDrawData* dd, int fb_w, int fb_h, ImVec4 clear) {
   passes_ = static_cast<int>(rects.size());
 
   // ---- redraw them into the cache ----
-  glBindFramebuffer(GL_FRAMEBUFFER, fbo_);
+  glBindFramebuffer(GL_FRAMEBUFFER, direct_ ? 0 : fbo_);
   glViewport(0, 0, fb_w, fb_h);
   std::vector<ImDrawList*> lists;
   std::vector<ImVec4> saved;
@@ -256,6 +288,7 @@ void FrameCache::render(ImDrawData* dd, int fb_w, int fb_h, ImVec4 clear) {
   }
 
   // ---- the cache to the window ----
+  if (direct_) return;
   glBindFramebuffer(GL_READ_FRAMEBUFFER, fbo_);
   glBindFramebuffer(GL_DRAW_FRAMEBUFFER, 0);
   glDisable(GL_SCISSOR_TEST);

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <functional>
 #include <vector>
 
 namespace vaelab::app {
@@ -23,8 +24,17 @@ class FrameCache {
   FrameCache(const FrameCache&) = delete;
   FrameCache& operator=(const FrameCache&) = delete;
 
-  // Draws `dd` into the cache (only what changed since the last call) and copies the cache to
-  // framebuffer 0. `clear` is the colour behind everything (panels may skip their backgrounds).
+  // Checks, with two swaps of frames that differ by one colour step (invisible), whether the
+  // window's back buffer still holds the last frame after a swap. Mesa's software drivers swap
+  // by copying, and then the cache is the back buffer itself (no copy per frame); GLX does not
+  // promise it (nor offers GLX_EXT_buffer_age there), so without a positive check the cache is
+  // an off-screen texture blitted to the window.
+  void probe_back_buffer(const std::function<void()>& swap, int fb_w, int fb_h, ImVec4 clear);
+  bool in_back_buffer() const { return direct_; }
+
+  // Draws `dd` into the cache (only what changed since the last call) and, for an off-screen
+  // cache, copies it to framebuffer 0. `clear` is the colour behind everything (panels may skip
+  // their backgrounds).
   void render(ImDrawData* dd, int fb_w, int fb_h, ImVec4 clear);
   void invalidate() { full_ = true; }
 
@@ -52,6 +62,7 @@ class FrameCache {
   GLuint fbo_ = 0, tex_ = 0;
   int w_ = 0, h_ = 0;
   bool full_ = true;
+  bool direct_ = false;  // the cache is the window's back buffer
   std::vector<ListState> previous_;
   bool debug_ = std::getenv("VAELAB_DEBUG_DAMAGE") != nullptr;
   float damaged_fraction_ = 1;

@@ -79,6 +79,7 @@ Interactive explorer for variational autoencoders. Opens a window on Fashion-MNI
   --fps-cap N          frame limit when the swap does not wait for vsync (default 60; 0: none)
   --no-vsync           do not ask for vsync
   --full-redraw        redraw the whole window every frame (default: only what changed)
+  --trainer-nice N     the training threads' nice value above the UI's (default 5; 0: same)
   --help               this text
 
 Settings and window layout: $XDG_CONFIG_HOME/vaelab/vaelab.ini (~/.config/vaelab).
@@ -184,6 +185,7 @@ Options parse_args(int argc, char** argv) {
     else if (a == "--fps-cap") o.fps_cap = static_cast<int>(parse_int(a, value(), 0, 1000));
     else if (a == "--no-vsync") o.vsync = false;
     else if (a == "--full-redraw") o.full_redraw = true;
+    else if (a == "--trainer-nice") o.trainer_nice = static_cast<int>(parse_int(a, value(), 0, 19));
     else usage_error("unknown option '" + a + "'");
   }
   try {
@@ -406,6 +408,11 @@ int main(int argc, char** argv) {
     glfwSetDropCallback(window, on_drop);
 
     vaelab::app::FrameCache frame_cache;
+    if (!options.full_redraw) {
+      int fb_w = 0, fb_h = 0;
+      glfwGetFramebufferSize(window, &fb_w, &fb_h);
+      frame_cache.probe_back_buffer([&] { glfwSwapBuffers(window); }, fb_w, fb_h, ImGui::GetStyle().Colors[ImGuiCol_WindowBg]);
+    }
     using clock = std::chrono::steady_clock;
     const auto started = clock::now();
     auto last_start = clock::now();
@@ -468,6 +475,7 @@ int main(int argc, char** argv) {
       auto& st = state->stats;
       st.work_ms.push_back(std::chrono::duration<float, std::milli>(t1 - t0).count());
       st.damaged.push_back(options.full_redraw ? 1.0f : frame_cache.damaged_fraction());
+      st.cache_direct = frame_cache.in_back_buffer();
       st.build_ms.push_back(std::chrono::duration<float, std::milli>(t_built - t0).count());
       st.render_ms.push_back(std::chrono::duration<float, std::milli>(t_rendered - t_built).count());
       st.swap_ms.push_back(std::chrono::duration<float, std::milli>(t1 - t_rendered).count());  // shot excluded
@@ -511,6 +519,10 @@ int main(int argc, char** argv) {
     rc = 1;
   }
   report_frame_stats(options, state->stats);
+  if (!options.frame_stats.empty())
+    std::fprintf(stderr, "vaelab: redraw %s\n", options.full_redraw ? "of the whole window each frame (--full-redraw)"
+                                              : state->stats.cache_direct ? "of what changed, in the preserved back buffer"
+                                                                          : "of what changed, in an off-screen cache");
   state.reset();  // GL objects go while the context is alive
   vaelab::app::gl_images_shutdown();
   ImGui_ImplOpenGL3_Shutdown();
