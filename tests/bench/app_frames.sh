@@ -4,7 +4,7 @@
 # other, ROUNDS times. Prints one line per run and the medians. Not a pass/fail test.
 # usage: app_frames.sh [BUILD_DIR]   env: ROUNDS (3) SECONDS_APP (40) SIZE (1280x800)
 #        THREADS (the app's default) STEPS (1500) DATA (/usr/share/datasets/fashion-mnist)
-#        APP_ARGS (extra vaelab flags)
+#        APP_ARGS (extra vaelab flags); STEPS=0 skips vaelab-train
 set -uo pipefail
 build=${1:-build}
 rounds=${ROUNDS:-3}
@@ -43,8 +43,9 @@ for r in $(seq "$rounds"); do
   rmed=$(num 'median build [0-9.]* ms, render') smed=$(num 'render [0-9.]* ms, swap')
   share=$(num 'redrawn share of the window median')
   app_steps=$(num 'in steps') app_wall=$(num 'wall')
-  bench=$("$build/vaelab-train" "${common[@]}" --bench-steps "$steps" 2>/dev/null | grep -o '"samples_per_s":[0-9.]*' | cut -d: -f2)
-  ratio=$(awk -v a="${app_steps:-0}" -v b="${bench:-0}" 'BEGIN { printf "%.2f", b > 0 ? a / b : 0 }')
+  bench=0
+  ((steps > 0)) && bench=$("$build/vaelab-train" "${common[@]}" --bench-steps "$steps" 2>/dev/null | grep -o '"samples_per_s":[0-9.]*' | cut -d: -f2)
+  ratio=$(awk -v a="${app_steps:-0}" -v b="${bench:-0}" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
   printf 'run %d: frame median %s ms p95 %s ms (build %s render %s swap %s, redrawn %s) | app %s samples/s in steps, wall %s | vaelab-train %s | ratio %s | load %s\n' \
     "$r" "$fmed" "$fp95" "$bmed" "$rmed" "$smed" "$share" "$app_steps" "$app_wall" "$bench" "$ratio" "$(uptime | sed 's/.*average: //')"
   med+=("$fmed $fp95 $app_steps $bench $ratio")
