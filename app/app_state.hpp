@@ -44,6 +44,7 @@ struct Options {
   bool vsync = true;
   bool full_redraw = false;              // no FrameCache: redraw the whole window every frame
   int trainer_nice = 5;                  // the trainer's threads run this much nicer than the UI
+  int watch_fps = 10;                    // redraws per second for new snapshots without input
 };
 
 struct Message {

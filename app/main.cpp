@@ -80,6 +80,8 @@ Interactive explorer for variational autoencoders. Opens a window on Fashion-MNI
   --no-vsync           do not ask for vsync
   --full-redraw        redraw the whole window every frame (default: only what changed)
   --trainer-nice N     the training threads' nice value above the UI's (default 5; 0: same)
+  --watch-fps N        redraws per second for new training snapshots without input (default 10;
+                       input always redraws at up to --fps-cap)
   --help               this text
 
 Settings and window layout: $XDG_CONFIG_HOME/vaelab/vaelab.ini (~/.config/vaelab).
@@ -185,6 +187,7 @@ Options parse_args(int argc, char** argv) {
     else if (a == "--fps-cap") o.fps_cap = static_cast<int>(parse_int(a, value(), 0, 1000));
     else if (a == "--no-vsync") o.vsync = false;
     else if (a == "--full-redraw") o.full_redraw = true;
+    else if (a == "--watch-fps") o.watch_fps = static_cast<int>(parse_int(a, value(), 1, 1000));
     else if (a == "--trainer-nice") o.trainer_nice = static_cast<int>(parse_int(a, value(), 0, 19));
     else usage_error("unknown option '" + a + "'");
   }
@@ -421,6 +424,9 @@ int main(int argc, char** argv) {
     // second while training), and at least twice a second. Otherwise the loop sleeps in
     // glfwWaitEventsTimeout, so watching training costs a fraction of a core.
     auto last_input_time = clock::now() - std::chrono::seconds(10);
+    // Watching (no input), new snapshots are drawn at most --watch-fps times a second: each
+    // frame costs software GL a share of the cores the trainer would otherwise have.
+    const auto watch_interval = std::chrono::microseconds(options.watch_fps > 0 ? 1000000 / options.watch_fps : 0);
     unsigned long input_seen = g_input_events;
     auto should_draw = [&] {
       const auto now = clock::now();
@@ -431,7 +437,7 @@ int main(int argc, char** argv) {
       return glfwWindowShouldClose(window) || g_quit_signal || state->quit || g_screenshot_signal || options.fps_cap == 0 ||
              now - last_input_time < std::chrono::milliseconds(600) || now - last_start > std::chrono::milliseconds(500) ||
              (options.quit_after_s > 0 && std::chrono::duration<double>(now - started).count() >= options.quit_after_s) ||
-             app.wants_frame();
+             (app.wants_frame() && now - last_start >= watch_interval);
     };
     while (!glfwWindowShouldClose(window) && !state->quit && !g_quit_signal) {
       glfwPollEvents();
