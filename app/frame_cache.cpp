@@ -1,6 +1,6 @@
-// FrameCache (see frame_cache.hpp): damage from a per-draw-list diff of last frame's vertices, a scissored clear and a
-// clipped ImGui render per damaged rectangle, then one blit to the window.
-// Not thread-safe: the UI thread only, with the window's context current.
+// FrameCache (see frame_cache.hpp): damage from a diff of each draw list against last frame's,
+// a scissored clear and a clipped ImGui render per damaged rectangle, then (off-screen cache only)
+// one blit to the window. Not thread-safe: the UI thread only, with the window's context current.
 #include "app/frame_cache.hpp"
 
 #include <imgui_impl_opengl3.h>

@@ -1,8 +1,9 @@
-// FrameCache: ImGui's output drawn into an off-screen texture that persists between frames, where
-// only the rectangles whose draw lists changed are cleared and drawn again; the texture is then
-// copied to the window. Software GL (llvmpipe under Xvfb) pays for every pixel it fills, and
-// while training most of the window (the forms, the map, the images) stays the same from one
-// frame to the next. Not a compositor: one viewport, drawing is left to ImGui's OpenGL backend.
+// FrameCache: ImGui's output kept between frames (in the window's back buffer when the driver
+// preserves it, else in an off-screen texture blitted to the window), where only the rectangles
+// whose draw lists changed are cleared and drawn again. Software GL (llvmpipe under Xvfb) pays
+// for every pixel it fills, and while training most of the window (the forms, the map, the
+// images) stays the same from one frame to the next.
+// Not a compositor: one viewport, the drawing itself is left to ImGui's OpenGL backend.
 #pragma once
 #include <glad/gl.h>
 #include <imgui.h>
