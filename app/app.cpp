@@ -8,10 +8,16 @@
 #include <imgui_internal.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <thread>
+
+#ifdef __linux__
+#include <sys/resource.h>
+#endif
 
 #include "app/gl_util.hpp"
 #include "app/image_export.hpp"
@@ -91,24 +97,39 @@ void App::start_trainer(std::shared_ptr<const Dataset> data) {
   ModelConfig model = o.model;
   model.image_h = data->train.height;
   model.image_w = data->train.width;
-  try {
-    auto trainer = std::make_unique<Trainer>(data, model, o.train, o.trainer);
-    if (!o.load.empty()) {
-      try {
-        if (o.load.extension() == ".safetensors") trainer->import_safetensors_now(o.load);
-        else trainer->load_now(o.load);
-        std::snprintf(s_.training.file_path, sizeof s_.training.file_path, "%s", o.load.c_str());
-      } catch (const std::exception& e) {
-        s_.post(Severity::Error, std::string("Could not open ") + o.load.string() + ": " + e.what());
-      }
-      o.load.clear();
+  // The Trainer is built and started on a helper thread that first lowers its own scheduling
+  // priority: the trainer thread and its pool's workers are created from it and inherit that
+  // (on Linux the nice value is per thread), the UI thread keeps its own. On a busy machine
+  // the scheduler then runs the UI's few milliseconds per frame at once instead of sharing the
+  // cores evenly with two always-busy training threads; when the UI idles, training has them.
+  std::thread builder([&] {
+#ifdef __linux__
+    if (o.trainer_nice > 0) {
+      errno = 0;
+      const int base = getpriority(PRIO_PROCESS, 0);
+      if (errno == 0) setpriority(PRIO_PROCESS, 0, std::min(19, base + o.trainer_nice));
     }
-    trainer->start();
-    s_.trainer = std::move(trainer);
-    s_.data = std::move(data);
-  } catch (const std::exception& e) {
-    s_.post(Severity::Error, std::string("Could not start training: ") + e.what());
-  }
+#endif
+    try {
+      auto trainer = std::make_unique<Trainer>(data, model, o.train, o.trainer);
+      if (!o.load.empty()) {
+        try {
+          if (o.load.extension() == ".safetensors") trainer->import_safetensors_now(o.load);
+          else trainer->load_now(o.load);
+          std::snprintf(s_.training.file_path, sizeof s_.training.file_path, "%s", o.load.c_str());
+        } catch (const std::exception& e) {
+          s_.post(Severity::Error, std::string("Could not open ") + o.load.string() + ": " + e.what());
+        }
+        o.load.clear();
+      }
+      trainer->start();
+      s_.trainer = std::move(trainer);
+      s_.data = std::move(data);
+    } catch (const std::exception& e) {
+      s_.post(Severity::Error, std::string("Could not start training: ") + e.what());
+    }
+  });
+  builder.join();  // the UI thread waits, as before; s_ is only touched while it does
 }
 
 void App::poll_data_loading() {

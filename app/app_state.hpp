@@ -42,6 +42,9 @@ struct Options {
   double quit_after_s = 0;               // close by itself after this many seconds (measurements)
   int fps_cap = 60;                      // frame limiter when the swap does not block (Xvfb)
   bool vsync = true;
+  bool full_redraw = false;              // no FrameCache: redraw the whole window every frame
+  int trainer_nice = 5;                  // the trainer's threads run this much nicer than the UI
+  int watch_fps = 10;                    // redraws per second for new snapshots without input
 };
 
 struct Message {
@@ -251,8 +254,14 @@ struct FrameStats {
   std::vector<float> work_ms;         // build + render + swap, per frame
   std::vector<float> interval_ms;     // start to start
   std::vector<float> build_ms, render_ms, swap_ms;  // the parts of work_ms
+  std::vector<float> damaged;         // share of the window redrawn (FrameCache)
+  bool cache_direct = false;          // FrameCache draws into the preserved back buffer
   double fps = 0;                     // frames drawn during the last second
   std::vector<double> recent;         // start times (s) of the frames in that second
+  // Training seen by the UI, for the report at exit: the first frame with steps taken, the last.
+  double train_t0 = -1, train_t1 = -1;
+  std::int64_t train_step0 = 0, train_step1 = 0;
+  std::vector<float> train_rate;      // the trainer's recent samples/s, per frame while running
 };
 
 struct AppState {

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 
+#include "app/frame_cache.hpp"
 #include "app/gl_util.hpp"
 #include "core/view_math.hpp"
 #include "embedded_shaders.hpp"
@@ -124,6 +125,7 @@ ImTextureID GlImage::texture(int colormap) {
     glActiveTexture(GL_TEXTURE1);
     glBindTexture(GL_TEXTURE_2D, 0);
     coloured_with_ = colormap;
+    note_texture_changed(reinterpret_cast<ImTextureID>(static_cast<std::intptr_t>(dst_)));
   }
   return reinterpret_cast<ImTextureID>(static_cast<std::intptr_t>(dst_));
 }

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <vector>
 
+#include "app/frame_cache.hpp"
 #include "app/gl_util.hpp"
 #include "embedded_shaders.hpp"
 
@@ -145,6 +146,7 @@ void GlPoints::render(int w, int h, const PointView& view, int budget) {
     shown_view_ = pending_view_;
     has_shown_ = true;
     busy_ = false;
+    note_texture_changed(texture());
   }
 }
 

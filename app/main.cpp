@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "app/app.hpp"
+#include "app/frame_cache.hpp"
 #include "app/gl_image.hpp"
 #include "app/settings.hpp"
 #include "core/error.hpp"
@@ -77,6 +78,10 @@ Interactive explorer for variational autoencoders. Opens a window on Fashion-MNI
   --quit-after S       close by itself after S seconds
   --fps-cap N          frame limit when the swap does not wait for vsync (default 60; 0: none)
   --no-vsync           do not ask for vsync
+  --full-redraw        redraw the whole window every frame (default: only what changed)
+  --trainer-nice N     the training threads' nice value above the UI's (default 5; 0: same)
+  --watch-fps N        redraws per second for new training snapshots without input (default 10;
+                       input always redraws at up to --fps-cap)
   --help               this text
 
 Settings and window layout: $XDG_CONFIG_HOME/vaelab/vaelab.ini (~/.config/vaelab).
@@ -181,6 +186,9 @@ Options parse_args(int argc, char** argv) {
     else if (a == "--quit-after") o.quit_after_s = parse_real(a, value(), 0, 1e7);
     else if (a == "--fps-cap") o.fps_cap = static_cast<int>(parse_int(a, value(), 0, 1000));
     else if (a == "--no-vsync") o.vsync = false;
+    else if (a == "--full-redraw") o.full_redraw = true;
+    else if (a == "--watch-fps") o.watch_fps = static_cast<int>(parse_int(a, value(), 1, 1000));
+    else if (a == "--trainer-nice") o.trainer_nice = static_cast<int>(parse_int(a, value(), 0, 19));
     else usage_error("unknown option '" + a + "'");
   }
   try {
@@ -212,14 +220,15 @@ void report_frame_stats(const Options& o, const vaelab::app::FrameStats& st) {
   std::fprintf(stderr, "vaelab: last frame %d vertices, %d indices\n", ImGui::GetIO().MetricsRenderVertices,
                ImGui::GetIO().MetricsRenderIndices);
   auto tail = [&](const std::vector<float>& v) { return std::vector<float>(v.begin() + static_cast<long>(skip), v.end()); };
-  std::fprintf(stderr, "vaelab: median build %.2f ms, render %.2f ms, swap %.2f ms\n", percentile(tail(st.build_ms), 0.5),
-               percentile(tail(st.render_ms), 0.5), percentile(tail(st.swap_ms), 0.5));
+  std::fprintf(stderr, "vaelab: median build %.2f ms, render %.2f ms, swap %.2f ms; redrawn share of the window median %.2f, p95 %.2f\n",
+               percentile(tail(st.build_ms), 0.5), percentile(tail(st.render_ms), 0.5), percentile(tail(st.swap_ms), 0.5),
+               percentile(tail(st.damaged), 0.5), percentile(tail(st.damaged), 0.95));
   if (o.frame_stats.empty()) return;
   std::ofstream out(o.frame_stats);
-  out << "frame,work_ms,build_ms,render_ms,swap_ms,interval_ms\n";
+  out << "frame,work_ms,build_ms,render_ms,swap_ms,interval_ms,redrawn\n";
   for (std::size_t i = 0; i < st.work_ms.size(); ++i)
     out << i << ',' << st.work_ms[i] << ',' << st.build_ms[i] << ',' << st.render_ms[i] << ',' << st.swap_ms[i] << ','
-        << st.interval_ms[i] << '\n';
+        << st.interval_ms[i] << ',' << st.damaged[i] << '\n';
   if (!out) std::fprintf(stderr, "vaelab: could not write %s\n", o.frame_stats.c_str());
 }
 
@@ -401,6 +410,12 @@ int main(int argc, char** argv) {
     glfwSetWindowUserPointer(window, &app);
     glfwSetDropCallback(window, on_drop);
 
+    vaelab::app::FrameCache frame_cache;
+    if (!options.full_redraw) {
+      int fb_w = 0, fb_h = 0;
+      glfwGetFramebufferSize(window, &fb_w, &fb_h);
+      frame_cache.probe_back_buffer([&] { glfwSwapBuffers(window); }, fb_w, fb_h, ImGui::GetStyle().Colors[ImGuiCol_WindowBg]);
+    }
     using clock = std::chrono::steady_clock;
     const auto started = clock::now();
     auto last_start = clock::now();
@@ -409,6 +424,9 @@ int main(int argc, char** argv) {
     // second while training), and at least twice a second. Otherwise the loop sleeps in
     // glfwWaitEventsTimeout, so watching training costs a fraction of a core.
     auto last_input_time = clock::now() - std::chrono::seconds(10);
+    // Watching (no input), new snapshots are drawn at most --watch-fps times a second: each
+    // frame costs software GL a share of the cores the trainer would otherwise have.
+    const auto watch_interval = std::chrono::microseconds(options.watch_fps > 0 ? 1000000 / options.watch_fps : 0);
     unsigned long input_seen = g_input_events;
     auto should_draw = [&] {
       const auto now = clock::now();
@@ -419,7 +437,7 @@ int main(int argc, char** argv) {
       return glfwWindowShouldClose(window) || g_quit_signal || state->quit || g_screenshot_signal || options.fps_cap == 0 ||
              now - last_input_time < std::chrono::milliseconds(600) || now - last_start > std::chrono::milliseconds(500) ||
              (options.quit_after_s > 0 && std::chrono::duration<double>(now - started).count() >= options.quit_after_s) ||
-             app.wants_frame();
+             (app.wants_frame() && now - last_start >= watch_interval);
     };
     while (!glfwWindowShouldClose(window) && !state->quit && !g_quit_signal) {
       glfwPollEvents();
@@ -439,11 +457,15 @@ int main(int argc, char** argv) {
       const auto t_built = clock::now();
       int fb_w = 0, fb_h = 0;
       glfwGetFramebufferSize(window, &fb_w, &fb_h);
-      glViewport(0, 0, fb_w, fb_h);
       const ImVec4 bg = ImGui::GetStyle().Colors[ImGuiCol_WindowBg];  // panels that overlap nothing skip theirs
-      glClearColor(bg.x, bg.y, bg.z, 1.0f);
-      glClear(GL_COLOR_BUFFER_BIT);
-      ImGui_ImplOpenGL3_RenderDrawData(ImGui::GetDrawData());
+      if (options.full_redraw) {
+        glViewport(0, 0, fb_w, fb_h);
+        glClearColor(bg.x, bg.y, bg.z, 1.0f);
+        glClear(GL_COLOR_BUFFER_BIT);
+        ImGui_ImplOpenGL3_RenderDrawData(ImGui::GetDrawData());
+      } else {
+        frame_cache.render(ImGui::GetDrawData(), fb_w, fb_h, bg);  // only the panels that changed
+      }
       const auto t_rendered = clock::now();
       // Screenshots (test hook, F12) read the back buffer and encode PNGs: kept out of the timings.
       app.after_render(fb_w, fb_h);
@@ -458,6 +480,8 @@ int main(int argc, char** argv) {
       }
       auto& st = state->stats;
       st.work_ms.push_back(std::chrono::duration<float, std::milli>(t1 - t0).count());
+      st.damaged.push_back(options.full_redraw ? 1.0f : frame_cache.damaged_fraction());
+      st.cache_direct = frame_cache.in_back_buffer();
       st.build_ms.push_back(std::chrono::duration<float, std::milli>(t_built - t0).count());
       st.render_ms.push_back(std::chrono::duration<float, std::milli>(t_rendered - t_built).count());
       st.swap_ms.push_back(std::chrono::duration<float, std::milli>(t1 - t_rendered).count());  // shot excluded
@@ -468,14 +492,32 @@ int main(int argc, char** argv) {
       st.recent.push_back(now_s);
       std::erase_if(st.recent, [&](double t) { return t < now_s - 1.0; });
       st.fps = static_cast<double>(st.recent.size());
+      if (state->snap && state->snap->step > 0) {
+        if (st.train_t0 < 0) st.train_t0 = now_s, st.train_step0 = state->snap->step;
+        st.train_t1 = now_s, st.train_step1 = state->snap->step;
+        if (state->snap->state == vaelab::TrainerState::Running && state->snap->samples_per_s > 0)
+          st.train_rate.push_back(static_cast<float>(state->snap->samples_per_s));
+      }
       if (options.quit_after_s > 0 && std::chrono::duration<double>(t1 - started).count() >= options.quit_after_s) break;
       // Frame cap: under Xvfb (or with vsync off) the swap returns at once; don't spin a core.
       if (options.fps_cap > 0) std::this_thread::sleep_until(t0 + std::chrono::microseconds(1000000 / options.fps_cap));
     }
     glfwSetWindowUserPointer(window, nullptr);
-    if (state->snap)
-      std::fprintf(stderr, "vaelab: training at exit: step %lld, %.0f samples/s (recent), %d threads\n",
-                   static_cast<long long>(state->snap->step), state->snap->samples_per_s, state->snap->train_config.threads);
+    if (state->snap) {
+      // Two figures: the trainer's own (time inside training steps, median over the frames,
+      // comparable with vaelab-train --bench-steps) and the wall-clock rate, which also pays
+      // for the epoch-end evaluations and the latent map's re-encoding.
+      const auto& st = state->stats;
+      const double wall = st.train_t1 > st.train_t0
+                              ? static_cast<double>(st.train_step1 - st.train_step0) * state->snap->train_config.batch /
+                                    (st.train_t1 - st.train_t0)
+                              : 0.0;
+      std::fprintf(stderr,
+                   "vaelab: training at exit: step %lld, %d threads; in steps %.0f samples/s (median over the run), "
+                   "wall %.0f samples/s\n",
+                   static_cast<long long>(state->snap->step), state->snap->train_config.threads,
+                   percentile(st.train_rate, 0.5), wall);
+    }
     const std::string err = vaelab::app::save_settings(ini);
     if (!err.empty()) std::fprintf(stderr, "vaelab: could not save settings: %s\n", err.c_str());
   } catch (const std::exception& e) {
@@ -483,6 +525,10 @@ int main(int argc, char** argv) {
     rc = 1;
   }
   report_frame_stats(options, state->stats);
+  if (!options.frame_stats.empty())
+    std::fprintf(stderr, "vaelab: redraw %s\n", options.full_redraw ? "of the whole window each frame (--full-redraw)"
+                                              : state->stats.cache_direct ? "of what changed, in the preserved back buffer"
+                                                                          : "of what changed, in an off-screen cache");
   state.reset();  // GL objects go while the context is alive
   vaelab::app::gl_images_shutdown();
   ImGui_ImplOpenGL3_Shutdown();

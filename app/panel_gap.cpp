@@ -52,8 +52,11 @@ void draw_gap_bounds_tab(AppState& state, const Snapshot& snap) {
     gap.push_back(e.test_iwae - e.test_iwae_elbo);
   }
   if (x.empty()) {
-    ImGui::TextDisabled("No IWAE yet: it is computed at the end of each epoch (epoch %d, batch %d / %d).",
-                        snap.epoch + 1, snap.batch_in_epoch, snap.batches_per_epoch);
+    // Wrapped: at 1280×800 the gap window is too narrow for the sentence on one line.
+    ImGui::PushStyleColor(ImGuiCol_Text, ImGui::GetStyleColorVec4(ImGuiCol_TextDisabled));
+    ImGui::TextWrapped("No IWAE yet: it is computed at the end of each epoch (epoch %d, batch %d / %d).", snap.epoch + 1,
+                       snap.batch_in_epoch, snap.batches_per_epoch);
+    ImGui::PopStyleColor();
   } else {
     const EpochRecord* last = nullptr;
     for (const EpochRecord& e : epochs)

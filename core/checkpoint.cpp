@@ -217,16 +217,17 @@ TrainConfig get_train(Reader& r) {
 
 History get_history(Reader& r) {
   History h;
-  h.steps.resize(r.count(kStepBytes));
-  for (auto& s : h.steps) {
+  for (std::size_t n = r.count(kStepBytes); n > 0; --n) {
+    StepRecord s;
     s.step = r.num<std::int64_t>();
     s.epoch = r.num<float>();
     s.elbo = r.num<float>();
     s.recon = r.num<float>();
     s.kl = r.num<float>();
+    h.steps.push_back(s);
   }
-  h.epochs.resize(r.count(kEpochBytes));
-  for (auto& e : h.epochs) {
+  for (std::size_t n = r.count(kEpochBytes); n > 0; --n) {
+    EpochRecord e;
     e.epoch = r.i32();
     e.step = r.num<std::int64_t>();
     for (float* f : {&e.train_elbo, &e.test_elbo, &e.test_recon, &e.test_kl, &e.test_iwae, &e.test_iwae_elbo,
@@ -234,16 +235,19 @@ History get_history(Reader& r) {
       *f = r.num<float>();
     e.iwae_k = r.i32();
     e.kl_per_dim = r.vec<float>();
+    h.epochs.push_back(e);
   }
-  h.markers.resize(r.count(kMarkerBytes));
-  for (auto& m : h.markers) {
+  for (std::size_t n = r.count(kMarkerBytes); n > 0; --n) {
+    ChangeMarker m;
     m.step = r.num<std::int64_t>();
     m.text = r.str();
+    h.markers.push_back(m);
   }
-  h.estimators.resize(r.count(kEstimatorBytes));
-  for (auto& e : h.estimators) {
+  for (std::size_t n = r.count(kEstimatorBytes); n > 0; --n) {
+    EstimatorRecord e;
     e.step = r.num<std::int64_t>();
     for (float* f : {&e.reparam_variance, &e.score_variance, &e.reparam_snr, &e.score_snr}) *f = r.num<float>();
+    h.estimators.push_back(e);
   }
   return h;
 }

@@ -91,17 +91,33 @@ Eigen::VectorXf slerp(const Eigen::VectorXf& a, const Eigen::VectorXf& b, float 
   const Eigen::VectorXd ad = a.cast<double>(), bd = b.cast<double>();
   const double na = ad.norm(), nb = bd.norm();
   if (!(na > 1e-12) || !(nb > 1e-12)) return lerp(a, b, t);
+  if (t == 0.0f) return a;
+  if (t == 1.0f) return b;
+  // The direction moves along the great circle from a to b, the norm linearly from |a| to |b|.
+  // Shoemake's weights sin((1−t)ω)/sin ω on the raw vectors grow without bound as ω → π (and
+  // leave the shell the data lives on when the norms differ); this form stays between the norms.
+  const Eigen::VectorXd ua = ad / na, ub = bd / nb;
   // Angle from the chord lengths of the unit vectors: unlike acos of the dot product it stays
   // accurate for nearly (anti)parallel inputs.
-  const Eigen::VectorXd ua = ad / na, ub = bd / nb;
   const double omega = 2.0 * std::atan2((ua - ub).norm(), (ua + ub).norm());
-  const double s = std::sin(omega);
-  // Parallel: slerp degenerates to lerp anyway. Antiparallel: the great circle is undefined.
-  if (s < 1e-6) return lerp(a, b, t);
+  // Unit vector orthogonal to ua in the plane of a and b, taken from ub's rejection.
+  Eigen::VectorXd w = ub - ua.dot(ub) * ua;
+  double nw = w.norm();
+  if (nw < 1e-9) {
+    if (omega < 1.0) return lerp(a, b, t);  // parallel: one direction, only the norm moves
+    // Opposite: every half great circle is as short. Take the one towards the coordinate axis
+    // least aligned with a, so the path is deterministic. In 1-D there is none: go through 0.
+    if (ad.size() < 2) return lerp(a, b, t);
+    Eigen::Index axis = 0;
+    ua.cwiseAbs().minCoeff(&axis);
+    w = -ua[axis] * ua;
+    w[axis] += 1.0;
+    nw = w.norm();
+  }
+  w /= nw;
   const double td = t;
-  const double wa = std::sin((1.0 - td) * omega) / s;
-  const double wb = std::sin(td * omega) / s;
-  return (wa * ad + wb * bd).cast<float>();
+  const Eigen::VectorXd u = std::cos(td * omega) * ua + std::sin(td * omega) * w;
+  return (((1.0 - td) * na + td * nb) / u.norm() * u).cast<float>();
 }
 
 double normal_cdf(double x) { return 0.5 * std::erfc(-x / std::numbers::sqrt2); }

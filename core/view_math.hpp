@@ -26,7 +26,10 @@ Eigen::MatrixXf project(const Pca2& pca, const Eigen::Ref<const Eigen::MatrixXf>
 Eigen::VectorXf lift(const Pca2& pca, float u, float v);
 
 Eigen::VectorXf lerp(const Eigen::VectorXf& a, const Eigen::VectorXf& b, float t);
-// Spherical interpolation (Shoemake); falls back to lerp when a and b are (anti)parallel or zero.
+// Spherical interpolation: the direction along the great circle from a to b (uniform in angle),
+// the norm linearly from |a| to |b|, so the path never leaves the shell between the two norms
+// (Shoemake's form on the raw vectors blows up for nearly opposite points). Lerp when a or b is
+// zero or they are parallel; exactly opposite points go round via a fixed perpendicular axis.
 Eigen::VectorXf slerp(const Eigen::VectorXf& a, const Eigen::VectorXf& b, float t);
 
 // Φ⁻¹(p) for p in (0, 1) (Acklam's rational approximation refined by one Newton step).

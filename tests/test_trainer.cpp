@@ -78,7 +78,12 @@ History run_epochs(int epochs, int threads) {
   tr.start();
   tr.join();
   History h = tr.snapshot()->history;
-  for (auto& e : h.epochs) e.samples_per_s = 0;  // a timing, not a result
+  decltype(h.epochs) records;
+  for (EpochRecord e : h.epochs) {
+    e.samples_per_s = 0;  // a timing, not a result
+    records.push_back(e);
+  }
+  h.epochs = records;
   return h;
 }
 
@@ -110,6 +115,41 @@ TEST_CASE("trainer: the same seed and thread count give the same numbers") {
   REQUIRE(c.steps.size() == a.steps.size());
   // Other thread counts sum gradients in another order: equal up to rounding.
   CHECK(c.epochs.back().test_elbo == doctest::Approx(a.epochs.back().test_elbo).epsilon(1e-2));
+}
+
+TEST_CASE("trainer: snapshots share the history's sealed chunks instead of copying them") {
+  TrainerOptions opt;
+  opt.max_epochs = 120;  // 20 batches per epoch: 2,400 steps, two sealed chunks of 1,024
+  opt.display_points = 0;
+  opt.evaluate_each_epoch = false;
+  opt.publish_interval_ms = 0;  // a snapshot after every step
+  Trainer tr(synthetic_data(), small_model(), small_train(1), opt);
+  std::vector<std::shared_ptr<const Snapshot>> kept;
+  // On the trainer thread, before step k is published: snapshot() holds step k − 1.
+  tr.set_listener([&](const TrainerEvent& ev) {
+    if (ev.kind == EventKind::Step && (ev.step == 1500 || ev.step == 2200)) kept.push_back(tr.snapshot());
+  });
+  tr.start();
+  tr.join();
+  const auto last = tr.snapshot();
+  REQUIRE(kept.size() == 2);
+  REQUIRE(last->step == 2400);
+  const auto& a = kept[0]->history.steps;
+  const auto& b = kept[1]->history.steps;
+  const auto& z = last->history.steps;
+  CHECK(kept[0]->step == 1499);
+  CHECK(a.size() == 1499);  // an older snapshot keeps what it had
+  CHECK(b.size() == 2199);
+  CHECK(z.size() == 2400);
+  CHECK(z.shared_chunks_with(a) == 1);
+  CHECK(z.shared_chunks_with(b) == 2);
+  CHECK(&z[0] == &a[0]);
+  CHECK(&z[2047] == &b[2047]);
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (a[i] == z[i]) continue;
+    FAIL("step record " << i << " differs between snapshots");
+  }
+  CHECK(a.back().step == 1499);
 }
 
 TEST_CASE("trainer: pause, step, resume and stop while snapshots are read") {

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <numbers>
 #include <random>
 #include <set>
 #include <string>
@@ -256,25 +257,62 @@ TEST_CASE("view_math: slerp keeps norm, is uniform in angle and hits endpoints")
       CHECK(ang == doctest::Approx(t * omega).epsilon(1e-3));
     }
   }
-  // Unequal norms: endpoints still exact, the path stays in the plane of a and b.
+  // Unequal norms: endpoints still exact, the direction uniform in angle, the norm linear.
   Eigen::VectorXf a(2), b(2);
   a << 2, 0;
   b << 0, 1;
   CHECK((slerp(a, b, 0.0f) - a).norm() < 1e-6f);
   CHECK((slerp(a, b, 1.0f) - b).norm() < 1e-6f);
   Eigen::VectorXf half(2);
-  half << 2 * std::sqrt(0.5f), std::sqrt(0.5f);  // Shoemake weights sin(π/4)/sin(π/2)
+  half << 1.5f * std::sqrt(0.5f), 1.5f * std::sqrt(0.5f);  // 45°, norm (2 + 1) / 2
   CHECK((slerp(a, b, 0.5f) - half).norm() < 1e-6f);
+  const Eigen::VectorXf q = slerp(a, b, 0.25f);
+  CHECK(q.norm() == doctest::Approx(1.75).epsilon(1e-6));
+  CHECK(std::atan2(q[1], q[0]) == doctest::Approx(std::numbers::pi / 8).epsilon(1e-6));
 }
 
-TEST_CASE("view_math: slerp falls back to lerp for degenerate inputs") {
-  Eigen::VectorXf zero = Eigen::VectorXf::Zero(3), a(3), par(3), anti(3), near(3);
+TEST_CASE("view_math: slerp between nearly opposite points stays on the data's shell") {
+  // The regression: Shoemake's weights sin((1−t)ω)/sin ω grow like 1/(π − ω), so points ~1e-4
+  // rad from opposite were sent ~10⁴ times further out than the data; exactly opposite points
+  // fell back to lerp through the origin. Now |slerp(a, b, t)| = (1 − t)|a| + t|b| and the
+  // direction turns by t·ω.
+  std::mt19937 rng(11);
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  for (int d : {2, 3, 16}) {
+    for (double gap : {1e-2, 1e-4, 1e-6, 0.0}) {
+      Eigen::VectorXf a(d), perp(d);
+      for (int i = 0; i < d; ++i) {
+        a[i] = g(rng);
+        perp[i] = g(rng);
+      }
+      a *= 2.5f / a.norm();
+      perp -= perp.dot(a) / a.squaredNorm() * a;
+      perp.normalize();
+      // b at angle π − gap from a, with a different norm.
+      const Eigen::VectorXf b =
+          (1.5 * (-std::cos(gap) * a.normalized().cast<double>() + std::sin(gap) * perp.cast<double>())).cast<float>();
+      const double omega = std::numbers::pi - gap;
+      CAPTURE(d);
+      CAPTURE(gap);
+      for (float t : {0.0f, 0.1f, 0.3f, 0.5f, 0.7f, 0.9f, 1.0f}) {
+        const Eigen::VectorXf s = slerp(a, b, t);
+        REQUIRE(s.allFinite());
+        CHECK(s.norm() == doctest::Approx((1 - t) * 2.5 + t * 1.5).epsilon(1e-4));
+        const double ang = std::acos(std::clamp(static_cast<double>(s.normalized().dot(a.normalized())), -1.0, 1.0));
+        CHECK(ang == doctest::Approx(t * omega).epsilon(1e-3));
+      }
+      CHECK((slerp(a, b, 1.0f) - b).norm() < 1e-5f);
+    }
+  }
+}
+
+TEST_CASE("view_math: slerp falls back to lerp for zero and parallel inputs") {
+  Eigen::VectorXf zero = Eigen::VectorXf::Zero(3), a(3), par(3), near(3);
   a << 1, 2, 3;
   par = 2.5f * a;
-  anti = -a;
   near = a;
   near[0] += 1e-7f;
-  for (const Eigen::VectorXf* b : {&zero, &par, &anti, &near}) {
+  for (const Eigen::VectorXf* b : {&zero, &par, &near}) {
     for (float t : {0.0f, 0.3f, 1.0f}) {
       const Eigen::VectorXf s = slerp(a, *b, t);
       CHECK(s.allFinite());
@@ -283,6 +321,17 @@ TEST_CASE("view_math: slerp falls back to lerp for degenerate inputs") {
   }
   const Eigen::VectorXf s = slerp(zero, a, 0.5f);
   CHECK((s - 0.5f * a).norm() < 1e-6f);
+  // Exactly opposite: a half circle (not through the origin), the same path every call.
+  const Eigen::VectorXf anti = -a;
+  const Eigen::VectorXf mid = slerp(a, anti, 0.5f);
+  CHECK(mid.norm() == doctest::Approx(a.norm()).epsilon(1e-6));
+  CHECK(std::abs(mid.dot(a)) < 1e-5f);
+  CHECK(mid == slerp(a, anti, 0.5f));
+  // In 1-D there is no way round: through 0.
+  Eigen::VectorXf p1(1), m1(1);
+  p1 << 2;
+  m1 << -1;
+  CHECK(slerp(p1, m1, 0.5f)[0] == doctest::Approx(0.5));
 }
 
 // ---- normal quantiles and the manifold grid ----
