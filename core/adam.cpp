@@ -1,4 +1,5 @@
-// Adam update over the flat parameter buffer, split in contiguous chunks across the pool.
+// Adam update over the flat parameter buffer, split in contiguous chunks claimed by the pool's
+// threads (elementwise, so the chunking never changes results).
 #include "core/adam.hpp"
 
 #include <algorithm>
@@ -27,15 +28,15 @@ void Adam::step(float* params, const float* grad, std::size_t n, float lr, Threa
     // PyTorch's form: θ −= lr/c1 · m / (√v/√c2 + eps)
     p -= step * mm / (vv.sqrt() * inv_sqrt_c2 + eps);
   };
-  const int parts = pool ? pool->size() : 1;
-  if (parts <= 1) {
+  // Chunks of at least 16 K floats, several per thread, so that a thread that loses its core to
+  // another process leaves only a small piece for the others.
+  const std::size_t chunk = std::max<std::size_t>(16384, (n / 16 + 15) / 16 * 16);
+  const int parts = static_cast<int>((n + chunk - 1) / chunk);
+  if (!pool || pool->size() <= 1 || parts <= 1) {
     update(0, n);
     return;
   }
-  pool->run(parts, [&](int p) {
-    const std::size_t chunk = (n + parts - 1) / parts;
-    update(std::min(n, chunk * p), std::min(n, chunk * (p + 1)));
-  });
+  pool->run(parts, [&](int p) { update(chunk * p, std::min(n, chunk * (p + 1))); });
 }
 
 }  // namespace vaelab
