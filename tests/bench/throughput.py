@@ -161,6 +161,14 @@ def busy_cores(interval=0.5):
     return (os.cpu_count() or 1) * (1 - (i1 - i0) / max(1, t1 - t0))
 
 
+def per_cpu_rate(rec):
+    """Samples per CPU-second of a record with steps, batch and cpu_seconds (None without them)."""
+    try:
+        return float(rec["steps"]) * float(rec["batch"]) / float(rec["cpu_seconds"])
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
+
+
 def median_of(n, measure):
     """Runs measure() n times; returns the median record (by samples/s), with every rate listed in
     "all_samples_per_s". The median of a few short runs is robust to one disturbed by a neighbour."""
@@ -237,7 +245,8 @@ def main():
     # meaningful when it is near 0 (OpenMP threads that lose their core stall each other).
     header = f"{'arch':<14} {'batch':>5} {'thr':>3} {'busy':>5} | {'pytorch s/s':>11}"
     if with_vaelab:
-        header += f" {'vaelab s/s':>11} {'vaelab/pt':>9} {'MFLOP/smp':>9} {'GFLOP/s':>7} {'%peak':>5}"
+        header += (f" {'vaelab s/s':>11} {'vaelab/pt':>9} {'MFLOP/smp':>9} {'GFLOP/s':>7} {'%peak':>5}"
+                   f" | {'pt s/cpu-s':>10} {'vl s/cpu-s':>10} {'ratio':>5} {'%cpu-peak':>9}")
     print(header)
     print("-" * len(header))
     blas_line = None
@@ -273,6 +282,13 @@ def main():
                         frac = f"{100 * gflops / peak[key]:5.0f}" if peak and key in peak else f"{'-':>5}"
                         row += (f" {sps:11.0f} {sps / pt['samples_per_s']:9.2f} {fl['per_sample'] * 1e-6:9.2f}"
                                 f" {gflops:7.1f} {frac}")
+                        # Per CPU-second of the process's threads (spinning waits count as CPU): on a busy
+                        # machine the fairer comparison; %cpu-peak is against one core's FMA rate.
+                        pt_cpu, vl_cpu = per_cpu_rate(pt), per_cpu_rate(vl)
+                        if pt_cpu and vl_cpu:
+                            cpu_frac = (f"{100 * vl_cpu * fl['per_sample'] * 1e-9 / peak['peak_gflops_per_cpu_s_1']:9.0f}"
+                                        if peak else f"{'-':>9}")
+                            row += f" | {pt_cpu:10.0f} {vl_cpu:10.0f} {vl_cpu / pt_cpu:5.2f} {cpu_frac}"
                     except RuntimeError as e:
                         print(f"throughput: error: {e}", file=sys.stderr)
                         failures += 1
