@@ -49,7 +49,7 @@ void ThreadPool::claim_tasks() {
 }
 
 void ThreadPool::run(int n, TaskRef fn) {
-  if (workers_.empty() || n <= 1) {
+  if (workers_.empty() || n <= 1 || solo_) {
     for (int i = 0; i < n; ++i) fn(i);
     return;
   }

@@ -35,6 +35,12 @@ class ThreadPool {
 
   int size() const { return static_cast<int>(workers_.size()) + 1; }
 
+  // With solo set, run() executes every task on the caller and leaves the workers asleep. Results
+  // are the same either way (tasks own their outputs); the trainer uses it when the other core is
+  // so busy that waiting for a preempted worker costs more than the second thread gains.
+  void set_solo(bool solo) { solo_ = solo; }
+  bool solo() const { return solo_; }
+
   // Run fn(0) … fn(n−1), each exactly once, on whichever participant claims it first; returns when
   // all are done. Which participant runs a task must never change results: tasks own their outputs.
   void run(int n, TaskRef fn);
@@ -59,6 +65,7 @@ class ThreadPool {
   std::atomic<int> pending_{0};  // workers that have not finished the current job
   std::atomic<int> sleepers_{0};  // workers asleep on wake_ (so that run() skips the notify when none)
   std::atomic<bool> stop_{false};
+  bool solo_ = false;  // only the caller's thread reads it
 };
 
 }  // namespace vaelab
