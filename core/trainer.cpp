@@ -108,9 +108,10 @@ struct Trainer::Impl {
   // Adaptive threading: every kAdaptCycle steps the last 2·kAdaptProbe steps time the current
   // setting (all threads or the caller alone) against the other one, and the faster is kept. When
   // another process takes a core, waiting for a preempted worker at each layer can make 2 threads
-  // slower than 1; the results do not depend on the thread count, only the speed does.
-  static constexpr int kAdaptCycle = 256, kAdaptProbe = 8;
-  int adapt_pos = 0;
+  // slower than 1; the results do not depend on the thread count, only the speed does. The first
+  // comparison ends at step 20; probing costs at most 8/128 of the steps at the slower setting.
+  static constexpr int kAdaptCycle = 128, kAdaptProbe = 8;
+  int adapt_pos = kAdaptCycle - 2 * kAdaptProbe - 4;
   double adapt_cur = 0, adapt_alt = 0;
 
   // ------------------------------------------------------------------------------------------
