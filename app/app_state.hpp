@@ -120,6 +120,15 @@ struct LatentMapState {
   int codes_mode = -1, codes_dx = -1, codes_dy = -1, codes_colour = -1;
   const void* codes_model = nullptr;  // for cluster colours, which depend on the weights
   std::size_t codes_count = 0;
+  // Clustering VAE with labels: argmax p(y|z) of the display codes scored against their labels,
+  // refreshed with the codes (live, every latent refresh), and each cluster's matched label.
+  std::int64_t score_step = -2;
+  const void* score_model = nullptr;
+  float cluster_acc = std::numeric_limits<float>::quiet_NaN();
+  float cluster_nmi = std::numeric_limits<float>::quiet_NaN();
+  int scored_points = 0, used_clusters = 0;
+  std::vector<int> cluster_to_label;  // (K), −1: unmatched
+  std::vector<int> cluster_of;        // (N) argmax p(y|z) of each display code
   Eigen::MatrixXf xy;                 // (2, N)
   std::vector<std::uint8_t> labels;   // N (255: none)
   GlPoints points;
@@ -138,6 +147,10 @@ struct LatentMapState {
   GlImage hover_original, hover_recon;
   int hover_cached = -1;
   std::uint64_t hover_version = 0;
+  int hovered_mean = -1;              // clustering VAE: the cluster mean under the mouse
+  GlImage mean_image;                 // its decoded image
+  int mean_cached = -1;
+  std::uint64_t mean_version = 0;
 };
 
 struct DecoderState {

@@ -6,8 +6,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 
 #include "app/panels.hpp"
+#include "core/clustering.hpp"
 #include "core/model.hpp"
 
 namespace vaelab::app {
@@ -15,6 +17,64 @@ namespace {
 
 constexpr float kPickPx = 7.0f;     // hover radius for points
 constexpr float kHandlePx = 10.0f;  // grab radius of the z ring
+
+// Clustering VAE: argmax p(y|z) of every display code, and, when the test set has labels, the
+// unsupervised accuracy (Hungarian matching) and NMI against them. Redone when the codes are
+// re-encoded (about once a second while training), not every frame. Returns true if redone.
+bool update_cluster_scores(LatentMapState& map, const Snapshot& snap) {
+  const int K = snap.model ? snap.model->clusters() : 0;
+  const Eigen::Index n = snap.latent_mu.cols();
+  if (K == 0 || n == 0) {
+    const bool had = !map.cluster_of.empty();
+    map.cluster_of.clear();
+    map.cluster_to_label.clear();
+    map.cluster_acc = map.cluster_nmi = std::numeric_limits<float>::quiet_NaN();
+    map.score_step = -2;
+    return had;
+  }
+  if (map.score_step == snap.latent_step && map.score_model != nullptr &&
+      map.cluster_of.size() == static_cast<std::size_t>(n) && map.cluster_to_label.size() == static_cast<std::size_t>(K))
+    return false;
+  map.score_step = snap.latent_step;
+  map.score_model = snap.model.get();
+  Eigen::MatrixXf probs;
+  snap.model->classify(snap.latent_mu, probs);
+  map.cluster_of.assign(static_cast<std::size_t>(n), 0);
+  std::vector<int> sizes(static_cast<std::size_t>(K), 0);
+  for (Eigen::Index k = 0; k < n; ++k) {
+    Eigen::Index best = 0;
+    probs.col(k).maxCoeff(&best);
+    map.cluster_of[static_cast<std::size_t>(k)] = static_cast<int>(best);
+    ++sizes[static_cast<std::size_t>(best)];
+  }
+  map.used_clusters = static_cast<int>(std::count_if(sizes.begin(), sizes.end(), [](int c) { return c > 0; }));
+  map.cluster_to_label.assign(static_cast<std::size_t>(K), -1);
+  map.cluster_acc = map.cluster_nmi = std::numeric_limits<float>::quiet_NaN();
+  map.scored_points = 0;
+  const ImageSet& test = snap.data->test;
+  if (test.has_labels() && snap.display_indices.size() == static_cast<std::size_t>(n)) {
+    std::vector<int> labels(static_cast<std::size_t>(n));
+    int classes = 1;
+    for (Eigen::Index k = 0; k < n; ++k) {
+      labels[static_cast<std::size_t>(k)] = test.labels[static_cast<std::size_t>(snap.display_indices[static_cast<std::size_t>(k)])];
+      classes = std::max(classes, labels[static_cast<std::size_t>(k)] + 1);
+    }
+    const ClusterMatch m = match_clusters(map.cluster_of, labels, K, classes);
+    map.cluster_acc = static_cast<float>(m.accuracy);
+    map.cluster_nmi = static_cast<float>(normalized_mutual_information(map.cluster_of, labels));
+    map.cluster_to_label = m.cluster_to_label;
+    map.scored_points = static_cast<int>(n);
+  }
+  return true;
+}
+
+// The colour index of cluster k: its matched label's when there are labels (so "by cluster" and
+// "by class" share colours and mismatches stand out), else k itself.
+int cluster_colour_index(const LatentMapState& map, int k) {
+  if (k >= 0 && k < static_cast<int>(map.cluster_to_label.size()) && map.cluster_to_label[static_cast<std::size_t>(k)] >= 0)
+    return map.cluster_to_label[static_cast<std::size_t>(k)];
+  return k;
+}
 
 void choose_plane(LatentMapState& map, const Snapshot& snap) {
   const int d = snap.model ? snap.model->latent() : 0;
@@ -32,9 +92,10 @@ void choose_plane(LatentMapState& map, const Snapshot& snap) {
   const Eigen::Index n = snap.latent_mu.cols();
   const int K = snap.model->clusters();
   if (K == 0) map.colour_by = 0;
+  const bool rescored = update_cluster_scores(map, snap);
   const bool codes_changed = map.codes_step != snap.latent_step || map.codes_data != snap.data.get() ||
                              map.codes_count != static_cast<std::size_t>(n) || map.codes_colour != map.colour_by ||
-                             (map.colour_by == 1 && map.codes_model != snap.model.get());
+                             (map.colour_by == 1 && rescored);
   const bool plane_changed = map.codes_mode != map.mode || map.codes_dx != map.dim_x || map.codes_dy != map.dim_y ||
                              map.plane.mean.size() != d;
   if (!codes_changed && !plane_changed) return;
@@ -76,14 +137,10 @@ void choose_plane(LatentMapState& map, const Snapshot& snap) {
   map.xy = project(map.plane, snap.latent_mu);
   map.labels.assign(static_cast<std::size_t>(n), 255);
   const ImageSet& test = snap.data->test;
-  if (map.colour_by == 1 && K > 0) {
-    Eigen::MatrixXf probs;
-    snap.model->classify(snap.latent_mu, probs);
-    for (Eigen::Index k = 0; k < n; ++k) {
-      Eigen::Index best = 0;
-      probs.col(k).maxCoeff(&best);
-      map.labels[static_cast<std::size_t>(k)] = static_cast<std::uint8_t>(best % 255);
-    }
+  if (map.colour_by == 1 && K > 0 && map.cluster_of.size() == static_cast<std::size_t>(n)) {
+    for (Eigen::Index k = 0; k < n; ++k)
+      map.labels[static_cast<std::size_t>(k)] =
+          static_cast<std::uint8_t>(cluster_colour_index(map, map.cluster_of[static_cast<std::size_t>(k)]) % 255);
   } else if (test.has_labels())
     for (Eigen::Index k = 0; k < n; ++k) {
       const int i = snap.display_indices[static_cast<std::size_t>(k)];
@@ -107,14 +164,26 @@ void choose_plane(LatentMapState& map, const Snapshot& snap) {
   }
 }
 
-void draw_toolbar(LatentMapState& map, const Snapshot& snap) {
+void draw_toolbar(AppState& state, LatentMapState& map, const Snapshot& snap) {
   const int d = snap.model ? snap.model->latent() : 0;
   if (snap.model && snap.model->clusters() > 0) {
-    ImGui::SetNextItemWidth(ImGui::GetFontSize() * 5.5f);
+    ImGui::SetNextItemWidth(ImGui::GetFontSize() * 7.0f);
     const char* by[] = {"by class", "by cluster"};
     ImGui::Combo("##colour", &map.colour_by, by, 2);
-    if (ImGui::IsItemHovered()) ImGui::SetTooltip("Colour the codes by the data's labels or by the clustering VAE's argmax p(y|z)");
+    state.note_rect("latent_colour");  // for scripts (screenshots of both colourings)
+    if (ImGui::IsItemHovered())
+      ImGui::SetTooltip("Colour the codes by the data's labels or by the clustering VAE's argmax p(y|z)\n"
+                        "(each cluster in the colour of the label it is matched to)");
     ImGui::SameLine();
+    if (std::isfinite(map.cluster_acc)) {
+      ImGui::Text("acc %.3f  NMI %.3f", map.cluster_acc, map.cluster_nmi);
+      if (ImGui::IsItemHovered())
+        ImGui::SetTooltip("Live, on the %d test codes shown: unsupervised clustering accuracy (best one-to-one\n"
+                          "matching of clusters to labels, Hungarian algorithm) and normalised mutual information.\n"
+                          "%d of %d clusters in use.",
+                          map.scored_points, map.used_clusters, snap.model->clusters());
+      ImGui::SameLine();
+    }
   }
   if (d >= 2) {
     ImGui::SetNextItemWidth(ImGui::GetFontSize() * 6.5f);
@@ -164,7 +233,7 @@ void draw_latent_map(AppState& state, const Snapshot& snap) {
   }
   LatentMapState& map = state.latent;
   sync_latent_size(state, snap);
-  draw_toolbar(map, snap);
+  draw_toolbar(state, map, snap);
   choose_plane(map, snap);
 
   const ImVec2 p0 = ImGui::GetCursorScreenPos();
@@ -321,7 +390,14 @@ void draw_latent_map(AppState& state, const Snapshot& snap) {
     const Eigen::Vector2f p = to_plane_px(s);
     return move_in_plane(map, map.mode == 0 && plane_ok ? map.plane.mean : dec.z, p.x(), p.y());
   };
-  if (ImGui::IsItemDeactivated() && map.drag == LatentMapState::Drag::None) {
+  const int n_means = snap.model->clusters();
+  if (ImGui::IsItemDeactivated() && map.drag == LatentMapState::Drag::None && map.hovered_mean >= 0 &&
+      map.hovered_mean < n_means) {
+    // A click on a cluster mean (hovered in the last frame) decodes it: the decoder's z goes there.
+    dec.z = Eigen::Map<const Eigen::MatrixXf>(snap.model->data() + snap.model->cluster_mean_offset(), snap.model->latent(),
+                                              n_means)
+                .col(map.hovered_mean);
+  } else if (ImGui::IsItemDeactivated() && map.drag == LatentMapState::Drag::None) {
     InterpolationState& in = state.interp;
     if (io.KeyShift) {
       in.b = lifted(mouse);
@@ -397,27 +473,61 @@ void draw_latent_map(AppState& state, const Snapshot& snap) {
 
   // ---- cluster means (clustering VAE) ----
   const int K = snap.model->clusters();
+  map.hovered_mean = -1;
   if (K > 0 && snap.model->cluster_mean_offset() != Model::npos) {
     const Eigen::Map<const Eigen::MatrixXf> means(snap.model->data() + snap.model->cluster_mean_offset(), snap.model->latent(), K);
+    // A mean under the mouse wins over the codes around it: hover shows its image, a click
+    // sends the decoder's z there (handled with the other clicks above, from this frame's hover).
+    if (hovered && map.drag == LatentMapState::Drag::None) {
+      float best = kHandlePx * kHandlePx;
+      for (int k = 0; k < K; ++k) {
+        const Eigen::Vector2f p = to_plane(map, means.col(k));
+        const ImVec2 c = to_screen(p.x(), p.y());
+        const float dx = c.x - mouse.x, dy = c.y - mouse.y;
+        if (dx * dx + dy * dy < best) {
+          best = dx * dx + dy * dy;
+          map.hovered_mean = k;
+        }
+      }
+      if (map.hovered_mean >= 0) map.hovered = -1;
+    }
     for (int k = 0; k < K; ++k) {
       const Eigen::Vector2f p = to_plane(map, means.col(k));
       const ImVec2 c = to_screen(p.x(), p.y());
-      const ImU32 col = map.colour_by == 1 ? label_colour(k) : IM_COL32(255, 255, 255, 230);
-      dl->AddLine(ImVec2(c.x - 6, c.y), ImVec2(c.x + 6, c.y), IM_COL32(0, 0, 0, 200), 4.0f);
-      dl->AddLine(ImVec2(c.x, c.y - 6), ImVec2(c.x, c.y + 6), IM_COL32(0, 0, 0, 200), 4.0f);
-      dl->AddLine(ImVec2(c.x - 6, c.y), ImVec2(c.x + 6, c.y), col, 2.0f);
-      dl->AddLine(ImVec2(c.x, c.y - 6), ImVec2(c.x, c.y + 6), col, 2.0f);
-      dl->AddText(ImVec2(c.x + 5, c.y + 2), col, std::to_string(k + 1).c_str());
+      // White on black so a mean stays visible on a cloud of its own colour; the cluster's colour
+      // fills the centre dot when the map is coloured by cluster.
+      const bool hot = k == map.hovered_mean;
+      const float r = hot ? 10.0f : 8.0f;
+      const ImU32 ink = IM_COL32(255, 255, 255, 240), shadow = IM_COL32(0, 0, 0, 220);
+      dl->AddLine(ImVec2(c.x - r, c.y), ImVec2(c.x + r, c.y), shadow, 5.0f);
+      dl->AddLine(ImVec2(c.x, c.y - r), ImVec2(c.x, c.y + r), shadow, 5.0f);
+      dl->AddLine(ImVec2(c.x - r, c.y), ImVec2(c.x + r, c.y), ink, 2.0f);
+      dl->AddLine(ImVec2(c.x, c.y - r), ImVec2(c.x, c.y + r), ink, 2.0f);
+      if (map.colour_by == 1) {
+        dl->AddCircleFilled(c, 3.5f, shadow);
+        dl->AddCircleFilled(c, 2.5f, label_colour(cluster_colour_index(map, k)));
+      }
+      const std::string num = std::to_string(k + 1);
+      dl->AddText(ImVec2(c.x + 6, c.y + 3), shadow, num.c_str());
+      dl->AddText(ImVec2(c.x + 5, c.y + 2), ink, num.c_str());
     }
   }
 
   // ---- legend ----
   const ImageSet& test = snap.data->test;
   std::vector<std::string> legend;
-  if (map.colour_by == 1 && K > 0)
-    for (int k = 0; k < std::min(K, 10); ++k) legend.push_back("cluster " + std::to_string(k + 1));
-  else if (test.has_labels())
+  std::vector<int> legend_colour;
+  if (map.colour_by == 1 && K > 0) {
+    for (int k = 0; k < std::min(K, 10); ++k) {
+      const int c = cluster_colour_index(map, k);
+      const bool matched = k < static_cast<int>(map.cluster_to_label.size()) && map.cluster_to_label[static_cast<std::size_t>(k)] >= 0;
+      legend.push_back("cluster " + std::to_string(k + 1) + (matched ? " ~ " + class_name(snap, c) : std::string()));
+      legend_colour.push_back(c);
+    }
+  } else if (test.has_labels()) {
     legend = snap.data->class_names;
+    for (std::size_t k = 0; k < legend.size(); ++k) legend_colour.push_back(static_cast<int>(k));
+  }
   if (!legend.empty()) {
     const float lh = ImGui::GetTextLineHeight();
     float w = 0;
@@ -429,7 +539,7 @@ void draw_latent_map(AppState& state, const Snapshot& snap) {
       dl->AddRectFilled(l0, l1, ImGui::GetColorU32(ImGuiCol_PopupBg, 0.8f), 4);
       for (int k = 0; k < rows; ++k) {
         const float y = l0.y + 3 + k * lh;
-        dl->AddCircleFilled(ImVec2(l0.x + 10, y + lh / 2), 4.5f, label_colour(k));
+        dl->AddCircleFilled(ImVec2(l0.x + 10, y + lh / 2), 4.5f, label_colour(legend_colour[static_cast<std::size_t>(k)]));
         dl->AddText(ImVec2(l0.x + 20, y), ImGui::GetColorU32(ImGuiCol_Text), legend[static_cast<std::size_t>(k)].c_str());
       }
     }
@@ -440,6 +550,28 @@ void draw_latent_map(AppState& state, const Snapshot& snap) {
     dl->AddText(ImVec2(centre.x - ts.x / 2, centre.y - ts.y / 2 - 30), ImGui::GetColorU32(ImGuiCol_TextDisabled), msg);
   }
   dl->PopClipRect();
+
+  // ---- hover tooltip on a cluster mean: its decoded image ----
+  if (map.hovered_mean >= 0 && map.hovered_mean < K) {
+    if (map.mean_cached != map.hovered_mean || map.mean_version != state.model_serial) {
+      const Eigen::Map<const Eigen::MatrixXf> means(snap.model->data() + snap.model->cluster_mean_offset(), snap.model->latent(), K);
+      Eigen::MatrixXf img;
+      decode(snap, means.col(map.hovered_mean), img);
+      map.mean_image.update(img.data(), test.width, test.height);
+      map.mean_cached = map.hovered_mean;
+      map.mean_version = state.model_serial;
+    }
+    ImGui::BeginTooltip();
+    const float side = std::max(84.0f, ImGui::GetFontSize() * 6);
+    map.mean_image.draw(map.mean_image.fit(ImVec2(side, side)), state.colormap);
+    const int label = cluster_colour_index(map, map.hovered_mean);
+    if (map.hovered_mean < static_cast<int>(map.cluster_to_label.size()) && map.cluster_to_label[static_cast<std::size_t>(map.hovered_mean)] >= 0)
+      ImGui::Text("mean of cluster %d (matched to %s)", map.hovered_mean + 1, class_name(snap, label).c_str());
+    else
+      ImGui::Text("mean of cluster %d", map.hovered_mean + 1);
+    ImGui::TextDisabled("click: decode it in the Decoder panel");
+    ImGui::EndTooltip();
+  }
 
   // ---- hover tooltip: the test image and its reconstruction ----
   if (map.hovered >= 0 && map.hovered < static_cast<int>(snap.display_indices.size())) {

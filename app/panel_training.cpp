@@ -121,6 +121,13 @@ void draw_controls(AppState& state, const Snapshot* snap) {
       ImGui::SameLine();
       ImGui::TextDisabled("· β now %.2f", static_cast<double>(snap->effective_beta));
     }
+    // Clustering VAE: the last epoch's scores on the evaluated test set (the latent map shows
+    // the same scores live on its codes).
+    if (!snap->history.epochs.empty() && std::isfinite(snap->history.epochs.back().cluster_acc)) {
+      const EpochRecord& r = snap->history.epochs.back();
+      ImGui::Text("clusters (test, epoch %d): accuracy %.3f · NMI %.3f", r.epoch, static_cast<double>(r.cluster_acc),
+                  static_cast<double>(r.nmi));
+    }
   } else {
     ImGui::TextDisabled("no model yet");
   }

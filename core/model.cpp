@@ -3,7 +3,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 
+#include "core/clustering.hpp"
+#include "core/error.hpp"
 #include "core/layers.hpp"
 #include "core/rng.hpp"
 
@@ -178,6 +181,36 @@ void Model::classify(const Eigen::Ref<const Eigen::MatrixXf>& z, Eigen::MatrixXf
 
 bool Model::all_finite() const {
   return std::all_of(params_.begin(), params_.end(), [](float v) { return std::isfinite(v); });
+}
+
+void fit_clusters_to_codes(Model& model, const Eigen::Ref<const Eigen::MatrixXf>& mu,
+                           const Eigen::Ref<const Eigen::MatrixXf>& logvar, std::uint64_t seed) {
+  const int K = model.clusters(), d = model.latent();
+  if (K == 0) throw Error("fit_clusters_to_codes: the model is not a clustering VAE");
+  if (mu.rows() != d || logvar.rows() != d || mu.cols() != logvar.cols() || mu.cols() < K)
+    throw Error("fit_clusters_to_codes: codes are (" + std::to_string(mu.rows()) + ", " + std::to_string(mu.cols()) +
+                ") and (" + std::to_string(logvar.rows()) + ", " + std::to_string(logvar.cols()) + "); need (" +
+                std::to_string(d) + ", N ≥ " + std::to_string(K) + ") for both");
+  const KMeansResult km = kmeans(mu, K, seed, 100, 1);
+  Eigen::Map<Eigen::MatrixXf> means(model.data() + model.cluster_mean_offset(), d, K);
+  Eigen::Map<Eigen::MatrixXf> logvars(model.data() + model.cluster_logvar_offset(), d, K);
+  // Accumulate in double: Σ μ, Σ μ², Σ σ² per cluster and dimension.
+  Eigen::MatrixXd s1 = Eigen::MatrixXd::Zero(d, K), s2 = s1, sv = s1;
+  Eigen::VectorXd n = Eigen::VectorXd::Zero(K);
+  for (Eigen::Index i = 0; i < mu.cols(); ++i) {
+    const int y = km.assignment[static_cast<std::size_t>(i)];
+    const Eigen::VectorXd m = mu.col(i).cast<double>();
+    s1.col(y) += m;
+    s2.col(y) += m.cwiseAbs2();
+    sv.col(y) += logvar.col(i).cast<double>().array().exp().matrix();
+    n(y) += 1;
+  }
+  for (int y = 0; y < K; ++y) {
+    const Eigen::VectorXd mean = s1.col(y) / n(y);  // k-means leaves no cluster empty
+    const Eigen::VectorXd var = (s2.col(y) / n(y) - mean.cwiseAbs2()).cwiseMax(0.0) + sv.col(y) / n(y);
+    means.col(y) = mean.cast<float>();
+    logvars.col(y) = var.array().log().cwiseMax(kLogVarMin).cwiseMin(kLogVarMax).matrix().cast<float>();
+  }
 }
 
 }  // namespace vaelab

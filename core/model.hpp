@@ -121,4 +121,14 @@ class Model {
   ParamVector params_;
 };
 
+// Clustering VAE: place the cluster Gaussians q(z|y) on the codes of a sample of data (one
+// moment-matched Gaussian per k-means cluster of the means): μ_y = the mean of cluster y's codes,
+// σ_y² = per dimension the variance of those means plus the mean of their q variances (the
+// moments of the aggregate posterior restricted to the cluster), log σ_y² clamped to the model's
+// range. A cluster that k-means leaves with one point gets that point and its q variance.
+// mu, logvar: (d, N) with N ≥ K. Deterministic for a seed. Throws vaelab::Error for a model that
+// is not a clustering VAE or shapes that do not match.
+void fit_clusters_to_codes(Model& model, const Eigen::Ref<const Eigen::MatrixXf>& mu,
+                           const Eigen::Ref<const Eigen::MatrixXf>& logvar, std::uint64_t seed);
+
 }  // namespace vaelab

@@ -268,6 +268,7 @@ struct Trainer::Impl {
     }
     adam.step(model->data(), grad.data(), model->size(), tcfg.lr, pool.get());
     ++step;
+    if (model->clusters() > 0 && opt.cluster_fit_step > 0 && step == opt.cluster_fit_step) fit_clusters();
     ++batch_in_epoch;
     const double dt = seconds_since(t0);
     adapt_threads(dt / B);
@@ -295,6 +296,43 @@ struct Trainer::Impl {
       listener(ev);
     }
     if (batch_in_epoch >= batches_per_epoch()) end_epoch();
+  }
+
+  // Clustering VAE, once at TrainerOptions::cluster_fit_step: the cluster Gaussians moved onto
+  // k-means of the current codes, their Adam moments cleared (they belonged to the old values).
+  // Between two steps, so the step itself still allocates nothing.
+  void fit_clusters() {
+    const int n = std::min(train_count(), std::max(opt.cluster_fit_points, model->clusters()));
+    if (n < model->clusters()) return;
+    std::vector<int> idx(static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i) idx[static_cast<std::size_t>(i)] = i;
+    Eigen::MatrixXf mu(mcfg.latent, n), lv(mcfg.latent, n);
+    const int chunk = 1000;
+    for (int lo = 0; lo < n; lo += chunk) {
+      const int B = std::min(chunk, n - lo);
+      Eigen::MatrixXf x(mcfg.input_dim(), B), m, v;
+      gather_batch(*train_set, idx.data() + lo, B, Binarize::None, nullptr, x);
+      model->encode(x, m, v);
+      mu.middleCols(lo, B) = m;
+      lv.middleCols(lo, B) = v;
+    }
+    fit_clusters_to_codes(*model, mu, lv, tcfg.seed);
+    // The classifier's old outputs name the old clusters, and where it says p(y|z) ≈ 0 its
+    // softmax passes no gradient to raise it: zeroing its last layer restarts it at uniform.
+    const DenseShape& out = model->classifier().back();
+    model->W(out).setZero();
+    model->b(out).setZero();
+    const std::size_t dk = static_cast<std::size_t>(mcfg.latent) * model->clusters();
+    auto clear_moments = [&](std::size_t o, std::size_t len) {
+      std::fill_n(adam.m.begin() + static_cast<std::ptrdiff_t>(o), len, 0.0f);
+      std::fill_n(adam.v.begin() + static_cast<std::ptrdiff_t>(o), len, 0.0f);
+    };
+    clear_moments(model->cluster_mean_offset(), dk);
+    clear_moments(model->cluster_logvar_offset(), dk);
+    clear_moments(out.w, static_cast<std::size_t>(out.in) * out.out);
+    clear_moments(out.b, static_cast<std::size_t>(out.out));
+    say(Severity::Info, "clustering VAE: cluster Gaussians fitted to k-means of " + std::to_string(n) +
+                            " training codes at step " + std::to_string(step));
   }
 
   void diverged(const std::string& why) {

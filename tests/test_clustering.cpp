@@ -1,5 +1,6 @@
 // Tests of core/clustering: the Hungarian assignment against brute force, clustering accuracy and
-// NMI on hand-built tables, and k-means on separable blobs, duplicates and truncated runs.
+// NMI on hand-built tables, k-means on separable blobs, duplicates and truncated runs, and the
+// clustering VAE's fit of its cluster Gaussians to codes.
 // Not a benchmark: the 70,000 × 784 timing lives outside the suite.
 #include <doctest/doctest.h>
 
@@ -14,11 +15,20 @@
 
 #include "core/clustering.hpp"
 #include "core/error.hpp"
+#include "core/model.hpp"
 #include "core/rng.hpp"
 
 using namespace vaelab;
 
 namespace {
+
+ModelConfig small_plain_config() {
+  ModelConfig cfg;
+  cfg.image_h = cfg.image_w = 4;
+  cfg.latent = 2;
+  cfg.hidden = {8};
+  return cfg;
+}
 
 double assignment_cost(const Eigen::MatrixXd& cost, const std::vector<int>& rows_to_cols) {
   double s = 0;
@@ -295,4 +305,55 @@ TEST_CASE("clustering: k-means fills empty clusters when k exceeds the distinct 
   Eigen::MatrixXf bad = same;
   bad(1, 3) = std::numeric_limits<float>::quiet_NaN();
   CHECK_THROWS_AS(kmeans(bad, 2, 9), Error);
+}
+
+TEST_CASE("clustering: the clustering VAE's cluster Gaussians fitted to blobs of codes match their moments") {
+  // Three blobs in 2-D with known centres and spreads, each code with its own q variance.
+  ModelConfig cfg;
+  cfg.image_h = cfg.image_w = 4;
+  cfg.latent = 2;
+  cfg.hidden = {8};
+  cfg.family = ModelFamily::Gmvae;
+  cfg.clusters = 3;
+  Model model(cfg);
+  model.init(3);
+  const Eigen::Matrix<float, 2, 3> centre = (Eigen::Matrix<float, 2, 3>() << -10, 0, 10, 5, -5, 5).finished();
+  const Eigen::Vector3f spread(0.5f, 1.0f, 2.0f), q_var(0.1f, 0.2f, 0.4f);
+  const int per = 400;
+  Eigen::MatrixXf mu(2, 3 * per), lv(2, 3 * per);
+  Rng rng(11);
+  for (int y = 0; y < 3; ++y)
+    for (int i = 0; i < per; ++i) {
+      const int c = y * per + i;
+      for (int j = 0; j < 2; ++j) {
+        mu(j, c) = centre(j, y) + spread(y) * rng.normal();
+        lv(j, c) = std::log(q_var(y)) + 0.1f * rng.normal();
+      }
+    }
+  const ParamVector before = model.params();
+  fit_clusters_to_codes(model, mu, lv, 5);
+  const Eigen::Map<const Eigen::MatrixXf> means(model.data() + model.cluster_mean_offset(), 2, 3);
+  const Eigen::Map<const Eigen::MatrixXf> logvars(model.data() + model.cluster_logvar_offset(), 2, 3);
+  for (int y = 0; y < 3; ++y) {
+    // Whichever cluster index k-means gave blob y, its Gaussian sits on the blob.
+    Eigen::Index k = 0;
+    (means.colwise() - centre.col(y)).colwise().squaredNorm().minCoeff(&k);
+    const Eigen::Map<const Eigen::MatrixXf> blob_mu(mu.data() + 2 * y * per, 2, per), blob_lv(lv.data() + 2 * y * per, 2, per);
+    for (int j = 0; j < 2; ++j) {
+      const double m = blob_mu.row(j).cast<double>().mean();
+      const double var = (blob_mu.row(j).cast<double>().array() - m).square().mean() +
+                         blob_lv.row(j).cast<double>().array().exp().mean();
+      CHECK(means(j, k) == doctest::Approx(m).epsilon(1e-4));
+      CHECK(logvars(j, k) == doctest::Approx(std::log(var)).epsilon(1e-4));
+      // …and the expected values: σ_y² = spread² + E[q variance] (about).
+      CHECK(std::exp(logvars(j, k)) == doctest::Approx(spread(y) * spread(y) + q_var(y)).epsilon(0.2));
+    }
+  }
+  // Nothing but the cluster parameters changed.
+  const std::size_t lo = model.cluster_mean_offset(), hi = model.cluster_logvar_offset() + 2 * 3;
+  for (std::size_t i = 0; i < before.size(); ++i)
+    if (i < lo || i >= hi) REQUIRE(model.params()[i] == before[i]);
+  CHECK_THROWS_AS(fit_clusters_to_codes(model, mu.leftCols(2), lv.leftCols(2), 5), Error);  // N < K
+  Model plain(small_plain_config());
+  CHECK_THROWS_AS(fit_clusters_to_codes(plain, mu, lv, 5), Error);
 }

@@ -276,3 +276,44 @@ TEST_CASE("trainer: the score-function estimator trains the encoder too") {
   REQUIRE(ep.size() == 7);
   CHECK(ep.back().test_elbo > ep.front().test_elbo + 5.0f);
 }
+
+TEST_CASE("trainer: the clustering VAE refits its cluster Gaussians once, at the chosen step") {
+  ModelConfig m = small_model();
+  m.family = ModelFamily::Gmvae;
+  m.clusters = 10;
+  TrainerOptions opt;
+  opt.start_paused = true;
+  opt.display_points = 0;
+  opt.cluster_fit_step = 5;
+  opt.cluster_fit_points = 500;
+  Trainer tr(synthetic_data(), m, small_train(1), opt);
+  tr.start();
+  for (int i = 0; i < 4; ++i) tr.step_once();
+  REQUIRE(wait_for(tr, [](const Snapshot& s) { return s.step == 4; }));
+  const auto before = tr.snapshot()->model;
+  tr.step_once();
+  REQUIRE(wait_for(tr, [](const Snapshot& s) { return s.step == 5; }));
+  const auto after = tr.snapshot()->model;
+  tr.request_stop();
+  tr.join();
+  const int d = m.latent, K = m.clusters;
+  const Eigen::Map<const Eigen::MatrixXf> mu4(before->data() + before->cluster_mean_offset(), d, K);
+  const Eigen::Map<const Eigen::MatrixXf> mu5(after->data() + after->cluster_mean_offset(), d, K);
+  const DenseShape& out = after->classifier().back();
+  // Before: prior-like random means and a random classifier; after: means on the codes and a
+  // classifier restarted at uniform.
+  CHECK(before->W(out).cwiseAbs().maxCoeff() > 0.01f);
+  CHECK(after->W(out).cwiseAbs().maxCoeff() == 0.0f);
+  CHECK(after->b(out).cwiseAbs().maxCoeff() == 0.0f);
+  CHECK((mu5 - mu4).cwiseAbs().maxCoeff() > 0.1f);
+  // The new means lie inside the codes' bounding box (they are means of groups of codes).
+  std::vector<int> idx(500);
+  for (int i = 0; i < 500; ++i) idx[static_cast<std::size_t>(i)] = i;
+  Eigen::MatrixXf x(64, 500), mu, lv;
+  gather_batch(synthetic_data()->train, idx.data(), 500, Binarize::None, nullptr, x);
+  after->encode(x, mu, lv);
+  for (int j = 0; j < d; ++j) {
+    CHECK(mu5.row(j).minCoeff() >= mu.row(j).minCoeff() - 0.05f);
+    CHECK(mu5.row(j).maxCoeff() <= mu.row(j).maxCoeff() + 0.05f);
+  }
+}

@@ -22,6 +22,9 @@ temps() { compgen -G "$ckpt.tmp.*" || true; }
 existed=0 loaded=0 saves=0 left_temp=0 no_save=0
 for ((round = 0; round < rounds; ++round)); do
   log=$work/round.log
+  # Emptied here, not only by the child's redirection: a kill that lands before the child has
+  # opened the log would otherwise leave the previous round's "saved" lines to be counted again.
+  : >"$log"
   # exec, so that $! is the save loop itself: with an EXIT trap set, bash may otherwise keep a
   # subshell between us and the program, and the SIGKILL would hit the subshell instead.
   (exec "$prog" save "$ckpt" "$((round * 7))" >"$log" 2>&1) &
