@@ -45,9 +45,9 @@ class ThreadPool {
   // all are done. Which participant runs a task must never change results: tasks own their outputs.
   void run(int n, TaskRef fn);
 
-  // How long a waiting thread spins before it sleeps. Between the phases of one training step
-  // the gap is a few microseconds; between steps it is the batch gather. Measured on 2 cores:
-  // see README "Performance".
+  // How long a waiting thread spins before it sleeps: longer than the gap between the layers of
+  // one training step (a few microseconds), short enough not to hold a core another process wants.
+  // Chosen, not tuned: spin against no-spin was not measured on a quiet machine.
   static constexpr int kSpinMicroseconds = 50;
 
  private:
