@@ -17,12 +17,21 @@ inline void dense_forward(ConstMatRef W, ConstVecRef b, ConstMatRef x, MatRef y)
   y.colwise() += b;
 }
 
+// db = Σ_cols dy, adding whole columns in order: every element sees the same sequence of additions
+// whatever the alignment of db (Eigen's rowwise().sum() picks packet or scalar paths by alignment,
+// so two gradient buffers could differ in the last bit).  dy: (n, B)  db: (n)
+template <class Dy, class Db>
+inline void column_sum(const Dy& dy, Db&& db) {
+  db = dy.col(0);
+  for (Eigen::Index c = 1; c < dy.cols(); ++c) db += dy.col(c);
+}
+
 // Given dy (out, B): dW = dy xᵀ, db = Σ_cols dy, and dx = Wᵀ dy unless dx is null.
 // Gradients are assigned, not accumulated: each shard owns its gradient buffer and computes
 // every layer's gradient exactly once per step (L samples are extra columns), so no zeroing pass.
 inline void dense_backward(ConstMatRef W, ConstMatRef x, ConstMatRef dy, MatRef dW, VecRef db, MatRef* dx) {
   dW.noalias() = dy * x.transpose();
-  db.noalias() = dy.rowwise().sum();
+  column_sum(dy, db);
   if (dx) dx->noalias() = W.transpose() * dy;
 }
 

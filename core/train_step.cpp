@@ -13,6 +13,18 @@
 
 namespace vaelab {
 
+namespace {
+
+// About 8 chunks per layer, each a multiple of 8 rows (whole AVX registers down a column).
+struct RowChunks {
+  int rows, step, count;
+  explicit RowChunks(int r) : rows(r), step(std::max(8, ((r + 7) / 8 + 7) / 8 * 8)), count((r + step - 1) / step) {}
+  int lo(int k) const { return k * step; }
+  int len(int k) const { return std::min(step, rows - k * step); }
+};
+
+}  // namespace
+
 struct GradientEngine::Shard {
   // Encoder hidden activations, each (h_i, Bs). Conv: conv1 (32·h1·w1, Bs), conv2 (64·h2·w2, Bs).
   std::vector<Eigen::MatrixXf> enc_h;
@@ -40,9 +52,48 @@ struct GradientEngine::Shard {
   std::vector<double> kl_dim;
 };
 
+struct GradientEngine::MlpWork {
+  std::vector<Eigen::MatrixXf> enc_h, enc_dh;  // (h_i, B) hidden activations and their gradients
+  std::vector<Eigen::MatrixXf> dec_h, dec_dh;  // (w_i, C)
+  Eigen::MatrixXf head, dhead;                 // (2d, B): μ rows then raw log σ² rows; its gradient
+  Eigen::MatrixXf logvar, sigma;               // (d, B), log σ² clamped
+  Eigen::MatrixXf z, dz;                       // (d, C)
+  Eigen::MatrixXf x_rep;                       // (D, C) the input repeated L times (L > 1 only)
+  Eigen::MatrixXf out, tmp;                    // (D, C) decoder output then d loss / d out; scratch
+  Eigen::MatrixXf part;                        // (chunks of D, C): per-chunk column sums of log p (Bernoulli)
+                                               // or of squared errors (Gaussian), summed in chunk order
+  std::vector<double> kl_dim;
+};
+
 GradientEngine::GradientEngine(const ModelConfig& cfg, int max_batch, int samples, int shards)
-    : max_batch_(max_batch), samples_(samples) {
+    : max_batch_(max_batch), samples_(samples), kl_per_dim_(static_cast<std::size_t>(cfg.latent), 0.0) {
   const Model layout(cfg);
+  if (cfg.family == ModelFamily::Mlp) {
+    // Plain MLP: one whole-batch workspace, layers split by rows (see compute_mlp).
+    auto w = std::make_unique<MlpWork>();
+    const int C = max_batch * samples, d = cfg.latent, D = cfg.input_dim();
+    for (std::size_t i = 0; i + 1 < layout.encoder().size(); ++i) {
+      w->enc_h.emplace_back(layout.encoder()[i].out, max_batch);
+      w->enc_dh.emplace_back(layout.encoder()[i].out, max_batch);
+    }
+    for (std::size_t i = 0; i + 1 < layout.decoder().size(); ++i) {
+      w->dec_h.emplace_back(layout.decoder()[i].out, C);
+      w->dec_dh.emplace_back(layout.decoder()[i].out, C);
+    }
+    w->head.resize(2 * d, max_batch);
+    w->dhead.resize(2 * d, max_batch);
+    w->logvar.resize(d, max_batch);
+    w->sigma.resize(d, max_batch);
+    w->z.resize(d, C);
+    w->dz.resize(d, C);
+    if (samples > 1) w->x_rep.resize(D, C);
+    w->out.resize(D, C);
+    w->tmp.resize(D, C);
+    w->part.resize(RowChunks(D).count, C);
+    w->kl_dim.resize(d);
+    mlp_ = std::move(w);
+    return;
+  }
   const int S = std::max(1, std::min(shards, max_batch));
   const int Bs = (max_batch + S - 1) / S, C = Bs * samples, d = cfg.latent, D = cfg.input_dim();
   for (int s = 0; s < S; ++s) {
@@ -429,11 +480,234 @@ void shard_step(const Model& model, GradientEngine::Shard& sh, const Eigen::Ref<
   }
 }
 
+// ---- Plain MLP: each layer's products split by output rows over the pool ----
+// Rows are cut into fixed chunks that depend only on the layer's size, never on the thread count,
+// and every output element is computed by exactly one task over the whole batch: the gradient
+// needs no per-thread copies and no reduction, and any number of threads gives the same bits.
+
+template <class F>
+void for_tasks(ThreadPool* pool, int n, const F& f) {
+  if (pool && pool->size() > 1 && n > 1)
+    pool->run(n, f);
+  else
+    for (int i = 0; i < n; ++i) f(i);
+}
+
+// y[rows] = W[rows, :] in + b[rows], then ReLU if relu (bias and ReLU fused in one pass).
+// W: (out, in)  in: (in, C)  y: (out, C)
+void dense_rows_forward(const Model& m, const DenseShape& l, ConstMatRef in, MatRef y, int lo, int n, bool relu) {
+  auto yr = y.middleRows(lo, n);
+  yr.noalias() = m.W(l).middleRows(lo, n) * in;
+  const auto b = m.b(l).segment(lo, n);
+  if (relu)
+    yr = (yr.colwise() + b).cwiseMax(0.0f);
+  else
+    yr.colwise() += b;
+}
+
+void dense_forward_parallel(ThreadPool* pool, const Model& m, const DenseShape& l, ConstMatRef in, MatRef y, bool relu) {
+  const RowChunks ch(l.out);
+  for_tasks(pool, ch.count, [&](int k) { dense_rows_forward(m, l, in, y, ch.lo(k), ch.len(k), relu); });
+}
+
+// One backward phase of layer l (W: (out, in), input in_l, gradient dy (out, C)):
+//   dx = Wᵀ dy by chunks of dx's rows; where in_l is a ReLU output (relu_in), dx is zeroed where the
+//   unit was off, and then the previous layer's dW_prev = dx prev_inᵀ, db_prev = Σ dx are computed
+//   for the same rows (they need only those rows of dx). With own_dw, l's own dW = dy in_lᵀ and db
+//   are computed by extra tasks (for the encoder head, whose dy is ready before this phase).
+void backward_phase(ThreadPool* pool, const Model& m, float* g, const DenseShape& l, ConstMatRef in_l, ConstMatRef dy,
+                    bool own_dw, MatRef dx, bool relu_in, const DenseShape* prev, ConstMatRef* prev_in) {
+  const RowChunks cx(l.in), cw(l.out);
+  const int tasks = cx.count + (own_dw ? cw.count : 0);
+  for_tasks(pool, tasks, [&](int t) {
+    if (t >= cx.count) {
+      const int lo = cw.lo(t - cx.count), n = cw.len(t - cx.count);
+      const auto dyr = dy.middleRows(lo, n);
+      Eigen::Map<Eigen::MatrixXf>(g + l.w, l.out, l.in).middleRows(lo, n).noalias() = dyr * in_l.transpose();
+      column_sum(dyr, Eigen::Map<Eigen::VectorXf>(g + l.b, l.out).segment(lo, n));
+      return;
+    }
+    const int lo = cx.lo(t), n = cx.len(t);
+    auto dxr = dx.middleRows(lo, n);
+    dxr.noalias() = m.W(l).middleCols(lo, n).transpose() * dy;
+    if (relu_in) dxr = (in_l.middleRows(lo, n).array() > 0.0f).select(dxr, 0.0f);
+    if (prev) {
+      Eigen::Map<Eigen::MatrixXf>(g + prev->w, prev->out, prev->in).middleRows(lo, n).noalias() =
+          dxr * prev_in->transpose();
+      column_sum(dxr, Eigen::Map<Eigen::VectorXf>(g + prev->b, prev->out).segment(lo, n));
+    }
+  });
+}
+
 }  // namespace
+
+StepStats GradientEngine::compute_mlp(const Model& model, const Eigen::Ref<const Eigen::MatrixXf>& x,
+                                      const Eigen::Ref<const Eigen::MatrixXf>& eps, float beta, float* g,
+                                      ThreadPool* pool) {
+  MlpWork& w = *mlp_;
+  const ModelConfig& cfg = model.config();
+  const int B = static_cast<int>(x.cols()), L = samples_, C = B * L, d = cfg.latent, D = cfg.input_dim();
+  const auto& enc = model.encoder();
+  const auto& dec = model.decoder();
+  const std::size_t ne = enc.size(), nd = dec.size();
+
+  // ---- encoder: x (D, B) → h_1 … h_k (h_i, B) → head (2d, B) ----
+  for (std::size_t i = 0; i + 1 < ne; ++i) {
+    MatRef h(w.enc_h[i].leftCols(B));
+    if (i == 0)
+      dense_forward_parallel(pool, model, enc[0], x, h, true);
+    else
+      dense_forward_parallel(pool, model, enc[i], w.enc_h[i - 1].leftCols(B), h, true);
+  }
+  Block head = w.head.leftCols(B);
+  {
+    MatRef hr(head);
+    dense_forward_parallel(pool, model, enc[ne - 1], w.enc_h[ne - 2].leftCols(B), hr, false);
+  }
+  const auto mu = head.topRows(d);
+  Block logvar = w.logvar.leftCols(B), sigma = w.sigma.leftCols(B);
+  logvar = head.bottomRows(d).cwiseMax(kLogVarMin).cwiseMin(kLogVarMax);
+  sigma = (0.5f * logvar.array()).exp();
+
+  // ---- reparameterise: z_bl = μ_b + σ_b ⊙ ε_bl (d × C, too small to split) ----
+  Block z = w.z.leftCols(C);
+  for (int b = 0; b < B; ++b)
+    for (int l = 0; l < L; ++l) z.col(b * L + l) = mu.col(b) + sigma.col(b).cwiseProduct(eps.col(b * L + l));
+
+  // ---- decoder hidden layers: z → g_1 … (w_i, C) ----
+  for (std::size_t i = 0; i + 1 < nd; ++i) {
+    MatRef h(w.dec_h[i].leftCols(C));
+    if (i == 0)
+      dense_forward_parallel(pool, model, dec[0], z, h, true);
+    else
+      dense_forward_parallel(pool, model, dec[i], w.dec_h[i - 1].leftCols(C), h, true);
+  }
+
+  // ---- output layer, its loss, d loss / d out and the output layer's gradient, by row chunks ----
+  const DenseShape& lo_l = dec[nd - 1];
+  const auto h_last = w.dec_h[nd - 2].leftCols(C);
+  const float scale = 1.0f / (static_cast<float>(B) * L);  // mean over batch and samples
+  const bool bernoulli = cfg.likelihood == Likelihood::Bernoulli;
+  const float lv = bernoulli ? 0.0f : model.decoder_logvar(), inv_var = std::exp(-lv);
+  const RowChunks co(D);
+  Block out = w.out.leftCols(C);
+  for_tasks(pool, co.count, [&](int k) {
+    const int r0 = co.lo(k), n = co.len(k);
+    MatRef outr(out);
+    dense_rows_forward(model, lo_l, h_last, outr, r0, n, false);
+    auto o = out.middleRows(r0, n);
+    auto t = w.tmp.leftCols(C).middleRows(r0, n);
+    // Column c of the decoder output is compared with its example: x itself when L = 1.
+    if (L > 1)
+      for (int c = 0; c < C; ++c) w.x_rep.col(c).segment(r0, n) = x.col(c / L).segment(r0, n);
+    const Eigen::Ref<const Eigen::MatrixXf> tg =
+        L > 1 ? Eigen::Ref<const Eigen::MatrixXf>(w.x_rep.leftCols(C).middleRows(r0, n))
+              : Eigen::Ref<const Eigen::MatrixXf>(x.middleRows(r0, n));
+    auto part = w.part.row(k).head(C);
+    if (bernoulli) {
+      // One exp per pixel serves both softplus and sigmoid: e = exp(−|l|).
+      t = (-o.array().abs()).exp();
+      part = (tg.array() * o.array() - o.array().max(0.0f) - t.array().log1p()).colwise().sum();
+      o = ((o.array() >= 0.0f).select((1.0f + t.array()).inverse(), t.array() / (1.0f + t.array())) - tg.array()) *
+          scale;
+    } else {
+      t = o - tg;  // m − x
+      part = t.array().square().colwise().sum();
+      o = t * (inv_var * scale);
+    }
+    Eigen::Map<Eigen::MatrixXf>(g + lo_l.w, lo_l.out, lo_l.in).middleRows(r0, n).noalias() = o * h_last.transpose();
+    column_sum(o, Eigen::Map<Eigen::VectorXf>(g + lo_l.b, lo_l.out).segment(r0, n));
+  });
+  double recon_sum = 0;
+  if (bernoulli) {
+    for (int k = 0; k < co.count; ++k) recon_sum += w.part.row(k).head(C).cast<double>().sum();
+  } else {
+    double sq_total = 0;
+    for (int c = 0; c < C; ++c) {
+      float sq = 0;
+      for (int k = 0; k < co.count; ++k) sq += w.part(k, c);
+      sq_total += sq;
+      recon_sum += -0.5f * inv_var * sq - 0.5f * (lv + static_cast<float>(kLog2Pi)) * static_cast<float>(D);
+    }
+    if (model.decoder_logvar_offset() != Model::npos) {
+      const float raw = model.params()[model.decoder_logvar_offset()];
+      const bool clamped = raw < kDecoderLogVarMin || raw > kLogVarMax;
+      // d(−log p)/d lv = ½ Σ (1 − (x − m)² e^{−lv})
+      g[model.decoder_logvar_offset()] =
+          clamped ? 0.0f : static_cast<float>(scale * 0.5 * (static_cast<double>(D) * C - inv_var * sq_total));
+    }
+  }
+  recon_sum /= L;
+
+  // ---- decoder backward: layer i's phase gives dx (its input's gradient) and layer i−1's dW ----
+  for (std::size_t i = nd; i-- > 0;) {
+    const Eigen::Ref<const Eigen::MatrixXf> dy = (i + 1 == nd) ? Eigen::Ref<const Eigen::MatrixXf>(out)
+                                                                 : Eigen::Ref<const Eigen::MatrixXf>(w.dec_dh[i].leftCols(C));
+    const Eigen::Ref<const Eigen::MatrixXf> in = (i == 0) ? Eigen::Ref<const Eigen::MatrixXf>(z)
+                                                          : Eigen::Ref<const Eigen::MatrixXf>(w.dec_h[i - 1].leftCols(C));
+    MatRef dx(i == 0 ? w.dz.leftCols(C) : w.dec_dh[i - 1].leftCols(C));
+    if (i == 0) {
+      backward_phase(pool, model, g, dec[0], in, dy, false, dx, false, nullptr, nullptr);
+    } else {
+      ConstMatRef prev_in = (i == 1) ? ConstMatRef(z) : ConstMatRef(w.dec_h[i - 2].leftCols(C));
+      backward_phase(pool, model, g, dec[i], in, dy, false, dx, true, &dec[i - 1], &prev_in);
+    }
+  }
+
+  // ---- the prior's part of d loss / d(μ, log σ²) and the reparameterisation, into dhead ----
+  Block dhead = w.dhead.leftCols(B);
+  const float kl_scale = beta / static_cast<float>(B);
+  // β KL(q ‖ N(0, I)):  d/dμ = β μ / B,  d/dlog σ² = β (σ² − 1) / (2B)
+  dhead.topRows(d) = kl_scale * mu;
+  dhead.bottomRows(d) = (0.5f * kl_scale) * (sigma.array().square() - 1.0f).matrix();
+  // d/dμ += Σ_l dz;  d/dlog σ² += Σ_l dz ⊙ ε ⊙ σ/2, zero where log σ² is clamped
+  for (int b = 0; b < B; ++b) {
+    auto dmu = dhead.col(b).head(d);
+    auto dlv = dhead.col(b).tail(d);
+    for (int l = 0; l < L; ++l) {
+      const int c = b * L + l;
+      dmu += w.dz.col(c);
+      dlv.array() += w.dz.col(c).array() * eps.col(c).array() * (0.5f * sigma.col(b).array());
+    }
+    for (int j = 0; j < d; ++j) {
+      const float raw = head(d + j, b);
+      if (raw < kLogVarMin || raw > kLogVarMax) dlv(j) = 0.0f;
+    }
+  }
+  std::fill(w.kl_dim.begin(), w.kl_dim.end(), 0.0);
+  for (int b = 0; b < B; ++b)
+    for (int j = 0; j < d; ++j) {
+      const float m = mu(j, b), v = logvar(j, b);
+      w.kl_dim[j] += 0.5 * (static_cast<double>(m) * m + std::exp(static_cast<double>(v)) - v - 1.0);
+    }
+  double kl_sum = 0;
+  for (double v : w.kl_dim) kl_sum += v;
+
+  // ---- encoder backward (no gradient for the input); the head's own dW rides with its dx ----
+  for (std::size_t i = ne; i-- > 1;) {
+    const Eigen::Ref<const Eigen::MatrixXf> dy = (i + 1 == ne) ? Eigen::Ref<const Eigen::MatrixXf>(dhead)
+                                                                 : Eigen::Ref<const Eigen::MatrixXf>(w.enc_dh[i].leftCols(B));
+    const Eigen::Ref<const Eigen::MatrixXf> in(w.enc_h[i - 1].leftCols(B));
+    MatRef dx(w.enc_dh[i - 1].leftCols(B));
+    ConstMatRef prev_in = (i == 1) ? ConstMatRef(x) : ConstMatRef(w.enc_h[i - 2].leftCols(B));
+    backward_phase(pool, model, g, enc[i], in, dy, i + 1 == ne, dx, true, &enc[i - 1], &prev_in);
+  }
+
+  StepStats st;
+  for (int j = 0; j < d; ++j) kl_per_dim_[j] = w.kl_dim[j] / B;
+  st.kl_per_dim = kl_per_dim_;
+  st.recon = recon_sum / B;
+  st.kl = kl_sum / B;
+  st.elbo = st.recon - st.kl;
+  st.loss = -st.recon + beta * st.kl;
+  st.finite = std::isfinite(st.loss);
+  return st;
+}
 
 StepStats GradientEngine::compute(const Model& model, const Eigen::Ref<const Eigen::MatrixXf>& x,
                                   const Eigen::Ref<const Eigen::MatrixXf>& eps, float beta, float* grad,
                                   ThreadPool* pool) {
+  if (mlp_) return compute_mlp(model, x, eps, beta, grad, pool);
   const int B = static_cast<int>(x.cols());
   const int S = std::min(static_cast<int>(shards_.size()), B);
   const std::size_t n = model.size();
@@ -465,13 +739,14 @@ StepStats GradientEngine::compute(const Model& model, const Eigen::Ref<const Eig
   }
 
   StepStats st;
-  st.kl_per_dim.assign(model.latent(), 0.0);
+  std::fill(kl_per_dim_.begin(), kl_per_dim_.end(), 0.0);
   double recon = 0, kl = 0;
   for (int s = 0; s < S; ++s) {
     recon += shards_[s]->recon_sum;
     kl += shards_[s]->kl_sum;
-    for (int j = 0; j < model.latent(); ++j) st.kl_per_dim[j] += shards_[s]->kl_dim[j] / B;
+    for (int j = 0; j < model.latent(); ++j) kl_per_dim_[j] += shards_[s]->kl_dim[j] / B;
   }
+  st.kl_per_dim = kl_per_dim_;
   st.recon = recon / B;
   st.kl = kl / B;
   st.elbo = st.recon - st.kl;

@@ -1,10 +1,13 @@
 // Forward and backward of the ELBO for one batch: the gradient of
 //   loss = mean_b [ −(1/L) Σ_l log p(x_b | z_bl) + β · KL(q(z|x_b) ‖ p(z)) ],  z_bl = μ_b + σ_b ⊙ ε_bl
-// with respect to every parameter. The batch is split into shards over a ThreadPool, each shard
-// with its own workspace and gradient buffer, summed in a fixed order (same threads → same bits).
+// with respect to every parameter. Plain MLP models run each layer's products split by output rows
+// into fixed chunks claimed by the pool's threads (one workspace, no gradient reduction; the same
+// bits whatever the thread count). Other families cut the batch into shards, each with its own
+// workspace and gradient buffer, summed in a fixed order (same shard count → same bits).
 // Workspaces are sized once for the largest batch: no allocation inside compute().
 #pragma once
 #include <memory>
+#include <span>
 #include <vector>
 
 #include <Eigen/Core>
@@ -20,14 +23,16 @@ struct StepStats {
   double elbo = 0;   // recon − KL (β = 1), per example, nats
   double recon = 0;  // mean log p(x|z)
   double kl = 0;     // mean KL
-  std::vector<double> kl_per_dim;
+  // Mean KL per latent dimension: a view of the engine's own buffer, valid until its next
+  // compute() (no allocation in the step).
+  std::span<const double> kl_per_dim;
   bool finite = true;
 };
 
 class GradientEngine {
  public:
   // max_batch: the largest batch compute() will see; samples: L; shards: how many pieces the
-  // batch is cut into (normally the pool size).
+  // batch is cut into (normally the pool size; unused by plain MLP models, see above).
   GradientEngine(const ModelConfig& cfg, int max_batch, int samples, int shards);
   ~GradientEngine();
 
@@ -39,12 +44,18 @@ class GradientEngine {
   StepStats compute(const Model& model, const Eigen::Ref<const Eigen::MatrixXf>& x,
                     const Eigen::Ref<const Eigen::MatrixXf>& eps, float beta, float* grad, ThreadPool* pool);
 
-  struct Shard;  // per-shard workspace (defined in train_step.cpp)
+  struct Shard;    // per-shard workspace (defined in train_step.cpp)
+  struct MlpWork;  // the plain MLP's whole-batch workspace (defined in train_step.cpp)
 
  private:
+  StepStats compute_mlp(const Model& model, const Eigen::Ref<const Eigen::MatrixXf>& x,
+                        const Eigen::Ref<const Eigen::MatrixXf>& eps, float beta, float* grad, ThreadPool* pool);
+
   int max_batch_;
   int samples_;
   std::vector<std::unique_ptr<Shard>> shards_;
+  std::unique_ptr<MlpWork> mlp_;
+  std::vector<double> kl_per_dim_;  // StepStats::kl_per_dim points here
 };
 
 // The same loss by forward pass only (for finite-difference checks and tests).

@@ -105,6 +105,14 @@ struct Trainer::Impl {
   Clock::time_point last_publish = Clock::now();
 
   double rate_samples = 0, rate_seconds = 0, samples_per_s = 0;
+  // Adaptive threading: every kAdaptCycle steps the last 2·kAdaptProbe steps time the current
+  // setting (all threads or the caller alone) against the other one, and the faster is kept. When
+  // another process takes a core, waiting for a preempted worker at each layer can make 2 threads
+  // slower than 1; the results do not depend on the thread count, only the speed does. The first
+  // comparison ends at step 20; probing costs at most 8/128 of the steps at the slower setting.
+  static constexpr int kAdaptCycle = 128, kAdaptProbe = 8;
+  int adapt_pos = kAdaptCycle - 2 * kAdaptProbe - 4;
+  double adapt_cur = 0, adapt_alt = 0;
 
   // ------------------------------------------------------------------------------------------
   int train_count() const {
@@ -214,6 +222,23 @@ struct Trainer::Impl {
   }
 
   // ---- one optimiser step ----
+  void adapt_threads(double dt) {
+    if (!pool || pool->size() <= 1) return;
+    const int pos = adapt_pos++;
+    if (pos >= kAdaptCycle - 2 * kAdaptProbe && pos < kAdaptCycle - kAdaptProbe) {
+      adapt_cur += dt;
+      if (pos == kAdaptCycle - kAdaptProbe - 1) pool->set_solo(!pool->solo());  // probe the other setting
+    } else if (pos >= kAdaptCycle - kAdaptProbe) {
+      adapt_alt += dt;
+      if (pos == kAdaptCycle - 1) {
+        // Keep the probed setting only if it was clearly faster; else switch back.
+        if (!(adapt_alt < 0.95 * adapt_cur)) pool->set_solo(!pool->solo());
+        adapt_pos = 0;
+        adapt_cur = adapt_alt = 0;
+      }
+    }
+  }
+
   void train_step() {
     const auto t0 = Clock::now();
     const int n = train_count();
@@ -246,6 +271,7 @@ struct Trainer::Impl {
     if (model->clusters() > 0 && opt.cluster_fit_step > 0 && step == opt.cluster_fit_step) fit_clusters();
     ++batch_in_epoch;
     const double dt = seconds_since(t0);
+    adapt_threads(dt / B);
     epoch_train_seconds += dt;
     epoch_samples += B;
     rate_samples += B;

@@ -108,13 +108,13 @@ TEST_CASE("trainer: a few hundred steps improve the test ELBO") {
   CHECK(snap->model->all_finite());
 }
 
-TEST_CASE("trainer: the same seed and thread count give the same numbers") {
+TEST_CASE("trainer: the same seed gives the same numbers, whatever the thread count (MLP)") {
   const History a = run_epochs(2, 2), b = run_epochs(2, 2);
   CHECK(a == b);
+  REQUIRE(!a.steps.empty());
+  // The MLP step splits each layer into chunks fixed by the layer sizes, not by the threads.
   const History c = run_epochs(2, 1);
-  REQUIRE(c.steps.size() == a.steps.size());
-  // Other thread counts sum gradients in another order: equal up to rounding.
-  CHECK(c.epochs.back().test_elbo == doctest::Approx(a.epochs.back().test_elbo).epsilon(1e-2));
+  CHECK(c == a);
 }
 
 TEST_CASE("trainer: snapshots share the history's sealed chunks instead of copying them") {

@@ -2,7 +2,11 @@
 # Side-by-side training throughput (samples/s) of vaelab-train and the PyTorch reference
 # (pytorch_vae.py --throughput) for 784-400-20 and 784-512-256-2 at batch 32/128/512 with 1 and
 # 2 threads, each measurement a separate process timed over about --seconds of training steps.
-# Prints a table with the ratio vaelab / PyTorch; --json-out keeps the raw measurements.
+# Prints a table with the ratio vaelab / PyTorch, the FLOPs of a training step and vaelab's
+# achieved GFLOP/s against the machine's fp32 peak (tests/bench/fma_peak, measured in the same
+# run, before and after the grid); --json-out keeps the raw measurements.
+# --busy-core runs every measurement beside a busy loop (a second process, nice 0) that keeps one
+# core loaded, as the UI does when it draws: the graceful-degradation check of issue 6.
 #
 #   tests/bench/throughput.py                      # vaelab-train from $VAELAB_TRAIN or build/
 #   tests/bench/throughput.py --pytorch-only --batches 128
@@ -89,6 +93,59 @@ def vaelab_rate(args, hidden, latent, batch, threads, guess_rate):
     return rec
 
 
+def layer_dims(hidden, latent, image=784):
+    """(in, out) of every dense layer: encoder image → hidden… → 2·latent, decoder latent → hidden… → image."""
+    h = [int(v) for v in str(hidden).split(",")]
+    enc = [image] + h + [2 * latent]
+    dec = [latent] + h[::-1] + [image]
+    return list(zip(enc[:-1], enc[1:])) + list(zip(dec[:-1], dec[1:]))
+
+
+def step_flops(hidden, latent, batch, image=784):
+    """FLOPs of one training step per sample: the matrix products (2 per multiply-add) of the forward
+    pass (W x), the backward pass (dW = dy xᵀ for every layer, dx = Wᵀ dy for every layer but the
+    first, whose input needs no gradient), and Adam's update (≈ 12 per parameter per step, spread over
+    the batch). Biases, ReLU, the loss and the KL are elementwise and left out (< 1 %)."""
+    dims = layer_dims(hidden, latent, image)
+    macs = sum(i * o for i, o in dims)
+    first = dims[0][0] * dims[0][1]
+    params = sum(i * o + o for i, o in dims)
+    gemm = 2 * (macs + macs + (macs - first))
+    adam = 12.0 * params / batch
+    return {"gemm_per_sample": gemm, "adam_per_sample": adam, "per_sample": gemm + adam, "params": params}
+
+
+def measure_peak(args):
+    """fp32 peak from fma_peak (one JSON line), or None if it is not built."""
+    if not args.fma_peak or not os.access(args.fma_peak, os.X_OK):
+        return None
+    p = subprocess.run([args.fma_peak, "--threads", "2", "--seconds", "0.5", "--repeat", "3"],
+                       capture_output=True, text=True, timeout=120)
+    if p.returncode != 0:
+        print(f"throughput: warning: fma_peak failed: {p.stderr.strip()}", file=sys.stderr)
+        return None
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+class BusyCore:
+    """A second process spinning on one core at nice 0 while a measurement runs (None: no-op)."""
+
+    def __init__(self, enabled):
+        self.enabled = enabled
+        self.proc = None
+
+    def __enter__(self):
+        if self.enabled:
+            self.proc = subprocess.Popen(["/bin/sh", "-c", "while :; do :; done"])
+            time.sleep(0.2)  # let the scheduler place it
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc:
+            self.proc.kill()
+            self.proc.wait()
+
+
 def busy_cores(interval=0.5):
     """Cores kept busy by other processes, sampled from /proc/stat just before a measurement."""
     def sample():
@@ -104,13 +161,21 @@ def busy_cores(interval=0.5):
     return (os.cpu_count() or 1) * (1 - (i1 - i0) / max(1, t1 - t0))
 
 
-def best_of(n, measure):
-    """Runs measure() n times; returns the fastest record, with every rate listed in "all_samples_per_s".
-    On a shared machine the best of a few short runs is the figure least disturbed by neighbours."""
-    recs = [measure() for _ in range(n)]
-    best = dict(max(recs, key=lambda r: float(r["samples_per_s"])))
-    best["all_samples_per_s"] = [round(float(r["samples_per_s"]), 1) for r in recs]
-    return best
+def per_cpu_rate(rec):
+    """Samples per CPU-second of a record with steps, batch and cpu_seconds (None without them)."""
+    try:
+        return float(rec["steps"]) * float(rec["batch"]) / float(rec["cpu_seconds"])
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
+
+
+def median_of(n, measure):
+    """Runs measure() n times; returns the median record (by samples/s), with every rate listed in
+    "all_samples_per_s". The median of a few short runs is robust to one disturbed by a neighbour."""
+    recs = sorted((measure() for _ in range(n)), key=lambda r: float(r["samples_per_s"]))
+    med = dict(recs[(len(recs) - 1) // 2])
+    med["all_samples_per_s"] = [round(float(r["samples_per_s"]), 1) for r in recs]
+    return med
 
 
 def find_python():
@@ -135,7 +200,12 @@ def main():
     ap.add_argument("--python", default=os.environ.get("PYTHON") or find_python(), help="python with torch")
     ap.add_argument("--data", default=os.environ.get("DATA", DEFAULT_DATA))
     ap.add_argument("--seconds", type=float, default=3.0, help="timed seconds per measurement")
-    ap.add_argument("--repeat", type=int, default=1, help="measurements per cell; the best is shown")
+    ap.add_argument("--repeat", type=int, default=3, help="measurements per cell; the median is shown")
+    ap.add_argument("--busy-core", action="store_true",
+                    help="run every measurement beside a busy loop keeping one core loaded (nice 0)")
+    ap.add_argument("--fma-peak", default=os.environ.get("FMA_PEAK")
+                    or os.path.join(os.environ.get("BUILD", "build"), "tests", "bench", "fma_peak"),
+                    help="fma_peak path (env FMA_PEAK, else $BUILD/tests/bench/fma_peak)")
     ap.add_argument("--archs", default=",".join(ARCHS), help="comma list from: " + ", ".join(ARCHS))
     ap.add_argument("--batches", default="32,128,512")
     ap.add_argument("--threads", default="1,2")
@@ -159,11 +229,24 @@ def main():
         with_vaelab = False
 
     out = open(args.json_out, "w") if args.json_out else None
+    peak = measure_peak(args)
+    if peak:
+        print(f"fp32 peak ({peak['isa']}, fma_peak before the grid): 1 thread {peak['peak_gflops_1']:.1f} GFLOP/s, "
+              f"2 threads {peak['peak_gflops_2']:.1f} GFLOP/s by wall clock; per CPU-second "
+              f"{peak['peak_gflops_per_cpu_s_1']:.1f} / {peak['peak_gflops_per_cpu_s_2']:.1f}")
+        if out:
+            out.write(json.dumps({"peak_before": peak}) + "\n")
+    else:
+        print("throughput: warning: no fma_peak (build it: cmake --build build --target fma_peak); no peak "
+              "fractions", file=sys.stderr)
+    if args.busy_core:
+        print("busy-core mode: every measurement runs beside a busy loop on one core (nice 0)")
     # "busy": cores used by other processes right before each row; 2-thread figures are only
     # meaningful when it is near 0 (OpenMP threads that lose their core stall each other).
     header = f"{'arch':<14} {'batch':>5} {'thr':>3} {'busy':>5} | {'pytorch s/s':>11}"
     if with_vaelab:
-        header += f" {'vaelab s/s':>11} {'vaelab/pt':>9}"
+        header += (f" {'vaelab s/s':>11} {'vaelab/pt':>9} {'MFLOP/smp':>9} {'GFLOP/s':>7} {'%peak':>5}"
+                   f" | {'pt s/cpu-s':>10} {'vl s/cpu-s':>10} {'ratio':>5} {'%cpu-peak':>9}")
     print(header)
     print("-" * len(header))
     blas_line = None
@@ -173,12 +256,14 @@ def main():
         for b in batches:
             for t in threads:
                 load = busy_cores()
+                fl = step_flops(hidden, latent, b)
                 if load > 0.3:
                     print(f"throughput: warning: other processes use {load:.1f} cores during {arch} batch {b} "
                           f"threads {t}; the figure is not representative", file=sys.stderr)
                 row = f"{arch:<14} {b:5d} {t:3d} {load:5.2f} | "
                 try:
-                    pt = best_of(args.repeat, lambda: pytorch_rate(args, hidden, latent, b, t))
+                    with BusyCore(args.busy_core):
+                        pt = median_of(args.repeat, lambda: pytorch_rate(args, hidden, latent, b, t))
                 except RuntimeError as e:
                     print(f"throughput: error: {e}", file=sys.stderr)
                     failures += 1
@@ -188,15 +273,38 @@ def main():
                 vl = None
                 if with_vaelab:
                     try:
-                        vl = best_of(args.repeat, lambda: vaelab_rate(args, hidden, latent, b, t, pt["samples_per_s"]))
-                        row += f" {float(vl['samples_per_s']):11.0f} {float(vl['samples_per_s']) / pt['samples_per_s']:9.2f}"
+                        with BusyCore(args.busy_core):
+                            vl = median_of(args.repeat,
+                                           lambda: vaelab_rate(args, hidden, latent, b, t, pt["samples_per_s"]))
+                        sps = float(vl["samples_per_s"])
+                        gflops = sps * fl["per_sample"] * 1e-9
+                        key = f"peak_gflops_{t}"
+                        frac = f"{100 * gflops / peak[key]:5.0f}" if peak and key in peak else f"{'-':>5}"
+                        row += (f" {sps:11.0f} {sps / pt['samples_per_s']:9.2f} {fl['per_sample'] * 1e-6:9.2f}"
+                                f" {gflops:7.1f} {frac}")
+                        # Per CPU-second of the process's threads (spinning waits count as CPU): on a busy
+                        # machine the fairer comparison; %cpu-peak is against one core's FMA rate.
+                        pt_cpu, vl_cpu = per_cpu_rate(pt), per_cpu_rate(vl)
+                        if pt_cpu and vl_cpu:
+                            cpu_frac = (f"{100 * vl_cpu * fl['per_sample'] * 1e-9 / peak['peak_gflops_per_cpu_s_1']:9.0f}"
+                                        if peak else f"{'-':>9}")
+                            row += f" | {pt_cpu:10.0f} {vl_cpu:10.0f} {vl_cpu / pt_cpu:5.2f} {cpu_frac}"
                     except RuntimeError as e:
                         print(f"throughput: error: {e}", file=sys.stderr)
                         failures += 1
                         row += f" {'error':>11} {'-':>9}"
                 print(row, flush=True)
                 if out:
-                    out.write(json.dumps({"arch": arch, "batch": b, "threads": t, "busy_cores_before": round(load, 3), "pytorch_env": args.pytorch_env, "pytorch": pt, "vaelab": vl}) + "\n")
+                    out.write(json.dumps({"arch": arch, "batch": b, "threads": t, "busy_cores_before": round(load, 3),
+                                          "busy_core_mode": args.busy_core, "pytorch_env": args.pytorch_env,
+                                          "flops": fl, "pytorch": pt, "vaelab": vl}) + "\n")
+    if peak:
+        after = measure_peak(args)
+        if after:
+            print(f"fp32 peak after the grid: 1 thread {after['peak_gflops_1']:.1f}, 2 threads "
+                  f"{after['peak_gflops_2']:.1f} GFLOP/s (the %peak column uses the figure before)")
+            if out:
+                out.write(json.dumps({"peak_after": after}) + "\n")
     if blas_line:
         print(blas_line + (f"; PyTorch env {' '.join(args.pytorch_env)}" if args.pytorch_env else ""))
     if out:
