@@ -478,7 +478,9 @@ void App::frame() {
 
   const Snapshot* snap = s_.snap.get();
   const bool ready = snap && snap->model && snap->data;
-  const char* waiting = s_.data_loading.valid() ? "Reading the data…" : "No data: drop a folder of IDX files on the window.";
+  const char* waiting = s_.autosave.offer_open || s_.autosave.parked_data ? "Waiting: resume the last run, or start fresh?"
+                        : s_.data_loading.valid()                         ? "Reading the data…"
+                                                                          : "No data: drop a folder of IDX files on the window.";
   layout(menu_height_);
 
   // The latent map runs before the decoder so dragging the z ring shows in the decoder this frame.
