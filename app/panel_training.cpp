@@ -332,7 +332,7 @@ void draw_files(AppState& state, const Snapshot* snap) {
   ImGui::SetNextItemWidth(ImGui::GetFontSize() * 6);
   if (ImGui::InputInt("autosave every (min)", &state.autosave.minutes)) {
     state.autosave.minutes = std::clamp(state.autosave.minutes, 0, 120);
-    ImGui::MarkIniSettingsDirty();
+    ImGui::GetIO().WantSaveIniSettings = true;  // saved by the frame loop
   }
   if (ImGui::IsItemHovered())
     ImGui::SetTooltip("0: off. While training, and on exit, the run is saved to\n%s;\nthe next launch offers to resume it.",
