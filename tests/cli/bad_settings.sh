@@ -32,7 +32,7 @@ expect() {  # expect NAME CODE PATTERN command…: exit code CODE and PATTERN (g
   shift 3
   "$@" >"$work/out" 2>"$work/err"
   local rc=$?
-  if ((rc == code)) && grep -Eq "$pattern" "$work/err"; then
+  if ((rc == code)) && grep -Eq -e "$pattern" "$work/err"; then
     passed=$((passed + 1))
     echo "ok   $name: exit $rc: $(head -c 200 "$work/err" | head -n1)"
   else
