@@ -102,8 +102,11 @@ long parse_int(const std::string& flag, const std::string& v, long lo, long hi) 
 double parse_real(const std::string& flag, const std::string& v, double lo, double hi) {
   char* end = nullptr;
   const double x = std::strtod(v.c_str(), &end);
-  if (v.empty() || *end != '\0' || !(x >= lo && x <= hi))
-    usage_error(flag + " wants a number from " + std::to_string(lo) + " to " + std::to_string(hi) + ", not '" + v + "'");
+  if (v.empty() || *end != '\0' || !(x >= lo && x <= hi)) {
+    char range[64];  // %g: "1e-08 to 10", where std::to_string said "0.000000 to 10.000000"
+    std::snprintf(range, sizeof range, "%g to %g", lo, hi);
+    usage_error(flag + " wants a number from " + range + ", not '" + v + "'");
+  }
   return x;
 }
 

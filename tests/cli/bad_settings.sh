@@ -58,7 +58,7 @@ if [[ -n $app ]]; then
   expect "vaelab --latent 0" 2 "--latent wants a whole number from 1" env -u DISPLAY "$app" --latent 0
   expect "vaelab --latent 100000" 2 "--latent wants a whole number from 1" env -u DISPLAY "$app" --latent 100000
   expect "vaelab --batch 0" 2 "--batch wants a whole number from 1" env -u DISPLAY "$app" --batch 0
-  expect "vaelab --lr -1" 2 "--lr wants a number" env -u DISPLAY "$app" --lr -1
+  expect "vaelab --lr -1" 2 "--lr wants a number from 1e-08 to 10" env -u DISPLAY "$app" --lr -1
 fi
 
 echo "$passed passed, $failed failed"
