@@ -53,7 +53,7 @@ int usage(const char* msg) {
   if (msg) std::fprintf(stderr, "vaelab_soak: %s\n", msg);
   std::fprintf(stderr,
                "usage: vaelab_soak [--minutes M (30)] [--sample-seconds S (10)] [--data DIR] [--threads T (1)]\n"
-               "                   [--latent D (2)] [--threshold MIB_PER_MIN (0.5)]\n");
+               "                   [--latent D (2)] [--display-points N (10000)] [--threshold MIB_PER_MIN (0.5)]\n");
   return 2;
 }
 
@@ -62,7 +62,7 @@ int usage(const char* msg) {
 int main(int argc, char** argv) {
   double minutes = 30, sample_s = 10, threshold = 0.5;
   std::string data_dir;
-  int threads = 1, latent = 2;
+  int threads = 1, latent = 2, display_points = 10000;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (i + 1 >= argc) return usage(("missing value after " + a).c_str());
@@ -73,9 +73,11 @@ int main(int argc, char** argv) {
     else if (a == "--data") data_dir = v;
     else if (a == "--threads") threads = std::atoi(v);
     else if (a == "--latent") latent = std::atoi(v);
+    else if (a == "--display-points") display_points = std::atoi(v);
     else return usage(("unknown flag " + a).c_str());
   }
-  if (!(minutes > 0) || !(sample_s > 0) || threads < 1 || latent < 1) return usage("values must be positive");
+  if (!(minutes > 0) || !(sample_s > 0) || threads < 1 || latent < 1 || display_points < 0)
+    return usage("values must be positive");
 
   try {
     auto data = std::make_shared<const Dataset>(load_dataset(data_dir.empty() ? default_data_folder() : std::filesystem::path(data_dir)));
@@ -86,7 +88,7 @@ int main(int argc, char** argv) {
     TrainConfig t;
     t.threads = threads;
     TrainerOptions o;  // the app's cadence: snapshots every 50 ms, latent map re-encoded every second
-    o.display_points = 10000;
+    o.display_points = display_points;
     o.latent_refresh_ms = 1000;
     o.eval_limit = 2000;  // epoch-end evaluations as in the app, shorter
     Trainer trainer(data, m, t, o);
@@ -123,8 +125,8 @@ int main(int argc, char** argv) {
     const auto t0 = Clock::now();
     trainer.start();
     std::vector<Sample> samples;
-    std::printf("# vaelab_soak: %.1f min, %d trainer thread(s), latent %d, reader at 60 Hz, RSS every %.0f s\n",
-                minutes, threads, latent, sample_s);
+    std::printf("# vaelab_soak: %.1f min, %d trainer thread(s), latent %d, %d display points, reader at 60 Hz, "
+                "RSS every %.0f s\n", minutes, threads, latent, display_points, sample_s);
     std::printf("# RSS before training: %.1f MiB\n", rss0);
     std::printf("%8s %10s %6s %10s %12s %10s\n", "minutes", "step", "epoch", "RSS_MiB", "history_MiB", "reads");
     std::fflush(stdout);
