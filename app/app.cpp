@@ -82,17 +82,125 @@ App::App(AppState& state) : s_(state) {
   if (o.trainer.iwae_points > 0) s_.gap.iwae_points = s_.gap.sent_points;
   else s_.gap.sent_points = s_.gap.iwae_points;  // 0 (all images) is shown as the default subset
   s_.gap.measure = o.trainer.measure_estimators;
+  s_.autosave.file = autosave_file(s_.data_dir);
+  s_.autosave.aside = autosave_aside_file(s_.data_dir);
+  if (o.load.empty() && !o.no_resume) find_autosave();
 }
 
 App::~App() {
   if (s_.trainer) {
     s_.trainer->request_stop();
-    s_.trainer.reset();  // joins
+    s_.trainer->join();
+    autosave_on_exit();
+    s_.trainer.reset();
   }
   if (s_.data_loading.valid()) s_.data_loading.wait();
 }
 
-void App::start_trainer(std::shared_ptr<const Dataset> data) {
+void App::find_autosave() {
+  AutosaveState& a = s_.autosave;
+  std::string why;
+  if (auto info = inspect_autosave(a.file, why)) {
+    a.offer = *info;
+    a.offer_open = true;  // training waits for the answer
+    return;
+  }
+  if (why.empty()) return;  // none
+  // A damaged autosave is neither offered nor silently overwritten by the next one.
+  try {
+    move_autosave_aside(a.file, a.aside);
+    s_.post(Severity::Warning, "The autosave cannot be resumed (" + why + "). It was moved to " + a.aside.string() + ".");
+  } catch (const std::exception& e) {
+    s_.post(Severity::Warning, "The autosave cannot be resumed (" + why + "); " + e.what());
+  }
+}
+
+void App::resume_offer() {
+  AutosaveState& a = s_.autosave;
+  if (!a.offer_open) return;
+  const char* title = "Resume the last run?";
+  if (!ImGui::IsPopupOpen(title)) ImGui::OpenPopup(title);
+  const ImGuiViewport* vp = ImGui::GetMainViewport();
+  ImGui::SetNextWindowPos(ImVec2(vp->WorkPos.x + vp->WorkSize.x * 0.5f, vp->WorkPos.y + vp->WorkSize.y * 0.4f),
+                          ImGuiCond_Always, ImVec2(0.5f, 0.5f));
+  if (!ImGui::BeginPopupModal(title, nullptr, ImGuiWindowFlags_AlwaysAutoResize | ImGuiWindowFlags_NoSavedSettings)) return;
+  ImGui::TextUnformatted("vaelab autosaved a run (it does so every few minutes and on exit):");
+  ImGui::Spacing();
+  const char* labels[] = {"model", "progress", "data", "saved"};
+  char progress[96];
+  std::snprintf(progress, sizeof progress, "step %lld · epoch %d", static_cast<long long>(a.offer.step), a.offer.epoch);
+  const std::string saved = a.offer.saved_at + " (" + describe_age(a.offer.age_s) + ")";
+  const std::string values[] = {a.offer.model_text, progress, a.offer.data_name.empty() ? "?" : a.offer.data_name, saved};
+  for (int i = 0; i < 4; ++i) {
+    ImGui::TextDisabled("%-9s", labels[i]);
+    ImGui::SameLine(ImGui::GetFontSize() * 5);
+    ImGui::TextUnformatted(values[i].c_str());
+  }
+  ImGui::TextDisabled("%s", a.file.c_str());
+  ImGui::Spacing();
+  const float bw = ImGui::GetFontSize() * 7;
+  if (ImGui::Button("Resume", ImVec2(bw, 0))) a.answer = 1;
+  s_.note_rect("resume_button");
+  ImGui::SameLine();
+  if (ImGui::Button("Start fresh", ImVec2(bw, 0))) a.answer = 2;
+  s_.note_rect("fresh_button");
+  ImGui::TextDisabled("Start fresh keeps the autosave as %s.", a.aside.filename().c_str());
+  if (a.answer != 0) {
+    a.offer_open = false;
+    ImGui::CloseCurrentPopup();
+    if (a.answer == 2) {
+      try {
+        move_autosave_aside(a.file, a.aside);
+        s_.post(Severity::Info, "Starting fresh; the autosave was kept as " + a.aside.string() + ".");
+      } catch (const std::exception& e) {
+        s_.post(Severity::Warning, std::string("Starting fresh; ") + e.what());
+      }
+    }
+  }
+  ImGui::EndPopup();
+}
+
+void App::settle_offer() {
+  AutosaveState& a = s_.autosave;
+  if (a.offer_open || a.answer == 0 || !a.parked_data) return;
+  if (a.answer == 1) s_.options.load = a.file;
+  const bool resumed = start_trainer(std::move(a.parked_data));
+  a.parked_data.reset();
+  if (a.answer == 1 && resumed) {
+    s_.post(Severity::Info, "Resumed the autosave of " + a.offer.saved_at + " at step " + std::to_string(a.offer.step) + ".");
+    a.clock.saved(s_.now, a.offer.step);  // nothing new to autosave until it trains
+  }
+  a.answer = 0;
+}
+
+void App::autosave_tick() {
+  AutosaveState& a = s_.autosave;
+  if (!s_.trainer || !s_.snap) return;
+  a.clock.set_interval(a.minutes * 60.0);
+  if (!a.clock.due(s_.now, s_.snap->step)) return;
+  std::error_code ec;
+  std::filesystem::create_directories(a.file.parent_path(), ec);
+  s_.trainer->save(a.file);  // on the trainer thread, atomic; non-finite weights are refused there
+  a.clock.saved(s_.now, s_.snap->step);
+}
+
+void App::autosave_on_exit() {
+  // The trainer thread has been joined: save_now runs here, synchronously.
+  AutosaveState& a = s_.autosave;
+  const auto snap = s_.trainer->snapshot();
+  if (a.minutes <= 0 || !snap || snap->step == 0) return;  // off, or nothing trained worth keeping
+  try {
+    std::error_code ec;
+    std::filesystem::create_directories(a.file.parent_path(), ec);
+    s_.trainer->save_now(a.file);
+    std::fprintf(stderr, "vaelab: autosaved step %lld to %s\n", static_cast<long long>(snap->step), a.file.c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "vaelab: autosave on exit skipped: %s\n", e.what());
+  }
+}
+
+bool App::start_trainer(std::shared_ptr<const Dataset> data) {
+  bool loaded = false;
   Options& o = s_.options;
   ModelConfig model = o.model;
   model.image_h = data->train.height;
@@ -116,9 +224,16 @@ void App::start_trainer(std::shared_ptr<const Dataset> data) {
         try {
           if (o.load.extension() == ".safetensors") trainer->import_safetensors_now(o.load);
           else trainer->load_now(o.load);
+          loaded = true;
           std::snprintf(s_.training.file_path, sizeof s_.training.file_path, "%s", o.load.c_str());
         } catch (const std::exception& e) {
-          s_.post(Severity::Error, std::string("Could not open ") + o.load.string() + ": " + e.what());
+          std::string aside;
+          if (o.load == s_.autosave.file) {  // keep it: the fresh run's next autosave would replace it
+            std::error_code ec;
+            std::filesystem::rename(o.load, s_.autosave.aside, ec);
+            if (!ec) aside = " It was moved to " + s_.autosave.aside.string() + "; training starts fresh.";
+          }
+          s_.post(Severity::Error, std::string("Could not open ") + o.load.string() + ": " + e.what() + aside);
         }
         o.load.clear();
       }
@@ -130,6 +245,7 @@ void App::start_trainer(std::shared_ptr<const Dataset> data) {
     }
   });
   builder.join();  // the UI thread waits, as before; s_ is only touched while it does
+  return loaded;
 }
 
 void App::poll_data_loading() {
@@ -139,7 +255,9 @@ void App::poll_data_loading() {
   try {
     std::shared_ptr<const Dataset> data = s_.data_loading.get();
     if (data->train.count == 0) throw Error("the folder has no training images");
-    if (!s_.trainer) {
+    if (!s_.trainer && (s_.autosave.offer_open || s_.autosave.answer != 0)) {
+      s_.autosave.parked_data = data;  // the resume offer decides what trains on it
+    } else if (!s_.trainer) {
       start_trainer(data);
     } else {
       s_.trainer->set_data(data);
@@ -369,6 +487,7 @@ void App::placeholder(const char* window, const char* text) {
 void App::frame() {
   s_.now = ImGui::GetTime();
   poll_data_loading();
+  settle_offer();
   if (s_.trainer) s_.snap = s_.trainer->snapshot();
   drawn_key_ = visual_key(s_.snap.get());
   if (s_.snap && s_.snap->model != s_.model_seen) {
@@ -380,7 +499,9 @@ void App::frame() {
 
   const Snapshot* snap = s_.snap.get();
   const bool ready = snap && snap->model && snap->data;
-  const char* waiting = s_.data_loading.valid() ? "Reading the data…" : "No data: drop a folder of IDX files on the window.";
+  const char* waiting = s_.autosave.offer_open || s_.autosave.parked_data ? "Waiting: resume the last run, or start fresh?"
+                        : s_.data_loading.valid()                         ? "Reading the data…"
+                                                                          : "No data: drop a folder of IDX files on the window.";
   layout(menu_height_);
 
   // The latent map runs before the decoder so dragging the z ring shows in the decoder this frame.
@@ -402,6 +523,8 @@ void App::frame() {
   }
   panel(kWinSamples, [&](const Snapshot& sn) { draw_samples(s_, sn); });
   s_.reset_layout = false;
+  resume_offer();
+  autosave_tick();
   messages();
   if (ready && snap->latent_step >= 0) write_ready_file();
 }
@@ -439,6 +562,7 @@ void App::after_render(int fb_w, int fb_h) {
       info << "version " << s_.snap->version << "\n";
     }
     info << "fps " << s_.stats.fps << "\n";
+    info << "resume_offer " << (s_.autosave.offer_open ? 1 : 0) << "\n";
     info << "errors " << std::count_if(s_.messages.begin(), s_.messages.end(), [](const Message& m) { return m.severity == Severity::Error; }) << "\n";
     for (const auto& [name, r] : s_.rects) info << "rect " << name << ' ' << r.x << ' ' << r.y << ' ' << r.z << ' ' << r.w << "\n";
     info.close();

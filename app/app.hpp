@@ -1,6 +1,7 @@
 // App: one frame of the desktop program — takes the trainer's snapshot, places the panel windows
 // (default tiling on first use or on "Reset layout"), draws the menu bar, panels and messages,
-// handles shortcuts, drops and background data loading, and the screenshot test hook.
+// handles shortcuts, drops and background data loading, the autosave and its resume offer, and
+// the screenshot test hook.
 // Not the window or the frame loop (main.cpp) and not any panel's contents (panel_*.cpp).
 #pragma once
 #include <filesystem>
@@ -35,7 +36,7 @@ class App {
 
  private:
   void poll_data_loading();
-  void start_trainer(std::shared_ptr<const Dataset> data);
+  bool start_trainer(std::shared_ptr<const Dataset> data);  // true when options.load was opened
   void collect_trainer_errors();
   void menu_bar();
   void messages();
@@ -43,6 +44,13 @@ class App {
   void apply_slot(const char* window);
   void placeholder(const char* window, const char* text);
   void write_ready_file();
+  // Autosave: look for one at launch, the resume modal, acting on its answer once the data is
+  // read, the periodic save and the one on exit.
+  void find_autosave();
+  void resume_offer();
+  void settle_offer();
+  void autosave_tick();
+  void autosave_on_exit();
 
   AppState& s_;
   int screenshots_requested_ = 0;

@@ -18,6 +18,7 @@
 
 #include "app/gl_image.hpp"
 #include "app/gl_points.hpp"
+#include "core/autosave.hpp"
 #include "core/config.hpp"
 #include "core/data.hpp"
 #include "core/gap.hpp"
@@ -40,6 +41,8 @@ struct Options {
   std::filesystem::path screenshot_dir;  // test hook: F12 / SIGUSR1 write PNGs + widget rects here
   std::filesystem::path frame_stats;     // write per-frame times (CSV) here at exit
   double quit_after_s = 0;               // close by itself after this many seconds (measurements)
+  bool no_resume = false;                // do not offer to resume the autosave
+  int autosave_minutes = -1;             // --autosave-minutes (−1: the saved preference)
   int fps_cap = 60;                      // frame limiter when the swap does not block (Xvfb)
   bool vsync = true;
   bool full_redraw = false;              // no FrameCache: redraw the whole window every frame
@@ -250,6 +253,18 @@ struct GapState {
   double post_finished = -1e9;
 };
 
+// Autosave of the current run (every `minutes`, and on exit) and the offer to resume one found at
+// launch. While the offer is open the trainer waits: the data read meanwhile is parked here.
+struct AutosaveState {
+  int minutes = kDefaultAutosaveMinutes;  // 0: off (periodic and on exit); persisted in the ini
+  std::filesystem::path file, aside;      // <data dir>/autosave.vaelab, …/autosave.previous.vaelab
+  AutosaveClock clock;
+  bool offer_open = false;                // the modal is showing
+  AutosaveInfo offer;
+  int answer = 0;                         // 0: none yet, 1: resume, 2: start fresh
+  std::shared_ptr<const Dataset> parked_data;
+};
+
 struct FrameStats {
   std::vector<float> work_ms;         // build + render + swap, per frame
   std::vector<float> interval_ms;     // start to start
@@ -296,6 +311,7 @@ struct AppState {
   ManifoldState manifold;
   SamplesState samples;
   GapState gap;
+  AutosaveState autosave;
   FrameStats stats;
 
   // Screen rectangles of key widgets (min.x, min.y, max.x, max.y), for the e2e test hook.

@@ -66,6 +66,9 @@ Interactive explorer for variational autoencoders. Opens a window on Fashion-MNI
   --train-limit N      train on the first N images only (demos, tests)
   --display-points N   test images shown on the latent map (default 10000)
   --paused             start paused
+  --no-resume          do not offer to resume the autosave (it is kept until the next one)
+  --autosave-minutes M autosave the run every M minutes and on exit (default 5, or the
+                       last value set in the app; 0: off)
   --iwae K             IWAE_K at each epoch end for the gap panel (default 100; 0: off)
   --iwae-points N      …on the first N test images (default 500)
   --measure-estimators measure both encoder gradient estimators' variance each epoch
@@ -85,7 +88,7 @@ Interactive explorer for variational autoencoders. Opens a window on Fashion-MNI
   --help               this text
 
 Settings and window layout: $XDG_CONFIG_HOME/vaelab/vaelab.ini (~/.config/vaelab).
-Checkpoints and exports: $XDG_DATA_HOME/vaelab (~/.local/share/vaelab).
+Checkpoints, exports and the autosave: $XDG_DATA_HOME/vaelab (~/.local/share/vaelab).
 )";
 
 [[noreturn]] void usage_error(const std::string& msg) {
@@ -104,8 +107,11 @@ long parse_int(const std::string& flag, const std::string& v, long lo, long hi) 
 double parse_real(const std::string& flag, const std::string& v, double lo, double hi) {
   char* end = nullptr;
   const double x = std::strtod(v.c_str(), &end);
-  if (v.empty() || *end != '\0' || !(x >= lo && x <= hi))
-    usage_error(flag + " wants a number from " + std::to_string(lo) + " to " + std::to_string(hi) + ", not '" + v + "'");
+  if (v.empty() || *end != '\0' || !(x >= lo && x <= hi)) {
+    char range[64];  // %g: "1e-08 to 10", where std::to_string said "0.000000 to 10.000000"
+    std::snprintf(range, sizeof range, "%g to %g", lo, hi);
+    usage_error(flag + " wants a number from " + range + ", not '" + v + "'");
+  }
   return x;
 }
 
@@ -168,6 +174,8 @@ Options parse_args(int argc, char** argv) {
     else if (a == "--train-limit") o.trainer.train_limit = static_cast<int>(parse_int(a, value(), 0, 1 << 30));
     else if (a == "--display-points") o.trainer.display_points = static_cast<int>(parse_int(a, value(), 0, 1 << 24));
     else if (a == "--paused") o.trainer.start_paused = true;
+    else if (a == "--no-resume") o.no_resume = true;
+    else if (a == "--autosave-minutes") o.autosave_minutes = static_cast<int>(parse_int(a, value(), 0, 120));
     else if (a == "--iwae") o.trainer.eval_iwae_k = static_cast<int>(parse_int(a, value(), 0, 5000));
     else if (a == "--iwae-points") o.trainer.iwae_points = static_cast<int>(parse_int(a, value(), 1, 1 << 24));
     else if (a == "--measure-estimators") o.trainer.measure_estimators = true;
@@ -359,6 +367,7 @@ int main(int argc, char** argv) {
   vaelab::app::install_settings_handler(*state);
   std::string warning;
   vaelab::app::load_settings(ini, warning);
+  if (options.autosave_minutes >= 0) state->autosave.minutes = options.autosave_minutes;
   if (!warning.empty()) {
     std::fprintf(stderr, "vaelab: warning: %s\n", warning.c_str());
     state->post(vaelab::Severity::Warning, warning);

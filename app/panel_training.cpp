@@ -335,6 +335,15 @@ void draw_files(AppState& state, const Snapshot* snap) {
   }
   if (ImGui::IsItemHovered()) ImGui::SetTooltip("Load weights from the .safetensors beside the checkpoint path");
   ImGui::EndDisabled();
+
+  ImGui::SetNextItemWidth(ImGui::GetFontSize() * 6);
+  if (ImGui::InputInt("autosave every (min)", &state.autosave.minutes)) {
+    state.autosave.minutes = std::clamp(state.autosave.minutes, 0, 120);
+    ImGui::GetIO().WantSaveIniSettings = true;  // saved by the frame loop
+  }
+  if (ImGui::IsItemHovered())
+    ImGui::SetTooltip("0: off. While training, and on exit, the run is saved to\n%s;\nthe next launch offers to resume it.",
+                      state.autosave.file.c_str());
 }
 
 void draw_log(AppState& state, const Snapshot* snap) {

@@ -1,26 +1,22 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer harnesses of tests/fuzz with clang into build-fuzz and runs each one for
 # FUZZ_SECONDS (default 60) on a copy of its corpus; exits non-zero on a crash and names the input.
-# Not part of the default test run; installs clang + libclang-rt-14-dev when missing (apt-get).
+# usage: run-fuzzers.sh [--build-only]; FUZZERS="idx checkpoint safetensors" picks harnesses (the
+# CTest entries fuzz_<name> run one each). Installs clang + libclang-rt-14-dev via scripts/setup.sh.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+build_only=0
+case ${1:-} in
+  "") ;;
+  --build-only) build_only=1 ;;
+  *) echo "usage: run-fuzzers.sh [--build-only]" >&2; exit 2 ;;
+esac
 build=${VAELAB_FUZZ_DIR:-$root/build-fuzz}
 seconds=${FUZZ_SECONDS:-60}
 read -r -a fuzzers <<<"${FUZZERS:-idx checkpoint safetensors}"
 
-# ---- packages (idempotent, like scripts/setup.sh) ----
-packages=(clang libclang-rt-14-dev cmake make libeigen3-dev zlib1g-dev doctest-dev)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "run-fuzzers: installing ${missing[*]}" >&2
-  sudo_cmd=()
-  [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
-  "${sudo_cmd[@]}" apt-get update -q
-  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+# ---- packages: clang and libclang-rt-14-dev are in setup.sh's list (idempotent) ----
+bash "$root/scripts/setup.sh"
 
 # ---- build (a folder configured with another compiler is reconfigured from scratch) ----
 start=$SECONDS
@@ -34,6 +30,7 @@ targets=(vaelab_fuzz_seeds)
 for f in "${fuzzers[@]}"; do targets+=("fuzz_$f"); done
 cmake --build "$build" -j"$(nproc)" --target "${targets[@]}"
 echo "run-fuzzers: built in $((SECONDS - start)) s" >&2
+((build_only)) && exit 0
 
 # ---- corpora: the checked-in seeds, freshly generated seeds, and what earlier runs found ----
 bin=$build/tests/fuzz

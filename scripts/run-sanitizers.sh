@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
 # Builds the doctest suite twice and runs it: build-asan (AddressSanitizer + UBSan, every test case)
 # and build-tsan (ThreadSanitizer, the trainer:* and gradients:* cases that drive the thread pool).
-# Not the fuzzers (scripts/run-fuzzers.sh) and not part of scripts/run-tests.sh; bounded to ~10 min.
+# usage: run-sanitizers.sh [all|build|asan|tsan]: both builds and runs (default), only the builds,
+# or build-if-needed and run one of them (the CTest entries sanitizers_asan / sanitizers_tsan).
+# Not the fuzzers (scripts/run-fuzzers.sh). Installs clang through scripts/setup.sh.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+mode=${1:-all}
+case $mode in
+  all | build | asan | tsan) ;;
+  *) echo "usage: run-sanitizers.sh [all|build|asan|tsan]" >&2; exit 2 ;;
+esac
+bash "$root/scripts/setup.sh"  # clang and libclang-rt-14-dev among the rest (idempotent)
 asan_dir=${VAELAB_ASAN_DIR:-$root/build-asan}
 tsan_dir=${VAELAB_TSAN_DIR:-$root/build-tsan}
 jobs=${VAELAB_JOBS:-$(nproc)}
@@ -23,19 +31,19 @@ fi
 # also leaves Eigen's own index assertions on. The app is not needed: only core and its tests.
 common=(-DCMAKE_BUILD_TYPE=Debug -DVAELAB_BUILD_APP=OFF -DVAELAB_BUILD_TESTS=ON -DVAELAB_WERROR=OFF)
 
-configure_build() {  # dir, sanitizer flags
-  local dir=$1 flags=$2 t0=$SECONDS
-  if ! build_with "$cc" "$cxx" "$dir" "$flags"; then
+configure_build() {  # dir, sanitizer flags, target
+  local dir=$1 flags=$2 target=$3 t0=$SECONDS
+  if ! build_with "$cc" "$cxx" "$dir" "$flags" "$target"; then
     [[ $cxx == clang++ ]] || return 1
     echo "run-sanitizers: clang could not build the suite (errors above); using GCC from here on" >&2
     cc=cc cxx=c++
-    build_with "$cc" "$cxx" "$dir" "$flags" || return 1
+    build_with "$cc" "$cxx" "$dir" "$flags" "$target" || return 1
   fi
   echo "== built in $((SECONDS - t0)) s" >&2
 }
 
-build_with() {  # C compiler, C++ compiler, dir, sanitizer flags
-  local c=$1 cxx_=$2 dir=$3 flags=$4
+build_with() {  # C compiler, C++ compiler, dir, sanitizer flags, target
+  local c=$1 cxx_=$2 dir=$3 flags=$4 target=$5
   echo "== configure + build $dir with $cxx_ ($flags)" >&2
   # A folder configured with another compiler is reconfigured from scratch.
   if [[ -f $dir/CMakeCache.txt ]] && ! grep -q "^CMAKE_CXX_COMPILER:[A-Z]*=.*/$(basename "$cxx_")\$" "$dir/CMakeCache.txt"; then
@@ -45,14 +53,14 @@ build_with() {  # C compiler, C++ compiler, dir, sanitizer flags
     -DCMAKE_CXX_FLAGS="-O1 -g -fno-omit-frame-pointer $flags" \
     -DCMAKE_C_FLAGS="-O1 -g -fno-omit-frame-pointer $flags" \
     -DCMAKE_EXE_LINKER_FLAGS="$flags" >/dev/null &&
-    cmake --build "$dir" -j"$jobs" --target vaelab_tests
+    cmake --build "$dir" -j"$jobs" --target "$target"
 }
 
-run_tests() {  # label, dir, extra doctest arguments…; the sanitizer options come from the caller
-  local label=$1 dir=$2 t0=$SECONDS
-  shift 2
-  echo "== run vaelab_tests${*:+ $*} under $label" >&2
-  if ! (cd "$dir/tests" && timeout "$run_limit" ./vaelab_tests "$@"); then
+run_tests() {  # label, dir, binary, extra doctest arguments…; sanitizer options come from the caller
+  local label=$1 dir=$2 bin=$3 t0=$SECONDS
+  shift 3
+  echo "== run $bin${*:+ $*} under $label" >&2
+  if ! (cd "$dir/tests" && timeout "$run_limit" "./$bin" "$@"); then
     echo "run-sanitizers: $label run FAILED (see the report above)" >&2
     status=1
   fi
@@ -63,26 +71,34 @@ status=0
 start=$SECONDS
 
 # ---- AddressSanitizer + UndefinedBehaviorSanitizer: the whole suite ----
-if configure_build "$asan_dir" "-fsanitize=address,undefined -fno-sanitize-recover=undefined"; then
-  ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1 \
-    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-    run_tests "ASan+UBSan" "$asan_dir"
-else
-  echo "run-sanitizers: the ASan build FAILED" >&2
-  status=1
+if [[ $mode != tsan ]]; then
+  if configure_build "$asan_dir" "-fsanitize=address,undefined -fno-sanitize-recover=undefined" vaelab_tests; then
+    [[ $mode == build ]] ||
+      ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1 \
+        UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+        run_tests "ASan+UBSan" "$asan_dir" vaelab_tests
+  else
+    echo "run-sanitizers: the ASan build FAILED" >&2
+    status=1
+  fi
 fi
 
 # ---- ThreadSanitizer: the tests that run the trainer thread and the thread pool ----
 # They take about a second, so they run TSAN_REPEAT times (default 5) to see more interleavings.
-if configure_build "$tsan_dir" "-fsanitize=thread"; then
-  for ((i = 1; i <= ${TSAN_REPEAT:-5}; ++i)); do
-    TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-      run_tests "TSan (round $i)" "$tsan_dir" -tc="${TSAN_TESTS:-trainer:*,gradients:*}"
-  done
-else
-  echo "run-sanitizers: the TSan build FAILED" >&2
-  status=1
+# Only their two files are compiled (target vaelab_thread_tests), not the whole suite.
+if [[ $mode != asan ]]; then
+  if configure_build "$tsan_dir" "-fsanitize=thread" vaelab_thread_tests; then
+    if [[ $mode != build ]]; then
+      for ((i = 1; i <= ${TSAN_REPEAT:-5}; ++i)); do
+        TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+          run_tests "TSan (round $i)" "$tsan_dir" vaelab_thread_tests -tc="${TSAN_TESTS:-trainer:*,gradients:*}"
+      done
+    fi
+  else
+    echo "run-sanitizers: the TSan build FAILED" >&2
+    status=1
+  fi
 fi
 
-echo "run-sanitizers: $([[ $status == 0 ]] && echo clean || echo FAILED) in $((SECONDS - start)) s" >&2
+echo "run-sanitizers ($mode): $([[ $status == 0 ]] && echo clean || echo FAILED) in $((SECONDS - start)) s" >&2
 exit $status

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages vaelab needs (idempotent: skips what is present).
-# Not a build script: scripts/run-app.sh and scripts/run-tests.sh call it, then build.
+# Not a build script: scripts/run-app.sh, run-tests.sh, run-sanitizers.sh and run-fuzzers.sh call it.
 set -euo pipefail
 
 packages=(
@@ -9,6 +9,7 @@ packages=(
   libimgui-dev libglfw3-dev libgl-dev fonts-dejavu-core
   dataset-fashion-mnist
   xvfb xdotool x11-apps imagemagick
+  clang libclang-rt-14-dev  # sanitizer builds and libFuzzer harnesses (scripts/run-tests.sh runs them)
 )
 if [[ "${VAELAB_WITH_BENCH:-0}" == 1 ]]; then
   packages+=(python3-torch python3-numpy libopenblas0-openmp)

@@ -1,6 +1,6 @@
-// Tests for core/checkpoint: a full round trip, refusal of every truncation and of damaged bytes,
-// version and magic checks, and the atomic write's behaviour when it fails.
-// Not a test of resuming training (the trainer's tests do that).
+// Tests for core/checkpoint: a full round trip, refusal of every truncation and of damaged bytes
+// (also through a trainer, whose live state must not change), headers promising gigabytes, version
+// and magic checks, and the atomic write's behaviour when it fails. Not resuming (test_trainer).
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
@@ -20,56 +20,22 @@
 #include <string>
 #include <vector>
 
+#include <sys/resource.h>
+
+#include <chrono>
+#include <thread>
+
 #include "core/checkpoint.hpp"
 #include "core/error.hpp"
 #include "core/model.hpp"
+#include "core/rng.hpp"
+#include "core/trainer.hpp"
+#include "support.hpp"
 
-namespace fs = std::filesystem;
 using namespace vaelab;
+using namespace vaelab::test;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("vaelab-test-checkpoint-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::permissions(path, fs::perms::owner_all, fs::perm_options::add, ec);
-    fs::remove_all(path, ec);
-  }
-  fs::path operator/(const std::string& name) const { return path / name; }
-};
-
-using Bytes = std::vector<std::uint8_t>;
-
-Bytes read_all(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return Bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
-void write_all(const fs::path& p, const Bytes& b) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
-  REQUIRE(out.good());
-}
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no vaelab::Error thrown>";
-}
-
-bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // Every field away from its default, NaNs where the format must keep them.
 TrainingState sample_state() {
@@ -171,7 +137,7 @@ bool no_temp_files(const fs::path& dir) {
 }  // namespace
 
 TEST_CASE("checkpoint: save and load keep every field") {
-  TempDir dir;
+  TempDir dir("checkpoint");
   const TrainingState s = sample_state();
   const auto file = dir / "run.vaelab";
   save_checkpoint(file, s);
@@ -200,7 +166,7 @@ TEST_CASE("checkpoint: save and load keep every field") {
 }
 
 TEST_CASE("checkpoint: every truncation is refused") {
-  TempDir dir;
+  TempDir dir("checkpoint");
   TrainingState s = sample_state();
   s.history.steps.resize(1);
   const auto good = dir / "good";
@@ -223,7 +189,7 @@ TEST_CASE("checkpoint: every truncation is refused") {
 }
 
 TEST_CASE("checkpoint: damaged bytes are refused") {
-  TempDir dir;
+  TempDir dir("checkpoint");
   const auto good = dir / "good";
   save_checkpoint(good, sample_state());
   const Bytes bytes = read_all(good);
@@ -248,7 +214,7 @@ TEST_CASE("checkpoint: damaged bytes are refused") {
 }
 
 TEST_CASE("checkpoint: wrong magic, newer version and missing files are refused") {
-  TempDir dir;
+  TempDir dir("checkpoint");
   const auto file = dir / "ck";
   save_checkpoint(file, sample_state());
   const Bytes bytes = read_all(file);
@@ -269,7 +235,7 @@ TEST_CASE("checkpoint: wrong magic, newer version and missing files are refused"
 }
 
 TEST_CASE("checkpoint: inconsistent sizes are refused on load and save") {
-  TempDir dir;
+  TempDir dir("checkpoint");
   const auto file = dir / "ck";
   save_checkpoint(file, sample_state());
   Bytes b = read_all(file);
@@ -294,7 +260,7 @@ TEST_CASE("checkpoint: inconsistent sizes are refused on load and save") {
 }
 
 TEST_CASE("checkpoint: non-finite parameters are not saved") {
-  TempDir dir;
+  TempDir dir("checkpoint");
   TrainingState s = sample_state();
   s.params[3] = std::numeric_limits<float>::quiet_NaN();
   CHECK(has(error_of([&] { save_checkpoint(dir / "nan", s); }), "parameters contain NaN or Inf; not saving"));
@@ -305,7 +271,7 @@ TEST_CASE("checkpoint: non-finite parameters are not saved") {
 }
 
 TEST_CASE("checkpoint: a failed atomic write leaves no temp file and the old file intact") {
-  TempDir dir;
+  TempDir dir("checkpoint");
   const Bytes old_bytes = {'o', 'l', 'd'};
   const Bytes new_bytes = {'n', 'e', 'w', '!'};
 
@@ -355,7 +321,7 @@ TEST_CASE("checkpoint: a failed atomic write leaves no temp file and the old fil
 }
 
 TEST_CASE("checkpoint: parse_checkpoint reads bytes in memory like load_checkpoint reads the file") {
-  TempDir dir;
+  TempDir dir("checkpoint");
   const TrainingState s = sample_state();
   save_checkpoint(dir / "ck", s);
   const Bytes bytes = read_all(dir / "ck");
@@ -371,7 +337,7 @@ TEST_CASE("checkpoint: parse_checkpoint reads bytes in memory like load_checkpoi
 }
 
 TEST_CASE("checkpoint: a save removes the temp files of writers that were killed mid-write") {
-  TempDir dir;
+  TempDir dir("checkpoint");
   const Bytes junk = {'p', 'a', 'r', 't'};
   // Abandoned temps (no writer holds their lock) go; a live writer's locked temp, another file's
   // temp and names outside the pattern stay.
@@ -406,7 +372,7 @@ TEST_CASE("checkpoint: a save removes the temp files of writers that were killed
 TEST_CASE("checkpoint: huge model settings in a small file are refused before allocating") {
   // Seen while writing tests/fuzz/fuzz_checkpoint (which reproduces it): valid settings (1024×1024
   // images, 8192 hidden units) with a repaired CRC made the load build a 64 GiB model to compare counts.
-  TempDir dir;
+  TempDir dir("checkpoint");
   const auto file = dir / "ck";
   save_checkpoint(file, sample_state());
   Bytes b = read_all(file);
@@ -427,7 +393,7 @@ TEST_CASE("checkpoint: huge model settings in a small file are refused before al
 TEST_CASE("checkpoint: convolutional models save and load; huge convolutional settings are refused") {
   // The lower bound used before building the model must follow the family: a Conv model ignores
   // `hidden`, and an MLP bound on it refused every Conv save (regression).
-  TempDir dir;
+  TempDir dir("checkpoint");
   TrainingState s;
   s.model.family = ModelFamily::Conv;
   s.model.image_h = 8;
@@ -457,4 +423,123 @@ TEST_CASE("checkpoint: convolutional models save and load; huge convolutional se
   write_all(file, b);
   const std::string msg = error_of([&] { load_checkpoint(file); });
   CHECK_MESSAGE(has(msg, "parameters, but its model settings need at least"), msg);
+}
+
+namespace {
+
+// A real small checkpoint: a trainer (64-4-2 on 8×8 images, 120 training images) after 6 steps,
+// paused and joined so load_now / save_now may be called.
+std::unique_ptr<Trainer> small_trainer() {
+  TrainerOptions opt;
+  opt.start_paused = true;
+  opt.display_points = 0;
+  ModelConfig m = small_model();
+  m.hidden = {4};
+  auto tr = std::make_unique<Trainer>(synthetic_data(120, 20), m, small_train(), opt);
+  tr->start();
+  for (int i = 0; i < 6; ++i) tr->step_once();
+  REQUIRE(wait_for(*tr, [](const Snapshot& s) { return s.step == 6; }));
+  tr->request_stop();
+  tr->join();
+  return tr;
+}
+
+}  // namespace
+
+TEST_CASE("checkpoint: every truncation and sampled byte flips of a trainer's save leave the live model untouched") {
+  TempDir dir("checkpoint");
+  auto tr = small_trainer();
+  const auto good = dir / "good.vaelab", bad = dir / "bad.vaelab";
+  tr->save_now(good);
+  const Bytes bytes = read_all(good);
+  REQUIRE(bytes.size() > 1000);
+  // Each refusal must be a vaelab::Error that starts with the file's name.
+  auto refusal = [&](const Bytes& b) {
+    write_all(bad, b);
+    return error_of([&] { tr->load_now(bad); });
+  };
+  int truncations = 0;
+  for (std::size_t n = 0; n < bytes.size(); ++n) {
+    const std::string m = refusal(Bytes(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(n)));
+    const bool clear = m.rfind(bad.string() + ": ", 0) == 0 && (has(m, "truncated") || has(m, "empty"));
+    if (!clear) FAIL_CHECK("truncated to " << n << " of " << bytes.size() << " bytes: " << m);
+    truncations += clear;
+  }
+  CHECK(truncations == static_cast<int>(bytes.size()));
+  Rng rng(20261201);  // fixed seed: the same 500 flips every run
+  int flips = 0;
+  for (int k = 0; k < 500; ++k) {
+    Bytes b = bytes;
+    const std::size_t at = rng.below(b.size());
+    b[at] ^= static_cast<std::uint8_t>(1 + rng.below(255));  // never 0: the byte really changes
+    const std::string m = refusal(b);
+    const bool clear = m.rfind(bad.string() + ": ", 0) == 0;
+    if (!clear) FAIL_CHECK("byte " << at << " flipped: " << m);
+    flips += clear;
+  }
+  CHECK(flips == 500);
+  // The live state (parameters, Adam, RNG, data order, history, step) is what it was: saving it
+  // again gives the very same bytes.
+  const auto after = dir / "after.vaelab";
+  tr->save_now(after);
+  CHECK(read_all(after) == bytes);
+  tr->load_now(good);  // and the good file still loads
+}
+
+TEST_CASE("checkpoint: counts promising gigabytes are refused before allocating") {
+  // At every offset of a real checkpoint, write a count of 2^33 (or 2^31 − 1) and repair the CRC,
+  // so only the length checks stand between the header and an allocation of gigabytes. Outside the
+  // sanitizers the address space is capped 1 GiB above its current size while this runs: an
+  // allocation it cannot back throws std::bad_alloc, which fails the test.
+  TempDir dir("checkpoint");
+  auto tr = small_trainer();
+  const auto file = dir / "ck.vaelab";
+  tr->save_now(file);
+  const Bytes bytes = read_all(file);
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  const bool capped = false;  // sanitizers reserve terabytes of address space for their shadow
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+  const bool capped = false;
+#else
+  const bool capped = true;
+#endif
+#else
+  const bool capped = true;
+#endif
+  rlimit old{};
+  REQUIRE(getrlimit(RLIMIT_AS, &old) == 0);
+  if (capped) {
+    std::uint64_t vm_kb = 0;
+    std::ifstream status("/proc/self/status");
+    for (std::string line; std::getline(status, line);)
+      if (line.rfind("VmSize:", 0) == 0) vm_kb = std::stoull(line.substr(7));
+    REQUIRE(vm_kb > 0);
+    rlimit cap = old;
+    cap.rlim_cur = static_cast<rlim_t>((vm_kb << 10) + (1ull << 30));
+    if (old.rlim_cur == RLIM_INFINITY || cap.rlim_cur < old.rlim_cur) REQUIRE(setrlimit(RLIMIT_AS, &cap) == 0);
+  }
+  int refused = 0, loaded = 0, escaped = 0;
+  for (std::uint64_t value : {std::uint64_t{1} << 33, std::uint64_t{0x7fffffff}}) {
+    for (std::size_t at = 0; at + 8 + 4 <= bytes.size(); ++at) {
+      Bytes b = bytes;
+      for (int i = 0; i < 8; ++i) b[at + i] = static_cast<std::uint8_t>(value >> (8 * i));
+      const uLong crc = crc32(crc32(0L, Z_NULL, 0), b.data(), static_cast<uInt>(b.size() - 4));
+      for (int i = 0; i < 4; ++i) b[b.size() - 4 + i] = static_cast<std::uint8_t>(crc >> (8 * i));
+      try {
+        parse_checkpoint(b.data(), b.size(), "<memory>");
+        ++loaded;  // e.g. inside the parameters: new finite weights are a valid checkpoint
+      } catch (const Error&) {
+        ++refused;
+      } catch (const std::exception& e) {
+        ++escaped;
+        if (escaped < 5) FAIL_CHECK("offset " << at << ", count " << value << ": " << e.what());
+      }
+    }
+  }
+  if (capped) setrlimit(RLIMIT_AS, &old);
+  CHECK(escaped == 0);
+  CHECK(refused > 100);  // the header and the counts are all in there
+  MESSAGE("planted " << refused + loaded + escaped << " counts: " << refused << " refused, " << loaded
+                     << " still valid (inside the data), address space capped: " << capped);
 }

@@ -445,7 +445,9 @@ TEST_CASE("conv: VAE geometries go 28 → 14 → 7 and back 7 → 14 → 28 → 
 }
 
 TEST_CASE("conv: the VAE's layers at full size, with a shared workspace, match the direct reference") {
-  for (const auto& [H, W, B] : {std::tuple{28, 28, 9}, std::tuple{27, 20, 5}}) {
+  for (const auto& shape : {std::tuple{28, 28, 9}, std::tuple{27, 20, 5}}) {
+    // Plain ints, not a structured binding: clang 14 cannot capture bindings in CAPTURE's lambda.
+    const int H = std::get<0>(shape), W = std::get<1>(shape), B = std::get<2>(shape);
     CAPTURE(H);
     CAPTURE(W);
     const ConvVaeGeometry v = conv_vae_geometries(H, W, 4);

@@ -19,8 +19,10 @@
 #include "core/safetensors.hpp"
 #include "core/trainer.hpp"
 #include "gradient_check.hpp"
+#include "support.hpp"
 
 using namespace vaelab;
+using vaelab::test::synthetic_data;
 
 namespace {
 
@@ -210,33 +212,6 @@ TEST_CASE("conv_vae: a checkpoint keeps the family and every parameter") {
   CHECK(Model(back.model).size() == back.params.size());
 }
 
-namespace {
-
-// Ten 8×8 prototypes with pixel noise (as in test_trainer): quick to learn.
-std::shared_ptr<const Dataset> blobs(int train_n, int test_n) {
-  auto ds = std::make_shared<Dataset>();
-  ds->name = "synthetic";
-  Rng rng(42);
-  std::vector<std::vector<float>> proto(10, std::vector<float>(64));
-  for (auto& p : proto)
-    for (float& v : p) v = rng.uniform() < 0.35f ? 0.9f : 0.05f;
-  auto fill = [&](ImageSet& s, int n) {
-    s.count = n;
-    s.height = s.width = 8;
-    for (int i = 0; i < n; ++i) {
-      const int label = static_cast<int>(rng.below(10));
-      s.labels.push_back(static_cast<std::uint8_t>(label));
-      for (float v : proto[label]) s.pixels.push_back(static_cast<std::uint8_t>(std::clamp(v + 0.1f * rng.normal(), 0.0f, 1.0f) * 255));
-    }
-  };
-  fill(ds->train, train_n);
-  fill(ds->test, test_n);
-  for (int i = 0; i < 10; ++i) ds->class_names.push_back(std::to_string(i));
-  return ds;
-}
-
-}  // namespace
-
 TEST_CASE("conv_vae: a short training run improves the test ELBO") {
   TrainerOptions opt;
   opt.max_epochs = 6;  // 10 batches per epoch
@@ -247,7 +222,7 @@ TEST_CASE("conv_vae: a short training run improves the test ELBO") {
   t.lr = 3e-3f;
   t.seed = 7;
   t.threads = 2;
-  Trainer tr(blobs(500, 100), conv_config(8, 8, 2), t, opt);
+  Trainer tr(synthetic_data(500, 100), conv_config(8, 8, 2), t, opt);
   tr.start();
   tr.join();
   const auto snap = tr.snapshot();

@@ -13,30 +13,12 @@
 #include "core/data.hpp"
 #include "core/error.hpp"
 #include "core/rng.hpp"
+#include "support.hpp"
 
-namespace fs = std::filesystem;
 using namespace vaelab;
+using namespace vaelab::test;
 
 namespace {
-
-// A fresh folder under the system temp folder, removed with everything in it at scope exit.
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag = "data") {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("vaelab-test-" + tag + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  fs::path operator/(const std::string& name) const { return path / name; }
-};
-
-using Bytes = std::vector<std::uint8_t>;
 
 Bytes idx(std::uint8_t type, const std::vector<std::uint32_t>& dims, const Bytes& payload) {
   Bytes b = {0, 0, type, static_cast<std::uint8_t>(dims.size())};
@@ -52,12 +34,6 @@ Bytes ramp(std::size_t n, int mul = 37) {
   return b;
 }
 
-void write_raw(const fs::path& p, const Bytes& b) {
-  std::ofstream out(p, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
-  REQUIRE(out.good());
-}
-
 void write_gz(const fs::path& p, const Bytes& b) {
   gzFile f = gzopen(p.c_str(), "wb");
   REQUIRE(f != nullptr);
@@ -65,25 +41,13 @@ void write_gz(const fs::path& p, const Bytes& b) {
   REQUIRE(gzclose(f) == Z_OK);
 }
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no vaelab::Error thrown>";
-}
-
-bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
 // Writes a small MNIST-layout folder: n_train and n_test images of h×w with labels 0..classes-1.
 void write_set(const fs::path& folder, int n_train, int n_test, int h, int w, int classes, bool gz,
                bool labels = true) {
   fs::create_directories(folder);
   auto put = [&](const std::string& name, const Bytes& b) {
     if (gz) write_gz(folder / (name + ".gz"), b);
-    else write_raw(folder / name, b);
+    else write_all(folder / name, b);
   };
   auto lab = [&](int n) {
     Bytes l(static_cast<std::size_t>(n));
@@ -109,8 +73,8 @@ TEST_CASE("data: raw and gzipped IDX files read back exactly") {
     CAPTURE(gz);
     const auto img = dir / (gz ? "img.gz" : "img");
     const auto lab = dir / (gz ? "lab.gz" : "lab");
-    (gz ? write_gz : write_raw)(img, idx(0x08, {3, 2, 4}, pixels));
-    (gz ? write_gz : write_raw)(lab, idx(0x08, {3}, labels));
+    (gz ? write_gz : write_all)(img, idx(0x08, {3, 2, 4}, pixels));
+    (gz ? write_gz : write_all)(lab, idx(0x08, {3}, labels));
     const ImageSet s = read_idx_images(img);
     CHECK(s.count == 3);
     CHECK(s.height == 2);
@@ -122,7 +86,7 @@ TEST_CASE("data: raw and gzipped IDX files read back exactly") {
     CHECK(read_idx_labels(lab) == labels);
   }
   // Two dimensions: N images of D pixels, read as N×1×D.
-  write_raw(dir / "flat", idx(0x08, {2, 5}, ramp(10)));
+  write_all(dir / "flat", idx(0x08, {2, 5}, ramp(10)));
   const ImageSet flat = read_idx_images(dir / "flat");
   CHECK(flat.count == 2);
   CHECK(flat.height == 1);
@@ -134,11 +98,11 @@ TEST_CASE("data: broken IDX files are refused with messages that say what is wro
   TempDir dir;
   const auto p = dir / "train-images-idx3-ubyte";
   auto images_error = [&](const Bytes& b, bool gz = false) {
-    (gz ? write_gz : write_raw)(p, b);
+    (gz ? write_gz : write_all)(p, b);
     return error_of([&] { read_idx_images(p); });
   };
   auto labels_error = [&](const Bytes& b) {
-    write_raw(p, b);
+    write_all(p, b);
     return error_of([&] { read_idx_labels(p); });
   };
   std::string m;
@@ -194,17 +158,17 @@ TEST_CASE("data: broken IDX files are refused with messages that say what is wro
     Bytes whole((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     const Bytes complete = whole;
     whole.resize(whole.size() / 2);
-    write_raw(gz, whole);
+    write_all(gz, whole);
     m = error_of([&] { read_idx_images(gz); });
     CHECK_MESSAGE((has(m, "truncated") || has(m, "damaged")), m);
     // Cut inside the gzip trailer only: every pixel is there but the stream is incomplete.
-    write_raw(gz, Bytes(complete.begin(), complete.end() - 3));
+    write_all(gz, Bytes(complete.begin(), complete.end() - 3));
     m = error_of([&] { read_idx_images(gz); });
     CHECK_MESSAGE(has(m, "file is truncated: the gzip stream ends early"), m);
     // A flipped byte in the compressed data is caught by zlib's checks.
     Bytes flipped = complete;
     flipped[flipped.size() / 2] ^= 0x55;
-    write_raw(gz, flipped);
+    write_all(gz, flipped);
     m = error_of([&] { read_idx_images(gz); });
     CHECK_MESSAGE(m != "<no vaelab::Error thrown>", m);
   }
@@ -285,13 +249,13 @@ TEST_CASE("data: load_dataset refuses missing and inconsistent folders") {
   }
   SUBCASE("label count differs from image count") {
     write_set(dir / "s", 4, 2, 2, 2, 2, false);
-    write_raw(dir / "s" / "train-labels-idx1-ubyte", idx(0x08, {3}, {0, 1, 0}));
+    write_all(dir / "s" / "train-labels-idx1-ubyte", idx(0x08, {3}, {0, 1, 0}));
     m = error_of([&] { load_dataset(dir / "s"); });
     CHECK_MESSAGE(has(m, "train-labels-idx1-ubyte: has 3 labels but train-images-idx3-ubyte has 4 images"), m);
   }
   SUBCASE("train and test image sizes differ") {
     write_set(dir / "s", 4, 2, 2, 2, 2, false);
-    write_raw(dir / "s" / "t10k-images-idx3-ubyte", idx(0x08, {2, 3, 2}, ramp(12)));
+    write_all(dir / "s" / "t10k-images-idx3-ubyte", idx(0x08, {2, 3, 2}, ramp(12)));
     m = error_of([&] { load_dataset(dir / "s"); });
     CHECK_MESSAGE(has(m, "images are 3×2 but the training images"), m);
   }

@@ -10,6 +10,7 @@
 
 #include <Eigen/Dense>
 
+#include "support.hpp"
 #include "core/error.hpp"
 #include "core/gap.hpp"
 #include "core/model.hpp"
@@ -19,76 +20,9 @@
 #include "core/train_step.hpp"
 
 using namespace vaelab;
+using vaelab::test::LinearGaussianVae;
 
 namespace {
-
-// p(z) = N(0, I_d), p(x|z) = N(A z + c, s² I_D). A's columns are orthogonal, so p(z|x) is a
-// diagonal Gaussian that the encoder's (μ, log σ²) head can hold exactly.
-struct LinearGaussianVae {
-  int D, d;
-  Eigen::MatrixXd A;  // (D, d)
-  Eigen::VectorXd c;  // (D)
-  double s = 0.3;
-  // Added before every ReLU and taken off after it, so each ReLU sees positive inputs and the
-  // whole MLP is affine.
-  static constexpr double kLift = 50.0;
-
-  LinearGaussianVae(int latent, int pixels, std::uint64_t seed) : D(pixels), d(latent), A(pixels, latent), c(pixels) {
-    Rng rng(seed);
-    for (int j = 0; j < d; ++j)
-      for (int i = 0; i < D; ++i) A(i, j) = 0.6 * rng.normal();
-    for (int j = 0; j < d; ++j)  // Gram–Schmidt without normalising: AᵀA diagonal
-      for (int k = 0; k < j; ++k) A.col(j) -= A.col(k) * (A.col(k).dot(A.col(j)) / A.col(k).squaredNorm());
-    for (int i = 0; i < D; ++i) c(i) = 0.3 + 0.4 * rng.uniform();
-  }
-
-  Eigen::VectorXd post_var() const { return (1.0 + (A.transpose() * A).diagonal().array() / (s * s)).inverse(); }
-  Eigen::VectorXd post_mean(const Eigen::VectorXd& x) const {
-    return post_var().asDiagonal() * (A.transpose() * (x - c)) / (s * s);
-  }
-  double log_px(const Eigen::VectorXd& x) const {
-    const Eigen::MatrixXd C = A * A.transpose() + s * s * Eigen::MatrixXd::Identity(D, D);
-    const Eigen::LDLT<Eigen::MatrixXd> ldlt(C);
-    const Eigen::VectorXd r = x - c;
-    return -0.5 * (r.dot(ldlt.solve(r)) + ldlt.vectorD().array().log().sum() + D * kLog2Pi);
-  }
-  // KL(N(qm, diag qv) ‖ p(z|x)).
-  double kl_to_posterior(const Eigen::VectorXd& qm, const Eigen::VectorXd& qv, const Eigen::VectorXd& x) const {
-    const Eigen::VectorXd pm = post_mean(x), pv = post_var();
-    return 0.5 *
-           (qv.array() / pv.array() + (qm - pm).array().square() / pv.array() - 1.0 + (pv.array() / qv.array()).log())
-               .sum();
-  }
-
-  // Encoder: q = N(k_m · post_mean(x) + shift, k_v · post_var); decoder: exactly A z + c.
-  Model model(double k_m = 1.0, double shift = 0.0, double k_v = 1.0) const {
-    ModelConfig cfg;
-    cfg.image_h = 1;
-    cfg.image_w = D;
-    cfg.latent = d;
-    cfg.hidden = {D};  // encoder D → D → 2d, decoder d → D → D
-    cfg.likelihood = Likelihood::GaussianFixed;
-    cfg.gaussian_sigma = static_cast<float>(s);
-    Model m(cfg);
-    const auto& enc = m.encoder();
-    const auto& dec = m.decoder();
-    const Eigen::VectorXd lift = Eigen::VectorXd::Constant(D, kLift);
-    m.W(enc[0]).setIdentity();  // h = x + lift
-    m.b(enc[0]) = lift.cast<float>();
-    const Eigen::MatrixXd M = k_m * post_var().asDiagonal() * A.transpose() / (s * s);  // μ = M (h − lift − c) + shift
-    m.W(enc[1]).setZero();
-    m.W(enc[1]).topRows(d) = M.cast<float>();
-    m.b(enc[1]).head(d) = (Eigen::VectorXd::Constant(d, shift) - M * (c + lift)).cast<float>();
-    m.b(enc[1]).tail(d) = (k_v * post_var()).array().log().matrix().cast<float>();
-    m.W(dec[0]).setZero();  // g = (z + lift, lift, …)
-    m.W(dec[0]).topRows(d).setIdentity();
-    m.b(dec[0]) = lift.cast<float>();
-    m.W(dec[1]).setZero();  // out = A (g − lift) + c
-    m.W(dec[1]).leftCols(d) = A.cast<float>();
-    m.b(dec[1]) = (c - A * Eigen::VectorXd::Constant(d, kLift)).cast<float>();
-    return m;
-  }
-};
 
 // A point in pixel space that is representable in float (so double and float views agree).
 Eigen::VectorXd some_x(int D, std::uint64_t seed) {

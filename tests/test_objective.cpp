@@ -8,6 +8,7 @@
 
 #include <Eigen/Dense>
 
+#include "support.hpp"
 #include "core/data.hpp"
 #include "core/model.hpp"
 #include "core/objective.hpp"
@@ -45,73 +46,10 @@ TEST_CASE("objective: log_mean_exp is stable for large and -inf inputs") {
 
 namespace {
 
-// p(z) = N(0, I₂), p(x|z) = N(A z + b, σ² I₄) with AᵀA diagonal, so p(z|x) is a diagonal Gaussian
-// that vaelab's encoder can represent exactly.
-struct LinearGaussian {
-  static constexpr int D = 4, d = 2;
-  static constexpr float kShift = 60.0f;  // keeps every ReLU input positive: the MLP is linear
-  Eigen::MatrixXd A{D, d};
-  Eigen::VectorXd b{D};
-  double sigma = 0.3;
-
-  LinearGaussian() {
-    A << 0.8, 0.3, -0.4, 0.6, 0.2, -0.5, 0.4, 0.0;
-    // Orthogonalise the second column against the first so AᵀA is diagonal.
-    A.col(1) -= A.col(0) * (A.col(0).dot(A.col(1)) / A.col(0).squaredNorm());
-    b << 0.5, 0.4, 0.6, 0.3;
-  }
-
-  Eigen::VectorXd post_var() const {
-    return (1.0 + (A.transpose() * A).diagonal().array() / (sigma * sigma)).inverse();
-  }
-  Eigen::VectorXd post_mean(const Eigen::VectorXd& x) const {
-    return post_var().asDiagonal() * (A.transpose() * (x - b)) / (sigma * sigma);
-  }
-  double log_px(const Eigen::VectorXd& x) const {
-    const Eigen::MatrixXd C = A * A.transpose() + sigma * sigma * Eigen::MatrixXd::Identity(D, D);
-    Eigen::LLT<Eigen::MatrixXd> llt(C);
-    const Eigen::VectorXd r = x - b;
-    const double logdet = 2 * llt.matrixL().toDenseMatrix().diagonal().array().log().sum();
-    return -0.5 * (r.dot(llt.solve(r)) + logdet + D * kLog2Pi);
-  }
-
-  // A vaelab Model whose encoder gives q = N(scale_mu·m(x) + shift_mu, var_scale·s²) and whose
-  // decoder is exactly A z + b.
-  Model model(double mean_scale = 1.0, double mean_shift = 0.0, double var_scale = 1.0) const {
-    ModelConfig cfg;
-    cfg.image_h = 1;
-    cfg.image_w = D;
-    cfg.latent = d;
-    cfg.hidden = {D};  // encoder D → D → 2d, decoder d → D → D
-    cfg.likelihood = Likelihood::GaussianFixed;
-    cfg.gaussian_sigma = static_cast<float>(sigma);
-    Model m(cfg);
-    const auto& e = m.encoder();
-    const auto& g = m.decoder();
-    // Encoder hidden: h = x + shift (identity weights, large bias).
-    m.W(e[0]).setIdentity();
-    m.b(e[0]).setConstant(kShift);
-    // Head: μ = M (h − shift − b), log σ² = const.
-    const Eigen::MatrixXd M = mean_scale * post_var().asDiagonal() * A.transpose() / (sigma * sigma);
-    m.W(e[1]).setZero();
-    m.W(e[1]).topRows(d) = M.cast<float>();
-    m.b(e[1]).head(d) = (-M * (b + Eigen::VectorXd::Constant(D, kShift)) + Eigen::VectorXd::Constant(d, mean_shift)).cast<float>();
-    m.b(e[1]).tail(d) = (var_scale * post_var()).array().log().cast<float>().matrix();
-    // Decoder hidden: h = z + shift (padded to D units), output A (h − shift) + b.
-    m.W(g[0]).setZero();
-    m.W(g[0]).topRows(d).setIdentity();
-    m.b(g[0]).setConstant(kShift);
-    m.W(g[1]).setZero();
-    m.W(g[1]).leftCols(d) = A.cast<float>();
-    m.b(g[1]) = (b - A * Eigen::VectorXd::Constant(d, kShift)).cast<float>();
-    return m;
-  }
-
-  // KL(q ‖ p(z|x)) between diagonal Gaussians.
-  double kl_to_posterior(const Eigen::VectorXd& qm, const Eigen::VectorXd& qv, const Eigen::VectorXd& x) const {
-    const Eigen::VectorXd pm = post_mean(x), pv = post_var();
-    return 0.5 * ((qv.array() / pv.array()) + (qm - pm).array().square() / pv.array() - 1.0 + (pv.array() / qv.array()).log()).sum();
-  }
+// The linear-Gaussian VAE of support.hpp with d = 2, D = 4: its p(z|x) is a diagonal Gaussian
+// the encoder holds exactly, and log p(x) has a closed form.
+struct LinearGaussian : test::LinearGaussianVae {
+  LinearGaussian() : LinearGaussianVae(2, 4, 3) {}
 };
 
 ImageSet one_image(const Eigen::VectorXd& x) {

@@ -14,25 +14,12 @@
 #include "core/error.hpp"
 #include "core/model.hpp"
 #include "core/safetensors.hpp"
+#include "support.hpp"
 
-namespace fs = std::filesystem;
 using namespace vaelab;
+using namespace vaelab::test;
 
 namespace {
-
-using Bytes = std::vector<std::uint8_t>;
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no vaelab::Error thrown>";
-}
-
-bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 void append_u64(Bytes& b, std::uint64_t v) {
   for (int i = 0; i < 8; ++i) b.push_back(static_cast<std::uint8_t>(v >> (8 * i)));

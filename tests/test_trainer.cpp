@@ -11,64 +11,13 @@
 #include "core/data.hpp"
 #include "core/rng.hpp"
 #include "core/trainer.hpp"
+#include "support.hpp"
 
 using namespace vaelab;
+using namespace vaelab::test;
 using namespace std::chrono_literals;
 
 namespace {
-
-// Ten 8×8 prototypes (random blobs) with pixel noise: easy to learn, quick to train.
-std::shared_ptr<const Dataset> synthetic_data(int train_n = 1000, int test_n = 200) {
-  auto ds = std::make_shared<Dataset>();
-  ds->name = "synthetic";
-  Rng rng(42);
-  std::vector<std::vector<float>> proto(10, std::vector<float>(64));
-  for (auto& p : proto)
-    for (float& v : p) v = rng.uniform() < 0.35f ? 0.9f : 0.05f;
-  auto fill = [&](ImageSet& s, int n) {
-    s.count = n;
-    s.height = s.width = 8;
-    for (int i = 0; i < n; ++i) {
-      const int label = static_cast<int>(rng.below(10));
-      s.labels.push_back(static_cast<std::uint8_t>(label));
-      for (float v : proto[label]) {
-        const float noisy = std::clamp(v + 0.1f * rng.normal(), 0.0f, 1.0f);
-        s.pixels.push_back(static_cast<std::uint8_t>(noisy * 255));
-      }
-    }
-  };
-  fill(ds->train, train_n);
-  fill(ds->test, test_n);
-  for (int i = 0; i < 10; ++i) ds->class_names.push_back(std::to_string(i));
-  return ds;
-}
-
-ModelConfig small_model() {
-  ModelConfig m;
-  m.image_h = m.image_w = 8;
-  m.latent = 2;
-  m.hidden = {32};
-  return m;
-}
-
-TrainConfig small_train(int threads = 1) {
-  TrainConfig t;
-  t.batch = 50;
-  t.lr = 3e-3f;
-  t.seed = 7;
-  t.threads = threads;
-  return t;
-}
-
-template <class Pred>
-bool wait_for(const Trainer& tr, Pred pred, std::chrono::milliseconds limit = 20s) {
-  const auto t0 = std::chrono::steady_clock::now();
-  while (std::chrono::steady_clock::now() - t0 < limit) {
-    if (pred(*tr.snapshot())) return true;
-    std::this_thread::sleep_for(2ms);
-  }
-  return false;
-}
 
 History run_epochs(int epochs, int threads) {
   TrainerOptions opt;

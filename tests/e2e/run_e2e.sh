@@ -3,8 +3,10 @@
 # Fashion-MNIST, let it train, pause it with its own button, drag the first decoder slider with
 # xdotool and check (from the app's own PNG dumps) that the decoded image changed — and that it
 # stays put without a drag — open the gap window's Posterior tab and wait for its heat map, then
-# close it with Ctrl+Q and expect exit code 0. A second run poisons a weight with NaN
-# (--poison-at-step) and expects the error in the window, the app alive.
+# close it with Ctrl+Q and expect exit code 0 and an autosave of the paused step. Relaunched, the
+# app must offer to resume it: "Resume" continues from that step, "Start fresh" (third run) starts
+# at step 0 and moves the autosave aside. A last run (--no-resume: no offer) poisons a weight with
+# NaN (--poison-at-step), expects the error in the window, the app alive and a finite autosave.
 # Not a unit test of the panels; usage: run_e2e.sh path/to/vaelab OUTPUT_DIR
 set -uo pipefail
 
@@ -22,6 +24,7 @@ fail() {
 for tool in Xvfb xdotool; do command -v "$tool" >/dev/null || skip "$tool is not installed"; done
 [[ -d $data ]] || skip "no data folder at $data (package dataset-fashion-mnist, or set VAELAB_E2E_DATA)"
 [[ -x $app ]] || fail "no vaelab binary at $app"
+train=$(dirname "$app")/vaelab-train  # built beside vaelab; checks the autosave loads
 
 rm -rf "$out"
 mkdir -p "$out/shots" "$out/config" "$out/data"
@@ -153,13 +156,56 @@ done
 (($(field errors) == 0)) || fail "errors shown after opening the posterior tab"
 echo "true posterior drawn"
 
-# ---- close with Ctrl+Q, expect exit code 0 ----
+# ---- close with Ctrl+Q, expect exit code 0 and the paused step autosaved ----
+[[ $(field state) == paused ]] || fail "expected the run to be still paused before closing"
+saved_step=$(field step)
 close_app
 grep 'frame work' "$out/app.log" || true
 echo "closed cleanly"
+autosave=$out/data/vaelab/autosave.vaelab aside=$out/data/vaelab/autosave.previous.vaelab
+[[ -s $autosave ]] || fail "no autosave at $autosave after the exit"
+grep -q "autosaved step $saved_step to " "$out/app.log" || fail "the exit did not autosave step $saved_step"
+echo "exit autosaved step $saved_step"
+
+# ---- relaunch: the resume offer (training waits for it); take it, and the run continues at saved_step ----
+answer_offer() {  # answer_offer BUTTON: wait for the modal, click BUTTON (resume_button | fresh_button)
+  wid=$(xdotool search --sync --name '^vaelab$' | head -n1)
+  for _ in $(seq 40); do
+    sleep 0.5
+    shot
+    [[ $(field resume_offer) == 1 && -n $(rect "$1") ]] && break
+  done
+  [[ $(field resume_offer) == 1 ]] || fail "no offer to resume the autosave within 20 s"
+  [[ -e $shot_dir/ready ]] && fail "training started while the resume offer was open"
+  read -r x0 y0 x1 y1 <<<"$(rect "$1")"
+  xdotool mousemove --window "$wid" $(((${x0%.*} + ${x1%.*}) / 2)) $(((${y0%.*} + ${y1%.*}) / 2))
+  sleep 0.2
+  xdotool mousedown 1
+  sleep 0.2
+  xdotool mouseup 1
+  wait_for "$shot_dir/ready" 60
+  shot
+  [[ $(field resume_offer) == 0 ]] || fail "the resume offer is still open after clicking $1"
+}
+start_app "$out/shots-resume" --paused
+answer_offer resume_button
+[[ $(field step) == "$saved_step" ]] || fail "Resume: expected step $saved_step, the app is at step $(field step)"
+(($(field errors) == 0)) || fail "errors shown after resuming"
+echo "resumed at step $saved_step"
+close_app
+
+start_app "$out/shots-fresh" --paused
+answer_offer fresh_button
+[[ $(field step) == 0 ]] || fail "Start fresh: expected step 0, the app is at step $(field step)"
+[[ -s $aside && ! -e $autosave ]] || fail "Start fresh did not move the autosave to $aside"
+close_app
+[[ -e $autosave ]] && fail "an untrained run (step 0) replaced the autosave on exit"
+echo "started fresh; the autosave was moved aside"
 
 # ---- a trainer error (NaN weights) appears in the window; the app keeps running ----
-start_app "$out/shots-error" --poison-at-step 40
+# With an autosave present, --no-resume must skip the offer (else "ready" never appears).
+cp "$aside" "$autosave"
+start_app "$out/shots-error" --no-resume --poison-at-step 40
 wait_for "$out/shots-error/ready" 60
 wid=$(xdotool search --sync --name '^vaelab$' | head -n1)
 errors=0
@@ -175,4 +221,10 @@ shot
 alive || fail "vaelab died after the trainer error"
 echo "trainer error shown ($(field state) at step $(field step)); app still running"
 close_app
+# The autosave on exit holds the restored, finite weights (a checkpoint with NaN would not load).
+if [[ -x $train ]]; then
+  "$train" --data "$data" --load "$autosave" --epochs 0 --train-limit 2000 --eval-limit 200 >/dev/null 2>"$out/train-load.log" ||
+    fail "the autosave written after the divergence does not load: $(cat "$out/train-load.log")"
+  echo "the autosave after the divergence loads (finite weights)"
+fi
 echo "PASS (screenshots: $out/shots, $out/shots-error)"

@@ -1,0 +1,88 @@
+// Autosave bookkeeping (see autosave.hpp): the due-time rule, reading a found autosave for the
+// resume offer, and moving a declined one aside. No threads and no UI here.
+#include "core/autosave.hpp"
+
+#include <chrono>
+#include <ctime>
+
+#include "core/checkpoint.hpp"
+#include "core/error.hpp"
+
+namespace vaelab {
+
+std::filesystem::path autosave_file(const std::filesystem::path& data_dir) { return data_dir / "autosave.vaelab"; }
+std::filesystem::path autosave_aside_file(const std::filesystem::path& data_dir) {
+  return data_dir / "autosave.previous.vaelab";
+}
+
+bool AutosaveClock::due(double now_s, std::int64_t step) {
+  if (last_s_ < 0) last_s_ = now_s;
+  return interval_s_ > 0 && step > 0 && now_s - last_s_ >= interval_s_ && step != last_step_;
+}
+
+void AutosaveClock::saved(double now_s, std::int64_t step) {
+  last_s_ = now_s;
+  last_step_ = step;
+}
+
+std::string describe_model(const ModelConfig& m) {
+  // Appends only: GCC 12 warns falsely (-Wrestrict) on "literal" + std::string temporaries.
+  std::string s = to_string(m.family);
+  s += ' ';
+  if (m.family == ModelFamily::Conv) {
+    s.append(std::to_string(m.image_h)).append("×").append(std::to_string(m.image_w));
+    s.append(" → ").append(std::to_string(m.latent));
+  } else {
+    s.append(std::to_string(m.input_dim()));
+    for (int h : m.hidden) s.append("-").append(std::to_string(h));
+    s.append("-").append(std::to_string(m.latent));
+    if (m.family == ModelFamily::Gmvae) s.append(" (K ").append(std::to_string(m.clusters)).append(")");
+  }
+  return s.append(", ").append(to_string(m.likelihood));
+}
+
+std::string describe_age(double seconds) {
+  auto plural = [](long n, const char* unit) { return std::to_string(n) + " " + unit + (n == 1 ? "" : "s") + " ago"; };
+  if (seconds < 60) return "just now";
+  if (seconds < 3600) return plural(static_cast<long>(seconds / 60), "minute");
+  if (seconds < 2 * 86400) return plural(static_cast<long>(seconds / 3600), "hour");
+  return plural(static_cast<long>(seconds / 86400), "day");
+}
+
+std::optional<AutosaveInfo> inspect_autosave(const std::filesystem::path& file, std::string& error) {
+  error.clear();
+  std::error_code ec;
+  if (!std::filesystem::exists(file, ec)) return std::nullopt;
+  try {
+    const TrainingState s = load_checkpoint(file);
+    AutosaveInfo info;
+    info.model = s.model;
+    info.step = s.step;
+    info.epoch = s.epoch;
+    info.data_name = s.data_name;
+    info.model_text = describe_model(s.model);
+    const auto written = std::filesystem::last_write_time(file, ec);
+    if (!ec) {
+      const auto sys = std::chrono::file_clock::to_sys(written);
+      const std::time_t t = std::chrono::system_clock::to_time_t(
+          std::chrono::time_point_cast<std::chrono::system_clock::duration>(sys));
+      std::tm local{};
+      char buf[32] = "";
+      if (localtime_r(&t, &local)) std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M", &local);
+      info.saved_at = buf;
+      info.age_s = std::chrono::duration<double>(std::chrono::system_clock::now() - sys).count();
+    }
+    return info;
+  } catch (const std::exception& e) {
+    error = e.what();
+    return std::nullopt;
+  }
+}
+
+void move_autosave_aside(const std::filesystem::path& file, const std::filesystem::path& aside) {
+  std::error_code ec;
+  std::filesystem::rename(file, aside, ec);
+  if (ec) throw Error("could not move the autosave " + file.string() + " to " + aside.string() + ": " + ec.message());
+}
+
+}  // namespace vaelab

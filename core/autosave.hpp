@@ -1,0 +1,61 @@
+// Autosave bookkeeping for the desktop app: where the autosave lives, when the next one is due,
+// what a found autosave holds (for the "resume?" offer) and moving a declined one aside.
+// Not the saving itself: that is Trainer::save / save_now (atomic, refuses non-finite weights).
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "core/config.hpp"
+
+namespace vaelab {
+
+inline constexpr int kDefaultAutosaveMinutes = 5;
+
+// <data_dir>/autosave.vaelab, and where "Start fresh" moves it: <data_dir>/autosave.previous.vaelab.
+std::filesystem::path autosave_file(const std::filesystem::path& data_dir);
+std::filesystem::path autosave_aside_file(const std::filesystem::path& data_dir);
+
+// When the next periodic autosave is due: every `interval_s` seconds (≤ 0: never), and only if
+// training moved since the last one (a paused run is not rewritten every few minutes) and the run
+// has trained at all (step 0 has nothing worth keeping, and must not replace an older autosave).
+class AutosaveClock {
+ public:
+  explicit AutosaveClock(double interval_s = kDefaultAutosaveMinutes * 60.0) : interval_s_(interval_s) {}
+  void set_interval(double interval_s) { interval_s_ = interval_s; }
+  double interval() const { return interval_s_; }
+  // `now_s` is any monotonic clock in seconds; the first call starts the interval.
+  bool due(double now_s, std::int64_t step);
+  void saved(double now_s, std::int64_t step);  // an autosave of `step` was sent at now_s
+
+ private:
+  double interval_s_;
+  double last_s_ = -1;            // < 0: not started
+  std::int64_t last_step_ = -1;   // step of the last autosave (−1: none)
+};
+
+// What a found autosave holds, checked in full (a damaged file is not offered).
+struct AutosaveInfo {
+  ModelConfig model;
+  std::int64_t step = 0;
+  int epoch = 0;
+  std::string data_name;
+  std::string model_text;   // "mlp 784-400-2, bernoulli"
+  std::string saved_at;     // local time of the file's last write, "2026-12-01 17:42"
+  double age_s = 0;         // seconds since then
+};
+
+// nullopt with `error` empty: no autosave. nullopt with `error` set: the file is there but cannot
+// be resumed (the message says why, naming the file).
+std::optional<AutosaveInfo> inspect_autosave(const std::filesystem::path& file, std::string& error);
+
+// "mlp 784-400-2, bernoulli", "conv 28×28 → 2, gaussian", "gmvae 784-400-10 (K 10), bernoulli".
+std::string describe_model(const ModelConfig& m);
+// "3 minutes ago", "2 hours ago", "just now".
+std::string describe_age(double seconds);
+
+// Renames `file` to `aside` (replacing an older one). Throws vaelab::Error with both names.
+void move_autosave_aside(const std::filesystem::path& file, const std::filesystem::path& aside);
+
+}  // namespace vaelab

@@ -1,0 +1,130 @@
+// Tests for core/autosave: when a periodic autosave is due, what the resume offer reads from a
+// real trainer save, refusing a damaged autosave, moving one aside, and that a run that diverged
+// autosaves its restored finite weights. Not the app's modal (tests/e2e drives that).
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <cmath>
+#include <thread>
+
+#include "core/autosave.hpp"
+#include "core/checkpoint.hpp"
+#include "core/trainer.hpp"
+#include "support.hpp"
+
+using namespace vaelab;
+using namespace vaelab::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+// A trainer paused after `steps` steps and joined, so save_now may be called.
+std::unique_ptr<Trainer> trained(int steps, TrainerOptions opt = {}) {
+  opt.start_paused = true;
+  opt.display_points = 0;
+  auto tr = std::make_unique<Trainer>(synthetic_data(), small_model(), small_train(), opt);
+  tr->start();
+  for (int i = 0; i < steps; ++i) tr->step_once();
+  REQUIRE(wait_for(*tr, [&](const Snapshot& s) { return s.step == steps; }));
+  tr->request_stop();
+  tr->join();
+  return tr;
+}
+
+}  // namespace
+
+TEST_CASE("autosave: due after the interval, and only when training moved since the last one") {
+  AutosaveClock c(300);
+  CHECK_FALSE(c.due(1000, 10));   // starts the interval
+  CHECK_FALSE(c.due(1299, 500));  // not yet
+  CHECK(c.due(1300, 500));
+  c.saved(1300, 500);
+  CHECK_FALSE(c.due(1700, 500));  // paused since: nothing new to save
+  CHECK(c.due(1700, 501));
+  AutosaveClock fresh(60);
+  CHECK_FALSE(fresh.due(0, 0));
+  CHECK_FALSE(fresh.due(100, 0));  // a run that never trained has nothing worth keeping
+  CHECK(fresh.due(100, 1));
+  c.set_interval(0);  // off
+  CHECK_FALSE(c.due(1e9, 12345));
+}
+
+TEST_CASE("autosave: the resume offer reads a real save; damaged and missing ones are not offered") {
+  TempDir dir("autosave");
+  const auto file = autosave_file(dir.path), aside = autosave_aside_file(dir.path);
+  CHECK(file.filename() == "autosave.vaelab");
+  CHECK(aside.parent_path() == dir.path);
+  std::string error;
+  CHECK_FALSE(inspect_autosave(file, error).has_value());
+  CHECK(error.empty());  // none there: no offer, no complaint
+
+  auto tr = trained(7);
+  tr->save_now(file);
+  auto info = inspect_autosave(file, error);
+  REQUIRE_MESSAGE(info.has_value(), error);
+  CHECK(info->step == 7);
+  CHECK(info->epoch == 0);
+  CHECK(info->data_name == "synthetic");
+  CHECK(info->model == small_model());
+  CHECK(info->model_text == "mlp 64-32-2, bernoulli");
+  CHECK(info->saved_at.size() == 16);  // "YYYY-MM-DD HH:MM"
+  CHECK(info->age_s >= -5);
+  CHECK(info->age_s < 600);
+
+  // Damaged: not offered, and the message names the file.
+  Bytes b = read_all(file);
+  write_all(file, Bytes(b.begin(), b.begin() + static_cast<std::ptrdiff_t>(b.size() / 3)));
+  CHECK_FALSE(inspect_autosave(file, error).has_value());
+  CHECK_MESSAGE(has(error, file.string()), error);
+  CHECK_MESSAGE(has(error, "truncated"), error);
+
+  // "Start fresh" moves it aside; the moved file is still a good checkpoint.
+  write_all(file, b);
+  move_autosave_aside(file, aside);
+  CHECK_FALSE(fs::exists(file));
+  CHECK(inspect_autosave(aside, error).has_value());
+  const std::string m = error_of([&] { move_autosave_aside(file, aside); });
+  CHECK_MESSAGE(has(m, "could not move the autosave " + file.string()), m);
+}
+
+TEST_CASE("autosave: after a divergence the autosave holds the restored finite weights") {
+  TrainerOptions opt;
+  opt.poison_at_step = 4;
+  opt.publish_interval_ms = 0;  // publish every step, so finite weights from step 3 exist
+  opt.display_points = 0;
+  auto tr = std::make_unique<Trainer>(synthetic_data(), small_model(), small_train(), opt);
+  tr->start();
+  REQUIRE(wait_for(*tr, [](const Snapshot& s) {
+    for (const auto& l : s.log)
+      if (l.severity == Severity::Error && has(l.text, "diverged")) return s.state == TrainerState::Paused;
+    return false;
+  }));
+  tr->request_stop();
+  tr->join();
+  TempDir dir("autosave");
+  const auto file = autosave_file(dir.path);
+  tr->save_now(file);
+  const TrainingState s = load_checkpoint(file);
+  CHECK(std::all_of(s.params.begin(), s.params.end(), [](float v) { return std::isfinite(v); }));
+  CHECK(s.step == 4);
+}
+
+TEST_CASE("autosave: descriptions for the offer") {
+  ModelConfig m;
+  m.hidden = {512, 256};
+  m.latent = 20;
+  CHECK(describe_model(m) == "mlp 784-512-256-20, bernoulli");
+  m.family = ModelFamily::Conv;
+  m.likelihood = Likelihood::GaussianFixed;
+  CHECK(describe_model(m) == "conv 28×28 → 20, gaussian");
+  m.family = ModelFamily::Gmvae;
+  m.hidden = {400};
+  m.latent = 10;
+  m.likelihood = Likelihood::Bernoulli;
+  CHECK(describe_model(m) == "gmvae 784-400-10 (K 10), bernoulli");
+  CHECK(describe_age(5) == "just now");
+  CHECK(describe_age(60) == "1 minute ago");
+  CHECK(describe_age(3 * 60 + 59) == "3 minutes ago");
+  CHECK(describe_age(2 * 3600) == "2 hours ago");
+  CHECK(describe_age(3 * 86400) == "3 days ago");
+}
