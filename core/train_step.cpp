@@ -239,6 +239,27 @@ void gmvae_prior_step(const Model& model, GradientEngine::Shard& sh, const Mu& m
 // ---- Convolutional encoder and decoder (ModelFamily::Conv), see Model::conv_encoder/decoder ----
 
 // x: (D, Bs) → enc_h[0] (32·h1·w1, Bs) → enc_h[1] (64·h2·w2, Bs) → head (2d, Bs).
+// Through the reparameterisation z = μ + σ ⊙ ε, added into dhead (2d, B): d/dμ += Σ_l dz and
+// d/dlog σ² += Σ_l dz ⊙ ε ⊙ σ/2, zero where the raw log σ² (head's bottom rows) was clamped.
+// dz, eps: (d, B·L); sigma: (d, B). Shared by the sharded step and the row-chunked MLP step.
+template <class DZ, class Eps, class Sigma, class Head>
+void reparam_backward(Block& dhead, const DZ& dz, const Eps& eps, const Sigma& sigma, const Head& head, int d, int B,
+                      int L) {
+  for (int b = 0; b < B; ++b) {
+    auto dmu = dhead.col(b).head(d);
+    auto dlv = dhead.col(b).tail(d);
+    for (int l = 0; l < L; ++l) {
+      const int c = b * L + l;
+      dmu += dz.col(c);
+      dlv.array() += dz.col(c).array() * eps.col(c).array() * (0.5f * sigma.col(b).array());
+    }
+    for (int j = 0; j < d; ++j) {
+      const float raw = head(d + j, b);
+      if (raw < kLogVarMin || raw > kLogVarMax) dlv(j) = 0.0f;
+    }
+  }
+}
+
 void conv_encoder_forward(const Model& model, GradientEngine::Shard& sh, ConstMatRef x, int Bs, MatRef head) {
   const float* p = model.data();
   const auto& ce = model.conv_encoder();
@@ -438,19 +459,7 @@ void shard_step(const Model& model, GradientEngine::Shard& sh, const Eigen::Ref<
   }
 
   // ---- through the reparameterisation: d/dμ += Σ_l dz;  d/dlog σ² += Σ_l dz ⊙ ε ⊙ σ/2 ----
-  for (int b = 0; b < Bs; ++b) {
-    auto dmu = dhead.col(b).head(d);
-    auto dlv = dhead.col(b).tail(d);
-    for (int l = 0; l < L; ++l) {
-      const int c = b * L + l;
-      dmu += sh.dz.col(c);
-      dlv.array() += sh.dz.col(c).array() * eps.col(c).array() * (0.5f * sigma.col(b).array());
-    }
-    for (int j = 0; j < d; ++j) {
-      const float raw = head(d + j, b);
-      if (raw < kLogVarMin || raw > kLogVarMax) dlv(j) = 0.0f;
-    }
-  }
+  reparam_backward(dhead, sh.dz, eps, sigma, head, d, Bs, L);
   if (!gmvae) {
     std::fill(sh.kl_dim.begin(), sh.kl_dim.end(), 0.0);
     for (int b = 0; b < Bs; ++b)
@@ -661,19 +670,7 @@ StepStats GradientEngine::compute_mlp(const Model& model, const Eigen::Ref<const
   dhead.topRows(d) = kl_scale * mu;
   dhead.bottomRows(d) = (0.5f * kl_scale) * (sigma.array().square() - 1.0f).matrix();
   // d/dμ += Σ_l dz;  d/dlog σ² += Σ_l dz ⊙ ε ⊙ σ/2, zero where log σ² is clamped
-  for (int b = 0; b < B; ++b) {
-    auto dmu = dhead.col(b).head(d);
-    auto dlv = dhead.col(b).tail(d);
-    for (int l = 0; l < L; ++l) {
-      const int c = b * L + l;
-      dmu += w.dz.col(c);
-      dlv.array() += w.dz.col(c).array() * eps.col(c).array() * (0.5f * sigma.col(b).array());
-    }
-    for (int j = 0; j < d; ++j) {
-      const float raw = head(d + j, b);
-      if (raw < kLogVarMin || raw > kLogVarMax) dlv(j) = 0.0f;
-    }
-  }
+  reparam_backward(dhead, w.dz, eps, sigma, head, d, B, L);
   std::fill(w.kl_dim.begin(), w.kl_dim.end(), 0.0);
   for (int b = 0; b < B; ++b)
     for (int j = 0; j < d; ++j) {
