@@ -494,6 +494,12 @@ void App::frame() {
     s_.model_seen = s_.snap->model;
     ++s_.model_serial;
   }
+  if (s_.live_of_model != s_.model_serial && s_.now - s_.live_at >= AppState::kLivePeriod) {
+    s_.live_of_model = s_.model_serial;
+    ++s_.live_serial;
+    s_.live_at = s_.now;
+  }
+  s_.heavy_taken = false;
   collect_trainer_errors();
   menu_bar();
 

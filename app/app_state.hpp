@@ -146,6 +146,7 @@ struct LatentMapState {
   double rendered_at = -1e9;          // last time the points were re-rendered (s)
   double cx = 0, cy = 0, half_h = 3;  // centre and half the visible height, plane units
   double fit_cx = 0, fit_cy = 0, fit_half_w = 3, fit_half_h = 3;  // robust extent of the codes
+  double goal_cx = 0, goal_cy = 0, goal_half_h = -1;  // where auto-fit takes the view (moves in steps)
   float point_px = 4;
   // interaction
   int hovered = -1;                   // index into the display subset
@@ -270,6 +271,7 @@ struct FrameStats {
   std::vector<float> interval_ms;     // start to start
   std::vector<float> build_ms, render_ms, swap_ms;  // the parts of work_ms
   std::vector<float> damaged;         // share of the window redrawn (FrameCache)
+  std::vector<std::string> events;    // the heavy work each frame did (AppState::frame_events)
   bool cache_direct = false;          // FrameCache draws into the preserved back buffer
   double fps = 0;                     // frames drawn during the last second
   std::vector<double> recent;         // start times (s) of the frames in that second
@@ -289,6 +291,21 @@ struct AppState {
   // rules out a new model reusing the old address).
   std::shared_ptr<const Model> model_seen;
   std::uint64_t model_serial = 0;
+  // What follows the training weights (decoded images, tooltips) keys on live_serial, which
+  // catches up with model_serial at most kLivePeriod apart: software GL pays for every redrawn
+  // pixel, and a few updates a second look just as live. The user's own edits act at once.
+  static constexpr double kLivePeriod = 0.25;
+  std::uint64_t live_serial = 0, live_of_model = 0;
+  double live_at = -1e9;
+  // At most one heavy refresh (a grid of decodes, a texture upload, a slice of the scatter) per
+  // frame, so that their costs land in different frames instead of piling up in one.
+  bool heavy_taken = false;
+  bool heavy_due(Throttle& t, double period, bool forced = false) {
+    if (heavy_taken && !forced) return false;
+    if (!t.due(live_serial, now, forced ? 0.0 : period)) return false;
+    heavy_taken = true;
+    return true;
+  }
 
   // a data folder being read in the background (drop or "Open")
   std::future<std::shared_ptr<const Dataset>> data_loading;
@@ -313,6 +330,10 @@ struct AppState {
   GapState gap;
   AutosaveState autosave;
   FrameStats stats;
+  // Letters for the heavy work done in this frame (see note_work), kept per frame in the
+  // --frame-stats CSV so slow frames can be attributed to what they did.
+  std::string frame_events;
+  void note_work(char what) { frame_events += what; }
 
   // Screen rectangles of key widgets (min.x, min.y, max.x, max.y), for the e2e test hook.
   std::map<std::string, ImVec4> rects;

@@ -106,13 +106,13 @@ void GlPoints::start(int w, int h, const PointView& view) {
   dirty_ = false;
 }
 
-void GlPoints::render(int w, int h, const PointView& view, int budget) {
-  if (w <= 0 || h <= 0) return;
+bool GlPoints::render(int w, int h, const PointView& view, int budget) {
+  if (w <= 0 || h <= 0) return false;
   if (!program_) init();
   GlStateGuard guard;
   const bool restart = busy_ && (dirty_ || w != back_w_ || h != back_h_);
   if (!busy_ || restart) {
-    if (!restart && has_shown_ && !dirty_ && w == shown_w_ && h == shown_h_ && same_view(view, shown_view_)) return;
+    if (!restart && has_shown_ && !dirty_ && w == shown_w_ && h == shown_h_ && same_view(view, shown_view_)) return false;
     start(w, h, view);
   }
   const int end = std::min(n_, next_ + std::max(budget, 1));
@@ -148,6 +148,7 @@ void GlPoints::render(int w, int h, const PointView& view, int budget) {
     busy_ = false;
     note_texture_changed(texture());
   }
+  return true;
 }
 
 }  // namespace vaelab::app

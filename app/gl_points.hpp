@@ -35,8 +35,8 @@ class GlPoints {
   int count() const { return n_; }
 
   // Start a render of `view` at w×h framebuffer pixels when the shown one differs, or continue
-  // the one in progress; draws at most `budget` points per call.
-  void render(int w, int h, const PointView& view, int budget);
+  // the one in progress; draws at most `budget` points per call. Returns whether it drew.
+  bool render(int w, int h, const PointView& view, int budget);
   bool busy() const { return busy_; }
   // Whether the shown texture is out of date for reasons other than pan/zoom (points, size, style).
   bool content_stale(int w, int h, const PointView& view) const;

@@ -233,10 +233,10 @@ void report_frame_stats(const Options& o, const vaelab::app::FrameStats& st) {
                percentile(tail(st.damaged), 0.5), percentile(tail(st.damaged), 0.95));
   if (o.frame_stats.empty()) return;
   std::ofstream out(o.frame_stats);
-  out << "frame,work_ms,build_ms,render_ms,swap_ms,interval_ms,redrawn\n";
+  out << "frame,work_ms,build_ms,render_ms,swap_ms,interval_ms,redrawn,events\n";
   for (std::size_t i = 0; i < st.work_ms.size(); ++i)
     out << i << ',' << st.work_ms[i] << ',' << st.build_ms[i] << ',' << st.render_ms[i] << ',' << st.swap_ms[i] << ','
-        << st.interval_ms[i] << ',' << st.damaged[i] << '\n';
+        << st.interval_ms[i] << ',' << st.damaged[i] << ',' << (i < st.events.size() ? st.events[i] : "") << '\n';
   if (!out) std::fprintf(stderr, "vaelab: could not write %s\n", o.frame_stats.c_str());
 }
 
@@ -489,6 +489,8 @@ int main(int argc, char** argv) {
       }
       auto& st = state->stats;
       st.work_ms.push_back(std::chrono::duration<float, std::milli>(t1 - t0).count());
+      st.events.push_back(std::move(state->frame_events));
+      state->frame_events.clear();
       st.damaged.push_back(options.full_redraw ? 1.0f : frame_cache.damaged_fraction());
       st.cache_direct = frame_cache.in_back_buffer();
       st.build_ms.push_back(std::chrono::duration<float, std::milli>(t_built - t0).count());

@@ -41,6 +41,7 @@ void draw_aggregate_tab(AppState& state, const Snapshot& snap) {
       const float top = std::max(a.density.maxCoeff(), a.prior.maxCoeff());
       const int n = static_cast<int>(a.density.rows());
       const std::vector<float> q = top_down(a.density, top), p = top_down(a.prior, top);
+      state.note_work('A');
       g.agg_heat.update(q.data(), n, n);
       g.prior_heat.update(p.data(), n, n);
     } catch (const std::exception& e) {

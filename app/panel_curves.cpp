@@ -50,8 +50,9 @@ void refresh(CurvesState& c, const Snapshot& snap, double now) {
   const std::uint64_t key = n * 1000003u + h.epochs.size() * 7919u + h.markers.size() * 131u +
                             static_cast<std::uint64_t>(n == 0 ? 0 : steps.back().step);
   if (!restart && c.history_key == key) return;
-  // Long runs: a few refreshes a second are plenty, and each one costs O(steps) for the decimation.
-  if (!restart && n > 20000 && now - c.refreshed_at < 0.25) return;
+  // A few refreshes a second are plenty: each one costs O(steps) for the decimation, and software
+  // GL redraws the whole plot whenever a point is added.
+  if (!restart && now - c.refreshed_at < AppState::kLivePeriod) return;
   c.history_key = key;
   c.refreshed_at = now;
   if (restart) {

@@ -101,12 +101,13 @@ void draw_decoder(AppState& state, const Snapshot& snap) {
   ImGui::EndChild();
 
   // Decode after the sliders moved, then re-colour now: the image drawn above shows it this frame.
-  if (snap.model && d > 0 && (dec.decoded_version != state.model_serial || dec.decoded_z.size() != d || dec.decoded_z != dec.z)) {
+  if (snap.model && d > 0 && (dec.decoded_version != state.live_serial || dec.decoded_z.size() != d || dec.decoded_z != dec.z)) {
     Eigen::MatrixXf img;
+    state.note_work('D');
     decode(snap, dec.z, img);
     dec.image.update(img.data(), snap.model_config.image_w, snap.model_config.image_h);
     dec.image.texture(state.colormap);
-    dec.decoded_version = state.model_serial;
+    dec.decoded_version = state.live_serial;
     dec.decoded_z = dec.z;
   }
   ImGui::End();

@@ -80,7 +80,8 @@ void draw_interpolation(AppState& state, const Snapshot& snap) {
   // Strips: refreshed with new weights a few times a second, at once when A, B or N change.
   const bool strips_stale = in.strips_ab != in.ab_serial || in.strips_frames != in.frames;
   if (strips_stale) in.strips.invalidate();
-  if (in.strips.due(state.model_serial, state.now, 0.25)) {
+  if (state.heavy_due(in.strips, 0.25, strips_stale)) {
+    state.note_work('I');
     const int n = in.frames;
     Eigen::MatrixXf zl(in.a.size(), n), zs(in.a.size(), n), img;
     for (int k = 0; k < n; ++k) {
@@ -98,7 +99,7 @@ void draw_interpolation(AppState& state, const Snapshot& snap) {
     in.strips_ab = in.ab_serial;
     in.strips_frames = n;
   }
-  if (in.at_t != in.t || in.at_t_ab != in.ab_serial || in.at_t_version != state.model_serial) {
+  if (in.at_t != in.t || in.at_t_ab != in.ab_serial || in.at_t_version != state.live_serial) {
     Eigen::MatrixXf img;
     decode(snap, lerp(in.a, in.b, in.t), img);
     in.lerp_at_t.update(img.data(), w, h);
@@ -106,7 +107,7 @@ void draw_interpolation(AppState& state, const Snapshot& snap) {
     in.slerp_at_t.update(img.data(), w, h);
     in.at_t = in.t;
     in.at_t_ab = in.ab_serial;
-    in.at_t_version = state.model_serial;
+    in.at_t_version = state.live_serial;
   }
 
   const ImVec2 avail = ImGui::GetContentRegionAvail();

@@ -104,6 +104,7 @@ void draw_kl_tab(AppState& state, const Snapshot& snap) {
         img[static_cast<std::size_t>(u) * e + c] = top > 0 && std::isfinite(kl[u]) ? std::max(0.0f, kl[u]) / top : 0.0f;
     }
     if (e > 0) g.kl_heat.update(img.data(), e, d);
+    state.note_work('K');
   }
   ImGui::TextDisabled("test KL per dim (rows) × epoch (columns →)");
   const ImVec2 rest = ImGui::GetContentRegionAvail();

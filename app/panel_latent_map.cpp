@@ -85,6 +85,7 @@ void choose_plane(LatentMapState& map, const Snapshot& snap) {
     map.dim_y = d > 1 ? 1 : 0;
     map.mode_for_latent = d;
     map.auto_fit = true;
+    map.goal_half_h = -1;
   }
   if (d == 1) map.mode = 0;
   map.dim_x = std::clamp(map.dim_x, 0, d - 1);
@@ -218,7 +219,10 @@ void draw_toolbar(AppState& state, LatentMapState& map, const Snapshot& snap) {
   ImGui::SetNextItemWidth(ImGui::GetFontSize() * 4.5f);
   ImGui::SliderFloat("##size", &map.point_px, 1.0f, 12.0f, "dot %.0f");
   ImGui::SameLine();
-  if (ImGui::SmallButton(map.auto_fit ? "Fit (auto)" : "Fit")) map.auto_fit = true;
+  if (ImGui::SmallButton(map.auto_fit ? "Fit (auto)" : "Fit")) {
+    map.auto_fit = true;
+    map.goal_half_h = -1;  // fit the codes as they are now
+  }
   help_marker("Drag: pan · wheel: zoom · hover: the test image and its reconstruction\n"
               "Click: set A · Shift-click: set B (for the interpolation)\n"
               "Drag the yellow ring, or double-click, to move the decoder's z");
@@ -234,7 +238,9 @@ void draw_latent_map(AppState& state, const Snapshot& snap) {
   LatentMapState& map = state.latent;
   sync_latent_size(state, snap);
   draw_toolbar(state, map, snap);
+  const std::int64_t codes_before = map.codes_step;
   choose_plane(map, snap);
+  if (map.codes_step != codes_before) state.note_work('C');
 
   const ImVec2 p0 = ImGui::GetCursorScreenPos();
   ImVec2 size = ImGui::GetContentRegionAvail();
@@ -251,17 +257,28 @@ void draw_latent_map(AppState& state, const Snapshot& snap) {
   const double aspect = size.x / size.y;
   map.animating = false;
   if (map.auto_fit && map.codes_count > 0) {
-    const double target_half = std::max(map.fit_half_h, map.fit_half_w / aspect);
+    // The view follows the codes' extent only when it has drifted by a tenth of the view: every
+    // move re-renders the scatter, and the codes move a little with every re-encoding.
+    const double fit_half = std::max(map.fit_half_h, map.fit_half_w / aspect);
+    const bool drifted = std::fabs(map.goal_half_h - fit_half) > 0.1 * fit_half ||
+                         std::fabs(map.goal_cx - map.fit_cx) > 0.1 * fit_half ||
+                         std::fabs(map.goal_cy - map.fit_cy) > 0.1 * fit_half || map.goal_half_h <= 0;
+    if (drifted) {
+      map.goal_cx = map.fit_cx;
+      map.goal_cy = map.fit_cy;
+      map.goal_half_h = fit_half;
+    }
     const double k = 1.0 - std::exp(-12.0 * std::min(io.DeltaTime, 0.1f));
+    const double target_half = map.goal_half_h;
     const bool far = std::fabs(map.half_h - target_half) > target_half * 2 || map.half_h <= 0;
-    map.cx = far ? map.fit_cx : map.cx + (map.fit_cx - map.cx) * k;
-    map.cy = far ? map.fit_cy : map.cy + (map.fit_cy - map.cy) * k;
+    map.cx = far ? map.goal_cx : map.cx + (map.goal_cx - map.cx) * k;
+    map.cy = far ? map.goal_cy : map.cy + (map.goal_cy - map.cy) * k;
     map.half_h = far ? target_half : map.half_h + (target_half - map.half_h) * k;
-    // Settle exactly once close, so the points stop being re-rendered.
-    const double eps = 1e-3 * target_half;
-    if (std::fabs(map.cx - map.fit_cx) < eps && std::fabs(map.cy - map.fit_cy) < eps && std::fabs(map.half_h - target_half) < eps) {
-      map.cx = map.fit_cx;
-      map.cy = map.fit_cy;
+    // Settle exactly once close (a hundredth of the view), so the points stop being re-rendered.
+    const double eps = 1e-2 * target_half;
+    if (std::fabs(map.cx - map.goal_cx) < eps && std::fabs(map.cy - map.goal_cy) < eps && std::fabs(map.half_h - target_half) < eps) {
+      map.cx = map.goal_cx;
+      map.cy = map.goal_cy;
       map.half_h = target_half;
     } else {
       map.animating = true;
@@ -299,11 +316,18 @@ void draw_latent_map(AppState& state, const Snapshot& snap) {
   const int fw = static_cast<int>(size.x * fb_scale.x), fh = static_cast<int>(size.y * fb_scale.y);
   if (map.animating) map.view_changed_at = state.now;
   const bool moving = state.now - map.view_changed_at < 0.15;
-  constexpr int kPointsPerFrame = 12000;
+  // Software GL sets up every sprite on the CPU: a slice of the points per frame, and the frame
+  // that draws one does no other heavy refresh (AppState::heavy_due).
+  constexpr int kPointsPerFrame = 4000;
   if (map.points.busy()) {
+    state.note_work('P');
+    state.heavy_taken = true;
     map.points.render(fw, fh, view, kPointsPerFrame);
   } else if (map.points.content_stale(fw, fh, view) || !moving || state.now - map.rendered_at > 0.25) {
-    map.points.render(fw, fh, view, kPointsPerFrame);
+    if (map.points.render(fw, fh, view, kPointsPerFrame)) {
+      state.note_work('P');
+      state.heavy_taken = true;
+    }
     map.rendered_at = state.now;
   }
   if (map.points.busy()) map.animating = true;  // keep frames coming until the render completes
@@ -553,13 +577,13 @@ void draw_latent_map(AppState& state, const Snapshot& snap) {
 
   // ---- hover tooltip on a cluster mean: its decoded image ----
   if (map.hovered_mean >= 0 && map.hovered_mean < K) {
-    if (map.mean_cached != map.hovered_mean || map.mean_version != state.model_serial) {
+    if (map.mean_cached != map.hovered_mean || map.mean_version != state.live_serial) {
       const Eigen::Map<const Eigen::MatrixXf> means(snap.model->data() + snap.model->cluster_mean_offset(), snap.model->latent(), K);
       Eigen::MatrixXf img;
       decode(snap, means.col(map.hovered_mean), img);
       map.mean_image.update(img.data(), test.width, test.height);
       map.mean_cached = map.hovered_mean;
-      map.mean_version = state.model_serial;
+      map.mean_version = state.live_serial;
     }
     ImGui::BeginTooltip();
     const float side = std::max(84.0f, ImGui::GetFontSize() * 6);
@@ -577,13 +601,13 @@ void draw_latent_map(AppState& state, const Snapshot& snap) {
   if (map.hovered >= 0 && map.hovered < static_cast<int>(snap.display_indices.size())) {
     const int i = snap.display_indices[static_cast<std::size_t>(map.hovered)];
     const int h = test.height, w = test.width;
-    if (map.hover_cached != map.hovered || map.hover_version != state.model_serial) {
+    if (map.hover_cached != map.hovered || map.hover_version != state.live_serial) {
       map.hover_original.update_bytes(test.image(i), w, h);
       Eigen::MatrixXf img;
       decode(snap, snap.latent_mu.col(map.hovered), img);
       map.hover_recon.update(img.data(), w, h);
       map.hover_cached = map.hovered;
-      map.hover_version = state.model_serial;
+      map.hover_version = state.live_serial;
     }
     ImGui::BeginTooltip();
     const float side = std::max(84.0f, ImGui::GetFontSize() * 6);

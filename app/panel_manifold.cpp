@@ -43,7 +43,8 @@ void draw_manifold(AppState& state, const Snapshot& snap) {
   const bool stale = mf.built_n != mf.n || mf.built_plane != map.plane_serial || mf.built_base.size() != base.size() ||
                      (!pca && d > 2 && mf.built_base != base);
   if (stale) mf.refresh.invalidate();
-  if (mf.refresh.due(state.model_serial, state.now, stale ? 0.0 : 0.3)) {
+  if (state.heavy_due(mf.refresh, 0.3, stale)) {
+    state.note_work('M');
     const int n = mf.n;
     const std::vector<float> c = manifold_coordinates(n);
     float su = 1, sv = 1;

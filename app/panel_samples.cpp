@@ -30,6 +30,7 @@ void draw_samples(AppState& state, const Snapshot& snap) {
     s.cols = cols;
     s.dirty = true;
   }
+  bool forced = false;  // new samples or pairs asked for: shown at once
   if (s.dirty || s.eps.rows() != d || s.eps.cols() != s.rows * s.cols) {
     Rng rng(s.prior_seed);
     s.eps.resize(d, s.rows * s.cols);
@@ -39,9 +40,11 @@ void draw_samples(AppState& state, const Snapshot& snap) {
     for (int k = 0; k < s.pairs; ++k) s.test_idx.push_back(static_cast<int>(pick.below(static_cast<std::uint64_t>(test.count))));
     s.dirty = false;
     s.refresh.invalidate();
+    forced = true;
   }
   const int h = snap.model_config.image_h, w = snap.model_config.image_w;
-  if (s.refresh.due(state.model_serial, state.now, 0.3)) {
+  if (state.heavy_due(s.refresh, 0.3, forced)) {
+    state.note_work('S');
     Eigen::MatrixXf img;
     int tw = 0, th = 0;
     Eigen::MatrixXf z = s.eps;

@@ -21,11 +21,14 @@ xvfb_pid=""
 cleanup() { [[ -n $xvfb_pid ]] && kill "$xvfb_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
 w=${size%x*} h=${size#*x}
-Xvfb -displayfd 3 -screen 0 "$((w + 16))x$((h + 16))x24" -nolisten tcp 3>"$tmp/display" 2>"$tmp/xvfb.log" &
+Xvfb -displayfd 3 -noreset -screen 0 "$((w + 16))x$((h + 16))x24" -nolisten tcp 3>"$tmp/display" 2>"$tmp/xvfb.log" &
 xvfb_pid=$!
 for _ in $(seq 100); do [[ -s $tmp/display ]] && break; sleep 0.1; done
 export DISPLAY=":$(head -n1 "$tmp/display")"
 export XDG_CONFIG_HOME="$tmp/config" XDG_DATA_HOME="$tmp/data"
+# The pointer starts at the screen's centre, over the latent map, where its hover tooltip would be
+# redrawn in every frame: park it outside the window, as a user watching training would.
+command -v xdotool >/dev/null && xdotool mousemove "$((w + 10))" "$((h + 10))"
 
 # The app's default model (latent 2, hidden 400, batch 128, 1 sample, seed 1).
 common=(--data "$data" --latent 2 --hidden 400 --batch 128 --samples 1 --seed 1)
