@@ -109,6 +109,7 @@ struct CurvesState {
     std::vector<float> x, y;
   };
   Drawn d_elbo, d_recon, d_kl, d_elbo_s, d_recon_s, d_kl_s;
+  float top_plot_px = 600, bottom_plot_px = 300;  // widths of the plots, for the decimation
   std::vector<std::string> marker_text;
   std::vector<double> marker_x;
 };

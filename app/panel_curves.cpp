@@ -71,13 +71,16 @@ void refresh(CurvesState& c, const Snapshot& snap, double now) {
   extend_ema(c.elbo, c.elbo_s, alpha);
   extend_ema(c.recon, c.recon_s, alpha);
   extend_ema(c.kl, c.kl_s, alpha);
-  constexpr std::size_t kMaxDrawn = 4096;
-  decimate_min_max(c.step_x, c.elbo, kMaxDrawn, c.d_elbo.x, c.d_elbo.y);
-  decimate_min_max(c.step_x, c.recon, kMaxDrawn, c.d_recon.x, c.d_recon.y);
-  decimate_min_max(c.step_x, c.kl, kMaxDrawn, c.d_kl.x, c.d_kl.y);
-  decimate_min_max(c.step_x, c.elbo_s, kMaxDrawn, c.d_elbo_s.x, c.d_elbo_s.y);
-  decimate_min_max(c.step_x, c.recon_s, kMaxDrawn, c.d_recon_s.x, c.d_recon_s.y);
-  decimate_min_max(c.step_x, c.kl_s, kMaxDrawn, c.d_kl_s.x, c.d_kl_s.y);
+  // About two points (a bucket's min and max) per pixel column of the plot they are drawn in: more
+  // cannot be seen, and software GL sets up every segment's triangles.
+  auto budget = [](float px) { return static_cast<std::size_t>(2 * std::clamp(px, 32.0f, 4096.0f)); };
+  const std::size_t top = budget(c.top_plot_px), bottom = budget(c.bottom_plot_px);
+  decimate_min_max(c.step_x, c.elbo, top, c.d_elbo.x, c.d_elbo.y);
+  decimate_min_max(c.step_x, c.recon, bottom, c.d_recon.x, c.d_recon.y);
+  decimate_min_max(c.step_x, c.kl, bottom, c.d_kl.x, c.d_kl.y);
+  decimate_min_max(c.step_x, c.elbo_s, top, c.d_elbo_s.x, c.d_elbo_s.y);
+  decimate_min_max(c.step_x, c.recon_s, bottom, c.d_recon_s.x, c.d_recon_s.y);
+  decimate_min_max(c.step_x, c.kl_s, bottom, c.d_kl_s.x, c.d_kl_s.y);
   const auto& epochs = snap.history.epochs;
   const std::size_t m = epochs.size();
   c.epoch_x.resize(m);
@@ -158,6 +161,12 @@ void draw_curves(AppState& state, const Snapshot& snap) {
   plot("##elbo", ImVec2(avail.x, top_h), top, elbo_series, markers);
 
   const float half_w = (avail.x - ImGui::GetStyle().ItemSpacing.x) * 0.5f;
+  if (std::fabs(c.top_plot_px - avail.x) > 8 || std::fabs(c.bottom_plot_px - half_w) > 8) {
+    c.top_plot_px = avail.x;  // resized: decimate again for the new widths
+    c.bottom_plot_px = half_w;
+    c.history_key = std::numeric_limits<std::uint64_t>::max();
+    c.refreshed_at = -1e9;
+  }
   const float bottom_h = std::max(60.0f, avail.y - top_h - spacing);
   PlotOptions rec = top;
   rec.title = c.log_y ? "−log p(x|z)" : "reconstruction log p(x|z)";
