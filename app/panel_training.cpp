@@ -102,7 +102,8 @@ void draw_controls(AppState& state, const Snapshot* snap) {
     const char* st = snap->state == TrainerState::Running ? "running" : snap->state == TrainerState::Paused ? "paused" : "finished";
     const ImVec4 col = snap->state == TrainerState::Running ? ImVec4(0.45f, 0.85f, 0.45f, 1) : ImVec4(0.95f, 0.75f, 0.3f, 1);
     ImGui::TextColored(col, "%s", st);
-    ImGui::Text("epoch %d", snap->epoch);
+    // The epoch in progress (as the gap panel counts it); a finished run shows its last one.
+    ImGui::Text("epoch %d", snap->state == TrainerState::Finished ? snap->epoch : snap->epoch + 1);
     if (snap->batches_per_epoch > 0) {
       ImGui::SameLine();
       ImGui::TextDisabled("(%d/%d)", snap->batch_in_epoch, snap->batches_per_epoch);

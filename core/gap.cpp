@@ -171,7 +171,7 @@ PosteriorGrid posterior_grid(const Model& model, const Eigen::VectorXf& x, const
     model.decode_raw(z, out);
     const Eigen::MatrixXf xr = x.replicate(1, k);
     Eigen::Map<Eigen::VectorXf>(g.log_joint.data() + lo, k) =
-        log_likelihood(lik, xr, out, dec_lv) + log_standard_normal(z);
+        log_likelihood(lik, xr, out, dec_lv) + log_prior(model, z);
     Eigen::Map<Eigen::VectorXf>(log_q.data() + lo, k) = log_normal_diag(z, mu.replicate(1, k), lv.replicate(1, k));
   });
 
@@ -216,10 +216,13 @@ PosteriorGrid posterior_grid(const Model& model, const Eigen::VectorXf& x, const
     g.q_2sigma = ellipse_of(c, cov, 2.0);
   }
 
-  // ELBO = E_q[log p(x|z)] − KL(q ‖ p(z)): Monte Carlo for the first term, closed form for the second.
+  // ELBO = E_q[log p(x|z)] − KL(q ‖ p(z)): Monte Carlo for the first term, closed form for the second
+  // (N(0, I)); the clustering VAE's mixture prior has no closed-form KL, so it is Monte Carlo too,
+  // on the same samples.
   Rng rng(opt.seed);
   const int L = std::max(1, opt.elbo_samples);
-  double s1 = 0, s2 = 0;
+  const bool mixture = model.clusters() > 0;
+  double s1 = 0, s2 = 0, kl_mc = 0;
   for (int l0 = 0; l0 < L; l0 += kChunk) {
     const int k = std::min(kChunk, L - l0);
     Eigen::MatrixXf z(d, k), out;
@@ -229,11 +232,12 @@ PosteriorGrid posterior_grid(const Model& model, const Eigen::VectorXf& x, const
     const Eigen::VectorXd ll = log_likelihood(lik, x.replicate(1, k), out, dec_lv).cast<double>();
     s1 += ll.sum();
     s2 += ll.squaredNorm();
+    if (mixture) kl_mc += (log_normal_diag(z, mu.replicate(1, k), lv.replicate(1, k)) - log_prior(model, z)).cast<double>().sum();
   }
   g.recon = s1 / L;
   const double var = L > 1 ? std::max(0.0, (s2 - s1 * g.recon) / (L - 1)) : 0.0;
   g.elbo_se = std::sqrt(var / L);
-  g.kl_prior = kl_elementwise(mu, lv).cast<double>().sum();
+  g.kl_prior = mixture ? kl_mc / L : kl_elementwise(mu, lv).cast<double>().sum();
   g.elbo = g.recon - g.kl_prior;
   g.gap_check = g.log_px - g.elbo;
 

@@ -72,7 +72,7 @@ struct PosteriorGrid {
   Ellipse q_1sigma, q_2sigma;     // q conditioned on the plane (= its marginal for an axis-aligned plane through μ)
 
   double recon = 0;      // E_q[log p(x|z)], Monte Carlo with GapOptions::elbo_samples
-  double kl_prior = 0;   // KL(q ‖ p(z)), analytic
+  double kl_prior = 0;   // KL(q ‖ p(z)): analytic for N(0, I), Monte Carlo for the clustering VAE's mixture
   double elbo = 0;       // recon − kl_prior
   double elbo_se = 0;    // Monte-Carlo standard error of elbo
   double iwae = 0;       // IWAE_K (one estimate); NaN when iwae_k == 0

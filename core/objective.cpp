@@ -70,6 +70,23 @@ Eigen::VectorXf log_standard_normal(const Eigen::Ref<const Eigen::MatrixXf>& z) 
   return (-0.5f * (z.array().square() + static_cast<float>(kLog2Pi))).colwise().sum().transpose();
 }
 
+Eigen::VectorXf log_prior(const Model& model, const Eigen::Ref<const Eigen::MatrixXf>& z) {
+  const int K = model.clusters();
+  if (K == 0) return log_standard_normal(z);
+  const int d = model.latent(), n = static_cast<int>(z.cols());
+  const Eigen::Map<const Eigen::MatrixXf> cm(model.data() + model.cluster_mean_offset(), d, K);
+  // The same clamp as the training objective, so both see the same Gaussians.
+  const Eigen::MatrixXf cl = Eigen::Map<const Eigen::MatrixXf>(model.data() + model.cluster_logvar_offset(), d, K)
+                                 .cwiseMax(kLogVarMin)
+                                 .cwiseMin(kLogVarMax);
+  Eigen::MatrixXf comp(K, n);  // log N(z_c; μ_y, σ_y²)
+  for (int y = 0; y < K; ++y)
+    comp.row(y) = log_normal_diag(z, cm.col(y).replicate(1, n), cl.col(y).replicate(1, n)).transpose();
+  Eigen::VectorXf out(n);
+  for (int c = 0; c < n; ++c) out(c) = static_cast<float>(log_mean_exp(comp.col(c).data(), K));
+  return out;
+}
+
 double log_mean_exp(const float* a, int k) {
   if (k <= 0) return -std::numeric_limits<double>::infinity();
   double mx = -std::numeric_limits<double>::infinity();
@@ -98,7 +115,7 @@ Eigen::VectorXf log_importance_weights(const Model& model, const Eigen::Ref<cons
       mur.col(g * k + j) = mu.col(g);
       lvr.col(g * k + j) = logvar.col(g);
     }
-  return log_likelihood(model.config().likelihood, xr, out, model.decoder_logvar()) + log_standard_normal(z) -
+  return log_likelihood(model.config().likelihood, xr, out, model.decoder_logvar()) + log_prior(model, z) -
          log_normal_diag(z, mur, lvr);
 }
 
@@ -188,7 +205,9 @@ Evaluation evaluate(const Model& model, const ImageSet& set, const std::vector<i
     for (int j = 0; j < d; ++j) p.kl_dim[j] = kl.row(j).cast<double>().sum();
     if (opt.keep_per_example)
       for (int b = 0; b < B; ++b) ev.elbo_per_example[lo + b] = recon(b) - kl_total(b);
-    if (opt.iwae_k > 0 && !gmvae) {  // the bound needs a tractable p(z); the clustering prior is not
+    // For the clustering VAE the bound uses the exact mixture p(z) (log_prior), so it also closes
+    // the ELBO's second gap, the classifier q(y|z) standing in for the true p(y|z).
+    if (opt.iwae_k > 0) {
       const int K = opt.iwae_k;
       Eigen::MatrixXf eps(d, static_cast<Eigen::Index>(B) * K);
       for (Eigen::Index c = 0; c < eps.cols(); ++c)
@@ -213,7 +232,7 @@ Evaluation evaluate(const Model& model, const ImageSet& set, const std::vector<i
     ev.recon /= n;
     ev.kl /= n;
     for (double& v : ev.kl_per_dim) v /= n;
-    if (opt.iwae_k > 0 && model.clusters() == 0) ev.iwae = iwae / n;
+    if (opt.iwae_k > 0) ev.iwae = iwae / n;
   }
   ev.elbo = ev.recon - ev.kl;
   return ev;

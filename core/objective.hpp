@@ -42,6 +42,10 @@ Eigen::VectorXf log_normal_diag(const Eigen::Ref<const Eigen::MatrixXf>& z, cons
                                 const Eigen::Ref<const Eigen::MatrixXf>& logvar);
 // log N(z; 0, I) per column.
 Eigen::VectorXf log_standard_normal(const Eigen::Ref<const Eigen::MatrixXf>& z);
+// The model's prior log p(z) per column: N(0, I), or for the clustering VAE its mixture
+// (1/K) Σ_y N(z; μ_y, σ_y²) with y summed out exactly (K Gaussians: tractable), so the IWAE bound
+// and the true posterior p(z|x) ∝ p(x|z) p(z) are those of the model's own marginal.
+Eigen::VectorXf log_prior(const Model& model, const Eigen::Ref<const Eigen::MatrixXf>& z);
 
 // log (1/K) Σ_k exp(a_k), stable for any magnitudes (−inf entries allowed).
 double log_mean_exp(const float* a, int k);

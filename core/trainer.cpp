@@ -379,7 +379,7 @@ struct Trainer::Impl {
       rec.test_elbo = static_cast<float>(ev.elbo);
       rec.test_recon = static_cast<float>(ev.recon);
       rec.test_kl = static_cast<float>(ev.kl);
-      if (opt.eval_iwae_k > 0 && model->clusters() == 0) {
+      if (opt.eval_iwae_k > 0) {
         rec.iwae_k = opt.eval_iwae_k;
         if (iwae_subset) {
           // The bound on a subset, with the ELBO on the same images for the gap.
