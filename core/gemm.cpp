@@ -1,0 +1,213 @@
+// Packed single-precision GEMM (see gemm.hpp): packing of op(A) and op(B), one register-blocked
+// 16 × 6 micro-kernel (AVX2 + FMA intrinsics, or portable C++ when the build lacks them) and its
+// edge and epilogue handling. Written for this project's layer shapes, not tuned for any others.
+#include "core/gemm.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define VAELAB_GEMM_AVX2 1
+#endif
+
+namespace vaelab::gemm {
+
+namespace {
+
+// op(A) rows [i0, i0+mr) × K range [k0, k0+kc) into dst: kc groups of MR floats, zero past mr.
+void pack_a(Op op_a, const float* A, std::ptrdiff_t lda, int i0, int mr, int k0, int kc, float* dst) {
+  if (op_a == Op::N) {
+    for (int kk = 0; kk < kc; ++kk) {
+      const float* src = A + i0 + static_cast<std::ptrdiff_t>(k0 + kk) * lda;
+      float* d = dst + kk * kMR;
+      if (mr == kMR) {
+        std::memcpy(d, src, sizeof(float) * kMR);
+      } else {
+        for (int i = 0; i < mr; ++i) d[i] = src[i];
+        for (int i = mr; i < kMR; ++i) d[i] = 0.0f;
+      }
+    }
+  } else {
+    // A stored (k × m): row i of op(A) is column i of A, contiguous in k.
+    for (int i = 0; i < mr; ++i) {
+      const float* src = A + k0 + static_cast<std::ptrdiff_t>(i0 + i) * lda;
+      for (int kk = 0; kk < kc; ++kk) dst[kk * kMR + i] = src[kk];
+    }
+    for (int i = mr; i < kMR; ++i)
+      for (int kk = 0; kk < kc; ++kk) dst[kk * kMR + i] = 0.0f;
+  }
+}
+
+// Writes one MR × NR tile: C = acc (+ C), and the epilogue on the last K block. The scalar form
+// does exactly the vector form's operations per element (same order), so edge tiles round alike.
+inline float finish(float acc, const float* c, bool load_c, bool last, const Epilogue& e, int i, const float* mask_ij) {
+  float v = load_c ? *c + acc : acc;
+  if (last) {
+    if (e.bias) v = v + e.bias[i];
+    if (e.relu) v = v > 0.0f ? v : 0.0f;
+    if (e.mask) v = *mask_ij > 0.0f ? v : 0.0f;
+  }
+  return v;
+}
+
+void store_edge(const float* tile, float* C, std::ptrdiff_t ldc, int i0, int j0, int mr, int nr, bool load_c, bool last,
+                const Epilogue& e) {
+  for (int j = 0; j < nr; ++j) {
+    float* c = C + static_cast<std::ptrdiff_t>(j0 + j) * ldc + i0;
+    const float* mk = e.mask ? e.mask + static_cast<std::ptrdiff_t>(j0 + j) * e.ldmask + i0 : nullptr;
+    for (int i = 0; i < mr; ++i) c[i] = finish(tile[j * kMR + i], c + i, load_c, last, e, i0 + i, mk ? mk + i : nullptr);
+  }
+}
+
+#if defined(VAELAB_GEMM_AVX2)
+
+// a: kc × MR packed, b: kc × NR packed. Computes the tile and stores it (full tiles directly,
+// edge tiles through a stack tile).
+void kernel(int kc, const float* a, const float* b, float* C, std::ptrdiff_t ldc, int i0, int j0, int mr, int nr,
+            bool load_c, bool last, const Epilogue& e) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+  __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  for (int kk = 0; kk < kc; ++kk) {
+    const __m256 a0 = _mm256_load_ps(a), a1 = _mm256_load_ps(a + 8);
+    __m256 bv = _mm256_broadcast_ss(b);
+    c00 = _mm256_fmadd_ps(a0, bv, c00);
+    c01 = _mm256_fmadd_ps(a1, bv, c01);
+    bv = _mm256_broadcast_ss(b + 1);
+    c10 = _mm256_fmadd_ps(a0, bv, c10);
+    c11 = _mm256_fmadd_ps(a1, bv, c11);
+    bv = _mm256_broadcast_ss(b + 2);
+    c20 = _mm256_fmadd_ps(a0, bv, c20);
+    c21 = _mm256_fmadd_ps(a1, bv, c21);
+    bv = _mm256_broadcast_ss(b + 3);
+    c30 = _mm256_fmadd_ps(a0, bv, c30);
+    c31 = _mm256_fmadd_ps(a1, bv, c31);
+    bv = _mm256_broadcast_ss(b + 4);
+    c40 = _mm256_fmadd_ps(a0, bv, c40);
+    c41 = _mm256_fmadd_ps(a1, bv, c41);
+    bv = _mm256_broadcast_ss(b + 5);
+    c50 = _mm256_fmadd_ps(a0, bv, c50);
+    c51 = _mm256_fmadd_ps(a1, bv, c51);
+    a += kMR;
+    b += kNR;
+  }
+  const __m256 acc[2 * kNR] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
+  if (mr < kMR || nr < kNR) {
+    alignas(32) float tile[kMR * kNR];
+    for (int r = 0; r < 2 * kNR; ++r) _mm256_store_ps(tile + 8 * r, acc[r]);
+    store_edge(tile, C, ldc, i0, j0, mr, nr, load_c, last, e);
+    return;
+  }
+  const __m256 zero = _mm256_setzero_ps();
+  for (int j = 0; j < kNR; ++j) {
+    float* c = C + static_cast<std::ptrdiff_t>(j0 + j) * ldc + i0;
+    __m256 lo = acc[2 * j], hi = acc[2 * j + 1];
+    if (load_c) {
+      lo = _mm256_add_ps(_mm256_loadu_ps(c), lo);
+      hi = _mm256_add_ps(_mm256_loadu_ps(c + 8), hi);
+    }
+    if (last) {
+      if (e.bias) {
+        lo = _mm256_add_ps(lo, _mm256_loadu_ps(e.bias + i0));
+        hi = _mm256_add_ps(hi, _mm256_loadu_ps(e.bias + i0 + 8));
+      }
+      if (e.relu) {
+        // max(v, 0) returns 0 for NaN and −0, like the scalar v > 0 ? v : 0.
+        lo = _mm256_max_ps(lo, zero);
+        hi = _mm256_max_ps(hi, zero);
+      }
+      if (e.mask) {
+        const float* mk = e.mask + static_cast<std::ptrdiff_t>(j0 + j) * e.ldmask + i0;
+        lo = _mm256_and_ps(lo, _mm256_cmp_ps(_mm256_loadu_ps(mk), zero, _CMP_GT_OQ));
+        hi = _mm256_and_ps(hi, _mm256_cmp_ps(_mm256_loadu_ps(mk + 8), zero, _CMP_GT_OQ));
+      }
+    }
+    _mm256_storeu_ps(c, lo);
+    _mm256_storeu_ps(c + 8, hi);
+  }
+}
+
+#else
+
+// Portable form of the same kernel: the compiler vectorises the inner loop over MR if it can.
+void kernel(int kc, const float* a, const float* b, float* C, std::ptrdiff_t ldc, int i0, int j0, int mr, int nr,
+            bool load_c, bool last, const Epilogue& e) {
+  alignas(32) float tile[kMR * kNR] = {};
+  for (int kk = 0; kk < kc; ++kk) {
+    for (int j = 0; j < kNR; ++j) {
+      const float bj = b[j];
+      for (int i = 0; i < kMR; ++i) tile[j * kMR + i] += a[i] * bj;
+    }
+    a += kMR;
+    b += kNR;
+  }
+  store_edge(tile, C, ldc, i0, j0, mr, nr, load_c, last, e);
+}
+
+#endif
+
+}  // namespace
+
+void pack_b(Op op_b, const float* B, std::ptrdiff_t ldb, int k, int n, float* dst, int p0, int p1) {
+  for (int p = p0; p < p1; ++p) {
+    const int j0 = p * kNR, nr = std::min(kNR, n - j0);
+    float* d = dst + static_cast<std::size_t>(p) * static_cast<std::size_t>(k) * kNR;
+    if (op_b == Op::N) {
+      // B stored (k × n): column j of op(B) is contiguous; scatter it at stride NR.
+      for (int j = 0; j < nr; ++j) {
+        const float* src = B + static_cast<std::ptrdiff_t>(j0 + j) * ldb;
+        for (int kk = 0; kk < k; ++kk) d[kk * kNR + j] = src[kk];
+      }
+      for (int j = nr; j < kNR; ++j)
+        for (int kk = 0; kk < k; ++kk) d[kk * kNR + j] = 0.0f;
+    } else {
+      // B stored (n × k): row kk of the panel is nr contiguous floats of column kk of B.
+      for (int kk = 0; kk < k; ++kk) {
+        const float* src = B + static_cast<std::ptrdiff_t>(kk) * ldb + j0;
+        float* dk = d + kk * kNR;
+        for (int j = 0; j < nr; ++j) dk[j] = src[j];
+        for (int j = nr; j < kNR; ++j) dk[j] = 0.0f;
+      }
+    }
+  }
+}
+
+void multiply_packed(Op op_a, const float* A, std::ptrdiff_t lda, int m, int n, int k, const float* Bp, float* C,
+                     std::ptrdiff_t ldc, bool accumulate, const Epilogue& epi) {
+  if (m <= 0 || n <= 0) return;
+  alignas(64) float apack[kKC * kMR];
+  const int np = panels(n);
+  const std::size_t panel_stride = static_cast<std::size_t>(k) * kNR;
+  // k = 0 still runs one (empty) block so that C gets its overwrite and epilogue.
+  int k0 = 0;
+  do {
+    const int kc = std::min(kKC, k - k0);
+    const bool load_c = accumulate || k0 > 0, last = k0 + kc >= k;
+    for (int i0 = 0; i0 < m; i0 += kMR) {
+      const int mr = std::min(kMR, m - i0);
+      pack_a(op_a, A, lda, i0, mr, k0, kc, apack);
+      for (int p = 0; p < np; ++p) {
+        const int j0 = p * kNR;
+        kernel(kc, apack, Bp + p * panel_stride + static_cast<std::size_t>(k0) * kNR, C, ldc, i0, j0, mr,
+               std::min(kNR, n - j0), load_c, last, epi);
+      }
+    }
+    k0 += kc;
+  } while (k0 < k);
+}
+
+void multiply(Op op_a, Op op_b, int m, int n, int k, const float* A, std::ptrdiff_t lda, const float* B,
+              std::ptrdiff_t ldb, float* C, std::ptrdiff_t ldc, bool accumulate, float* b_work, const Epilogue& epi) {
+  pack_b(op_b, B, ldb, k, n, b_work, 0, panels(n));
+  multiply_packed(op_a, A, lda, m, n, k, b_work, C, ldc, accumulate, epi);
+}
+
+const char* kernel_name() {
+#if defined(VAELAB_GEMM_AVX2)
+  return "avx2-fma 16x6";
+#else
+  return "portable 16x6";
+#endif
+}
+
+}  // namespace vaelab::gemm
