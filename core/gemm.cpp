@@ -45,7 +45,7 @@ inline float finish(float acc, const float* c, bool load_c, bool last, const Epi
   float v = load_c ? *c + acc : acc;
   if (last) {
     if (e.bias) v = v + e.bias[i];
-    if (e.relu) v = v > 0.0f ? v : 0.0f;
+    if (e.relu) v = 0.0f > v ? 0.0f : v;  // NaN passes (see the vector form)
     if (e.mask) v = *mask_ij > 0.0f ? v : 0.0f;
   }
   return v;
@@ -68,6 +68,7 @@ void kernel(int kc, const float* a, const float* b, float* C, std::ptrdiff_t ldc
             bool load_c, bool last, const Epilogue& e) {
   __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
   __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+#pragma GCC unroll 4
   for (int kk = 0; kk < kc; ++kk) {
     const __m256 a0 = _mm256_load_ps(a), a1 = _mm256_load_ps(a + 8);
     __m256 bv = _mm256_broadcast_ss(b);
@@ -112,9 +113,10 @@ void kernel(int kc, const float* a, const float* b, float* C, std::ptrdiff_t ldc
         hi = _mm256_add_ps(hi, _mm256_loadu_ps(e.bias + i0 + 8));
       }
       if (e.relu) {
-        // max(v, 0) returns 0 for NaN and −0, like the scalar v > 0 ? v : 0.
-        lo = _mm256_max_ps(lo, zero);
-        hi = _mm256_max_ps(hi, zero);
+        // max_ps(0, v) returns v when v is NaN: a NaN weight must reach the loss, where the trainer
+        // notices divergence, not vanish in a ReLU. Same as the scalar 0 > v ? 0 : v, −0 included.
+        lo = _mm256_max_ps(zero, lo);
+        hi = _mm256_max_ps(zero, hi);
       }
       if (e.mask) {
         const float* mk = e.mask + static_cast<std::ptrdiff_t>(j0 + j) * e.ldmask + i0;
@@ -178,10 +180,14 @@ void multiply_packed(Op op_a, const float* A, std::ptrdiff_t lda, int m, int n, 
   alignas(64) float apack[kKC * kMR];
   const int np = panels(n);
   const std::size_t panel_stride = static_cast<std::size_t>(k) * kNR;
+  // K blocks of equal size, at most KC (784 = 4 × 196, not 3 × 256 + 16: a short last block
+  // pays a whole pass of C loads and stores for a few FMAs). Fixed by k alone, so every element
+  // still sums in the same order however the caller splits the rows.
+  const int blocks = std::max(1, (k + kKC - 1) / kKC), kb = (k + blocks - 1) / blocks;
   // k = 0 still runs one (empty) block so that C gets its overwrite and epilogue.
   int k0 = 0;
   do {
-    const int kc = std::min(kKC, k - k0);
+    const int kc = std::min(kb, k - k0);
     const bool load_c = accumulate || k0 > 0, last = k0 + kc >= k;
     for (int i0 = 0; i0 < m; i0 += kMR) {
       const int mr = std::min(kMR, m - i0);

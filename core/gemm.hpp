@@ -18,7 +18,8 @@ inline constexpr int kNR = 6;
 inline constexpr int kKC = 256;
 
 // Applied once per element of C after the last K block, in this order: + bias[i], max(·, 0) if
-// relu, then 0 where mask(i, j) ≤ 0 (the ReLU backward: mask is the layer's ReLU output).
+// relu (NaN stays NaN, so a broken weight still shows in the loss), then 0 where mask(i, j) ≤ 0
+// or is NaN (the ReLU backward: mask is the layer's ReLU output).
 struct Epilogue {
   const float* bias = nullptr;  // (m), row i of C gets bias[i]
   bool relu = false;

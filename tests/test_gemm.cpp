@@ -136,6 +136,18 @@ TEST_CASE("gemm: k = 0 overwrites C with zeros (and the bias); the epilogue matc
   CHECK(zeros > 0);          // the ReLU did cut something
   CHECK(zeros < m * n);      // and not everything
 
+  // A NaN in A reaches C through the ReLU, in a full tile (row 0) and an edge tile (row 36):
+  // the trainer's divergence check relies on it.
+  A.at(0, 5) = std::numeric_limits<float>::quiet_NaN();
+  A.at(36, 5) = std::numeric_limits<float>::quiet_NaN();
+  vaelab::gemm::multiply(Op::N, Op::N, m, n, k, A.v.data(), A.ld, B.v.data(), B.ld, fused.v.data(), fused.ld, false,
+                         work.data(), br);
+  for (int j = 0; j < n; ++j) {
+    CHECK(std::isnan(fused.at(0, j)));
+    CHECK(std::isnan(fused.at(36, j)));
+    CHECK(std::isfinite(fused.at(1, j)));
+  }
+
   Mat C(m, n, 0);
   for (float& v : C.v) v = std::numeric_limits<float>::quiet_NaN();
   std::vector<float> w0(1);
