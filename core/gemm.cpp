@@ -15,35 +15,39 @@ namespace vaelab::gemm {
 
 namespace {
 
-// op(A) rows [i0, i0+mr) × K range [k0, k0+kc) into dst: kc groups of MR floats, zero past mr.
-void pack_a(Op op_a, const float* A, std::ptrdiff_t lda, int i0, int mr, int k0, int kc, float* dst) {
+// op(A) rows [i0, i0+mc) × K range [k0, k0+kc) into dst as ⌈mc/MR⌉ micro-panels (panel q at
+// dst + q·kc·MR: kc groups of MR floats), zero past mc. mc ≤ kMC.
+void pack_a(Op op_a, const float* A, std::ptrdiff_t lda, int i0, int mc, int k0, int kc, float* dst) {
+  const int full = mc / kMR, rest = mc % kMR;
+  const std::size_t pstride = static_cast<std::size_t>(kc) * kMR;
   if (op_a == Op::N) {
-    // 64 bytes from each of kc columns: a stride of lda floats (3 KiB for a 784-row W) crosses a
-    // page every column or two, where the hardware prefetcher stops, so the loads wait for memory
-    // (perf: most of pack_a's time sat on them). Prefetch a few columns ahead, both cache lines.
+    // mc contiguous floats from each of kc columns. The column stride (3 KiB for a 784-row W)
+    // crosses a page every column or two, where the hardware prefetcher stops, so the loads wait
+    // for memory (perf: most of pack_a's time sat on them): prefetch 8 columns ahead.
     constexpr int kAhead = 8;
     for (int kk = 0; kk < kc; ++kk) {
       const float* src = A + i0 + static_cast<std::ptrdiff_t>(k0 + kk) * lda;
-      if (kk + kAhead < kc) {
-        __builtin_prefetch(src + kAhead * lda);
-        __builtin_prefetch(src + kAhead * lda + kMR - 1);
-      }
+      if (kk + kAhead < kc)
+        for (int i = 0; i < mc; i += 16) __builtin_prefetch(src + kAhead * lda + i);
+      if (kk + kAhead < kc) __builtin_prefetch(src + kAhead * lda + mc - 1);
       float* d = dst + kk * kMR;
-      if (mr == kMR) {
-        std::memcpy(d, src, sizeof(float) * kMR);
-      } else {
-        for (int i = 0; i < mr; ++i) d[i] = src[i];
-        for (int i = mr; i < kMR; ++i) d[i] = 0.0f;
+      for (int q = 0; q < full; ++q) std::memcpy(d + q * pstride, src + q * kMR, sizeof(float) * kMR);
+      if (rest) {
+        float* dr = d + full * pstride;
+        for (int i = 0; i < rest; ++i) dr[i] = src[full * kMR + i];
+        for (int i = rest; i < kMR; ++i) dr[i] = 0.0f;
       }
     }
   } else {
     // A stored (k × m): row i of op(A) is column i of A, contiguous in k.
-    for (int i = 0; i < mr; ++i) {
+    for (int i = 0; i < mc; ++i) {
       const float* src = A + k0 + static_cast<std::ptrdiff_t>(i0 + i) * lda;
-      for (int kk = 0; kk < kc; ++kk) dst[kk * kMR + i] = src[kk];
+      float* d = dst + (i / kMR) * pstride + i % kMR;
+      for (int kk = 0; kk < kc; ++kk) d[kk * kMR] = src[kk];
     }
-    for (int i = mr; i < kMR; ++i)
-      for (int kk = 0; kk < kc; ++kk) dst[kk * kMR + i] = 0.0f;
+    if (rest)
+      for (int i = rest; i < kMR; ++i)
+        for (int kk = 0; kk < kc; ++kk) dst[full * pstride + kk * kMR + i] = 0.0f;
   }
 }
 
@@ -202,7 +206,7 @@ void pack_b(Op op_b, const float* B, std::ptrdiff_t ldb, int k, int n, float* ds
 void multiply_packed(Op op_a, const float* A, std::ptrdiff_t lda, int m, int n, int k, const float* Bp, float* C,
                      std::ptrdiff_t ldc, bool accumulate, const Epilogue& epi) {
   if (m <= 0 || n <= 0) return;
-  alignas(64) float apack[kKC * kMR];
+  alignas(64) float apack[kKC * kMC];  // 64 KiB: an MC × KC block of op(A), in L2
   const int np = panels(n);
   const std::size_t panel_stride = static_cast<std::size_t>(k) * kNR;
   // K blocks of equal size, at most KC (784 = 4 × 196, not 3 × 256 + 16: a short last block
@@ -214,13 +218,17 @@ void multiply_packed(Op op_a, const float* A, std::ptrdiff_t lda, int m, int n, 
   do {
     const int kc = std::min(kb, k - k0);
     const bool load_c = accumulate || k0 > 0, last = k0 + kc >= k;
-    for (int i0 = 0; i0 < m; i0 += kMR) {
-      const int mr = std::min(kMR, m - i0);
-      pack_a(op_a, A, lda, i0, mr, k0, kc, apack);
-      for (int p = 0; p < np; ++p) {
-        const int j0 = p * kNR;
-        kernel(kc, apack, Bp + p * panel_stride + static_cast<std::size_t>(k0) * kNR, C, ldc, i0, j0, mr,
-               std::min(kNR, n - j0), load_c, last, epi);
+    for (int ib = 0; ib < m; ib += kMC) {
+      const int mc = std::min(kMC, m - ib);
+      pack_a(op_a, A, lda, ib, mc, k0, kc, apack);
+      for (int i0 = ib; i0 < ib + mc; i0 += kMR) {
+        const float* ap = apack + static_cast<std::size_t>((i0 - ib) / kMR) * kc * kMR;
+        const int mr = std::min(kMR, ib + mc - i0);
+        for (int p = 0; p < np; ++p) {
+          const int j0 = p * kNR;
+          kernel(kc, ap, Bp + p * panel_stride + static_cast<std::size_t>(k0) * kNR, C, ldc, i0, j0, mr,
+                 std::min(kNR, n - j0), load_c, last, epi);
+        }
       }
     }
     k0 += kc;

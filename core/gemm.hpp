@@ -16,6 +16,9 @@ enum class Op { N, T };  // N: the matrix as stored; T: its transpose
 inline constexpr int kMR = 16;
 inline constexpr int kNR = 6;
 inline constexpr int kKC = 256;
+// Rows of op(A) packed together per K block: longer runs down each column of W (4 cache lines)
+// than one micro-panel's 16 floats, for the prefetchers; 64 KiB of packed A, in the 512 KiB L2.
+inline constexpr int kMC = 64;
 
 // Applied once per element of C after the last K block, in this order: + bias[i], max(·, 0) if
 // relu (NaN stays NaN, so a broken weight still shows in the loss), then 0 where mask(i, j) ≤ 0
