@@ -16,9 +16,10 @@ namespace vaelab {
 
 namespace {
 
-// About 16 chunks per layer (at most 16 rows fewer), each a multiple of the GEMM's 16-row tile, so
-// that only a layer's last chunk has a short tile and two threads share a layer evenly. Chunks are
-// cheap now that the shared operand is packed once per product, not once per chunk.
+// At most 16 chunks per layer (13 for 400 or 784 rows, 16-row chunks below 256 rows), each a
+// multiple of the GEMM's 16-row tile, so that only a layer's last chunk has a short tile and two
+// threads share a layer evenly. Chunks are cheap now that the shared operand is packed once per
+// product, not once per chunk.
 struct RowChunks {
   int rows, step, count;
   explicit RowChunks(int r)
