@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "core/conv.hpp"
+#include "core/gemm.hpp"
 #include "core/layers.hpp"
 #include "core/objective.hpp"
 #include "core/thread_pool.hpp"
@@ -15,10 +16,16 @@ namespace vaelab {
 
 namespace {
 
-// About 8 chunks per layer, each a multiple of 8 rows (whole AVX registers down a column).
+// At most 16 chunks per layer (13 for 400 or 784 rows, 16-row chunks below 256 rows), each a
+// multiple of the GEMM's 16-row tile, so that only a layer's last chunk has a short tile and two
+// threads share a layer evenly. Chunks are cheap now that the shared operand is packed once per
+// product, not once per chunk.
 struct RowChunks {
   int rows, step, count;
-  explicit RowChunks(int r) : rows(r), step(std::max(8, ((r + 7) / 8 + 7) / 8 * 8)), count((r + step - 1) / step) {}
+  explicit RowChunks(int r)
+      : rows(r),
+        step(std::max(gemm::kMR, ((r + 15) / 16 + gemm::kMR - 1) / gemm::kMR * gemm::kMR)),
+        count((r + step - 1) / step) {}
   int lo(int k) const { return k * step; }
   int len(int k) const { return std::min(step, rows - k * step); }
 };
@@ -63,6 +70,11 @@ struct GradientEngine::MlpWork {
   Eigen::MatrixXf part;                        // (chunks of D, C): per-chunk column sums of log p (Bernoulli)
                                                // or of squared errors (Gaussian), summed in chunk order
   std::vector<double> kl_dim;
+  // Packed right-hand sides (gemm::pack_b) shared by all row chunks of a product: up to three per
+  // phase (dy, the previous layer's inputᵀ, this layer's inputᵀ), each pack_floats floats.
+  std::vector<float> packs;
+  std::size_t pack_floats = 0;
+  float* pack(int i) { return packs.data() + static_cast<std::size_t>(i) * pack_floats; }
 };
 
 GradientEngine::GradientEngine(const ModelConfig& cfg, int max_batch, int samples, int shards)
@@ -91,6 +103,12 @@ GradientEngine::GradientEngine(const ModelConfig& cfg, int max_batch, int sample
     w->tmp.resize(D, C);
     w->part.resize(RowChunks(D).count, C);
     w->kl_dim.resize(d);
+    // Every packed operand is (a layer width × C) or (C × a layer width).
+    int widest = 0;
+    for (const auto* net : {&layout.encoder(), &layout.decoder()})
+      for (const DenseShape& l : *net) widest = std::max({widest, l.in, l.out});
+    w->pack_floats = std::max(gemm::packed_b_floats(widest, C), gemm::packed_b_floats(C, widest));
+    w->packs.assign(3 * w->pack_floats, 0.0f);
     mlp_ = std::move(w);
     return;
   }
@@ -502,48 +520,89 @@ void for_tasks(ThreadPool* pool, int n, const F& f) {
     for (int i = 0; i < n; ++i) f(i);
 }
 
-// y[rows] = W[rows, :] in + b[rows], then ReLU if relu (bias and ReLU fused in one pass).
-// W: (out, in)  in: (in, C)  y: (out, C)
-void dense_rows_forward(const Model& m, const DenseShape& l, ConstMatRef in, MatRef y, int lo, int n, bool relu) {
-  auto yr = y.middleRows(lo, n);
-  yr.noalias() = m.W(l).middleRows(lo, n) * in;
-  const auto b = m.b(l).segment(lo, n);
-  if (relu)
-    yr = (yr.colwise() + b).cwiseMax(0.0f);
-  else
-    yr.colwise() += b;
+// One operand that every row chunk of a product reads, to be packed once (gemm::pack_b).
+struct PackJob {
+  gemm::Op op;
+  const float* b;
+  std::ptrdiff_t ldb;
+  int k, n;
+  float* dst;
+};
+
+// Packs the jobs' panels in parallel (each job in a few panel ranges), before the chunks start.
+void pack_shared(ThreadPool* pool, const PackJob* jobs, int count) {
+  constexpr int kParts = 4;
+  for_tasks(pool, count * kParts, [&](int t) {
+    const PackJob& j = jobs[t / kParts];
+    const int np = gemm::panels(j.n), part = t % kParts;
+    gemm::pack_b(j.op, j.b, j.ldb, j.k, j.n, j.dst, np * part / kParts, np * (part + 1) / kParts);
+  });
 }
 
-void dense_forward_parallel(ThreadPool* pool, const Model& m, const DenseShape& l, ConstMatRef in, MatRef y, bool relu) {
+// y[rows] = W[rows, :] in + b[rows], then ReLU if relu (bias and ReLU applied on the tile).
+// W: (out, in)  in: (in, C), packed  y: (out, C)
+void dense_rows_forward(const Model& m, const DenseShape& l, const float* in_packed, int C, MatRef y, int lo, int n,
+                        bool relu) {
+  gemm::Epilogue e;
+  e.bias = m.data() + l.b + lo;
+  e.relu = relu;
+  gemm::multiply_packed(gemm::Op::N, m.data() + l.w + lo, l.out, n, C, l.in, in_packed, y.data() + lo,
+                        y.outerStride(), false, e);
+}
+
+void dense_forward_parallel(ThreadPool* pool, const Model& m, const DenseShape& l, ConstMatRef in, MatRef y, bool relu,
+                            float* pack) {
+  const int C = static_cast<int>(in.cols());
+  const PackJob job{gemm::Op::N, in.data(), in.outerStride(), l.in, C, pack};
+  pack_shared(pool, &job, 1);
   const RowChunks ch(l.out);
-  for_tasks(pool, ch.count, [&](int k) { dense_rows_forward(m, l, in, y, ch.lo(k), ch.len(k), relu); });
+  for_tasks(pool, ch.count, [&](int k) { dense_rows_forward(m, l, pack, C, y, ch.lo(k), ch.len(k), relu); });
+}
+
+// dW[rows] = dy[rows] inᵀ: dy (out, C), inᵀ packed from in (in, C); dW (out, in) at g.
+void dw_rows(float* g, const DenseShape& l, ConstMatRef dy, const float* in_t_packed, int lo, int n) {
+  gemm::multiply_packed(gemm::Op::N, dy.data() + lo, dy.outerStride(), n, l.in, static_cast<int>(dy.cols()),
+                        in_t_packed, g + l.w + lo, l.out, false);
 }
 
 // One backward phase of layer l (W: (out, in), input in_l, gradient dy (out, C)):
 //   dx = Wᵀ dy by chunks of dx's rows; where in_l is a ReLU output (relu_in), dx is zeroed where the
-//   unit was off, and then the previous layer's dW_prev = dx prev_inᵀ, db_prev = Σ dx are computed
-//   for the same rows (they need only those rows of dx). With own_dw, l's own dW = dy in_lᵀ and db
-//   are computed by extra tasks (for the encoder head, whose dy is ready before this phase).
+//   unit was off (on the tile, by the GEMM's mask), and then the previous layer's dW_prev =
+//   dx prev_inᵀ, db_prev = Σ dx are computed for the same rows (they need only those rows of dx).
+//   With own_dw, l's own dW = dy in_lᵀ and db are computed by extra tasks (for the encoder head,
+//   whose dy is ready before this phase). dy, prev_inᵀ and in_lᵀ are packed first into packs[0..2].
 void backward_phase(ThreadPool* pool, const Model& m, float* g, const DenseShape& l, ConstMatRef in_l, ConstMatRef dy,
-                    bool own_dw, MatRef dx, bool relu_in, const DenseShape* prev, ConstMatRef* prev_in) {
+                    bool own_dw, MatRef dx, bool relu_in, const DenseShape* prev, ConstMatRef* prev_in,
+                    float* const packs[3]) {
+  const int C = static_cast<int>(dy.cols());
+  PackJob jobs[3];
+  int nj = 0;
+  jobs[nj++] = {gemm::Op::N, dy.data(), dy.outerStride(), l.out, C, packs[0]};
+  if (prev) jobs[nj++] = {gemm::Op::T, prev_in->data(), prev_in->outerStride(), C, prev->in, packs[1]};
+  if (own_dw) jobs[nj++] = {gemm::Op::T, in_l.data(), in_l.outerStride(), C, l.in, packs[2]};
+  pack_shared(pool, jobs, nj);
+
   const RowChunks cx(l.in), cw(l.out);
   const int tasks = cx.count + (own_dw ? cw.count : 0);
   for_tasks(pool, tasks, [&](int t) {
     if (t >= cx.count) {
       const int lo = cw.lo(t - cx.count), n = cw.len(t - cx.count);
-      const auto dyr = dy.middleRows(lo, n);
-      Eigen::Map<Eigen::MatrixXf>(g + l.w, l.out, l.in).middleRows(lo, n).noalias() = dyr * in_l.transpose();
-      column_sum(dyr, Eigen::Map<Eigen::VectorXf>(g + l.b, l.out).segment(lo, n));
+      dw_rows(g, l, dy, packs[2], lo, n);
+      column_sum(dy.middleRows(lo, n), Eigen::Map<Eigen::VectorXf>(g + l.b, l.out).segment(lo, n));
       return;
     }
     const int lo = cx.lo(t), n = cx.len(t);
-    auto dxr = dx.middleRows(lo, n);
-    dxr.noalias() = m.W(l).middleCols(lo, n).transpose() * dy;
-    if (relu_in) dxr = (in_l.middleRows(lo, n).array() > 0.0f).select(dxr, 0.0f);
+    gemm::Epilogue e;
+    if (relu_in) {
+      e.mask = in_l.data() + lo;
+      e.ldmask = in_l.outerStride();
+    }
+    // Row i of Wᵀ is column i of W: op(A) = Wᵀ with A = W stored (out, in), leading dimension out.
+    gemm::multiply_packed(gemm::Op::T, m.data() + l.w + static_cast<std::size_t>(lo) * l.out, l.out, n, C, l.out,
+                          packs[0], dx.data() + lo, dx.outerStride(), false, e);
     if (prev) {
-      Eigen::Map<Eigen::MatrixXf>(g + prev->w, prev->out, prev->in).middleRows(lo, n).noalias() =
-          dxr * prev_in->transpose();
-      column_sum(dxr, Eigen::Map<Eigen::VectorXf>(g + prev->b, prev->out).segment(lo, n));
+      dw_rows(g, *prev, dx, packs[1], lo, n);
+      column_sum(dx.middleRows(lo, n), Eigen::Map<Eigen::VectorXf>(g + prev->b, prev->out).segment(lo, n));
     }
   });
 }
@@ -564,14 +623,14 @@ StepStats GradientEngine::compute_mlp(const Model& model, const Eigen::Ref<const
   for (std::size_t i = 0; i + 1 < ne; ++i) {
     MatRef h(w.enc_h[i].leftCols(B));
     if (i == 0)
-      dense_forward_parallel(pool, model, enc[0], x, h, true);
+      dense_forward_parallel(pool, model, enc[0], x, h, true, w.pack(0));
     else
-      dense_forward_parallel(pool, model, enc[i], w.enc_h[i - 1].leftCols(B), h, true);
+      dense_forward_parallel(pool, model, enc[i], w.enc_h[i - 1].leftCols(B), h, true, w.pack(0));
   }
   Block head = w.head.leftCols(B);
   {
     MatRef hr(head);
-    dense_forward_parallel(pool, model, enc[ne - 1], w.enc_h[ne - 2].leftCols(B), hr, false);
+    dense_forward_parallel(pool, model, enc[ne - 1], w.enc_h[ne - 2].leftCols(B), hr, false, w.pack(0));
   }
   const auto mu = head.topRows(d);
   Block logvar = w.logvar.leftCols(B), sigma = w.sigma.leftCols(B);
@@ -587,9 +646,9 @@ StepStats GradientEngine::compute_mlp(const Model& model, const Eigen::Ref<const
   for (std::size_t i = 0; i + 1 < nd; ++i) {
     MatRef h(w.dec_h[i].leftCols(C));
     if (i == 0)
-      dense_forward_parallel(pool, model, dec[0], z, h, true);
+      dense_forward_parallel(pool, model, dec[0], z, h, true, w.pack(0));
     else
-      dense_forward_parallel(pool, model, dec[i], w.dec_h[i - 1].leftCols(C), h, true);
+      dense_forward_parallel(pool, model, dec[i], w.dec_h[i - 1].leftCols(C), h, true, w.pack(0));
   }
 
   // ---- output layer, its loss, d loss / d out and the output layer's gradient, by row chunks ----
@@ -600,10 +659,14 @@ StepStats GradientEngine::compute_mlp(const Model& model, const Eigen::Ref<const
   const float lv = bernoulli ? 0.0f : model.decoder_logvar(), inv_var = std::exp(-lv);
   const RowChunks co(D);
   Block out = w.out.leftCols(C);
+  // h_last packed twice: as the forward's right-hand side and, transposed, as dW's.
+  const PackJob hj[2] = {{gemm::Op::N, h_last.data(), h_last.outerStride(), lo_l.in, C, w.pack(0)},
+                         {gemm::Op::T, h_last.data(), h_last.outerStride(), C, lo_l.in, w.pack(1)}};
+  pack_shared(pool, hj, 2);
   for_tasks(pool, co.count, [&](int k) {
     const int r0 = co.lo(k), n = co.len(k);
     MatRef outr(out);
-    dense_rows_forward(model, lo_l, h_last, outr, r0, n, false);
+    dense_rows_forward(model, lo_l, w.pack(0), C, outr, r0, n, false);
     auto o = out.middleRows(r0, n);
     auto t = w.tmp.leftCols(C).middleRows(r0, n);
     // Column c of the decoder output is compared with its example: x itself when L = 1.
@@ -624,7 +687,7 @@ StepStats GradientEngine::compute_mlp(const Model& model, const Eigen::Ref<const
       part = t.array().square().colwise().sum();
       o = t * (inv_var * scale);
     }
-    Eigen::Map<Eigen::MatrixXf>(g + lo_l.w, lo_l.out, lo_l.in).middleRows(r0, n).noalias() = o * h_last.transpose();
+    dw_rows(g, lo_l, out, w.pack(1), r0, n);
     column_sum(o, Eigen::Map<Eigen::VectorXf>(g + lo_l.b, lo_l.out).segment(r0, n));
   });
   double recon_sum = 0;
@@ -649,6 +712,7 @@ StepStats GradientEngine::compute_mlp(const Model& model, const Eigen::Ref<const
   recon_sum /= L;
 
   // ---- decoder backward: layer i's phase gives dx (its input's gradient) and layer i−1's dW ----
+  float* const packs[3] = {w.pack(0), w.pack(1), w.pack(2)};
   for (std::size_t i = nd; i-- > 0;) {
     const Eigen::Ref<const Eigen::MatrixXf> dy = (i + 1 == nd) ? Eigen::Ref<const Eigen::MatrixXf>(out)
                                                                  : Eigen::Ref<const Eigen::MatrixXf>(w.dec_dh[i].leftCols(C));
@@ -656,10 +720,10 @@ StepStats GradientEngine::compute_mlp(const Model& model, const Eigen::Ref<const
                                                           : Eigen::Ref<const Eigen::MatrixXf>(w.dec_h[i - 1].leftCols(C));
     MatRef dx(i == 0 ? w.dz.leftCols(C) : w.dec_dh[i - 1].leftCols(C));
     if (i == 0) {
-      backward_phase(pool, model, g, dec[0], in, dy, false, dx, false, nullptr, nullptr);
+      backward_phase(pool, model, g, dec[0], in, dy, false, dx, false, nullptr, nullptr, packs);
     } else {
       ConstMatRef prev_in = (i == 1) ? ConstMatRef(z) : ConstMatRef(w.dec_h[i - 2].leftCols(C));
-      backward_phase(pool, model, g, dec[i], in, dy, false, dx, true, &dec[i - 1], &prev_in);
+      backward_phase(pool, model, g, dec[i], in, dy, false, dx, true, &dec[i - 1], &prev_in, packs);
     }
   }
 
@@ -687,7 +751,7 @@ StepStats GradientEngine::compute_mlp(const Model& model, const Eigen::Ref<const
     const Eigen::Ref<const Eigen::MatrixXf> in(w.enc_h[i - 1].leftCols(B));
     MatRef dx(w.enc_dh[i - 1].leftCols(B));
     ConstMatRef prev_in = (i == 1) ? ConstMatRef(x) : ConstMatRef(w.enc_h[i - 2].leftCols(B));
-    backward_phase(pool, model, g, enc[i], in, dy, i + 1 == ne, dx, true, &enc[i - 1], &prev_in);
+    backward_phase(pool, model, g, enc[i], in, dy, i + 1 == ne, dx, true, &enc[i - 1], &prev_in, packs);
   }
 
   StepStats st;

@@ -119,8 +119,8 @@ TEST_CASE("gradients: results do not depend on which thread runs a shard") {
 }
 
 TEST_CASE("gradients: the row-chunked MLP backward matches finite differences across chunk boundaries") {
-  // Widths that are not multiples of the 8-row chunks: 25 pixels (4 chunks), hidden 20 and 17,
-  // a head of 18 rows, so that every layer has several chunks and a short last one.
+  // Widths that are not multiples of the 16-row chunks (and GEMM tiles): 25 pixels (2 chunks),
+  // hidden 20 and 17, a head of 18 rows, so that every layer has several chunks and a short last one.
   ModelConfig cfg;
   cfg.image_h = 5;
   cfg.image_w = 5;

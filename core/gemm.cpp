@@ -1,0 +1,252 @@
+// Packed single-precision GEMM (see gemm.hpp): packing of op(A) and op(B), one register-blocked
+// 16 × 6 micro-kernel (AVX2 + FMA intrinsics, or portable C++ when the build lacks them) and its
+// edge and epilogue handling. Written for this project's layer shapes, not tuned for any others.
+#include "core/gemm.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define VAELAB_GEMM_AVX2 1
+#endif
+
+namespace vaelab::gemm {
+
+namespace {
+
+// op(A) rows [i0, i0+mc) × K range [k0, k0+kc) into dst as ⌈mc/MR⌉ micro-panels (panel q at
+// dst + q·kc·MR: kc groups of MR floats), zero past mc. mc ≤ kMC.
+void pack_a(Op op_a, const float* A, std::ptrdiff_t lda, int i0, int mc, int k0, int kc, float* dst) {
+  const int full = mc / kMR, rest = mc % kMR;
+  const std::size_t pstride = static_cast<std::size_t>(kc) * kMR;
+  if (op_a == Op::N) {
+    // mc contiguous floats from each of kc columns. The column stride (3 KiB for a 784-row W)
+    // crosses a page every column or two, where the hardware prefetcher stops, so the loads wait
+    // for memory (perf: most of pack_a's time sat on them): prefetch 8 columns ahead.
+    constexpr int kAhead = 8;
+    for (int kk = 0; kk < kc; ++kk) {
+      const float* src = A + i0 + static_cast<std::ptrdiff_t>(k0 + kk) * lda;
+      if (kk + kAhead < kc)
+        for (int i = 0; i < mc; i += 16) __builtin_prefetch(src + kAhead * lda + i);
+      if (kk + kAhead < kc) __builtin_prefetch(src + kAhead * lda + mc - 1);
+      float* d = dst + kk * kMR;
+      for (int q = 0; q < full; ++q) std::memcpy(d + q * pstride, src + q * kMR, sizeof(float) * kMR);
+      if (rest) {
+        float* dr = d + full * pstride;
+        for (int i = 0; i < rest; ++i) dr[i] = src[full * kMR + i];
+        for (int i = rest; i < kMR; ++i) dr[i] = 0.0f;
+      }
+    }
+  } else {
+    // A stored (k × m): row i of op(A) is column i of A, contiguous in k.
+    for (int i = 0; i < mc; ++i) {
+      const float* src = A + k0 + static_cast<std::ptrdiff_t>(i0 + i) * lda;
+      float* d = dst + (i / kMR) * pstride + i % kMR;
+      for (int kk = 0; kk < kc; ++kk) d[kk * kMR] = src[kk];
+    }
+    if (rest)
+      for (int i = rest; i < kMR; ++i)
+        for (int kk = 0; kk < kc; ++kk) dst[full * pstride + kk * kMR + i] = 0.0f;
+  }
+}
+
+// Writes one MR × NR tile: C = acc (+ C), and the epilogue on the last K block. The scalar form
+// does exactly the vector form's operations per element (same order), so edge tiles round alike.
+inline float finish(float acc, const float* c, bool load_c, bool last, const Epilogue& e, int i, const float* mask_ij) {
+  float v = load_c ? *c + acc : acc;
+  if (last) {
+    if (e.bias) v = v + e.bias[i];
+    if (e.relu) v = 0.0f > v ? 0.0f : v;  // NaN passes (see the vector form)
+    if (e.mask) v = *mask_ij > 0.0f ? v : 0.0f;
+  }
+  return v;
+}
+
+void store_edge(const float* tile, float* C, std::ptrdiff_t ldc, int i0, int j0, int mr, int nr, bool load_c, bool last,
+                const Epilogue& e) {
+  for (int j = 0; j < nr; ++j) {
+    float* c = C + static_cast<std::ptrdiff_t>(j0 + j) * ldc + i0;
+    const float* mk = e.mask ? e.mask + static_cast<std::ptrdiff_t>(j0 + j) * e.ldmask + i0 : nullptr;
+    for (int i = 0; i < mr; ++i) c[i] = finish(tile[j * kMR + i], c + i, load_c, last, e, i0 + i, mk ? mk + i : nullptr);
+  }
+}
+
+#if defined(VAELAB_GEMM_AVX2)
+
+// a: kc × MR packed, b: kc × NR packed. Computes the tile and stores it (full tiles directly,
+// edge tiles through a stack tile).
+void kernel(int kc, const float* a, const float* b, float* C, std::ptrdiff_t ldc, int i0, int j0, int mr, int nr,
+            bool load_c, bool last, const Epilogue& e) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+  __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+#pragma GCC unroll 4
+  for (int kk = 0; kk < kc; ++kk) {
+    const __m256 a0 = _mm256_load_ps(a), a1 = _mm256_load_ps(a + 8);
+    __m256 bv = _mm256_broadcast_ss(b);
+    c00 = _mm256_fmadd_ps(a0, bv, c00);
+    c01 = _mm256_fmadd_ps(a1, bv, c01);
+    bv = _mm256_broadcast_ss(b + 1);
+    c10 = _mm256_fmadd_ps(a0, bv, c10);
+    c11 = _mm256_fmadd_ps(a1, bv, c11);
+    bv = _mm256_broadcast_ss(b + 2);
+    c20 = _mm256_fmadd_ps(a0, bv, c20);
+    c21 = _mm256_fmadd_ps(a1, bv, c21);
+    bv = _mm256_broadcast_ss(b + 3);
+    c30 = _mm256_fmadd_ps(a0, bv, c30);
+    c31 = _mm256_fmadd_ps(a1, bv, c31);
+    bv = _mm256_broadcast_ss(b + 4);
+    c40 = _mm256_fmadd_ps(a0, bv, c40);
+    c41 = _mm256_fmadd_ps(a1, bv, c41);
+    bv = _mm256_broadcast_ss(b + 5);
+    c50 = _mm256_fmadd_ps(a0, bv, c50);
+    c51 = _mm256_fmadd_ps(a1, bv, c51);
+    a += kMR;
+    b += kNR;
+  }
+  const __m256 acc[2 * kNR] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
+  if (mr < kMR || nr < kNR) {
+    alignas(32) float tile[kMR * kNR];
+    for (int r = 0; r < 2 * kNR; ++r) _mm256_store_ps(tile + 8 * r, acc[r]);
+    store_edge(tile, C, ldc, i0, j0, mr, nr, load_c, last, e);
+    return;
+  }
+  const __m256 zero = _mm256_setzero_ps();
+  for (int j = 0; j < kNR; ++j) {
+    float* c = C + static_cast<std::ptrdiff_t>(j0 + j) * ldc + i0;
+    __m256 lo = acc[2 * j], hi = acc[2 * j + 1];
+    if (load_c) {
+      lo = _mm256_add_ps(_mm256_loadu_ps(c), lo);
+      hi = _mm256_add_ps(_mm256_loadu_ps(c + 8), hi);
+    }
+    if (last) {
+      if (e.bias) {
+        lo = _mm256_add_ps(lo, _mm256_loadu_ps(e.bias + i0));
+        hi = _mm256_add_ps(hi, _mm256_loadu_ps(e.bias + i0 + 8));
+      }
+      if (e.relu) {
+        // max_ps(0, v) returns v when v is NaN: a NaN weight must reach the loss, where the trainer
+        // notices divergence, not vanish in a ReLU. Same as the scalar 0 > v ? 0 : v, −0 included.
+        lo = _mm256_max_ps(zero, lo);
+        hi = _mm256_max_ps(zero, hi);
+      }
+      if (e.mask) {
+        const float* mk = e.mask + static_cast<std::ptrdiff_t>(j0 + j) * e.ldmask + i0;
+        lo = _mm256_and_ps(lo, _mm256_cmp_ps(_mm256_loadu_ps(mk), zero, _CMP_GT_OQ));
+        hi = _mm256_and_ps(hi, _mm256_cmp_ps(_mm256_loadu_ps(mk + 8), zero, _CMP_GT_OQ));
+      }
+    }
+    _mm256_storeu_ps(c, lo);
+    _mm256_storeu_ps(c + 8, hi);
+  }
+}
+
+#else
+
+// Portable form of the same kernel: the compiler vectorises the inner loop over MR if it can.
+void kernel(int kc, const float* a, const float* b, float* C, std::ptrdiff_t ldc, int i0, int j0, int mr, int nr,
+            bool load_c, bool last, const Epilogue& e) {
+  alignas(32) float tile[kMR * kNR] = {};
+  for (int kk = 0; kk < kc; ++kk) {
+    for (int j = 0; j < kNR; ++j) {
+      const float bj = b[j];
+      for (int i = 0; i < kMR; ++i) tile[j * kMR + i] += a[i] * bj;
+    }
+    a += kMR;
+    b += kNR;
+  }
+  store_edge(tile, C, ldc, i0, j0, mr, nr, load_c, last, e);
+}
+
+#endif
+
+}  // namespace
+
+void pack_b(Op op_b, const float* B, std::ptrdiff_t ldb, int k, int n, float* dst, int p0, int p1) {
+  for (int p = p0; p < p1; ++p) {
+    const int j0 = p * kNR, nr = std::min(kNR, n - j0);
+    float* d = dst + static_cast<std::size_t>(p) * static_cast<std::size_t>(k) * kNR;
+    if (op_b == Op::N && nr == kNR) {
+      // B stored (k × n): six columns read side by side, one contiguous row of the panel per k.
+      const float* s0 = B + static_cast<std::ptrdiff_t>(j0) * ldb;
+      const float *s1 = s0 + ldb, *s2 = s1 + ldb, *s3 = s2 + ldb, *s4 = s3 + ldb, *s5 = s4 + ldb;
+      for (int kk = 0; kk < k; ++kk) {
+        float* dk = d + kk * kNR;
+        dk[0] = s0[kk];
+        dk[1] = s1[kk];
+        dk[2] = s2[kk];
+        dk[3] = s3[kk];
+        dk[4] = s4[kk];
+        dk[5] = s5[kk];
+      }
+    } else if (op_b == Op::N) {
+      // The last, narrower panel: column by column, zero past n.
+      for (int j = 0; j < nr; ++j) {
+        const float* src = B + static_cast<std::ptrdiff_t>(j0 + j) * ldb;
+        for (int kk = 0; kk < k; ++kk) d[kk * kNR + j] = src[kk];
+      }
+      for (int j = nr; j < kNR; ++j)
+        for (int kk = 0; kk < k; ++kk) d[kk * kNR + j] = 0.0f;
+    } else {
+      // B stored (n × k): row kk of the panel is nr contiguous floats of column kk of B.
+      for (int kk = 0; kk < k; ++kk) {
+        const float* src = B + static_cast<std::ptrdiff_t>(kk) * ldb + j0;
+        float* dk = d + kk * kNR;
+        if (nr == kNR) {
+          std::memcpy(dk, src, sizeof(float) * kNR);
+        } else {
+          for (int j = 0; j < nr; ++j) dk[j] = src[j];
+          for (int j = nr; j < kNR; ++j) dk[j] = 0.0f;
+        }
+      }
+    }
+  }
+}
+
+void multiply_packed(Op op_a, const float* A, std::ptrdiff_t lda, int m, int n, int k, const float* Bp, float* C,
+                     std::ptrdiff_t ldc, bool accumulate, const Epilogue& epi) {
+  if (m <= 0 || n <= 0) return;
+  alignas(64) float apack[kKC * kMC];  // 64 KiB: an MC × KC block of op(A), in L2
+  const int np = panels(n);
+  const std::size_t panel_stride = static_cast<std::size_t>(k) * kNR;
+  // K blocks of equal size, at most KC (784 = 4 × 196, not 3 × 256 + 16: a short last block
+  // pays a whole pass of C loads and stores for a few FMAs). Fixed by k alone, so every element
+  // still sums in the same order however the caller splits the rows.
+  const int blocks = std::max(1, (k + kKC - 1) / kKC), kb = (k + blocks - 1) / blocks;
+  // k = 0 still runs one (empty) block so that C gets its overwrite and epilogue.
+  int k0 = 0;
+  do {
+    const int kc = std::min(kb, k - k0);
+    const bool load_c = accumulate || k0 > 0, last = k0 + kc >= k;
+    for (int ib = 0; ib < m; ib += kMC) {
+      const int mc = std::min(kMC, m - ib);
+      pack_a(op_a, A, lda, ib, mc, k0, kc, apack);
+      for (int i0 = ib; i0 < ib + mc; i0 += kMR) {
+        const float* ap = apack + static_cast<std::size_t>((i0 - ib) / kMR) * kc * kMR;
+        const int mr = std::min(kMR, ib + mc - i0);
+        for (int p = 0; p < np; ++p) {
+          const int j0 = p * kNR;
+          kernel(kc, ap, Bp + p * panel_stride + static_cast<std::size_t>(k0) * kNR, C, ldc, i0, j0, mr,
+                 std::min(kNR, n - j0), load_c, last, epi);
+        }
+      }
+    }
+    k0 += kc;
+  } while (k0 < k);
+}
+
+void multiply(Op op_a, Op op_b, int m, int n, int k, const float* A, std::ptrdiff_t lda, const float* B,
+              std::ptrdiff_t ldb, float* C, std::ptrdiff_t ldc, bool accumulate, float* b_work, const Epilogue& epi) {
+  pack_b(op_b, B, ldb, k, n, b_work, 0, panels(n));
+  multiply_packed(op_a, A, lda, m, n, k, b_work, C, ldc, accumulate, epi);
+}
+
+const char* kernel_name() {
+#if defined(VAELAB_GEMM_AVX2)
+  return "avx2-fma 16x6";
+#else
+  return "portable 16x6";
+#endif
+}
+
+}  // namespace vaelab::gemm
