@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <exception>
+#include <string>
 
 #include "app/panels.hpp"
 
@@ -69,7 +70,14 @@ void draw_aggregate_tab(AppState& state, const Snapshot& snap) {
       }
       Eigen::MatrixXf mu, logvar;
       model->encode(x, mu, logvar);
-      return aggregate_posterior_grid(mu, logvar, spec);
+      if (model->clusters() == 0) return aggregate_posterior_grid(mu, logvar, spec);
+      // The clustering VAE's prior is its mixture of cluster Gaussians (log σ² clamped as in training).
+      const int d = model->latent(), K = model->clusters();
+      const Eigen::MatrixXf cm = Eigen::Map<const Eigen::MatrixXf>(model->data() + model->cluster_mean_offset(), d, K);
+      const Eigen::MatrixXf cl = Eigen::Map<const Eigen::MatrixXf>(model->data() + model->cluster_logvar_offset(), d, K)
+                                     .cwiseMax(kLogVarMin)
+                                     .cwiseMin(kLogVarMax);
+      return aggregate_posterior_grid(mu, logvar, spec, nullptr, &cm, &cl);
     });
   }
   if (!g.agg) {
@@ -79,10 +87,15 @@ void draw_aggregate_tab(AppState& state, const Snapshot& snap) {
   const AggregateGrid& a = *g.agg;
   ImGui::Text("holes: %.1f%% of the prior's mass where q(z) < 0.1·p(z)", 100 * a.hole_fraction);
   ImGui::SameLine();
-  help_marker("q(z) = (1/N) Σ_n q(z|x_n) over the display subset, against the prior p(z) = N(0, I).\n"
-              "Where the prior has mass but q(z) has little, samples from the prior decode to images\n"
-              "the decoder never saw in training: the 'holes' of the latent space.\n"
-              "Both maps share one colour scale (√density, to show the tails). For a latent size > 2: the latent map's plane through 0.");
+  const bool mixture = snap.model->clusters() > 0;
+  const std::string help =
+      std::string("q(z) = (1/N) Σ_n q(z|x_n) over the display subset, against ") +
+      (mixture ? "the clustering VAE's prior\np(z) = (1/K) Σ_y N(μ_y, σ_y²), its mixture of cluster Gaussians.\n"
+               : "the prior p(z) = N(0, I).\n") +
+      "Where the prior has mass but q(z) has little, samples from the prior decode to images\n"
+      "the decoder never saw in training: the 'holes' of the latent space.\n"
+      "Both maps share one colour scale (√density, to show the tails). For a latent size > 2: the latent map's plane through 0.";
+  help_marker(help.c_str());
   ImGui::TextDisabled("mass in view: q(z) %.3f, prior %.3f (%d images)", a.aggregate_mass, a.prior_mass,
                       static_cast<int>(std::min<std::size_t>(snap.display_indices.size(), kMaxPoints)));
   const ImVec2 avail = ImGui::GetContentRegionAvail();
@@ -95,7 +108,7 @@ void draw_aggregate_tab(AppState& state, const Snapshot& snap) {
   ImGui::SameLine();
   ImGui::BeginGroup();
   g.prior_heat.draw(ImVec2(side, side), kViridis);
-  ImGui::TextDisabled("prior N(0, I)");
+  ImGui::TextDisabled(mixture ? "prior: mixture of the K clusters" : "prior N(0, I)");
   ImGui::EndGroup();
 }
 

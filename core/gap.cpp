@@ -295,22 +295,18 @@ std::vector<bool> collapsed_dims(const ActiveUnits& units, const std::vector<dou
 
 // ---- aggregate posterior ----------------------------------------------------------------------
 
-AggregateGrid aggregate_posterior_grid(const Eigen::MatrixXf& mu, const Eigen::MatrixXf& logvar, const GridSpec& spec,
-                                       ThreadPool* pool) {
-  const int d = static_cast<int>(mu.rows()), N = static_cast<int>(mu.cols());
-  if (logvar.rows() != mu.rows() || logvar.cols() != mu.cols())
-    throw Error("aggregate posterior: mu and logvar must have the same shape (d, N)");
-  if (N < 1) throw Error("aggregate posterior: needs at least one encoded example");
-  AggregateGrid a;
-  a.spec = spec;
-  const Plane p = resolve_plane(a.spec, d, nullptr);
-  const int n = a.spec.resolution;
-  const Eigen::Vector2d h = cell_step(a.spec);
-  const Eigen::Vector2d lo = a.spec.center.cast<double>() - a.spec.half_width.cast<double>();
-  a.cell_area = h(0) * h(1);
+namespace {
 
-  // Each q_n's marginal on the plane: mean Uᵀ(μ_n − z0) (2, N), covariance Uᵀ diag(σ_n²) U.
+// The density on the plane of an equal-weight mixture of diagonal Gaussians (mu, logvar: (d, N)):
+// component n's marginal has mean Uᵀ(μ_n − z0) (2, N) and covariance Uᵀ diag(σ_n²) U. Exact cell
+// averages when the plane is separable (see aggregate_posterior_grid), else cell-centre values.
+Eigen::MatrixXf plane_mixture_density(const Eigen::MatrixXf& mu, const Eigen::MatrixXf& logvar, const Plane& p,
+                                      const GridSpec& spec, ThreadPool* pool) {
+  const int d = static_cast<int>(mu.rows()), N = static_cast<int>(mu.cols()), n = spec.resolution;
+  const Eigen::Vector2d h = cell_step(spec);
+  const Eigen::Vector2d lo = spec.center.cast<double>() - spec.half_width.cast<double>();
   const Eigen::MatrixXd U = p.U.cast<double>();
+  Eigen::MatrixXf density;
   const Eigen::MatrixXd m = U.transpose() * (mu.cast<double>().colwise() - p.z0.cast<double>());  // (2, N)
   const Eigen::MatrixXd var = logvar.cast<double>().array().exp();                                // (d, N)
   bool separable = true;  // Uᵀ diag(s) U diagonal for every s: no latent dim feeds both directions
@@ -328,13 +324,13 @@ AggregateGrid aggregate_posterior_grid(const Eigen::MatrixXf& mu, const Eigen::M
         cell_averages(lo(1), h(1), n, m(1, c), std::sqrt(s(1, c)), A1.col(c).data());
       }
     });
-    a.density.resize(n, n);
+    density.resize(n, n);
     const int parts = pool ? std::min(n, pool->size()) : 1;
     run_tasks(pool, parts, [&](int t) {
       const int c0 = n * t / parts, c1 = n * (t + 1) / parts;
-      a.density.middleCols(c0, c1 - c0).noalias() = A0 * A1.middleRows(c0, c1 - c0).transpose();
+      density.middleCols(c0, c1 - c0).noalias() = A0 * A1.middleRows(c0, c1 - c0).transpose();
     });
-    a.density /= static_cast<float>(N);
+    density /= static_cast<float>(N);
   } else {
     // General plane: 2×2 covariances with correlation, evaluated at cell centres.
     std::vector<Eigen::Matrix2d> prec(N);
@@ -344,25 +340,51 @@ AggregateGrid aggregate_posterior_grid(const Eigen::MatrixXf& mu, const Eigen::M
       prec[c] = C.inverse();
       log_norm(c) = -std::log(2 * kPi) - 0.5 * std::log(C.determinant());
     }
-    a.density.resize(n, n);
+    density.resize(n, n);
     const int blocks = (n + 15) / 16;
     run_tasks(pool, blocks, [&](int bi) {
       for (int iy = bi * 16; iy < std::min(n, (bi + 1) * 16); ++iy)
         for (int ix = 0; ix < n; ++ix) {
-          const Eigen::Vector2d u = cell_center_d(a.spec, ix, iy);
+          const Eigen::Vector2d u = cell_center_d(spec, ix, iy);
           double sum = 0;
           for (int c = 0; c < N; ++c) {
             const Eigen::Vector2d r = u - m.col(c);
             sum += std::exp(log_norm(c) - 0.5 * r.dot(prec[c] * r));
           }
-          a.density(ix, iy) = static_cast<float>(sum / N);
+          density(ix, iy) = static_cast<float>(sum / N);
         }
     });
   }
 
-  // The prior's marginal on an orthonormal plane is N(−Uᵀ z0, I): always separable.
-  {
-    const Eigen::Vector2d pm = -(U.transpose() * p.z0.cast<double>());
+  return density;
+}
+
+}  // namespace
+
+AggregateGrid aggregate_posterior_grid(const Eigen::MatrixXf& mu, const Eigen::MatrixXf& logvar, const GridSpec& spec,
+                                       ThreadPool* pool, const Eigen::MatrixXf* prior_mu, const Eigen::MatrixXf* prior_logvar) {
+  const int d = static_cast<int>(mu.rows()), N = static_cast<int>(mu.cols());
+  if (logvar.rows() != mu.rows() || logvar.cols() != mu.cols())
+    throw Error("aggregate posterior: mu and logvar must have the same shape (d, N)");
+  if (N < 1) throw Error("aggregate posterior: needs at least one encoded example");
+  AggregateGrid a;
+  a.spec = spec;
+  const Plane p = resolve_plane(a.spec, d, nullptr);
+  const int n = a.spec.resolution;
+  const Eigen::Vector2d h = cell_step(a.spec);
+  const Eigen::Vector2d lo = a.spec.center.cast<double>() - a.spec.half_width.cast<double>();
+  a.cell_area = h(0) * h(1);
+
+  a.density = plane_mixture_density(mu, logvar, p, a.spec, pool);
+
+  // The prior's marginal on an orthonormal plane is N(−Uᵀ z0, I): always separable. A mixture
+  // prior (the clustering VAE's) is a density of the same kind as the aggregate.
+  if (prior_mu && prior_logvar) {
+    if (prior_mu->rows() != d || prior_logvar->rows() != d || prior_logvar->cols() != prior_mu->cols() || prior_mu->cols() < 1)
+      throw Error("aggregate posterior: the prior's components must be (d, K) means and log variances");
+    a.prior = plane_mixture_density(*prior_mu, *prior_logvar, p, a.spec, pool);
+  } else {
+    const Eigen::Vector2d pm = -(p.U.cast<double>().transpose() * p.z0.cast<double>());
     Eigen::VectorXf P0(n), P1(n);
     cell_averages(lo(0), h(0), n, pm(0), 1.0, P0.data());
     cell_averages(lo(1), h(1), n, pm(1), 1.0, P1.data());

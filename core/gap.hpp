@@ -129,8 +129,11 @@ struct AggregateGrid {
 // axis-aligned one) both grids hold exact cell averages (a sum of products of erf differences, one
 // matrix product); otherwise the aggregate is sampled at cell centres, so a q much narrower than a
 // cell is under-resolved there.
+// prior_mu, prior_logvar (d, K), when given: the prior is the equal-weight mixture of those
+// Gaussians (the clustering VAE's), on the plane as exactly as the aggregate; else N(0, I).
 AggregateGrid aggregate_posterior_grid(const Eigen::MatrixXf& mu, const Eigen::MatrixXf& logvar, const GridSpec& spec,
-                                       ThreadPool* pool = nullptr);
+                                       ThreadPool* pool = nullptr, const Eigen::MatrixXf* prior_mu = nullptr,
+                                       const Eigen::MatrixXf* prior_logvar = nullptr);
 
 // ---------------------------------------------------------------------------------------------
 // Score-function (REINFORCE) vs reparameterised gradients of the encoder

@@ -472,3 +472,33 @@ TEST_CASE("gap: score_function_encoder_gradient keeps the decoder gradient; zero
     CHECK(small < 1e-3 * big);
   }
 }
+
+TEST_CASE("gap: a mixture prior on the aggregate grid: one N(0, I) component is the default prior, K are their mean") {
+  Rng rng(31);
+  Eigen::MatrixXf mu(3, 40), lv(3, 40);
+  for (Eigen::Index k = 0; k < mu.size(); ++k) {
+    mu.data()[k] = rng.normal();
+    lv.data()[k] = -1.0f + 0.3f * rng.normal();
+  }
+  GridSpec spec;
+  spec.resolution = 96;
+  spec.half_width = Eigen::Vector2f::Constant(6.0f);
+  const AggregateGrid standard = aggregate_posterior_grid(mu, lv, spec);
+  const Eigen::MatrixXf zero_mu = Eigen::MatrixXf::Zero(3, 1), zero_lv = Eigen::MatrixXf::Zero(3, 1);
+  const AggregateGrid one = aggregate_posterior_grid(mu, lv, spec, nullptr, &zero_mu, &zero_lv);
+  CHECK((one.prior - standard.prior).cwiseAbs().maxCoeff() < 1e-6f * standard.prior.maxCoeff());
+  CHECK(one.hole_fraction == doctest::Approx(standard.hole_fraction));
+
+  // Two far-apart clusters: the prior is the mean of their densities, each of mass 1 on this grid.
+  Eigen::MatrixXf cm(3, 2), cl(3, 2);
+  cm << -3, 3, 0, 0, 1, -1;
+  cl << -1, 0, -0.5f, 0.5f, 0, 0;
+  const AggregateGrid mix = aggregate_posterior_grid(mu, lv, spec, nullptr, &cm, &cl);
+  const Eigen::MatrixXf a0 = cm.col(0), a1 = cm.col(1), l0 = cl.col(0), l1 = cl.col(1);
+  const AggregateGrid c0 = aggregate_posterior_grid(a0, l0, spec), c1 = aggregate_posterior_grid(a1, l1, spec);
+  CHECK(((mix.prior - 0.5f * (c0.density + c1.density)).cwiseAbs().maxCoeff()) < 1e-5f * mix.prior.maxCoeff());
+  CHECK(mix.prior_mass == doctest::Approx(1.0).epsilon(1e-3));
+  CHECK((mix.prior - standard.prior).cwiseAbs().maxCoeff() > 0.1f * standard.prior.maxCoeff());
+  const Eigen::MatrixXf bad = Eigen::MatrixXf::Zero(2, 2);
+  CHECK_THROWS_AS(aggregate_posterior_grid(mu, lv, spec, nullptr, &bad, &bad), Error);
+}
