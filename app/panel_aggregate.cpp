@@ -72,11 +72,7 @@ void draw_aggregate_tab(AppState& state, const Snapshot& snap) {
       model->encode(x, mu, logvar);
       if (model->clusters() == 0) return aggregate_posterior_grid(mu, logvar, spec);
       // The clustering VAE's prior is its mixture of cluster Gaussians (log σ² clamped as in training).
-      const int d = model->latent(), K = model->clusters();
-      const Eigen::MatrixXf cm = Eigen::Map<const Eigen::MatrixXf>(model->data() + model->cluster_mean_offset(), d, K);
-      const Eigen::MatrixXf cl = Eigen::Map<const Eigen::MatrixXf>(model->data() + model->cluster_logvar_offset(), d, K)
-                                     .cwiseMax(kLogVarMin)
-                                     .cwiseMin(kLogVarMax);
+      const Eigen::MatrixXf cm = model->cluster_means(), cl = model->cluster_logvars_clamped();
       return aggregate_posterior_grid(mu, logvar, spec, nullptr, &cm, &cl);
     });
   }

@@ -319,16 +319,13 @@ void draw_latent_map(AppState& state, const Snapshot& snap) {
   // Software GL sets up every sprite on the CPU: a slice of the points per frame, and the frame
   // that draws one does no other heavy refresh (AppState::heavy_due).
   constexpr int kPointsPerFrame = 4000;
-  if (map.points.busy()) {
-    state.note_work('P');
-    state.heavy_taken = true;
-    map.points.render(fw, fh, view, kPointsPerFrame);
-  } else if (map.points.content_stale(fw, fh, view) || !moving || state.now - map.rendered_at > 0.25) {
+  const bool continuing = map.points.busy();
+  if (continuing || map.points.content_stale(fw, fh, view) || !moving || state.now - map.rendered_at > 0.25) {
     if (map.points.render(fw, fh, view, kPointsPerFrame)) {
       state.note_work('P');
       state.heavy_taken = true;
     }
-    map.rendered_at = state.now;
+    if (!continuing) map.rendered_at = state.now;
   }
   if (map.points.busy()) map.animating = true;  // keep frames coming until the render completes
   ImDrawList* dl = ImGui::GetWindowDrawList();
@@ -418,9 +415,7 @@ void draw_latent_map(AppState& state, const Snapshot& snap) {
   if (ImGui::IsItemDeactivated() && map.drag == LatentMapState::Drag::None && map.hovered_mean >= 0 &&
       map.hovered_mean < n_means) {
     // A click on a cluster mean (hovered in the last frame) decodes it: the decoder's z goes there.
-    dec.z = Eigen::Map<const Eigen::MatrixXf>(snap.model->data() + snap.model->cluster_mean_offset(), snap.model->latent(),
-                                              n_means)
-                .col(map.hovered_mean);
+    dec.z = snap.model->cluster_means().col(map.hovered_mean);
   } else if (ImGui::IsItemDeactivated() && map.drag == LatentMapState::Drag::None) {
     InterpolationState& in = state.interp;
     if (io.KeyShift) {
@@ -499,7 +494,7 @@ void draw_latent_map(AppState& state, const Snapshot& snap) {
   const int K = snap.model->clusters();
   map.hovered_mean = -1;
   if (K > 0 && snap.model->cluster_mean_offset() != Model::npos) {
-    const Eigen::Map<const Eigen::MatrixXf> means(snap.model->data() + snap.model->cluster_mean_offset(), snap.model->latent(), K);
+    const auto means = snap.model->cluster_means();
     // A mean under the mouse wins over the codes around it: hover shows its image, a click
     // sends the decoder's z there (handled with the other clicks above, from this frame's hover).
     if (hovered && map.drag == LatentMapState::Drag::None) {
@@ -578,7 +573,7 @@ void draw_latent_map(AppState& state, const Snapshot& snap) {
   // ---- hover tooltip on a cluster mean: its decoded image ----
   if (map.hovered_mean >= 0 && map.hovered_mean < K) {
     if (map.mean_cached != map.hovered_mean || map.mean_version != state.live_serial) {
-      const Eigen::Map<const Eigen::MatrixXf> means(snap.model->data() + snap.model->cluster_mean_offset(), snap.model->latent(), K);
+      const auto means = snap.model->cluster_means();
       Eigen::MatrixXf img;
       decode(snap, means.col(map.hovered_mean), img);
       map.mean_image.update(img.data(), test.width, test.height);

@@ -72,6 +72,14 @@ class Model {
   std::size_t cluster_mean_offset() const { return cluster_mu_; }
   std::size_t cluster_logvar_offset() const { return cluster_lv_; }
   int clusters() const { return cfg_.family == ModelFamily::Gmvae ? cfg_.clusters : 0; }
+  // The cluster Gaussians as (d, K) matrices (clustering VAE only); the log variances clamped to
+  // [kLogVarMin, kLogVarMax] as the objective, the IWAE bound and the panels all use them.
+  Eigen::Map<const Eigen::MatrixXf> cluster_means() const { return {params_.data() + cluster_mu_, cfg_.latent, clusters()}; }
+  Eigen::MatrixXf cluster_logvars_clamped() const {
+    return Eigen::Map<const Eigen::MatrixXf>(params_.data() + cluster_lv_, cfg_.latent, clusters())
+        .cwiseMax(kLogVarMin)
+        .cwiseMin(kLogVarMax);
+  }
   // Offset of the learned decoder log σ² (GaussianLearned only), else npos.
   std::size_t decoder_logvar_offset() const { return dec_logvar_; }
   static constexpr std::size_t npos = static_cast<std::size_t>(-1);

@@ -35,10 +35,8 @@ Eigen::VectorXf gmvae_prior_terms(const Model& model, const Eigen::Ref<const Eig
                                   const Eigen::Ref<const Eigen::MatrixXf>& logvar,
                                   const Eigen::Ref<const Eigen::MatrixXf>& z, int L, Eigen::MatrixXf* kl_dim) {
   const int d = model.latent(), K = model.clusters(), B = static_cast<int>(mu.cols());
-  const Eigen::Map<const Eigen::MatrixXf> cm(model.data() + model.cluster_mean_offset(), d, K);
-  const Eigen::MatrixXf cl = Eigen::Map<const Eigen::MatrixXf>(model.data() + model.cluster_logvar_offset(), d, K)
-                                 .cwiseMax(kLogVarMin)
-                                 .cwiseMin(kLogVarMax);
+  const auto cm = model.cluster_means();
+  const Eigen::MatrixXf cl = model.cluster_logvars_clamped();
   Eigen::MatrixXf probs;
   model.classify(z, probs);
   Eigen::VectorXf out(z.cols());
@@ -74,14 +72,14 @@ Eigen::VectorXf log_prior(const Model& model, const Eigen::Ref<const Eigen::Matr
   const int K = model.clusters();
   if (K == 0) return log_standard_normal(z);
   const int d = model.latent(), n = static_cast<int>(z.cols());
-  const Eigen::Map<const Eigen::MatrixXf> cm(model.data() + model.cluster_mean_offset(), d, K);
-  // The same clamp as the training objective, so both see the same Gaussians.
-  const Eigen::MatrixXf cl = Eigen::Map<const Eigen::MatrixXf>(model.data() + model.cluster_logvar_offset(), d, K)
-                                 .cwiseMax(kLogVarMin)
-                                 .cwiseMin(kLogVarMax);
-  Eigen::MatrixXf comp(K, n);  // log N(z_c; μ_y, σ_y²)
-  for (int y = 0; y < K; ++y)
-    comp.row(y) = log_normal_diag(z, cm.col(y).replicate(1, n), cl.col(y).replicate(1, n)).transpose();
+  const auto cm = model.cluster_means();
+  const Eigen::MatrixXf cl = model.cluster_logvars_clamped();  // as the training objective sees them
+  Eigen::MatrixXf comp(K, n);  // log N(z_c; μ_y, σ_y²), broadcast over the columns (no replicas)
+  for (int y = 0; y < K; ++y) {
+    const float log_norm = -0.5f * (cl.col(y).sum() + static_cast<float>(d * kLog2Pi));
+    const Eigen::ArrayXXf sq = (z.colwise() - cm.col(y)).array().square().colwise() * (-cl.col(y).array()).exp();
+    comp.row(y) = (log_norm - 0.5f * sq.colwise().sum()).matrix();
+  }
   Eigen::VectorXf out(n);
   for (int c = 0; c < n; ++c) out(c) = static_cast<float>(log_mean_exp(comp.col(c).data(), K));
   return out;

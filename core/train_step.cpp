@@ -77,6 +77,35 @@ struct GradientEngine::MlpWork {
   float* pack(int i) { return packs.data() + static_cast<std::size_t>(i) * pack_floats; }
 };
 
+namespace {
+
+// The buffers the MLP workspace and every shard share, for a batch of `batch` examples and C = batch
+// · samples decoder columns: dense hidden activations and their gradients (appended after any conv
+// layers' already in enc_h / dec_h), the head, log σ², σ, z, their gradients, the repeated input.
+template <class Work>
+void size_dense_buffers(Work& w, const Model& layout, int batch, int samples) {
+  const int C = batch * samples, d = layout.config().latent, D = layout.config().input_dim();
+  for (std::size_t i = 0; i + 1 < layout.encoder().size(); ++i) {
+    w.enc_h.emplace_back(layout.encoder()[i].out, batch);
+    w.enc_dh.emplace_back(layout.encoder()[i].out, batch);
+  }
+  for (std::size_t i = 0; i + 1 < layout.decoder().size(); ++i) {
+    w.dec_h.emplace_back(layout.decoder()[i].out, C);
+    w.dec_dh.emplace_back(layout.decoder()[i].out, C);
+  }
+  w.head.resize(2 * d, batch);
+  w.dhead.resize(2 * d, batch);
+  w.logvar.resize(d, batch);
+  w.sigma.resize(d, batch);
+  w.z.resize(d, C);
+  w.dz.resize(d, C);
+  if (samples > 1) w.x_rep.resize(D, C);
+  w.out.resize(D, C);
+  w.tmp.resize(D, C);
+}
+
+}  // namespace
+
 GradientEngine::GradientEngine(const ModelConfig& cfg, int max_batch, int samples, int shards)
     : max_batch_(max_batch), samples_(samples), kl_per_dim_(static_cast<std::size_t>(cfg.latent), 0.0) {
   const Model layout(cfg);
@@ -84,23 +113,7 @@ GradientEngine::GradientEngine(const ModelConfig& cfg, int max_batch, int sample
     // Plain MLP: one whole-batch workspace, layers split by rows (see compute_mlp).
     auto w = std::make_unique<MlpWork>();
     const int C = max_batch * samples, d = cfg.latent, D = cfg.input_dim();
-    for (std::size_t i = 0; i + 1 < layout.encoder().size(); ++i) {
-      w->enc_h.emplace_back(layout.encoder()[i].out, max_batch);
-      w->enc_dh.emplace_back(layout.encoder()[i].out, max_batch);
-    }
-    for (std::size_t i = 0; i + 1 < layout.decoder().size(); ++i) {
-      w->dec_h.emplace_back(layout.decoder()[i].out, C);
-      w->dec_dh.emplace_back(layout.decoder()[i].out, C);
-    }
-    w->head.resize(2 * d, max_batch);
-    w->dhead.resize(2 * d, max_batch);
-    w->logvar.resize(d, max_batch);
-    w->sigma.resize(d, max_batch);
-    w->z.resize(d, C);
-    w->dz.resize(d, C);
-    if (samples > 1) w->x_rep.resize(D, C);
-    w->out.resize(D, C);
-    w->tmp.resize(D, C);
+    size_dense_buffers(*w, layout, max_batch, samples);
     w->part.resize(RowChunks(D).count, C);
     w->kl_dim.resize(d);
     // Every packed operand is (a layer width × C) or (C × a layer width).
@@ -113,7 +126,7 @@ GradientEngine::GradientEngine(const ModelConfig& cfg, int max_batch, int sample
     return;
   }
   const int S = std::max(1, std::min(shards, max_batch));
-  const int Bs = (max_batch + S - 1) / S, C = Bs * samples, d = cfg.latent, D = cfg.input_dim();
+  const int Bs = (max_batch + S - 1) / S, C = Bs * samples, d = cfg.latent;
   for (int s = 0; s < S; ++s) {
     auto sh = std::make_unique<Shard>();
     if (layout.is_conv()) {
@@ -133,23 +146,7 @@ GradientEngine::GradientEngine(const ModelConfig& cfg, int max_batch, int sample
         sh->conv_ws.reserve(l.g);
       }
     }
-    for (std::size_t i = 0; i + 1 < layout.encoder().size(); ++i) {
-      sh->enc_h.emplace_back(layout.encoder()[i].out, Bs);
-      sh->enc_dh.emplace_back(layout.encoder()[i].out, Bs);
-    }
-    sh->head.resize(2 * d, Bs);
-    sh->dhead.resize(2 * d, Bs);
-    sh->logvar.resize(d, Bs);
-    sh->sigma.resize(d, Bs);
-    sh->z.resize(d, C);
-    sh->dz.resize(d, C);
-    if (samples > 1) sh->x_rep.resize(D, C);
-    for (std::size_t i = 0; i + 1 < layout.decoder().size(); ++i) {
-      sh->dec_h.emplace_back(layout.decoder()[i].out, C);
-      sh->dec_dh.emplace_back(layout.decoder()[i].out, C);
-    }
-    sh->out.resize(D, C);
-    sh->tmp.resize(D, C);
+    size_dense_buffers(*sh, layout, Bs, samples);
     sh->col_logp.resize(C);
     if (cfg.family == ModelFamily::Gmvae) {
       const int K = cfg.clusters;
