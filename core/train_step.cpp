@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/bernoulli_rows.hpp"
 #include "core/conv.hpp"
 #include "core/gemm.hpp"
 #include "core/layers.hpp"
@@ -665,7 +666,6 @@ StepStats GradientEngine::compute_mlp(const Model& model, const Eigen::Ref<const
     MatRef outr(out);
     dense_rows_forward(model, lo_l, w.pack(0), C, outr, r0, n, false);
     auto o = out.middleRows(r0, n);
-    auto t = w.tmp.leftCols(C).middleRows(r0, n);
     // Column c of the decoder output is compared with its example: x itself when L = 1.
     if (L > 1)
       for (int c = 0; c < C; ++c) w.x_rep.col(c).segment(r0, n) = x.col(c / L).segment(r0, n);
@@ -674,12 +674,10 @@ StepStats GradientEngine::compute_mlp(const Model& model, const Eigen::Ref<const
               : Eigen::Ref<const Eigen::MatrixXf>(x.middleRows(r0, n));
     auto part = w.part.row(k).head(C);
     if (bernoulli) {
-      // One exp per pixel serves both softplus and sigmoid: e = exp(−|l|).
-      t = (-o.array().abs()).exp();
-      part = (tg.array() * o.array() - o.array().max(0.0f) - t.array().log1p()).colwise().sum();
-      o = ((o.array() >= 0.0f).select((1.0f + t.array()).inverse(), t.array() / (1.0f + t.array())) - tg.array()) *
-          scale;
+      bernoulli_rows(o.data(), o.outerStride(), tg.data(), tg.outerStride(), n, C, scale, part.data(),
+                     w.part.outerStride());
     } else {
+      auto t = w.tmp.leftCols(C).middleRows(r0, n);
       t = o - tg;  // m − x
       part = t.array().square().colwise().sum();
       o = t * (inv_var * scale);

@@ -1,0 +1,47 @@
+// Vectorised with Eigen's packet functions (pexp, plog1p: AVX, SSE or scalar, whichever this build
+// targets), because the Eigen array expression of the same maths does not vectorise its select
+// and ran at a fifth of this speed (perf on the 784-400-20 step: 6 % of the step).
+#include "core/bernoulli_rows.hpp"
+
+#include <Eigen/Core>
+#include <cmath>
+
+namespace vaelab {
+
+namespace {
+
+namespace ei = Eigen::internal;
+using Packet = ei::packet_traits<float>::type;
+constexpr int kLanes = sizeof(Packet) / sizeof(float);  // 8 with AVX, 4 with SSE, 1 without
+
+}  // namespace
+
+void bernoulli_rows(float* logits, std::ptrdiff_t ldl, const float* x, std::ptrdiff_t ldx, int n, int C, float scale,
+                    float* col_logp, std::ptrdiff_t ld_logp) {
+  const Packet zero = ei::pset1<Packet>(0.0f), one = ei::pset1<Packet>(1.0f), vscale = ei::pset1<Packet>(scale);
+  for (int c = 0; c < C; ++c) {
+    float* l = logits + c * ldl;
+    const float* t = x + c * ldx;
+    Packet acc = zero;
+    int r = 0;
+    for (; r + kLanes <= n; r += kLanes) {
+      const Packet lv = ei::ploadu<Packet>(l + r), tv = ei::ploadu<Packet>(t + r);
+      const Packet e = ei::pexp(ei::pnegate(ei::pabs(lv)));
+      const Packet inv = ei::pdiv(one, ei::padd(one, e));  // 1 / (1 + e)
+      // x·l − max(l, 0) − log1p(e)
+      acc = ei::padd(acc, ei::psub(ei::psub(ei::pmul(tv, lv), ei::pmax(lv, zero)), ei::plog1p(e)));
+      // sigmoid(l) = 1/(1+e) where l ≥ 0, e/(1+e) where l < 0
+      const Packet sig = ei::pselect(ei::pcmp_lt(lv, zero), ei::pmul(e, inv), inv);
+      ei::pstoreu(l + r, ei::pmul(ei::psub(sig, tv), vscale));
+    }
+    float sum = ei::predux(acc);
+    for (; r < n; ++r) {
+      const float lv = l[r], tv = t[r], e = std::exp(-std::abs(lv)), inv = 1.0f / (1.0f + e);
+      sum += tv * lv - std::max(lv, 0.0f) - std::log1p(e);
+      l[r] = ((lv < 0.0f ? e * inv : inv) - tv) * scale;
+    }
+    col_logp[c * ld_logp] = sum;
+  }
+}
+
+}  // namespace vaelab
