@@ -21,8 +21,10 @@ struct Adam {
     m.assign(n, 0.0f);
     v.assign(n, 0.0f);
   }
-  // params -= lr · m̂ / (√v̂ + eps), with m̂, v̂ bias-corrected.
-  void step(float* params, const float* grad, std::size_t n, float lr, ThreadPool* pool = nullptr);
+  // params -= lr · m̂ / (√v̂ + eps), with m̂, v̂ bias-corrected. Returns false if any gradient was
+  // NaN or ±Inf (or its square overflows): then the parameters and moments are spoiled and the
+  // caller must restore them (the trainer falls back to its last finite parameters, resets Adam).
+  bool step(float* params, const float* grad, std::size_t n, float lr, ThreadPool* pool = nullptr);
 };
 
 }  // namespace vaelab

@@ -321,23 +321,20 @@ void gather_batch(const ImageSet& set, const int* idx, int n, Binarize mode, Rng
     throw Error("gather_batch: output is " + std::to_string(out.rows()) + "×" + std::to_string(out.cols()) +
                 ", expected " + std::to_string(D) + "×" + std::to_string(n));
   if (mode == Binarize::Dynamic && !rng) throw Error("gather_batch: dynamic binarization needs a random generator");
-  // A table makes the conversion exact (v / 255) and cheap.
-  static const auto table = [] {
-    std::array<float, 256> t{};
-    for (int v = 0; v < 256; ++v) t[static_cast<std::size_t>(v)] = static_cast<float>(v) / 255.0f;
-    return t;
-  }();
+  // v / 255 exactly (as PyTorch's ToTensor), as a loop the compiler vectorises: a table lookup
+  // per pixel is a scalar gather and cost 1.8 % of the 784-400-20 step.
+  auto convert = [](const std::uint8_t* src, float* dst, int count) {
+    for (int i = 0; i < count; ++i) dst[i] = static_cast<float>(src[i]) / 255.0f;
+  };
   for (int j = 0; j < n; ++j) {
     if (idx[j] < 0 || idx[j] >= set.count)
       throw Error("gather_batch: image index " + std::to_string(idx[j]) + " is outside 0.." +
                   std::to_string(set.count - 1));
     const std::uint8_t* src = set.image(idx[j]);
     float* dst = out.col(j).data();
-    if (mode == Binarize::Dynamic) {
-      for (int i = 0; i < D; ++i) dst[i] = rng->uniform() < table[src[i]] ? 1.0f : 0.0f;
-    } else {
-      for (int i = 0; i < D; ++i) dst[i] = table[src[i]];
-    }
+    convert(src, dst, D);
+    if (mode == Binarize::Dynamic)
+      for (int i = 0; i < D; ++i) dst[i] = rng->uniform() < dst[i] ? 1.0f : 0.0f;
   }
 }
 

@@ -180,7 +180,10 @@ void Model::classify(const Eigen::Ref<const Eigen::MatrixXf>& z, Eigen::MatrixXf
 }
 
 bool Model::all_finite() const {
-  return std::all_of(params_.begin(), params_.end(), [](float v) { return std::isfinite(v); });
+  // v·0 is 0 for finite v and NaN otherwise; Eigen's sum vectorises where std::isfinite per
+  // element does not (the trainer asks at every snapshot).
+  const Eigen::Map<const Eigen::ArrayXf> p(params_.data(), static_cast<Eigen::Index>(params_.size()));
+  return (p * 0.0f).sum() == 0.0f;
 }
 
 void fit_clusters_to_codes(Model& model, const Eigen::Ref<const Eigen::MatrixXf>& mu,
