@@ -115,6 +115,7 @@ int run(const TrainArgs& args) {
     return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
   };
   const int bench_warmup = 20;
+  StepTimes bench_times;  // summed over the timed steps: where the time goes
 
   trainer.set_listener([&](const TrainerEvent& ev) {
     switch (ev.kind) {
@@ -124,7 +125,11 @@ int run(const TrainArgs& args) {
             bench_start_step = ev.step;
             bench_t0 = std::chrono::steady_clock::now();
             bench_cpu0 = process_cpu_seconds();
-          } else if (bench_start_step >= 0 && ev.step == bench_start_step + args.bench_steps) {
+            return;
+          }
+          if (bench_start_step >= 0 && bench_end_step < 0)
+            for (int p = 0; p < static_cast<int>(StepPhase::Count); ++p) bench_times.seconds[p] += ev.stats->times.seconds[p];
+          if (bench_start_step >= 0 && ev.step == bench_start_step + args.bench_steps) {
             bench_t1 = std::chrono::steady_clock::now();
             bench_cpu1 = process_cpu_seconds();
             bench_end_step = ev.step;
@@ -163,7 +168,11 @@ int run(const TrainArgs& args) {
     std::printf("{\"samples_per_s\":%.1f,\"steps\":%d,\"batch\":%d,\"threads\":%d,\"latent\":%d,\"hidden\":\"", sps,
                 args.bench_steps, train.batch, train.threads, model.latent);
     for (std::size_t i = 0; i < model.hidden.size(); ++i) std::printf("%s%d", i ? "," : "", model.hidden[i]);
-    std::printf("\",\"seconds\":%.3f,\"cpu_seconds\":%.3f}\n", secs, bench_cpu1 - bench_cpu0);
+    std::printf("\",\"seconds\":%.3f,\"cpu_seconds\":%.3f,\"phase_us\":{", secs, bench_cpu1 - bench_cpu0);
+    for (int p = 0; p < static_cast<int>(StepPhase::Count); ++p)
+      std::printf("%s\"%s\":%.2f", p ? "," : "", step_phase_name(static_cast<StepPhase>(p)),
+                  1e6 * bench_times.seconds[p] / args.bench_steps);
+    std::printf("}}\n");
     return 0;
   }
 

@@ -3,6 +3,7 @@
 #include "core/train_step.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 
@@ -15,7 +16,38 @@
 
 namespace vaelab {
 
+const char* step_phase_name(StepPhase p) {
+  switch (p) {
+    case StepPhase::Batch: return "batch";
+    case StepPhase::Gradient: return "gradient";
+    case StepPhase::Optimizer: return "optimizer";
+    case StepPhase::EncoderForward: return "encoder_forward";
+    case StepPhase::DecoderForward: return "decoder_forward";
+    case StepPhase::OutputAndLoss: return "output_and_loss";
+    case StepPhase::DecoderBackward: return "decoder_backward";
+    case StepPhase::PriorTerms: return "prior_terms";
+    case StepPhase::EncoderBackward: return "encoder_backward";
+    case StepPhase::Count: break;
+  }
+  return "?";
+}
+
 namespace {
+
+// Splits a step into phases: each mark() charges the time since the previous one to a phase.
+class PhaseClock {
+ public:
+  explicit PhaseClock(StepTimes& t) : times_(t), last_(std::chrono::steady_clock::now()) {}
+  void mark(StepPhase p) {
+    const auto now = std::chrono::steady_clock::now();
+    times_[p] += std::chrono::duration<double>(now - last_).count();
+    last_ = now;
+  }
+
+ private:
+  StepTimes& times_;
+  std::chrono::steady_clock::time_point last_;
+};
 
 // At most 16 chunks per layer (13 for 400 or 784 rows, 16-row chunks below 256 rows), each a
 // multiple of the GEMM's 16-row tile, so that only a layer's last chunk has a short tile and two
@@ -617,6 +649,9 @@ StepStats GradientEngine::compute_mlp(const Model& model, const Eigen::Ref<const
   const auto& dec = model.decoder();
   const std::size_t ne = enc.size(), nd = dec.size();
 
+  StepStats st;
+  PhaseClock clock(st.times);
+
   // ---- encoder: x (D, B) → h_1 … h_k (h_i, B) → head (2d, B) ----
   for (std::size_t i = 0; i + 1 < ne; ++i) {
     MatRef h(w.enc_h[i].leftCols(B));
@@ -635,6 +670,8 @@ StepStats GradientEngine::compute_mlp(const Model& model, const Eigen::Ref<const
   logvar = head.bottomRows(d).cwiseMax(kLogVarMin).cwiseMin(kLogVarMax);
   sigma = (0.5f * logvar.array()).exp();
 
+  clock.mark(StepPhase::EncoderForward);
+
   // ---- reparameterise: z_bl = μ_b + σ_b ⊙ ε_bl (d × C, too small to split) ----
   Block z = w.z.leftCols(C);
   for (int b = 0; b < B; ++b)
@@ -648,6 +685,8 @@ StepStats GradientEngine::compute_mlp(const Model& model, const Eigen::Ref<const
     else
       dense_forward_parallel(pool, model, dec[i], w.dec_h[i - 1].leftCols(C), h, true, w.pack(0));
   }
+
+  clock.mark(StepPhase::DecoderForward);
 
   // ---- output layer, its loss, d loss / d out and the output layer's gradient, by row chunks ----
   const DenseShape& lo_l = dec[nd - 1];
@@ -706,6 +745,8 @@ StepStats GradientEngine::compute_mlp(const Model& model, const Eigen::Ref<const
   }
   recon_sum /= L;
 
+  clock.mark(StepPhase::OutputAndLoss);
+
   // ---- decoder backward: layer i's phase gives dx (its input's gradient) and layer i−1's dW ----
   float* const packs[3] = {w.pack(0), w.pack(1), w.pack(2)};
   for (std::size_t i = nd; i-- > 0;) {
@@ -721,6 +762,8 @@ StepStats GradientEngine::compute_mlp(const Model& model, const Eigen::Ref<const
       backward_phase(pool, model, g, dec[i], in, dy, false, dx, true, &dec[i - 1], &prev_in, packs);
     }
   }
+
+  clock.mark(StepPhase::DecoderBackward);
 
   // ---- the prior's part of d loss / d(μ, log σ²) and the reparameterisation, into dhead ----
   Block dhead = w.dhead.leftCols(B);
@@ -739,6 +782,8 @@ StepStats GradientEngine::compute_mlp(const Model& model, const Eigen::Ref<const
   double kl_sum = 0;
   for (double v : w.kl_dim) kl_sum += v;
 
+  clock.mark(StepPhase::PriorTerms);
+
   // ---- encoder backward (no gradient for the input); the head's own dW rides with its dx ----
   for (std::size_t i = ne; i-- > 1;) {
     const Eigen::Ref<const Eigen::MatrixXf> dy = (i + 1 == ne) ? Eigen::Ref<const Eigen::MatrixXf>(dhead)
@@ -749,7 +794,8 @@ StepStats GradientEngine::compute_mlp(const Model& model, const Eigen::Ref<const
     backward_phase(pool, model, g, enc[i], in, dy, i + 1 == ne, dx, true, &enc[i - 1], &prev_in, packs);
   }
 
-  StepStats st;
+  clock.mark(StepPhase::EncoderBackward);
+
   for (int j = 0; j < d; ++j) kl_per_dim_[j] = w.kl_dim[j] / B;
   st.kl_per_dim = kl_per_dim_;
   st.recon = recon_sum / B;

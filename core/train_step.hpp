@@ -18,6 +18,29 @@ namespace vaelab {
 
 class ThreadPool;
 
+// Where one step's wall-clock time goes, for benchmarks (vaelab-train --bench-steps prints the
+// means). The trainer times the whole step's three stages; the plain MLP step also splits its
+// gradient into the phases below (other families leave them 0). Ten clock reads a step.
+enum class StepPhase {
+  Batch,            // gathering the batch and drawing ε (trainer)
+  Gradient,         // GradientEngine::compute, all of it (trainer)
+  Optimizer,        // Adam (trainer)
+  EncoderForward,   // MLP: x → hidden layers → [μ; log σ²]
+  DecoderForward,   // MLP: reparameterisation and the decoder's hidden layers
+  OutputAndLoss,    // MLP: output layer, reconstruction term, its gradient and the output layer's dW
+  DecoderBackward,  // MLP: the decoder's dx and remaining dW
+  PriorTerms,       // MLP: KL, its gradient, through the reparameterisation
+  EncoderBackward,  // MLP: the encoder's dx and dW
+  Count
+};
+const char* step_phase_name(StepPhase p);  // snake_case, for JSON
+
+struct StepTimes {
+  double seconds[static_cast<int>(StepPhase::Count)] = {};
+  double& operator[](StepPhase p) { return seconds[static_cast<int>(p)]; }
+  double operator[](StepPhase p) const { return seconds[static_cast<int>(p)]; }
+};
+
 struct StepStats {
   double loss = 0;   // the minimised objective (β-weighted), per example
   double elbo = 0;   // recon − KL (β = 1), per example, nats
@@ -27,6 +50,7 @@ struct StepStats {
   // compute() (no allocation in the step).
   std::span<const double> kl_per_dim;
   bool finite = true;
+  StepTimes times;  // compute() fills the MLP phases; the trainer adds its stages
 };
 
 class GradientEngine {

@@ -28,6 +28,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double seconds_between(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
 std::string format_float(double v) {
   std::ostringstream os;
@@ -256,9 +257,11 @@ struct Trainer::Impl {
       model->params()[model->encoder()[0].w] = std::numeric_limits<float>::quiet_NaN();
     }
     const float beta = effective_beta();
-    const StepStats st = tcfg.estimator == Estimator::ScoreFunction
-                             ? score_function_encoder_gradient(*model, *engine, x, e, beta, grad.data(), pool.get())
-                             : engine->compute(*model, x, e, beta, grad.data(), pool.get());
+    const auto t1 = Clock::now();
+    StepStats st = tcfg.estimator == Estimator::ScoreFunction
+                       ? score_function_encoder_gradient(*model, *engine, x, e, beta, grad.data(), pool.get())
+                       : engine->compute(*model, x, e, beta, grad.data(), pool.get());
+    const auto t2 = Clock::now();
     if (!st.finite) {
       diverged("the loss became NaN or Inf");
       return;
@@ -269,6 +272,9 @@ struct Trainer::Impl {
       diverged("the gradient became NaN or Inf");
       return;
     }
+    st.times[StepPhase::Batch] = seconds_between(t0, t1);
+    st.times[StepPhase::Gradient] = seconds_between(t1, t2);
+    st.times[StepPhase::Optimizer] = seconds_since(t2);
     ++step;
     if (model->clusters() > 0 && opt.cluster_fit_step > 0 && step == opt.cluster_fit_step) fit_clusters();
     ++batch_in_epoch;

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# vaelab-train --bench-steps: one JSON line whose phase_us says where a step's time goes. Checks
+# that every stage and every MLP phase was timed (> 0) and that the MLP phases fit inside the
+# gradient stage that contains them. Tiny fixed data; not a performance test (no figure is judged).
+# usage: bench_json.sh VAELAB_TRAIN
+set -euo pipefail
+train=${1:?usage: bench_json.sh VAELAB_TRAIN}
+work=$(mktemp -d "${TMPDIR:-/tmp}/vaelab-bench-XXXXXX")
+trap 'rm -rf "$work"' EXIT
+python3 - "$work" <<'PY'
+import struct, sys, os
+root = sys.argv[1]
+for name, n in (("train", 40), ("t10k", 10)):
+    px = bytes((i * 37 + j * 11) % 256 for i in range(n) for j in range(64))
+    with open(os.path.join(root, f"{name}-images-idx3-ubyte"), "wb") as f:
+        f.write(struct.pack(">BBBBIII", 0, 0, 8, 3, n, 8, 8) + px)
+    with open(os.path.join(root, f"{name}-labels-idx1-ubyte"), "wb") as f:
+        f.write(struct.pack(">BBBBI", 0, 0, 8, 1, n) + bytes(i % 10 for i in range(n)))
+PY
+for threads in 1 2; do
+  "$train" --data "$work" --latent 2 --hidden 16 --batch 8 --threads "$threads" --seed 1 --bench-steps 30 --json \
+    >"$work/out.json"
+  python3 - "$work/out.json" "$threads" <<'PY'
+import json, sys
+line = open(sys.argv[1]).read().strip().splitlines()[-1]
+r = json.loads(line)
+assert r["samples_per_s"] > 0 and r["steps"] == 30 and r["threads"] == int(sys.argv[2]), r
+p = r["phase_us"]
+stages = ["batch", "gradient", "optimizer"]
+mlp = ["encoder_forward", "decoder_forward", "output_and_loss", "decoder_backward", "prior_terms", "encoder_backward"]
+for k in stages + mlp:
+    assert p[k] > 0, (k, p)
+inside = sum(p[k] for k in mlp)
+assert inside <= p["gradient"] * 1.01 + 1.0, ("MLP phases exceed the gradient stage", inside, p)
+# A step cannot take longer than the run's wall time allows.
+assert sum(p[k] for k in stages) * r["steps"] <= r["seconds"] * 1e6 * 1.01 + 100, (p, r["seconds"])
+print(f"threads {sys.argv[2]}: ok", p)
+PY
+done
