@@ -8,6 +8,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <deque>
+#include <exception>
 #include <limits>
 #include <sstream>
 
@@ -247,11 +248,29 @@ struct Trainer::Impl {
     const int B = std::min(tcfg.batch, n - lo);
     const int L = tcfg.samples, d = mcfg.latent;
     auto x = xbatch.leftCols(B);
-    gather_batch(*train_set, order.data() + lo, B, tcfg.binarize == Binarize::Dynamic ? Binarize::Dynamic : Binarize::None,
-                 &rng, x);
     auto e = eps.leftCols(static_cast<Eigen::Index>(B) * L);
-    for (Eigen::Index c = 0; c < e.cols(); ++c)
-      for (int j = 0; j < d; ++j) e(j, c) = rng.normal();
+    const bool dynamic = tcfg.binarize == Binarize::Dynamic;
+    auto gather = [&] { gather_batch(*train_set, order.data() + lo, B, dynamic ? Binarize::Dynamic : Binarize::None, &rng, x); };
+    auto draw_eps = [&] {
+      for (Eigen::Index c = 0; c < e.cols(); ++c)
+        for (int j = 0; j < d; ++j) e(j, c) = rng.normal();
+    };
+    if (dynamic || !pool || pool->size() < 2) {
+      gather();  // dynamic binarisation draws from rng too: the stream's order is gather, then ε
+      draw_eps();
+    } else {
+      // Waiting on memory (the gather) beside arithmetic (Box–Muller for ε) on the two threads;
+      // only draw_eps touches rng, so the numbers are the same as one after the other.
+      std::exception_ptr failure;
+      pool->run(2, [&](int t) {
+        try {
+          t == 0 ? gather() : draw_eps();
+        } catch (...) {
+          failure = std::current_exception();  // only the gather throws (a bad index)
+        }
+      });
+      if (failure) std::rethrow_exception(failure);
+    }
     if (opt.poison_at_step >= 0 && step == opt.poison_at_step && !poisoned) {
       poisoned = true;
       model->params()[model->encoder()[0].w] = std::numeric_limits<float>::quiet_NaN();
