@@ -55,8 +55,7 @@ void draw_aggregate_tab(AppState& state, const Snapshot& snap) {
     std::shared_ptr<const Dataset> data = snap.data;
     std::vector<int> idx(snap.display_indices.begin(), snap.display_indices.begin() + static_cast<long>(count));
     GridSpec spec;
-    spec.resolution = 128;
-    spec.half_width = Eigen::Vector2f::Constant(3.5f);
+    spec.resolution = 128;  // the window's half-width is chosen from the codes once they are encoded
     const LatentMapState& map = state.latent;
     if (d > 2 && map.plane_valid && map.plane.components.rows() == d) spec.directions = map.plane.components;
     g.agg_started = state.now;
@@ -70,10 +69,17 @@ void draw_aggregate_tab(AppState& state, const Snapshot& snap) {
       }
       Eigen::MatrixXf mu, logvar;
       model->encode(x, mu, logvar);
-      if (model->clusters() == 0) return aggregate_posterior_grid(mu, logvar, spec);
+      // A window wide enough for both densities (a clustering VAE's codes and clusters reach ±5
+      // and more; a fixed ±3.5 showed three quarters of its prior).
+      GridSpec view = spec;
+      if (model->clusters() == 0) {
+        view.half_width.setConstant(aggregate_view_half_width(mu, logvar, view));
+        return aggregate_posterior_grid(mu, logvar, view);
+      }
       // The clustering VAE's prior is its mixture of cluster Gaussians (log σ² clamped as in training).
       const Eigen::MatrixXf cm = model->cluster_means(), cl = model->cluster_logvars_clamped();
-      return aggregate_posterior_grid(mu, logvar, spec, nullptr, &cm, &cl);
+      view.half_width.setConstant(aggregate_view_half_width(mu, logvar, view, &cm, &cl));
+      return aggregate_posterior_grid(mu, logvar, view, nullptr, &cm, &cl);
     });
   }
   if (!g.agg) {

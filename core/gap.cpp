@@ -8,6 +8,7 @@
 #include <functional>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include <Eigen/LU>  // 2×2 inverse and determinant
 
@@ -360,6 +361,41 @@ Eigen::MatrixXf plane_mixture_density(const Eigen::MatrixXf& mu, const Eigen::Ma
 }
 
 }  // namespace
+
+float aggregate_view_half_width(const Eigen::MatrixXf& mu, const Eigen::MatrixXf& logvar, const GridSpec& spec,
+                                const Eigen::MatrixXf* prior_mu, const Eigen::MatrixXf* prior_logvar, float min_half) {
+  const int d = static_cast<int>(mu.rows());
+  if (logvar.rows() != mu.rows() || logvar.cols() != mu.cols())
+    throw Error("aggregate view: mu and logvar must have the same shape (d, N)");
+  GridSpec s = spec;
+  const Plane p = resolve_plane(s, d, nullptr);
+  const Eigen::Vector2f c = s.center;
+  // How far a Gaussian N(m, diag e^lv) reaches from the window's centre along the plane's axes,
+  // with k standard deviations of its marginal on each direction.
+  auto reach = [&](const Eigen::VectorXf& m, const Eigen::VectorXf& lv, float k) {
+    const Eigen::Vector2f u = p.U.transpose() * (m - p.z0);
+    const Eigen::Vector2f sd = (p.U.array().square().matrix().transpose() * lv.array().exp().matrix()).cwiseSqrt();
+    const float r = ((u - c).cwiseAbs() + k * sd).maxCoeff();
+    return std::isfinite(r) ? r : std::numeric_limits<float>::infinity();  // NaN codes sort last
+  };
+  float need = 0;
+  if (prior_mu && prior_logvar) {
+    if (prior_mu->rows() != d || prior_logvar->rows() != d || prior_logvar->cols() != prior_mu->cols())
+      throw Error("aggregate view: the prior's components must be (d, K) means and log variances");
+    for (Eigen::Index y = 0; y < prior_mu->cols(); ++y) need = std::max(need, reach(prior_mu->col(y), prior_logvar->col(y), 3.0f));
+  } else {
+    need = reach(Eigen::VectorXf::Zero(d), Eigen::VectorXf::Zero(d), 3.0f);
+  }
+  if (mu.cols() > 0) {
+    std::vector<float> r(static_cast<std::size_t>(mu.cols()));
+    for (Eigen::Index n = 0; n < mu.cols(); ++n) r[static_cast<std::size_t>(n)] = reach(mu.col(n), logvar.col(n), 2.0f);
+    const auto q = static_cast<std::size_t>(0.99 * static_cast<double>(r.size() - 1));
+    std::nth_element(r.begin(), r.begin() + static_cast<std::ptrdiff_t>(q), r.end());
+    need = std::max(need, r[q]);
+  }
+  if (!std::isfinite(need)) need = 20.0f;
+  return std::clamp(std::ceil(need * 2.0f) / 2.0f, min_half, 20.0f);
+}
 
 AggregateGrid aggregate_posterior_grid(const Eigen::MatrixXf& mu, const Eigen::MatrixXf& logvar, const GridSpec& spec,
                                        ThreadPool* pool, const Eigen::MatrixXf* prior_mu, const Eigen::MatrixXf* prior_logvar) {

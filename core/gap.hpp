@@ -135,6 +135,15 @@ AggregateGrid aggregate_posterior_grid(const Eigen::MatrixXf& mu, const Eigen::M
                                        ThreadPool* pool = nullptr, const Eigen::MatrixXf* prior_mu = nullptr,
                                        const Eigen::MatrixXf* prior_logvar = nullptr);
 
+// A half-width for aggregate_posterior_grid's square window about spec's centre (spec's plane,
+// origin and directions; its half_width is ignored) that shows both densities: ±3 standard
+// deviations of every prior component's marginal on the plane (N(0, I) when prior_mu is null) and
+// 99 % of the codes' means with 2 of their own standard deviations. Rounded up to a multiple of
+// 0.5, at least min_half, at most 20 (a diverged encoder must not shrink everything to a dot).
+float aggregate_view_half_width(const Eigen::MatrixXf& mu, const Eigen::MatrixXf& logvar, const GridSpec& spec,
+                                const Eigen::MatrixXf* prior_mu = nullptr, const Eigen::MatrixXf* prior_logvar = nullptr,
+                                float min_half = 3.5f);
+
 // ---------------------------------------------------------------------------------------------
 // Score-function (REINFORCE) vs reparameterised gradients of the encoder
 // ---------------------------------------------------------------------------------------------

@@ -502,3 +502,43 @@ TEST_CASE("gap: a mixture prior on the aggregate grid: one N(0, I) component is 
   const Eigen::MatrixXf bad = Eigen::MatrixXf::Zero(2, 2);
   CHECK_THROWS_AS(aggregate_posterior_grid(mu, lv, spec, nullptr, &bad, &bad), Error);
 }
+
+TEST_CASE("gap: the aggregate view's half-width covers the prior and the codes") {
+  using vaelab::aggregate_view_half_width;
+  GridSpec spec;
+  spec.resolution = 64;
+  // N(0, I) and codes near 0: ±3σ of the prior, at the floor of 3.5.
+  Eigen::MatrixXf mu = Eigen::MatrixXf::Constant(2, 50, 0.2f), lv = Eigen::MatrixXf::Constant(2, 50, -4.0f);
+  CHECK(aggregate_view_half_width(mu, lv, spec) == 3.5f);
+  // Codes far out on the second axis: 99 % of them with 2σ of their own (σ = e^{-2} ≈ 0.135).
+  for (int n = 0; n < 50; ++n) mu(1, n) = n < 49 ? -6.0f : -40.0f;  // one outlier does not count
+  CHECK(aggregate_view_half_width(mu, lv, spec) == 6.5f);
+  // A mixture prior with a component at (7, 0), σ = 0.5: 7 + 1.5 → 8.5.
+  Eigen::MatrixXf cm(2, 2), cl(2, 2);
+  cm << 0.0f, 7.0f, 0.0f, 0.0f;
+  cl.setConstant(2.0f * std::log(0.5f));
+  const float h = aggregate_view_half_width(Eigen::MatrixXf::Zero(2, 3), Eigen::MatrixXf::Zero(2, 3), spec, &cm, &cl);
+  CHECK(h == 8.5f);
+  // With that window the mixture's mass is (almost) all in view; ±3.5 cut off half a component.
+  spec.half_width.setConstant(h);
+  const AggregateGrid wide = vaelab::aggregate_posterior_grid(Eigen::MatrixXf::Zero(2, 3), Eigen::MatrixXf::Zero(2, 3), spec,
+                                                              nullptr, &cm, &cl);
+  CHECK(wide.prior_mass > 0.99);
+  spec.half_width.setConstant(3.5f);
+  const AggregateGrid narrow = vaelab::aggregate_posterior_grid(Eigen::MatrixXf::Zero(2, 3), Eigen::MatrixXf::Zero(2, 3), spec,
+                                                                nullptr, &cm, &cl);
+  CHECK(narrow.prior_mass < 0.6);
+  // In a plane of a 3-D latent space along (1, 1, 0)/√2 and dim 2, the projection decides.
+  GridSpec tilted;
+  tilted.directions = Eigen::MatrixXf::Zero(3, 2);
+  tilted.directions(0, 0) = tilted.directions(1, 0) = std::sqrt(0.5f);
+  tilted.directions(2, 1) = 1.0f;
+  Eigen::MatrixXf m3 = Eigen::MatrixXf::Zero(3, 10), l3 = Eigen::MatrixXf::Constant(3, 10, -20.0f);
+  m3.row(0).setConstant(5.0f);
+  m3.row(1).setConstant(5.0f);  // 10/√2 ≈ 7.07 along the first direction
+  CHECK(aggregate_view_half_width(m3, l3, tilted) == 7.5f);
+  // Non-finite codes (a diverged encoder) give the widest window, not a crash.
+  m3(0, 0) = std::numeric_limits<float>::quiet_NaN();
+  for (int n = 1; n < 10; ++n) m3(0, n) = std::numeric_limits<float>::quiet_NaN();
+  CHECK(aggregate_view_half_width(m3, l3, tilted) == 20.0f);
+}
