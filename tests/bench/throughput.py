@@ -251,6 +251,7 @@ def main():
     print("-" * len(header))
     blas_line = None
     failures = 0
+    phase_rows = []  # (arch, batch, threads, phase_us) of vaelab's median runs
     for arch in archs:
         hidden, latent = ARCHS[arch]
         for b in batches:
@@ -277,6 +278,8 @@ def main():
                             vl = median_of(args.repeat,
                                            lambda: vaelab_rate(args, hidden, latent, b, t, pt["samples_per_s"]))
                         sps = float(vl["samples_per_s"])
+                        if "phase_us" in vl:
+                            phase_rows.append((arch, b, t, vl["phase_us"]))
                         gflops = sps * fl["per_sample"] * 1e-9
                         key = f"peak_gflops_{t}"
                         frac = f"{100 * gflops / peak[key]:5.0f}" if peak and key in peak else f"{'-':>5}"
@@ -298,6 +301,18 @@ def main():
                     out.write(json.dumps({"arch": arch, "batch": b, "threads": t, "busy_cores_before": round(load, 3),
                                           "busy_core_mode": args.busy_core, "pytorch_env": args.pytorch_env,
                                           "flops": fl, "pytorch": pt, "vaelab": vl}) + "\n")
+    if phase_rows:
+        # Where vaelab's step time goes (vaelab-train's phase_us, mean µs a step, median run of each
+        # cell): the trainer's three stages, then the MLP gradient's phases as % of the whole step.
+        names = ["encoder_forward", "decoder_forward", "output_and_loss", "decoder_backward", "prior_terms",
+                 "encoder_backward"]
+        short = ["enc fwd", "dec fwd", "out+loss", "dec bwd", "prior", "enc bwd"]
+        print("\nvaelab step, µs: batch | gradient | optimizer || % of the step: " + " ".join(short))
+        for arch, b, t, ph in phase_rows:
+            total = ph["batch"] + ph["gradient"] + ph["optimizer"]
+            parts = " ".join(f"{100 * ph.get(n, 0) / total:4.1f}%" for n in names)
+            print(f"{arch:<14} {b:5d} {t:3d} | {ph['batch']:7.0f} {ph['gradient']:8.0f} {ph['optimizer']:7.0f} "
+                  f"({100 * ph['optimizer'] / total:4.1f}% optimizer) || {parts}")
     if peak:
         after = measure_peak(args)
         if after:
