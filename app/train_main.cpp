@@ -168,7 +168,7 @@ int run(const TrainArgs& args) {
     std::printf("{\"samples_per_s\":%.1f,\"steps\":%d,\"batch\":%d,\"threads\":%d,\"latent\":%d,\"hidden\":\"", sps,
                 args.bench_steps, train.batch, train.threads, model.latent);
     for (std::size_t i = 0; i < model.hidden.size(); ++i) std::printf("%s%d", i ? "," : "", model.hidden[i]);
-    std::printf("\",\"seconds\":%.3f,\"cpu_seconds\":%.3f,\"phase_us\":{", secs, bench_cpu1 - bench_cpu0);
+    std::printf("\",\"seconds\":%.6f,\"cpu_seconds\":%.6f,\"phase_us\":{", secs, bench_cpu1 - bench_cpu0);
     for (int p = 0; p < static_cast<int>(StepPhase::Count); ++p)
       std::printf("%s\"%s\":%.2f", p ? "," : "", step_phase_name(static_cast<StepPhase>(p)),
                   1e6 * bench_times.seconds[p] / args.bench_steps);

@@ -18,13 +18,13 @@ for name, n in (("train", 40), ("t10k", 10)):
         f.write(struct.pack(">BBBBI", 0, 0, 8, 1, n) + bytes(i % 10 for i in range(n)))
 PY
 for threads in 1 2; do
-  "$train" --data "$work" --latent 2 --hidden 16 --batch 8 --threads "$threads" --seed 1 --bench-steps 30 --json \
+  "$train" --data "$work" --latent 2 --hidden 16 --batch 8 --threads "$threads" --seed 1 --bench-steps 200 --json \
     >"$work/out.json"
   python3 - "$work/out.json" "$threads" <<'PY'
 import json, sys
 line = open(sys.argv[1]).read().strip().splitlines()[-1]
 r = json.loads(line)
-assert r["samples_per_s"] > 0 and r["steps"] == 30 and r["threads"] == int(sys.argv[2]), r
+assert r["samples_per_s"] > 0 and r["steps"] == 200 and r["threads"] == int(sys.argv[2]), r
 p = r["phase_us"]
 stages = ["batch", "gradient", "optimizer"]
 mlp = ["encoder_forward", "decoder_forward", "output_and_loss", "decoder_backward", "prior_terms", "encoder_backward"]
