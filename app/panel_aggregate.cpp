@@ -69,17 +69,21 @@ void draw_aggregate_tab(AppState& state, const Snapshot& snap) {
       }
       Eigen::MatrixXf mu, logvar;
       model->encode(x, mu, logvar);
+      // The clustering VAE's prior is its mixture of cluster Gaussians (log σ² clamped as in
+      // training); otherwise N(0, I) (null components).
+      const bool mixture = model->clusters() > 0;
+      Eigen::MatrixXf cm, cl;
+      if (mixture) {
+        cm = model->cluster_means();
+        cl = model->cluster_logvars_clamped();
+      }
+      const Eigen::MatrixXf* pm = mixture ? &cm : nullptr;
+      const Eigen::MatrixXf* pl = mixture ? &cl : nullptr;
       // A window wide enough for both densities (a clustering VAE's codes and clusters reach ±5
       // and more; a fixed ±3.5 showed three quarters of its prior).
       GridSpec view = spec;
-      if (model->clusters() == 0) {
-        view.half_width.setConstant(aggregate_view_half_width(mu, logvar, view));
-        return aggregate_posterior_grid(mu, logvar, view);
-      }
-      // The clustering VAE's prior is its mixture of cluster Gaussians (log σ² clamped as in training).
-      const Eigen::MatrixXf cm = model->cluster_means(), cl = model->cluster_logvars_clamped();
-      view.half_width.setConstant(aggregate_view_half_width(mu, logvar, view, &cm, &cl));
-      return aggregate_posterior_grid(mu, logvar, view, nullptr, &cm, &cl);
+      view.half_width.setConstant(aggregate_view_half_width(mu, logvar, view, pm, pl));
+      return aggregate_posterior_grid(mu, logvar, view, nullptr, pm, pl);
     });
   }
   if (!g.agg) {

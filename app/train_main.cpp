@@ -127,8 +127,7 @@ int run(const TrainArgs& args) {
             bench_cpu0 = process_cpu_seconds();
             return;
           }
-          if (bench_start_step >= 0 && bench_end_step < 0)
-            for (int p = 0; p < static_cast<int>(StepPhase::Count); ++p) bench_times.seconds[p] += ev.stats->times.seconds[p];
+          if (bench_start_step >= 0 && bench_end_step < 0) bench_times += ev.stats->times;
           if (bench_start_step >= 0 && ev.step == bench_start_step + args.bench_steps) {
             bench_t1 = std::chrono::steady_clock::now();
             bench_cpu1 = process_cpu_seconds();

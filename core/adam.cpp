@@ -6,19 +6,12 @@
 #include <atomic>
 #include <cmath>
 
-#include <Eigen/Core>
-
+#include "core/packet.hpp"
 #include "core/thread_pool.hpp"
 
 namespace vaelab {
 
-namespace {
-
-namespace ei = Eigen::internal;
-using Packet = ei::packet_traits<float>::type;
-constexpr std::size_t kLanes = sizeof(Packet) / sizeof(float);  // 8 with AVX, 4 with SSE, 1 without
-
-}  // namespace
+using namespace packet;
 
 bool Adam::step(float* params, const float* grad, std::size_t n, float lr, ThreadPool* pool) {
   ++t;
@@ -38,7 +31,7 @@ bool Adam::step(float* params, const float* grad, std::size_t n, float lr, Threa
     const Packet zero = ei::pset1<Packet>(0.0f);
     Packet probe = zero;
     std::size_t i = lo;
-    for (; i + kLanes <= hi; i += kLanes) {
+    for (; i + static_cast<std::size_t>(kLanes) <= hi; i += kLanes) {
       const Packet g = ei::ploadu<Packet>(grad + i), gg = ei::pmul(g, g);
       probe = ei::padd(probe, ei::pmul(gg, zero));
       const Packet mv = ei::pmadd(b1, ei::ploadu<Packet>(m.data() + i), ei::pmul(a1, g));

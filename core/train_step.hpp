@@ -39,6 +39,10 @@ struct StepTimes {
   double seconds[static_cast<int>(StepPhase::Count)] = {};
   double& operator[](StepPhase p) { return seconds[static_cast<int>(p)]; }
   double operator[](StepPhase p) const { return seconds[static_cast<int>(p)]; }
+  StepTimes& operator+=(const StepTimes& o) {
+    for (int i = 0; i < static_cast<int>(StepPhase::Count); ++i) seconds[i] += o.seconds[i];
+    return *this;
+  }
 };
 
 struct StepStats {
