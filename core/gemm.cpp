@@ -1,12 +1,19 @@
 // Packed single-precision GEMM (see gemm.hpp): packing of op(A) and op(B), one register-blocked
-// 16 × 6 micro-kernel (AVX2 + FMA intrinsics, or portable C++ when the build lacks them) and its
-// edge and epilogue handling. Written for this project's layer shapes, not tuned for any others.
+// micro-kernel (AVX-512 32 × 12 or AVX2 + FMA 16 × 6 intrinsics, or portable C++ when the build
+// has neither) and its edge and epilogue handling. Written for this project's layer shapes, not
+// tuned for any others.
 #include "core/gemm.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
+#include <utility>
 
-#if defined(__AVX2__) && defined(__FMA__)
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define VAELAB_GEMM_AVX512 1
+
+#elif defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define VAELAB_GEMM_AVX2 1
 #endif
@@ -51,6 +58,8 @@ void pack_a(Op op_a, const float* A, std::ptrdiff_t lda, int i0, int mc, int k0,
   }
 }
 
+#if !defined(VAELAB_GEMM_AVX512)  // the AVX-512 kernel stores short tiles under masks instead
+
 // Writes one MR × NR tile: C = acc (+ C), and the epilogue on the last K block. The scalar form
 // does exactly the vector form's operations per element (same order), so edge tiles round alike.
 inline float finish(float acc, const float* c, bool load_c, bool last, const Epilogue& e, int i, const float* mask_ij) {
@@ -71,6 +80,8 @@ void store_edge(const float* tile, float* C, std::ptrdiff_t ldc, int i0, int j0,
     for (int i = 0; i < mr; ++i) c[i] = finish(tile[j * kMR + i], c + i, load_c, last, e, i0 + i, mk ? mk + i : nullptr);
   }
 }
+
+#endif
 
 #if defined(VAELAB_GEMM_AVX2)
 
@@ -148,6 +159,72 @@ void kernel(int kc, const float* a, const float* b, float* C, std::ptrdiff_t ldc
   }
 }
 
+#elif defined(VAELAB_GEMM_AVX512)
+
+// a: kc × MR packed, b: kc × NR packed (its first NC columns used). Computes an MV·16 × NC tile:
+// MV = 1 when the tile has at most 16 rows (a layer's last chunk of 400 rows is 16 tall), so no
+// FMAs go to padding. Short tiles load and store C under a row mask, with no scalar path, so every
+// element takes the same vector operations in the same order whatever its tile.
+template <int MV, int NC>
+void kernel512(int kc, const float* a, const float* b, float* C, std::ptrdiff_t ldc, int i0, int j0, int mr,
+               bool load_c, bool last, const Epilogue& e) {
+  __m512 acc[MV * NC];
+#pragma GCC unroll 24
+  for (int r = 0; r < MV * NC; ++r) acc[r] = _mm512_setzero_ps();
+#pragma GCC unroll 2
+  for (int kk = 0; kk < kc; ++kk) {
+    const __m512 a0 = _mm512_load_ps(a);
+    const __m512 a1 = MV > 1 ? _mm512_load_ps(a + 16) : a0;
+#pragma GCC unroll 12
+    for (int j = 0; j < NC; ++j) {
+      const __m512 bv = _mm512_set1_ps(b[j]);  // folded into the FMA as an embedded broadcast
+      acc[MV * j] = _mm512_fmadd_ps(a0, bv, acc[MV * j]);
+      if constexpr (MV > 1) acc[MV * j + 1] = _mm512_fmadd_ps(a1, bv, acc[MV * j + 1]);
+    }
+    a += kMR;
+    b += kNR;
+  }
+  const auto row_mask = [mr](int v) -> __mmask16 {
+    const int rows = std::clamp(mr - 16 * v, 0, 16);
+    return static_cast<__mmask16>((1u << rows) - 1u);
+  };
+  const __m512 zero = _mm512_setzero_ps();
+#pragma GCC unroll 12
+  for (int j = 0; j < NC; ++j) {
+#pragma GCC unroll 2
+    for (int v = 0; v < MV; ++v) {
+      const __mmask16 rows = row_mask(v);
+      const std::ptrdiff_t i = i0 + 16 * v;
+      float* c = C + static_cast<std::ptrdiff_t>(j0 + j) * ldc + i;
+      __m512 x = acc[MV * j + v];
+      if (load_c) x = _mm512_add_ps(_mm512_maskz_loadu_ps(rows, c), x);
+      if (last) {
+        if (e.bias) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(rows, e.bias + i));
+        if (e.relu) x = _mm512_max_ps(zero, x);  // v when v is NaN, as in the AVX2 form
+        if (e.mask) {
+          const float* mk = e.mask + static_cast<std::ptrdiff_t>(j0 + j) * e.ldmask + i;
+          x = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(rows, mk), zero, _CMP_GT_OQ), x);
+        }
+      }
+      _mm512_mask_storeu_ps(c, rows, x);
+    }
+  }
+}
+
+template <int MV, int... N>
+constexpr auto kernel512_table(std::integer_sequence<int, N...>) {
+  using Fn = void (*)(int, const float*, const float*, float*, std::ptrdiff_t, int, int, int, bool, bool,
+                      const Epilogue&);
+  return std::array<Fn, sizeof...(N)>{&kernel512<MV, N + 1>...};
+}
+
+void kernel(int kc, const float* a, const float* b, float* C, std::ptrdiff_t ldc, int i0, int j0, int mr, int nr,
+            bool load_c, bool last, const Epilogue& e) {
+  static constexpr auto one = kernel512_table<1>(std::make_integer_sequence<int, kNR>{});
+  static constexpr auto two = kernel512_table<2>(std::make_integer_sequence<int, kNR>{});
+  (mr > 16 ? two : one)[nr - 1](kc, a, b, C, ldc, i0, j0, mr, load_c, last, e);
+}
+
 #else
 
 // Portable form of the same kernel: the compiler vectorises the inner loop over MR if it can.
@@ -174,17 +251,12 @@ void pack_b(Op op_b, const float* B, std::ptrdiff_t ldb, int k, int n, float* ds
     const int j0 = p * kNR, nr = std::min(kNR, n - j0);
     float* d = dst + static_cast<std::size_t>(p) * static_cast<std::size_t>(k) * kNR;
     if (op_b == Op::N && nr == kNR) {
-      // B stored (k × n): six columns read side by side, one contiguous row of the panel per k.
+      // B stored (k × n): NR columns read side by side, one contiguous row of the panel per k.
       const float* s0 = B + static_cast<std::ptrdiff_t>(j0) * ldb;
-      const float *s1 = s0 + ldb, *s2 = s1 + ldb, *s3 = s2 + ldb, *s4 = s3 + ldb, *s5 = s4 + ldb;
       for (int kk = 0; kk < k; ++kk) {
         float* dk = d + kk * kNR;
-        dk[0] = s0[kk];
-        dk[1] = s1[kk];
-        dk[2] = s2[kk];
-        dk[3] = s3[kk];
-        dk[4] = s4[kk];
-        dk[5] = s5[kk];
+#pragma GCC unroll 12
+        for (int j = 0; j < kNR; ++j) dk[j] = s0[j * ldb + kk];
       }
     } else if (op_b == Op::N) {
       // The last, narrower panel: column by column, zero past n.
@@ -249,7 +321,9 @@ void multiply(Op op_a, Op op_b, int m, int n, int k, const float* A, std::ptrdif
 }
 
 const char* kernel_name() {
-#if defined(VAELAB_GEMM_AVX2)
+#if defined(VAELAB_GEMM_AVX512)
+  return "avx512f 32x12";
+#elif defined(VAELAB_GEMM_AVX2)
   return "avx2-fma 16x6";
 #else
   return "portable 16x6";

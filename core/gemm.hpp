@@ -10,14 +10,24 @@ namespace vaelab::gemm {
 
 enum class Op { N, T };  // N: the matrix as stored; T: its transpose
 
-// Register tile and K block. MR × NR = 16 × 6: two AVX registers down a column of C by six
-// columns (12 accumulators; 2 loads + 6 broadcasts feed 12 FMAs). KC: an MR × KC panel of A
-// (16 KiB) and an NR × KC panel of B (6 KiB) stay in the 32 KiB L1 during a tile.
+// Register tile and K block, chosen by the instruction set the build targets (-march=native):
+// - AVX-512: MR × NR = 32 × 12, two zmm registers down a column of C by twelve columns (24 of the
+//   32 registers accumulate; 2 loads + 12 broadcasts feed 24 FMAs, so the two FMA ports, not the
+//   loads, set the pace). A 16-wide AVX2 tile reaches at most half of such a core's peak.
+// - AVX2 (and the portable fallback): 16 × 6, two ymm registers by six columns (12 accumulators;
+//   2 loads + 6 broadcasts feed 12 FMAs).
+// KC: an MR × KC panel of A and an NR × KC panel of B stay in L1 during a tile (44 KiB with
+// AVX-512 at k = 784, which runs in K blocks of 196: 25 + 9 KiB).
+#if defined(__AVX512F__)
+inline constexpr int kMR = 32;
+inline constexpr int kNR = 12;
+#else
 inline constexpr int kMR = 16;
 inline constexpr int kNR = 6;
+#endif
 inline constexpr int kKC = 256;
 // Rows of op(A) packed together per K block: longer runs down each column of W (4 cache lines)
-// than one micro-panel's 16 floats, for the prefetchers; 64 KiB of packed A, in the 512 KiB L2.
+// than one micro-panel's MR floats, for the prefetchers; 64 KiB of packed A, in L2.
 inline constexpr int kMC = 64;
 
 // Applied once per element of C after the last K block, in this order: + bias[i], max(·, 0) if
@@ -52,7 +62,7 @@ void multiply(Op op_a, Op op_b, int m, int n, int k, const float* A, std::ptrdif
               std::ptrdiff_t ldb, float* C, std::ptrdiff_t ldc, bool accumulate, float* b_work,
               const Epilogue& epi = {});
 
-// Which micro-kernel this build uses ("avx2-fma 16x6" or "portable 16x6"), for benchmarks.
+// Which micro-kernel this build uses ("avx512f 32x12", "avx2-fma 16x6" or "portable 16x6").
 const char* kernel_name();
 
 }  // namespace vaelab::gemm

@@ -49,9 +49,9 @@ class PhaseClock {
   std::chrono::steady_clock::time_point last_;
 };
 
-// At most 16 chunks per layer (13 for 400 or 784 rows, 16-row chunks below 256 rows), each a
-// multiple of the GEMM's 16-row tile, so that only a layer's last chunk has a short tile and two
-// threads share a layer evenly. Chunks are cheap now that the shared operand is packed once per
+// At most 16 chunks per layer (13 for 400 or 784 rows, MR-row chunks below 16·MR rows), each a
+// multiple of the GEMM's MR-row tile (16, or 32 with AVX-512), so that only a layer's last chunk
+// has a short tile and two threads share a layer evenly. Chunks are cheap now that the shared operand is packed once per
 // product, not once per chunk.
 struct RowChunks {
   int rows, step, count;
