@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cmath>
 
+#include "core/denormals.hpp"
 #include "core/packet.hpp"
 #include "core/thread_pool.hpp"
 
@@ -14,6 +15,9 @@ namespace vaelab {
 using namespace packet;
 
 bool Adam::step(float* params, const float* grad, std::size_t n, float lr, ThreadPool* pool) {
+  // The moments of parameters whose gradient stays 0 decay into subnormals, which cost Intel
+  // cores a microcode assist per operation (core/denormals.hpp): 5× slower steps after 3,000.
+  const FlushDenormals flush;
   ++t;
   const float c1 = 1.0f - static_cast<float>(std::pow(beta1, static_cast<double>(t)));
   const float c2 = 1.0f - static_cast<float>(std::pow(beta2, static_cast<double>(t)));

@@ -10,6 +10,8 @@
 #define VAELAB_CPU_RELAX() std::this_thread::yield()
 #endif
 
+#include "core/denormals.hpp"
+
 namespace vaelab {
 
 namespace {
@@ -57,6 +59,7 @@ void ThreadPool::run(int n, TaskRef fn) {
   // writes are published by the release increment of generation_.
   job_ = &fn;
   job_tasks_ = n;
+  fp_mode_ = read_fp_mode();
   next_task_.store(0, std::memory_order_relaxed);
   pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
   {
@@ -85,6 +88,7 @@ void ThreadPool::worker_loop() {
     }
     if (stop_.load(std::memory_order_acquire)) return;
     seen = generation_.load(std::memory_order_acquire);
+    set_fp_mode(fp_mode_);  // the caller's (e.g. flushed subnormals, core/denormals.hpp)
     claim_tasks();
     if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
       std::lock_guard lock(mu_);  // pairs with the caller's predicate check under the same mutex

@@ -60,6 +60,8 @@ class ThreadPool {
   std::condition_variable done_;
   const TaskRef* job_ = nullptr;  // written before generation_ is bumped
   int job_tasks_ = 0;
+  unsigned fp_mode_ = 0;  // the caller's floating-point control word, taken on by the workers:
+                          // a task's results must not depend on the thread that ran it
   std::atomic<std::uint64_t> generation_{0};
   std::atomic<int> next_task_{0};
   std::atomic<int> pending_{0};  // workers that have not finished the current job

@@ -9,6 +9,7 @@
 
 #include "core/bernoulli_rows.hpp"
 #include "core/conv.hpp"
+#include "core/denormals.hpp"
 #include "core/gemm.hpp"
 #include "core/layers.hpp"
 #include "core/objective.hpp"
@@ -809,6 +810,7 @@ StepStats GradientEngine::compute_mlp(const Model& model, const Eigen::Ref<const
 StepStats GradientEngine::compute(const Model& model, const Eigen::Ref<const Eigen::MatrixXf>& x,
                                   const Eigen::Ref<const Eigen::MatrixXf>& eps, float beta, float* grad,
                                   ThreadPool* pool) {
+  const FlushDenormals flush;  // see core/denormals.hpp; the pool's workers follow
   if (mlp_) return compute_mlp(model, x, eps, beta, grad, pool);
   const int B = static_cast<int>(x.cols());
   const int S = std::min(static_cast<int>(shards_.size()), B);

@@ -68,6 +68,33 @@ def run_json(cmd, what, timeout, extra_env=()):
     return rec
 
 
+def openblas_core_fix(python):
+    """The OPENBLAS_CORETYPE that gives PyTorch its best setting here, or None.
+
+    OpenBLAS 0.3.21 (bookworm) does not know some newer CPUs (an AVX-512 Xeon of family 6, model
+    207 was one) and falls back to its Prescott (SSE3) kernels: PyTorch ran 2.4x slower there than
+    with the SkylakeX kernels the CPU supports. The peer must run its best, so the core type that
+    matches the CPU's vector extensions is named for it."""
+    probe = ("import ctypes; lib = ctypes.CDLL('libopenblas.so.0'); "
+             "lib.openblas_get_corename.restype = ctypes.c_char_p; print(lib.openblas_get_corename().decode())")
+    try:
+        core = subprocess.run([python, "-c", probe], capture_output=True, text=True, env=bench_env(),
+                              timeout=60).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if core.lower() != "prescott":
+        return None
+    try:
+        flags = set(next(l for l in open("/proc/cpuinfo") if l.startswith("flags")).split(":", 1)[1].split())
+    except (OSError, StopIteration):
+        return None
+    if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags:
+        return "SkylakeX"
+    if {"avx2", "fma"} <= flags:
+        return "Haswell"
+    return None
+
+
 def pytorch_rate(args, hidden, latent, batch, threads):
     cmd = [args.python, os.path.join(HERE, "pytorch_vae.py"), "--throughput", "--data", args.data,
            "--hidden", hidden, "--latent", str(latent), "--batch", str(batch), "--threads", str(threads),
@@ -211,6 +238,8 @@ def main():
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--pytorch-env", action="append", default=[], metavar="KEY=VALUE",
                     help="extra environment for the PyTorch runs, e.g. OMP_WAIT_POLICY=passive (repeatable)")
+    ap.add_argument("--blas-as-detected", action="store_true",
+                    help="leave OpenBLAS's own kernel choice even where it fell back to Prescott")
     ap.add_argument("--json-out", help="write all measurements here as JSON lines")
     args = ap.parse_args()
 
@@ -228,6 +257,12 @@ def main():
               f"(set VAELAB_TRAIN or BUILD, or pass --pytorch-only to silence this)", file=sys.stderr)
         with_vaelab = False
 
+    if not any(kv.startswith("OPENBLAS_CORETYPE=") for kv in args.pytorch_env) and not args.blas_as_detected:
+        core = openblas_core_fix(args.python)
+        if core:
+            args.pytorch_env.append(f"OPENBLAS_CORETYPE={core}")
+            print(f"OpenBLAS fell back to its Prescott kernels on this CPU; PyTorch runs with "
+                  f"OPENBLAS_CORETYPE={core} (its best setting; --blas-as-detected keeps the fallback)")
     out = open(args.json_out, "w") if args.json_out else None
     peak = measure_peak(args)
     if peak:
