@@ -24,7 +24,7 @@ if [[ -f $build/CMakeCache.txt ]] && ! grep -q '^CMAKE_CXX_COMPILER:[A-Z]*=.*cla
   rm -rf "$build/CMakeCache.txt" "$build/CMakeFiles"
 fi
 # Debug: no -DNDEBUG, so assert() and Eigen's index checks stay on; tests/fuzz adds -O1 itself.
-CC=clang CXX=clang++ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Debug -DVAELAB_FUZZ=ON \
+CC=clang CXX=clang++ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG= -DCMAKE_C_FLAGS_DEBUG= -DVAELAB_FUZZ=ON \
   -DVAELAB_BUILD_APP=OFF -DVAELAB_BUILD_TESTS=ON -DVAELAB_WERROR=ON >/dev/null
 targets=(vaelab_fuzz_seeds)
 for f in "${fuzzers[@]}"; do targets+=("fuzz_$f"); done
