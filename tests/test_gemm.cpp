@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "core/gemm.hpp"
@@ -54,6 +55,13 @@ int check(const Mat& C, const Mat* c0, const Mat& A, Op oa, const Mat& B, Op ob,
 }
 
 }  // namespace
+
+#ifdef VAELAB_EXPECT_GEMM_KERNEL
+// The second build of this file (tests/CMakeLists.txt: AVX-512 off) must test the kernel it names.
+TEST_CASE("gemm: this build runs the expected micro-kernel") {
+  CHECK(std::string(vaelab::gemm::kernel_name()) == VAELAB_EXPECT_GEMM_KERNEL);
+}
+#endif
 
 TEST_CASE("gemm: all four variants match a double-precision product over edge shapes") {
   const int ms[] = {1, 2, 7, 15, 16, 17, 31, 33, 37};
