@@ -28,21 +28,15 @@ inline void set_fp_mode(unsigned) {}
 
 class FlushDenormals {
  public:
-#if defined(VAELAB_HAS_MXCSR)
-  FlushDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | kFtz | kDaz); }
-  ~FlushDenormals() { _mm_setcsr(saved_); }
-#else
-  FlushDenormals() = default;
-#endif
+  FlushDenormals() : saved_(read_fp_mode()) { set_fp_mode(saved_ | kFtz | kDaz); }
+  ~FlushDenormals() { set_fp_mode(saved_); }
   FlushDenormals(const FlushDenormals&) = delete;
   FlushDenormals& operator=(const FlushDenormals&) = delete;
 
  private:
-#if defined(VAELAB_HAS_MXCSR)
   static constexpr unsigned kFtz = 0x8000;  // MXCSR bit 15: results that would be subnormal are 0
   static constexpr unsigned kDaz = 0x0040;  // MXCSR bit 6: subnormal inputs read as 0
-  unsigned saved_;
-#endif
+  unsigned saved_;  // read_fp_mode() and set_fp_mode() do nothing where there is no MXCSR
 };
 
 }  // namespace vaelab

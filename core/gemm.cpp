@@ -233,16 +233,15 @@ void kernel512(int kc, const float* a, const float* b, float* C, std::ptrdiff_t 
     a += kMR;
     b += kNR;
   }
-  const auto row_mask = [mr](int v) -> __mmask16 {
-    const int rows = std::clamp(mr - 16 * v, 0, 16);
-    return static_cast<__mmask16>((1u << rows) - 1u);
-  };
+  // Rows of the tile in each of its (up to) two 16-row vectors.
+  const __mmask16 row_masks[2] = {static_cast<__mmask16>((1u << std::clamp(mr, 0, 16)) - 1u),
+                                  static_cast<__mmask16>((1u << std::clamp(mr - 16, 0, 16)) - 1u)};
   const __m512 zero = _mm512_setzero_ps();
 #pragma GCC unroll 12
   for (int j = 0; j < NC; ++j) {
 #pragma GCC unroll 2
     for (int v = 0; v < MV; ++v) {
-      const __mmask16 rows = row_mask(v);
+      const __mmask16 rows = row_masks[v];
       const std::ptrdiff_t i = i0 + 16 * v;
       float* c = C + static_cast<std::ptrdiff_t>(j0 + j) * ldc + i;
       __m512 x = acc[MV * j + v];

@@ -1,6 +1,6 @@
-// The widest float packet of Eigen's that this build targets (AVX: 8 lanes, SSE: 4, none: a plain
-// float), for the few hand-vectorised loops of core/ (Adam, the Bernoulli loss rows). Not a SIMD
-// library: just the one alias and its width, so those loops stay portable.
+// The widest float packet of Eigen's that this build targets (AVX-512: 16 lanes, AVX: 8, SSE: 4,
+// none: a plain float), for the few hand-vectorised loops of core/ (Adam, the Bernoulli loss
+// rows). Not a SIMD library: just the one alias and its width, so those loops stay portable.
 #pragma once
 #include <Eigen/Core>
 
