@@ -2,6 +2,7 @@
 // step so it can change while training. Not a general optimiser framework.
 #pragma once
 #include <cstdint>
+#include <span>
 #include <vector>
 
 namespace vaelab {
@@ -24,7 +25,10 @@ struct Adam {
   // params -= lr · m̂ / (√v̂ + eps), with m̂, v̂ bias-corrected. Returns false if any gradient was
   // NaN or ±Inf (or its square overflows): then the parameters and moments are spoiled and the
   // caller must restore them (the trainer falls back to its last finite parameters, resets Adam).
-  bool step(float* params, const float* grad, std::size_t n, float lr, ThreadPool* pool = nullptr);
+  // The gradient is grad + more[0] + more[1] + … (n floats each), added in that order in the same
+  // pass: the parts GradientEngine::compute_unsummed leaves, with the bits of summing them first.
+  bool step(float* params, const float* grad, std::size_t n, float lr, ThreadPool* pool = nullptr,
+            std::span<const float* const> more = {});
 };
 
 }  // namespace vaelab

@@ -21,6 +21,7 @@ const char* step_phase_name(StepPhase p) {
   switch (p) {
     case StepPhase::Batch: return "batch";
     case StepPhase::Gradient: return "gradient";
+    case StepPhase::ShardSum: return "shard_sum";
     case StepPhase::Optimizer: return "optimizer";
     case StepPhase::EncoderForward: return "encoder_forward";
     case StepPhase::DecoderForward: return "decoder_forward";
@@ -104,6 +105,9 @@ struct GradientEngine::MlpWork {
   Eigen::MatrixXf part;                        // (chunks of D, C): per-chunk column sums of log p (Bernoulli)
                                                // or of squared errors (Gaussian), summed in chunk order
   std::vector<double> kl_dim;
+  double recon_sum = 0, kl_sum = 0;  // over this shard's examples
+  ParamVector grad;                  // this shard's gradient (shard 0 writes the caller's)
+  StepTimes times;                   // this shard's phases
   // Packed right-hand sides (gemm::pack_b) shared by all row chunks of a product: up to three per
   // phase (dy, the previous layer's inputᵀ, this layer's inputᵀ), each pack_floats floats.
   std::vector<float> packs;
@@ -144,19 +148,30 @@ GradientEngine::GradientEngine(const ModelConfig& cfg, int max_batch, int sample
     : max_batch_(max_batch), samples_(samples), kl_per_dim_(static_cast<std::size_t>(cfg.latent), 0.0) {
   const Model layout(cfg);
   if (cfg.family == ModelFamily::Mlp) {
-    // Plain MLP: one whole-batch workspace, layers split by rows (see compute_mlp).
-    auto w = std::make_unique<MlpWork>();
-    const int C = max_batch * samples, d = cfg.latent, D = cfg.input_dim();
-    size_dense_buffers(*w, layout, max_batch, samples);
-    w->part.resize(RowChunks(D).count, C);
-    w->kl_dim.resize(d);
+    // Plain MLP: one workspace per shard, each sized for the largest shard any batch up to
+    // max_batch is cut into (see shards_for and compute_mlp).
+    const int most = std::clamp(max_batch / kMlpShardExamples, 1, std::max(1, shards));
+    int widest_shard = 1;
+    for (int b = 1; b <= max_batch; ++b) {
+      const int s = std::clamp(b / kMlpShardExamples, 1, most);
+      widest_shard = std::max(widest_shard, (b + s - 1) / s);
+    }
+    const int C = widest_shard * samples, d = cfg.latent, D = cfg.input_dim();
     // Every packed operand is (a layer width × C) or (C × a layer width).
     int widest = 0;
     for (const auto* net : {&layout.encoder(), &layout.decoder()})
       for (const DenseShape& l : *net) widest = std::max({widest, l.in, l.out});
-    w->pack_floats = std::max(gemm::packed_b_floats(widest, C), gemm::packed_b_floats(C, widest));
-    w->packs.assign(3 * w->pack_floats, 0.0f);
-    mlp_ = std::move(w);
+    for (int s = 0; s < most; ++s) {
+      auto w = std::make_unique<MlpWork>();
+      size_dense_buffers(*w, layout, widest_shard, samples);
+      w->part.resize(RowChunks(D).count, C);
+      w->kl_dim.resize(d);
+      w->pack_floats = std::max(gemm::packed_b_floats(widest, C), gemm::packed_b_floats(C, widest));
+      w->packs.assign(3 * w->pack_floats, 0.0f);
+      if (s > 0) w->grad.resize(layout.size());
+      mlp_.push_back(std::move(w));
+    }
+    unsummed_.resize(mlp_.size());
     return;
   }
   const int S = std::max(1, std::min(shards, max_batch));
@@ -197,9 +212,15 @@ GradientEngine::GradientEngine(const ModelConfig& cfg, int max_batch, int sample
     sh->kl_dim.resize(d);
     shards_.push_back(std::move(sh));
   }
+  unsummed_.resize(shards_.size());
 }
 
 GradientEngine::~GradientEngine() = default;
+
+int GradientEngine::shards_for(int batch) const {
+  if (!mlp_.empty()) return std::clamp(batch / kMlpShardExamples, 1, static_cast<int>(mlp_.size()));
+  return std::max(1, std::min(static_cast<int>(shards_.size()), batch));
+}
 
 namespace {
 
@@ -638,20 +659,21 @@ void backward_phase(ThreadPool* pool, const Model& m, float* g, const DenseShape
   });
 }
 
-}  // namespace
-
-StepStats GradientEngine::compute_mlp(const Model& model, const Eigen::Ref<const Eigen::MatrixXf>& x,
-                                      const Eigen::Ref<const Eigen::MatrixXf>& eps, float beta, float* g,
-                                      ThreadPool* pool) {
-  MlpWork& w = *mlp_;
+// One shard of the plain MLP step: examples x (D, B), eps (d, B·L) out of a batch of B_total
+// (the loss is a mean over B_total). Writes the shard's whole gradient into g, its sums into
+// w.recon_sum, w.kl_sum, w.kl_dim and its phases into w.times. With a pool, every product is split
+// into row chunks claimed by the pool's threads; without one, all runs on the calling thread.
+void mlp_shard_step(const Model& model, GradientEngine::MlpWork& w, const Eigen::Ref<const Eigen::MatrixXf>& x,
+                    const Eigen::Ref<const Eigen::MatrixXf>& eps, int B_total, int L, float beta, float* g,
+                    ThreadPool* pool) {
   const ModelConfig& cfg = model.config();
-  const int B = static_cast<int>(x.cols()), L = samples_, C = B * L, d = cfg.latent, D = cfg.input_dim();
+  const int B = static_cast<int>(x.cols()), C = B * L, d = cfg.latent, D = cfg.input_dim();
   const auto& enc = model.encoder();
   const auto& dec = model.decoder();
   const std::size_t ne = enc.size(), nd = dec.size();
 
-  StepStats st;
-  PhaseClock clock(st.times);
+  w.times = {};
+  PhaseClock clock(w.times);
 
   // ---- encoder: x (D, B) → h_1 … h_k (h_i, B) → head (2d, B) ----
   for (std::size_t i = 0; i + 1 < ne; ++i) {
@@ -692,7 +714,7 @@ StepStats GradientEngine::compute_mlp(const Model& model, const Eigen::Ref<const
   // ---- output layer, its loss, d loss / d out and the output layer's gradient, by row chunks ----
   const DenseShape& lo_l = dec[nd - 1];
   const auto h_last = w.dec_h[nd - 2].leftCols(C);
-  const float scale = 1.0f / (static_cast<float>(B) * L);  // mean over batch and samples
+  const float scale = 1.0f / (static_cast<float>(B_total) * L);  // mean over batch and samples
   const bool bernoulli = cfg.likelihood == Likelihood::Bernoulli;
   const float lv = bernoulli ? 0.0f : model.decoder_logvar(), inv_var = std::exp(-lv);
   const RowChunks co(D);
@@ -744,7 +766,7 @@ StepStats GradientEngine::compute_mlp(const Model& model, const Eigen::Ref<const
           clamped ? 0.0f : static_cast<float>(scale * 0.5 * (static_cast<double>(D) * C - inv_var * sq_total));
     }
   }
-  recon_sum /= L;
+  w.recon_sum = recon_sum / L;
 
   clock.mark(StepPhase::OutputAndLoss);
 
@@ -768,7 +790,7 @@ StepStats GradientEngine::compute_mlp(const Model& model, const Eigen::Ref<const
 
   // ---- the prior's part of d loss / d(μ, log σ²) and the reparameterisation, into dhead ----
   Block dhead = w.dhead.leftCols(B);
-  const float kl_scale = beta / static_cast<float>(B);
+  const float kl_scale = beta / static_cast<float>(B_total);
   // β KL(q ‖ N(0, I)):  d/dμ = β μ / B,  d/dlog σ² = β (σ² − 1) / (2B)
   dhead.topRows(d) = kl_scale * mu;
   dhead.bottomRows(d) = (0.5f * kl_scale) * (sigma.array().square() - 1.0f).matrix();
@@ -780,8 +802,8 @@ StepStats GradientEngine::compute_mlp(const Model& model, const Eigen::Ref<const
       const float m = mu(j, b), v = logvar(j, b);
       w.kl_dim[j] += 0.5 * (static_cast<double>(m) * m + std::exp(static_cast<double>(v)) - v - 1.0);
     }
-  double kl_sum = 0;
-  for (double v : w.kl_dim) kl_sum += v;
+  w.kl_sum = 0;
+  for (double v : w.kl_dim) w.kl_sum += v;
 
   clock.mark(StepPhase::PriorTerms);
 
@@ -796,11 +818,70 @@ StepStats GradientEngine::compute_mlp(const Model& model, const Eigen::Ref<const
   }
 
   clock.mark(StepPhase::EncoderBackward);
+}
 
-  for (int j = 0; j < d; ++j) kl_per_dim_[j] = w.kl_dim[j] / B;
+// grad[0, n) += parts[0], parts[1], … in that order (shard 0 wrote grad itself), split over
+// parameter ranges on the pool: a fixed order, so the same bits on any thread, and the same as
+// Adam::step summing them.
+void sum_gradients(ThreadPool* pool, float* grad, std::span<const float* const> parts, std::size_t n) {
+  if (parts.empty()) return;
+  const int ranges = pool ? pool->size() : 1;
+  for_tasks(pool, ranges, [&](int r) {
+    const std::size_t chunk = (n + ranges - 1) / ranges;
+    const std::size_t lo = std::min(n, chunk * r), hi = std::min(n, chunk * (r + 1));
+    if (hi <= lo) return;
+    const auto len = static_cast<Eigen::Index>(hi - lo);
+    Eigen::Map<Eigen::VectorXf> dst(grad + lo, len);
+    for (const float* part : parts) dst += Eigen::Map<const Eigen::VectorXf>(part + lo, len);
+  });
+}
+
+}  // namespace
+
+void GradientEngine::list_unsummed(int S) {
+  unsummed_count_ = 0;
+  for (int s = 1; s < S; ++s) unsummed_[unsummed_count_++] = mlp_.empty() ? shards_[s]->grad.data() : mlp_[s]->grad.data();
+}
+
+StepStats GradientEngine::compute_mlp(const Model& model, const Eigen::Ref<const Eigen::MatrixXf>& x,
+                                      const Eigen::Ref<const Eigen::MatrixXf>& eps, float beta, float* g,
+                                      ThreadPool* pool, bool sum) {
+  const int B = static_cast<int>(x.cols()), L = samples_, S = shards_for(B), d = model.latent();
+  auto run_shard = [&](int s, ThreadPool* rows_pool) {
+    const int lo = static_cast<int>(static_cast<long long>(B) * s / S);
+    const int hi = static_cast<int>(static_cast<long long>(B) * (s + 1) / S);
+    MlpWork& w = *mlp_[s];
+    mlp_shard_step(model, w, x.middleCols(lo, hi - lo), eps.middleCols(static_cast<Eigen::Index>(lo) * L, (hi - lo) * L),
+                   B, L, beta, s == 0 ? g : w.grad.data(), rows_pool);
+  };
+  // Shards side by side (one thread each, no barrier inside) or, for a lone shard, its products
+  // split by rows over the pool: the same bits either way.
+  if (S > 1 && pool && pool->size() > 1)
+    pool->run(S, [&](int s) { run_shard(s, nullptr); });
+  else
+    for (int s = 0; s < S; ++s) run_shard(s, pool);
+
+  StepStats st;
+  st.times = mlp_[0]->times;
+  list_unsummed(S);
+  if (sum) {
+    const auto t0 = std::chrono::steady_clock::now();
+    sum_gradients(pool, g, unsummed_gradients(), model.size());
+    unsummed_count_ = 0;
+    st.times[StepPhase::ShardSum] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+
+  double recon = 0, kl = 0;
+  std::fill(kl_per_dim_.begin(), kl_per_dim_.end(), 0.0);
+  for (int s = 0; s < S; ++s) {
+    recon += mlp_[s]->recon_sum;
+    kl += mlp_[s]->kl_sum;
+    for (int j = 0; j < d; ++j) kl_per_dim_[j] += mlp_[s]->kl_dim[j];
+  }
+  for (double& v : kl_per_dim_) v /= B;
   st.kl_per_dim = kl_per_dim_;
-  st.recon = recon_sum / B;
-  st.kl = kl_sum / B;
+  st.recon = recon / B;
+  st.kl = kl / B;
   st.elbo = st.recon - st.kl;
   st.loss = -st.recon + beta * st.kl;
   st.finite = std::isfinite(st.loss);
@@ -810,8 +891,20 @@ StepStats GradientEngine::compute_mlp(const Model& model, const Eigen::Ref<const
 StepStats GradientEngine::compute(const Model& model, const Eigen::Ref<const Eigen::MatrixXf>& x,
                                   const Eigen::Ref<const Eigen::MatrixXf>& eps, float beta, float* grad,
                                   ThreadPool* pool) {
+  return compute_any(model, x, eps, beta, grad, pool, true);
+}
+
+StepStats GradientEngine::compute_unsummed(const Model& model, const Eigen::Ref<const Eigen::MatrixXf>& x,
+                                           const Eigen::Ref<const Eigen::MatrixXf>& eps, float beta, float* grad,
+                                           ThreadPool* pool) {
+  return compute_any(model, x, eps, beta, grad, pool, false);
+}
+
+StepStats GradientEngine::compute_any(const Model& model, const Eigen::Ref<const Eigen::MatrixXf>& x,
+                                      const Eigen::Ref<const Eigen::MatrixXf>& eps, float beta, float* grad,
+                                      ThreadPool* pool, bool sum) {
   const FlushDenormals flush;  // see core/denormals.hpp; the pool's workers follow
-  if (mlp_) return compute_mlp(model, x, eps, beta, grad, pool);
+  if (!mlp_.empty()) return compute_mlp(model, x, eps, beta, grad, pool, sum);
   const int B = static_cast<int>(x.cols());
   const int S = std::min(static_cast<int>(shards_.size()), B);
   const std::size_t n = model.size();
@@ -826,20 +919,10 @@ StepStats GradientEngine::compute(const Model& model, const Eigen::Ref<const Eig
   else
     for (int s = 0; s < S; ++s) run_shard(s);
 
-  // Sum shard gradients into grad in a fixed order, split over parameter ranges.
-  if (S > 1) {
-    const int parts = pool ? pool->size() : 1;
-    auto reduce = [&](int p) {
-      const std::size_t chunk = (n + parts - 1) / parts;
-      const std::size_t lo = std::min(n, chunk * p), hi = std::min(n, chunk * (p + 1));
-      if (hi <= lo) return;
-      Eigen::Map<Eigen::VectorXf> dst(grad + lo, static_cast<Eigen::Index>(hi - lo));
-      for (int s = 1; s < S; ++s) dst += Eigen::Map<const Eigen::VectorXf>(shards_[s]->grad.data() + lo, static_cast<Eigen::Index>(hi - lo));
-    };
-    if (pool)
-      pool->run(parts, reduce);
-    else
-      reduce(0);
+  list_unsummed(S);
+  if (sum) {
+    sum_gradients(pool, grad, unsummed_gradients(), n);
+    unsummed_count_ = 0;
   }
 
   StepStats st;

@@ -11,6 +11,7 @@
 #include <exception>
 #include <limits>
 #include <sstream>
+#include <thread>
 
 #include "core/adam.hpp"
 #include "core/checkpoint.hpp"
@@ -107,12 +108,16 @@ struct Trainer::Impl {
   Clock::time_point last_publish = Clock::now();
 
   double rate_samples = 0, rate_seconds = 0, samples_per_s = 0;
-  // Adaptive threading: every kAdaptCycle steps the last 2·kAdaptProbe steps time the current
+  // Adaptive threading: at the end of every cycle the last 2·kAdaptProbe steps time the current
   // setting (all threads or the caller alone) against the other one, and the faster is kept. When
-  // another process takes a core, waiting for a preempted worker at each layer can make 2 threads
-  // slower than 1; the results do not depend on the thread count, only the speed does. The first
-  // comparison ends at step 20; probing costs at most 8/128 of the steps at the slower setting.
-  static constexpr int kAdaptCycle = 128, kAdaptProbe = 8;
+  // another process takes a core, waiting for a preempted worker can make 2 threads slower than
+  // 1; the results do not depend on the thread count, only the speed does. The first comparison
+  // ends at step 20. A comparison that keeps the setting doubles the cycle, up to kAdaptCycleMax
+  // steps, and a switch brings it back to kAdaptCycle: on a steady machine probing costs 8/1,024
+  // of the steps at the slower setting (8/128 cost 6 % of the 2-thread rate with the batch in two
+  // shards, a probe step taking twice as long), and a change is still noticed within 1,024 steps.
+  static constexpr int kAdaptCycle = 128, kAdaptCycleMax = 1024, kAdaptProbe = 8;
+  int adapt_cycle = kAdaptCycle;
   int adapt_pos = kAdaptCycle - 2 * kAdaptProbe - 4;
   double adapt_cur = 0, adapt_alt = 0;
 
@@ -169,7 +174,11 @@ struct Trainer::Impl {
   // Buffers that depend on the batch, L, threads and model shape.
   void prepare_engine() {
     if (!pool || pool->size() != tcfg.threads) pool = std::make_unique<ThreadPool>(tcfg.threads);
-    engine = std::make_unique<GradientEngine>(mcfg, tcfg.batch, tcfg.samples, tcfg.threads);
+    // A plain MLP's shard count follows the machine's cores, not --threads (nor the busy-core
+    // switch to one thread): the same seed gives the same run whatever the thread setting.
+    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const int shards = mcfg.family == ModelFamily::Mlp ? cores : tcfg.threads;
+    engine = std::make_unique<GradientEngine>(mcfg, tcfg.batch, tcfg.samples, shards);
     grad.assign(model->size(), 0.0f);
     xbatch.resize(mcfg.input_dim(), tcfg.batch);
     eps.resize(mcfg.latent, static_cast<Eigen::Index>(tcfg.batch) * tcfg.samples);
@@ -227,14 +236,19 @@ struct Trainer::Impl {
   void adapt_threads(double dt) {
     if (!pool || pool->size() <= 1) return;
     const int pos = adapt_pos++;
-    if (pos >= kAdaptCycle - 2 * kAdaptProbe && pos < kAdaptCycle - kAdaptProbe) {
+    if (pos >= adapt_cycle - 2 * kAdaptProbe && pos < adapt_cycle - kAdaptProbe) {
       adapt_cur += dt;
-      if (pos == kAdaptCycle - kAdaptProbe - 1) pool->set_solo(!pool->solo());  // probe the other setting
-    } else if (pos >= kAdaptCycle - kAdaptProbe) {
+      if (pos == adapt_cycle - kAdaptProbe - 1) pool->set_solo(!pool->solo());  // probe the other setting
+    } else if (pos >= adapt_cycle - kAdaptProbe) {
       adapt_alt += dt;
-      if (pos == kAdaptCycle - 1) {
+      if (pos == adapt_cycle - 1) {
         // Keep the probed setting only if it was clearly faster; else switch back.
-        if (!(adapt_alt < 0.95 * adapt_cur)) pool->set_solo(!pool->solo());
+        if (adapt_alt < 0.95 * adapt_cur) {
+          adapt_cycle = kAdaptCycle;
+        } else {
+          pool->set_solo(!pool->solo());
+          adapt_cycle = std::min(2 * adapt_cycle, kAdaptCycleMax);
+        }
         adapt_pos = 0;
         adapt_cur = adapt_alt = 0;
       }
@@ -279,15 +293,15 @@ struct Trainer::Impl {
     const auto t1 = Clock::now();
     StepStats st = tcfg.estimator == Estimator::ScoreFunction
                        ? score_function_encoder_gradient(*model, *engine, x, e, beta, grad.data(), pool.get())
-                       : engine->compute(*model, x, e, beta, grad.data(), pool.get());
+                       : engine->compute_unsummed(*model, x, e, beta, grad.data(), pool.get());
     const auto t2 = Clock::now();
     if (!st.finite) {
       diverged("the loss became NaN or Inf");
       return;
     }
-    // Adam checks the gradient in the same pass as the update (no extra pass over 2.6 MB); the
-    // parameters it spoils on a NaN are replaced by diverged().
-    if (!adam.step(model->data(), grad.data(), model->size(), tcfg.lr, pool.get())) {
+    // Adam sums the shards' gradients and checks them in the same pass as the update (no extra
+    // passes over 2.6 MB each); the parameters it spoils on a NaN are replaced by diverged().
+    if (!adam.step(model->data(), grad.data(), model->size(), tcfg.lr, pool.get(), engine->unsummed_gradients())) {
       diverged("the gradient became NaN or Inf");
       return;
     }

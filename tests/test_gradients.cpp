@@ -2,7 +2,10 @@
 // β-weighted negative ELBO with ε held fixed, for each likelihood and for L > 1 and several shards.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
+#include <vector>
 
 #include "core/adam.hpp"
 #include "core/layers.hpp"
@@ -132,14 +135,77 @@ TEST_CASE("gradients: the row-chunked MLP backward matches finite differences ac
   check_elbo_gradient(cfg, 5, 2, 1.0f, 2, 5);
 }
 
+TEST_CASE("gradients: a plain MLP batch cut into shards matches finite differences") {
+  // 64 examples or more a shard: 130 examples and a limit of 2 give shards of 65, whose gradients
+  // are summed (also for the learned decoder variance, a single parameter every shard adds to).
+  ModelConfig cfg;
+  cfg.image_h = 4;
+  cfg.image_w = 4;
+  cfg.latent = 3;
+  cfg.hidden = {10};
+  CHECK(GradientEngine(cfg, 130, 1, 2).shards_for(130) == 2);
+  CHECK(GradientEngine(cfg, 130, 1, 2).shards_for(127) == 1);
+  CHECK(GradientEngine(cfg, 130, 1, 8).shards_for(130) == 2);
+  CHECK(GradientEngine(cfg, 130, 1, 1).shards_for(130) == 1);
+  check_elbo_gradient(cfg, 130, 1, 1.0f, 2, 7);
+  check_elbo_gradient(cfg, 130, 2, 0.5f, 2, 7);
+  cfg.likelihood = Likelihood::GaussianLearned;
+  check_elbo_gradient(cfg, 130, 1, 1.0f, 2, 7);
+}
+
+TEST_CASE("gradients: the shards' unsummed parts, summed by Adam, give the bits of compute()") {
+  ModelConfig cfg;
+  cfg.image_h = 5;
+  cfg.image_w = 6;
+  cfg.latent = 4;
+  cfg.hidden = {24};
+  const int B = 200;  // three shards of 66–67 examples
+  Model model(cfg);
+  model.init(2);
+  Rng rng(4);
+  const Eigen::MatrixXf x = random_matrix(cfg.input_dim(), B, rng).cwiseAbs().cwiseMin(1.0f);
+  const Eigen::MatrixXf eps = random_matrix(cfg.latent, B, rng);
+  ThreadPool pool(2);
+  GradientEngine summed(cfg, B, 1, 3), parts(cfg, B, 1, 3);
+  REQUIRE(parts.shards_for(B) == 3);
+  std::vector<float> g(model.size()), g0(model.size());
+  const StepStats a = summed.compute(model, x, eps, 1.0f, g.data(), &pool);
+  CHECK(summed.unsummed_gradients().empty());
+  const StepStats b = parts.compute_unsummed(model, x, eps, 1.0f, g0.data(), &pool);
+  CHECK(a.loss == b.loss);
+  REQUIRE(parts.unsummed_gradients().size() == 2);
+  std::vector<float> by_hand = g0;
+  for (const float* part : parts.unsummed_gradients())
+    for (std::size_t i = 0; i < by_hand.size(); ++i) by_hand[i] += part[i];
+  CHECK(by_hand == g);
+  CHECK(g0 != g);  // shard 0's part alone is not the gradient (guards the test itself)
+
+  Model m1 = model, m2 = model;
+  Adam adam1, adam2;
+  adam1.reset(model.size());
+  adam2.reset(model.size());
+  for (int step = 0; step < 3; ++step) {
+    REQUIRE(adam1.step(m1.data(), g.data(), model.size(), 1e-3f, &pool));
+    REQUIRE(adam2.step(m2.data(), g0.data(), model.size(), 1e-3f, &pool, parts.unsummed_gradients()));
+  }
+  CHECK(std::equal(m1.params().begin(), m1.params().end(), m2.params().begin()));
+  CHECK(adam1.m == adam2.m);
+  CHECK(adam1.v == adam2.v);
+  // A NaN in a part is caught like one in the first gradient.
+  std::vector<float> bad(model.size(), 0.0f);
+  bad[model.size() / 2] = std::numeric_limits<float>::quiet_NaN();
+  const float* bad_parts[] = {bad.data()};
+  CHECK_FALSE(adam2.step(m2.data(), g0.data(), model.size(), 1e-3f, &pool, bad_parts));
+}
+
 TEST_CASE("gradients: the same seed gives the same bits whatever the thread count") {
   // MLP: the chunking depends only on the layer sizes, so 1, 2 and 3 threads agree bit for bit.
   // Other families: the same shard count agrees bit for bit whichever threads claim the shards.
-  auto run = [](const ModelConfig& cfg, int shards, int threads) {
+  auto run = [](const ModelConfig& cfg, int shards, int threads, int B = 23) {
     Model model(cfg);
     model.init(5);
     Rng rng(1);
-    const int B = 23, L = 2;
+    const int L = 2;
     Eigen::MatrixXf x = random_matrix(cfg.input_dim(), B, rng).cwiseAbs().cwiseMin(1.0f);
     Eigen::MatrixXf eps = random_matrix(cfg.latent, B * L, rng);
     std::vector<float> g(model.size());
@@ -163,7 +229,13 @@ TEST_CASE("gradients: the same seed gives the same bits whatever the thread coun
   const std::vector<float> one = run(mlp, 1, 1);
   CHECK(std::isfinite(one.back()));
   CHECK(one == run(mlp, 1, 2));
-  CHECK(one == run(mlp, 4, 3));  // the shard count is not used by the MLP path
+  CHECK(one == run(mlp, 4, 3));  // 23 examples: one MLP shard, whatever the limit
+  // 150 examples in two MLP shards, run side by side or one after the other.
+  const std::vector<float> two = run(mlp, 2, 1, 150);
+  CHECK(std::isfinite(two.back()));
+  CHECK(two == run(mlp, 2, 2, 150));
+  CHECK(two == run(mlp, 2, 3, 150));
+  CHECK(two != run(mlp, 1, 2, 150));  // one shard sums in another order (guards the test itself)
 
   ModelConfig gm = mlp;
   gm.family = ModelFamily::Gmvae;

@@ -19,11 +19,13 @@ using namespace std::chrono_literals;
 
 namespace {
 
-History run_epochs(int epochs, int threads) {
+History run_epochs(int epochs, int threads, int batch = small_train().batch) {
   TrainerOptions opt;
   opt.max_epochs = epochs;
   opt.display_points = 0;
-  Trainer tr(synthetic_data(), small_model(), small_train(threads), opt);
+  TrainConfig train = small_train(threads);
+  train.batch = batch;
+  Trainer tr(synthetic_data(), small_model(), train, opt);
   tr.start();
   tr.join();
   History h = tr.snapshot()->history;
@@ -64,6 +66,11 @@ TEST_CASE("trainer: the same seed gives the same numbers, whatever the thread co
   // The MLP step splits each layer into chunks fixed by the layer sizes, not by the threads.
   const History c = run_epochs(2, 1);
   CHECK(c == a);
+  // Batches of 128 are cut into shards by the machine's core count, not by the threads: seven
+  // such steps an epoch, then one of 104 examples (a single shard).
+  const History d2 = run_epochs(2, 2, 128), d1 = run_epochs(2, 1, 128);
+  REQUIRE(!d2.steps.empty());
+  CHECK(d1 == d2);
 }
 
 TEST_CASE("trainer: snapshots share the history's sealed chunks instead of copying them") {
