@@ -3,9 +3,11 @@
 #include "core/train_step.hpp"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <optional>
 
 #include "core/bernoulli_rows.hpp"
 #include "core/conv.hpp"
@@ -21,7 +23,7 @@ const char* step_phase_name(StepPhase p) {
   switch (p) {
     case StepPhase::Batch: return "batch";
     case StepPhase::Gradient: return "gradient";
-    case StepPhase::ShardSum: return "shard_sum";
+    case StepPhase::WeightGradients: return "weight_gradients";
     case StepPhase::Optimizer: return "optimizer";
     case StepPhase::EncoderForward: return "encoder_forward";
     case StepPhase::DecoderForward: return "decoder_forward";
@@ -105,14 +107,15 @@ struct GradientEngine::MlpWork {
   Eigen::MatrixXf part;                        // (chunks of D, C): per-chunk column sums of log p (Bernoulli)
                                                // or of squared errors (Gaussian), summed in chunk order
   std::vector<double> kl_dim;
-  double recon_sum = 0, kl_sum = 0;  // over this shard's examples
-  ParamVector grad;                  // this shard's gradient (shard 0 writes the caller's)
-  StepTimes times;                   // this shard's phases
-  // Packed right-hand sides (gemm::pack_b) shared by all row chunks of a product: up to three per
-  // phase (dy, the previous layer's inputᵀ, this layer's inputᵀ), each pack_floats floats.
+  std::vector<StepTimes> slice_times;  // each column slice's phases
+  // Packed right-hand sides (gemm::pack_b) shared by all row chunks of a product: one per column
+  // slice for its forward and dx products (pack_floats each), then every layer's inputᵀ for the
+  // weight gradients (dw_offsets).
   std::vector<float> packs;
   std::size_t pack_floats = 0;
-  float* pack(int i) { return packs.data() + static_cast<std::size_t>(i) * pack_floats; }
+  std::vector<std::size_t> dw_offsets;
+  float* pack(int slice) { return packs.data() + static_cast<std::size_t>(slice) * pack_floats; }
+  float* dw_pack(std::size_t layer) { return packs.data() + dw_offsets[layer]; }
 };
 
 namespace {
@@ -148,30 +151,33 @@ GradientEngine::GradientEngine(const ModelConfig& cfg, int max_batch, int sample
     : max_batch_(max_batch), samples_(samples), kl_per_dim_(static_cast<std::size_t>(cfg.latent), 0.0) {
   const Model layout(cfg);
   if (cfg.family == ModelFamily::Mlp) {
-    // Plain MLP: one workspace per shard, each sized for the largest shard any batch up to
-    // max_batch is cut into (see shards_for and compute_mlp).
-    const int most = std::clamp(max_batch / kMlpShardExamples, 1, std::max(1, shards));
-    int widest_shard = 1;
+    // Plain MLP: one whole-batch workspace (see compute_mlp); column slices write their columns.
+    mlp_slices_ = std::clamp(max_batch / kMlpShardExamples, 1, std::max(1, shards));
+    int widest_slice = 1;  // the most examples a slice of any batch up to max_batch gets
     for (int b = 1; b <= max_batch; ++b) {
-      const int s = std::clamp(b / kMlpShardExamples, 1, most);
-      widest_shard = std::max(widest_shard, (b + s - 1) / s);
+      const int s = std::clamp(b / kMlpShardExamples, 1, mlp_slices_);
+      widest_slice = std::max(widest_slice, (b + s - 1) / s);
     }
-    const int C = widest_shard * samples, d = cfg.latent, D = cfg.input_dim();
-    // Every packed operand is (a layer width × C) or (C × a layer width).
+    const int C = max_batch * samples, d = cfg.latent, D = cfg.input_dim();
+    auto w = std::make_unique<MlpWork>();
+    size_dense_buffers(*w, layout, max_batch, samples);
+    w->part.resize(RowChunks(D).count, C);
+    w->kl_dim.resize(d);
+    w->slice_times.resize(mlp_slices_);
+    // A slice's packed operands are (a layer width × its columns); the weight gradients' are
+    // (C × a layer's input width), one per layer, all live at once.
     int widest = 0;
     for (const auto* net : {&layout.encoder(), &layout.decoder()})
       for (const DenseShape& l : *net) widest = std::max({widest, l.in, l.out});
-    for (int s = 0; s < most; ++s) {
-      auto w = std::make_unique<MlpWork>();
-      size_dense_buffers(*w, layout, widest_shard, samples);
-      w->part.resize(RowChunks(D).count, C);
-      w->kl_dim.resize(d);
-      w->pack_floats = std::max(gemm::packed_b_floats(widest, C), gemm::packed_b_floats(C, widest));
-      w->packs.assign(3 * w->pack_floats, 0.0f);
-      if (s > 0) w->grad.resize(layout.size());
-      mlp_.push_back(std::move(w));
-    }
-    unsummed_.resize(mlp_.size());
+    w->pack_floats = gemm::packed_b_floats(widest, widest_slice * samples);
+    std::size_t total = w->pack_floats * static_cast<std::size_t>(mlp_slices_);
+    for (const auto* net : {&layout.encoder(), &layout.decoder()})
+      for (const DenseShape& l : *net) {
+        w->dw_offsets.push_back(total);
+        total += gemm::packed_b_floats(C, l.in);
+      }
+    w->packs.assign(total, 0.0f);
+    mlp_ = std::move(w);
     return;
   }
   const int S = std::max(1, std::min(shards, max_batch));
@@ -218,7 +224,7 @@ GradientEngine::GradientEngine(const ModelConfig& cfg, int max_batch, int sample
 GradientEngine::~GradientEngine() = default;
 
 int GradientEngine::shards_for(int batch) const {
-  if (!mlp_.empty()) return std::clamp(batch / kMlpShardExamples, 1, static_cast<int>(mlp_.size()));
+  if (mlp_) return std::clamp(batch / kMlpShardExamples, 1, mlp_slices_);
   return std::max(1, std::min(static_cast<int>(shards_.size()), batch));
 }
 
@@ -617,32 +623,16 @@ void dw_rows(float* g, const DenseShape& l, ConstMatRef dy, const float* in_t_pa
                         in_t_packed, g + l.w + lo, l.out, false);
 }
 
-// One backward phase of layer l (W: (out, in), input in_l, gradient dy (out, C)):
-//   dx = Wᵀ dy by chunks of dx's rows; where in_l is a ReLU output (relu_in), dx is zeroed where the
-//   unit was off (on the tile, by the GEMM's mask), and then the previous layer's dW_prev =
-//   dx prev_inᵀ, db_prev = Σ dx are computed for the same rows (they need only those rows of dx).
-//   With own_dw, l's own dW = dy in_lᵀ and db are computed by extra tasks (for the encoder head,
-//   whose dy is ready before this phase). dy, prev_inᵀ and in_lᵀ are packed first into packs[0..2].
-void backward_phase(ThreadPool* pool, const Model& m, float* g, const DenseShape& l, ConstMatRef in_l, ConstMatRef dy,
-                    bool own_dw, MatRef dx, bool relu_in, const DenseShape* prev, ConstMatRef* prev_in,
-                    float* const packs[3]) {
+// dx = Wᵀ dy for layer l (W: (out, in), dy (out, C)) by chunks of dx's rows; where the layer's
+// input in_l is a ReLU output (relu_in), dx is zeroed where the unit was off (on the tile, by the
+// GEMM's mask). dy is packed first into pack. Its dW waits for the weight-gradient phase.
+void dx_parallel(ThreadPool* pool, const Model& m, const DenseShape& l, ConstMatRef in_l, ConstMatRef dy, MatRef dx,
+                 bool relu_in, float* pack) {
   const int C = static_cast<int>(dy.cols());
-  PackJob jobs[3];
-  int nj = 0;
-  jobs[nj++] = {gemm::Op::N, dy.data(), dy.outerStride(), l.out, C, packs[0]};
-  if (prev) jobs[nj++] = {gemm::Op::T, prev_in->data(), prev_in->outerStride(), C, prev->in, packs[1]};
-  if (own_dw) jobs[nj++] = {gemm::Op::T, in_l.data(), in_l.outerStride(), C, l.in, packs[2]};
-  pack_shared(pool, jobs, nj);
-
-  const RowChunks cx(l.in), cw(l.out);
-  const int tasks = cx.count + (own_dw ? cw.count : 0);
-  for_tasks(pool, tasks, [&](int t) {
-    if (t >= cx.count) {
-      const int lo = cw.lo(t - cx.count), n = cw.len(t - cx.count);
-      dw_rows(g, l, dy, packs[2], lo, n);
-      column_sum(dy.middleRows(lo, n), Eigen::Map<Eigen::VectorXf>(g + l.b, l.out).segment(lo, n));
-      return;
-    }
+  const PackJob job{gemm::Op::N, dy.data(), dy.outerStride(), l.out, C, pack};
+  pack_shared(pool, &job, 1);
+  const RowChunks cx(l.in);
+  for_tasks(pool, cx.count, [&](int t) {
     const int lo = cx.lo(t), n = cx.len(t);
     gemm::Epilogue e;
     if (relu_in) {
@@ -651,173 +641,182 @@ void backward_phase(ThreadPool* pool, const Model& m, float* g, const DenseShape
     }
     // Row i of Wᵀ is column i of W: op(A) = Wᵀ with A = W stored (out, in), leading dimension out.
     gemm::multiply_packed(gemm::Op::T, m.data() + l.w + static_cast<std::size_t>(lo) * l.out, l.out, n, C, l.out,
-                          packs[0], dx.data() + lo, dx.outerStride(), false, e);
-    if (prev) {
-      dw_rows(g, *prev, dx, packs[1], lo, n);
-      column_sum(dx.middleRows(lo, n), Eigen::Map<Eigen::VectorXf>(g + prev->b, prev->out).segment(lo, n));
-    }
+                          pack, dx.data() + lo, dx.outerStride(), false, e);
   });
 }
 
-// One shard of the plain MLP step: examples x (D, B), eps (d, B·L) out of a batch of B_total
-// (the loss is a mean over B_total). Writes the shard's whole gradient into g, its sums into
-// w.recon_sum, w.kl_sum, w.kl_dim and its phases into w.times. With a pool, every product is split
-// into row chunks claimed by the pool's threads; without one, all runs on the calling thread.
-void mlp_shard_step(const Model& model, GradientEngine::MlpWork& w, const Eigen::Ref<const Eigen::MatrixXf>& x,
-                    const Eigen::Ref<const Eigen::MatrixXf>& eps, int B_total, int L, float beta, float* g,
-                    ThreadPool* pool) {
+// Everything of the plain MLP step that runs column by column (forward, loss, d loss / d out,
+// every dx, the prior terms), for examples [b0, b0 + nb) of a batch of B_total examples: their
+// columns of the workspace and of w.part. With a pool, every product is split into row chunks
+// claimed by the pool's threads; without one, all runs on the calling thread. Phases into times.
+void mlp_columns_step(const Model& model, GradientEngine::MlpWork& w, const Eigen::Ref<const Eigen::MatrixXf>& x_all,
+                      const Eigen::Ref<const Eigen::MatrixXf>& eps_all, int b0, int nb, int B_total, int L, float beta,
+                      float* pack, ThreadPool* pool, StepTimes& times) {
   const ModelConfig& cfg = model.config();
-  const int B = static_cast<int>(x.cols()), C = B * L, d = cfg.latent, D = cfg.input_dim();
+  const int c0 = b0 * L, C = nb * L, d = cfg.latent, D = cfg.input_dim();
   const auto& enc = model.encoder();
   const auto& dec = model.decoder();
   const std::size_t ne = enc.size(), nd = dec.size();
-
-  w.times = {};
-  PhaseClock clock(w.times);
+  const auto x = x_all.middleCols(b0, nb);
+  const auto eps = eps_all.middleCols(c0, C);
+  auto ex = [&](Eigen::MatrixXf& m) { return m.middleCols(b0, nb); };  // this slice's examples
+  auto col = [&](Eigen::MatrixXf& m) { return m.middleCols(c0, C); };  // its decoder columns
+  times = {};
+  PhaseClock clock(times);
 
   // ---- encoder: x (D, B) → h_1 … h_k (h_i, B) → head (2d, B) ----
   for (std::size_t i = 0; i + 1 < ne; ++i) {
-    MatRef h(w.enc_h[i].leftCols(B));
+    MatRef h(ex(w.enc_h[i]));
     if (i == 0)
-      dense_forward_parallel(pool, model, enc[0], x, h, true, w.pack(0));
+      dense_forward_parallel(pool, model, enc[0], x, h, true, pack);
     else
-      dense_forward_parallel(pool, model, enc[i], w.enc_h[i - 1].leftCols(B), h, true, w.pack(0));
+      dense_forward_parallel(pool, model, enc[i], ex(w.enc_h[i - 1]), h, true, pack);
   }
-  Block head = w.head.leftCols(B);
+  Block head = ex(w.head);
   {
     MatRef hr(head);
-    dense_forward_parallel(pool, model, enc[ne - 1], w.enc_h[ne - 2].leftCols(B), hr, false, w.pack(0));
+    dense_forward_parallel(pool, model, enc[ne - 1], ex(w.enc_h[ne - 2]), hr, false, pack);
   }
   const auto mu = head.topRows(d);
-  Block logvar = w.logvar.leftCols(B), sigma = w.sigma.leftCols(B);
+  Block logvar = ex(w.logvar), sigma = ex(w.sigma);
   logvar = head.bottomRows(d).cwiseMax(kLogVarMin).cwiseMin(kLogVarMax);
-  sigma = (0.5f * logvar.array()).exp();
+  // Column by column: over a whole contiguous block Eigen would take some elements' exp from its
+  // vector form and others' from std::exp depending on where the block starts, and σ would
+  // change with the column slices.
+  for (int b = 0; b < nb; ++b) sigma.col(b) = (0.5f * logvar.col(b).array()).exp();
 
   clock.mark(StepPhase::EncoderForward);
 
   // ---- reparameterise: z_bl = μ_b + σ_b ⊙ ε_bl (d × C, too small to split) ----
-  Block z = w.z.leftCols(C);
-  for (int b = 0; b < B; ++b)
+  Block z = col(w.z);
+  for (int b = 0; b < nb; ++b)
     for (int l = 0; l < L; ++l) z.col(b * L + l) = mu.col(b) + sigma.col(b).cwiseProduct(eps.col(b * L + l));
 
   // ---- decoder hidden layers: z → g_1 … (w_i, C) ----
   for (std::size_t i = 0; i + 1 < nd; ++i) {
-    MatRef h(w.dec_h[i].leftCols(C));
+    MatRef h(col(w.dec_h[i]));
     if (i == 0)
-      dense_forward_parallel(pool, model, dec[0], z, h, true, w.pack(0));
+      dense_forward_parallel(pool, model, dec[0], z, h, true, pack);
     else
-      dense_forward_parallel(pool, model, dec[i], w.dec_h[i - 1].leftCols(C), h, true, w.pack(0));
+      dense_forward_parallel(pool, model, dec[i], col(w.dec_h[i - 1]), h, true, pack);
   }
 
   clock.mark(StepPhase::DecoderForward);
 
-  // ---- output layer, its loss, d loss / d out and the output layer's gradient, by row chunks ----
+  // ---- output layer, its loss and d loss / d out, by row chunks ----
   const DenseShape& lo_l = dec[nd - 1];
-  const auto h_last = w.dec_h[nd - 2].leftCols(C);
   const float scale = 1.0f / (static_cast<float>(B_total) * L);  // mean over batch and samples
   const bool bernoulli = cfg.likelihood == Likelihood::Bernoulli;
   const float lv = bernoulli ? 0.0f : model.decoder_logvar(), inv_var = std::exp(-lv);
   const RowChunks co(D);
-  Block out = w.out.leftCols(C);
-  // h_last packed twice: as the forward's right-hand side and, transposed, as dW's.
-  const PackJob hj[2] = {{gemm::Op::N, h_last.data(), h_last.outerStride(), lo_l.in, C, w.pack(0)},
-                         {gemm::Op::T, h_last.data(), h_last.outerStride(), C, lo_l.in, w.pack(1)}};
-  pack_shared(pool, hj, 2);
+  Block out = col(w.out);
+  {
+    const auto h_last = col(w.dec_h[nd - 2]);
+    const PackJob hj{gemm::Op::N, h_last.data(), h_last.outerStride(), lo_l.in, C, pack};
+    pack_shared(pool, &hj, 1);
+  }
   for_tasks(pool, co.count, [&](int k) {
     const int r0 = co.lo(k), n = co.len(k);
     MatRef outr(out);
-    dense_rows_forward(model, lo_l, w.pack(0), C, outr, r0, n, false);
+    dense_rows_forward(model, lo_l, pack, C, outr, r0, n, false);
     auto o = out.middleRows(r0, n);
     // Column c of the decoder output is compared with its example: x itself when L = 1.
     if (L > 1)
-      for (int c = 0; c < C; ++c) w.x_rep.col(c).segment(r0, n) = x.col(c / L).segment(r0, n);
+      for (int c = 0; c < C; ++c) w.x_rep.col(c0 + c).segment(r0, n) = x.col(c / L).segment(r0, n);
     const Eigen::Ref<const Eigen::MatrixXf> tg =
-        L > 1 ? Eigen::Ref<const Eigen::MatrixXf>(w.x_rep.leftCols(C).middleRows(r0, n))
+        L > 1 ? Eigen::Ref<const Eigen::MatrixXf>(col(w.x_rep).middleRows(r0, n))
               : Eigen::Ref<const Eigen::MatrixXf>(x.middleRows(r0, n));
-    auto part = w.part.row(k).head(C);
+    auto part = w.part.row(k).segment(c0, C);
     if (bernoulli) {
       bernoulli_rows(o.data(), o.outerStride(), tg.data(), tg.outerStride(), n, C, scale, part.data(),
                      w.part.outerStride());
     } else {
-      auto t = w.tmp.leftCols(C).middleRows(r0, n);
+      auto t = col(w.tmp).middleRows(r0, n);
       t = o - tg;  // m − x
       part = t.array().square().colwise().sum();
       o = t * (inv_var * scale);
     }
-    dw_rows(g, lo_l, out, w.pack(1), r0, n);
-    column_sum(o, Eigen::Map<Eigen::VectorXf>(g + lo_l.b, lo_l.out).segment(r0, n));
   });
-  double recon_sum = 0;
-  if (bernoulli) {
-    for (int k = 0; k < co.count; ++k) recon_sum += w.part.row(k).head(C).cast<double>().sum();
-  } else {
-    double sq_total = 0;
-    for (int c = 0; c < C; ++c) {
-      float sq = 0;
-      for (int k = 0; k < co.count; ++k) sq += w.part(k, c);
-      sq_total += sq;
-      recon_sum += -0.5f * inv_var * sq - 0.5f * (lv + static_cast<float>(kLog2Pi)) * static_cast<float>(D);
-    }
-    if (model.decoder_logvar_offset() != Model::npos) {
-      const float raw = model.params()[model.decoder_logvar_offset()];
-      const bool clamped = raw < kDecoderLogVarMin || raw > kLogVarMax;
-      // d(−log p)/d lv = ½ Σ (1 − (x − m)² e^{−lv})
-      g[model.decoder_logvar_offset()] =
-          clamped ? 0.0f : static_cast<float>(scale * 0.5 * (static_cast<double>(D) * C - inv_var * sq_total));
-    }
-  }
-  w.recon_sum = recon_sum / L;
 
   clock.mark(StepPhase::OutputAndLoss);
 
-  // ---- decoder backward: layer i's phase gives dx (its input's gradient) and layer i−1's dW ----
-  float* const packs[3] = {w.pack(0), w.pack(1), w.pack(2)};
+  // ---- decoder backward: dx of every layer, down to dz ----
   for (std::size_t i = nd; i-- > 0;) {
     const Eigen::Ref<const Eigen::MatrixXf> dy = (i + 1 == nd) ? Eigen::Ref<const Eigen::MatrixXf>(out)
-                                                                 : Eigen::Ref<const Eigen::MatrixXf>(w.dec_dh[i].leftCols(C));
-    const Eigen::Ref<const Eigen::MatrixXf> in = (i == 0) ? Eigen::Ref<const Eigen::MatrixXf>(z)
-                                                          : Eigen::Ref<const Eigen::MatrixXf>(w.dec_h[i - 1].leftCols(C));
-    MatRef dx(i == 0 ? w.dz.leftCols(C) : w.dec_dh[i - 1].leftCols(C));
-    if (i == 0) {
-      backward_phase(pool, model, g, dec[0], in, dy, false, dx, false, nullptr, nullptr, packs);
-    } else {
-      ConstMatRef prev_in = (i == 1) ? ConstMatRef(z) : ConstMatRef(w.dec_h[i - 2].leftCols(C));
-      backward_phase(pool, model, g, dec[i], in, dy, false, dx, true, &dec[i - 1], &prev_in, packs);
-    }
+                                                                 : Eigen::Ref<const Eigen::MatrixXf>(col(w.dec_dh[i]));
+    MatRef dx(i == 0 ? col(w.dz) : col(w.dec_dh[i - 1]));
+    if (i == 0)
+      dx_parallel(pool, model, dec[0], z, dy, dx, false, pack);
+    else
+      dx_parallel(pool, model, dec[i], col(w.dec_h[i - 1]), dy, dx, true, pack);
   }
 
   clock.mark(StepPhase::DecoderBackward);
 
   // ---- the prior's part of d loss / d(μ, log σ²) and the reparameterisation, into dhead ----
-  Block dhead = w.dhead.leftCols(B);
+  Block dhead = ex(w.dhead);
   const float kl_scale = beta / static_cast<float>(B_total);
   // β KL(q ‖ N(0, I)):  d/dμ = β μ / B,  d/dlog σ² = β (σ² − 1) / (2B)
   dhead.topRows(d) = kl_scale * mu;
   dhead.bottomRows(d) = (0.5f * kl_scale) * (sigma.array().square() - 1.0f).matrix();
   // d/dμ += Σ_l dz;  d/dlog σ² += Σ_l dz ⊙ ε ⊙ σ/2, zero where log σ² is clamped
-  reparam_backward(dhead, w.dz, eps, sigma, head, d, B, L);
-  std::fill(w.kl_dim.begin(), w.kl_dim.end(), 0.0);
-  for (int b = 0; b < B; ++b)
-    for (int j = 0; j < d; ++j) {
-      const float m = mu(j, b), v = logvar(j, b);
-      w.kl_dim[j] += 0.5 * (static_cast<double>(m) * m + std::exp(static_cast<double>(v)) - v - 1.0);
-    }
-  w.kl_sum = 0;
-  for (double v : w.kl_dim) w.kl_sum += v;
+  reparam_backward(dhead, col(w.dz), eps, sigma, head, d, nb, L);
 
   clock.mark(StepPhase::PriorTerms);
 
-  // ---- encoder backward (no gradient for the input); the head's own dW rides with its dx ----
+  // ---- encoder backward: dx of every layer but the first (no gradient for the input) ----
   for (std::size_t i = ne; i-- > 1;) {
     const Eigen::Ref<const Eigen::MatrixXf> dy = (i + 1 == ne) ? Eigen::Ref<const Eigen::MatrixXf>(dhead)
-                                                                 : Eigen::Ref<const Eigen::MatrixXf>(w.enc_dh[i].leftCols(B));
-    const Eigen::Ref<const Eigen::MatrixXf> in(w.enc_h[i - 1].leftCols(B));
-    MatRef dx(w.enc_dh[i - 1].leftCols(B));
-    ConstMatRef prev_in = (i == 1) ? ConstMatRef(x) : ConstMatRef(w.enc_h[i - 2].leftCols(B));
-    backward_phase(pool, model, g, enc[i], in, dy, i + 1 == ne, dx, true, &enc[i - 1], &prev_in, packs);
+                                                                 : Eigen::Ref<const Eigen::MatrixXf>(ex(w.enc_dh[i]));
+    MatRef dx(ex(w.enc_dh[i - 1]));
+    dx_parallel(pool, model, enc[i], ex(w.enc_h[i - 1]), dy, dx, true, pack);
   }
 
   clock.mark(StepPhase::EncoderBackward);
+}
+
+// Every layer's dW = dy inᵀ and db = Σ dy over the whole batch, after every column slice is done:
+// first each layer's inᵀ packed once (gemm::pack_b, by panel ranges), then dW by row chunks of all
+// layers, claimed by the pool's threads. Each element sums the batch's columns in order, in one
+// product, so the gradient's bits depend neither on the threads nor on the column slices.
+// (Packing inᵀ inside the column phase instead, each slice its own rows, measured no faster.)
+void mlp_weight_gradients(ThreadPool* pool, const Model& model, GradientEngine::MlpWork& w,
+                          const Eigen::Ref<const Eigen::MatrixXf>& x, int B, int L, float* g) {
+  const int C = B * L;
+  const auto& enc = model.encoder();
+  const auto& dec = model.decoder();
+  const std::size_t ne = enc.size(), nd = dec.size();
+  struct LayerGrad {
+    const DenseShape* l;
+    ConstMatRef in, dy;
+  };
+  // At most 16 dense layers (the deepest MLP the config takes has 2·4 hidden layers + 2 heads).
+  std::array<std::optional<LayerGrad>, 16> layers;
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < ne; ++i)
+    layers[n++].emplace(LayerGrad{&enc[i], i == 0 ? ConstMatRef(x) : ConstMatRef(w.enc_h[i - 1].leftCols(B)),
+                                  i + 1 == ne ? ConstMatRef(w.dhead.leftCols(B)) : ConstMatRef(w.enc_dh[i].leftCols(B))});
+  for (std::size_t i = 0; i < nd; ++i)
+    layers[n++].emplace(LayerGrad{&dec[i], i == 0 ? ConstMatRef(w.z.leftCols(C)) : ConstMatRef(w.dec_h[i - 1].leftCols(C)),
+                                  i + 1 == nd ? ConstMatRef(w.out.leftCols(C)) : ConstMatRef(w.dec_dh[i].leftCols(C))});
+  std::array<PackJob, 16> jobs;
+  std::array<int, 17> first_task{};  // layer j's row chunks are tasks [first_task[j], first_task[j + 1])
+  for (std::size_t j = 0; j < n; ++j) {
+    const LayerGrad& lg = *layers[j];
+    jobs[j] = {gemm::Op::T, lg.in.data(), lg.in.outerStride(), static_cast<int>(lg.in.cols()), lg.l->in,
+               w.dw_pack(j)};
+    first_task[j + 1] = first_task[j] + RowChunks(lg.l->out).count;
+  }
+  pack_shared(pool, jobs.data(), static_cast<int>(n));
+  for_tasks(pool, first_task[n], [&](int t) {
+    std::size_t j = 0;
+    while (t >= first_task[j + 1]) ++j;
+    const LayerGrad& lg = *layers[j];
+    const RowChunks ch(lg.l->out);
+    const int lo = ch.lo(t - first_task[j]), rows = ch.len(t - first_task[j]);
+    dw_rows(g, *lg.l, lg.dy, w.dw_pack(j), lo, rows);
+    column_sum(lg.dy.middleRows(lo, rows), Eigen::Map<Eigen::VectorXf>(g + lg.l->b, lg.l->out).segment(lo, rows));
+  });
 }
 
 // grad[0, n) += parts[0], parts[1], … in that order (shard 0 wrote grad itself), split over
@@ -840,48 +839,71 @@ void sum_gradients(ThreadPool* pool, float* grad, std::span<const float* const> 
 
 void GradientEngine::list_unsummed(int S) {
   unsummed_count_ = 0;
-  for (int s = 1; s < S; ++s) unsummed_[unsummed_count_++] = mlp_.empty() ? shards_[s]->grad.data() : mlp_[s]->grad.data();
+  for (int s = 1; s < S; ++s) unsummed_[unsummed_count_++] = shards_[s]->grad.data();
 }
 
 StepStats GradientEngine::compute_mlp(const Model& model, const Eigen::Ref<const Eigen::MatrixXf>& x,
                                       const Eigen::Ref<const Eigen::MatrixXf>& eps, float beta, float* g,
-                                      ThreadPool* pool, bool sum) {
-  const int B = static_cast<int>(x.cols()), L = samples_, S = shards_for(B), d = model.latent();
-  auto run_shard = [&](int s, ThreadPool* rows_pool) {
+                                      ThreadPool* pool) {
+  MlpWork& w = *mlp_;
+  const ModelConfig& cfg = model.config();
+  const int B = static_cast<int>(x.cols()), L = samples_, C = B * L, S = shards_for(B), d = cfg.latent;
+  const int D = cfg.input_dim();
+  unsummed_count_ = 0;
+  // Column slices side by side (one thread each, no barrier until the weight gradients) or, for a
+  // lone slice, its products split by rows over the pool: the same bits either way.
+  auto run_slice = [&](int s, ThreadPool* rows_pool) {
     const int lo = static_cast<int>(static_cast<long long>(B) * s / S);
     const int hi = static_cast<int>(static_cast<long long>(B) * (s + 1) / S);
-    MlpWork& w = *mlp_[s];
-    mlp_shard_step(model, w, x.middleCols(lo, hi - lo), eps.middleCols(static_cast<Eigen::Index>(lo) * L, (hi - lo) * L),
-                   B, L, beta, s == 0 ? g : w.grad.data(), rows_pool);
+    mlp_columns_step(model, w, x, eps, lo, hi - lo, B, L, beta, w.pack(s), rows_pool, w.slice_times[s]);
   };
-  // Shards side by side (one thread each, no barrier inside) or, for a lone shard, its products
-  // split by rows over the pool: the same bits either way.
   if (S > 1 && pool && pool->size() > 1)
-    pool->run(S, [&](int s) { run_shard(s, nullptr); });
+    pool->run(S, [&](int s) { run_slice(s, nullptr); });
   else
-    for (int s = 0; s < S; ++s) run_shard(s, pool);
+    for (int s = 0; s < S; ++s) run_slice(s, pool);
 
   StepStats st;
-  st.times = mlp_[0]->times;
-  list_unsummed(S);
-  if (sum) {
-    const auto t0 = std::chrono::steady_clock::now();
-    sum_gradients(pool, g, unsummed_gradients(), model.size());
-    unsummed_count_ = 0;
-    st.times[StepPhase::ShardSum] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  }
+  st.times = w.slice_times[0];
+  const auto t0 = std::chrono::steady_clock::now();
+  mlp_weight_gradients(pool, model, w, x, B, L, g);
+  st.times[StepPhase::WeightGradients] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
-  double recon = 0, kl = 0;
-  std::fill(kl_per_dim_.begin(), kl_per_dim_.end(), 0.0);
-  for (int s = 0; s < S; ++s) {
-    recon += mlp_[s]->recon_sum;
-    kl += mlp_[s]->kl_sum;
-    for (int j = 0; j < d; ++j) kl_per_dim_[j] += mlp_[s]->kl_dim[j];
+  // The reconstruction term from the per-chunk column sums, in chunk order, then column order.
+  const RowChunks co(D);
+  double recon_sum = 0;
+  if (cfg.likelihood == Likelihood::Bernoulli) {
+    for (int k = 0; k < co.count; ++k) recon_sum += w.part.row(k).head(C).cast<double>().sum();
+  } else {
+    const float lv = model.decoder_logvar(), inv_var = std::exp(-lv), scale = 1.0f / (static_cast<float>(B) * L);
+    double sq_total = 0;
+    for (int c = 0; c < C; ++c) {
+      float sq = 0;
+      for (int k = 0; k < co.count; ++k) sq += w.part(k, c);
+      sq_total += sq;
+      recon_sum += -0.5f * inv_var * sq - 0.5f * (lv + static_cast<float>(kLog2Pi)) * static_cast<float>(D);
+    }
+    if (model.decoder_logvar_offset() != Model::npos) {
+      const float raw = model.params()[model.decoder_logvar_offset()];
+      const bool clamped = raw < kDecoderLogVarMin || raw > kLogVarMax;
+      // d(−log p)/d lv = ½ Σ (1 − (x − m)² e^{−lv})
+      g[model.decoder_logvar_offset()] =
+          clamped ? 0.0f : static_cast<float>(scale * 0.5 * (static_cast<double>(D) * C - inv_var * sq_total));
+    }
   }
-  for (double& v : kl_per_dim_) v /= B;
+  recon_sum /= L;
+  std::fill(w.kl_dim.begin(), w.kl_dim.end(), 0.0);
+  for (int b = 0; b < B; ++b)
+    for (int j = 0; j < d; ++j) {
+      const float m = w.head(j, b), v = w.logvar(j, b);
+      w.kl_dim[j] += 0.5 * (static_cast<double>(m) * m + std::exp(static_cast<double>(v)) - v - 1.0);
+    }
+  double kl_sum = 0;
+  for (double v : w.kl_dim) kl_sum += v;
+
+  for (int j = 0; j < d; ++j) kl_per_dim_[j] = w.kl_dim[j] / B;
   st.kl_per_dim = kl_per_dim_;
-  st.recon = recon / B;
-  st.kl = kl / B;
+  st.recon = recon_sum / B;
+  st.kl = kl_sum / B;
   st.elbo = st.recon - st.kl;
   st.loss = -st.recon + beta * st.kl;
   st.finite = std::isfinite(st.loss);
@@ -904,7 +926,7 @@ StepStats GradientEngine::compute_any(const Model& model, const Eigen::Ref<const
                                       const Eigen::Ref<const Eigen::MatrixXf>& eps, float beta, float* grad,
                                       ThreadPool* pool, bool sum) {
   const FlushDenormals flush;  // see core/denormals.hpp; the pool's workers follow
-  if (!mlp_.empty()) return compute_mlp(model, x, eps, beta, grad, pool, sum);
+  if (mlp_) return compute_mlp(model, x, eps, beta, grad, pool);
   const int B = static_cast<int>(x.cols());
   const int S = std::min(static_cast<int>(shards_.size()), B);
   const std::size_t n = model.size();

@@ -11,7 +11,6 @@
 #include <exception>
 #include <limits>
 #include <sstream>
-#include <thread>
 
 #include "core/adam.hpp"
 #include "core/checkpoint.hpp"
@@ -174,11 +173,7 @@ struct Trainer::Impl {
   // Buffers that depend on the batch, L, threads and model shape.
   void prepare_engine() {
     if (!pool || pool->size() != tcfg.threads) pool = std::make_unique<ThreadPool>(tcfg.threads);
-    // A plain MLP's shard count follows the machine's cores, not --threads (nor the busy-core
-    // switch to one thread): the same seed gives the same run whatever the thread setting.
-    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    const int shards = mcfg.family == ModelFamily::Mlp ? cores : tcfg.threads;
-    engine = std::make_unique<GradientEngine>(mcfg, tcfg.batch, tcfg.samples, shards);
+    engine = std::make_unique<GradientEngine>(mcfg, tcfg.batch, tcfg.samples, tcfg.threads);
     grad.assign(model->size(), 0.0f);
     xbatch.resize(mcfg.input_dim(), tcfg.batch);
     eps.resize(mcfg.latent, static_cast<Eigen::Index>(tcfg.batch) * tcfg.samples);

@@ -135,9 +135,9 @@ TEST_CASE("gradients: the row-chunked MLP backward matches finite differences ac
   check_elbo_gradient(cfg, 5, 2, 1.0f, 2, 5);
 }
 
-TEST_CASE("gradients: a plain MLP batch cut into shards matches finite differences") {
-  // 64 examples or more a shard: 130 examples and a limit of 2 give shards of 65, whose gradients
-  // are summed (also for the learned decoder variance, a single parameter every shard adds to).
+TEST_CASE("gradients: a plain MLP batch cut into column slices matches finite differences") {
+  // 64 examples or more a slice: 130 examples and a limit of 2 give slices of 65 side by side,
+  // whose columns meet in the weight gradients (and the learned decoder variance's).
   ModelConfig cfg;
   cfg.image_h = 4;
   cfg.image_w = 4;
@@ -154,12 +154,15 @@ TEST_CASE("gradients: a plain MLP batch cut into shards matches finite differenc
 }
 
 TEST_CASE("gradients: the shards' unsummed parts, summed by Adam, give the bits of compute()") {
+  // The clustering VAE sums per-shard gradients; the plain MLP has none to leave.
   ModelConfig cfg;
   cfg.image_h = 5;
   cfg.image_w = 6;
   cfg.latent = 4;
   cfg.hidden = {24};
-  const int B = 200;  // three shards of 66–67 examples
+  cfg.family = ModelFamily::Gmvae;
+  cfg.clusters = 3;
+  const int B = 20;
   Model model(cfg);
   model.init(2);
   Rng rng(4);
@@ -179,6 +182,15 @@ TEST_CASE("gradients: the shards' unsummed parts, summed by Adam, give the bits 
     for (std::size_t i = 0; i < by_hand.size(); ++i) by_hand[i] += part[i];
   CHECK(by_hand == g);
   CHECK(g0 != g);  // shard 0's part alone is not the gradient (guards the test itself)
+  ModelConfig mlp = cfg;
+  mlp.family = ModelFamily::Mlp;
+  mlp.clusters = 0;
+  Model plain(mlp);
+  plain.init(2);
+  GradientEngine whole(mlp, B, 1, 3);
+  std::vector<float> gp(plain.size());
+  whole.compute_unsummed(plain, x, eps, 1.0f, gp.data(), &pool);
+  CHECK(whole.unsummed_gradients().empty());
 
   Model m1 = model, m2 = model;
   Adam adam1, adam2;
@@ -229,13 +241,15 @@ TEST_CASE("gradients: the same seed gives the same bits whatever the thread coun
   const std::vector<float> one = run(mlp, 1, 1);
   CHECK(std::isfinite(one.back()));
   CHECK(one == run(mlp, 1, 2));
-  CHECK(one == run(mlp, 4, 3));  // 23 examples: one MLP shard, whatever the limit
-  // 150 examples in two MLP shards, run side by side or one after the other.
+  CHECK(one == run(mlp, 4, 3));  // 23 examples: one MLP slice, whatever the limit
+  // 150 examples in two MLP column slices, side by side or one after the other, or in one slice
+  // split by rows: the slices meet only in the weight gradients, each over the whole batch.
   const std::vector<float> two = run(mlp, 2, 1, 150);
   CHECK(std::isfinite(two.back()));
   CHECK(two == run(mlp, 2, 2, 150));
   CHECK(two == run(mlp, 2, 3, 150));
-  CHECK(two != run(mlp, 1, 2, 150));  // one shard sums in another order (guards the test itself)
+  CHECK(two == run(mlp, 1, 2, 150));
+  CHECK(two == run(mlp, 1, 1, 150));
 
   ModelConfig gm = mlp;
   gm.family = ModelFamily::Gmvae;

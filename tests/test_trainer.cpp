@@ -66,8 +66,8 @@ TEST_CASE("trainer: the same seed gives the same numbers, whatever the thread co
   // The MLP step splits each layer into chunks fixed by the layer sizes, not by the threads.
   const History c = run_epochs(2, 1);
   CHECK(c == a);
-  // Batches of 128 are cut into shards by the machine's core count, not by the threads: seven
-  // such steps an epoch, then one of 104 examples (a single shard).
+  // Batches of 128 run as two column slices side by side on 2 threads, as one on 1: seven such
+  // steps an epoch, then one of 104 examples (a single slice, split by rows on 2 threads).
   const History d2 = run_epochs(2, 2, 128), d1 = run_epochs(2, 1, 128);
   REQUIRE(!d2.steps.empty());
   CHECK(d1 == d2);

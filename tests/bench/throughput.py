@@ -338,10 +338,11 @@ def main():
                                           "flops": fl, "pytorch": pt, "vaelab": vl}) + "\n")
     if phase_rows:
         # Where vaelab's step time goes (vaelab-train's phase_us, mean µs a step, median run of each
-        # cell): the trainer's three stages, then the MLP gradient's phases as % of the whole step.
+        # cell): the trainer's three stages, then the MLP gradient's phases as % of the whole step (the
+        # column phases are one slice's: with two slices side by side, each thread's view).
         names = ["encoder_forward", "decoder_forward", "output_and_loss", "decoder_backward", "prior_terms",
-                 "encoder_backward"]
-        short = ["enc fwd", "dec fwd", "out+loss", "dec bwd", "prior", "enc bwd"]
+                 "encoder_backward", "weight_gradients"]
+        short = ["enc fwd", "dec fwd", "out+loss", "dec bwd", "prior", "enc bwd", "dW"]
         print("\nvaelab step, µs: batch | gradient | optimizer || % of the step: " + " ".join(short))
         for arch, b, t, ph in phase_rows:
             total = ph["batch"] + ph["gradient"] + ph["optimizer"]

@@ -27,7 +27,8 @@ r = json.loads(line)
 assert r["samples_per_s"] > 0 and r["steps"] == 200 and r["threads"] == int(sys.argv[2]), r
 p = r["phase_us"]
 stages = ["batch", "gradient", "optimizer"]
-mlp = ["encoder_forward", "decoder_forward", "output_and_loss", "decoder_backward", "prior_terms", "encoder_backward"]
+mlp = ["encoder_forward", "decoder_forward", "output_and_loss", "decoder_backward", "prior_terms", "encoder_backward",
+       "weight_gradients"]
 for k in stages + mlp:
     assert p[k] > 0, (k, p)
 inside = sum(p[k] for k in mlp)
