@@ -3,11 +3,9 @@
 #include "core/train_step.hpp"
 
 #include <algorithm>
-#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstring>
-#include <optional>
 
 #include "core/bernoulli_rows.hpp"
 #include "core/conv.hpp"
@@ -51,6 +49,15 @@ class PhaseClock {
  private:
   StepTimes& times_;
   std::chrono::steady_clock::time_point last_;
+};
+
+// One operand that every row chunk of a product reads, to be packed once (gemm::pack_b).
+struct PackJob {
+  gemm::Op op;
+  const float* b;
+  std::ptrdiff_t ldb;
+  int k, n;
+  float* dst;
 };
 
 // At most 16 chunks per layer (13 for 400 or 784 rows, MR-row chunks below 16·MR rows), each a
@@ -114,6 +121,10 @@ struct GradientEngine::MlpWork {
   std::vector<float> packs;
   std::size_t pack_floats = 0;
   std::vector<std::size_t> dw_offsets;
+  // The weight-gradient phase: dense layer j (the encoder's, then the decoder's) has its inᵀ packed
+  // by dw_jobs[j] and its row chunks as tasks [dw_first_task[j], dw_first_task[j + 1]).
+  std::vector<PackJob> dw_jobs;
+  std::vector<int> dw_first_task;
   float* pack(int slice) { return packs.data() + static_cast<std::size_t>(slice) * pack_floats; }
   float* dw_pack(std::size_t layer) { return packs.data() + dw_offsets[layer]; }
 };
@@ -155,8 +166,8 @@ GradientEngine::GradientEngine(const ModelConfig& cfg, int max_batch, int sample
     mlp_slices_ = std::clamp(max_batch / kMlpShardExamples, 1, std::max(1, shards));
     int widest_slice = 1;  // the most examples a slice of any batch up to max_batch gets
     for (int b = 1; b <= max_batch; ++b) {
-      const int s = std::clamp(b / kMlpShardExamples, 1, mlp_slices_);
-      widest_slice = std::max(widest_slice, (b + s - 1) / s);
+      const int slices = mlp_slices(b);
+      widest_slice = std::max(widest_slice, (b + slices - 1) / slices);
     }
     const int C = max_batch * samples, d = cfg.latent, D = cfg.input_dim();
     auto w = std::make_unique<MlpWork>();
@@ -171,11 +182,14 @@ GradientEngine::GradientEngine(const ModelConfig& cfg, int max_batch, int sample
       for (const DenseShape& l : *net) widest = std::max({widest, l.in, l.out});
     w->pack_floats = gemm::packed_b_floats(widest, widest_slice * samples);
     std::size_t total = w->pack_floats * static_cast<std::size_t>(mlp_slices_);
+    w->dw_first_task.push_back(0);
     for (const auto* net : {&layout.encoder(), &layout.decoder()})
       for (const DenseShape& l : *net) {
         w->dw_offsets.push_back(total);
         total += gemm::packed_b_floats(C, l.in);
+        w->dw_first_task.push_back(w->dw_first_task.back() + RowChunks(l.out).count);
       }
+    w->dw_jobs.resize(w->dw_offsets.size());
     w->packs.assign(total, 0.0f);
     mlp_ = std::move(w);
     return;
@@ -223,8 +237,10 @@ GradientEngine::GradientEngine(const ModelConfig& cfg, int max_batch, int sample
 
 GradientEngine::~GradientEngine() = default;
 
+int GradientEngine::mlp_slices(int batch) const { return std::clamp(batch / kMlpShardExamples, 1, mlp_slices_); }
+
 int GradientEngine::shards_for(int batch) const {
-  if (mlp_) return std::clamp(batch / kMlpShardExamples, 1, mlp_slices_);
+  if (mlp_) return mlp_slices(batch);
   return std::max(1, std::min(static_cast<int>(shards_.size()), batch));
 }
 
@@ -578,15 +594,6 @@ void for_tasks(ThreadPool* pool, int n, const F& f) {
     for (int i = 0; i < n; ++i) f(i);
 }
 
-// One operand that every row chunk of a product reads, to be packed once (gemm::pack_b).
-struct PackJob {
-  gemm::Op op;
-  const float* b;
-  std::ptrdiff_t ldb;
-  int k, n;
-  float* dst;
-};
-
 // Packs the jobs' panels in parallel (each job in a few panel ranges), before the chunks start.
 void pack_shared(ThreadPool* pool, const PackJob* jobs, int count) {
   constexpr int kParts = 4;
@@ -785,37 +792,35 @@ void mlp_weight_gradients(ThreadPool* pool, const Model& model, GradientEngine::
   const int C = B * L;
   const auto& enc = model.encoder();
   const auto& dec = model.decoder();
-  const std::size_t ne = enc.size(), nd = dec.size();
-  struct LayerGrad {
-    const DenseShape* l;
-    ConstMatRef in, dy;
+  const std::size_t ne = enc.size(), nd = dec.size(), layers = ne + nd;
+  // Layer j's shape, input and dy over the whole batch.
+  auto layer = [&](std::size_t j) {
+    struct LayerGrad {
+      const DenseShape& l;
+      ConstMatRef in, dy;
+    };
+    if (j < ne)
+      return LayerGrad{enc[j], j == 0 ? ConstMatRef(x) : ConstMatRef(w.enc_h[j - 1].leftCols(B)),
+                       j + 1 == ne ? ConstMatRef(w.dhead.leftCols(B)) : ConstMatRef(w.enc_dh[j].leftCols(B))};
+    const std::size_t i = j - ne;
+    return LayerGrad{dec[i], i == 0 ? ConstMatRef(w.z.leftCols(C)) : ConstMatRef(w.dec_h[i - 1].leftCols(C)),
+                     i + 1 == nd ? ConstMatRef(w.out.leftCols(C)) : ConstMatRef(w.dec_dh[i].leftCols(C))};
   };
-  // At most 16 dense layers (the deepest MLP the config takes has 2·4 hidden layers + 2 heads).
-  std::array<std::optional<LayerGrad>, 16> layers;
-  std::size_t n = 0;
-  for (std::size_t i = 0; i < ne; ++i)
-    layers[n++].emplace(LayerGrad{&enc[i], i == 0 ? ConstMatRef(x) : ConstMatRef(w.enc_h[i - 1].leftCols(B)),
-                                  i + 1 == ne ? ConstMatRef(w.dhead.leftCols(B)) : ConstMatRef(w.enc_dh[i].leftCols(B))});
-  for (std::size_t i = 0; i < nd; ++i)
-    layers[n++].emplace(LayerGrad{&dec[i], i == 0 ? ConstMatRef(w.z.leftCols(C)) : ConstMatRef(w.dec_h[i - 1].leftCols(C)),
-                                  i + 1 == nd ? ConstMatRef(w.out.leftCols(C)) : ConstMatRef(w.dec_dh[i].leftCols(C))});
-  std::array<PackJob, 16> jobs;
-  std::array<int, 17> first_task{};  // layer j's row chunks are tasks [first_task[j], first_task[j + 1])
-  for (std::size_t j = 0; j < n; ++j) {
-    const LayerGrad& lg = *layers[j];
-    jobs[j] = {gemm::Op::T, lg.in.data(), lg.in.outerStride(), static_cast<int>(lg.in.cols()), lg.l->in,
-               w.dw_pack(j)};
-    first_task[j + 1] = first_task[j] + RowChunks(lg.l->out).count;
+  for (std::size_t j = 0; j < layers; ++j) {
+    const auto lg = layer(j);
+    w.dw_jobs[j] = {gemm::Op::T, lg.in.data(), lg.in.outerStride(), static_cast<int>(lg.in.cols()), lg.l.in,
+                    w.dw_pack(j)};
   }
-  pack_shared(pool, jobs.data(), static_cast<int>(n));
-  for_tasks(pool, first_task[n], [&](int t) {
+  pack_shared(pool, w.dw_jobs.data(), static_cast<int>(layers));
+  const std::vector<int>& first = w.dw_first_task;
+  for_tasks(pool, first[layers], [&](int t) {
     std::size_t j = 0;
-    while (t >= first_task[j + 1]) ++j;
-    const LayerGrad& lg = *layers[j];
-    const RowChunks ch(lg.l->out);
-    const int lo = ch.lo(t - first_task[j]), rows = ch.len(t - first_task[j]);
-    dw_rows(g, *lg.l, lg.dy, w.dw_pack(j), lo, rows);
-    column_sum(lg.dy.middleRows(lo, rows), Eigen::Map<Eigen::VectorXf>(g + lg.l->b, lg.l->out).segment(lo, rows));
+    while (t >= first[j + 1]) ++j;
+    const auto lg = layer(j);
+    const RowChunks ch(lg.l.out);
+    const int lo = ch.lo(t - first[j]), rows = ch.len(t - first[j]);
+    dw_rows(g, lg.l, lg.dy, w.dw_pack(j), lo, rows);
+    column_sum(lg.dy.middleRows(lo, rows), Eigen::Map<Eigen::VectorXf>(g + lg.l.b, lg.l.out).segment(lo, rows));
   });
 }
 

@@ -115,6 +115,7 @@ class GradientEngine {
   std::vector<std::unique_ptr<Shard>> shards_;
   std::unique_ptr<MlpWork> mlp_;  // plain MLP only
   int mlp_slices_ = 1;            // the most column slices a batch is cut into
+  int mlp_slices(int batch) const;  // column slices for a batch: ≥ kMlpShardExamples each, ≤ mlp_slices_
   std::vector<double> kl_per_dim_;  // StepStats::kl_per_dim points here
   std::vector<const float*> unsummed_;
   std::size_t unsummed_count_ = 0;

@@ -135,6 +135,16 @@ TEST_CASE("gradients: the row-chunked MLP backward matches finite differences ac
   check_elbo_gradient(cfg, 5, 2, 1.0f, 2, 5);
 }
 
+TEST_CASE("gradients: the deepest MLP the config takes (8 hidden layers) matches finite differences") {
+  // 18 dense layers in all, each with its own weight-gradient pack and row chunks.
+  ModelConfig cfg;
+  cfg.image_h = 3;
+  cfg.image_w = 3;
+  cfg.latent = 2;
+  cfg.hidden = {6, 5, 6, 5, 6, 5, 6, 5};
+  check_elbo_gradient(cfg, 5, 1, 1.0f, 2, 3);
+}
+
 TEST_CASE("gradients: a plain MLP batch cut into column slices matches finite differences") {
   // 64 examples or more a slice: 130 examples and a limit of 2 give slices of 65 side by side,
   // whose columns meet in the weight gradients (and the learned decoder variance's).
