@@ -1,4 +1,4 @@
-// Convolution and transposed convolution by im2col/col2im + Eigen GEMMs, one sample at a time.
+// Convolution and transposed convolution by im2col/col2im + GEMMs (core/gemm), one sample at a time.
 // Not a direct (sliding-window) convolution and not multithreaded: callers split batches over shards.
 //
 // Both layer kinds are one "convolution view": a large image side (conv input / transposed output,
@@ -21,6 +21,7 @@
 #include <string>
 
 #include "core/error.hpp"
+#include "core/gemm.hpp"
 
 namespace vaelab {
 
@@ -192,8 +193,37 @@ void col2im(const View& v, const float* cols, const float* bias, float* img, flo
 void ensure(ConvWorkspace& ws, const View& v) {
   const auto need_cols = static_cast<std::size_t>(v.P() * v.K());
   const auto need_planes = v.s > 1 ? static_cast<std::size_t>(v.img_c * v.img_px()) : std::size_t{0};
+  const int K = static_cast<int>(v.K()), P = static_cast<int>(v.P());
+  const std::size_t need_w = std::max(gemm::packed_b_floats(K, v.sm_c), gemm::packed_b_floats(v.sm_c, K));
+  const std::size_t need_b = gemm::packed_b_floats(P, v.sm_c);
   if (ws.cols.size() < need_cols) ws.cols.resize(need_cols);
   if (ws.planes.size() < need_planes) ws.planes.resize(need_planes);
+  if (ws.w_pack.size() < need_w) ws.w_pack.resize(need_w);
+  if (ws.b_pack.size() < need_b) ws.b_pack.resize(need_b);
+}
+
+// The weights as the right-hand side of every sample's product, packed once per call: Wm (K, sm_c)
+// for y_small = cols · Wm, or Wmᵀ (sm_c, K) for cols = small · Wmᵀ.
+void pack_weights(const View& v, const float* W, bool transpose, ConvWorkspace& ws) {
+  const int K = static_cast<int>(v.K());
+  if (!transpose)
+    gemm::pack_b(gemm::Op::N, W, K, K, v.sm_c, ws.w_pack.data(), 0, gemm::panels(v.sm_c));
+  else
+    gemm::pack_b(gemm::Op::T, W, K, v.sm_c, K, ws.w_pack.data(), 0, gemm::panels(K));
+}
+
+// out (P, n) = a (P, k) · the packed weights (k = K, n = sm_c, or k = sm_c, n = K if transposed).
+void times_weights(const View& v, const float* a, bool transposed_weights, const ConvWorkspace& ws, float* out) {
+  const int K = static_cast<int>(v.K()), P = static_cast<int>(v.P());
+  const int n = transposed_weights ? K : v.sm_c, k = transposed_weights ? v.sm_c : K;
+  gemm::multiply_packed(gemm::Op::N, a, P, P, n, k, ws.w_pack.data(), out, P, false);
+}
+
+// dWm (K, sm_c) += cols (P, K)ᵀ · small (P, sm_c), one sample's share of the weight gradient.
+void add_weight_gradient(const View& v, const float* cols, const float* small, float* dW, ConvWorkspace& ws) {
+  const int K = static_cast<int>(v.K()), P = static_cast<int>(v.P());
+  gemm::pack_b(gemm::Op::N, small, P, P, v.sm_c, ws.b_pack.data(), 0, gemm::panels(v.sm_c));
+  gemm::multiply_packed(gemm::Op::T, cols, P, K, v.sm_c, P, ws.b_pack.data(), dW, K, true);
 }
 
 void check_shapes(const char* who, const ConvGeometry& g, const char* xname, Index xr, const char* yname, Index yr,
@@ -300,26 +330,25 @@ void ConvWorkspace::reserve(const ConvGeometry& g) { ensure(*this, view_of(g)); 
 
 // One sample at a time: a sample's small side, (sm_c, P) in NCHW order, already is a column-major
 // (P, sm_c) matrix, so every GEMM reads and writes the activations in place and only the im2col
-// matrix (P, K) is scratch. Eigen's kernels run as fast on these (P ≥ 49) products as on batched
-// ones, and faster than on products too large for the cache.
+// matrix (P, K) is scratch. The weights are packed once per call for all samples; the products
+// (P ≥ 49 rows) run as fast one sample at a time as batched, and the workspace holds every buffer,
+// so a reserved workspace never allocates (Eigen's products took their blocks from the heap).
 void conv_forward(const float* W, const float* b, const ConvGeometry& g, ConstMatRef x, MatRef y, ConvWorkspace& ws) {
   check_shapes("conv_forward", g, "x", x.rows(), "y", y.rows(), x.cols(), y.cols());
   const View v = view_of(g);
-  const Index P = v.P(), K = v.K();
+  const Index P = v.P();
   ensure(ws, v);
-  const CMapM Wm(W, K, v.sm_c);     // (K, sm_c)
-  MapM cols(ws.cols.data(), P, K);  // (P, K)
+  pack_weights(v, W, g.transposed, ws);
   for (Index n = 0; n < x.cols(); ++n) {
     const float* xc = x.data() + n * x.outerStride();
     float* yc = y.data() + n * y.outerStride();
     if (!g.transposed) {
-      MapM Y(yc, P, v.sm_c);  // (P, out_c)
-      im2col(v, xc, cols.data(), ws.planes.data());
-      Y.noalias() = cols * Wm;
-      if (b) Y.rowwise() += CMapV(b, v.sm_c).transpose();
+      im2col(v, xc, ws.cols.data(), ws.planes.data());
+      times_weights(v, ws.cols.data(), false, ws, yc);  // (P, out_c)
+      if (b) MapM(yc, P, v.sm_c).rowwise() += CMapV(b, v.sm_c).transpose();
     } else {
-      cols.noalias() = CMapM(xc, P, v.sm_c) * Wm.transpose();  // (P, K)
-      col2im(v, cols.data(), b, yc, ws.planes.data());
+      times_weights(v, xc, true, ws, ws.cols.data());  // (P, K)
+      col2im(v, ws.cols.data(), b, yc, ws.planes.data());
     }
   }
 }
@@ -333,30 +362,28 @@ void conv_backward(const float* W, const ConvGeometry& g, ConstMatRef x, ConstMa
   const View v = view_of(g);
   const Index P = v.P(), K = v.K();
   ensure(ws, v);
-  const CMapM Wm(W, K, v.sm_c);     // (K, sm_c)
-  MapM dWm(dW, K, v.sm_c);          // (K, sm_c)
-  MapM cols(ws.cols.data(), P, K);  // (P, K): im2col of the large side (x for a conv, dy if transposed)
-  dWm.setZero();
+  // dx of a conv is col2im(dy_small · Wmᵀ); of a transposed conv, cols(dy) · Wm.
+  if (dx) pack_weights(v, W, !g.transposed, ws);
+  MapM(dW, K, v.sm_c).setZero();
   if (db) MapV(db, g.out_c).setZero();
+  float* cols = ws.cols.data();  // (P, K): im2col of the large side (x for a conv, dy if transposed)
   for (Index n = 0; n < x.cols(); ++n) {
     const float* xc = x.data() + n * x.outerStride();
     const float* dyc = dy.data() + n * dy.outerStride();
     float* dxc = dx ? dx->data() + n * dx->outerStride() : nullptr;
     if (!g.transposed) {
-      const CMapM dY(dyc, P, v.sm_c);  // (P, out_c)
-      im2col(v, xc, cols.data(), ws.planes.data());
-      dWm.noalias() += cols.transpose() * dY;
-      if (db) MapV(db, g.out_c) += dY.colwise().sum().transpose();
+      im2col(v, xc, cols, ws.planes.data());
+      add_weight_gradient(v, cols, dyc, dW, ws);
+      if (db) MapV(db, g.out_c) += CMapM(dyc, P, v.sm_c).colwise().sum().transpose();
       if (dxc) {
-        cols.noalias() = dY * Wm.transpose();  // d cols (P, K)
-        col2im(v, cols.data(), nullptr, dxc, ws.planes.data());
+        times_weights(v, dyc, true, ws, cols);  // d cols (P, K)
+        col2im(v, cols, nullptr, dxc, ws.planes.data());
       }
     } else {
-      const CMapM X(xc, P, v.sm_c);  // (in_h·in_w, in_c)
-      im2col(v, dyc, cols.data(), ws.planes.data());
-      dWm.noalias() += cols.transpose() * X;
+      im2col(v, dyc, cols, ws.planes.data());
+      add_weight_gradient(v, cols, xc, dW, ws);
       if (db) MapV(db, g.out_c) += CMapM(dyc, v.img_px(), v.img_c).colwise().sum().transpose();
-      if (dxc) MapM(dxc, P, v.sm_c).noalias() = cols * Wm;
+      if (dxc) times_weights(v, cols, false, ws, dxc);  // (P, in_c)
     }
   }
 }

@@ -75,10 +75,14 @@ struct ConvWorkspace {
   ConvWorkspace() = default;
   explicit ConvWorkspace(const ConvGeometry& g) { reserve(g); }
   void reserve(const ConvGeometry& g);  // grows only
-  std::size_t floats() const { return cols.size() + planes.size(); }
+  std::size_t floats() const { return cols.size() + planes.size() + w_pack.size() + b_pack.size(); }
 
   std::vector<float, Eigen::aligned_allocator<float>> cols;    // (P, K) im2col of one sample
   std::vector<float, Eigen::aligned_allocator<float>> planes;  // stride > 1: one large-side image by phase
+  // The GEMMs' packed right-hand sides (core/gemm): Wm or Wmᵀ, packed once per call and shared by
+  // every sample, and one sample's (P, sm_c) side for dWm.
+  std::vector<float> w_pack;
+  std::vector<float> b_pack;
 };
 
 // ---- Layers -----------------------------------------------------------------------------------------

@@ -95,8 +95,11 @@ struct GradientEngine::Shard {
   std::vector<Eigen::MatrixXf> enc_dh;  // (h_i, Bs)
   // Clustering VAE only: classifier activations (hidden, C), p(y|z) then d loss/d logits (K, C),
   // classifier hidden gradient, its contribution to dz (d, C), per-example responsibilities
-  // (K, Bs), and per-example scratch for the cluster KLs (d, K).
+  // (K, Bs), and per-example scratch for the cluster KLs (d, K), their sums over dimensions, the
+  // clamped log p(y|z) + log K, the gradient by p(y|z) (K each), and per-dimension terms (d each).
   Eigen::MatrixXf cls_h, cls_p, cls_dh, dz_cls, resp, cdim, cl_lv, cl_inv;
+  Eigen::ArrayXf cl_sum, cl_logkp, cl_gp, cl_var, cl_diff;
+  Eigen::VectorXf cl_kd;
   ConvWorkspace conv_ws;                // Conv only: reserved for all five convolutions
   ParamVector grad;                     // this shard's gradient (shard 0 writes the caller's)
   double recon_sum = 0, kl_sum = 0;
@@ -227,6 +230,9 @@ GradientEngine::GradientEngine(const ModelConfig& cfg, int max_batch, int sample
       sh->cdim.resize(d, K);
       sh->cl_lv.resize(d, K);
       sh->cl_inv.resize(d, K);
+      for (Eigen::ArrayXf* a : {&sh->cl_sum, &sh->cl_logkp, &sh->cl_gp}) a->resize(K);
+      for (Eigen::ArrayXf* a : {&sh->cl_var, &sh->cl_diff}) a->resize(d);
+      sh->cl_kd.resize(d);
     }
     if (s > 0) sh->grad.resize(layout.size());
     sh->kl_dim.resize(d);
@@ -276,20 +282,24 @@ void gmvae_prior_step(const Model& model, GradientEngine::Shard& sh, const Mu& m
   const float log_k = std::log(static_cast<float>(K));
   for (int b = 0; b < Bs; ++b) {
     // cdim(j, y): KL of dimension j between q(z|x_b) and cluster y.
+    sh.cl_var = logvar.col(b).array().exp();  // σ², here rather than in the broadcast (a temporary)
     sh.cdim = 0.5f * ((sh.cl_lv.array().colwise() - logvar.col(b).array()) +
-                      ((cm.colwise() - mu.col(b)).array().square().colwise() + logvar.col(b).array().exp()) *
+                      ((cm.colwise() - mu.col(b)).array().square().colwise() + sh.cl_var) *
                           sh.cl_inv.array() -
                       1.0f);
-    const Eigen::RowVectorXf Cy = sh.cdim.colwise().sum();
+    Eigen::ArrayXf& Cy = sh.cl_sum;
+    Cy = sh.cdim.colwise().sum().transpose();
     for (int l = 0; l < L; ++l) {
       auto p = cp.col(b * L + l);
-      const Eigen::ArrayXf logKp = p.array().max(1e-30f).log() + log_k;
-      sh.kl_sum += ((p.array() * (Cy.transpose().array() + logKp)).sum()) / L;
-      const Eigen::VectorXf kd = sh.cdim * p;
-      for (int j = 0; j < d; ++j) sh.kl_dim[j] += kd(j) / L;
+      Eigen::ArrayXf& logKp = sh.cl_logkp;
+      logKp = p.array().max(1e-30f).log() + log_k;
+      sh.kl_sum += ((p.array() * (Cy + logKp)).sum()) / L;
+      sh.cl_kd.noalias() = sh.cdim * p;
+      for (int j = 0; j < d; ++j) sh.kl_dim[j] += sh.cl_kd(j) / L;
       resp.col(b) += p / static_cast<float>(L);
       // d/dp_y = col_scale (C_y + log K p_y + 1); softmax backward turns it into d/dlogits.
-      const Eigen::ArrayXf gp = col_scale * (Cy.transpose().array() + logKp + 1.0f);
+      Eigen::ArrayXf& gp = sh.cl_gp;
+      gp = col_scale * (Cy + logKp + 1.0f);
       const float mean = (p.array() * gp).sum();
       p = (p.array() * (gp - mean)).matrix();
     }
@@ -313,11 +323,13 @@ void gmvae_prior_step(const Model& model, GradientEngine::Shard& sh, const Mu& m
     auto dlv = dhead.col(b).tail(d);
     dmu.setZero();
     dlv.setZero();
-    const Eigen::ArrayXf var = logvar.col(b).array().exp();
+    Eigen::ArrayXf& var = sh.cl_var;
+    var = logvar.col(b).array().exp();
     for (int y = 0; y < K; ++y) {
       const float w = kl_scale * resp(y, b);
-      const Eigen::ArrayXf diff = mu.col(b).array() - cm.col(y).array();
-      const Eigen::ArrayXf inv = sh.cl_inv.col(y).array();
+      Eigen::ArrayXf& diff = sh.cl_diff;
+      diff = mu.col(b).array() - cm.col(y).array();
+      const auto inv = sh.cl_inv.col(y).array();
       dmu.array() += w * diff * inv;
       dlv.array() += (0.5f * w) * (var * inv - 1.0f);
       gm.col(y).array() -= w * diff * inv;

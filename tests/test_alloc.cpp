@@ -131,3 +131,27 @@ TEST_CASE("alloc: no allocation inside the MLP training step (compute + Adam), 1
   MESSAGE("malloc counting is off in this build (sanitizer or not glibc)");
 #endif
 }
+
+TEST_CASE("alloc: no allocation inside the convolutional and clustering VAE steps, 1 and 2 threads") {
+#ifdef VAELAB_MALLOC_COUNT
+  for (int threads : {1, 2}) {
+    CAPTURE(threads);
+    ModelConfig conv;
+    conv.image_h = conv.image_w = 28;  // products large enough for Eigen to take its blocks from the heap
+    conv.latent = 4;
+    conv.family = ModelFamily::Conv;
+    CHECK(allocations_in_step(conv, 9, 1, threads) == 0);
+    CHECK(allocations_in_step(conv, 9, 2, threads) == 0);
+    ModelConfig gm;
+    gm.image_h = gm.image_w = 10;
+    gm.latent = 3;
+    gm.hidden = {32};
+    gm.family = ModelFamily::Gmvae;
+    gm.clusters = 4;
+    CHECK(allocations_in_step(gm, 11, 1, threads) == 0);
+    CHECK(allocations_in_step(gm, 11, 3, threads) == 0);
+  }
+#else
+  MESSAGE("malloc counting is off in this build (sanitizer or not glibc)");
+#endif
+}
