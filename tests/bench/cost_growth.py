@@ -16,11 +16,7 @@ import throughput as tp  # noqa: E402  (the shared helpers: FLOPs, peak, runs, m
 
 def main():
     ap = argparse.ArgumentParser(description="vaelab training cost against hidden width and batch size")
-    ap.add_argument("--vaelab", default=os.environ.get("VAELAB_TRAIN")
-                    or os.path.join(os.environ.get("BUILD", "build"), "vaelab-train"))
-    ap.add_argument("--fma-peak", default=os.environ.get("FMA_PEAK")
-                    or os.path.join(os.environ.get("BUILD", "build"), "tests", "bench", "fma_peak"))
-    ap.add_argument("--data", default=os.environ.get("DATA", tp.DEFAULT_DATA))
+    tp.add_vaelab_args(ap)
     ap.add_argument("--widths", default="100,200,400,800,1600", help="hidden widths at batch 128")
     ap.add_argument("--batches", default="16,32,64,128,256,512,1024", help="batch sizes at hidden 400")
     ap.add_argument("--threads", default="1,2")
@@ -30,8 +26,6 @@ def main():
     args = ap.parse_args()
     if not os.access(args.vaelab, os.X_OK):
         sys.exit(f"cost_growth: no vaelab-train at {args.vaelab} (build first, or set VAELAB_TRAIN)")
-    args.vaelab_cmd = tp.DEFAULT_VAELAB_CMD
-    args.vaelab_steps = 0
 
     peak = tp.measure_peak(args)
     if peak:

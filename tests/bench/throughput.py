@@ -215,24 +215,30 @@ def find_python():
     return None
 
 
-def main():
-    ap = argparse.ArgumentParser(description="vaelab vs PyTorch training throughput")
+def add_vaelab_args(ap):
+    """The flags that say which vaelab-train to run, how, on which data, and where fma_peak is
+    (shared with cost_growth.py)."""
     ap.add_argument("--vaelab", default=os.environ.get("VAELAB_TRAIN")
                     or os.path.join(os.environ.get("BUILD", "build"), "vaelab-train"),
                     help="vaelab-train path (env VAELAB_TRAIN, else $BUILD/vaelab-train, BUILD default build)")
     ap.add_argument("--vaelab-cmd", default=os.environ.get("VAELAB_BENCH_CMD", DEFAULT_VAELAB_CMD),
                     help="command template for one vaelab measurement")
     ap.add_argument("--vaelab-steps", type=int, default=0, help="fixed timed steps for vaelab (0: calibrate)")
+    ap.add_argument("--data", default=os.environ.get("DATA", DEFAULT_DATA))
+    ap.add_argument("--fma-peak", default=os.environ.get("FMA_PEAK")
+                    or os.path.join(os.environ.get("BUILD", "build"), "tests", "bench", "fma_peak"),
+                    help="fma_peak path (env FMA_PEAK, else $BUILD/tests/bench/fma_peak)")
+
+
+def main():
+    ap = argparse.ArgumentParser(description="vaelab vs PyTorch training throughput")
+    add_vaelab_args(ap)
     ap.add_argument("--pytorch-only", action="store_true", help="skip vaelab")
     ap.add_argument("--python", default=os.environ.get("PYTHON") or find_python(), help="python with torch")
-    ap.add_argument("--data", default=os.environ.get("DATA", DEFAULT_DATA))
     ap.add_argument("--seconds", type=float, default=3.0, help="timed seconds per measurement")
     ap.add_argument("--repeat", type=int, default=3, help="measurements per cell; the median is shown")
     ap.add_argument("--busy-core", action="store_true",
                     help="run every measurement beside a busy loop keeping one core loaded (nice 0)")
-    ap.add_argument("--fma-peak", default=os.environ.get("FMA_PEAK")
-                    or os.path.join(os.environ.get("BUILD", "build"), "tests", "bench", "fma_peak"),
-                    help="fma_peak path (env FMA_PEAK, else $BUILD/tests/bench/fma_peak)")
     ap.add_argument("--archs", default=",".join(ARCHS), help="comma list from: " + ", ".join(ARCHS))
     ap.add_argument("--batches", default="32,128,512")
     ap.add_argument("--threads", default="1,2")
