@@ -146,18 +146,20 @@ TEST_CASE("gradients: the deepest MLP the config takes (8 hidden layers) matches
 }
 
 TEST_CASE("gradients: a plain MLP batch cut into column slices matches finite differences") {
-  // 64 examples or more a slice: 130 examples and a limit of 2 give slices of 65 side by side,
-  // whose columns meet in the weight gradients (and the learned decoder variance's).
+  // K = kMlpShardExamples or more a slice (64, or 96 with AVX-512): 2K + 2 examples and a limit
+  // of 2 give slices of K + 1 side by side, whose columns meet in the weight gradients (and the
+  // learned decoder variance's).
+  const int K = GradientEngine::kMlpShardExamples, B = 2 * K + 2;
   ModelConfig cfg;
   cfg.image_h = 4;
   cfg.image_w = 4;
   cfg.latent = 3;
   cfg.hidden = {10};
-  CHECK(GradientEngine(cfg, 130, 1, 2).shards_for(130) == 2);
-  CHECK(GradientEngine(cfg, 130, 1, 2).shards_for(127) == 1);
-  CHECK(GradientEngine(cfg, 130, 1, 8).shards_for(130) == 2);
-  CHECK(GradientEngine(cfg, 130, 1, 1).shards_for(130) == 1);
-  check_elbo_gradient(cfg, 130, 1, 1.0f, 2, 7);
+  CHECK(GradientEngine(cfg, B, 1, 2).shards_for(B) == 2);
+  CHECK(GradientEngine(cfg, B, 1, 2).shards_for(2 * K - 1) == 1);
+  CHECK(GradientEngine(cfg, B, 1, 8).shards_for(B) == 2);
+  CHECK(GradientEngine(cfg, B, 1, 1).shards_for(B) == 1);
+  check_elbo_gradient(cfg, B, 1, 1.0f, 2, 7);
   check_elbo_gradient(cfg, 130, 2, 0.5f, 2, 7);
   cfg.likelihood = Likelihood::GaussianLearned;
   check_elbo_gradient(cfg, 130, 1, 1.0f, 2, 7);
@@ -252,14 +254,17 @@ TEST_CASE("gradients: the same seed gives the same bits whatever the thread coun
   CHECK(std::isfinite(one.back()));
   CHECK(one == run(mlp, 1, 2));
   CHECK(one == run(mlp, 4, 3));  // 23 examples: one MLP slice, whatever the limit
-  // 150 examples in two MLP column slices, side by side or one after the other, or in one slice
-  // split by rows: the slices meet only in the weight gradients, each over the whole batch.
-  const std::vector<float> two = run(mlp, 2, 1, 150);
+  // 2K + 22 examples (K = kMlpShardExamples) in two MLP column slices, side by side or one after
+  // the other, or in one slice split by rows: the slices meet only in the weight gradients, each
+  // over the whole batch.
+  const int B2 = 2 * GradientEngine::kMlpShardExamples + 22;
+  REQUIRE(GradientEngine(mlp, B2, 2, 2).shards_for(B2) == 2);
+  const std::vector<float> two = run(mlp, 2, 1, B2);
   CHECK(std::isfinite(two.back()));
-  CHECK(two == run(mlp, 2, 2, 150));
-  CHECK(two == run(mlp, 2, 3, 150));
-  CHECK(two == run(mlp, 1, 2, 150));
-  CHECK(two == run(mlp, 1, 1, 150));
+  CHECK(two == run(mlp, 2, 2, B2));
+  CHECK(two == run(mlp, 2, 3, B2));
+  CHECK(two == run(mlp, 1, 2, B2));
+  CHECK(two == run(mlp, 1, 1, B2));
 
   ModelConfig gm = mlp;
   gm.family = ModelFamily::Gmvae;

@@ -10,6 +10,7 @@
 
 #include "core/data.hpp"
 #include "core/rng.hpp"
+#include "core/train_step.hpp"
 #include "core/trainer.hpp"
 #include "support.hpp"
 
@@ -66,9 +67,11 @@ TEST_CASE("trainer: the same seed gives the same numbers, whatever the thread co
   // The MLP step splits each layer into chunks fixed by the layer sizes, not by the threads.
   const History c = run_epochs(2, 1);
   CHECK(c == a);
-  // Batches of 128 run as two column slices side by side on 2 threads, as one on 1: seven such
-  // steps an epoch, then one of 104 examples (a single slice, split by rows on 2 threads).
-  const History d2 = run_epochs(2, 2, 128), d1 = run_epochs(2, 1, 128);
+  // Batches of 3K (K = kMlpShardExamples) run as two column slices side by side on 2 threads,
+  // as one on 1; the epoch's last batch of the 1,000 (under 2K) as a single slice, split by rows.
+  const int B = 3 * GradientEngine::kMlpShardExamples;
+  REQUIRE(1000 % B < 2 * GradientEngine::kMlpShardExamples);
+  const History d2 = run_epochs(2, 2, B), d1 = run_epochs(2, 1, B);
   REQUIRE(!d2.steps.empty());
   CHECK(d1 == d2);
 }
