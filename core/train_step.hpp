@@ -19,6 +19,7 @@
 
 #include <Eigen/Core>
 
+#include "core/gemm.hpp"
 #include "core/model.hpp"
 
 namespace vaelab {
@@ -85,11 +86,7 @@ class GradientEngine {
   // FMAs in half the time, so reading the weights needs more columns to pay: on a Zen 5, batch
   // 128 ran 9 % faster as one slice split by rows than as two slices of 64 (median of 8
   // interleaved pairs), while two slices of 96 (batch 192) still beat one (4 of 5 pairs).
-#if defined(__AVX512F__)
-  static constexpr int kMlpShardExamples = 96;
-#else
-  static constexpr int kMlpShardExamples = 64;
-#endif
+  static constexpr int kMlpShardExamples = gemm::kMR == 32 ? 96 : 64;  // the AVX-512 tile is 32 rows
 
   // x: (D, B) with B ≤ max_batch; eps: (d, B·L), column b·L + l is sample l of example b.
   // Writes d loss / dθ into grad (model.size() floats).
