@@ -1,7 +1,9 @@
 // A persistent pool that runs n tasks and waits for them. Tasks are claimed from an atomic counter
 // by whichever participant (the caller included) is free, so a thread that loses its core to
-// another process simply claims fewer tasks. Waits spin briefly, then sleep on a condition
-// variable (passive), so a busy second core is not fought over. Not a general task scheduler.
+// another process simply claims fewer tasks, and run() waits for the tasks, not for the workers:
+// a worker that has not woken yet when the others have finished is not waited for. Waits spin
+// briefly, then sleep on a condition variable (passive), so a busy second core is not fought
+// over. Not a general task scheduler.
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -52,19 +54,29 @@ class ThreadPool {
 
  private:
   void worker_loop();
-  void claim_tasks();
+  // Claims and runs tasks of job `job` (a generation's low 32 bits) until none is left or another
+  // job has begun; the caller passes its own job.
+  void claim_tasks(std::uint32_t job);
+  void run_slice(int offset, int n);
 
   std::vector<std::thread> workers_;
   std::mutex mu_;
   std::condition_variable wake_;
   std::condition_variable done_;
-  const TaskRef* job_ = nullptr;  // written before generation_ is bumped
-  int job_tasks_ = 0;
+  // The job's fields, written by the caller before it publishes the job's ticket and read by a
+  // worker only after it has claimed one of the job's tasks: the caller cannot return, or start
+  // the next job, until that task is done.
+  const TaskRef* job_ = nullptr;
+  int job_offset_ = 0;    // run() cuts n above kMaxTasks into slices: task i is fn(offset + i)
   unsigned fp_mode_ = 0;  // the caller's floating-point control word, taken on by the workers:
                           // a task's results must not depend on the thread that ran it
-  std::atomic<std::uint64_t> generation_{0};
-  std::atomic<int> next_task_{0};
-  std::atomic<int> pending_{0};  // workers that have not finished the current job
+  // One word holds everything a claim checks, so that a worker that wakes late can never take a
+  // task of a job it did not see begin: [job:32][tasks:16][next task:16].
+  static constexpr int kMaxTasks = 0xffff;
+  std::atomic<std::uint64_t> ticket_{0};
+  std::atomic<int> done_tasks_{0};  // tasks of the current job that have finished
+  std::atomic<bool> caller_asleep_{false};
+  std::atomic<std::uint64_t> generation_{0};  // bumped for every job: what sleeping workers wait on
   std::atomic<int> sleepers_{0};  // workers asleep on wake_ (so that run() skips the notify when none)
   std::atomic<bool> stop_{false};
   bool solo_ = false;  // only the caller's thread reads it

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the doctest suite twice and runs it: build-asan (AddressSanitizer + UBSan, every test case)
-# and build-tsan (ThreadSanitizer, the trainer:* and gradients:* cases that drive the thread pool).
+# and build-tsan (ThreadSanitizer, the trainer:*, gradients:* and thread pool:* cases that drive the pool).
 # usage: run-sanitizers.sh [all|build|asan|tsan]: both builds and runs (default), only the builds,
 # or build-if-needed and run one of them (the CTest entries sanitizers_asan / sanitizers_tsan).
 # Not the fuzzers (scripts/run-fuzzers.sh). Installs clang through scripts/setup.sh.
@@ -90,13 +90,13 @@ fi
 
 # ---- ThreadSanitizer: the tests that run the trainer thread and the thread pool ----
 # They take about a second, so they run TSAN_REPEAT times (default 5) to see more interleavings.
-# Only their two files are compiled (target vaelab_thread_tests), not the whole suite.
+# Only their three files are compiled (target vaelab_thread_tests), not the whole suite.
 if [[ $mode != asan ]]; then
   if configure_build "$tsan_dir" "-fsanitize=thread" vaelab_thread_tests; then
     if [[ $mode != build ]]; then
       for ((i = 1; i <= ${TSAN_REPEAT:-5}; ++i)); do
         TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-          run_tests "TSan (round $i)" "$tsan_dir" vaelab_thread_tests -tc="${TSAN_TESTS:-trainer:*,gradients:*}"
+          run_tests "TSan (round $i)" "$tsan_dir" vaelab_thread_tests -tc="${TSAN_TESTS:-trainer:*,gradients:*,thread pool:*}"
       done
     fi
   else
