@@ -15,4 +15,9 @@ namespace vaelab {
 void bernoulli_rows(float* logits, std::ptrdiff_t ldl, const float* x, std::ptrdiff_t ldx, int n, int C, float scale,
                     float* col_logp, std::ptrdiff_t ld_logp);
 
+// The same log p(x|z) sums without the gradient, logits left as they are. ldx = 0 scores every
+// column against one target column: the IWAE bound's K samples of one image, with no copies of x.
+void bernoulli_log_prob(const float* logits, std::ptrdiff_t ldl, const float* x, std::ptrdiff_t ldx, int n, int C,
+                        float* col_logp, std::ptrdiff_t ld_logp);
+
 }  // namespace vaelab

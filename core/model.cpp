@@ -7,10 +7,44 @@
 
 #include "core/clustering.hpp"
 #include "core/error.hpp"
+#include "core/gemm.hpp"
 #include "core/layers.hpp"
 #include "core/rng.hpp"
 
 namespace vaelab {
+
+namespace {
+
+// y = W·x + b, then max(·, 0) if relu, for the inference passes (encode, decode, classify).
+// Batches go through core/gemm, the training step's kernel: IWAE decodes 1,000 columns an image
+// and the evaluations thousands, where Eigen's product ran at about two thirds of the kernel's
+// rate. A handful of columns (a slider's one image) stays with Eigen, since gemm would fill its
+// 12-wide column panels with zeros. x is packed kInferColumns columns at a time, so that the
+// packed block (602 KB for 784 rows) stays in L2 while all of W's rows pass over it.
+constexpr int kInferMinColumns = 16;
+constexpr int kInferColumns = 192;
+
+void infer_dense(ConstMatRef W, ConstVecRef b, ConstMatRef x, Eigen::MatrixXf& y, bool relu) {
+  const int m = static_cast<int>(W.rows()), k = static_cast<int>(W.cols()), n = static_cast<int>(x.cols());
+  y.resize(m, n);
+  if (n < kInferMinColumns) {
+    dense_forward(W, b, x, y);
+    if (relu) relu_forward(y);
+    return;
+  }
+  thread_local std::vector<float> packed;  // Model is const and shared by the pool's threads
+  packed.resize(gemm::packed_b_floats(k, std::min(n, kInferColumns)));
+  gemm::Epilogue epi;
+  epi.bias = b.data();
+  epi.relu = relu;
+  for (int c0 = 0; c0 < n; c0 += kInferColumns) {
+    const int nc = std::min(kInferColumns, n - c0);
+    gemm::multiply(gemm::Op::N, gemm::Op::N, m, nc, k, W.data(), W.outerStride(), x.data() + c0 * x.outerStride(),
+                   x.outerStride(), y.data() + static_cast<std::ptrdiff_t>(c0) * m, m, false, packed.data(), epi);
+  }
+}
+
+}  // namespace
 
 Model::Model(ModelConfig cfg) : cfg_(std::move(cfg)) {
   std::size_t offset = 0;
@@ -110,10 +144,11 @@ float Model::decoder_logvar() const {
 }
 
 void Model::encode(const Eigen::Ref<const Eigen::MatrixXf>& x, Eigen::MatrixXf& mu, Eigen::MatrixXf& logvar) const {
-  Eigen::MatrixXf h = x, next;
+  Eigen::MatrixXf h, next;
   if (is_conv()) {
     // x: (D, B) → conv1 (32·h1·w1, B) → conv2 (64·h2·w2, B), each followed by a ReLU.
     ConvWorkspace ws;
+    h = x;
     for (const ConvLayerShape& l : conv_enc_) {
       next.resize(l.g.out_size(), h.cols());
       conv_forward(params_.data() + l.w, params_.data() + l.b, l.g, h, next, ws);
@@ -122,9 +157,8 @@ void Model::encode(const Eigen::Ref<const Eigen::MatrixXf>& x, Eigen::MatrixXf& 
     }
   }
   for (std::size_t i = 0; i < enc_.size(); ++i) {
-    next.resize(enc_[i].out, h.cols());
-    dense_forward(W(enc_[i]), b(enc_[i]), h, next);
-    if (i + 1 < enc_.size()) relu_forward(next);
+    const bool from_x = i == 0 && !is_conv();
+    infer_dense(W(enc_[i]), b(enc_[i]), from_x ? ConstMatRef(x) : ConstMatRef(h), next, i + 1 < enc_.size());
     h.swap(next);
   }
   mu = h.topRows(cfg_.latent);
@@ -136,9 +170,8 @@ void Model::decode_raw(const Eigen::Ref<const Eigen::MatrixXf>& z, Eigen::Matrix
     // z: (d, B) → dense (32·h2·w2, B) → ReLU → convT1 (64·h1·w1, B) → ReLU → convT2 (32·H·W, B)
     // → ReLU → convT3 (D, B).
     ConvWorkspace ws;
-    Eigen::MatrixXf h(dec_[0].out, z.cols()), next;
-    dense_forward(W(dec_[0]), b(dec_[0]), z, h);
-    relu_forward(h);
+    Eigen::MatrixXf h, next;
+    infer_dense(W(dec_[0]), b(dec_[0]), z, h, true);
     for (std::size_t i = 0; i < conv_dec_.size(); ++i) {
       const ConvLayerShape& l = conv_dec_[i];
       Eigen::MatrixXf& y = i + 1 < conv_dec_.size() ? next : out;
@@ -151,14 +184,11 @@ void Model::decode_raw(const Eigen::Ref<const Eigen::MatrixXf>& z, Eigen::Matrix
     }
     return;
   }
-  Eigen::MatrixXf h = z;
+  Eigen::MatrixXf h, next;
   for (std::size_t i = 0; i < dec_.size(); ++i) {
-    out.resize(dec_[i].out, h.cols());
-    dense_forward(W(dec_[i]), b(dec_[i]), h, out);
-    if (i + 1 < dec_.size()) {
-      relu_forward(out);
-      h.swap(out);
-    }
+    const bool last = i + 1 == dec_.size();
+    infer_dense(W(dec_[i]), b(dec_[i]), i == 0 ? ConstMatRef(z) : ConstMatRef(h), last ? out : next, !last);
+    if (!last) h.swap(next);
   }
 }
 
@@ -171,11 +201,9 @@ void Model::decode_image(const Eigen::Ref<const Eigen::MatrixXf>& z, Eigen::Matr
 }
 
 void Model::classify(const Eigen::Ref<const Eigen::MatrixXf>& z, Eigen::MatrixXf& probs) const {
-  Eigen::MatrixXf h(kClassifierHidden, z.cols());
-  dense_forward(W(cls_[0]), b(cls_[0]), z, h);
-  relu_forward(h);
-  probs.resize(cfg_.clusters, z.cols());
-  dense_forward(W(cls_[1]), b(cls_[1]), h, probs);
+  Eigen::MatrixXf h;
+  infer_dense(W(cls_[0]), b(cls_[0]), z, h, true);
+  infer_dense(W(cls_[1]), b(cls_[1]), h, probs, false);
   softmax_columns(probs);
 }
 
