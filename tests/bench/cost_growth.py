@@ -2,7 +2,9 @@
 # How vaelab's training cost grows: samples/s, GFLOP/s and % of the fp32 peak against the hidden
 # width (one hidden layer, batch 128) and against the batch size (hidden 400), latent 20, for each
 # thread count, vaelab-train --bench-steps timed over about --seconds per run (median of --repeat).
-# The FLOPs and the peak are counted as in throughput.py (same helpers), so the two tables agree.
+# The FLOPs and the peak are counted as in throughput.py (same helpers), so the two tables agree:
+# %peak against fma_peak before the table, %adj (the median of each run against the fma_peak runs
+# just before and after it) as throughput.py's column of that name.
 #
 #   tests/bench/cost_growth.py                 # vaelab-train from $VAELAB_TRAIN or build/
 #   tests/bench/cost_growth.py --threads 1 --widths 100,400 --batches 32,128
@@ -37,7 +39,7 @@ def main():
           "% of the peak of as many cores as threads")
     head = f"{'hidden':>6} {'batch':>5} {'MFLOP/smp':>9}"
     for t in threads:
-        head += f" | {t} thr: {'s/s':>7} {'GFLOP/s':>7} {'%peak':>5}"
+        head += f" | {t} thr: {'s/s':>7} {'GFLOP/s':>7} {'%peak':>5} {'%adj':>4}"
     print(head)
     print("-" * len(head))
     for width, batch in cells:
@@ -45,12 +47,16 @@ def main():
         row = f"{width:>6} {batch:>5} {flops / 1e6:>9.2f}"
         for t in threads:
             guess = 2e11 * t / flops  # a first guess for the calibration run only
-            rec = tp.median_of(args.repeat, lambda: tp.vaelab_rate(args, str(width), args.latent, batch, t, guess))
+            if peak:
+                rec = tp.vaelab_runs_with_peaks(args, str(width), args.latent, batch, t, guess, flops)
+            else:
+                rec = tp.median_of(args.repeat, lambda: tp.vaelab_rate(args, str(width), args.latent, batch, t, guess))
             rate = float(rec["samples_per_s"])
             gflops = rate * flops / 1e9
             pk = peak and (peak["peak_gflops_1"] if t == 1 else peak["peak_gflops_2"] * t / 2)
             pct = f"{100 * gflops / pk:>5.0f}" if pk else f"{'-':>5}"
-            row += f" | {'':>6} {rate:>7.0f} {gflops:>7.1f} {pct}"
+            adj = f"{100 * rec['adjacent_fraction']:>4.0f}" if "adjacent_fraction" in rec else f"{'-':>4}"
+            row += f" | {'':>6} {rate:>7.0f} {gflops:>7.1f} {pct} {adj}"
         print(row, flush=True)
 
 
