@@ -23,9 +23,9 @@ Eigen::VectorXf log_likelihood(Likelihood lik, const Eigen::Ref<const Eigen::Mat
   }
   const float inv_var = std::exp(-logvar);
   const float per_pixel_const = 0.5f * (logvar + static_cast<float>(kLog2Pi));
-  return (-(0.5f * inv_var) * (x - out).array().square().colwise().sum() -
-          per_pixel_const * static_cast<float>(x.rows()))
-      .transpose();
+  const Eigen::RowVectorXf sq = x.cols() == out.cols() ? Eigen::RowVectorXf((x - out).array().square().colwise().sum())
+                                                       : Eigen::RowVectorXf((out.colwise() - x.col(0)).array().square().colwise().sum());
+  return (-(0.5f * inv_var) * sq.array() - per_pixel_const * static_cast<float>(x.rows())).matrix().transpose();
 }
 
 Eigen::MatrixXf kl_elementwise(const Eigen::Ref<const Eigen::MatrixXf>& mu, const Eigen::Ref<const Eigen::MatrixXf>& logvar) {
@@ -61,8 +61,14 @@ Eigen::VectorXf gmvae_prior_terms(const Model& model, const Eigen::Ref<const Eig
 
 Eigen::VectorXf log_normal_diag(const Eigen::Ref<const Eigen::MatrixXf>& z, const Eigen::Ref<const Eigen::MatrixXf>& mu,
                                 const Eigen::Ref<const Eigen::MatrixXf>& logvar) {
-  auto sq = (z - mu).array().square() * (-logvar.array()).exp();
-  return (-0.5f * (sq + logvar.array() + static_cast<float>(kLog2Pi))).colwise().sum().transpose();
+  if (mu.cols() == z.cols()) {
+    auto sq = (z - mu).array().square() * (-logvar.array()).exp();
+    return (-0.5f * (sq + logvar.array() + static_cast<float>(kLog2Pi))).colwise().sum().transpose();
+  }
+  // One q for every column of z (an image's K importance samples).
+  const Eigen::ArrayXf sq =
+      ((z.colwise() - mu.col(0)).array().square().colwise() * (-logvar.col(0).array()).exp()).colwise().sum().transpose();
+  return (-0.5f * (sq + logvar.col(0).sum() + static_cast<float>(z.rows() * kLog2Pi))).matrix();
 }
 
 Eigen::VectorXf log_standard_normal(const Eigen::Ref<const Eigen::MatrixXf>& z) {
@@ -111,25 +117,14 @@ Eigen::VectorXf log_importance_weights(const Model& model, const Eigen::Ref<cons
   model.decode_raw(z, out);
   Eigen::VectorXf logw = log_prior(model, z);
   Eigen::VectorXf logp(k);
-  const float dec_logvar = model.decoder_logvar();
   for (int g = 0; g < G; ++g) {
     const Eigen::Index c0 = static_cast<Eigen::Index>(g) * k;
     const auto cols = out.middleCols(c0, k);
-    if (model.config().likelihood == Likelihood::Bernoulli) {
+    if (model.config().likelihood == Likelihood::Bernoulli)
       bernoulli_log_prob(cols.data(), out.outerStride(), x.col(g).data(), 0, D, k, logp.data(), 1);
-    } else {
-      const float inv_var = std::exp(-dec_logvar);
-      const float per_pixel_const = 0.5f * (dec_logvar + static_cast<float>(kLog2Pi));
-      logp = (-(0.5f * inv_var) * (cols.colwise() - x.col(g)).array().square().colwise().sum() -
-              per_pixel_const * static_cast<float>(D))
-                 .transpose();
-    }
-    // log q(z|x) = −½ Σ_j ((z_j − μ_j)² / σ_j² + log σ_j² + log 2π)
-    const Eigen::ArrayXf inv_var = (-logvar.col(g).array()).exp();
-    const float q_const = logvar.col(g).sum() + static_cast<float>(mu.rows() * kLog2Pi);
-    const Eigen::ArrayXf sq =
-        ((z.middleCols(c0, k).colwise() - mu.col(g)).array().square().colwise() * inv_var).colwise().sum().transpose();
-    logw.segment(c0, k) += logp - (-0.5f * (sq + q_const)).matrix();
+    else
+      logp = log_likelihood(model.config().likelihood, x.col(g), cols, model.decoder_logvar());
+    logw.segment(c0, k) += logp - log_normal_diag(z.middleCols(c0, k), mu.col(g), logvar.col(g));
   }
   return logw;
 }

@@ -22,7 +22,8 @@ inline constexpr double kLog2Pi = 1.8378770664093453;
 inline float softplus(float l) { return l > 0 ? l + std::log1p(std::exp(-l)) : std::log1p(std::exp(l)); }
 
 // log p(x|·) summed over pixels for each column. x, out: (D, B). out is the decoder's raw output
-// (logits or means); logvar is the decoder's Gaussian log σ² (ignored for Bernoulli).
+// (logits or means); logvar is the decoder's Gaussian log σ² (ignored for Bernoulli). Gaussian
+// only: x may be one column (D, 1), scored against every column of out.
 Eigen::VectorXf log_likelihood(Likelihood lik, const Eigen::Ref<const Eigen::MatrixXf>& x,
                                const Eigen::Ref<const Eigen::MatrixXf>& out, float logvar);
 
@@ -37,7 +38,8 @@ Eigen::VectorXf gmvae_prior_terms(const Model& model, const Eigen::Ref<const Eig
                                   const Eigen::Ref<const Eigen::MatrixXf>& logvar,
                                   const Eigen::Ref<const Eigen::MatrixXf>& z, int L, Eigen::MatrixXf* kl_dim = nullptr);
 
-// log N(z; μ, diag e^logvar) per column.  z, mu, logvar: (d, B) → (B)
+// log N(z; μ, diag e^logvar) per column.  z, mu, logvar: (d, B) → (B); mu and logvar may also be
+// one column (d, 1), the same q for every column of z.
 Eigen::VectorXf log_normal_diag(const Eigen::Ref<const Eigen::MatrixXf>& z, const Eigen::Ref<const Eigen::MatrixXf>& mu,
                                 const Eigen::Ref<const Eigen::MatrixXf>& logvar);
 // log N(z; 0, I) per column.

@@ -229,9 +229,7 @@ def vaelab_runs_with_peaks(args, hidden, latent, batch, threads, guess_rate, flo
             entry["fraction"] = round(sps * flops_per_sample * 1e-9 / adj, 4)
         adjacent.append(entry)
         recs.append(rec)
-    recs.sort(key=lambda r: float(r["samples_per_s"]))
-    med = dict(recs[(len(recs) - 1) // 2])
-    med["all_samples_per_s"] = [round(float(r["samples_per_s"]), 1) for r in recs]
+    med = median_record(recs)
     med["adjacent"] = adjacent
     fracs = sorted(e["fraction"] for e in adjacent if "fraction" in e)
     if fracs:
@@ -250,7 +248,12 @@ def per_cpu_rate(rec):
 def median_of(n, measure):
     """Runs measure() n times; returns the median record (by samples/s), with every rate listed in
     "all_samples_per_s". The median of a few short runs is robust to one disturbed by a neighbour."""
-    recs = sorted((measure() for _ in range(n)), key=lambda r: float(r["samples_per_s"]))
+    return median_record([measure() for _ in range(n)])
+
+
+def median_record(recs):
+    """The median record of recs by samples/s, with every rate listed in "all_samples_per_s"."""
+    recs = sorted(recs, key=lambda r: float(r["samples_per_s"]))
     med = dict(recs[(len(recs) - 1) // 2])
     med["all_samples_per_s"] = [round(float(r["samples_per_s"]), 1) for r in recs]
     return med
