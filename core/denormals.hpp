@@ -1,9 +1,9 @@
 // Flush-to-zero and denormals-are-zero for the training arithmetic, as a scope guard.
 // Why: once training runs a while, Adam's moments of parameters whose gradient stays 0 (dead ReLU
 // units, always-black pixels) decay by β each step into the subnormal range, and on Intel cores
-// every operation on a subnormal takes a microcode assist: on this project's AVX-512 Xeon, the
-// Adam pass went from 254 µs a step over the first 500 steps to 1,283 µs over 3,000. Values below
-// 1.2e-38 change nothing a float VAE can see. Set where the step starts (GradientEngine::compute,
+// every operation on a subnormal takes a microcode assist, which makes the Adam pass several
+// times slower once they appear (docs/performance.md). Values below 1.2e-38 change nothing a
+// float VAE can see. Set where the step starts (GradientEngine::compute,
 // Adam::step); the pool's workers take on the caller's mode for each job (ThreadPool::run), so
 // every thread of a step computes alike.
 #pragma once

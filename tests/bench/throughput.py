@@ -202,9 +202,9 @@ def cpu_jiffies():
 def vaelab_runs_with_peaks(args, hidden, latent, batch, threads, guess_rate, flops_per_sample):
     """--repeat vaelab runs, each between two short fma_peak runs of the same thread count, so that
     every run's GFLOP/s is compared with the peak the machine gave in the same half-minute: on a
-    shared host a vCPU can lose a third of its speed for minutes (session 8 measured the 2-thread
-    peak at 233 GFLOP/s right after a grid that began at 462), and a peak from before the grid
-    then misstates what the code does. Each run also records the hypervisor's steal time, in cores.
+    shared host a vCPU can lose a third of its speed for minutes (the 2-thread peak can drop to
+    one core's worth and back within a grid), and a peak from before the grid then misstates
+    what the code does. Each run also records the hypervisor's steal time, in cores.
     Returns the median record (by samples/s) like median_of, plus "adjacent" (per run: samples/s,
     adjacent peak, fraction, steal) and "adjacent_fraction" (the median of the per-run fractions)."""
     key = f"peak_gflops_{threads}"
