@@ -38,21 +38,15 @@ class FlatJsonReader {
     skip_space();
     expect('{');
     skip_space();
-    if (accept('}')) return finish(std::move(out));
-    for (;;) {
+    for (bool more = !accept('}'); more;) {
+      read_member(out);
       skip_space();
-      std::string key = read_string();
-      skip_space();
-      expect(':');
-      skip_space();
-      JsonScalar value = read_scalar(key);
-      if (out.count(key)) fail("the key \"" + key + "\" appears twice");
-      out.emplace(std::move(key), std::move(value));
-      skip_space();
-      if (accept(',')) continue;
-      expect('}');
-      return finish(std::move(out));
+      more = accept(',');
+      if (!more) expect('}');
     }
+    skip_space();
+    if (!at_end()) fail("text follows the object");
+    return out;
   }
 
  private:
@@ -83,10 +77,15 @@ class FlatJsonReader {
     while (is_digit(peek())) ++pos_;
   }
 
-  FlatJsonObject finish(FlatJsonObject out) {
+  // "key": value, with the whitespace around the colon.
+  void read_member(FlatJsonObject& out) {
     skip_space();
-    if (!at_end()) fail("text follows the object");
-    return out;
+    std::string key = read_string();
+    skip_space();
+    expect(':');
+    skip_space();
+    JsonScalar value = read_scalar(key);
+    if (!out.emplace(key, std::move(value)).second) fail("the key \"" + key + "\" appears twice");
   }
 
   JsonScalar read_scalar(const std::string& key) {
@@ -95,9 +94,11 @@ class FlatJsonReader {
     if (c == '"') {
       v.kind = JsonScalar::Kind::String;
       v.text = read_string();
-    } else if (accept_word("true") || accept_word("false")) {
+    } else if (accept_word("true")) {
       v.kind = JsonScalar::Kind::Bool;
-      v.boolean = s_[pos_ - 1] == 'e' && s_[pos_ - 2] == 'u';
+      v.boolean = true;
+    } else if (accept_word("false")) {
+      v.kind = JsonScalar::Kind::Bool;
     } else if (accept_word("null")) {
       v.kind = JsonScalar::Kind::Null;
     } else if (c == '-' || is_digit(c)) {

@@ -49,24 +49,6 @@ struct Seen {
   }
 };
 
-// Polls until done() holds (true) or two seconds pass (false).
-template <class Done>
-bool follow_until(RunFollower& follower, Seen& seen, Done done) {
-  const auto deadline = std::chrono::steady_clock::now() + 2s;
-  while (std::chrono::steady_clock::now() < deadline) {
-    seen.add(follower.poll(20ms));
-    if (done()) return true;
-  }
-  return false;
-}
-
-// One poll that must report nothing.
-void expect_quiet(RunFollower& follower) {
-  const FollowUpdate u = follower.poll(30ms);
-  CHECK(u.empty());
-  for (const auto& p : u.problems) MESSAGE(p);
-}
-
 // inotify with a rescan too rare to matter (events alone must drive it), or fast stat() polling.
 FollowOptions options_for(FollowMode mode) {
   FollowOptions o;
@@ -75,6 +57,43 @@ FollowOptions options_for(FollowMode mode) {
   o.inotify_rescan_interval = 1h;
   return o;
 }
+
+// A run folder in a fresh temp folder, a follower on it, and what the follower has reported.
+struct FollowedRun {
+  TempDir dir{"follow"};
+  fs::path run = dir / "run";
+  RunFollower follower;
+  Seen seen;
+
+  explicit FollowedRun(FollowOptions options, bool create_folder = true) : follower(run, options) {
+    if (create_folder) fs::create_directory(run);
+  }
+  explicit FollowedRun(FollowMode mode = FollowMode::Auto, bool create_folder = true)
+      : FollowedRun(options_for(mode), create_folder) {}
+
+  fs::path file(const char* name) const { return run / name; }
+
+  // Polls until done() holds (true) or two seconds pass (false).
+  template <class Done>
+  bool until(Done done) {
+    const auto deadline = std::chrono::steady_clock::now() + 2s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      seen.add(follower.poll(20ms));
+      if (done()) return true;
+    }
+    return false;
+  }
+  bool until_weights(std::size_t n) {
+    return until([&] { return seen.weights.size() == n; });
+  }
+
+  // One poll that must report nothing.
+  void expect_quiet() {
+    const FollowUpdate u = follower.poll(30ms);
+    CHECK(u.empty());
+    for (const auto& p : u.problems) MESSAGE(p);
+  }
+};
 
 Model model_with(ModelConfig cfg, std::uint64_t seed) {
   Model m(std::move(cfg));
@@ -164,307 +183,256 @@ TEST_CASE("run follow: the flat JSON reader takes scalars and refuses the rest")
 }
 
 TEST_CASE("run follow: a missing then empty folder is waited for until files appear") {
-  TempDir dir("follow");
-  const fs::path run = dir / "run";
-  RunFollower follower(run, options_for(FollowMode::Auto));
-  expect_quiet(follower);
-  CHECK_FALSE(follower.folder_present());
-  CHECK_FALSE(follower.seconds_since_change().has_value());
+  FollowedRun t(FollowMode::Auto, false);
+  t.expect_quiet();
+  CHECK_FALSE(t.follower.folder_present());
+  CHECK_FALSE(t.follower.seconds_since_change().has_value());
 
-  fs::create_directory(run);
-  Seen seen;
-  REQUIRE(follow_until(follower, seen, [&] { return follower.folder_present(); }));
-  CHECK(follower.using_inotify());
-  expect_quiet(follower);  // an empty folder: nothing to report
-  CHECK(follower.last_weights() == nullptr);
+  fs::create_directory(t.run);
+  REQUIRE(t.until([&] { return t.follower.folder_present(); }));
+  CHECK(t.follower.using_inotify());
+  t.expect_quiet();  // an empty folder: nothing to report
+  CHECK(t.follower.last_weights() == nullptr);
 
-  append_text(run / kRunMetricsFile, metrics_line(100, -120.5));
+  append_text(t.file(kRunMetricsFile), metrics_line(100, -120.5));
   const Model m = model_with(small_model(), 3);
-  write_weights(run, m, 100, 0.5);
-  REQUIRE(follow_until(follower, seen, [&] { return seen.metrics.size() == 1 && seen.weights.size() == 1; }));
-  CHECK(seen.problems.empty());
-  CHECK(seen.restarts == 0);
-  CHECK(seen.metrics[0].line == 1);
-  CHECK(seen.metrics[0].number("step") == 100);
-  CHECK(seen.metrics[0].number("test_elbo") == -120.5);
-  const FollowedWeights& w = seen.weights[0];
+  write_weights(t.run, m, 100, 0.5);
+  REQUIRE(t.until([&] { return t.seen.metrics.size() == 1 && t.seen.weights.size() == 1; }));
+  CHECK(t.seen.problems.empty());
+  CHECK(t.seen.restarts == 0);
+  CHECK(t.seen.metrics[0].line == 1);
+  CHECK(t.seen.metrics[0].number("step") == 100);
+  CHECK(t.seen.metrics[0].number("test_elbo") == -120.5);
+  const FollowedWeights& w = t.seen.weights[0];
   CHECK(w.step == 100);
   CHECK(w.epoch == 0.5);
   CHECK_FALSE(w.config_changed);
   CHECK(same_params(*w.model, m));
-  REQUIRE(follower.last_weights() != nullptr);
-  CHECK(follower.last_weights()->step == 100);
-  CHECK_FALSE(follower.finished());
-  REQUIRE(follower.seconds_since_change().has_value());
-  CHECK(*follower.seconds_since_change() < 60);
+  REQUIRE(t.follower.last_weights() != nullptr);
+  CHECK(t.follower.last_weights()->step == 100);
+  CHECK_FALSE(t.follower.finished());
+  REQUIRE(t.follower.seconds_since_change().has_value());
+  CHECK(*t.follower.seconds_since_change() < 60);
 }
 
 TEST_CASE("run follow: atomic replacement of the weights is picked up") {
   for (const FollowMode mode : {FollowMode::Auto, FollowMode::Polling}) {
     CAPTURE(static_cast<int>(mode));
-    TempDir dir("follow");
-    const fs::path run = dir / "run";
-    fs::create_directory(run);
+    FollowedRun t(mode);
     const Model first = model_with(small_model(), 1), second = model_with(small_model(), 2),
                 third = model_with(small_model(), 3);
-    write_weights(run, first, 10);
-    RunFollower follower(run, options_for(mode));
-    Seen seen;
-    REQUIRE(follow_until(follower, seen, [&] { return seen.weights.size() == 1; }));
-    CHECK(follower.using_inotify() == (mode == FollowMode::Auto));
-    CHECK(same_params(*seen.weights[0].model, first));
-    expect_quiet(follower);  // the same file is not delivered twice
+    write_weights(t.run, first, 10);
+    REQUIRE(t.until_weights(1));
+    CHECK(t.follower.using_inotify() == (mode == FollowMode::Auto));
+    CHECK(same_params(*t.seen.weights[0].model, first));
+    t.expect_quiet();  // the same file is not delivered twice
 
     for (const auto& [model, step] : {std::pair{&second, 20}, std::pair{&third, 30}}) {
-      write_weights(run, *model, step);
-      const std::size_t before = seen.weights.size();
-      REQUIRE(follow_until(follower, seen, [&] { return seen.weights.size() == before + 1; }));
-      CHECK(seen.weights.back().step == step);
-      CHECK(same_params(*seen.weights.back().model, *model));
+      write_weights(t.run, *model, step);
+      REQUIRE(t.until_weights(step / 10));
+      CHECK(t.seen.weights.back().step == step);
+      CHECK(same_params(*t.seen.weights.back().model, *model));
     }
-    CHECK(seen.problems.empty());
-    CHECK(follower.last_weights()->step == 30);
+    CHECK(t.seen.problems.empty());
+    CHECK(t.follower.last_weights()->step == 30);
   }
 }
 
 TEST_CASE("run follow: half-written weights are reported and the last good model stays") {
   for (const FollowMode mode : {FollowMode::Auto, FollowMode::Polling}) {
     CAPTURE(static_cast<int>(mode));
-    TempDir dir("follow");
-    const fs::path run = dir / "run";
-    fs::create_directory(run);
+    FollowedRun t(mode);
     const Model good = model_with(small_model(), 1), later = model_with(small_model(), 2);
-    write_weights(run, good, 10);
-    RunFollower follower(run, options_for(mode));
-    Seen seen;
-    REQUIRE(follow_until(follower, seen, [&] { return seen.weights.size() == 1; }));
+    write_weights(t.run, good, 10);
+    REQUIRE(t.until_weights(1));
 
     const auto bytes = encode_safetensors(weights_file(later, 20, 1));
-    write_all(run / "weights.tmp", Bytes(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(bytes.size() / 2)));
-    fs::rename(run / "weights.tmp", run / kRunWeightsFile);
-    REQUIRE(follow_until(follower, seen, [&] { return !seen.problems.empty(); }));
-    CHECK(seen.weights.size() == 1);
-    CHECK(seen.problem_with("half-written or corrupt"));
-    CHECK(seen.problem_with("the model from step 10 stays"));
-    REQUIRE(follower.last_weights() != nullptr);
-    CHECK(follower.last_weights()->step == 10);
-    CHECK(same_params(*follower.last_weights()->model, good));
-    expect_quiet(follower);  // reported once, not at every poll
+    write_all(t.file("weights.tmp"), Bytes(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(bytes.size() / 2)));
+    fs::rename(t.file("weights.tmp"), t.file(kRunWeightsFile));
+    REQUIRE(t.until([&] { return !t.seen.problems.empty(); }));
+    CHECK(t.seen.weights.size() == 1);
+    CHECK(t.seen.problem_with("half-written or corrupt"));
+    CHECK(t.seen.problem_with("the model from step 10 stays"));
+    REQUIRE(t.follower.last_weights() != nullptr);
+    CHECK(t.follower.last_weights()->step == 10);
+    CHECK(same_params(*t.follower.last_weights()->model, good));
+    t.expect_quiet();  // reported once, not at every poll
 
-    write_weights(run, later, 20);
-    REQUIRE(follow_until(follower, seen, [&] { return seen.weights.size() == 2; }));
-    CHECK(seen.weights[1].step == 20);
-    CHECK(follower.last_weights()->step == 20);
+    write_weights(t.run, later, 20);
+    REQUIRE(t.until_weights(2));
+    CHECK(t.seen.weights[1].step == 20);
+    CHECK(t.follower.last_weights()->step == 20);
   }
 }
 
 TEST_CASE("run follow: a truncated last metrics line is skipped until it is complete") {
-  TempDir dir("follow");
-  const fs::path run = dir / "run";
-  fs::create_directory(run);
-  const fs::path metrics = run / kRunMetricsFile;
+  FollowedRun t;
   const std::string second = metrics_line(200, -101.25);
-  append_text(metrics, metrics_line(100, -110) + second.substr(0, 25));
-  RunFollower follower(run, options_for(FollowMode::Auto));
-  Seen seen;
-  REQUIRE(follow_until(follower, seen, [&] { return seen.metrics.size() == 1; }));
-  expect_quiet(follower);  // the cut line stays unread
-  CHECK(seen.metrics.size() == 1);
+  append_text(t.file(kRunMetricsFile), metrics_line(100, -110) + second.substr(0, 25));
+  REQUIRE(t.until([&] { return t.seen.metrics.size() == 1; }));
+  t.expect_quiet();  // the cut line stays unread
+  CHECK(t.seen.metrics.size() == 1);
 
-  append_text(metrics, second.substr(25) + "{\"step\": oops}\n" + metrics_line(300, -100));
-  REQUIRE(follow_until(follower, seen, [&] { return seen.metrics.size() == 3; }));
-  CHECK(seen.metrics[1].line == 2);
-  CHECK(seen.metrics[1].number("step") == 200);
-  CHECK(seen.metrics[1].number("test_elbo") == -101.25);
-  CHECK(seen.metrics[2].line == 4);
-  CHECK(seen.metrics[2].number("step") == 300);
-  CHECK(seen.problem_with("line 3 is skipped"));  // the broken complete line, reported and passed over
-  CHECK(seen.restarts == 0);
+  append_text(t.file(kRunMetricsFile), second.substr(25) + "{\"step\": oops}\n" + metrics_line(300, -100));
+  REQUIRE(t.until([&] { return t.seen.metrics.size() == 3; }));
+  CHECK(t.seen.metrics[1].line == 2);
+  CHECK(t.seen.metrics[1].number("step") == 200);
+  CHECK(t.seen.metrics[1].number("test_elbo") == -101.25);
+  CHECK(t.seen.metrics[2].line == 4);
+  CHECK(t.seen.metrics[2].number("step") == 300);
+  CHECK(t.seen.problem_with("line 3 is skipped"));  // the broken complete line, reported and passed over
+  CHECK(t.seen.restarts == 0);
 }
 
 TEST_CASE("run follow: a metrics file replaced by a shorter one is read again from its start") {
   for (const FollowMode mode : {FollowMode::Auto, FollowMode::Polling}) {
     CAPTURE(static_cast<int>(mode));
-    TempDir dir("follow");
-    const fs::path run = dir / "run";
-    fs::create_directory(run);
-    const fs::path metrics = run / kRunMetricsFile;
+    FollowedRun t(mode);
+    const fs::path metrics = t.file(kRunMetricsFile);
     replace_text(metrics, metrics_line(100, -110) + metrics_line(200, -105) + metrics_line(300, -101));
-    RunFollower follower(run, options_for(mode));
-    Seen seen;
-    REQUIRE(follow_until(follower, seen, [&] { return seen.metrics.size() == 3; }));
-    CHECK(seen.restarts == 0);
+    REQUIRE(t.until([&] { return t.seen.metrics.size() == 3; }));
+    CHECK(t.seen.restarts == 0);
 
     replace_text(metrics, metrics_line(100, -110));  // a resume from step 100
-    REQUIRE(follow_until(follower, seen, [&] { return seen.restarts == 1; }));
-    REQUIRE(seen.metrics.size() == 1);
-    CHECK(seen.metrics[0].line == 1);
-    CHECK(seen.metrics[0].number("step") == 100);
+    REQUIRE(t.until([&] { return t.seen.restarts == 1; }));
+    REQUIRE(t.seen.metrics.size() == 1);
+    CHECK(t.seen.metrics[0].line == 1);
+    CHECK(t.seen.metrics[0].number("step") == 100);
 
     append_text(metrics, metrics_line(150, -108));  // and the resumed run goes on
-    REQUIRE(follow_until(follower, seen, [&] { return seen.metrics.size() == 2; }));
-    CHECK(seen.metrics[1].number("step") == 150);
-    CHECK(seen.restarts == 1);
-    CHECK(seen.problems.empty());
+    REQUIRE(t.until([&] { return t.seen.metrics.size() == 2; }));
+    CHECK(t.seen.metrics[1].number("step") == 150);
+    CHECK(t.seen.restarts == 1);
+    CHECK(t.seen.problems.empty());
   }
 }
 
 TEST_CASE("run follow: the finished line ends the run after its final weights") {
-  TempDir dir("follow");
-  const fs::path run = dir / "run";
-  fs::create_directory(run);
-  const fs::path metrics = run / kRunMetricsFile;
+  FollowedRun t;
+  const fs::path metrics = t.file(kRunMetricsFile);
   append_text(metrics, metrics_line(100, -110));
-  RunFollower follower(run, options_for(FollowMode::Auto));
-  Seen seen;
-  REQUIRE(follow_until(follower, seen, [&] { return seen.metrics.size() == 1; }));
-  CHECK_FALSE(follower.finished());
+  REQUIRE(t.until([&] { return t.seen.metrics.size() == 1; }));
+  CHECK_FALSE(t.follower.finished());
 
   const Model final_model = model_with(small_model(), 9);
-  write_weights(run, final_model, 500, 5);  // as RunWriter.finish: the weights, then the line
+  write_weights(t.run, final_model, 500, 5);  // as RunWriter.finish: the weights, then the line
   append_text(metrics, "{\"step\":500,\"epoch\":5,\"time\":1700000100,\"finished\":true,\"test_elbo\":-99}\n");
-  REQUIRE(follow_until(follower, seen, [&] { return seen.finished; }));
-  CHECK(follower.finished());
-  REQUIRE_FALSE(seen.weights.empty());
-  CHECK(seen.weights.back().step == 500);  // read no later than the poll that saw the line
-  CHECK(same_params(*seen.weights.back().model, final_model));
-  CHECK(seen.metrics.back().finished());
+  REQUIRE(t.until([&] { return t.seen.finished; }));
+  CHECK(t.follower.finished());
+  REQUIRE_FALSE(t.seen.weights.empty());
+  CHECK(t.seen.weights.back().step == 500);  // read no later than the poll that saw the line
+  CHECK(same_params(*t.seen.weights.back().model, final_model));
+  CHECK(t.seen.metrics.back().finished());
 
   replace_text(metrics, "");  // a fresh start in the same folder: not finished any more
-  REQUIRE(follow_until(follower, seen, [&] { return seen.restarts == 1; }));
-  CHECK_FALSE(follower.finished());
-  CHECK(seen.metrics.empty());
+  REQUIRE(t.until([&] { return t.seen.restarts == 1; }));
+  CHECK_FALSE(t.follower.finished());
+  CHECK(t.seen.metrics.empty());
 }
 
 TEST_CASE("run follow: a deleted folder is reported and then waited for") {
   for (const FollowMode mode : {FollowMode::Auto, FollowMode::Polling}) {
     CAPTURE(static_cast<int>(mode));
-    TempDir dir("follow");
-    const fs::path run = dir / "run";
-    fs::create_directory(run);
-    const Model m = model_with(small_model(), 1);
-    write_weights(run, m, 10);
-    append_text(run / kRunMetricsFile, metrics_line(10, -120));
-    RunFollower follower(run, options_for(mode));
-    Seen seen;
-    REQUIRE(follow_until(follower, seen, [&] { return seen.weights.size() == 1 && seen.metrics.size() == 1; }));
+    FollowedRun t(mode);
+    write_weights(t.run, model_with(small_model(), 1), 10);
+    append_text(t.file(kRunMetricsFile), metrics_line(10, -120));
+    REQUIRE(t.until([&] { return t.seen.weights.size() == 1 && t.seen.metrics.size() == 1; }));
 
-    fs::remove_all(run);
-    REQUIRE(follow_until(follower, seen, [&] { return !follower.folder_present(); }));
-    CHECK(seen.problem_with("was deleted"));
-    CHECK(seen.problem_with("the last model stays"));
-    REQUIRE(follower.last_weights() != nullptr);
-    CHECK(follower.last_weights()->step == 10);
-    const std::size_t problems = seen.problems.size();
-    expect_quiet(follower);  // said once
+    fs::remove_all(t.run);
+    REQUIRE(t.until([&] { return !t.follower.folder_present(); }));
+    CHECK(t.seen.problem_with("was deleted"));
+    CHECK(t.seen.problem_with("the last model stays"));
+    REQUIRE(t.follower.last_weights() != nullptr);
+    CHECK(t.follower.last_weights()->step == 10);
+    const std::size_t problems = t.seen.problems.size();
+    t.expect_quiet();  // said once
 
-    fs::create_directory(run);  // the run starts again in a new folder of the same name
-    append_text(run / kRunMetricsFile, metrics_line(5, -150));
-    write_weights(run, model_with(small_model(), 2), 5);
-    REQUIRE(follow_until(follower, seen, [&] { return seen.restarts == 1 && seen.weights.size() == 2; }));
-    CHECK(follower.folder_present());
-    REQUIRE(follow_until(follower, seen, [&] { return seen.metrics.size() == 1; }));
-    CHECK(seen.metrics[0].number("step") == 5);
-    CHECK(seen.weights[1].step == 5);
-    CHECK(seen.problems.size() == problems);
+    fs::create_directory(t.run);  // the run starts again in a new folder of the same name
+    append_text(t.file(kRunMetricsFile), metrics_line(5, -150));
+    write_weights(t.run, model_with(small_model(), 2), 5);
+    REQUIRE(t.until([&] { return t.seen.restarts == 1 && t.seen.weights.size() == 2; }));
+    CHECK(t.follower.folder_present());
+    REQUIRE(t.until([&] { return t.seen.metrics.size() == 1; }));
+    CHECK(t.seen.metrics[0].number("step") == 5);
+    CHECK(t.seen.weights[1].step == 5);
+    CHECK(t.seen.problems.size() == problems);
   }
 }
 
 TEST_CASE("run follow: a model whose shape changes is delivered flagged") {
-  TempDir dir("follow");
-  const fs::path run = dir / "run";
-  fs::create_directory(run);
-  write_weights(run, model_with(small_model(), 1), 10);
-  RunFollower follower(run, options_for(FollowMode::Auto));
-  Seen seen;
-  REQUIRE(follow_until(follower, seen, [&] { return seen.weights.size() == 1; }));
-  CHECK_FALSE(seen.weights[0].config_changed);
+  FollowedRun t;
+  write_weights(t.run, model_with(small_model(), 1), 10);
+  REQUIRE(t.until_weights(1));
+  CHECK_FALSE(t.seen.weights[0].config_changed);
 
   ModelConfig wider = small_model();
   wider.latent = 3;
-  const Model changed = model_with(wider, 2);
-  write_weights(run, changed, 20);
-  REQUIRE(follow_until(follower, seen, [&] { return seen.weights.size() == 2; }));
-  CHECK(seen.weights[1].config_changed);
-  CHECK(seen.weights[1].model->latent() == 3);
-  CHECK(seen.problem_with("changed from mlp 8×8, hidden 32, latent 2, bernoulli to mlp 8×8, hidden 32, latent 3"));
+  write_weights(t.run, model_with(wider, 2), 20);
+  REQUIRE(t.until_weights(2));
+  CHECK(t.seen.weights[1].config_changed);
+  CHECK(t.seen.weights[1].model->latent() == 3);
+  CHECK(t.seen.problem_with("changed from mlp 8×8, hidden 32, latent 2, bernoulli to mlp 8×8, hidden 32, latent 3"));
 
-  write_weights(run, model_with(wider, 3), 30);  // later files are compared with the new shape
-  REQUIRE(follow_until(follower, seen, [&] { return seen.weights.size() == 3; }));
-  CHECK_FALSE(seen.weights[2].config_changed);
-  CHECK(seen.problems.size() == 1);
+  write_weights(t.run, model_with(wider, 3), 30);  // later files are compared with the new shape
+  REQUIRE(t.until_weights(3));
+  CHECK_FALSE(t.seen.weights[2].config_changed);
+  CHECK(t.seen.problems.size() == 1);
 }
 
 TEST_CASE("run follow: a FIFO named weights.safetensors is refused without blocking") {
   for (const FollowMode mode : {FollowMode::Auto, FollowMode::Polling}) {
     CAPTURE(static_cast<int>(mode));
-    TempDir dir("follow");
-    const fs::path run = dir / "run";
-    fs::create_directory(run);
-    RunFollower follower(run, options_for(mode));
-    expect_quiet(follower);
-    REQUIRE(::mkfifo((run / kRunWeightsFile).c_str(), 0600) == 0);
-    REQUIRE(::mkfifo((run / kRunMetricsFile).c_str(), 0600) == 0);
+    FollowedRun t(mode);
+    t.expect_quiet();
+    REQUIRE(::mkfifo(t.file(kRunWeightsFile).c_str(), 0600) == 0);
+    REQUIRE(::mkfifo(t.file(kRunMetricsFile).c_str(), 0600) == 0);
     const auto t0 = std::chrono::steady_clock::now();
-    Seen seen;
-    REQUIRE(follow_until(follower, seen, [&] { return seen.problems.size() == 2; }));
+    REQUIRE(t.until([&] { return t.seen.problems.size() == 2; }));
     CHECK(std::chrono::steady_clock::now() - t0 < 1s);
-    CHECK(seen.problem_with("weights.safetensors is a FIFO, not a regular file: not opened"));
-    CHECK(seen.problem_with("metrics.jsonl is a FIFO, not a regular file: not read"));
-    CHECK(follower.last_weights() == nullptr);
-    expect_quiet(follower);
+    CHECK(t.seen.problem_with("weights.safetensors is a FIFO, not a regular file: not opened"));
+    CHECK(t.seen.problem_with("metrics.jsonl is a FIFO, not a regular file: not read"));
+    CHECK(t.follower.last_weights() == nullptr);
+    t.expect_quiet();
 
-    fs::remove(run / kRunWeightsFile);  // a real file in its place is read
-    write_weights(run, model_with(small_model(), 1), 7);
-    REQUIRE(follow_until(follower, seen, [&] { return seen.weights.size() == 1; }));
-    CHECK(seen.weights[0].step == 7);
+    fs::remove(t.file(kRunWeightsFile));  // a real file in its place is read
+    write_weights(t.run, model_with(small_model(), 1), 7);
+    REQUIRE(t.until_weights(1));
+    CHECK(t.seen.weights[0].step == 7);
   }
 }
 
 TEST_CASE("run follow: weights larger than the limit are refused unread") {
-  TempDir dir("follow");
-  const fs::path run = dir / "run";
-  fs::create_directory(run);
-  write_weights(run, model_with(small_model(), 1), 10);
   FollowOptions o = options_for(FollowMode::Polling);
   o.max_weights_bytes = 1000;  // the 64-32-2 model takes about 21 kB
-  RunFollower follower(run, o);
-  Seen seen;
-  REQUIRE(follow_until(follower, seen, [&] { return !seen.problems.empty(); }));
-  CHECK(seen.problem_with("more than the 1000 allowed: not read"));
-  CHECK(seen.weights.empty());
+  FollowedRun t(o);
+  write_weights(t.run, model_with(small_model(), 1), 10);
+  REQUIRE(t.until([&] { return !t.seen.problems.empty(); }));
+  CHECK(t.seen.problem_with("more than the 1000 allowed: not read"));
+  CHECK(t.seen.weights.empty());
 }
 
 TEST_CASE("run follow: the time since the last change comes from the files") {
-  TempDir dir("follow");
-  const fs::path run = dir / "run";
-  fs::create_directory(run);
-  append_text(run / kRunMetricsFile, metrics_line(10, -120));
-  write_weights(run, model_with(small_model(), 1), 10);
+  FollowedRun t(FollowMode::Polling);
+  append_text(t.file(kRunMetricsFile), metrics_line(10, -120));
+  write_weights(t.run, model_with(small_model(), 1), 10);
   const std::time_t hour_ago = std::time(nullptr) - 3600;
   const struct timespec times[2] = {{hour_ago, 0}, {hour_ago, 0}};
   for (const char* name : {kRunMetricsFile, kRunWeightsFile})
-    REQUIRE(::utimensat(AT_FDCWD, (run / name).c_str(), times, 0) == 0);
-  RunFollower follower(run, options_for(FollowMode::Polling));
-  Seen seen;
-  REQUIRE(follow_until(follower, seen, [&] { return seen.weights.size() == 1; }));
+    REQUIRE(::utimensat(AT_FDCWD, t.file(name).c_str(), times, 0) == 0);
+  REQUIRE(t.until_weights(1));
   const auto now = std::chrono::system_clock::from_time_t(hour_ago + 3600);
-  REQUIRE(follower.seconds_since_change(now).has_value());
-  CHECK(*follower.seconds_since_change(now) == doctest::Approx(3600).epsilon(0.001));
-  CHECK(*follower.seconds_since_change(std::chrono::system_clock::from_time_t(hour_ago - 10)) == 0);  // clock skew
+  REQUIRE(t.follower.seconds_since_change(now).has_value());
+  CHECK(*t.follower.seconds_since_change(now) == doctest::Approx(3600).epsilon(0.001));
+  CHECK(*t.follower.seconds_since_change(std::chrono::system_clock::from_time_t(hour_ago - 10)) == 0);  // clock skew
 }
 
 TEST_CASE("run follow: a followed model evaluates as vaelab-train prints it") {
-  TempDir dir("follow");
-  const fs::path run = dir / "run";
-  fs::create_directory(run);
+  FollowedRun t;
   const auto data = synthetic_data(10, 40);
   const Model m = model_with(small_model(), 4);
-  write_weights(run, m, 10);
-  RunFollower follower(run, options_for(FollowMode::Auto));
-  Seen seen;
-  REQUIRE(follow_until(follower, seen, [&] { return seen.weights.size() == 1; }));
-  const Model& followed = *seen.weights[0].model;
+  write_weights(t.run, m, 10);
+  REQUIRE(t.until_weights(1));
+  const Model& followed = *t.seen.weights[0].model;
   REQUIRE(followed.config().image_h == data->test.height);
   REQUIRE(followed.config().image_w == data->test.width);
   EvalOptions eo;
