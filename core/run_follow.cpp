@@ -543,9 +543,15 @@ struct RunFollower::State {
         metrics_touched = true;  // replaced between stat() and open(): look again
         return;
       }
-      const std::string bytes = read_at(fd.fd, metrics_offset, kMetricsBytesPerScan);
+      const auto size = static_cast<std::uint64_t>(st.st_size);
+      if (size <= metrics_offset) {
+        metrics_touched = size < metrics_offset;  // cut short since the stat(): the next scan restarts it
+        return;
+      }
+      const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(size - metrics_offset, kMetricsBytesPerScan));
+      const std::string bytes = read_at(fd.fd, metrics_offset, want);
       metrics_offset += bytes.size();
-      metrics_backlog = bytes.size() == kMetricsBytesPerScan;
+      metrics_backlog = metrics_offset < size;
       take_metrics_bytes(u, bytes);
     } catch (const Error& e) {
       u.problems.push_back(metrics_path.string() + ": " + e.what());
@@ -656,7 +662,8 @@ struct RunFollower::State {
 };
 
 RunFollower::RunFollower(std::filesystem::path folder, FollowOptions options)
-    : folder_(std::move(folder)), state_(std::make_unique<State>()) {
+    : folder_(folder.lexically_normal()), state_(std::make_unique<State>()) {
+  if (!folder_.has_filename() && folder_.has_parent_path()) folder_ = folder_.parent_path();  // "runs/a/" → "runs/a"
   State& s = *state_;
   s.opt = options;
   s.folder = folder_;

@@ -116,7 +116,7 @@ class RunFollower {
 
   const std::filesystem::path& folder() const { return folder_; }
   bool folder_present() const;         // false while waiting for the folder
-  bool using_inotify() const;          // false when polling (by choice, or inotify unavailable)
+  bool using_inotify() const;          // inotify watches the folder now (false while polling or waiting)
   bool finished() const;               // the current metrics file ended with {"finished": true}
   // The last good weights delivered (they stay when a later file is broken); null before the first.
   const FollowedWeights* last_weights() const;

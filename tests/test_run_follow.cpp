@@ -186,6 +186,7 @@ TEST_CASE("run follow: a missing then empty folder is waited for until files app
   FollowedRun t(FollowMode::Auto, false);
   t.expect_quiet();
   CHECK_FALSE(t.follower.folder_present());
+  CHECK(RunFollower(t.run.string() + "/").folder() == t.run);
   CHECK_FALSE(t.follower.seconds_since_change().has_value());
 
   fs::create_directory(t.run);
@@ -284,6 +285,24 @@ TEST_CASE("run follow: a truncated last metrics line is skipped until it is comp
   CHECK(t.seen.restarts == 0);
 }
 
+TEST_CASE("run follow: a metrics line longer than the limit is skipped as it arrives") {
+  FollowOptions o = options_for(FollowMode::Auto);
+  o.max_metrics_line = 64;
+  FollowedRun t(o);
+  const fs::path metrics = t.file(kRunMetricsFile);
+  const std::string long_line = "{\"note\":\"" + std::string(100, 'x') + "\"}\n";
+  append_text(metrics, long_line.substr(0, 40));  // within the limit so far: waits for the rest
+  t.expect_quiet();
+  append_text(metrics, long_line.substr(40, 40));
+  REQUIRE(t.until([&] { return !t.seen.problems.empty(); }));
+  CHECK(t.seen.problem_with("line 1 is longer than 64 bytes: skipped"));
+  append_text(metrics, long_line.substr(80) + "{\"step\":7}\n");
+  REQUIRE(t.until([&] { return t.seen.metrics.size() == 1; }));
+  CHECK(t.seen.metrics[0].line == 2);
+  CHECK(t.seen.metrics[0].number("step") == 7);
+  CHECK(t.seen.problems.size() == 1);
+}
+
 TEST_CASE("run follow: a metrics file replaced by a shorter one is read again from its start") {
   for (const FollowMode mode : {FollowMode::Auto, FollowMode::Polling}) {
     CAPTURE(static_cast<int>(mode));
@@ -303,6 +322,14 @@ TEST_CASE("run follow: a metrics file replaced by a shorter one is read again fr
     REQUIRE(t.until([&] { return t.seen.metrics.size() == 2; }));
     CHECK(t.seen.metrics[1].number("step") == 150);
     CHECK(t.seen.restarts == 1);
+
+    // A fresh start whose writer got ahead before the next look: longer than the old file, yet new.
+    std::string fresh;
+    for (int step = 1; step <= 4; ++step) fresh += metrics_line(step, -200 + step);
+    replace_text(metrics, fresh);
+    REQUIRE(t.until([&] { return t.seen.restarts == 2 && t.seen.metrics.size() == 4; }));
+    CHECK(t.seen.metrics[0].number("step") == 1);
+    CHECK(t.seen.metrics[3].number("step") == 4);
     CHECK(t.seen.problems.empty());
   }
 }
