@@ -361,7 +361,7 @@ struct RunFollower::State {
   bool skipping_long_line = false;
   std::int64_t line_number = 0;  // complete lines seen in the followed file
   bool finished = false;
-  std::optional<FileVersion> metrics_refused;
+  std::optional<FileVersion> metrics_refused;  // the version a problem was last reported for
 
   // weights.safetensors
   std::optional<FileVersion> weights_seen;  // the version last read or refused
@@ -554,7 +554,8 @@ struct RunFollower::State {
       metrics_backlog = metrics_offset < size;
       take_metrics_bytes(u, bytes);
     } catch (const Error& e) {
-      u.problems.push_back(metrics_path.string() + ": " + e.what());
+      if (metrics_refused != v) u.problems.push_back(metrics_path.string() + ": " + e.what());
+      metrics_refused = v;  // tried again at each scan, reported again only when the file changes
     }
   }
 
