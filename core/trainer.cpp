@@ -10,7 +10,9 @@
 #include <deque>
 #include <exception>
 #include <limits>
+#include <numeric>
 #include <sstream>
+#include <variant>
 
 #include "core/adam.hpp"
 #include "core/checkpoint.hpp"
@@ -38,39 +40,117 @@ std::string format_float(double v) {
 }
 
 constexpr std::size_t kMaxLogLines = 200;
+constexpr int kEncodeChunk = 1000;  // images per encoder call outside training steps
+
+std::vector<int> first_indices(int n) {
+  std::vector<int> idx(static_cast<std::size_t>(n));
+  std::iota(idx.begin(), idx.end(), 0);
+  return idx;
+}
+
+// Encodes images idx[0..n) in chunks of kEncodeChunk; take(lo, mu, logvar) receives the codes of
+// the images idx[lo..lo + mu.cols()). With a pool the chunks run in parallel, so take must write
+// only its own chunk's outputs.
+template <class Take>
+void encode_in_chunks(const Model& model, const ImageSet& images, const std::vector<int>& idx, ThreadPool* pool,
+                      const Take& take) {
+  const int n = static_cast<int>(idx.size()), chunks = (n + kEncodeChunk - 1) / kEncodeChunk;
+  auto encode_chunk = [&](int c) {
+    const int lo = c * kEncodeChunk, count = std::min(kEncodeChunk, n - lo);
+    Eigen::MatrixXf x(model.config().input_dim(), count), mu, logvar;
+    gather_batch(images, idx.data() + lo, count, Binarize::None, nullptr, x);
+    model.encode(x, mu, logvar);
+    take(lo, mu, logvar);
+  };
+  if (pool) {
+    pool->run(chunks, encode_chunk);
+  } else {
+    for (int c = 0; c < chunks; ++c) encode_chunk(c);
+  }
+}
+
+// The score-function path (core/gap.cpp) differentiates the plain MLP encoder with the
+// standard-normal prior only.
+void check_estimator(const ModelConfig& m, const TrainConfig& t) {
+  if (t.estimator == Estimator::ScoreFunction && m.family != ModelFamily::Mlp)
+    throw Error(std::string("the score-function estimator is available for mlp models only, not ") + to_string(m.family));
+}
 
 }  // namespace
 
-// A UI → trainer request, applied between steps. (Outside the anonymous namespace: Impl holds them.)
-struct Command {
-  enum class Kind {
-    Pause, Resume, Step, Reset, SetLr, SetBeta, SetWarmup, SetEstimator, SetIwae, MeasureEstimators,
-    MeasureEstimatorsNow, Rebuild, SetData, Save, Load, Export, Import
-  };
-  explicit Command(Kind k, double v = 0, double v2 = 0) : kind(k), value(v), value2(v2) {}
-  Kind kind;
-  double value = 0;
-  double value2 = 0;
-  ModelConfig model;
-  TrainConfig train;
-  std::shared_ptr<const Dataset> data;
-  std::filesystem::path path;
+// UI → trainer requests, applied between steps in the order posted. (Outside the anonymous
+// namespace: Impl holds them.)
+namespace command {
+struct Pause {};
+struct Resume {};
+struct Step {};
+struct Reset {};
+struct SetLr { float lr; };
+struct SetBeta { float beta; };
+struct SetWarmup { int steps; };
+struct SetEstimator { Estimator estimator; };
+struct SetIwae { int k, points; };
+struct SetMeasureEstimators { bool on; };
+struct MeasureEstimatorsNow {};
+struct Rebuild { ModelConfig model; TrainConfig train; };
+struct SetData { std::shared_ptr<const Dataset> data; };
+struct Save { std::filesystem::path file; };
+struct Load { std::filesystem::path file; };
+struct ExportSafetensors { std::filesystem::path file; };
+struct ImportSafetensors { std::filesystem::path file; };
+}  // namespace command
+
+using Command = std::variant<command::Pause, command::Resume, command::Step, command::Reset, command::SetLr,
+                             command::SetBeta, command::SetWarmup, command::SetEstimator, command::SetIwae,
+                             command::SetMeasureEstimators, command::MeasureEstimatorsNow, command::Rebuild,
+                             command::SetData, command::Save, command::Load, command::ExportSafetensors,
+                             command::ImportSafetensors>;
+
+// Commands posted by any thread, taken by the trainer thread; also carries the stop request.
+class CommandQueue {
+ public:
+  void post(Command c) {
+    {
+      std::lock_guard lock(mu_);
+      posted_.push_back(std::move(c));
+    }
+    cv_.notify_all();
+  }
+  void request_stop() {
+    stop_.store(true);
+    cv_.notify_all();
+  }
+  bool stop_requested() const { return stop_.load(std::memory_order_relaxed); }
+
+  // Moves everything posted so far to the end of `into`.
+  void take_all(std::deque<Command>& into) {
+    std::lock_guard lock(mu_);
+    for (Command& c : posted_) into.push_back(std::move(c));
+    posted_.clear();
+  }
+  // Returns when a command is posted, a stop is requested, or `timeout` has passed.
+  void wait(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, timeout, [&] { return !posted_.empty() || stop_requested(); });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Command> posted_;
+  std::atomic<bool> stop_{false};
 };
 
 struct Trainer::Impl {
   TrainerOptions opt;
   TrainerListener listener;
-
-  std::mutex cmd_mu;
-  std::condition_variable cmd_cv;
-  std::vector<Command> commands;
-  std::atomic<bool> stop{false};
-  std::deque<Command> backlog;  // trainer thread: taken from `commands`, not yet applied
+  CommandQueue commands;
 
   mutable std::mutex snap_mu;
   std::shared_ptr<const Snapshot> published;
 
   // ---- trainer-thread state ----
+  std::deque<Command> backlog;  // taken from `commands`, not yet applied
   std::shared_ptr<const Dataset> data;
   std::shared_ptr<const ImageSet> train_set, test_set;  // possibly binarized copies
   ModelConfig mcfg;
@@ -113,8 +193,7 @@ struct Trainer::Impl {
   // 1; the results do not depend on the thread count, only the speed does. The first comparison
   // ends at step 20. A comparison that keeps the setting doubles the cycle, up to kAdaptCycleMax
   // steps, and a switch brings it back to kAdaptCycle: on a steady machine probing costs 8/1,024
-  // of the steps at the slower setting (8/128 cost 6 % of the 2-thread rate with the batch in two
-  // shards, a probe step taking twice as long), and a change is still noticed within 1,024 steps.
+  // of the steps at the slower setting, and a change is still noticed within 1,024 steps.
   static constexpr int kAdaptCycle = 128, kAdaptCycleMax = 1024, kAdaptProbe = 8;
   int adapt_cycle = kAdaptCycle;
   int adapt_pos = kAdaptCycle - 2 * kAdaptProbe - 4;
@@ -130,18 +209,46 @@ struct Trainer::Impl {
     return tcfg.beta * static_cast<float>(std::min<double>(1.0, static_cast<double>(step) / tcfg.warmup_steps));
   }
 
+  // ---- events and log ----
+  // Sends `ev` with the current progress filled in.
+  void notify(TrainerEvent ev) const {
+    if (!listener) return;
+    ev.step = step;
+    ev.epoch = epoch;
+    ev.batch_in_epoch = batch_in_epoch;
+    ev.batches_per_epoch = batches_per_epoch();
+    ev.samples_per_s = samples_per_s;
+    listener(ev);
+  }
+
   void say(Severity sev, std::string text) {
-    LogLine line{++log_serial, sev, std::move(text)};
-    log.push_back(line);
+    log.push_back(LogLine{++log_serial, sev, std::move(text)});
     while (log.size() > kMaxLogLines) log.pop_front();
-    if (listener) {
-      TrainerEvent ev;
-      ev.kind = EventKind::Log;
-      ev.step = step;
-      ev.epoch = epoch;
-      ev.line = &log.back();
-      listener(ev);
+    notify({.kind = EventKind::Log, .line = &log.back()});
+  }
+
+  // A change the curves show as a marker, logged too.
+  void mark(std::string text) {
+    history.markers.push_back({step, text});
+    say(Severity::Info, std::move(text));
+  }
+
+  // ---- run state ----
+  void check_image_size(const ModelConfig& m) const {
+    if (m.image_h != data->train.height || m.image_w != data->train.width) {
+      std::ostringstream os;
+      os << "the model expects " << m.image_h << "×" << m.image_w << " images but the data set '" << data->name
+         << "' has " << data->train.height << "×" << data->train.width;
+      throw Error(os.str());
     }
+  }
+
+  // Everything a model and training configuration must satisfy to run on the current data.
+  void check_configs(const ModelConfig& m, const TrainConfig& t) const {
+    validate(m);
+    validate(t);
+    check_estimator(m, t);
+    check_image_size(m);
   }
 
   // Data views for training and evaluation, binarized as configured.
@@ -163,9 +270,7 @@ struct Trainer::Impl {
       train_set = std::shared_ptr<const ImageSet>(data, &data->train);
       test_set = std::shared_ptr<const ImageSet>(data, &data->test);
     }
-    const int shown = std::min(opt.display_points, test_set->count);
-    display_idx.resize(shown);
-    for (int i = 0; i < shown; ++i) display_idx[i] = i;
+    display_idx = first_indices(std::min(opt.display_points, test_set->count));
     latent_mu.resize(0, 0);
     latent_step = -1;
   }
@@ -179,13 +284,11 @@ struct Trainer::Impl {
     eps.resize(mcfg.latent, static_cast<Eigen::Index>(tcfg.batch) * tcfg.samples);
   }
 
-  void check_image_size(const ModelConfig& m) const {
-    if (m.image_h != data->train.height || m.image_w != data->train.width) {
-      std::ostringstream os;
-      os << "the model expects " << m.image_h << "×" << m.image_w << " images but the data set '" << data->name
-         << "' has " << data->train.height << "×" << data->train.width;
-      throw Error(os.str());
-    }
+  void clear_epoch_totals() {
+    epoch_elbo_sum = 0;
+    epoch_batches = 0;
+    epoch_train_seconds = 0;
+    epoch_samples = 0;
   }
 
   void new_epoch_order() {
@@ -194,37 +297,105 @@ struct Trainer::Impl {
     for (int i = 0; i < n; ++i) order[i] = i;
     for (int i = n - 1; i > 0; --i) std::swap(order[i], order[rng.below(static_cast<std::uint64_t>(i) + 1)]);
     batch_in_epoch = 0;
-    epoch_elbo_sum = 0;
-    epoch_batches = 0;
-    epoch_train_seconds = 0;
-    epoch_samples = 0;
+    clear_epoch_totals();
   }
 
-  // Fresh weights and optimiser from the seed; history cleared.
-  // The score-function path (core/gap.cpp) differentiates the plain MLP encoder with the
-  // standard-normal prior only.
-  static void check_estimator(const ModelConfig& m, const TrainConfig& t) {
-    if (t.estimator == Estimator::ScoreFunction && m.family != ModelFamily::Mlp)
-      throw Error(std::string("the score-function estimator is available for mlp models only, not ") + to_string(m.family));
+  // A saved place in an epoch, if it fits the current data and batch size.
+  bool can_resume_epoch(const std::vector<std::int32_t>& saved_order, int saved_batch) const {
+    const int n = train_count();
+    return static_cast<int>(saved_order.size()) == n &&
+           std::all_of(saved_order.begin(), saved_order.end(), [n](std::int32_t i) { return i >= 0 && i < n; }) &&
+           saved_batch >= 0 && saved_batch < batches_per_epoch();
   }
 
-  void fresh_start() {
-    validate(mcfg);
-    validate(tcfg);
-    check_estimator(mcfg, tcfg);
-    check_image_size(mcfg);
-    model = std::make_unique<Model>(mcfg);
-    model->init(tcfg.seed);
+  // After a new model, data or batch: data views and step buffers rebuilt, the epoch resumed at
+  // `saved_batch` of `saved_order` when that fits (else a new shuffled order), and the fallback
+  // parameters of the previous model forgotten.
+  void reset_run_state(std::vector<std::int32_t> saved_order = {}, int saved_batch = 0) {
+    prepare_data();
+    prepare_engine();
+    if (can_resume_epoch(saved_order, saved_batch)) {
+      order = std::move(saved_order);
+      batch_in_epoch = saved_batch;
+      clear_epoch_totals();
+    } else {
+      new_epoch_order();
+    }
+    last_published_model.reset();
+  }
+
+  // Step 0 of a new run for the current model: optimiser, counters and history cleared.
+  void restart_counters() {
     adam.reset(model->size());
-    rng.reseed(tcfg.seed + 1);
     step = 0;
     epoch = 0;
     history = {};
     kl_running.assign(mcfg.latent, 0.0);
-    prepare_data();
-    prepare_engine();
-    new_epoch_order();
-    last_published_model.reset();
+  }
+
+  // Fresh weights and optimiser from the seed; history cleared.
+  void fresh_start() {
+    check_configs(mcfg, tcfg);
+    model = std::make_unique<Model>(mcfg);
+    model->init(tcfg.seed);
+    rng.reseed(tcfg.seed + 1);
+    restart_counters();
+    reset_run_state();
+  }
+
+  TrainingState capture() const {
+    TrainingState s;
+    s.model = mcfg;
+    s.train = tcfg;
+    s.params.assign(model->params().begin(), model->params().end());
+    s.adam = adam;
+    s.rng = rng.state();
+    s.step = step;
+    s.epoch = epoch;
+    s.batch_in_epoch = batch_in_epoch;
+    s.order = order;
+    s.history = history;
+    s.data_name = data ? data->name : "";
+    return s;
+  }
+
+  void save_now(const std::filesystem::path& file) {
+    if (!model->all_finite()) throw Error("not saving " + file.string() + ": the parameters contain NaN or Inf");
+    save_checkpoint(file, capture());
+  }
+
+  // Staged: everything is checked before the running model is touched.
+  void load_now(const std::filesystem::path& file) {
+    TrainingState s = load_checkpoint(file);
+    check_configs(s.model, s.train);
+    auto m = std::make_unique<Model>(s.model);
+    if (m->size() != s.params.size()) throw Error(file.string() + ": parameter count does not match its model config");
+    m->params().assign(s.params.begin(), s.params.end());
+    mcfg = s.model;
+    tcfg = s.train;
+    if (pool) tcfg.threads = pool->size();  // threads are a property of this machine, not of the run
+    model = std::move(m);
+    adam = std::move(s.adam);
+    rng.set_state(s.rng);
+    step = s.step;
+    epoch = s.epoch;
+    history = std::move(s.history);
+    kl_running.assign(mcfg.latent, 0.0);
+    if (!history.epochs.empty() && history.epochs.back().kl_per_dim.size() == static_cast<std::size_t>(mcfg.latent))
+      kl_running.assign(history.epochs.back().kl_per_dim.begin(), history.epochs.back().kl_per_dim.end());
+    reset_run_state(std::move(s.order), s.batch_in_epoch);
+    refresh_latents();
+  }
+
+  void import_now(const std::filesystem::path& file) {
+    Model m = import_model(read_safetensors(file));
+    check_configs(m.config(), tcfg);
+    if (!m.all_finite()) throw Error(file.string() + ": weights contain NaN or Inf");
+    mcfg = m.config();
+    model = std::make_unique<Model>(std::move(m));
+    restart_counters();
+    reset_run_state();
+    refresh_latents();
   }
 
   // ---- one optimiser step ----
@@ -250,68 +421,83 @@ struct Trainer::Impl {
     }
   }
 
-  void train_step() {
-    const auto t0 = Clock::now();
-    const int n = train_count();
-    const int lo = batch_in_epoch * tcfg.batch;
-    const int B = std::min(tcfg.batch, n - lo);
-    const int L = tcfg.samples, d = mcfg.latent;
-    auto x = xbatch.leftCols(B);
-    auto e = eps.leftCols(static_cast<Eigen::Index>(B) * L);
+  // The next batch's images into x and its noise into e, both drawn from rng: the images first
+  // (dynamic binarization draws from it), then ε.
+  void draw_batch(Eigen::Ref<Eigen::MatrixXf> x, Eigen::Ref<Eigen::MatrixXf> e) {
     const bool dynamic = tcfg.binarize == Binarize::Dynamic;
-    auto gather = [&] { gather_batch(*train_set, order.data() + lo, B, dynamic ? Binarize::Dynamic : Binarize::None, &rng, x); };
+    const std::int32_t* batch_order = order.data() + static_cast<std::ptrdiff_t>(batch_in_epoch) * tcfg.batch;
+    auto gather = [&] {
+      gather_batch(*train_set, batch_order, static_cast<int>(x.cols()), dynamic ? Binarize::Dynamic : Binarize::None,
+                   &rng, x);
+    };
     auto draw_eps = [&] {
       for (Eigen::Index c = 0; c < e.cols(); ++c)
-        for (int j = 0; j < d; ++j) e(j, c) = rng.normal();
+        for (Eigen::Index j = 0; j < e.rows(); ++j) e(j, c) = rng.normal();
     };
     if (dynamic || !pool || pool->size() < 2) {
-      gather();  // dynamic binarisation draws from rng too: the stream's order is gather, then ε
+      gather();
       draw_eps();
-    } else {
-      // Waiting on memory (the gather) beside arithmetic (Box–Muller for ε) on the two threads;
-      // only draw_eps touches rng, so the numbers are the same as one after the other.
-      std::exception_ptr failure;
-      pool->run(2, [&](int t) {
-        try {
-          t == 0 ? gather() : draw_eps();
-        } catch (...) {
-          failure = std::current_exception();  // only the gather throws (a bad index)
-        }
-      });
-      if (failure) std::rethrow_exception(failure);
-    }
-    if (opt.poison_at_step >= 0 && step == opt.poison_at_step && !poisoned) {
-      poisoned = true;
-      model->params()[model->encoder()[0].w] = std::numeric_limits<float>::quiet_NaN();
-    }
-    const float beta = effective_beta();
-    const auto t1 = Clock::now();
-    StepStats st = tcfg.estimator == Estimator::ScoreFunction
-                       ? score_function_encoder_gradient(*model, *engine, x, e, beta, grad.data(), pool.get())
-                       : engine->compute_unsummed(*model, x, e, beta, grad.data(), pool.get());
-    const auto t2 = Clock::now();
-    if (!st.finite) {
-      diverged("the loss became NaN or Inf");
       return;
     }
+    // Waiting on memory (the gather) beside arithmetic (Box–Muller for ε) on the two threads;
+    // only draw_eps touches rng, so the numbers are the same as one after the other.
+    std::exception_ptr failure;
+    pool->run(2, [&](int t) {
+      try {
+        t == 0 ? gather() : draw_eps();
+      } catch (...) {
+        failure = std::current_exception();  // only the gather throws (a bad index)
+      }
+    });
+    if (failure) std::rethrow_exception(failure);
+  }
+
+  void poison_if_due() {
+    if (opt.poison_at_step < 0 || step != opt.poison_at_step || poisoned) return;
+    poisoned = true;
+    model->params()[model->encoder()[0].w] = std::numeric_limits<float>::quiet_NaN();
+  }
+
+  StepStats compute_gradient(const Eigen::Ref<const Eigen::MatrixXf>& x, const Eigen::Ref<const Eigen::MatrixXf>& e) {
+    const float beta = effective_beta();
+    if (tcfg.estimator == Estimator::ScoreFunction)
+      return score_function_encoder_gradient(*model, *engine, x, e, beta, grad.data(), pool.get());
+    return engine->compute_unsummed(*model, x, e, beta, grad.data(), pool.get());
+  }
+
+  void train_step() {
+    const auto t0 = Clock::now();
+    const int B = std::min(tcfg.batch, train_count() - batch_in_epoch * tcfg.batch);
+    auto x = xbatch.leftCols(B);
+    auto e = eps.leftCols(static_cast<Eigen::Index>(B) * tcfg.samples);
+    draw_batch(x, e);
+    poison_if_due();
+    const auto t1 = Clock::now();
+    StepStats st = compute_gradient(x, e);
+    const auto t2 = Clock::now();
+    if (!st.finite) return diverged("the loss became NaN or Inf");
     // Adam sums the shards' gradients and checks them in the same pass as the update (no extra
     // passes over 2.6 MB each); the parameters it spoils on a NaN are replaced by diverged().
-    if (!adam.step(model->data(), grad.data(), model->size(), tcfg.lr, pool.get(), engine->unsummed_gradients())) {
-      diverged("the gradient became NaN or Inf");
-      return;
-    }
+    if (!adam.step(model->data(), grad.data(), model->size(), tcfg.lr, pool.get(), engine->unsummed_gradients()))
+      return diverged("the gradient became NaN or Inf");
     st.times[StepPhase::Batch] = seconds_between(t0, t1);
     st.times[StepPhase::Gradient] = seconds_between(t1, t2);
     st.times[StepPhase::Optimizer] = seconds_since(t2);
     ++step;
     if (model->clusters() > 0 && opt.cluster_fit_step > 0 && step == opt.cluster_fit_step) fit_clusters();
     ++batch_in_epoch;
-    const double dt = seconds_since(t0);
-    adapt_threads(dt / B);
-    epoch_train_seconds += dt;
-    epoch_samples += B;
-    rate_samples += B;
-    rate_seconds += dt;
+    record_step(st, B, seconds_since(t0));
+    notify({.kind = EventKind::Step, .stats = &st});
+    if (batch_in_epoch >= batches_per_epoch()) end_epoch();
+  }
+
+  // The step's timing, its point on the curves and the running per-dimension KL.
+  void record_step(const StepStats& st, int batch_size, double seconds) {
+    adapt_threads(seconds / batch_size);
+    epoch_train_seconds += seconds;
+    epoch_samples += batch_size;
+    rate_samples += batch_size;
+    rate_seconds += seconds;
     if (rate_seconds >= 0.5) {
       samples_per_s = rate_samples / rate_seconds;
       rate_samples = rate_seconds = 0;
@@ -323,15 +509,7 @@ struct Trainer::Impl {
                              static_cast<float>(st.kl)});
     // A running mean over roughly the last 50 batches keeps the per-dimension KL bars steady.
     const double a = step == 1 ? 1.0 : 0.02;
-    for (int j = 0; j < d; ++j) kl_running[j] += a * (st.kl_per_dim[j] - kl_running[j]);
-    if (listener) {
-      TrainerEvent ev;
-      ev.kind = EventKind::Step;
-      fill_progress(ev);
-      ev.stats = &st;
-      listener(ev);
-    }
-    if (batch_in_epoch >= batches_per_epoch()) end_epoch();
+    for (int j = 0; j < mcfg.latent; ++j) kl_running[j] += a * (st.kl_per_dim[j] - kl_running[j]);
   }
 
   // Clustering VAE, once at TrainerOptions::cluster_fit_step: the cluster Gaussians moved onto
@@ -340,18 +518,12 @@ struct Trainer::Impl {
   void fit_clusters() {
     const int n = std::min(train_count(), std::max(opt.cluster_fit_points, model->clusters()));
     if (n < model->clusters()) return;
-    std::vector<int> idx(static_cast<std::size_t>(n));
-    for (int i = 0; i < n; ++i) idx[static_cast<std::size_t>(i)] = i;
     Eigen::MatrixXf mu(mcfg.latent, n), lv(mcfg.latent, n);
-    const int chunk = 1000;
-    for (int lo = 0; lo < n; lo += chunk) {
-      const int B = std::min(chunk, n - lo);
-      Eigen::MatrixXf x(mcfg.input_dim(), B), m, v;
-      gather_batch(*train_set, idx.data() + lo, B, Binarize::None, nullptr, x);
-      model->encode(x, m, v);
-      mu.middleCols(lo, B) = m;
-      lv.middleCols(lo, B) = v;
-    }
+    encode_in_chunks(*model, *train_set, first_indices(n), nullptr,
+                     [&](int lo, const Eigen::MatrixXf& m, const Eigen::MatrixXf& v) {
+                       mu.middleCols(lo, m.cols()) = m;
+                       lv.middleCols(lo, v.cols()) = v;
+                     });
     fit_clusters_to_codes(*model, mu, lv, tcfg.seed);
     // The classifier's old outputs name the old clusters, and where it says p(y|z) ≈ 0 its
     // softmax passes no gradient to raise it: zeroing its last layer restarts it at uniform.
@@ -385,14 +557,7 @@ struct Trainer::Impl {
                              "(now " + format_float(tcfg.lr) + ") and resume.");
   }
 
-  void fill_progress(TrainerEvent& ev) const {
-    ev.step = step;
-    ev.epoch = epoch;
-    ev.batch_in_epoch = batch_in_epoch;
-    ev.batches_per_epoch = batches_per_epoch();
-    ev.samples_per_s = samples_per_s;
-  }
-
+  // ---- epoch ends ----
   EpochRecord evaluate_now(int epoch_number) {
     EpochRecord rec;
     rec.epoch = epoch_number;
@@ -401,10 +566,7 @@ struct Trainer::Impl {
     if (epoch_train_seconds > 0) rec.samples_per_s = static_cast<float>(epoch_samples / epoch_train_seconds);
     if (opt.evaluate_each_epoch && test_set->count > 0) {
       std::vector<int> idx;
-      if (opt.eval_limit > 0 && opt.eval_limit < test_set->count) {
-        idx.resize(opt.eval_limit);
-        for (int i = 0; i < opt.eval_limit; ++i) idx[i] = i;
-      }
+      if (opt.eval_limit > 0 && opt.eval_limit < test_set->count) idx = first_indices(opt.eval_limit);
       EvalOptions eo;
       eo.samples = 1;
       eo.seed = tcfg.seed + 1000 + static_cast<std::uint64_t>(epoch_number);
@@ -439,26 +601,19 @@ struct Trainer::Impl {
 
   // Cluster of each evaluated test image = argmax_y p(y | z = μ(x)), scored against the labels.
   void score_clusters(const std::vector<int>& idx_in, EpochRecord& rec) const {
-    std::vector<int> idx = idx_in;
-    if (idx.empty()) {
-      idx.resize(test_set->count);
-      for (int i = 0; i < test_set->count; ++i) idx[i] = i;
-    }
-    const int n = static_cast<int>(idx.size()), chunk = 1000;
+    const std::vector<int> idx = idx_in.empty() ? first_indices(test_set->count) : idx_in;
+    const int n = static_cast<int>(idx.size());
     std::vector<int> pred(n), labels(n);
     int n_classes = 0;
     for (int i = 0; i < n; ++i) {
       labels[i] = test_set->labels[idx[i]];
       n_classes = std::max(n_classes, labels[i] + 1);
     }
-    for (int lo = 0; lo < n; lo += chunk) {
-      const int B = std::min(chunk, n - lo);
-      Eigen::MatrixXf x(mcfg.input_dim(), B), mu, lv, probs;
-      gather_batch(*test_set, idx.data() + lo, B, Binarize::None, nullptr, x);
-      model->encode(x, mu, lv);
+    encode_in_chunks(*model, *test_set, idx, nullptr, [&](int lo, const Eigen::MatrixXf& mu, const Eigen::MatrixXf&) {
+      Eigen::MatrixXf probs;
       model->classify(mu, probs);
-      for (int b = 0; b < B; ++b) probs.col(b).maxCoeff(&pred[lo + b]);
-    }
+      for (Eigen::Index b = 0; b < probs.cols(); ++b) probs.col(b).maxCoeff(&pred[lo + b]);
+    });
     rec.cluster_acc = static_cast<float>(cluster_accuracy(pred, labels, model->clusters(), n_classes));
     rec.nmi = static_cast<float>(normalized_mutual_information(pred, labels));
   }
@@ -481,35 +636,21 @@ struct Trainer::Impl {
 
   void end_epoch() {
     ++epoch;
-    const EpochRecord rec = evaluate_now(epoch);
-    history.epochs.push_back(rec);
+    history.epochs.push_back(evaluate_now(epoch));
     if (opt.measure_estimators) measure_estimators();
     refresh_latents();
-    if (listener) {
-      TrainerEvent ev;
-      ev.kind = EventKind::EpochEnd;
-      fill_progress(ev);
-      ev.record = &history.epochs.back();
-      listener(ev);
-    }
+    notify({.kind = EventKind::EpochEnd, .record = &history.epochs.back()});
     new_epoch_order();
     if (opt.max_epochs >= 0 && epoch >= opt.max_epochs) state = TrainerState::Finished;
   }
 
+  // ---- snapshots ----
   void refresh_latents() {
     last_latent = Clock::now();
     if (display_idx.empty()) return;
-    const int n = static_cast<int>(display_idx.size()), d = mcfg.latent;
-    latent_mu.resize(d, n);
-    const int chunk = 1000, parts = (n + chunk - 1) / chunk;
-    auto encode_part = [&](int p) {
-      const int lo = p * chunk, B = std::min(chunk, n - lo);
-      Eigen::MatrixXf x(mcfg.input_dim(), B), mu, lv;
-      gather_batch(*test_set, display_idx.data() + lo, B, Binarize::None, nullptr, x);
-      model->encode(x, mu, lv);
-      latent_mu.middleCols(lo, B) = mu;
-    };
-    pool->run(parts, encode_part);
+    latent_mu.resize(mcfg.latent, static_cast<Eigen::Index>(display_idx.size()));
+    encode_in_chunks(*model, *test_set, display_idx, pool.get(),
+                     [&](int lo, const Eigen::MatrixXf& mu, const Eigen::MatrixXf&) { latent_mu.middleCols(lo, mu.cols()) = mu; });
     latent_step = step;
   }
 
@@ -544,104 +685,83 @@ struct Trainer::Impl {
   }
 
   // ---- commands ----
-  void apply(Command& c) {
-    switch (c.kind) {
-      case Command::Kind::Pause:
-        if (state == TrainerState::Running) state = TrainerState::Paused;
-        pending_steps = 0;
-        break;
-      case Command::Kind::Resume:
-        state = TrainerState::Running;
-        break;
-      case Command::Kind::Step:
-        state = TrainerState::Paused;
-        ++pending_steps;
-        break;
-      case Command::Kind::Reset:
+  void handle(const command::Pause&) {
+    if (state == TrainerState::Running) state = TrainerState::Paused;
+    pending_steps = 0;
+  }
+  void handle(const command::Resume&) { state = TrainerState::Running; }
+  void handle(const command::Step&) {
+    state = TrainerState::Paused;
+    ++pending_steps;
+  }
+  void handle(const command::Reset&) {
+    fresh_start();
+    say(Severity::Info, "reset: fresh weights from seed " + std::to_string(tcfg.seed));
+  }
+  void handle(const command::SetLr& c) { change(&TrainConfig::lr, c.lr, "lr"); }
+  void handle(const command::SetBeta& c) { change(&TrainConfig::beta, c.beta, "β"); }
+  void handle(const command::SetWarmup& c) { change(&TrainConfig::warmup_steps, c.steps, "warm-up"); }
+  void handle(const command::SetEstimator& c) {
+    TrainConfig t = tcfg;
+    t.estimator = c.estimator;
+    check_estimator(mcfg, t);
+    if (c.estimator != tcfg.estimator)
+      mark(std::string("estimator ") + to_string(tcfg.estimator) + " → " + to_string(c.estimator));
+    tcfg.estimator = c.estimator;
+  }
+  void handle(const command::SetIwae& c) {
+    if (c.k < 0 || c.k > 100000 || c.points < 0) throw Error("IWAE samples must be 0 to 100000");
+    opt.eval_iwae_k = c.k;
+    opt.iwae_points = c.points;
+  }
+  void handle(const command::SetMeasureEstimators& c) { opt.measure_estimators = c.on; }
+  void handle(const command::MeasureEstimatorsNow&) { measure_estimators(); }
+  void handle(const command::Rebuild& c) {
+    check_configs(c.model, c.train);
+    mcfg = c.model;
+    tcfg = c.train;
+    fresh_start();
+    say(Severity::Info, "rebuilt the model: latent " + std::to_string(mcfg.latent) + ", " +
+                            to_string(mcfg.likelihood) + ", batch " + std::to_string(tcfg.batch));
+  }
+  void handle(command::SetData& c) {
+    const auto old_data = data;
+    const ModelConfig old_model = mcfg;
+    data = std::move(c.data);
+    const bool same_size = mcfg.image_h == data->train.height && mcfg.image_w == data->train.width;
+    mcfg.image_h = data->train.height;
+    mcfg.image_w = data->train.width;
+    try {
+      if (same_size) {
+        prepare_data();
+        new_epoch_order();
+      } else {
         fresh_start();
-        say(Severity::Info, "reset: fresh weights from seed " + std::to_string(tcfg.seed));
-        break;
-      case Command::Kind::SetLr:
-        change(&TrainConfig::lr, static_cast<float>(c.value), "lr");
-        break;
-      case Command::Kind::SetBeta:
-        change(&TrainConfig::beta, static_cast<float>(c.value), "β");
-        break;
-      case Command::Kind::SetWarmup:
-        change(&TrainConfig::warmup_steps, static_cast<int>(c.value), "warm-up");
-        break;
-      case Command::Kind::SetEstimator: {
-        const auto e = static_cast<Estimator>(static_cast<int>(c.value));
-        TrainConfig t = tcfg;
-        t.estimator = e;
-        check_estimator(mcfg, t);
-        if (e != tcfg.estimator) mark(std::string("estimator ") + to_string(tcfg.estimator) + " → " + to_string(e));
-        tcfg.estimator = e;
-        break;
       }
-      case Command::Kind::SetIwae:
-        if (c.value < 0 || c.value > 100000 || c.value2 < 0) throw Error("IWAE samples must be 0 to 100000");
-        opt.eval_iwae_k = static_cast<int>(c.value);
-        opt.iwae_points = static_cast<int>(c.value2);
-        break;
-      case Command::Kind::MeasureEstimators:
-        opt.measure_estimators = c.value != 0;
-        break;
-      case Command::Kind::MeasureEstimatorsNow:
-        measure_estimators();
-        break;
-      case Command::Kind::Rebuild: {
-        validate(c.model);
-        validate(c.train);
-        check_image_size(c.model);
-        mcfg = c.model;
-        tcfg = c.train;
-        fresh_start();
-        say(Severity::Info, "rebuilt the model: latent " + std::to_string(mcfg.latent) + ", " +
-                                to_string(mcfg.likelihood) + ", batch " + std::to_string(tcfg.batch));
-        break;
-      }
-      case Command::Kind::SetData: {
-        auto old = data;
-        data = c.data;
-        const bool same_size = mcfg.image_h == data->train.height && mcfg.image_w == data->train.width;
-        if (!same_size) {
-          mcfg.image_h = data->train.height;
-          mcfg.image_w = data->train.width;
-        }
-        try {
-          if (same_size) {
-            prepare_data();
-            new_epoch_order();
-          } else {
-            fresh_start();
-          }
-        } catch (...) {
-          data = old;
-          throw;
-        }
-        say(Severity::Info, "data set '" + data->name + "': " + std::to_string(data->train.count) + " training and " +
-                                std::to_string(data->test.count) + " test images" +
-                                (same_size ? "" : " (new image size: fresh model)"));
-        break;
-      }
-      case Command::Kind::Save:
-        save_now(c.path);
-        say(Severity::Info, "saved checkpoint " + c.path.string());
-        break;
-      case Command::Kind::Load:
-        load_now(c.path);
-        say(Severity::Info, "loaded checkpoint " + c.path.string() + " (step " + std::to_string(step) + ")");
-        break;
-      case Command::Kind::Export:
-        write_safetensors(c.path, export_model(*model));
-        say(Severity::Info, "exported weights to " + c.path.string());
-        break;
-      case Command::Kind::Import:
-        import_now(c.path);
-        say(Severity::Info, "imported weights from " + c.path.string());
-        break;
+    } catch (...) {
+      data = old_data;
+      mcfg = old_model;
+      throw;
     }
+    say(Severity::Info, "data set '" + data->name + "': " + std::to_string(data->train.count) + " training and " +
+                            std::to_string(data->test.count) + " test images" +
+                            (same_size ? "" : " (new image size: fresh model)"));
+  }
+  void handle(const command::Save& c) {
+    save_now(c.file);
+    say(Severity::Info, "saved checkpoint " + c.file.string());
+  }
+  void handle(const command::Load& c) {
+    load_now(c.file);
+    say(Severity::Info, "loaded checkpoint " + c.file.string() + " (step " + std::to_string(step) + ")");
+  }
+  void handle(const command::ExportSafetensors& c) {
+    write_safetensors(c.file, export_model(*model));
+    say(Severity::Info, "exported weights to " + c.file.string());
+  }
+  void handle(const command::ImportSafetensors& c) {
+    import_now(c.file);
+    say(Severity::Info, "imported weights from " + c.file.string());
   }
 
   // A live change of one training setting: validated on a copy, then marked on the curves.
@@ -654,156 +774,57 @@ struct Trainer::Impl {
     tcfg = t;
   }
 
-  void mark(std::string text) {
-    history.markers.push_back({step, text});
-    say(Severity::Info, std::move(text));
-  }
-
-  TrainingState capture() const {
-    TrainingState s;
-    s.model = mcfg;
-    s.train = tcfg;
-    s.params.assign(model->params().begin(), model->params().end());
-    s.adam = adam;
-    s.rng = rng.state();
-    s.step = step;
-    s.epoch = epoch;
-    s.batch_in_epoch = batch_in_epoch;
-    s.order = order;
-    s.history = history;
-    s.data_name = data ? data->name : "";
-    return s;
-  }
-
-  void save_now(const std::filesystem::path& file) {
-    if (!model->all_finite()) throw Error("not saving " + file.string() + ": the parameters contain NaN or Inf");
-    save_checkpoint(file, capture());
-  }
-
-  // Staged: everything is checked before the running model is touched.
-  void load_now(const std::filesystem::path& file) {
-    TrainingState s = load_checkpoint(file);
-    validate(s.model);
-    validate(s.train);
-    check_estimator(s.model, s.train);
-    check_image_size(s.model);
-    auto m = std::make_unique<Model>(s.model);
-    if (m->size() != s.params.size()) throw Error(file.string() + ": parameter count does not match its model config");
-    const int n = opt.train_limit > 0 ? std::min(opt.train_limit, data->train.count) : data->train.count;
-    const bool order_fits = static_cast<int>(s.order.size()) == n &&
-                            std::all_of(s.order.begin(), s.order.end(), [n](std::int32_t i) { return i >= 0 && i < n; });
-    m->params().assign(s.params.begin(), s.params.end());
-    mcfg = s.model;
-    tcfg.batch = s.train.batch;  // the data order and history follow the saved batch size
-    tcfg = s.train;
-    if (pool) tcfg.threads = pool->size();  // threads are a property of this machine, not of the run
-    model = std::move(m);
-    adam = std::move(s.adam);
-    rng.set_state(s.rng);
-    step = s.step;
-    epoch = s.epoch;
-    history = std::move(s.history);
-    kl_running.assign(mcfg.latent, 0.0);
-    if (!history.epochs.empty() && history.epochs.back().kl_per_dim.size() == static_cast<std::size_t>(mcfg.latent))
-      kl_running.assign(history.epochs.back().kl_per_dim.begin(), history.epochs.back().kl_per_dim.end());
-    prepare_data();
-    prepare_engine();
-    if (order_fits && s.batch_in_epoch >= 0 && s.batch_in_epoch < batches_per_epoch()) {
-      order = std::move(s.order);
-      batch_in_epoch = s.batch_in_epoch;
-      epoch_elbo_sum = 0;
-      epoch_batches = 0;
-      epoch_train_seconds = 0;
-      epoch_samples = 0;
-    } else {
-      new_epoch_order();
-    }
-    last_published_model.reset();
-    refresh_latents();
-  }
-
-  void import_now(const std::filesystem::path& file) {
-    Model m = import_model(read_safetensors(file));
-    check_image_size(m.config());
-    if (!m.all_finite()) throw Error(file.string() + ": weights contain NaN or Inf");
-    mcfg = m.config();
-    model = std::make_unique<Model>(std::move(m));
-    adam.reset(model->size());
-    step = 0;
-    epoch = 0;
-    history = {};
-    kl_running.assign(mcfg.latent, 0.0);
-    prepare_data();
-    prepare_engine();
-    new_epoch_order();
-    last_published_model.reset();
-    refresh_latents();
-  }
-
   // Commands apply in the order given: after a Step, later commands wait until it has run.
   void drain_commands() {
-    {
-      std::lock_guard lock(cmd_mu);
-      for (Command& c : commands) backlog.push_back(std::move(c));
-      commands.clear();
-    }
+    commands.take_all(backlog);
     while (!backlog.empty() && pending_steps == 0) {
       Command c = std::move(backlog.front());
       backlog.pop_front();
       try {
-        apply(c);
+        std::visit([this](auto& cmd) { handle(cmd); }, c);
       } catch (const std::exception& e) {
         say(Severity::Error, e.what());
       }
     }
   }
 
+  // ---- the thread ----
   void run() {
     if (opt.evaluate_before_training) {
       history.epochs.push_back(evaluate_now(0));
-      if (listener) {
-        TrainerEvent ev;
-        ev.kind = EventKind::EpochEnd;
-        fill_progress(ev);
-        ev.record = &history.epochs.back();
-        listener(ev);
-      }
+      notify({.kind = EventKind::EpochEnd, .record = &history.epochs.back()});
     }
     if (opt.max_epochs >= 0 && epoch >= opt.max_epochs) state = TrainerState::Finished;
     if (opt.display_points > 0) refresh_latents();
     publish();
-    while (!stop.load(std::memory_order_relaxed) && state != TrainerState::Finished) {
+    while (!commands.stop_requested() && state != TrainerState::Finished) {
       drain_commands();
-      const bool work = state == TrainerState::Running || pending_steps > 0;
-      if (work) {
-        if (pending_steps > 0) --pending_steps;
-        try {
-          train_step();
-        } catch (const std::exception& e) {
-          state = TrainerState::Paused;
-          say(Severity::Error, std::string("training stopped: ") + e.what());
-        }
-        if (opt.latent_refresh_ms > 0 && state == TrainerState::Running &&
-            seconds_since(last_latent) * 1000 >= opt.latent_refresh_ms)
-          refresh_latents();
-        if (seconds_since(last_publish) * 1000 >= opt.publish_interval_ms || state != TrainerState::Running)
-          publish();
+      if (state == TrainerState::Running || pending_steps > 0) {
+        run_one_step();
       } else {
         publish();
-        std::unique_lock lock(cmd_mu);
-        cmd_cv.wait_for(lock, std::chrono::milliseconds(100),
-                        [&] { return !commands.empty() || stop.load(std::memory_order_relaxed); });
+        commands.wait(std::chrono::milliseconds(100));
       }
     }
     if (state != TrainerState::Finished) state = TrainerState::Paused;
     if (state == TrainerState::Finished && opt.display_points > 0 && latent_step != step) refresh_latents();
     publish();
-    if (listener) {
-      TrainerEvent ev;
-      ev.kind = EventKind::Finished;
-      fill_progress(ev);
-      listener(ev);
+    notify({.kind = EventKind::Finished});
+  }
+
+  // One step (a failure pauses), with the latent map and the snapshot refreshed when due.
+  void run_one_step() {
+    if (pending_steps > 0) --pending_steps;
+    try {
+      train_step();
+    } catch (const std::exception& e) {
+      state = TrainerState::Paused;
+      say(Severity::Error, std::string("training stopped: ") + e.what());
     }
+    if (opt.latent_refresh_ms > 0 && state == TrainerState::Running &&
+        seconds_since(last_latent) * 1000 >= opt.latent_refresh_ms)
+      refresh_latents();
+    if (seconds_since(last_publish) * 1000 >= opt.publish_interval_ms || state != TrainerState::Running) publish();
   }
 };
 
@@ -834,66 +855,32 @@ void Trainer::start() {
   });
 }
 
-void Trainer::request_stop() {
-  impl_->stop.store(true);
-  impl_->cmd_cv.notify_all();
-}
+void Trainer::request_stop() { impl_->commands.request_stop(); }
 
 void Trainer::join() {
   if (thread_.joinable()) thread_.join();
 }
 
-namespace {
-void post(Trainer::Impl& impl, Command c) {
-  {
-    std::lock_guard lock(impl.cmd_mu);
-    impl.commands.push_back(std::move(c));
-  }
-  impl.cmd_cv.notify_all();
-}
-}  // namespace
-
-void Trainer::pause() { post(*impl_, Command{Command::Kind::Pause}); }
-void Trainer::resume() { post(*impl_, Command{Command::Kind::Resume}); }
-void Trainer::step_once() { post(*impl_, Command{Command::Kind::Step}); }
-void Trainer::reset() { post(*impl_, Command{Command::Kind::Reset}); }
-void Trainer::set_lr(float lr) { post(*impl_, Command{Command::Kind::SetLr, lr}); }
-void Trainer::set_beta(float beta) { post(*impl_, Command{Command::Kind::SetBeta, beta}); }
-void Trainer::set_warmup(int steps) { post(*impl_, Command{Command::Kind::SetWarmup, static_cast<double>(steps)}); }
-void Trainer::set_estimator(Estimator e) { post(*impl_, Command{Command::Kind::SetEstimator, static_cast<double>(e)}); }
-void Trainer::set_iwae(int k, int points) { post(*impl_, Command{Command::Kind::SetIwae, static_cast<double>(k), static_cast<double>(points)}); }
-void Trainer::set_measure_estimators(bool on) { post(*impl_, Command{Command::Kind::MeasureEstimators, on ? 1.0 : 0.0}); }
-void Trainer::measure_estimators_now() { post(*impl_, Command{Command::Kind::MeasureEstimatorsNow}); }
-void Trainer::rebuild(ModelConfig model, TrainConfig train) {
-  Command c(Command::Kind::Rebuild);
-  c.model = std::move(model);
-  c.train = train;
-  post(*impl_, std::move(c));
-}
-void Trainer::set_data(std::shared_ptr<const Dataset> data) {
-  Command c(Command::Kind::SetData);
-  c.data = std::move(data);
-  post(*impl_, std::move(c));
-}
-void Trainer::save(std::filesystem::path file) {
-  Command c(Command::Kind::Save);
-  c.path = std::move(file);
-  post(*impl_, std::move(c));
-}
-void Trainer::load(std::filesystem::path file) {
-  Command c(Command::Kind::Load);
-  c.path = std::move(file);
-  post(*impl_, std::move(c));
-}
+void Trainer::pause() { impl_->commands.post(command::Pause{}); }
+void Trainer::resume() { impl_->commands.post(command::Resume{}); }
+void Trainer::step_once() { impl_->commands.post(command::Step{}); }
+void Trainer::reset() { impl_->commands.post(command::Reset{}); }
+void Trainer::set_lr(float lr) { impl_->commands.post(command::SetLr{lr}); }
+void Trainer::set_beta(float beta) { impl_->commands.post(command::SetBeta{beta}); }
+void Trainer::set_warmup(int steps) { impl_->commands.post(command::SetWarmup{steps}); }
+void Trainer::set_estimator(Estimator e) { impl_->commands.post(command::SetEstimator{e}); }
+void Trainer::set_iwae(int k, int points) { impl_->commands.post(command::SetIwae{k, points}); }
+void Trainer::set_measure_estimators(bool on) { impl_->commands.post(command::SetMeasureEstimators{on}); }
+void Trainer::measure_estimators_now() { impl_->commands.post(command::MeasureEstimatorsNow{}); }
+void Trainer::rebuild(ModelConfig model, TrainConfig train) { impl_->commands.post(command::Rebuild{std::move(model), train}); }
+void Trainer::set_data(std::shared_ptr<const Dataset> data) { impl_->commands.post(command::SetData{std::move(data)}); }
+void Trainer::save(std::filesystem::path file) { impl_->commands.post(command::Save{std::move(file)}); }
+void Trainer::load(std::filesystem::path file) { impl_->commands.post(command::Load{std::move(file)}); }
 void Trainer::export_safetensors(std::filesystem::path file) {
-  Command c(Command::Kind::Export);
-  c.path = std::move(file);
-  post(*impl_, std::move(c));
+  impl_->commands.post(command::ExportSafetensors{std::move(file)});
 }
 void Trainer::import_safetensors(std::filesystem::path file) {
-  Command c(Command::Kind::Import);
-  c.path = std::move(file);
-  post(*impl_, std::move(c));
+  impl_->commands.post(command::ImportSafetensors{std::move(file)});
 }
 
 std::shared_ptr<const Snapshot> Trainer::snapshot() const {
