@@ -66,8 +66,7 @@ void Trainer::import_safetensors(std::filesystem::path file) {
 }
 
 std::shared_ptr<const Snapshot> Trainer::snapshot() const {
-  std::lock_guard lock(impl_->published_mu);
-  return impl_->published;
+  return impl_->published.load();
 }
 
 void Trainer::load_now(const std::filesystem::path& file) {

@@ -26,6 +26,49 @@
 
 namespace vaelab {
 
+using TrainerClock = std::chrono::steady_clock;
+
+// The latest snapshot: stored by the trainer thread, taken by any thread under a short lock.
+class SnapshotSlot {
+ public:
+  void store(std::shared_ptr<const Snapshot> s) {
+    std::lock_guard lock(mu_);
+    snapshot_ = std::move(s);
+  }
+  std::shared_ptr<const Snapshot> load() const {
+    std::lock_guard lock(mu_);
+    return snapshot_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::shared_ptr<const Snapshot> snapshot_;
+};
+
+// The most recent log lines (kMaxLines of them), numbered over the trainer's life.
+class LogBook {
+ public:
+  static constexpr std::size_t kMaxLines = 200;
+  const LogLine& add(Severity severity, std::string text) {
+    lines_.push_back(LogLine{++serial_, severity, std::move(text)});
+    while (lines_.size() > kMaxLines) lines_.pop_front();
+    return lines_.back();
+  }
+  const std::deque<LogLine>& lines() const { return lines_; }
+
+ private:
+  std::deque<LogLine> lines_;
+  std::uint64_t serial_ = 0;
+};
+
+// The latent map: encoder means of the first TrainerOptions::display_points test images.
+struct LatentMap {
+  std::vector<int> indices;  // into the (possibly binarized) test set
+  Eigen::MatrixXf mu;        // (d, indices.size())
+  std::int64_t step = -1;    // the step the codes are from; −1: none yet
+  TrainerClock::time_point refreshed = TrainerClock::now();
+};
+
 // Totals of the current epoch's training steps, for its record.
 struct EpochTotals {
   void add(double elbo, int batch_size, double seconds) {
@@ -58,17 +101,17 @@ class Throughput {
 };
 
 struct Trainer::Impl {
-  using Clock = std::chrono::steady_clock;
+  using Clock = TrainerClock;
 
   TrainerOptions opt;
   TrainerListener listener;
   CommandQueue commands;
-  mutable std::mutex published_mu;
-  std::shared_ptr<const Snapshot> published;
+  SnapshotSlot published;
 
-  // ---- trainer-thread state (or the *_now helpers' before start()) ----
+  // ---- trainer-thread state (also the *_now helpers', before start()) ----
   std::deque<Command> backlog;  // taken from `commands`, not yet applied
 
+  // The data, the model and its optimiser.
   std::shared_ptr<const Dataset> data;
   std::shared_ptr<const ImageSet> train_set, test_set;  // possibly binarized copies
   ModelConfig mcfg;
@@ -78,12 +121,14 @@ struct Trainer::Impl {
   Adam adam;
   Rng rng;
 
+  // What an optimiser step runs on.
   std::unique_ptr<ThreadPool> pool;
   AdaptiveThreads adaptive_threads;
   std::unique_ptr<GradientEngine> engine;
   ParamVector grad;
   Eigen::MatrixXf xbatch, eps;
 
+  // Where the run is.
   TrainerState state = TrainerState::Paused;
   int pending_steps = 0;
   bool poisoned = false;  // TrainerOptions::poison_at_step fires once
@@ -96,14 +141,11 @@ struct Trainer::Impl {
   History history;
   std::vector<double> kl_running;
 
-  std::deque<LogLine> log;
-  std::uint64_t log_serial = 0;
-  std::uint64_t version = 0;
+  // What is published besides the above.
+  LogBook log;
+  LatentMap latents;
+  std::uint64_t version = 0;  // of the last snapshot
   Clock::time_point last_publish = Clock::now();
-  std::vector<int> display_idx;  // test images on the latent map
-  Eigen::MatrixXf latent_mu;
-  std::int64_t latent_step = -1;
-  Clock::time_point last_latent = Clock::now();
 
   int train_count() const {
     return opt.train_limit > 0 ? std::min(opt.train_limit, train_set->count) : train_set->count;

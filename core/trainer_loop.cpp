@@ -15,7 +15,7 @@ namespace vaelab {
 
 namespace {
 
-using Clock = Trainer::Impl::Clock;
+using Clock = TrainerClock;
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 double seconds_between(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
@@ -40,7 +40,7 @@ void Trainer::Impl::run() {
     }
   }
   if (state != TrainerState::Finished) state = TrainerState::Paused;
-  if (state == TrainerState::Finished && opt.display_points > 0 && latent_step != step) refresh_latents();
+  if (state == TrainerState::Finished && opt.display_points > 0 && latents.step != step) refresh_latents();
   publish();
   notify({.kind = EventKind::Finished});
 }
@@ -55,7 +55,7 @@ void Trainer::Impl::run_one_step() {
     say(Severity::Error, std::string("training stopped: ") + e.what());
   }
   if (opt.latent_refresh_ms > 0 && state == TrainerState::Running &&
-      seconds_since(last_latent) * 1000 >= opt.latent_refresh_ms)
+      seconds_since(latents.refreshed) * 1000 >= opt.latent_refresh_ms)
     refresh_latents();
   if (seconds_since(last_publish) * 1000 >= opt.publish_interval_ms || state != TrainerState::Running) publish();
 }

@@ -7,10 +7,6 @@
 
 namespace vaelab {
 
-namespace {
-constexpr std::size_t kMaxLogLines = 200;
-}  // namespace
-
 std::string Trainer::Impl::format_number(double v) {
   std::ostringstream os;
   os << v;
@@ -29,9 +25,7 @@ void Trainer::Impl::notify(TrainerEvent ev) const {
 }
 
 void Trainer::Impl::say(Severity sev, std::string text) {
-  log.push_back(LogLine{++log_serial, sev, std::move(text)});
-  while (log.size() > kMaxLogLines) log.pop_front();
-  notify({.kind = EventKind::Log, .line = &log.back()});
+  notify({.kind = EventKind::Log, .line = &log.add(sev, std::move(text))});
 }
 
 // A change the curves show as a marker, logged too.
@@ -42,13 +36,14 @@ void Trainer::Impl::mark(std::string text) {
 
 // Codes of the latent map's test images at the current step.
 void Trainer::Impl::refresh_latents() {
-  last_latent = Clock::now();
-  if (display_idx.empty()) return;
-  latent_mu.resize(mcfg.latent, static_cast<Eigen::Index>(display_idx.size()));
-  encode_in_chunks(*model, *test_set, display_idx, pool.get(), [&](int lo, const Eigen::MatrixXf& mu, const Eigen::MatrixXf&) {
-    latent_mu.middleCols(lo, mu.cols()) = mu;
-  });
-  latent_step = step;
+  latents.refreshed = Clock::now();
+  if (latents.indices.empty()) return;
+  latents.mu.resize(mcfg.latent, static_cast<Eigen::Index>(latents.indices.size()));
+  const auto keep_codes = [&](int lo, const Eigen::MatrixXf& mu, const Eigen::MatrixXf&) {
+    latents.mu.middleCols(lo, mu.cols()) = mu;
+  };
+  encode_in_chunks(*model, *test_set, latents.indices, pool.get(), keep_codes);
+  latents.step = step;
 }
 
 void Trainer::Impl::publish() {
@@ -72,14 +67,11 @@ void Trainer::Impl::publish() {
   }
   s->model = last_published_model;
   s->data = data;
-  s->display_indices = display_idx;
-  s->latent_mu = latent_mu;
-  s->latent_step = latent_step;
-  s->log.assign(log.begin(), log.end());
-  {
-    std::lock_guard lock(published_mu);
-    published = std::move(s);
-  }
+  s->display_indices = latents.indices;
+  s->latent_mu = latents.mu;
+  s->latent_step = latents.step;
+  s->log.assign(log.lines().begin(), log.lines().end());
+  published.store(std::move(s));
   last_publish = Clock::now();
 }
 

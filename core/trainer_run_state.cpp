@@ -50,9 +50,9 @@ void Trainer::Impl::prepare_data() {
     binarize_static(*train, tcfg.seed + 3);
     train_set = train;
   }
-  display_idx = first_indices(std::min(opt.display_points, test_set->count));
-  latent_mu.resize(0, 0);
-  latent_step = -1;
+  latents.indices = first_indices(std::min(opt.display_points, test_set->count));
+  latents.mu.resize(0, 0);
+  latents.step = -1;
 }
 
 // Buffers that depend on the batch, L, threads and model shape.
