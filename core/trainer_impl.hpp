@@ -151,6 +151,7 @@ struct Trainer::Impl {
     return opt.train_limit > 0 ? std::min(opt.train_limit, train_set->count) : train_set->count;
   }
   int batches_per_epoch() const { return (train_count() + tcfg.batch - 1) / tcfg.batch; }
+  bool all_epochs_done() const { return opt.max_epochs >= 0 && epoch >= opt.max_epochs; }
   float effective_beta() const {
     if (tcfg.warmup_steps <= 0) return tcfg.beta;
     return tcfg.beta * static_cast<float>(std::min<double>(1.0, static_cast<double>(step) / tcfg.warmup_steps));

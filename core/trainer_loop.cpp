@@ -22,12 +22,14 @@ double seconds_between(Clock::time_point a, Clock::time_point b) { return std::c
 
 }  // namespace
 
+// The thread: an optional epoch-0 record, then commands and steps until the last epoch or a stop
+// request, then a last snapshot and the Finished event.
 void Trainer::Impl::run() {
   if (opt.evaluate_before_training) {
     history.epochs.push_back(epoch_record(0));
     notify({.kind = EventKind::EpochEnd, .record = &history.epochs.back()});
   }
-  if (opt.max_epochs >= 0 && epoch >= opt.max_epochs) state = TrainerState::Finished;
+  if (all_epochs_done()) state = TrainerState::Finished;
   if (opt.display_points > 0) refresh_latents();
   publish();
   while (!commands.stop_requested() && state != TrainerState::Finished) {
@@ -197,7 +199,7 @@ void Trainer::Impl::end_epoch() {
   refresh_latents();
   notify({.kind = EventKind::EpochEnd, .record = &history.epochs.back()});
   new_epoch_order();
-  if (opt.max_epochs >= 0 && epoch >= opt.max_epochs) state = TrainerState::Finished;
+  if (all_epochs_done()) state = TrainerState::Finished;
 }
 
 // The epoch's training totals and, when TrainerOptions::evaluate_each_epoch, its test numbers.
