@@ -38,7 +38,7 @@ struct TrainerOptions {
   int train_limit = 0;           // train on the first N images only; 0 = all (tests, demos)
   // Clustering VAE: after this many steps, refit the cluster Gaussians q(z|y) to k-means of the
   // codes of up to cluster_fit_points training images (see fit_clusters_to_codes); 0 = never.
-  // Their random start leaves clusters that never win a point (README, "Model families").
+  // Their random start leaves clusters that never win a point (docs/models.md, "The cluster refit").
   int cluster_fit_step = 500;
   int cluster_fit_points = 10000;
   std::int64_t poison_at_step = -1;  // tests: write a NaN into a weight before this step

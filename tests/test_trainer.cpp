@@ -1,6 +1,8 @@
 // The trainer thread end to end on a small synthetic data set: learning improves the test ELBO,
-// runs are reproducible from a seed, and the commands (pause, resume, step, reset, set β/lr,
-// save/load, bad input) behave while snapshots are read concurrently.
+// runs are reproducible from a seed, the listener hears every event, and the commands (pause,
+// resume, step, reset, set β/lr, rebuild, set data, save/load, import, bad input) behave while
+// snapshots are read concurrently. Also the trainer's parts on their own: the chunked encoder pass
+// and the adaptive thread setting.
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -8,8 +10,12 @@
 #include <fstream>
 #include <thread>
 
+#include "core/adaptive_threads.hpp"
 #include "core/data.hpp"
+#include "core/evaluation.hpp"
 #include "core/rng.hpp"
+#include "core/safetensors.hpp"
+#include "core/thread_pool.hpp"
 #include "core/train_step.hpp"
 #include "core/trainer.hpp"
 #include "support.hpp"
@@ -315,4 +321,146 @@ TEST_CASE("trainer: the clustering VAE refits its cluster Gaussians once, at the
     CHECK(mu5.row(j).minCoeff() >= mu.row(j).minCoeff() - 0.05f);
     CHECK(mu5.row(j).maxCoeff() <= mu.row(j).maxCoeff() + 0.05f);
   }
+}
+
+TEST_CASE("trainer: the listener hears each step, each epoch end and the finish, in order, with the progress") {
+  TrainerOptions opt;
+  opt.max_epochs = 2;  // 20 batches per epoch
+  opt.display_points = 0;
+  opt.evaluate_before_training = true;
+  Trainer tr(synthetic_data(), small_model(), small_train(), opt);
+  struct Heard {
+    EventKind kind;
+    std::int64_t step;
+    int epoch, batch_in_epoch, batches_per_epoch;
+    int record_epoch;  // −1: no record
+    bool has_stats;
+  };
+  std::vector<Heard> heard;
+  tr.set_listener([&](const TrainerEvent& ev) {
+    heard.push_back({ev.kind, ev.step, ev.epoch, ev.batch_in_epoch, ev.batches_per_epoch,
+                     ev.record ? ev.record->epoch : -1, ev.stats != nullptr});
+  });
+  tr.start();
+  tr.join();
+  REQUIRE(heard.size() == 1 + 20 + 1 + 20 + 1 + 1);
+  CHECK(heard.front().kind == EventKind::EpochEnd);
+  CHECK(heard.front().record_epoch == 0);
+  std::size_t i = 1;
+  for (int epoch = 0; epoch < 2; ++epoch) {
+    for (int b = 1; b <= 20; ++b, ++i) {
+      const Heard& h = heard[i];
+      CHECK(h.kind == EventKind::Step);
+      CHECK(h.step == epoch * 20 + b);
+      CHECK(h.epoch == epoch);
+      CHECK(h.batch_in_epoch == b);
+      CHECK(h.batches_per_epoch == 20);
+      CHECK(h.has_stats);
+    }
+    CHECK(heard[i].kind == EventKind::EpochEnd);
+    CHECK(heard[i].record_epoch == epoch + 1);
+    CHECK(heard[i].step == (epoch + 1) * 20);
+    ++i;
+  }
+  CHECK(heard.back().kind == EventKind::Finished);
+  CHECK(heard.back().step == 40);
+  CHECK(heard.back().epoch == 2);
+}
+
+TEST_CASE("trainer: a rebuild, data set or import the run cannot take is refused and changes nothing") {
+  TrainerOptions opt;
+  opt.start_paused = true;
+  opt.display_points = 0;
+  TrainConfig score = small_train();
+  score.estimator = Estimator::ScoreFunction;
+  score.samples = 2;
+  Trainer tr(synthetic_data(), small_model(), score, opt);
+  tr.start();
+  const auto errors = [](const Snapshot& s) {
+    return std::count_if(s.log.begin(), s.log.end(), [](const LogLine& l) { return l.severity == Severity::Error; });
+  };
+  const auto before = tr.snapshot();
+
+  ModelConfig gmvae = small_model();
+  gmvae.family = ModelFamily::Gmvae;
+  tr.rebuild(gmvae, score);  // the score-function estimator is for the plain MLP only
+  REQUIRE(wait_for(tr, [&](const Snapshot& s) { return errors(s) == 1; }));
+  CHECK(has(tr.snapshot()->log.back().text, "score-function"));
+
+  auto wide = std::make_shared<Dataset>();  // 1×5000 images: wider than a model may be
+  wide->name = "wide";
+  for (ImageSet* set : {&wide->train, &wide->test}) {
+    set->count = 2;
+    set->height = 1;
+    set->width = 5000;
+    set->pixels.assign(2 * 5000, 128);
+  }
+  tr.set_data(wide);
+  REQUIRE(wait_for(tr, [&](const Snapshot& s) { return errors(s) == 2; }));
+  CHECK(has(tr.snapshot()->log.back().text, "image width"));
+
+  TempDir dir("trainer-import");
+  Model gmvae_model(gmvae);
+  gmvae_model.init(1);
+  write_safetensors(dir / "gmvae.safetensors", export_model(gmvae_model));
+  tr.import_safetensors(dir / "gmvae.safetensors");
+  REQUIRE(wait_for(tr, [&](const Snapshot& s) { return errors(s) == 3; }));
+  CHECK(has(tr.snapshot()->log.back().text, "score-function"));
+
+  tr.step_once();  // and the run goes on as it was
+  REQUIRE(wait_for(tr, [](const Snapshot& s) { return s.step == 1; }));
+  const auto after = tr.snapshot();
+  CHECK(after->model_config.family == ModelFamily::Mlp);
+  CHECK(after->model_config.image_w == 8);
+  CHECK(after->data == before->data);
+  CHECK(after->train_config.estimator == Estimator::ScoreFunction);
+  CHECK(after->model->all_finite());
+}
+
+TEST_CASE("trainer: encode_in_chunks hands over every image's codes once, the same with or without a pool") {
+  const auto data = synthetic_data(2 * kEncodeChunk + 500, 10);
+  const int n = data->train.count;
+  Model model(small_model());
+  model.init(3);
+  const std::vector<int> idx = first_indices(n);
+  Eigen::MatrixXf serial(2, n), parallel(2, n);
+  std::vector<int> handed(static_cast<std::size_t>(n), 0);
+  encode_in_chunks(model, data->train, idx, nullptr, [&](int lo, const Eigen::MatrixXf& mu, const Eigen::MatrixXf&) {
+    serial.middleCols(lo, mu.cols()) = mu;
+    for (Eigen::Index c = 0; c < mu.cols(); ++c) ++handed[static_cast<std::size_t>(lo + c)];
+  });
+  ThreadPool pool(2);
+  encode_in_chunks(model, data->train, idx, &pool, [&](int lo, const Eigen::MatrixXf& mu, const Eigen::MatrixXf&) {
+    parallel.middleCols(lo, mu.cols()) = mu;
+  });
+  CHECK(std::all_of(handed.begin(), handed.end(), [](int h) { return h == 1; }));
+  CHECK(serial == parallel);
+  // The short last chunk holds the codes of its own images.
+  Eigen::MatrixXf x(64, 500), mu, logvar;
+  gather_batch(data->train, idx.data() + 2 * kEncodeChunk, 500, Binarize::None, nullptr, x);
+  model.encode(x, mu, logvar);
+  CHECK(serial.rightCols(500) == mu);
+}
+
+TEST_CASE("trainer: adaptive threading keeps the probed thread setting only when it is clearly faster") {
+  ThreadPool pool(2);
+  AdaptiveThreads adapt;
+  const auto steps = [&](int count, double seconds) {
+    for (int i = 0; i < count; ++i) adapt.after_step(&pool, seconds);
+  };
+  // The first comparison: 4 steps, 8 timing the current setting, 8 timing the other one.
+  steps(12, 1.0);
+  CHECK(pool.solo());  // probing the caller alone
+  steps(8, 0.5);
+  CHECK(pool.solo());  // clearly faster: kept
+  // The next cycle (128 steps) probes both threads again; no faster, so back to the caller alone.
+  steps(120, 1.0);
+  CHECK(!pool.solo());
+  steps(8, 0.97);
+  CHECK(pool.solo());
+
+  ThreadPool one(1);
+  AdaptiveThreads single;
+  for (int i = 0; i < 300; ++i) single.after_step(&one, 1.0);
+  CHECK(!one.solo());  // nothing to compare
 }

@@ -1,0 +1,221 @@
+// Trainer::Impl: the state the trainer thread owns and what it does with it. An internal header of
+// the trainer's sources, not part of the API (include core/trainer.hpp instead). Its functions live
+// by concern: trainer_loop.cpp (the thread loop, optimiser steps, epoch ends), trainer_run_state.cpp
+// (building, resetting, saving and loading a run), trainer_commands.cpp (applying commands) and
+// trainer_publish.cpp (events, the log and snapshots).
+#pragma once
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "core/adam.hpp"
+#include "core/adaptive_threads.hpp"
+#include "core/checkpoint.hpp"
+#include "core/rng.hpp"
+#include "core/thread_pool.hpp"
+#include "core/trainer.hpp"
+#include "core/trainer_commands.hpp"
+
+namespace vaelab {
+
+using TrainerClock = std::chrono::steady_clock;
+
+// The latest snapshot: stored by the trainer thread, taken by any thread under a short lock.
+class SnapshotSlot {
+ public:
+  void store(std::shared_ptr<const Snapshot> s) {
+    std::lock_guard lock(mu_);
+    snapshot_ = std::move(s);
+  }
+  std::shared_ptr<const Snapshot> load() const {
+    std::lock_guard lock(mu_);
+    return snapshot_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::shared_ptr<const Snapshot> snapshot_;
+};
+
+// The most recent log lines (kMaxLines of them), numbered over the trainer's life.
+class LogBook {
+ public:
+  static constexpr std::size_t kMaxLines = 200;
+  const LogLine& add(Severity severity, std::string text) {
+    lines_.push_back(LogLine{++serial_, severity, std::move(text)});
+    while (lines_.size() > kMaxLines) lines_.pop_front();
+    return lines_.back();
+  }
+  const std::deque<LogLine>& lines() const { return lines_; }
+
+ private:
+  std::deque<LogLine> lines_;
+  std::uint64_t serial_ = 0;
+};
+
+// The latent map: encoder means of the first TrainerOptions::display_points test images.
+struct LatentMap {
+  std::vector<int> indices;  // into the (possibly binarized) test set
+  Eigen::MatrixXf mu;        // (d, indices.size())
+  std::int64_t step = -1;    // the step the codes are from; −1: none yet
+  TrainerClock::time_point refreshed = TrainerClock::now();
+};
+
+// Totals of the current epoch's training steps, for its record.
+struct EpochTotals {
+  void add(double elbo, int batch_size, double seconds) {
+    elbo_sum += elbo;
+    ++batches;
+    train_seconds += seconds;
+    samples += batch_size;
+  }
+
+  double elbo_sum = 0;
+  int batches = 0;
+  double train_seconds = 0;
+  std::int64_t samples = 0;
+};
+
+// Recent training throughput: samples per second over windows of at least half a second.
+class Throughput {
+ public:
+  double samples_per_s() const { return samples_per_s_; }
+  void add(int samples, double seconds) {
+    window_samples_ += samples;
+    window_seconds_ += seconds;
+    if (window_seconds_ < 0.5) return;
+    samples_per_s_ = window_samples_ / window_seconds_;
+    window_samples_ = window_seconds_ = 0;
+  }
+
+ private:
+  double samples_per_s_ = 0, window_samples_ = 0, window_seconds_ = 0;
+};
+
+struct Trainer::Impl {
+  using Clock = TrainerClock;
+
+  TrainerOptions opt;
+  TrainerListener listener;
+  CommandQueue commands;
+  SnapshotSlot published;
+
+  // ---- trainer-thread state (also the *_now helpers', before start()) ----
+  std::deque<Command> backlog;  // taken from `commands`, not yet applied
+
+  // The data, the model and its optimiser.
+  std::shared_ptr<const Dataset> data;
+  std::shared_ptr<const ImageSet> train_set, test_set;  // possibly binarized copies
+  ModelConfig mcfg;
+  TrainConfig tcfg;
+  std::unique_ptr<Model> model;
+  std::shared_ptr<const Model> last_published_model;  // finite parameters to fall back on
+  Adam adam;
+  Rng rng;
+
+  // What an optimiser step runs on.
+  std::unique_ptr<ThreadPool> pool;
+  AdaptiveThreads adaptive_threads;
+  std::unique_ptr<GradientEngine> engine;
+  ParamVector grad;
+  Eigen::MatrixXf xbatch, eps;
+
+  // Where the run is.
+  TrainerState state = TrainerState::Paused;
+  int pending_steps = 0;
+  bool poisoned = false;  // TrainerOptions::poison_at_step fires once
+  std::int64_t step = 0;
+  int epoch = 0;
+  int batch_in_epoch = 0;
+  std::vector<std::int32_t> order;  // this epoch's shuffled training images
+  EpochTotals epoch_totals;
+  Throughput throughput;
+  History history;
+  std::vector<double> kl_running;
+
+  // What is published besides the above.
+  LogBook log;
+  LatentMap latents;
+  std::uint64_t version = 0;  // of the last snapshot
+  Clock::time_point last_publish = Clock::now();
+
+  int train_count() const {
+    return opt.train_limit > 0 ? std::min(opt.train_limit, train_set->count) : train_set->count;
+  }
+  int batches_per_epoch() const { return (train_count() + tcfg.batch - 1) / tcfg.batch; }
+  bool all_epochs_done() const { return opt.max_epochs >= 0 && epoch >= opt.max_epochs; }
+  float effective_beta() const {
+    if (tcfg.warmup_steps <= 0) return tcfg.beta;
+    return tcfg.beta * static_cast<float>(std::min<double>(1.0, static_cast<double>(step) / tcfg.warmup_steps));
+  }
+
+  // ---- trainer_loop.cpp ----
+  void run();
+  void run_one_step();
+  void train_step();
+  void draw_batch(Eigen::Ref<Eigen::MatrixXf> x, Eigen::Ref<Eigen::MatrixXf> e);
+  void poison_if_due();
+  StepStats compute_gradient(const Eigen::Ref<const Eigen::MatrixXf>& x, const Eigen::Ref<const Eigen::MatrixXf>& e);
+  void record_step(const StepStats& st, int batch_size, double seconds);
+  void fit_clusters();
+  void diverged(const std::string& why);
+  void end_epoch();
+  EpochRecord epoch_record(int epoch_number);
+  void measure_estimators();
+
+  // ---- trainer_run_state.cpp ----
+  static void check_estimator(const ModelConfig& m, const TrainConfig& t);
+  void check_image_size(const ModelConfig& m) const;
+  void check_configs(const ModelConfig& m, const TrainConfig& t) const;
+  void prepare_data();
+  void prepare_engine();
+  void new_epoch_order();
+  bool can_resume_epoch(const std::vector<std::int32_t>& saved_order, int saved_batch) const;
+  void reset_run_state(std::vector<std::int32_t> saved_order = {}, int saved_batch = 0);
+  void restart_counters();
+  void fresh_start();
+  TrainingState capture() const;
+  void save_now(const std::filesystem::path& file);
+  void load_now(const std::filesystem::path& file);
+  void import_now(const std::filesystem::path& file);
+
+  // ---- trainer_commands.cpp ----
+  void drain_commands();
+  void handle(const command::Pause&);
+  void handle(const command::Resume&);
+  void handle(const command::Step&);
+  void handle(const command::Reset&);
+  void handle(const command::SetLr& c);
+  void handle(const command::SetBeta& c);
+  void handle(const command::SetWarmup& c);
+  void handle(const command::SetEstimator& c);
+  void handle(const command::SetIwae& c);
+  void handle(const command::SetMeasureEstimators& c);
+  void handle(const command::MeasureEstimatorsNow&);
+  void handle(const command::Rebuild& c);
+  void handle(command::SetData& c);
+  void handle(const command::Save& c);
+  void handle(const command::Load& c);
+  void handle(const command::ExportSafetensors& c);
+  void handle(const command::ImportSafetensors& c);
+  template <class T>
+  void change(T TrainConfig::*field, T value, const char* name);
+
+  // ---- trainer_publish.cpp ----
+  static std::string format_number(double v);
+  void notify(TrainerEvent ev) const;
+  void say(Severity sev, std::string text);
+  void mark(std::string text);
+  void refresh_latents();
+  void publish();
+};
+
+}  // namespace vaelab
