@@ -197,11 +197,12 @@ def save_resume_state(args, model, optimizer, st, settings):
 
 
 def evaluate_test(model, test_x, args, epoch, ddp):
-    """The test ELBO (one sample of z per image, as vaelab-train) split over the processes."""
+    """The test ELBO (one sample of z per image, as vaelab-train) split over the processes; the
+    noise is drawn for the whole set, so it does not depend on the number of processes."""
     n = test_x.shape[0]
     lo, hi = ddp.my_part(n)
-    gen = derived_generator(args.seed, 1000 + epoch, ddp.rank)
-    ev = vt.evaluate(model, test_x[lo:hi], samples=1, generator=gen)
+    noise = torch.randn(n, 1, model.config.latent, generator=derived_generator(args.seed, 1000 + epoch))
+    ev = vt.evaluate(model, test_x[lo:hi], samples=1, noise=noise[lo:hi])
     count, recon, kl = ddp.sum([ev.count, ev.recon * ev.count, ev.kl * ev.count])
     return {"test_elbo": (recon - kl) / count, "test_recon": recon / count, "test_kl": kl / count}
 

@@ -86,9 +86,10 @@ class Evaluation(NamedTuple):
 
 
 @torch.no_grad()
-def evaluate(model, images, samples=1, batch=500, generator=None):
+def evaluate(model, images, samples=1, batch=500, generator=None, noise=None):
     """The test ELBO of images (N, D) in [0, 1] with `samples` draws of z per example, as vaelab's
-    evaluate() does with EvalOptions::samples (vaelab-train uses 1)."""
+    evaluate() does with EvalOptions::samples (vaelab-train uses 1). The draws come from generator,
+    or are given as noise (N, samples, d): ε for every image and sample."""
     model.eval()
     device = next(model.parameters()).device
     n = images.shape[0]
@@ -100,7 +101,10 @@ def evaluate(model, images, samples=1, batch=500, generator=None):
         recon_b = torch.zeros(x.shape[0], dtype=torch.float64, device=device)
         kl_b = torch.zeros_like(recon_b)
         for _ in range(samples):  # one sample at a time bounds the decoder output to batch × D
-            eps = torch.randn(x.shape[0], 1, d, generator=generator).to(device)
+            if noise is None:
+                eps = torch.randn(x.shape[0], 1, d, generator=generator).to(device)
+            else:
+                eps = noise[lo:lo + batch, len(per_sample):len(per_sample) + 1].to(device)
             t = elbo_terms(model, x, eps)
             recon_b += t.recon[:, 0].double()
             kl_b += t.kl[:, 0].double()
