@@ -139,6 +139,10 @@ class Distributed:
             dist.destroy_process_group()
 
 
+# What a derived generator is for (its first key after the seed), so no two uses share numbers.
+ORDER, EVAL_NOISE, STEP_NOISE, BINARIZE, CLUSTER_FIT = range(1, 6)
+
+
 def derived_generator(*keys):
     """A torch generator seeded from the keys: the same numbers on every process and every run."""
     seed = 0x9E3779B97F4A7C15
@@ -147,10 +151,11 @@ def derived_generator(*keys):
     return torch.Generator().manual_seed(seed)
 
 
-def binarized(images, seed):
+def binarized(images, seed, which):
     """Each pixel 0 or 1, drawn once from Bernoulli(intensity)."""
     x = as_float(images)
-    return (torch.rand(x.shape, generator=derived_generator(seed)) < x).to(torch.float32).reshape(images.shape)
+    gen = derived_generator(seed, BINARIZE, which)
+    return (torch.rand(x.shape, generator=gen) < x).to(torch.float32).reshape(images.shape)
 
 
 class RunState:
@@ -201,7 +206,7 @@ def evaluate_test(model, test_x, args, epoch, ddp):
     noise is drawn for the whole set, so it does not depend on the number of processes."""
     n = test_x.shape[0]
     lo, hi = ddp.my_part(n)
-    noise = torch.randn(n, 1, model.config.latent, generator=derived_generator(args.seed, 1000 + epoch))
+    noise = torch.randn(n, 1, model.config.latent, generator=derived_generator(args.seed, EVAL_NOISE, epoch))
     ev = vt.evaluate(model, test_x[lo:hi], samples=1, noise=noise[lo:hi])
     count, recon, kl = ddp.sum([ev.count, ev.recon * ev.count, ev.kl * ev.count])
     return {"test_elbo": (recon - kl) / count, "test_recon": recon / count, "test_kl": kl / count}
@@ -213,7 +218,7 @@ def fit_clusters(model, optimizer, train_x, args, ddp):
         n = min(train_x.shape[0], max(10000, model.config.clusters))
         with torch.no_grad():
             mu, lv = model.encode(train_x[:n].to(ddp.device, torch.float32))
-        params = fit_clusters_to_codes(model, mu.cpu(), lv.cpu(), derived_generator(args.seed, 7))
+        params = fit_clusters_to_codes(model, mu.cpu(), lv.cpu(), derived_generator(args.seed, CLUSTER_FIT))
     else:
         params = [model.cluster_means, model.cluster_logvars, model.classifier[1].weight, model.classifier[1].bias]
     for p in params:
@@ -244,9 +249,9 @@ def main(argv=None):
     train = data.train[:args.train_limit] if args.train_limit > 0 else data.train
     test = data.test[:args.eval_limit] if args.eval_limit > 0 else data.test
     if args.binarize != "none":
-        test = binarized(test, args.seed + 2)  # once, so evaluations compare across epochs
+        test = binarized(test, args.seed, 0)  # once, so evaluations compare across epochs
     if args.binarize == "static":
-        train = binarized(train, args.seed + 3)
+        train = binarized(train, args.seed, 1)
     train_x = as_float(train).to(ddp.device)
     test_x = as_float(test)
 
@@ -297,7 +302,7 @@ def main(argv=None):
             writer.log(0, 0, examples=0, **ev)
     stopped = False
     while st.epoch < args.epochs:
-        order = torch.randperm(n_train, generator=derived_generator(args.seed, st.epoch)).to(ddp.device)
+        order = torch.randperm(n_train, generator=derived_generator(args.seed, ORDER, st.epoch)).to(ddp.device)
         while st.batch_in_epoch < per_epoch:
             if args.max_steps and st.step >= args.max_steps:
                 stopped = True
@@ -306,7 +311,7 @@ def main(argv=None):
             g0 = st.batch_in_epoch * args.batch
             B = min(args.batch, n_train - g0)
             lo, hi = ddp.my_part(B)
-            gen = derived_generator(args.seed, 1 << 20, st.step)
+            gen = derived_generator(args.seed, STEP_NOISE, st.step)
             eps = torch.randn(B, L, d, generator=gen)[lo:hi].to(ddp.device)
             x = train_x[order[g0 + lo:g0 + hi]]
             if args.binarize == "dynamic":

@@ -52,8 +52,8 @@ def fit_clusters_to_codes(model, mu, logvar, generator):
         m, v = mu[a == y].double(), logvar[a == y].double().exp()
         mean = m.mean(0)
         var = (m.square().mean(0) - mean.square()).clamp_min(0.0) + v.mean(0)
-        model.cluster_means[y] = mean.float()
-        model.cluster_logvars[y] = var.log().clamp(LOGVAR_MIN, LOGVAR_MAX).float()
+        model.cluster_means[y] = mean.to(model.cluster_means)
+        model.cluster_logvars[y] = var.log().clamp(LOGVAR_MIN, LOGVAR_MAX).to(model.cluster_logvars)
     model.classifier[1].weight.zero_()
     model.classifier[1].bias.zero_()
     return [model.cluster_means, model.cluster_logvars, model.classifier[1].weight, model.classifier[1].bias]

@@ -96,10 +96,17 @@ def compare(name, vaelab_train, data, flags, steps, epochs, eval_limit, stop_at,
     r1 = check_finished_run(one, steps, epochs)
     e2, e1 = epoch_lines(r2)[-1], epoch_lines(r1)[-1]
     check(e2["examples"] == e1["examples"], f"{name}: examples seen differ")
+    # Same batches and noise at every step, whatever the processes and the stop: the training ELBO
+    # of each logged window agrees up to the order of float sums (a wrong batch after the resume
+    # would move a window by whole nats).
+    steps1 = {r["step"]: r["train_elbo"] for r in r1 if "recon" in r}
+    worst = max(abs(r["train_elbo"] - steps1[r["step"]]) / abs(steps1[r["step"]]) for r in r2 if "recon" in r)
+    check(worst < 1e-3, f"{name}: a step line's train ELBO differs by {worst:.2e} between 2 processes and 1")
     v2 = vaelab_test_elbo(vaelab_train, two, data, eval_limit)
     fig = {"name": name, "examples": e1["examples"], "test_elbo_1proc": e1["test_elbo"],
            "test_elbo_2proc": e2["test_elbo"], "vaelab_test_elbo_2proc": v2,
            "relative_difference": abs(e2["test_elbo"] - e1["test_elbo"]) / abs(e1["test_elbo"]),
+           "worst_step_line_difference": worst,
            "seconds_1proc": round(t_one, 1), "seconds_2proc": round(t_two, 1)}
     print(json.dumps(fig), flush=True)
     check(within(e2["test_elbo"], e1["test_elbo"], 0.01), f"{name}: 2-process test ELBO {e2['test_elbo']:.3f} is "
