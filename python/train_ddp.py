@@ -1,7 +1,7 @@
 #!/usr/bin/python3
-# Trains one of vaelab's model families with PyTorch and DistributedDataParallel and writes a run
-# folder vaelab follows (vaelab_torch.RunWriter). One process, or many under torchrun; only rank 0
-# writes. Not vaelab's own trainer (vaelab-train): same model, loss and flags, PyTorch's numbers.
+# Trains a vaelab model family with PyTorch (one process, or DistributedDataParallel under torchrun)
+# into a run folder vaelab follows; only rank 0 writes. Not vaelab-train: same model, loss and
+# flags, PyTorch's numbers.
 """Train a vaelab model with PyTorch (one process, or DistributedDataParallel under torchrun).
 
 One process:
@@ -25,7 +25,7 @@ the same --run continues a stopped run where it stopped (the model and --batch/-
 be the same; --epochs may grow). ELBOs are in nats per example (negative; higher is better).
 """
 import argparse
-import json
+import io
 import math
 import os
 import sys
@@ -194,7 +194,6 @@ def load_resume_state(args):
 
 
 def save_resume_state(args, model, optimizer, st, settings):
-    import io
     buf = io.BytesIO()
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": st.step, "epoch": st.epoch,
                 "batch_in_epoch": st.batch_in_epoch, "examples": st.examples, "settings": settings}, buf)

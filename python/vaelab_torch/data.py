@@ -1,7 +1,6 @@
-# Image data for training with PyTorch: a folder in the MNIST IDX layout (what vaelab reads, gzipped
-# or raw) or a NumPy .npz file with x_train / x_test (and optional y_train / y_test), as Keras's
-# mnist.npz. Read with the standard library and torch only. Pixels become floats in [0, 1] as
-# vaelab does (byte / 255 in float32). Not a streaming loader: both sets are held in memory.
+# Image data for PyTorch training: an MNIST-layout IDX folder (what vaelab reads) or an .npz file
+# with x_train / x_test (+ y_train / y_test) as Keras's mnist.npz, read with torch and the standard
+# library; pixels → [0, 1] as vaelab does. Not a streaming loader: both sets are held in memory.
 import ast
 import gzip
 import math

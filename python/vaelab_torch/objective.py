@@ -1,7 +1,6 @@
-# The VAE objective as vaelab computes it (core/objective.cpp, core/train_step.cpp), in nats:
-# Bernoulli on logits or Gaussian with fixed / learned σ, the analytic KL to N(0, I), the
-# clustering VAE's prior terms, L reparameterised samples. Autograd gives the gradients.
-# Not an optimiser or a training loop (train_ddp.py is one).
+# The VAE objective as vaelab computes it (core/objective.cpp, core/train_step.cpp), in nats: the
+# likelihoods, the analytic KL, the clustering VAE's prior terms, L reparameterised samples.
+# Autograd gives the gradients. Not an optimiser or a training loop (train_ddp.py is one).
 import math
 from typing import NamedTuple
 

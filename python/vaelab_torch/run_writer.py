@@ -1,7 +1,6 @@
-# The run folder a PyTorch training writes and vaelab follows: weights.safetensors (the model as
-# vaelab imports it, replaced atomically every N steps and at the end), metrics.jsonl (one JSON
-# object per line, appended as training goes, the last one {"finished": true} when the run ends)
-# and run.json (the settings, written once). Not the resume state: the trainer keeps its own.
+# The run folder a PyTorch training writes and vaelab follows: weights.safetensors (replaced
+# atomically every N steps and at the end), metrics.jsonl (JSON lines, the last {"finished": true})
+# and run.json (the settings). Not the resume state: the trainer keeps its own.
 import json
 import math
 import os

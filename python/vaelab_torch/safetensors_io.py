@@ -1,6 +1,5 @@
-# The safetensors format written and read with torch and the standard library only (no safetensors
-# package): an 8-byte little-endian header length, a JSON header padded with spaces to 8 bytes,
-# then the raw little-endian tensors. Also the model ↔ file mapping vaelab's import uses.
+# The safetensors format with torch and the standard library only (8-byte header length, JSON
+# header padded to 8 bytes, raw little-endian tensors), and the model ↔ file mapping vaelab uses.
 # Not a general reader: dtypes F32, F64, F16 and BF16 only, as vaelab reads.
 import ctypes
 import json

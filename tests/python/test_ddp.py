@@ -1,9 +1,7 @@
 #!/usr/bin/python3
-# python/train_ddp.py under torchrun with two CPU processes (gloo): a run stopped part-way and
-# resumed, its run folder (metrics.jsonl, weights vaelab-train imports) and its ELBOs against the
-# same run in one process for the same examples seen (within 1 %). Small by default (CTest); --full
-# runs the comparison at full size on Fashion-MNIST for each family, by hand (minutes).
-# Usage: test_ddp.py VAELAB_TRAIN [--full] [--data DIR]
+# python/train_ddp.py under torchrun, two CPU processes (gloo), stopped and resumed, against one
+# process: its run folder, its weights in vaelab-train, its ELBOs within 1 %. Small by default
+# (CTest); --full compares every family on all of Fashion-MNIST (minutes). test_ddp.py VAELAB_TRAIN
 import argparse
 import json
 import os

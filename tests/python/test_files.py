@@ -1,8 +1,6 @@
 #!/usr/bin/python3
-# The file side of python/vaelab_torch: .npz data read like the IDX folder it came from, safetensors
-# bytes as the format and vaelab lay them out, atomic writes, and the run writer's metrics on
-# resume. Quick (seconds); no training. Usage: test_files.py [DATA_FOLDER]
-import io
+# The file side of python/vaelab_torch: .npz data read like the IDX it came from, safetensors bytes
+# as the format lays them out, atomic writes, the run writer's metrics on resume. No training.
 import json
 import os
 import struct

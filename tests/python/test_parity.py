@@ -1,8 +1,7 @@
 #!/usr/bin/python3
-# Parity of python/vaelab_torch with vaelab: for each model family a briefly trained PyTorch model
-# is written as safetensors, vaelab-train imports and evaluates it, and both test ELBOs must agree
-# within Monte-Carlo noise (the analytic KL of the MLP and conv families to float precision).
-# Not a test of training quality. Usage: test_parity.py VAELAB_TRAIN [DATA_FOLDER]
+# Parity of python/vaelab_torch with vaelab: per family a briefly trained PyTorch model is written,
+# vaelab-train evaluates it, and the test ELBOs agree within Monte-Carlo noise. Not a test of
+# training quality. Usage: test_parity.py VAELAB_TRAIN [DATA_FOLDER]
 import json
 import math
 import os
