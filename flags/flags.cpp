@@ -168,7 +168,7 @@ std::string usage(Program program, bool developer) {
     if (takes(flag, program))
       column = std::max(column, 2 + flag.name.size() + (flag.value_name.empty() ? 0 : 1 + flag.value_name.size()) + 2);
   column = std::min<std::size_t>(column, 26);  // a longer name and value go on a line of their own
-  std::string out(usage_head(program));
+  std::string out(usage_text(program).head);
   for (const Flag& flag : table())
     if (takes(flag, program) && !flag.developer) append_help_line(out, flag, column);
   if (developer) {
@@ -176,7 +176,7 @@ std::string usage(Program program, bool developer) {
     for (const Flag& flag : table())
       if (takes(flag, program) && flag.developer) append_help_line(out, flag, column);
   }
-  out += usage_tail(program);
+  out += usage_text(program).tail;
   return out;
 }
 

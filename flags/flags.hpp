@@ -87,8 +87,10 @@ struct Flag {
 // All flags of both programs, in the order --help lists them.
 std::span<const Flag> table();
 // The lines --help prints above and below the flags.
-std::string_view usage_head(Program program);
-std::string_view usage_tail(Program program);
+struct UsageText {
+  std::string_view head, tail;
+};
+const UsageText& usage_text(Program program);
 
 // A bad command line: the message names the flag and what it wants (exit code 2).
 struct UsageError : std::runtime_error {

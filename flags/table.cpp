@@ -166,22 +166,20 @@ const Flag kTable[] = {
 
 std::span<const Flag> table() { return kTable; }
 
-std::string_view usage_head(Program program) {
-  if (program == Program::App)
-    return "usage: vaelab [flags]\n"
-           "Interactive explorer for variational autoencoders. Opens a window on Fashion-MNIST\n"
-           "(or --data DIR) with a 2-D model already training.\n\n";
-  return "usage: vaelab-train [flags]\n"
-         "Trains a variational autoencoder on IDX image files without a window.\n\n";
-}
-
-std::string_view usage_tail(Program program) {
-  if (program == Program::App)
-    return "\nSettings and window layout: $XDG_CONFIG_HOME/vaelab/vaelab.ini (~/.config/vaelab).\n"
-           "Checkpoints, exports and the autosave: $XDG_DATA_HOME/vaelab (~/.local/share/vaelab).\n"
-           "Exit codes: 0 closed, 1 no window or a fatal error, 2 a bad flag.\n";
-  return "\nELBOs are in nats per example (negative; higher is better).\n"
-         "Exit codes: 0 done, 1 a file or training error, 2 a bad flag.\n";
+const UsageText& usage_text(Program program) {
+  static constexpr UsageText kAppText{
+      .head = "usage: vaelab [flags]\n"
+              "Interactive explorer for variational autoencoders. Opens a window on Fashion-MNIST\n"
+              "(or --data DIR) with a 2-D model already training.\n\n",
+      .tail = "\nSettings and window layout: $XDG_CONFIG_HOME/vaelab/vaelab.ini (~/.config/vaelab).\n"
+              "Checkpoints, exports and the autosave: $XDG_DATA_HOME/vaelab (~/.local/share/vaelab).\n"
+              "Exit codes: 0 closed, 1 no window or a fatal error, 2 a bad flag.\n"};
+  static constexpr UsageText kTrainText{
+      .head = "usage: vaelab-train [flags]\n"
+              "Trains a variational autoencoder on IDX image files without a window.\n\n",
+      .tail = "\nELBOs are in nats per example (negative; higher is better).\n"
+              "Exit codes: 0 done, 1 a file or training error, 2 a bad flag.\n"};
+  return program == Program::App ? kAppText : kTrainText;
 }
 
 }  // namespace vaelab::flags

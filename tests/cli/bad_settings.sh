@@ -4,7 +4,7 @@
 # data's. vaelab-train must exit 2 (bad setting) or 1 (file or training error) with a message that
 # names the problem; vaelab must refuse the same flags with the same words and exit 2 before
 # opening a window (both read them through one flag table).
-# Not the app's form (the e2e test and the README cover that); usage: bad_settings.sh TRAIN APP
+# Not the app's form (the e2e test and docs/reliability.md cover that); usage: bad_settings.sh TRAIN APP
 set -uo pipefail
 train=${1:?usage: bad_settings.sh VAELAB_TRAIN [VAELAB]}
 app=${2:-}
