@@ -1,7 +1,7 @@
-// vaelab: the desktop explorer. Parses the command line, opens the GLFW window with an OpenGL 3.3
-// core context, sets up Dear ImGui (font, style, settings file) and runs the frame loop: poll →
-// build the frame (App) → render → swap, with a frame cap when the swap does not wait for vsync.
-// Not the panels (panel_*.cpp) nor the per-frame logic (app.cpp).
+// vaelab: the desktop explorer. Reads the flags, the settings file, opens the GLFW window with an
+// OpenGL 3.3 core context, sets up Dear ImGui (font, style) and runs the frame loop: poll → build
+// the frame (App) → render → swap, with a frame cap when the swap does not wait for vsync.
+// Not the flags (flags/), the panels (panel_*.cpp) nor the per-frame logic (app.cpp).
 #include <glad/gl.h>
 // glad first: GLFW must not pull in the system GL header.
 #include <GLFW/glfw3.h>
@@ -11,13 +11,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -27,6 +27,7 @@
 #include "app/gl_image.hpp"
 #include "app/settings.hpp"
 #include "core/error.hpp"
+#include "flags/flags.hpp"
 
 namespace {
 
@@ -42,168 +43,50 @@ void on_signal(int sig) {
   else g_quit_signal = 1;
 }
 
-constexpr const char* kUsage = R"(usage: vaelab [options]
-
-Interactive explorer for variational autoencoders. Opens a window on Fashion-MNIST
-(or --data DIR) with a 2-D model already training.
-
-  --data DIR           folder with {train,t10k}-images-idx3-ubyte[.gz] (and labels)
-  --load FILE          open a checkpoint (or a .safetensors file) at start
-  --latent N           latent size (default 2)
-  --hidden LIST        encoder widths, e.g. 400 or 512,256 (default 400)
-  --likelihood NAME    bernoulli | gaussian | gaussian-learned (default bernoulli)
-  --sigma S            decoder σ for --likelihood gaussian (default 0.1)
-  --binarize MODE      none | static | dynamic (default none)
-  --batch N            batch size (default 128)
-  --lr X               learning rate (default 1e-3)
-  --beta X             KL weight β (default 1)
-  --warmup N           KL warm-up steps (default 0)
-  --samples L          Monte-Carlo samples of z per image (default 1)
-  --seed N             random seed (default 1)
-  --threads N          training threads (default 2, or 1 on a single core)
-  --model NAME         mlp | conv | gmvae (clustering VAE) (default mlp)
-  --clusters K         categories of the clustering VAE (default 10)
-  --train-limit N      train on the first N images only (demos, tests)
-  --display-points N   test images shown on the latent map (default 10000)
-  --paused             start paused
-  --no-resume          do not offer to resume the autosave (it is kept until the next one)
-  --autosave-minutes M autosave the run every M minutes and on exit (default 5, or the
-                       last value set in the app; 0: off)
-  --iwae K             IWAE_K at each epoch end for the gap panel (default 100; 0: off)
-  --iwae-points N      …on the first N test images (default 500)
-  --measure-estimators measure both encoder gradient estimators' variance each epoch
-  --size WxH           window size in pixels (default 1280x800, or the last size used)
-  --screenshot-dir DIR test hook: F12 or SIGUSR1 writes shot-NNN-{window,decoder}.png and
-                       shot-NNN.txt (widget rectangles) here; DIR/ready appears once the
-                       first latent codes are drawn
-  --frame-stats FILE   write per-frame times (CSV) to FILE; a summary goes to stderr at exit
-  --poison-at-step N   test hook: the trainer writes a NaN into a weight before step N
-  --quit-after S       close by itself after S seconds
-  --fps-cap N          frame limit when the swap does not wait for vsync (default 60; 0: none)
-  --no-vsync           do not ask for vsync
-  --full-redraw        redraw the whole window every frame (default: only what changed)
-  --trainer-nice N     the training threads' nice value above the UI's (default 5; 0: same)
-  --watch-fps N        redraws per second for new training snapshots without input (default 10;
-                       input always redraws at up to --fps-cap)
-  --help               this text
-
-Settings and window layout: $XDG_CONFIG_HOME/vaelab/vaelab.ini (~/.config/vaelab).
-Checkpoints, exports and the autosave: $XDG_DATA_HOME/vaelab (~/.local/share/vaelab).
-)";
-
-[[noreturn]] void usage_error(const std::string& msg) {
-  std::fprintf(stderr, "vaelab: %s\nTry 'vaelab --help'.\n", msg.c_str());
-  std::exit(2);
-}
-
-long parse_int(const std::string& flag, const std::string& v, long lo, long hi) {
-  char* end = nullptr;
-  const long x = std::strtol(v.c_str(), &end, 10);
-  if (v.empty() || *end != '\0' || x < lo || x > hi)
-    usage_error(flag + " wants a whole number from " + std::to_string(lo) + " to " + std::to_string(hi) + ", not '" + v + "'");
-  return x;
-}
-
-double parse_real(const std::string& flag, const std::string& v, double lo, double hi) {
-  char* end = nullptr;
-  const double x = std::strtod(v.c_str(), &end);
-  if (v.empty() || *end != '\0' || !(x >= lo && x <= hi)) {
-    char range[64];  // %g: "1e-08 to 10", where std::to_string said "0.000000 to 10.000000"
-    std::snprintf(range, sizeof range, "%g to %g", lo, hi);
-    usage_error(flag + " wants a number from " + range + ", not '" + v + "'");
-  }
-  return x;
-}
-
-Options parse_args(int argc, char** argv) {
-  Options o;
-  // Measured on a 2-core machine under Xvfb/llvmpipe: 2 training threads trained ~1.5x faster
-  // than 1 *and* gave lower UI frame times (the pool's waits let the rasteriser threads in).
-  o.train.threads = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 2);
-  // The variational gap panel wants IWAE_K at epoch ends: K = 100 on 500 test images costs
-  // 50,000 decodes per epoch, a small fraction of an epoch of training.
-  o.trainer.eval_iwae_k = 100;
-  o.trainer.iwae_points = 500;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage_error(a + " needs a value");
-      return argv[++i];
-    };
-    if (a == "--help" || a == "-h") {
-      std::fputs(kUsage, stdout);
-      std::exit(0);
-    } else if (a == "--data") o.data = value();
-    else if (a == "--load") o.load = value();
-    else if (a == "--latent") o.model.latent = static_cast<int>(parse_int(a, value(), 1, 256));
-    else if (a == "--hidden") {
-      std::string v = value();
-      std::replace(v.begin(), v.end(), ',', ' ');
-      std::istringstream in(v);
-      o.model.hidden.clear();
-      std::string w;
-      while (in >> w) o.model.hidden.push_back(static_cast<int>(parse_int("--hidden", w, 1, 65536)));
-    } else if (a == "--likelihood") {
-      try {
-        o.model.likelihood = vaelab::parse_likelihood(value());
-      } catch (const std::exception& e) {
-        usage_error(e.what());
-      }
-    } else if (a == "--model" || a == "--family") {
-      try {
-        o.model.family = vaelab::parse_family(value());
-      } catch (const std::exception& e) {
-        usage_error(e.what());
-      }
-    } else if (a == "--sigma") o.model.gaussian_sigma = static_cast<float>(parse_real(a, value(), 1e-6, 1e6));
-    else if (a == "--binarize") {
-      try {
-        o.train.binarize = vaelab::parse_binarize(value());
-      } catch (const std::exception& e) {
-        usage_error(e.what());
-      }
-    } else if (a == "--clusters") o.model.clusters = static_cast<int>(parse_int(a, value(), 1, 1000));
-    else if (a == "--poison-at-step") o.trainer.poison_at_step = parse_int(a, value(), 0, 1L << 62);
-    else if (a == "--batch") o.train.batch = static_cast<int>(parse_int(a, value(), 1, 1 << 16));
-    else if (a == "--lr") o.train.lr = static_cast<float>(parse_real(a, value(), 1e-8, 10));
-    else if (a == "--beta") o.train.beta = static_cast<float>(parse_real(a, value(), 0, 1000));
-    else if (a == "--warmup") o.train.warmup_steps = static_cast<int>(parse_int(a, value(), 0, 1 << 30));
-    else if (a == "--samples") o.train.samples = static_cast<int>(parse_int(a, value(), 1, 1024));
-    else if (a == "--seed") o.train.seed = static_cast<std::uint64_t>(parse_int(a, value(), 0, 1L << 62));
-    else if (a == "--threads") o.train.threads = static_cast<int>(parse_int(a, value(), 1, 256));
-    else if (a == "--train-limit") o.trainer.train_limit = static_cast<int>(parse_int(a, value(), 0, 1 << 30));
-    else if (a == "--display-points") o.trainer.display_points = static_cast<int>(parse_int(a, value(), 0, 1 << 24));
-    else if (a == "--paused") o.trainer.start_paused = true;
-    else if (a == "--no-resume") o.no_resume = true;
-    else if (a == "--autosave-minutes") o.autosave_minutes = static_cast<int>(parse_int(a, value(), 0, 120));
-    else if (a == "--iwae") o.trainer.eval_iwae_k = static_cast<int>(parse_int(a, value(), 0, 5000));
-    else if (a == "--iwae-points") o.trainer.iwae_points = static_cast<int>(parse_int(a, value(), 1, 1 << 24));
-    else if (a == "--measure-estimators") o.trainer.measure_estimators = true;
-    else if (a == "--size") {
-      const std::string v = value();
-      int w = 0, h = 0;
-      char x = 0;
-      std::istringstream in(v);
-      if (!(in >> w >> x >> h) || (x != 'x' && x != 'X') || w < 320 || h < 240 || w > 16384 || h > 16384)
-        usage_error("--size wants WIDTHxHEIGHT, e.g. 1280x800, not '" + v + "'");
-      o.width = w;
-      o.height = h;
-      o.size_given = true;
-    } else if (a == "--screenshot-dir") o.screenshot_dir = value();
-    else if (a == "--frame-stats") o.frame_stats = value();
-    else if (a == "--quit-after") o.quit_after_s = parse_real(a, value(), 0, 1e7);
-    else if (a == "--fps-cap") o.fps_cap = static_cast<int>(parse_int(a, value(), 0, 1000));
-    else if (a == "--no-vsync") o.vsync = false;
-    else if (a == "--full-redraw") o.full_redraw = true;
-    else if (a == "--watch-fps") o.watch_fps = static_cast<int>(parse_int(a, value(), 1, 1000));
-    else if (a == "--trainer-nice") o.trainer_nice = static_cast<int>(parse_int(a, value(), 0, 19));
-    else usage_error("unknown option '" + a + "'");
-  }
+// Reads the flags (see flags/table.cpp) into the app's options. --help prints the usage and exits
+// 0; a bad flag or setting prints why and exits 2, before any window opens.
+Options parse_command_line(int argc, char** argv) {
+  using vaelab::flags::Program;
+  vaelab::flags::CommandLine c;
   try {
-    vaelab::validate(o.train);
+    c = vaelab::flags::parse(Program::App, std::vector<std::string>(argv + 1, argv + argc));
+    // Two training threads where there are two cores: faster training than one, and the
+    // software rasteriser still gets in while the pool waits.
+    if (!c.was_given("--threads")) c.train.threads = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 2);
+    vaelab::validate(c.train);
   } catch (const std::exception& e) {
-    usage_error(e.what());
+    std::fprintf(stderr, "vaelab: %s\nTry 'vaelab --help'.\n", e.what());
+    std::exit(2);
   }
+  if (c.help) {
+    std::fputs(vaelab::flags::usage(Program::App, vaelab::flags::developer_flags_wanted()).c_str(), stdout);
+    std::exit(0);
+  }
+  Options o;
+  o.data = c.data;
+  o.load = c.load;
+  o.model = c.model;
+  o.train = c.train;
+  o.trainer.eval_iwae_k = c.iwae_k;
+  o.trainer.iwae_points = c.iwae_points;
+  o.trainer.train_limit = c.train_limit;
+  o.trainer.display_points = c.display_points;
+  o.trainer.start_paused = c.paused;
+  o.trainer.measure_estimators = c.measure_estimators;
+  o.trainer.poison_at_step = c.poison_at_step;
+  o.no_resume = c.no_resume;
+  o.autosave_minutes = c.autosave_minutes;
+  o.width = c.width;
+  o.height = c.height;
+  o.size_given = c.was_given("--size");
+  o.screenshot_dir = c.screenshot_dir;
+  o.frame_stats = c.frame_stats;
+  o.quit_after_s = c.quit_after_s;
+  o.fps_cap = c.fps_cap;
+  o.vsync = !c.no_vsync;
+  o.full_redraw = c.full_redraw;
+  o.trainer_nice = c.trainer_nice;
+  o.watch_fps = c.watch_fps;
   return o;
 }
 
@@ -340,43 +223,50 @@ void on_drop(GLFWwindow* window, int count, const char** paths) {
   app->on_drop(list);
 }
 
-}  // namespace
+using Clock = std::chrono::steady_clock;
 
-int main(int argc, char** argv) {
-  Options options = parse_args(argc, argv);
+void install_signal_handlers() {
   std::signal(SIGUSR1, on_signal);
   std::signal(SIGTERM, on_signal);
   std::signal(SIGINT, on_signal);
+}
 
-  glfwSetErrorCallback([](int code, const char* text) { std::fprintf(stderr, "vaelab: GLFW error %d: %s\n", code, text); });
-  if (!glfwInit()) {
-    std::fprintf(stderr, "vaelab: cannot open a window (no display? set DISPLAY, or use vaelab-train for headless training)\n");
-    return 1;
-  }
+std::filesystem::path settings_file(const vaelab::app::AppState& state) { return state.config_dir / "vaelab.ini"; }
 
+// The ImGui context and the app's state: its folders and the settings file (layout and prefs),
+// read before any window opens. A warning about the file goes to stderr and the app's messages.
+std::unique_ptr<vaelab::app::AppState> create_state(const Options& options) {
   IMGUI_CHECKVERSION();
   ImGui::CreateContext();
-  ImGuiIO& io = ImGui::GetIO();
-  io.IniFilename = nullptr;  // loaded and saved by settings.cpp (validated, atomic)
+  ImGui::GetIO().IniFilename = nullptr;  // loaded and saved by settings.cpp (validated, atomic)
   auto state = std::make_unique<vaelab::app::AppState>();
   state->options = options;
   state->config_dir = vaelab::app::config_dir();
   state->data_dir = vaelab::app::user_data_dir();
   state->export_dir = state->data_dir / "exports";
-  const std::filesystem::path ini = state->config_dir / "vaelab.ini";
   vaelab::app::install_settings_handler(*state);
   std::string warning;
-  vaelab::app::load_settings(ini, warning);
+  vaelab::app::load_settings(settings_file(*state), warning);
   if (options.autosave_minutes >= 0) state->autosave.minutes = options.autosave_minutes;
   if (!warning.empty()) {
     std::fprintf(stderr, "vaelab: warning: %s\n", warning.c_str());
     state->post(vaelab::Severity::Warning, warning);
   }
+  return state;
+}
 
+// GLFW and an OpenGL 3.3 core window of the size asked for (or the last one used), its context
+// current. nullptr, after a message, when there is no display or no OpenGL 3.3.
+GLFWwindow* open_window(const Options& options, const vaelab::app::AppState& state) {
+  glfwSetErrorCallback([](int code, const char* text) { std::fprintf(stderr, "vaelab: GLFW error %d: %s\n", code, text); });
+  if (!glfwInit()) {
+    std::fprintf(stderr, "vaelab: cannot open a window (no display? set DISPLAY, or use vaelab-train for headless training)\n");
+    return nullptr;
+  }
   int width = options.width, height = options.height;
-  if (!options.size_given && state->window_w > 0 && state->window_h > 0) {
-    width = state->window_w;
-    height = state->window_h;
+  if (!options.size_given && state.window_w > 0 && state.window_h > 0) {
+    width = state.window_w;
+    height = state.window_h;
   }
   glfwWindowHint(GLFW_CONTEXT_VERSION_MAJOR, 3);
   glfwWindowHint(GLFW_CONTEXT_VERSION_MINOR, 3);
@@ -385,17 +275,23 @@ int main(int argc, char** argv) {
   GLFWwindow* window = glfwCreateWindow(width, height, "vaelab", nullptr, nullptr);
   if (!window) {
     std::fprintf(stderr, "vaelab: could not create an OpenGL 3.3 window\n");
-    ImGui::DestroyContext();
     glfwTerminate();
-    return 1;
+    return nullptr;
   }
   glfwMakeContextCurrent(window);
   if (!gladLoadGL(glfwGetProcAddress)) {
     std::fprintf(stderr, "vaelab: could not load the OpenGL functions\n");
-    return 1;
+    glfwDestroyWindow(window);
+    glfwTerminate();
+    return nullptr;
   }
   glfwSwapInterval(options.vsync ? 1 : 0);
+  return window;
+}
 
+// Dear ImGui on the window: style and font at the window's content scale, the input callbacks
+// (set before the backend's, which chain to them) and the GLFW and OpenGL 3 backends.
+void init_imgui(GLFWwindow* window) {
   float xscale = 1, yscale = 1;
   glfwGetWindowContentScale(window, &xscale, &yscale);
   const float scale = std::clamp(std::max(xscale, yscale), 1.0f, 3.0f);
@@ -411,141 +307,221 @@ int main(int argc, char** argv) {
   glfwSetWindowFocusCallback(window, note_focus);
   ImGui_ImplGlfw_InitForOpenGL(window, true);
   ImGui_ImplOpenGL3_Init("#version 330 core");
+}
 
-  int rc = 0;
+// Frames are drawn on demand: while the user does something (and a moment after, for ImGui's
+// hover and popup states), when the trainer publishes something visible (about 20 times a
+// second while training), and at least twice a second. Otherwise the loop sleeps in
+// glfwWaitEventsTimeout, so watching training costs a fraction of a core.
+class FramePacer {
+ public:
+  explicit FramePacer(const Options& options)
+      : options_(options),
+        // Watching (no input), new snapshots are drawn at most --watch-fps times a second: each
+        // frame costs software GL a share of the cores the trainer would otherwise have.
+        watch_interval_(options.watch_fps > 0 ? 1000000 / options.watch_fps : 0) {}
+
+  bool should_draw(GLFWwindow* window, const vaelab::app::AppState& state, vaelab::app::App& app) {
+    const auto now = Clock::now();
+    if (g_input_events != input_seen_) {
+      input_seen_ = g_input_events;
+      last_input_ = now;
+    }
+    return glfwWindowShouldClose(window) || g_quit_signal || state.quit || g_screenshot_signal || options_.fps_cap == 0 ||
+           now - last_input_ < std::chrono::milliseconds(600) || now - last_start_ > std::chrono::milliseconds(500) ||
+           time_is_up(now) || (app.wants_frame() && now - last_start_ >= watch_interval_);
+  }
+  // --quit-after S has passed.
+  bool time_is_up(Clock::time_point now) const {
+    return options_.quit_after_s > 0 && std::chrono::duration<double>(now - started_).count() >= options_.quit_after_s;
+  }
+  // A frame starts now; returns the time since the last one started (ms).
+  float start_frame(Clock::time_point t0) {
+    const float interval = std::chrono::duration<float, std::milli>(t0 - last_start_).count();
+    last_start_ = t0;
+    return interval;
+  }
+  double seconds_since_start(Clock::time_point t) const { return std::chrono::duration<double>(t - started_).count(); }
+  // Frame cap: under Xvfb (or with vsync off) the swap returns at once; don't spin a core.
+  void wait_for_cap(Clock::time_point t0) const {
+    if (options_.fps_cap > 0) std::this_thread::sleep_until(t0 + std::chrono::microseconds(1000000 / options_.fps_cap));
+  }
+
+ private:
+  const Options& options_;
+  const Clock::time_point started_ = Clock::now();
+  Clock::time_point last_start_ = started_;
+  Clock::time_point last_input_ = started_ - std::chrono::seconds(10);
+  const std::chrono::microseconds watch_interval_;
+  unsigned long input_seen_ = g_input_events;
+};
+
+// When each part of a frame ended.
+struct FrameTimes {
+  Clock::time_point start, built, rendered, swapped;  // swapped: without the screenshot's time
+  int fb_w = 0, fb_h = 0;
+};
+
+// One frame: build it (App), render it (whole or only what changed), take a requested
+// screenshot, swap.
+FrameTimes draw_frame(GLFWwindow* window, const Options& options, vaelab::app::App& app,
+                      vaelab::app::FrameCache& frame_cache) {
+  FrameTimes t;
+  t.start = Clock::now();
+  if (g_screenshot_signal) {
+    g_screenshot_signal = 0;
+    app.request_screenshot();
+  }
+  hold_tapped_keys();
+  ImGui_ImplOpenGL3_NewFrame();
+  ImGui_ImplGlfw_NewFrame();
+  ImGui::NewFrame();
+  app.frame();
+  ImGui::Render();
+  release_held_keys();
+  t.built = Clock::now();
+  glfwGetFramebufferSize(window, &t.fb_w, &t.fb_h);
+  const ImVec4 bg = ImGui::GetStyle().Colors[ImGuiCol_WindowBg];  // panels that overlap nothing skip theirs
+  if (options.full_redraw) {
+    glViewport(0, 0, t.fb_w, t.fb_h);
+    glClearColor(bg.x, bg.y, bg.z, 1.0f);
+    glClear(GL_COLOR_BUFFER_BIT);
+    ImGui_ImplOpenGL3_RenderDrawData(ImGui::GetDrawData());
+  } else {
+    frame_cache.render(ImGui::GetDrawData(), t.fb_w, t.fb_h, bg);  // only the panels that changed
+  }
+  t.rendered = Clock::now();
+  // Screenshots (test hook, F12) read the back buffer and encode PNGs: kept out of the timings.
+  app.after_render(t.fb_w, t.fb_h);
+  const auto shot_done = Clock::now();
+  glfwSwapBuffers(window);
+  t.swapped = Clock::now() - (shot_done - t.rendered);
+  return t;
+}
+
+// The frame's times and events into the stats, and the training rate seen this frame.
+void record_frame(vaelab::app::AppState& state, const vaelab::app::FrameCache& frame_cache, const FrameTimes& t,
+                  float interval_ms, double now_s) {
+  auto ms = [](Clock::duration d) { return std::chrono::duration<float, std::milli>(d).count(); };
+  auto& st = state.stats;
+  st.work_ms.push_back(ms(t.swapped - t.start));
+  st.events.push_back(std::move(state.frame_events));
+  state.frame_events.clear();
+  st.damaged.push_back(state.options.full_redraw ? 1.0f : frame_cache.damaged_fraction());
+  st.cache_direct = frame_cache.in_back_buffer();
+  st.build_ms.push_back(ms(t.built - t.start));
+  st.render_ms.push_back(ms(t.rendered - t.built));
+  st.swap_ms.push_back(ms(t.swapped - t.rendered));  // shot excluded
+  st.interval_ms.push_back(interval_ms);
+  st.recent.push_back(now_s);
+  std::erase_if(st.recent, [&](double when) { return when < now_s - 1.0; });
+  st.fps = static_cast<double>(st.recent.size());
+  if (state.snap && state.snap->step > 0) {
+    if (st.train_t0 < 0) st.train_t0 = now_s, st.train_step0 = state.snap->step;
+    st.train_t1 = now_s, st.train_step1 = state.snap->step;
+    if (state.snap->state == vaelab::TrainerState::Running && state.snap->samples_per_s > 0)
+      st.train_rate.push_back(static_cast<float>(state.snap->samples_per_s));
+  }
+}
+
+void save_settings_or_warn(const std::filesystem::path& ini) {
+  const std::string err = vaelab::app::save_settings(ini);
+  if (!err.empty()) std::fprintf(stderr, "vaelab: could not save settings: %s\n", err.c_str());
+}
+
+// Polls, draws when there is something to show, records each frame; until the window closes,
+// the app quits, a signal arrives or --quit-after has passed.
+void run_frame_loop(GLFWwindow* window, vaelab::app::AppState& state, vaelab::app::App& app) {
+  const Options& options = state.options;
+  vaelab::app::FrameCache frame_cache;
+  if (!options.full_redraw) {
+    int fb_w = 0, fb_h = 0;
+    glfwGetFramebufferSize(window, &fb_w, &fb_h);
+    frame_cache.probe_back_buffer([&] { glfwSwapBuffers(window); }, fb_w, fb_h, ImGui::GetStyle().Colors[ImGuiCol_WindowBg]);
+  }
+  FramePacer pacer(options);
+  while (!glfwWindowShouldClose(window) && !state.quit && !g_quit_signal) {
+    glfwPollEvents();
+    while (!pacer.should_draw(window, state, app)) glfwWaitEventsTimeout(0.02);
+    const FrameTimes t = draw_frame(window, options, app, frame_cache);
+    glfwGetWindowSize(window, &state.window_w, &state.window_h);
+    if (ImGui::GetIO().WantSaveIniSettings) save_settings_or_warn(settings_file(state));
+    const float interval = pacer.start_frame(t.start);
+    record_frame(state, frame_cache, t, interval, pacer.seconds_since_start(t.start));
+    if (pacer.time_is_up(t.swapped)) break;
+    pacer.wait_for_cap(t.start);
+  }
+}
+
+// Two figures: the trainer's own (time inside training steps, median over the frames,
+// comparable with vaelab-train --bench-steps) and the wall-clock rate, which also pays for the
+// epoch-end evaluations and the latent map's re-encoding.
+void report_training_rate(const vaelab::app::AppState& state) {
+  if (!state.snap) return;
+  const auto& st = state.stats;
+  const double wall = st.train_t1 > st.train_t0 ? static_cast<double>(st.train_step1 - st.train_step0) *
+                                                      state.snap->train_config.batch / (st.train_t1 - st.train_t0)
+                                                : 0.0;
+  std::fprintf(stderr,
+               "vaelab: training at exit: step %lld, %d threads; in steps %.0f samples/s (median over the run), "
+               "wall %.0f samples/s\n",
+               static_cast<long long>(state.snap->step), state.snap->train_config.threads,
+               percentile(st.train_rate, 0.5), wall);
+}
+
+// The app in the open window: runs the frame loop, then reports and saves the settings. Returns
+// the exit code (1 after an error the app could not show).
+int run_app(GLFWwindow* window, vaelab::app::AppState& state) {
   try {
     vaelab::app::gl_images_init(ImGui::GetStyle().Colors[ImGuiCol_WindowBg]);
-    vaelab::app::App app(*state);
+    vaelab::app::App app(state);
     glfwSetWindowUserPointer(window, &app);
     glfwSetDropCallback(window, on_drop);
-
-    vaelab::app::FrameCache frame_cache;
-    if (!options.full_redraw) {
-      int fb_w = 0, fb_h = 0;
-      glfwGetFramebufferSize(window, &fb_w, &fb_h);
-      frame_cache.probe_back_buffer([&] { glfwSwapBuffers(window); }, fb_w, fb_h, ImGui::GetStyle().Colors[ImGuiCol_WindowBg]);
-    }
-    using clock = std::chrono::steady_clock;
-    const auto started = clock::now();
-    auto last_start = clock::now();
-    // Frames are drawn on demand: while the user does something (and a moment after, for ImGui's
-    // hover and popup states), when the trainer publishes something visible (about 20 times a
-    // second while training), and at least twice a second. Otherwise the loop sleeps in
-    // glfwWaitEventsTimeout, so watching training costs a fraction of a core.
-    auto last_input_time = clock::now() - std::chrono::seconds(10);
-    // Watching (no input), new snapshots are drawn at most --watch-fps times a second: each
-    // frame costs software GL a share of the cores the trainer would otherwise have.
-    const auto watch_interval = std::chrono::microseconds(options.watch_fps > 0 ? 1000000 / options.watch_fps : 0);
-    unsigned long input_seen = g_input_events;
-    auto should_draw = [&] {
-      const auto now = clock::now();
-      if (g_input_events != input_seen) {
-        input_seen = g_input_events;
-        last_input_time = now;
-      }
-      return glfwWindowShouldClose(window) || g_quit_signal || state->quit || g_screenshot_signal || options.fps_cap == 0 ||
-             now - last_input_time < std::chrono::milliseconds(600) || now - last_start > std::chrono::milliseconds(500) ||
-             (options.quit_after_s > 0 && std::chrono::duration<double>(now - started).count() >= options.quit_after_s) ||
-             (app.wants_frame() && now - last_start >= watch_interval);
-    };
-    while (!glfwWindowShouldClose(window) && !state->quit && !g_quit_signal) {
-      glfwPollEvents();
-      while (!should_draw()) glfwWaitEventsTimeout(0.02);
-      const auto t0 = clock::now();
-      if (g_screenshot_signal) {
-        g_screenshot_signal = 0;
-        app.request_screenshot();
-      }
-      hold_tapped_keys();
-      ImGui_ImplOpenGL3_NewFrame();
-      ImGui_ImplGlfw_NewFrame();
-      ImGui::NewFrame();
-      app.frame();
-      ImGui::Render();
-      release_held_keys();
-      const auto t_built = clock::now();
-      int fb_w = 0, fb_h = 0;
-      glfwGetFramebufferSize(window, &fb_w, &fb_h);
-      const ImVec4 bg = ImGui::GetStyle().Colors[ImGuiCol_WindowBg];  // panels that overlap nothing skip theirs
-      if (options.full_redraw) {
-        glViewport(0, 0, fb_w, fb_h);
-        glClearColor(bg.x, bg.y, bg.z, 1.0f);
-        glClear(GL_COLOR_BUFFER_BIT);
-        ImGui_ImplOpenGL3_RenderDrawData(ImGui::GetDrawData());
-      } else {
-        frame_cache.render(ImGui::GetDrawData(), fb_w, fb_h, bg);  // only the panels that changed
-      }
-      const auto t_rendered = clock::now();
-      // Screenshots (test hook, F12) read the back buffer and encode PNGs: kept out of the timings.
-      app.after_render(fb_w, fb_h);
-      const auto t_shot = clock::now();
-      glfwSwapBuffers(window);
-      const auto t1 = clock::now() - (t_shot - t_rendered);
-
-      glfwGetWindowSize(window, &state->window_w, &state->window_h);
-      if (io.WantSaveIniSettings) {
-        const std::string err = vaelab::app::save_settings(ini);
-        if (!err.empty()) std::fprintf(stderr, "vaelab: could not save settings: %s\n", err.c_str());
-      }
-      auto& st = state->stats;
-      st.work_ms.push_back(std::chrono::duration<float, std::milli>(t1 - t0).count());
-      st.events.push_back(std::move(state->frame_events));
-      state->frame_events.clear();
-      st.damaged.push_back(options.full_redraw ? 1.0f : frame_cache.damaged_fraction());
-      st.cache_direct = frame_cache.in_back_buffer();
-      st.build_ms.push_back(std::chrono::duration<float, std::milli>(t_built - t0).count());
-      st.render_ms.push_back(std::chrono::duration<float, std::milli>(t_rendered - t_built).count());
-      st.swap_ms.push_back(std::chrono::duration<float, std::milli>(t1 - t_rendered).count());  // shot excluded
-      const float interval = std::chrono::duration<float, std::milli>(t0 - last_start).count();
-      st.interval_ms.push_back(interval);
-      last_start = t0;
-      const double now_s = std::chrono::duration<double>(t0 - started).count();
-      st.recent.push_back(now_s);
-      std::erase_if(st.recent, [&](double t) { return t < now_s - 1.0; });
-      st.fps = static_cast<double>(st.recent.size());
-      if (state->snap && state->snap->step > 0) {
-        if (st.train_t0 < 0) st.train_t0 = now_s, st.train_step0 = state->snap->step;
-        st.train_t1 = now_s, st.train_step1 = state->snap->step;
-        if (state->snap->state == vaelab::TrainerState::Running && state->snap->samples_per_s > 0)
-          st.train_rate.push_back(static_cast<float>(state->snap->samples_per_s));
-      }
-      if (options.quit_after_s > 0 && std::chrono::duration<double>(t1 - started).count() >= options.quit_after_s) break;
-      // Frame cap: under Xvfb (or with vsync off) the swap returns at once; don't spin a core.
-      if (options.fps_cap > 0) std::this_thread::sleep_until(t0 + std::chrono::microseconds(1000000 / options.fps_cap));
-    }
+    run_frame_loop(window, state, app);
     glfwSetWindowUserPointer(window, nullptr);
-    if (state->snap) {
-      // Two figures: the trainer's own (time inside training steps, median over the frames,
-      // comparable with vaelab-train --bench-steps) and the wall-clock rate, which also pays
-      // for the epoch-end evaluations and the latent map's re-encoding.
-      const auto& st = state->stats;
-      const double wall = st.train_t1 > st.train_t0
-                              ? static_cast<double>(st.train_step1 - st.train_step0) * state->snap->train_config.batch /
-                                    (st.train_t1 - st.train_t0)
-                              : 0.0;
-      std::fprintf(stderr,
-                   "vaelab: training at exit: step %lld, %d threads; in steps %.0f samples/s (median over the run), "
-                   "wall %.0f samples/s\n",
-                   static_cast<long long>(state->snap->step), state->snap->train_config.threads,
-                   percentile(st.train_rate, 0.5), wall);
-    }
-    const std::string err = vaelab::app::save_settings(ini);
-    if (!err.empty()) std::fprintf(stderr, "vaelab: could not save settings: %s\n", err.c_str());
+    report_training_rate(state);
+    save_settings_or_warn(settings_file(state));
+    return 0;
   } catch (const std::exception& e) {
+    glfwSetWindowUserPointer(window, nullptr);
     std::fprintf(stderr, "vaelab: %s\n", e.what());
-    rc = 1;
+    return 1;
   }
-  report_frame_stats(options, state->stats);
-  if (!options.frame_stats.empty())
-    std::fprintf(stderr, "vaelab: redraw %s\n", options.full_redraw ? "of the whole window each frame (--full-redraw)"
-                                              : state->stats.cache_direct ? "of what changed, in the preserved back buffer"
-                                                                          : "of what changed, in an off-screen cache");
-  state.reset();  // GL objects go while the context is alive
+}
+
+void report_redraw_mode(const Options& options, const vaelab::app::FrameStats& stats) {
+  if (options.frame_stats.empty()) return;
+  std::fprintf(stderr, "vaelab: redraw %s\n", options.full_redraw ? "of the whole window each frame (--full-redraw)"
+                                            : stats.cache_direct ? "of what changed, in the preserved back buffer"
+                                                                 : "of what changed, in an off-screen cache");
+}
+
+// GL objects go while the context is alive, then ImGui, the window and GLFW.
+void shut_down(GLFWwindow* window, std::unique_ptr<vaelab::app::AppState> state) {
+  state.reset();
   vaelab::app::gl_images_shutdown();
   ImGui_ImplOpenGL3_Shutdown();
   ImGui_ImplGlfw_Shutdown();
   ImGui::DestroyContext();
   glfwDestroyWindow(window);
   glfwTerminate();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options options = parse_command_line(argc, argv);
+  install_signal_handlers();
+  std::unique_ptr<vaelab::app::AppState> state = create_state(options);
+  GLFWwindow* window = open_window(options, *state);
+  if (!window) {
+    ImGui::DestroyContext();
+    return 1;
+  }
+  init_imgui(window);
+  const int rc = run_app(window, *state);
+  report_frame_stats(options, state->stats);
+  report_redraw_mode(options, state->stats);
+  shut_down(window, std::move(state));
   return rc;
 }

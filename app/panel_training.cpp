@@ -30,24 +30,6 @@ std::string with_commas(long long v) {
   return out;
 }
 
-bool parse_hidden(const char* text, std::vector<int>& out, std::string& error) {
-  out.clear();
-  std::string s(text);
-  std::replace(s.begin(), s.end(), ',', ' ');
-  std::istringstream in(s);
-  std::string word;
-  while (in >> word) {
-    char* end = nullptr;
-    const long v = std::strtol(word.c_str(), &end, 10);
-    if (*end != '\0' || v <= 0 || v > 1 << 16) {
-      error = "hidden layers: \"" + word + "\" is not a positive width (write e.g. 400 or 512, 256)";
-      return false;
-    }
-    out.push_back(static_cast<int>(v));
-  }
-  return true;  // empty: no hidden layer (a linear VAE)
-}
-
 bool same_structure(const TrainConfig& a, const TrainConfig& b) {
   return a.batch == b.batch && a.samples == b.samples && a.seed == b.seed && a.threads == b.threads &&
          a.binarize == b.binarize;

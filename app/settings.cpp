@@ -1,5 +1,6 @@
-// Settings: XDG folders, the prefs section of the ini (parsed line by line, unknown keys ignored),
-// validation of the whole file before ImGui sees it, and atomic saving.
+// Settings: XDG folders, the prefs section of the ini (parsed line by line, unknown keys ignored,
+// out-of-range values clamped with a warning), validation of the whole file before ImGui sees it,
+// and atomic saving.
 // Not a general config library.
 #include "app/settings.hpp"
 
@@ -7,14 +8,17 @@
 #include <imgui_internal.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include "app/app_state.hpp"
 #include "core/checkpoint.hpp"
+#include "flags/flags.hpp"
 
 namespace vaelab::app {
 namespace {
@@ -30,42 +34,72 @@ void* prefs_open(ImGuiContext*, ImGuiSettingsHandler*, const char* name) {
   return std::strcmp(name, "prefs") == 0 ? reinterpret_cast<void*>(1) : nullptr;
 }
 
+// The prefs handler's user data: where the values go, and what was refused while ImGui read the
+// file (reported by load_settings as one warning).
+struct PrefsReader {
+  AppState* state = nullptr;
+  std::vector<std::string> refused;  // "manifold_n=99 is out of range (3 to 30), using 30"
+};
+PrefsReader g_prefs_reader;
+
+// A number from the file into `out`: an out-of-range one is clamped, text that is not a number
+// leaves `out` as it is; both are noted for the warning.
+template <class T>
+void read_pref(const std::string& key, const std::string& text, T lo, T hi, T& out) {
+  T value{};
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  auto& refused = g_prefs_reader.refused;
+  std::ostringstream range;
+  range << lo << " to " << hi;
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || value != value) {
+    refused.push_back(key + "=" + text + " is not a number from " + range.str() + ", ignored");
+    return;
+  }
+  out = std::clamp(value, lo, hi);
+  if (out != value) {
+    std::ostringstream using_value;
+    using_value << out;
+    refused.push_back(key + "=" + text + " is out of range (" + range.str() + "), using " + using_value.str());
+  }
+}
+
 void prefs_line(ImGuiContext*, ImGuiSettingsHandler* handler, void*, const char* line) {
-  auto& s = *static_cast<AppState*>(handler->UserData);
+  auto& s = *static_cast<PrefsReader*>(handler->UserData)->state;
   const char* eq = std::strchr(line, '=');
   if (!eq) return;
   const std::string key(line, eq);
   const std::string value(eq + 1);
-  const char* v = value.c_str();
-  auto as_int = [&](int lo, int hi, int& out) { out = std::clamp(std::atoi(v), lo, hi); };
-  auto as_float = [&](float lo, float hi, float& out) {
-    const float f = std::strtof(v, nullptr);
-    if (f == f) out = std::clamp(f, lo, hi);
+  auto as_int = [&](int lo, int hi, int& out) { read_pref(key, value, lo, hi, out); };
+  auto as_float = [&](float lo, float hi, float& out) { read_pref(key, value, lo, hi, out); };
+  auto as_bool = [&](bool& out) {
+    int b = out ? 1 : 0;
+    read_pref(key, value, 0, 1, b);
+    out = b != 0;
   };
-  auto as_text = [&](char* out, std::size_t n) { std::snprintf(out, n, "%s", v); };
-  int b = 0;
+  auto as_text = [&](char* out, std::size_t n) { std::snprintf(out, n, "%s", value.c_str()); };
   if (key == "colormap") as_int(0, 1, s.colormap);
-  else if (key == "curves_log") { as_int(0, 1, b); s.curves.log_y = b; }
-  else if (key == "curves_raw") { as_int(0, 1, b); s.curves.show_raw = b; }
-  else if (key == "curves_robust") { as_int(0, 1, b); s.curves.robust = b; }
+  else if (key == "curves_log") as_bool(s.curves.log_y);
+  else if (key == "curves_raw") as_bool(s.curves.show_raw);
+  else if (key == "curves_robust") as_bool(s.curves.robust);
   else if (key == "smoothing") as_float(0.0f, 0.995f, s.curves.smoothing);
   else if (key == "manifold_n") as_int(3, 30, s.manifold.n);
   else if (key == "interp_frames") as_int(3, 16, s.interp.frames);
   else if (key == "point_px") as_float(1.0f, 12.0f, s.latent.point_px);
   else if (key == "decoder_range") as_float(1.0f, 6.0f, s.decoder.range);
-  else if (key == "sort_by_kl") { as_int(0, 1, b); s.decoder.sort_by_kl = b; }
+  else if (key == "sort_by_kl") as_bool(s.decoder.sort_by_kl);
   else if (key == "file_path") as_text(s.training.file_path, sizeof s.training.file_path);
   else if (key == "data_path") as_text(s.training.data_path, sizeof s.training.data_path);
-  else if (key == "gap_open") { as_int(0, 1, b); s.gap.open = b; }
+  else if (key == "gap_open") as_bool(s.gap.open);
   else if (key == "gap_resolution") as_int(32, 512, s.gap.resolution);
-  else if (key == "gap_zoom") { as_int(0, 1, b); s.gap.zoom = b; }
-  else if (key == "autosave_minutes") as_int(0, 120, s.autosave.minutes);
+  else if (key == "gap_zoom") as_bool(s.gap.zoom);
+  else if (key == "autosave_minutes")
+    as_int(static_cast<int>(flags::kAutosaveMinutes.lo), static_cast<int>(flags::kAutosaveMinutes.hi), s.autosave.minutes);
   else if (key == "window_w") as_int(200, 16384, s.window_w);
   else if (key == "window_h") as_int(150, 16384, s.window_h);
 }
 
 void prefs_write(ImGuiContext*, ImGuiSettingsHandler* handler, ImGuiTextBuffer* out) {
-  const auto& s = *static_cast<const AppState*>(handler->UserData);
+  const auto& s = *static_cast<const PrefsReader*>(handler->UserData)->state;
   out->appendf("[%s][prefs]\n", handler->TypeName);
   out->appendf("colormap=%d\n", s.colormap);
   out->appendf("curves_log=%d\ncurves_raw=%d\ncurves_robust=%d\nsmoothing=%.4f\n", s.curves.log_y ? 1 : 0,
@@ -118,7 +152,8 @@ void install_settings_handler(AppState& state) {
   h.ReadOpenFn = prefs_open;
   h.ReadLineFn = prefs_line;
   h.WriteAllFn = prefs_write;
-  h.UserData = &state;
+  g_prefs_reader.state = &state;
+  h.UserData = &g_prefs_reader;
   ImGui::GetCurrentContext()->SettingsHandlers.push_back(h);
 }
 
@@ -143,7 +178,13 @@ bool load_settings(const std::filesystem::path& file, std::string& warning) {
               (ec ? std::string() : " The old file was kept as " + aside.string() + ".");
     return false;
   }
+  g_prefs_reader.refused.clear();
   ImGui::LoadIniSettingsFromMemory(text.data(), text.size());
+  if (!g_prefs_reader.refused.empty()) {
+    warning = "In the settings file " + file.string() + ": ";
+    for (std::size_t i = 0; i < g_prefs_reader.refused.size(); ++i) warning += (i ? "; " : "") + g_prefs_reader.refused[i];
+    warning += ".";
+  }
   return true;
 }
 

@@ -1,8 +1,11 @@
-// Model and training settings shared by core, the CLI, the app and checkpoints.
-// Plain data only; validation lives in validate() so every front end gives the same messages.
+// Model and training settings shared by core, the CLI, the app and checkpoints, and the ranges
+// they may take. Plain data only; validation lives in validate() so every front end gives the
+// same messages, and the command-line flags check the very same ranges (flags/flags.cpp).
 #pragma once
+#include <climits>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace vaelab {
@@ -57,6 +60,38 @@ struct TrainConfig {
   bool operator==(const TrainConfig&) const = default;
 };
 
+// An allowed range of a whole-number setting, both ends included; hi == INT_MAX reads "lo or more".
+struct WholeRange {
+  long long lo, hi;
+  bool contains(long long v) const { return v >= lo && v <= hi; }
+  std::string describe() const;  // "1 to 1024", "0 or more"
+};
+
+// An allowed range of a real setting: lo included unless lo_excluded, hi included; NaN and ±∞ never.
+struct RealRange {
+  double lo, hi;
+  bool lo_excluded = false;
+  bool contains(double v) const;
+  std::string describe() const;  // "0 to 1000", "greater than 0, at most 10"
+};
+
+// The ranges validate() enforces; the command-line flags of both programs use the same ones.
+namespace limits {
+inline constexpr WholeRange kImageSide{1, 4096};
+inline constexpr long long kImagePixels = 1 << 20;
+inline constexpr WholeRange kLatent{1, 1024};
+inline constexpr WholeRange kHiddenLayers{1, 8};
+inline constexpr WholeRange kHiddenWidth{1, 8192};
+inline constexpr RealRange kGaussianSigma{0, 1e6, true};
+inline constexpr WholeRange kClusters{2, 256};
+inline constexpr WholeRange kBatch{1, 65536};
+inline constexpr RealRange kLearningRate{0, 10, true};
+inline constexpr RealRange kBeta{0, 1000};
+inline constexpr WholeRange kWarmupSteps{0, INT_MAX};
+inline constexpr WholeRange kSamples{1, 1000};
+inline constexpr WholeRange kThreads{1, 256};
+}  // namespace limits
+
 // Throws vaelab::Error with a message naming the bad field and its allowed range.
 void validate(const ModelConfig& m);
 void validate(const TrainConfig& t);
@@ -65,10 +100,15 @@ const char* to_string(Likelihood l);
 const char* to_string(Binarize b);
 const char* to_string(ModelFamily f);
 const char* to_string(Estimator e);
-// Parse the CLI / UI spellings ("bernoulli", "gaussian", "gaussian-learned"; "none", "static", "dynamic").
-Likelihood parse_likelihood(const std::string& s);
-Binarize parse_binarize(const std::string& s);
-ModelFamily parse_family(const std::string& s);
-Estimator parse_estimator(const std::string& s);  // "reparam", "score"  // "mlp", "conv", "gmvae"
+// Parse the CLI / UI spellings; an unknown one throws vaelab::Error listing the known ones.
+Likelihood parse_likelihood(const std::string& s);  // "bernoulli", "gaussian", "gaussian-learned"
+Binarize parse_binarize(const std::string& s);       // "none", "static", "dynamic"
+ModelFamily parse_family(const std::string& s);      // "mlp", "conv", "gmvae"
+Estimator parse_estimator(const std::string& s);     // "reparam", "score"
+
+// Hidden widths as the command line and the training panel write them: "400", "512,256" or
+// "512, 256". Each width must be a whole number in limits::kHiddenWidth and there must be at
+// least one. Returns false and a message for the user otherwise.
+bool parse_hidden(std::string_view text, std::vector<int>& widths, std::string& error);
 
 }  // namespace vaelab

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs the Debian packages vaelab needs (idempotent: skips what is present).
-# Not a build script: scripts/run-app.sh, run-tests.sh, run-sanitizers.sh and run-fuzzers.sh call it.
+# Installs the Debian packages vaelab needs (idempotent: skips what is present): what building and
+# running the app needs; with --test also the test tools; with VAELAB_WITH_BENCH=1 the benchmarks'
+# PyTorch reference. Not a build script: scripts/run-app.sh calls it plain, the test scripts with --test.
+# usage: setup.sh [--test]
 set -euo pipefail
 
 packages=(
@@ -8,9 +10,16 @@ packages=(
   libeigen3-dev zlib1g-dev libstb-dev doctest-dev
   libimgui-dev libglfw3-dev libgl-dev fonts-dejavu-core
   dataset-fashion-mnist
-  xvfb xdotool x11-apps imagemagick
-  clang libclang-rt-14-dev  # sanitizer builds and libFuzzer harnesses (scripts/run-tests.sh runs them)
 )
+case "${1:-}" in
+  "") ;;
+  --test)
+    packages+=(
+      xvfb xdotool x11-apps imagemagick  # the GUI end-to-end test under a virtual display
+      clang libclang-rt-14-dev           # sanitizer builds and libFuzzer harnesses
+    ) ;;
+  *) echo "usage: setup.sh [--test]" >&2; exit 2 ;;
+esac
 if [[ "${VAELAB_WITH_BENCH:-0}" == 1 ]]; then
   packages+=(python3-torch python3-numpy libopenblas0-openmp)
 fi

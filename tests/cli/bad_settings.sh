@@ -2,8 +2,9 @@
 # Bad settings from the command line: latent 0 or 100,000, batch 0, a negative learning rate, a
 # data folder with no images (or none at all), and a checkpoint whose image size differs from the
 # data's. vaelab-train must exit 2 (bad setting) or 1 (file or training error) with a message that
-# names the problem; vaelab must refuse the same flags with exit 2 before opening a window.
-# Not the app's form (the e2e test and the README cover that); usage: bad_settings.sh TRAIN APP
+# names the problem; vaelab must refuse the same flags with the same words and exit 2 before
+# opening a window (both read them through one flag table).
+# Not the app's form (the e2e test and docs/reliability.md cover that); usage: bad_settings.sh TRAIN APP
 set -uo pipefail
 train=${1:?usage: bad_settings.sh VAELAB_TRAIN [VAELAB]}
 app=${2:-}
@@ -11,21 +12,11 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/vaelab-cli-XXXXXX")
 trap 'rm -rf "$work"' EXIT
 passed=0 failed=0
 
-# Two tiny IDX data sets (fixed patterns, no randomness): 40 train / 10 test images of 8×8 and 6×6.
-python3 - "$work" <<'PY'
-import struct, sys, os
-root = sys.argv[1]
-for side in (8, 6):
-    d = os.path.join(root, f"set{side}")
-    os.makedirs(d)
-    for name, n in (("train", 40), ("t10k", 10)):
-        px = bytes((i * 37 + j * 11) % 256 for i in range(n) for j in range(side * side))
-        with open(os.path.join(d, f"{name}-images-idx3-ubyte"), "wb") as f:
-            f.write(struct.pack(">BBBBIII", 0, 0, 8, 3, n, side, side) + px)
-        with open(os.path.join(d, f"{name}-labels-idx1-ubyte"), "wb") as f:
-            f.write(struct.pack(">BBBBI", 0, 0, 8, 1, n) + bytes(i % 10 for i in range(n)))
-os.makedirs(os.path.join(root, "empty"))
-PY
+# Two tiny IDX data sets (fixed patterns): 40 train / 10 test images of 8×8 and 6×6.
+here=$(cd "$(dirname "$0")" && pwd)
+python3 "$here/make_idx.py" "$work/set8" 8
+python3 "$here/make_idx.py" "$work/set6" 6
+mkdir "$work/empty"
 
 expect() {  # expect NAME CODE PATTERN command…: exit code CODE and PATTERN (grep -E) on stderr
   local name=$1 code=$2 pattern=$3
@@ -43,10 +34,10 @@ expect() {  # expect NAME CODE PATTERN command…: exit code CODE and PATTERN (g
 }
 
 quick=(--epochs 1 --threads 1 --hidden 16 --latent 2 --batch 10)
-expect "train --latent 0" 2 "latent size.*1 to 1024" "$train" --data "$work/set8" --latent 0
-expect "train --latent 100000" 2 "latent size.*1 to 1024" "$train" --data "$work/set8" --latent 100000
-expect "train --batch 0" 2 "batch.*1 to 65536" "$train" --data "$work/set8" --batch 0
-expect "train --lr -0.001" 2 "learning rate.*greater than 0" "$train" --data "$work/set8" --lr -0.001
+expect "train --latent 0" 2 "--latent wants a whole number from 1 to 1024, not '0'" "$train" --data "$work/set8" --latent 0
+expect "train --latent 100000" 2 "--latent wants a whole number from 1 to 1024" "$train" --data "$work/set8" --latent 100000
+expect "train --batch 0" 2 "--batch wants a whole number from 1 to 65536" "$train" --data "$work/set8" --batch 0
+expect "train --lr -0.001" 2 "--lr wants a number greater than 0, at most 10" "$train" --data "$work/set8" --lr -0.001
 expect "train, folder without images" 1 "$work/empty.*(no|not found|missing)" "$train" --data "$work/empty" "${quick[@]}"
 expect "train, missing folder" 1 "$work/absent" "$train" --data "$work/absent" "${quick[@]}"
 expect "train, save an 8x8 model" 0 "saved checkpoint" "$train" --data "$work/set8" "${quick[@]}" --save "$work/ck8.vaelab"
@@ -55,10 +46,10 @@ expect "train, 8x8 checkpoint on 6x6 images" 1 "expects 8×8 images.*has 6×6" \
 
 if [[ -n $app ]]; then
   # The app parses its flags before it opens a window: no display is needed for these.
-  expect "vaelab --latent 0" 2 "--latent wants a whole number from 1" env -u DISPLAY "$app" --latent 0
-  expect "vaelab --latent 100000" 2 "--latent wants a whole number from 1" env -u DISPLAY "$app" --latent 100000
-  expect "vaelab --batch 0" 2 "--batch wants a whole number from 1" env -u DISPLAY "$app" --batch 0
-  expect "vaelab --lr -1" 2 "--lr wants a number from 1e-08 to 10" env -u DISPLAY "$app" --lr -1
+  expect "vaelab --latent 0" 2 "--latent wants a whole number from 1 to 1024" env -u DISPLAY "$app" --latent 0
+  expect "vaelab --latent 100000" 2 "--latent wants a whole number from 1 to 1024" env -u DISPLAY "$app" --latent 100000
+  expect "vaelab --batch 0" 2 "--batch wants a whole number from 1 to 65536" env -u DISPLAY "$app" --batch 0
+  expect "vaelab --lr -1" 2 "--lr wants a number greater than 0, at most 10" env -u DISPLAY "$app" --lr -1
 fi
 
 echo "$passed passed, $failed failed"

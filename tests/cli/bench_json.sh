@@ -7,16 +7,7 @@ set -euo pipefail
 train=${1:?usage: bench_json.sh VAELAB_TRAIN}
 work=$(mktemp -d "${TMPDIR:-/tmp}/vaelab-bench-XXXXXX")
 trap 'rm -rf "$work"' EXIT
-python3 - "$work" <<'PY'
-import struct, sys, os
-root = sys.argv[1]
-for name, n in (("train", 40), ("t10k", 10)):
-    px = bytes((i * 37 + j * 11) % 256 for i in range(n) for j in range(64))
-    with open(os.path.join(root, f"{name}-images-idx3-ubyte"), "wb") as f:
-        f.write(struct.pack(">BBBBIII", 0, 0, 8, 3, n, 8, 8) + px)
-    with open(os.path.join(root, f"{name}-labels-idx1-ubyte"), "wb") as f:
-        f.write(struct.pack(">BBBBI", 0, 0, 8, 1, n) + bytes(i % 10 for i in range(n)))
-PY
+python3 "$(dirname "$0")/make_idx.py" "$work" 8
 for threads in 1 2; do
   "$train" --data "$work" --latent 2 --hidden 16 --batch 8 --threads "$threads" --seed 1 --bench-steps 200 --json \
     >"$work/out.json"

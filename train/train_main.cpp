@@ -3,21 +3,23 @@
 // Not a second training loop: everything here is argument handling and reporting.
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
-#include <atomic>
 #include <cstdio>
 #include <ctime>
 #include <iostream>
 #include <thread>
 
-#include "app/cli_args.hpp"
 #include "core/data.hpp"
 #include "core/error.hpp"
 #include "core/safetensors.hpp"
 #include "core/trainer.hpp"
+#include "flags/flags.hpp"
 
 using namespace vaelab;
+using flags::CommandLine;
 
 namespace {
 
@@ -77,15 +79,14 @@ class Progress {
   std::chrono::steady_clock::time_point last_{};
 };
 
-int run(const TrainArgs& args) {
+int run(const CommandLine& args) {
   const auto folder = args.data.empty() ? default_data_folder() : std::filesystem::path(args.data);
   auto data = std::make_shared<const Dataset>(load_dataset(folder));
 
   ModelConfig model = args.model;
   model.image_h = data->train.height;
   model.image_w = data->train.width;
-  TrainConfig train = args.train;
-  if (train.threads <= 0) train.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const TrainConfig& train = args.train;
 
   TrainerOptions opt;
   opt.max_epochs = args.epochs;
@@ -186,28 +187,33 @@ int run(const TrainArgs& args) {
   return 0;
 }
 
+// Reads the flags (the table's defaults, then argv) and checks the settings they make together.
+// Throws flags::UsageError or vaelab::Error (both: exit code 2).
+CommandLine parse_command_line(const std::vector<std::string>& argv_list) {
+  CommandLine args = flags::parse(flags::Program::Train, argv_list);
+  if (!args.load.empty() && !args.import_safetensors.empty())
+    throw flags::UsageError("--load and --import-safetensors both give starting weights; use one");
+  if (!args.was_given("--threads"))
+    args.train.threads = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1,
+                                    static_cast<int>(limits::kThreads.hi));
+  validate(args.model);
+  validate(args.train);
+  return args;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> argv_list(argv + 1, argv + argc);
-  auto parsed = parse_train_args(argv_list);
-  if (auto* err = std::get_if<ArgError>(&parsed)) {
-    std::fprintf(stderr, "vaelab-train: %s\n", err->message.c_str());
-    return 2;
-  }
-  const TrainArgs& args = std::get<TrainArgs>(parsed);
-  if (args.help) {
-    std::fputs(train_usage(), stdout);
-    return 0;
-  }
+  CommandLine args;
   try {
-    validate(args.model);
-    TrainConfig t = args.train;
-    if (t.threads <= 0) t.threads = 1;
-    validate(t);
-  } catch (const Error& e) {
+    args = parse_command_line(std::vector<std::string>(argv + 1, argv + argc));
+  } catch (const std::exception& e) {
     std::fprintf(stderr, "vaelab-train: %s\n", e.what());
     return 2;
+  }
+  if (args.help) {
+    std::fputs(flags::usage(flags::Program::Train, flags::developer_flags_wanted()).c_str(), stdout);
+    return 0;
   }
   try {
     return run(args);

@@ -1,0 +1,185 @@
+// The rows of the flag table: every flag of vaelab and vaelab-train, with its value, range,
+// default, help and program. A new flag is a new row here (and a field in CommandLine).
+// Not the reading of a command line (flags.cpp) nor what a flag does (the programs).
+#include <charconv>
+#include <climits>
+
+#include "core/config.hpp"
+#include "core/error.hpp"
+#include "flags/flags.hpp"
+
+namespace vaelab::flags {
+namespace {
+
+constexpr WholeRange kWholeCount{0, INT_MAX};      // "0 or more"
+constexpr WholeRange kPositiveCount{1, INT_MAX};   // "1 or more"
+constexpr WholeRange kSeed{0, LLONG_MAX};
+constexpr WholeRange kIwaeSamples{0, 100000};       // 0: off
+constexpr WholeRange kTestImages{0, 1 << 24};
+constexpr WholeRange kWindowWidth{320, 16384}, kWindowHeight{240, 16384};
+
+// "1280x800" (or 1280X800) within kWindowWidth × kWindowHeight.
+void read_window_size(CommandLine& c, const std::string& text) {
+  const std::size_t x = text.find_first_of("xX");
+  long long w = 0, h = 0;
+  const auto whole = [](std::string_view s, long long& out) {
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+    return !s.empty() && ec == std::errc() && end == s.data() + s.size();
+  };
+  if (x == std::string::npos || !whole(std::string_view(text).substr(0, x), w) ||
+      !whole(std::string_view(text).substr(x + 1), h) || !kWindowWidth.contains(w) || !kWindowHeight.contains(h))
+    throw Error("wants WIDTHxHEIGHT from " + std::to_string(kWindowWidth.lo) + "x" + std::to_string(kWindowHeight.lo) +
+                " to " + std::to_string(kWindowWidth.hi) + "x" + std::to_string(kWindowHeight.hi) + ", e.g. 1280x800, not '" +
+                text + "'");
+  c.width = static_cast<int>(w);
+  c.height = static_cast<int>(h);
+}
+
+const Flag kTable[] = {
+    // ---- the data and the starting weights ----
+    {.name = "--data", .value_name = "DIR", .target = [](CommandLine& c) -> auto& { return c.data; },
+     .help = "folder with {train,t10k}-images-idx3-ubyte[.gz] (and labels)",
+     .default_note = "/usr/share/datasets/fashion-mnist"},
+    {.name = "--load", .value_name = "FILE", .target = [](CommandLine& c) -> auto& { return c.load; }, .programs = kApp,
+     .help = "open a checkpoint (or a .safetensors file) at start"},
+    {.name = "--load", .value_name = "FILE", .target = [](CommandLine& c) -> auto& { return c.load; }, .programs = kTrain,
+     .help = "start from a checkpoint"},
+    {.name = "--import-safetensors", .value_name = "F",
+     .target = [](CommandLine& c) -> auto& { return c.import_safetensors; }, .programs = kTrain,
+     .help = "start from safetensors weights"},
+    {.name = "--train-limit", .value_name = "N", .target = [](CommandLine& c) -> auto& { return c.train_limit; },
+     .range = kWholeCount, .help = "train on the first N training images only; 0: all (demos, tests)"},
+    {.name = "--eval-limit", .value_name = "N", .target = [](CommandLine& c) -> auto& { return c.eval_limit; },
+     .range = kWholeCount, .programs = kTrain, .help = "evaluate on the first N test images only; 0: all"},
+
+    // ---- the model ----
+    {.name = "--model", .value_name = "NAME",
+     .target = [](CommandLine& c, const std::string& v) { c.model.family = parse_family(v); },
+     .default_value = "mlp", .help = "mlp | conv | gmvae (clustering VAE)", .alias = "--family"},
+    {.name = "--latent", .value_name = "N", .target = [](CommandLine& c) -> auto& { return c.model.latent; },
+     .range = limits::kLatent, .programs = kApp, .default_value = "2", .help = "latent dimensions"},
+    {.name = "--latent", .value_name = "N", .target = [](CommandLine& c) -> auto& { return c.model.latent; },
+     .range = limits::kLatent, .programs = kTrain, .default_value = "20", .help = "latent dimensions"},
+    {.name = "--hidden", .value_name = "LIST", .target = [](CommandLine& c) -> auto& { return c.model.hidden; },
+     .default_value = "400", .help = "encoder widths, e.g. 400 or 512,256; the decoder mirrors them"},
+    {.name = "--clusters", .value_name = "K", .target = [](CommandLine& c) -> auto& { return c.model.clusters; },
+     .range = limits::kClusters, .default_value = "10", .help = "categories of the clustering VAE"},
+    {.name = "--likelihood", .value_name = "NAME",
+     .target = [](CommandLine& c, const std::string& v) { c.model.likelihood = parse_likelihood(v); },
+     .default_value = "bernoulli", .help = "bernoulli | gaussian | gaussian-learned"},
+    {.name = "--sigma", .value_name = "S", .target = [](CommandLine& c) -> auto& { return c.model.gaussian_sigma; },
+     .range = limits::kGaussianSigma, .default_value = "0.1", .help = "decoder σ for --likelihood gaussian"},
+
+    // ---- training ----
+    {.name = "--binarize", .value_name = "MODE",
+     .target = [](CommandLine& c, const std::string& v) { c.train.binarize = parse_binarize(v); },
+     .default_value = "none", .help = "none | static | dynamic"},
+    {.name = "--batch", .value_name = "N", .target = [](CommandLine& c) -> auto& { return c.train.batch; },
+     .range = limits::kBatch, .default_value = "128", .help = "batch size"},
+    {.name = "--epochs", .value_name = "N", .target = [](CommandLine& c) -> auto& { return c.epochs; },
+     .range = kWholeCount, .programs = kTrain, .default_value = "10", .help = "epochs to train; 0: evaluate only"},
+    {.name = "--lr", .value_name = "X", .target = [](CommandLine& c) -> auto& { return c.train.lr; },
+     .range = limits::kLearningRate, .default_value = "1e-3", .help = "Adam learning rate"},
+    {.name = "--beta", .value_name = "X", .target = [](CommandLine& c) -> auto& { return c.train.beta; },
+     .range = limits::kBeta, .default_value = "1", .help = "weight β of the KL term"},
+    {.name = "--warmup", .value_name = "STEPS", .target = [](CommandLine& c) -> auto& { return c.train.warmup_steps; },
+     .range = limits::kWarmupSteps, .default_value = "0", .help = "linear KL warm-up over this many steps"},
+    {.name = "--samples", .value_name = "L", .target = [](CommandLine& c) -> auto& { return c.train.samples; },
+     .range = limits::kSamples, .default_value = "1", .help = "Monte-Carlo samples of z per example"},
+    {.name = "--estimator", .value_name = "E",
+     .target = [](CommandLine& c, const std::string& v) { c.train.estimator = parse_estimator(v); }, .programs = kTrain,
+     .default_value = "reparam", .help = "encoder gradient: reparam | score (REINFORCE)"},
+    {.name = "--seed", .value_name = "N", .target = [](CommandLine& c) -> auto& { return c.train.seed; },
+     .range = kSeed, .default_value = "1", .help = "random seed"},
+    {.name = "--threads", .value_name = "N", .target = [](CommandLine& c) -> auto& { return c.train.threads; },
+     .range = limits::kThreads, .programs = kApp, .help = "training threads", .default_note = "2, or 1 on a single core"},
+    {.name = "--threads", .value_name = "N", .target = [](CommandLine& c) -> auto& { return c.train.threads; },
+     .range = limits::kThreads, .programs = kTrain, .help = "training threads", .default_note = "all cores"},
+
+    // ---- evaluation ----
+    {.name = "--iwae", .value_name = "K", .target = [](CommandLine& c) -> auto& { return c.iwae_k; },
+     .range = kIwaeSamples, .programs = kApp, .default_value = "100",
+     .help = "IWAE_K at each epoch end for the gap panel; 0: off"},
+    {.name = "--iwae", .value_name = "K", .target = [](CommandLine& c) -> auto& { return c.iwae_k; },
+     .range = kIwaeSamples, .programs = kTrain, .default_value = "0",
+     .help = "also report the importance-weighted bound with K samples; 0: off"},
+    {.name = "--iwae-points", .value_name = "N", .target = [](CommandLine& c) -> auto& { return c.iwae_points; },
+     .range = WholeRange{1, 1 << 24}, .programs = kApp, .default_value = "500", .help = "…on the first N test images"},
+    {.name = "--measure-estimators", .target = [](CommandLine& c) -> auto& { return c.measure_estimators; },
+     .programs = kApp, .help = "measure both encoder gradient estimators' variance each epoch"},
+    {.name = "--display-points", .value_name = "N", .target = [](CommandLine& c) -> auto& { return c.display_points; },
+     .range = kTestImages, .programs = kApp, .default_value = "10000", .help = "test images shown on the latent map"},
+
+    // ---- vaelab-train's outputs ----
+    {.name = "--save", .value_name = "FILE", .target = [](CommandLine& c) -> auto& { return c.save; },
+     .programs = kTrain, .help = "write a checkpoint at the end"},
+    {.name = "--export-safetensors", .value_name = "F",
+     .target = [](CommandLine& c) -> auto& { return c.export_safetensors; }, .programs = kTrain,
+     .help = "write the weights as safetensors (PyTorch names) at the end"},
+    {.name = "--json", .target = [](CommandLine& c) -> auto& { return c.json; }, .programs = kTrain,
+     .help = "one JSON object per epoch on stdout"},
+    {.name = "--bench-steps", .value_name = "N", .target = [](CommandLine& c) -> auto& { return c.bench_steps; },
+     .range = kPositiveCount, .programs = kTrain, .help = "time N training steps, print samples/s as JSON, and exit"},
+
+    // ---- the window ----
+    {.name = "--paused", .target = [](CommandLine& c) -> auto& { return c.paused; }, .programs = kApp,
+     .help = "start paused"},
+    {.name = "--no-resume", .target = [](CommandLine& c) -> auto& { return c.no_resume; }, .programs = kApp,
+     .help = "do not offer to resume the autosave (it is kept until the next one)"},
+    {.name = "--autosave-minutes", .value_name = "M",
+     .target = [](CommandLine& c) -> auto& { return c.autosave_minutes; }, .range = kAutosaveMinutes,
+     .programs = kApp, .help = "autosave the run every M minutes and on exit; 0: off",
+     .default_note = "5, or the last value set in the app"},
+    {.name = "--size", .value_name = "WxH", .target = read_window_size, .programs = kApp, .default_value = "1280x800",
+     .help = "window size in pixels", .default_note = "or the last size used"},
+    {.name = "--frame-stats", .value_name = "FILE", .target = [](CommandLine& c) -> auto& { return c.frame_stats; },
+     .programs = kApp, .help = "write per-frame times (CSV) to FILE; a summary goes to stderr at exit"},
+    {.name = "--quit-after", .value_name = "S", .target = [](CommandLine& c) -> auto& { return c.quit_after_s; },
+     .range = RealRange{0, 1e7}, .programs = kApp, .help = "close by itself after S seconds"},
+    {.name = "--fps-cap", .value_name = "N", .target = [](CommandLine& c) -> auto& { return c.fps_cap; },
+     .range = WholeRange{0, 1000}, .programs = kApp, .default_value = "60",
+     .help = "frame limit when the swap does not wait for vsync; 0: none"},
+    {.name = "--no-vsync", .target = [](CommandLine& c) -> auto& { return c.no_vsync; }, .programs = kApp,
+     .help = "do not ask for vsync"},
+    {.name = "--full-redraw", .target = [](CommandLine& c) -> auto& { return c.full_redraw; }, .programs = kApp,
+     .help = "redraw the whole window every frame (default: only what changed)"},
+    {.name = "--trainer-nice", .value_name = "N", .target = [](CommandLine& c) -> auto& { return c.trainer_nice; },
+     .range = WholeRange{0, 19}, .programs = kApp, .default_value = "5",
+     .help = "the training threads' nice value above the UI's; 0: same"},
+    {.name = "--watch-fps", .value_name = "N", .target = [](CommandLine& c) -> auto& { return c.watch_fps; },
+     .range = WholeRange{1, 1000}, .programs = kApp, .default_value = "10",
+     .help = "redraws per second for new training snapshots without input (input always "
+             "redraws at up to --fps-cap)"},
+    {.name = "--help", .target = [](CommandLine& c) -> auto& { return c.help; }, .help = "this text", .alias = "-h"},
+
+    // ---- test hooks (developer flags) ----
+    {.name = "--screenshot-dir", .value_name = "DIR", .target = [](CommandLine& c) -> auto& { return c.screenshot_dir; },
+     .programs = kApp,
+     .help = "F12 or SIGUSR1 writes shot-NNN-{window,decoder}.png and shot-NNN.txt (widget rectangles) "
+             "here; DIR/ready appears once the first latent codes are drawn",
+     .developer = true},
+    {.name = "--poison-at-step", .value_name = "N", .target = [](CommandLine& c) -> auto& { return c.poison_at_step; },
+     .range = kSeed, .programs = kApp, .help = "the trainer writes a NaN into a weight before step N", .developer = true},
+};
+
+}  // namespace
+
+std::span<const Flag> table() { return kTable; }
+
+const UsageText& usage_text(Program program) {
+  static constexpr UsageText kAppText{
+      .head = "usage: vaelab [flags]\n"
+              "Interactive explorer for variational autoencoders. Opens a window on Fashion-MNIST\n"
+              "(or --data DIR) with a 2-D model already training.\n\n",
+      .tail = "\nSettings and window layout: $XDG_CONFIG_HOME/vaelab/vaelab.ini (~/.config/vaelab).\n"
+              "Checkpoints, exports and the autosave: $XDG_DATA_HOME/vaelab (~/.local/share/vaelab).\n"
+              "Exit codes: 0 closed, 1 no window or a fatal error, 2 a bad flag.\n"};
+  static constexpr UsageText kTrainText{
+      .head = "usage: vaelab-train [flags]\n"
+              "Trains a variational autoencoder on IDX image files without a window.\n\n",
+      .tail = "\nELBOs are in nats per example (negative; higher is better).\n"
+              "Exit codes: 0 done, 1 a file or training error, 2 a bad flag.\n"};
+  return program == Program::App ? kAppText : kTrainText;
+}
+
+}  // namespace vaelab::flags
