@@ -1,7 +1,7 @@
 // vaelab: the desktop explorer. Reads the flags, the settings file, opens the GLFW window with an
 // OpenGL 3.3 core context, sets up Dear ImGui (font, style) and runs the frame loop: poll → build
 // the frame (App) → render → swap, with a frame cap when the swap does not wait for vsync.
-// Not the flags (flags/), the panels (panel_*.cpp) nor the per-frame logic (app.cpp).
+// Not the flags (app/flags/), the panels (panel_*.cpp) nor the per-frame logic (app.cpp).
 #include <glad/gl.h>
 // glad first: GLFW must not pull in the system GL header.
 #include <GLFW/glfw3.h>
@@ -27,7 +27,7 @@
 #include "app/gl_image.hpp"
 #include "app/settings.hpp"
 #include "core/error.hpp"
-#include "flags/flags.hpp"
+#include "app/flags/flags.hpp"
 
 namespace {
 
@@ -43,7 +43,7 @@ void on_signal(int sig) {
   else g_quit_signal = 1;
 }
 
-// Reads the flags (see flags/table.cpp) into the app's options. --help prints the usage and exits
+// Reads the flags (see app/flags/table.cpp) into the app's options. --help prints the usage and exits
 // 0; a bad flag or setting prints why and exits 2, before any window opens.
 Options parse_command_line(int argc, char** argv) {
   using vaelab::flags::Program;

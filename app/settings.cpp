@@ -18,7 +18,7 @@
 
 #include "app/app_state.hpp"
 #include "core/checkpoint.hpp"
-#include "flags/flags.hpp"
+#include "app/flags/flags.hpp"
 
 namespace vaelab::app {
 namespace {

@@ -1,6 +1,6 @@
 // Validation and string forms of the model and training settings. Messages name the field, the
 // value given and the range allowed, so the CLI and the app can show them as they are.
-// Not the command-line parsing (flags/), which checks the same ranges.
+// Not the command-line parsing (app/flags/), which checks the same ranges.
 #include "core/config.hpp"
 
 #include <algorithm>

@@ -1,6 +1,6 @@
 // Model and training settings shared by core, the CLI, the app and checkpoints, and the ranges
 // they may take. Plain data only; validation lives in validate() so every front end gives the
-// same messages, and the command-line flags check the very same ranges (flags/flags.cpp).
+// same messages, and the command-line flags check the very same ranges (app/flags/flags.cpp).
 #pragma once
 #include <climits>
 #include <cstdint>

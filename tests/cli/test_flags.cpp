@@ -1,4 +1,4 @@
-// Unit tests of the flag table (flags/): the rows are consistent, every default is readable and
+// Unit tests of the flag table (app/flags/): the rows are consistent, every default is readable and
 // in range, the ranges are validate()'s, numbers are strict, and the hidden-width parser the
 // training panel shares. Not the programs' exit codes (the CTest entries in this folder).
 #include <doctest/doctest.h>
@@ -9,7 +9,7 @@
 
 #include "core/config.hpp"
 #include "core/error.hpp"
-#include "flags/flags.hpp"
+#include "app/flags/flags.hpp"
 
 using namespace vaelab;
 using namespace vaelab::flags;

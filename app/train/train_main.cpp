@@ -16,7 +16,7 @@
 #include "core/error.hpp"
 #include "core/safetensors.hpp"
 #include "core/trainer.hpp"
-#include "flags/flags.hpp"
+#include "app/flags/flags.hpp"
 
 using namespace vaelab;
 using flags::CommandLine;

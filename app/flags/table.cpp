@@ -6,7 +6,7 @@
 
 #include "core/config.hpp"
 #include "core/error.hpp"
-#include "flags/flags.hpp"
+#include "app/flags/flags.hpp"
 
 namespace vaelab::flags {
 namespace {

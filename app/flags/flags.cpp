@@ -1,6 +1,6 @@
 // Reading a command line against the flag table (see flags.hpp) and printing --help from it.
 // Not the table itself (table.cpp): nothing here names a particular flag except --help's layout.
-#include "flags/flags.hpp"
+#include "app/flags/flags.hpp"
 
 #include <algorithm>
 #include <charconv>
