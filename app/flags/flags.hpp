@@ -34,6 +34,7 @@ struct CommandLine {
   int eval_limit = 0;
   int bench_steps = 0;
   bool json = false;
+  std::string follow;  // a run folder to follow (vaelab-train: evaluate each weights file)
   // vaelab
   int iwae_points = 0;
   int display_points = 0;

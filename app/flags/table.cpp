@@ -44,7 +44,7 @@ const Flag kTable[] = {
      .help = "open a checkpoint (or a .safetensors file) at start"},
     {.name = "--load", .value_name = "FILE", .target = [](CommandLine& c) -> auto& { return c.load; }, .programs = kTrain,
      .help = "start from a checkpoint"},
-    {.name = "--import-safetensors", .value_name = "F",
+    {.name = "--import-safetensors", .value_name = "FILE",
      .target = [](CommandLine& c) -> auto& { return c.import_safetensors; }, .programs = kTrain,
      .help = "start from safetensors weights"},
     {.name = "--train-limit", .value_name = "N", .target = [](CommandLine& c) -> auto& { return c.train_limit; },
@@ -113,11 +113,15 @@ const Flag kTable[] = {
     // ---- vaelab-train's outputs ----
     {.name = "--save", .value_name = "FILE", .target = [](CommandLine& c) -> auto& { return c.save; },
      .programs = kTrain, .help = "write a checkpoint at the end"},
-    {.name = "--export-safetensors", .value_name = "F",
+    {.name = "--export-safetensors", .value_name = "FILE",
      .target = [](CommandLine& c) -> auto& { return c.export_safetensors; }, .programs = kTrain,
      .help = "write the weights as safetensors (PyTorch names) at the end"},
     {.name = "--json", .target = [](CommandLine& c) -> auto& { return c.json; }, .programs = kTrain,
      .help = "one JSON object per epoch on stdout"},
+    {.name = "--follow", .value_name = "RUNDIR", .target = [](CommandLine& c) -> auto& { return c.follow; },
+     .programs = kTrain,
+     .help = "evaluate each weights file a run folder receives (python/train_ddp.py), one JSON line each, "
+             "until the run finishes; waits for a folder that is still empty"},
     {.name = "--bench-steps", .value_name = "N", .target = [](CommandLine& c) -> auto& { return c.bench_steps; },
      .range = kPositiveCount, .programs = kTrain, .help = "time N training steps, print samples/s as JSON, and exit"},
 

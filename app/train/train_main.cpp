@@ -17,6 +17,7 @@
 #include "core/safetensors.hpp"
 #include "core/trainer.hpp"
 #include "app/flags/flags.hpp"
+#include "app/train/follow_eval.hpp"
 
 using namespace vaelab;
 using flags::CommandLine;
@@ -193,6 +194,9 @@ CommandLine parse_command_line(const std::vector<std::string>& argv_list) {
   CommandLine args = flags::parse(flags::Program::Train, argv_list);
   if (!args.load.empty() && !args.import_safetensors.empty())
     throw flags::UsageError("--load and --import-safetensors both give starting weights; use one");
+  if (!args.follow.empty())
+    for (const char* other : {"--load", "--import-safetensors", "--save", "--export-safetensors", "--bench-steps"})
+      if (args.was_given(other)) throw flags::UsageError(std::string("--follow evaluates another program's run; it does not take ") + other);
   if (!args.was_given("--threads"))
     args.train.threads = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1,
                                     static_cast<int>(limits::kThreads.hi));
@@ -216,7 +220,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   try {
-    return run(args);
+    return args.follow.empty() ? run(args) : follow_and_evaluate(args);
   } catch (const Error& e) {
     std::fprintf(stderr, "vaelab-train: %s\n", e.what());
     return 1;
