@@ -22,6 +22,7 @@
 #include "app/gl_util.hpp"
 #include "app/image_export.hpp"
 #include "app/panels.hpp"
+#include "core/autosave.hpp"
 #include "core/error.hpp"
 
 namespace vaelab::app {
@@ -65,6 +66,12 @@ void open_path(AppState& s, const std::filesystem::path& path) {
   std::snprintf(s.training.file_path, sizeof s.training.file_path, "%s", p.c_str());
   if (p.extension() == ".safetensors") s.trainer->import_safetensors(p);
   else s.trainer->load(p);
+}
+
+void save_checkpoint(AppState& s, const std::filesystem::path& file) {
+  std::error_code ec;  // the default folder may not exist yet; a failure shows in the trainer's log
+  std::filesystem::create_directories(file.parent_path(), ec);
+  s.trainer->save(file);  // on the trainer thread, atomic; non-finite weights are refused there
 }
 
 App::App(AppState& state) : s_(state) {
@@ -178,9 +185,7 @@ void App::autosave_tick() {
   if (!s_.trainer || !s_.snap) return;
   a.clock.set_interval(a.minutes * 60.0);
   if (!a.clock.due(s_.now, s_.snap->step)) return;
-  std::error_code ec;
-  std::filesystem::create_directories(a.file.parent_path(), ec);
-  s_.trainer->save(a.file);  // on the trainer thread, atomic; non-finite weights are refused there
+  save_checkpoint(s_, a.file);
   a.clock.saved(s_.now, s_.snap->step);
 }
 
@@ -334,7 +339,7 @@ void App::on_key(int key, int mods) {
   if (key == GLFW_KEY_F12) request_screenshot();
   if (ctrl && key == GLFW_KEY_Q) s_.quit = true;
   if (io.WantTextInput) return;
-  if (ctrl && key == GLFW_KEY_S && s_.trainer && s_.training.file_path[0]) s_.trainer->save(s_.training.file_path);
+  if (ctrl && key == GLFW_KEY_S && s_.trainer && s_.training.file_path[0]) save_checkpoint(s_, s_.training.file_path);
   if (!ctrl && key == GLFW_KEY_SPACE && s_.trainer && s_.snap && !ImGui::IsAnyItemActive())
     s_.snap->state == TrainerState::Running ? s_.trainer->pause() : s_.trainer->resume();
 }
@@ -344,7 +349,7 @@ void App::menu_bar() {
   menu_height_ = ImGui::GetWindowSize().y;
   if (ImGui::BeginMenu("File")) {
     const bool can = s_.trainer && s_.training.file_path[0];
-    if (ImGui::MenuItem("Save checkpoint", "Ctrl+S", false, can)) s_.trainer->save(s_.training.file_path);
+    if (ImGui::MenuItem("Save checkpoint", "Ctrl+S", false, can)) save_checkpoint(s_, s_.training.file_path);
     if (ImGui::MenuItem("Load checkpoint", nullptr, false, can)) open_path(s_, s_.training.file_path);
     ImGui::TextDisabled("  (path: Training → Data & checkpoints)");
     ImGui::Separator();
@@ -416,9 +421,9 @@ void App::messages() {
       ImGui::PushID(static_cast<int>(i));
       if (ImGui::SmallButton("×")) remove = static_cast<int>(i);
       ImGui::SameLine();
-      const ImVec4 col = m.severity == Severity::Error ? ImVec4(1.0f, 0.45f, 0.45f, 1)
-                         : m.severity == Severity::Warning ? ImVec4(1.0f, 0.8f, 0.35f, 1)
-                                                            : ImVec4(0.75f, 0.9f, 1.0f, 1);
+      const ImVec4 col = m.severity == Severity::Error     ? kErrorColour
+                         : m.severity == Severity::Warning ? kWarningColour
+                                                            : kInfoMessageColour;
       ImGui::PushStyleColor(ImGuiCol_Text, col);
       ImGui::PushTextWrapPos(vp->WorkSize.x * 0.65f);
       ImGui::TextUnformatted(m.severity == Severity::Error ? ("Error: " + m.text).c_str() : m.text.c_str());
@@ -566,6 +571,10 @@ void App::after_render(int fb_w, int fb_h) {
       info << "step " << s_.snap->step << "\n";
       info << "state " << (s_.snap->state == TrainerState::Running ? "running" : s_.snap->state == TrainerState::Paused ? "paused" : "finished") << "\n";
       info << "version " << s_.snap->version << "\n";
+      info << "model " << describe_model(s_.snap->model_config) << ", latent " << s_.snap->model_config.latent << "\n";
+      info << "map " << plane_caption(s_.latent) << "\n";
+      info << "form " << describe_form(s_.training.form) << "\n";
+      if (!s_.snap->log.empty()) info << "log " << s_.snap->log.back().text << "\n";
     }
     info << "fps " << s_.stats.fps << "\n";
     info << "resume_offer " << (s_.autosave.offer_open ? 1 : 0) << "\n";

@@ -69,13 +69,9 @@ struct Throttle {
   void invalidate() { version = std::numeric_limits<std::uint64_t>::max(), last = -1e9; }
 };
 
-struct TrainingPanelState {
-  // live settings (edited here, sent on release; re-synced from the snapshot otherwise)
-  float lr = 1e-3f, beta = 1.0f;
-  int warmup = 0;
-  double hold_until = 0;
-  // model settings form (applied by "Rebuild…" after a confirmation)
-  bool form_synced = false;
+// The fields of the model-settings form, as its widgets edit them (combo indices are the enums'
+// values). Comparable, so the form can tell whether it was edited.
+struct ModelFormFields {
   int latent = 2;
   char hidden[64] = "400";
   int likelihood = 0;
@@ -83,9 +79,30 @@ struct TrainingPanelState {
   int clusters = 10;
   float sigma = 0.1f;
   int batch = 128, samples = 1, seed = 1, threads = 1, binarize = 0;
-  std::string form_error;
-  ModelConfig pending_model;
-  TrainConfig pending_train;
+  bool operator==(const ModelFormFields&) const = default;
+};
+
+// The model-settings form edits a pending configuration. While unedited it follows the running
+// model (loads, rebuilds); once edited it stays as edited until Rebuild or Revert.
+struct ModelForm {
+  ModelFormFields fields;             // what the user sees and edits
+  ModelFormFields running;            // the running model's configuration, as form fields
+  bool filled = false;                // `running` has been read from a snapshot
+  bool edited() const { return filled && !(fields == running); }
+  // What "Rebuild" builds (validated when pressed, shown in the confirmation).
+  ModelConfig requested_model;
+  TrainConfig requested_train;
+  std::string error;                  // why the form cannot be applied
+  // The confirmation's "Save first": log lines after this serial are the trainer's answer.
+  std::optional<std::uint64_t> saved_after_log;
+};
+
+struct TrainingPanelState {
+  // live settings (edited here, sent on release; re-synced from the snapshot otherwise)
+  float lr = 1e-3f, beta = 1.0f;
+  int warmup = 0;
+  double hold_until = 0;
+  ModelForm form;                     // applied by "Rebuild…" after a confirmation
   // files
   char file_path[1024] = "";
   char data_path[1024] = "";

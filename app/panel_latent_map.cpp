@@ -165,6 +165,10 @@ void choose_plane(LatentMapState& map, const Snapshot& snap) {
   }
 }
 
+double plane_variance_percent(const LatentMapState& map) {
+  return 100.0 * (map.plane.explained_variance[0] + map.plane.explained_variance[1]) / map.plane.total_variance;
+}
+
 void draw_toolbar(AppState& state, LatentMapState& map, const Snapshot& snap) {
   const int d = snap.model ? snap.model->latent() : 0;
   if (snap.model && snap.model->clusters() > 0) {
@@ -211,8 +215,7 @@ void draw_toolbar(AppState& state, LatentMapState& map, const Snapshot& snap) {
       dim_combo("##dy", map.dim_y);
     } else if (map.plane_valid && map.plane.total_variance > 0) {
       ImGui::SameLine();
-      ImGui::TextDisabled("%.0f%% of variance",
-                          100.0 * (map.plane.explained_variance[0] + map.plane.explained_variance[1]) / map.plane.total_variance);
+      ImGui::TextDisabled("%.0f%% of variance", plane_variance_percent(map));
     }
     ImGui::SameLine();
   }
@@ -229,6 +232,15 @@ void draw_toolbar(AppState& state, LatentMapState& map, const Snapshot& snap) {
 }
 
 }  // namespace
+
+std::string plane_caption(const LatentMapState& map) {
+  char text[64];
+  if (map.mode == 1) std::snprintf(text, sizeof text, "z%d vs z%d", map.dim_x + 1, map.dim_y + 1);
+  else if (map.plane_valid && map.plane.total_variance > 0)
+    std::snprintf(text, sizeof text, "PCA plane, %.0f%% of variance", plane_variance_percent(map));
+  else std::snprintf(text, sizeof text, "PCA plane");
+  return text;
+}
 
 void draw_latent_map(AppState& state, const Snapshot& snap) {
   if (!ImGui::Begin(kWinLatent)) {

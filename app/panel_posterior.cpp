@@ -12,8 +12,6 @@
 namespace vaelab::app {
 namespace {
 
-const ImVec4 kWarn(1.0f, 0.8f, 0.35f, 1.0f);
-
 // Heat map values: rows top-down (grid row iy = 0 is the lowest v), scaled to [0, 1] by the maximum.
 std::vector<float> top_down(const Eigen::MatrixXf& grid, float max_value) {
   const int n = static_cast<int>(grid.rows());
@@ -141,7 +139,7 @@ void draw_posterior_tab(AppState& state, const Snapshot& snap) {
       });
     }
   }
-  if (!g.post_error.empty()) ImGui::TextColored(ImVec4(1, 0.45f, 0.45f, 1), "%s", g.post_error.c_str());
+  if (!g.post_error.empty()) ImGui::TextColored(kErrorColour, "%s", g.post_error.c_str());
   if (!g.post) {
     if (g.post_error.empty()) ImGui::TextDisabled("computing the posterior grid… %.1f s", state.now - g.post_started);
     return;
@@ -193,7 +191,7 @@ void draw_posterior_tab(AppState& state, const Snapshot& snap) {
     ImGui::TextDisabled("slice: log ∫ p(x, z₀+Uu) du %.2f, KL of the conditionals %.3f", p.log_px, p.kl_grid);
   }
   if (p.edge_mass > 1e-3)
-    ImGui::TextColored(kWarn, "%.1e of the posterior mass lies on the grid's edge: the window cuts it", p.edge_mass);
+    ImGui::TextColored(kWarningColour, "%.1e of the posterior mass lies on the grid's edge: the window cuts it", p.edge_mass);
 }
 
 }  // namespace vaelab::app

@@ -10,6 +10,7 @@
 #include <imgui.h>
 
 #include "app/app_state.hpp"
+#include "app/ui_colours.hpp"
 #include "core/snapshot.hpp"
 
 namespace vaelab::app {
@@ -24,8 +25,12 @@ inline constexpr const char* kWinSamples = "Samples & reconstructions";
 inline constexpr const char* kWinGap = "Variational gap";
 
 void draw_training(AppState& state, const Snapshot* snap);  // also works before any snapshot
+// The model form's family and latent size, and whether it is edited: "convolutional, latent 10, edited".
+std::string describe_form(const ModelForm& form);
 void draw_curves(AppState& state, const Snapshot& snap);
 void draw_latent_map(AppState& state, const Snapshot& snap);
+// What the latent map shows: "PCA plane, 61% of variance" or "z1 vs z2".
+std::string plane_caption(const LatentMapState& map);
 void draw_decoder(AppState& state, const Snapshot& snap);
 void draw_interpolation(AppState& state, const Snapshot& snap);
 void draw_manifold(AppState& state, const Snapshot& snap);
@@ -41,6 +46,8 @@ void draw_estimators_tab(AppState& state, const Snapshot& snap);  // panel_estim
 // Open a data folder (read in the background), a checkpoint or a .safetensors file: the same
 // action as dropping it on the window (app.cpp).
 void open_path(AppState& state, const std::filesystem::path& path);
+// Save the run to `file` on the trainer thread, creating its folder first (app.cpp).
+void save_checkpoint(AppState& state, const std::filesystem::path& file);
 
 // ---- shared helpers (panel_common.cpp) ----
 

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "app/ui_colours.hpp"
 #include "core/view_math.hpp"
 
 namespace vaelab::app {
@@ -324,7 +325,7 @@ bool plot(const char* id, ImVec2 size, const PlotOptions& options, std::span<con
     dl->AddLine(ImVec2(mouse.x, a0.y), ImVec2(mouse.x, a1.y), ImGui::GetColorU32(ImGuiCol_Text, 0.35f));
     ImGui::BeginTooltip();
     if (hovered_marker) {
-      ImGui::TextColored(ImVec4(1.0f, 0.8f, 0.35f, 1.0f), "%.*s", static_cast<int>(hovered_marker->text.size()),
+      ImGui::TextColored(kWarningColour, "%.*s", static_cast<int>(hovered_marker->text.size()),
                          hovered_marker->text.data());
       ImGui::Separator();
     }

@@ -597,8 +597,9 @@ struct Trainer::Impl {
         mcfg = c.model;
         tcfg = c.train;
         fresh_start();
-        say(Severity::Info, "rebuilt the model: latent " + std::to_string(mcfg.latent) + ", " +
-                                to_string(mcfg.likelihood) + ", batch " + std::to_string(tcfg.batch));
+        say(Severity::Info, std::string("rebuilt the model: ") + to_string(mcfg.family) + ", latent " +
+                                std::to_string(mcfg.latent) + ", " + to_string(mcfg.likelihood) + ", batch " +
+                                std::to_string(tcfg.batch));
         break;
       }
       case Command::Kind::SetData: {
