@@ -146,16 +146,16 @@ void App::resume_offer() {
   ImGui::TextDisabled("%s", a.file.c_str());
   ImGui::Spacing();
   const float bw = ImGui::GetFontSize() * 7;
-  if (ImGui::Button("Resume", ImVec2(bw, 0))) a.answer = 1;
+  if (ImGui::Button("Resume", ImVec2(bw, 0))) a.answer = AutosaveState::Answer::Resume;
   s_.note_rect("resume_button");
   ImGui::SameLine();
-  if (ImGui::Button("Start fresh", ImVec2(bw, 0))) a.answer = 2;
+  if (ImGui::Button("Start fresh", ImVec2(bw, 0))) a.answer = AutosaveState::Answer::StartFresh;
   s_.note_rect("fresh_button");
   ImGui::TextDisabled("Start fresh keeps the autosave as %s.", a.aside.filename().c_str());
-  if (a.answer != 0) {
+  if (a.answer != AutosaveState::Answer::None) {
     a.offer_open = false;
     ImGui::CloseCurrentPopup();
-    if (a.answer == 2) {
+    if (a.answer == AutosaveState::Answer::StartFresh) {
       try {
         move_autosave_aside(a.file, a.aside);
         s_.post(Severity::Info, "Starting fresh; the autosave was kept as " + a.aside.string() + ".");
@@ -169,15 +169,16 @@ void App::resume_offer() {
 
 void App::settle_offer() {
   AutosaveState& a = s_.autosave;
-  if (a.offer_open || a.answer == 0 || !a.parked_data) return;
-  if (a.answer == 1) s_.options.load = a.file;
+  if (a.offer_open || a.answer == AutosaveState::Answer::None || !a.parked_data) return;
+  const bool resume = a.answer == AutosaveState::Answer::Resume;
+  if (resume) s_.options.load = a.file;
   const bool resumed = start_trainer(std::move(a.parked_data));
   a.parked_data.reset();
-  if (a.answer == 1 && resumed) {
+  if (resume && resumed) {
     s_.post(Severity::Info, "Resumed the autosave of " + a.offer.saved_at + " at step " + std::to_string(a.offer.step) + ".");
     a.clock.saved(s_.now, a.offer.step);  // nothing new to autosave until it trains
   }
-  a.answer = 0;
+  a.answer = AutosaveState::Answer::None;
 }
 
 void App::autosave_tick() {
@@ -260,7 +261,7 @@ void App::poll_data_loading() {
   try {
     std::shared_ptr<const Dataset> data = s_.data_loading.get();
     if (data->train.count == 0) throw Error("the folder has no training images");
-    if (!s_.trainer && (s_.autosave.offer_open || s_.autosave.answer != 0)) {
+    if (!s_.trainer && (s_.autosave.offer_open || s_.autosave.answer != AutosaveState::Answer::None)) {
       s_.autosave.parked_data = data;  // the resume offer decides what trains on it
     } else if (!s_.trainer) {
       start_trainer(data);
@@ -484,11 +485,6 @@ void App::apply_slot(const char* window) {
   ImGui::SetNextWindowSize(ImVec2(it->second.z, it->second.w), cond);
 }
 
-void App::placeholder(const char* window, const char* text) {
-  if (ImGui::Begin(window)) ImGui::TextDisabled("%s", text);
-  ImGui::End();
-}
-
 void App::frame() {
   s_.now = ImGui::GetTime();
   poll_data_loading();
@@ -515,14 +511,21 @@ void App::frame() {
                                                                           : "No data: drop a folder of IDX files on the window.";
   layout(menu_height_);
 
-  // The latent map runs before the decoder so dragging the z ring shows in the decoder this frame.
-  auto panel = [&](const char* name, auto&& draw) {
+  if (ready) sync_latent_size(s_, *snap);
+  // Each panel draws into its window (nothing while the window is collapsed). The latent map runs
+  // before the decoder so dragging the z ring shows in the decoder this frame.
+  auto window = [&](const char* name, auto&& draw) {
     apply_slot(name);
-    if (ready) draw(*snap);
-    else placeholder(name, waiting);
+    if (ImGui::Begin(name)) draw();
+    ImGui::End();
   };
-  apply_slot(kWinTraining);
-  draw_training(s_, snap);
+  auto panel = [&](const char* name, auto&& draw) {
+    window(name, [&] {
+      if (ready) draw(*snap);
+      else ImGui::TextDisabled("%s", waiting);
+    });
+  };
+  window(kWinTraining, [&] { draw_training(s_, snap); });
   panel(kWinLatent, [&](const Snapshot& sn) { draw_latent_map(s_, sn); });
   panel(kWinDecoder, [&](const Snapshot& sn) { draw_decoder(s_, sn); });
   panel(kWinCurves, [&](const Snapshot& sn) { draw_curves(s_, sn); });

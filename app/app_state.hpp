@@ -50,6 +50,10 @@ struct Options {
   int watch_fps = 10;                    // redraws per second for new snapshots without input
 };
 
+// A training step no snapshot has: caches keyed on a snapshot's step (latent_step is −1 before
+// the first encoding) start out with it.
+inline constexpr std::int64_t kNeverStep = -2;
+
 struct Message {
   Severity severity = Severity::Info;
   std::string text;
@@ -132,22 +136,23 @@ struct CurvesState {
 };
 
 struct LatentMapState {
-  int mode = 0;  // 0: PCA plane, 1: two chosen dimensions
-  int colour_by = 0;  // 0: the data's labels, 1: the clustering VAE's clusters (argmax p(y|z))
+  enum Mode : int { kPcaPlane, kTwoDims };           // int: ImGui's combo edits it
+  enum ColourBy : int { kByLabel, kByCluster };      // kByCluster: argmax p(y|z) of the clustering VAE
+  int mode = kPcaPlane;
+  int colour_by = kByLabel;
   int dim_x = 0, dim_y = 1;
   Pca2 plane;    // projection: plane = componentsᵀ (z − mean); dims mode uses unit axes, mean 0
   bool plane_valid = false;
   std::uint64_t plane_serial = 0;  // increments whenever the plane changes (caches depend on it)
   // projected codes, refreshed when the snapshot's codes or the plane change
-  std::int64_t codes_step = -2;
+  std::int64_t codes_step = kNeverStep;
   const void* codes_data = nullptr;
   int codes_mode = -1, codes_dx = -1, codes_dy = -1, codes_colour = -1;
-  const void* codes_model = nullptr;  // for cluster colours, which depend on the weights
   std::size_t codes_count = 0;
   // Clustering VAE with labels: argmax p(y|z) of the display codes scored against their labels,
   // refreshed with the codes (live, every latent refresh), and each cluster's matched label.
-  std::int64_t score_step = -2;
-  const void* score_model = nullptr;
+  std::int64_t score_step = kNeverStep;
+  bool scored = false;                // scored once (with the codes of score_step since)
   float cluster_acc = std::numeric_limits<float>::quiet_NaN();
   float cluster_nmi = std::numeric_limits<float>::quiet_NaN();
   int scored_points = 0, used_clusters = 0;
@@ -163,8 +168,11 @@ struct LatentMapState {
   double view_changed_at = -1e9;      // last pan / zoom / fit step (s)
   double rendered_at = -1e9;          // last time the points were re-rendered (s)
   double cx = 0, cy = 0, half_h = 3;  // centre and half the visible height, plane units
-  double fit_cx = 0, fit_cy = 0, fit_half_w = 3, fit_half_h = 3;  // robust extent of the codes
-  double goal_cx = 0, goal_cy = 0, goal_half_h = -1;  // where auto-fit takes the view (moves in steps)
+  struct Extent {
+    double cx = 0, cy = 0, half_w = 3, half_h = 3;
+  };
+  Extent fit;                         // robust extent of the codes
+  Extent goal{0, 0, 3, -1};           // where auto-fit takes the view (moves in steps; half_h −1: none yet)
   float point_px = 4;
   // interaction
   int hovered = -1;                   // index into the display subset
@@ -225,51 +233,55 @@ struct SamplesState {
   bool dirty = true;
 };
 
+enum class GapTab { None = -1, Bounds, Posterior, KlPerDim, Aggregate, Estimators };
+
 // The "Gap" window (panel_gap.cpp and its tabs): IWAE vs ELBO, the true posterior of one test
 // image, per-dimension KL, the aggregate posterior, gradient estimators. Long computations run on
 // std::async and are polled each frame; a finished result is kept with the key it was made for.
 struct GapState {
   bool open = true;                   // replaces Interpolation + Manifold in the right column
-  int select_tab = -1;                // a tab to bring forward next frame (0 gap, 1 posterior, …)
+  GapTab select_tab = GapTab::None;   // a tab to bring forward next frame
   // IWAE at epoch ends (sent to the trainer; the app starts with these)
   bool iwae_on = true;
   int iwae_k = 100, iwae_points = 500;
   int sent_k = 100, sent_points = 500;  // what the trainer has (from the command line at start)
-  // true posterior of one test image
-  int post_index = -1;                // test index (−1: the first display point)
-  int resolution = 128;
-  bool zoom = true;                   // frame the posterior, not ±3
-  struct PostKey {
-    const void* model = nullptr;
-    int index = -1, resolution = 0, k = 0;
-    std::uint64_t plane = 0;
-    bool zoom = true;
-    bool operator==(const PostKey&) const = default;
-  };
-  std::future<PosteriorGrid> post_job;
-  PostKey post_job_key, post_key;     // what is running / what `post` shows
-  std::optional<PosteriorGrid> post;
-  std::string post_error;
-  double post_started = 0, post_seconds = 0;
-  GlImage post_heat, post_x, post_recon;
+  int resolution = 128;                // the posterior's grid (a saved preference)
+  bool zoom = true;                   // frame the posterior, not ±3 (a saved preference)
+  // The true posterior of one test image.
+  struct Posterior {
+    int index = -1;                   // test index (−1: the first display point)
+    struct Key {
+      std::uint64_t model = 0;        // AppState::model_serial
+      int index = -1, resolution = 0, k = 0;
+      std::uint64_t plane = 0;
+      bool zoom = true;
+      bool operator==(const Key&) const = default;
+    };
+    std::future<PosteriorGrid> job;
+    Key job_key, key;                 // what is running / what `grid` shows
+    std::optional<PosteriorGrid> grid;
+    std::string error;
+    double started = 0, seconds = 0;
+    double finished = -1e9;           // when the last job finished (recomputing for a new model is throttled)
+    GlImage heat, x, recon;
+  } post;
   // per-dimension KL
   GlImage kl_heat;
   std::size_t kl_heat_epochs = 0;
-  const void* kl_heat_model = nullptr;
-  std::int64_t units_step = -2;
+  std::uint64_t kl_heat_model = 0;    // AppState::model_serial
+  std::int64_t units_step = kNeverStep;
   ActiveUnits units;
-  // aggregate posterior q(z) of the display subset vs the prior
-  std::future<AggregateGrid> agg_job;
-  std::optional<AggregateGrid> agg;
-  const void* agg_model = nullptr;    // of the running job / of `agg`
-  const void* agg_job_model = nullptr;
-  double agg_started = -1e9;
-  GlImage agg_heat, prior_heat;
+  // The aggregate posterior q(z) of the display subset vs the prior.
+  struct Aggregate {
+    std::future<AggregateGrid> job;
+    std::optional<AggregateGrid> grid;
+    std::uint64_t model = 0, job_model = 0;  // AppState::model_serial of `grid` / of the running job
+    double started = -1e9;
+    GlImage heat, prior_heat;
+  } agg;
   // estimators
   bool measure = false;               // mirrors TrainerOptions::measure_estimators (not in the snapshot)
   std::vector<float> est_x, est_reparam, est_score;
-  // posterior: when the last job finished (recomputing for a new model is throttled)
-  double post_finished = -1e9;
 };
 
 // Autosave of the current run (every `minutes`, and on exit) and the offer to resume one found at
@@ -280,7 +292,7 @@ struct AutosaveState {
   AutosaveClock clock;
   bool offer_open = false;                // the modal is showing
   AutosaveInfo offer;
-  int answer = 0;                         // 0: none yet, 1: resume, 2: start fresh
+  enum class Answer { None, Resume, StartFresh } answer = Answer::None;
   std::shared_ptr<const Dataset> parked_data;
 };
 

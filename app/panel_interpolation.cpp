@@ -32,28 +32,21 @@ void default_endpoints(InterpolationState& in, const Snapshot& snap) {
 }  // namespace
 
 void draw_interpolation(AppState& state, const Snapshot& snap) {
-  if (!ImGui::Begin(kWinInterpolation)) {
-    ImGui::End();
-    return;
-  }
-  sync_latent_size(state, snap);
   InterpolationState& in = state.interp;
   default_endpoints(in, snap);
   DecoderState& dec = state.decoder;
 
-  if (ImGui::SmallButton("A ← z")) {
-    in.a = dec.z;
-    in.has_a = true;
-    ++in.ab_serial;
-  }
-  if (ImGui::IsItemHovered()) ImGui::SetTooltip("Set A to the decoder's z (or click the latent map)");
+  auto take_z = [&](const char* label, Eigen::VectorXf& end, bool& has, const char* tip) {
+    if (ImGui::SmallButton(label)) {
+      end = dec.z;
+      has = true;
+      ++in.ab_serial;
+    }
+    if (ImGui::IsItemHovered()) ImGui::SetTooltip("%s", tip);
+  };
+  take_z("A ← z", in.a, in.has_a, "Set A to the decoder's z (or click the latent map)");
   ImGui::SameLine();
-  if (ImGui::SmallButton("B ← z")) {
-    in.b = dec.z;
-    in.has_b = true;
-    ++in.ab_serial;
-  }
-  if (ImGui::IsItemHovered()) ImGui::SetTooltip("Set B to the decoder's z (or shift-click the latent map)");
+  take_z("B ← z", in.b, in.has_b, "Set B to the decoder's z (or shift-click the latent map)");
   ImGui::SameLine();
   if (ImGui::SmallButton("Swap")) {
     std::swap(in.a, in.b);
@@ -72,7 +65,6 @@ void draw_interpolation(AppState& state, const Snapshot& snap) {
 
   if (!in.has_a || !in.has_b || in.a.size() != dec.z.size() || !snap.model) {
     ImGui::TextDisabled("Click the latent map to set A, shift-click to set B.");
-    ImGui::End();
     return;
   }
 
@@ -140,7 +132,6 @@ void draw_interpolation(AppState& state, const Snapshot& snap) {
   };
   row("linear (lerp)", in.lerp_at_t, in.lerp_strip, "interpolation-lerp");
   row("spherical (slerp)", in.slerp_at_t, in.slerp_strip, "interpolation-slerp");
-  ImGui::End();
 }
 
 }  // namespace vaelab::app

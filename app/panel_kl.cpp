@@ -88,9 +88,9 @@ void draw_kl_tab(AppState& state, const Snapshot& snap) {
 
   // ---- heat map: dimension (rows) × epoch (columns), test-set KL ----
   const auto& epochs = snap.history.epochs;
-  if (g.kl_heat_epochs != epochs.size() || g.kl_heat_model != snap.model.get()) {
+  if (g.kl_heat_epochs != epochs.size() || g.kl_heat_model != state.model_serial) {
     g.kl_heat_epochs = epochs.size();
-    g.kl_heat_model = snap.model.get();
+    g.kl_heat_model = state.model_serial;
     const int e = static_cast<int>(epochs.size());
     float top = 0;
     for (const EpochRecord& r : epochs)

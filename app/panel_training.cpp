@@ -458,10 +458,6 @@ std::string describe_form(const ModelForm& form) {
 }
 
 void draw_training(AppState& state, const Snapshot* snap) {
-  if (!ImGui::Begin(kWinTraining)) {
-    ImGui::End();
-    return;
-  }
   draw_controls(state, snap);
   ImGui::Separator();
   draw_live_settings(state, snap);
@@ -471,7 +467,6 @@ void draw_training(AppState& state, const Snapshot* snap) {
   if (ImGui::CollapsingHeader("Data & checkpoints")) draw_files(state, snap);
   ImGui::TextDisabled("Log");
   draw_log(state, snap);
-  ImGui::End();
 }
 
 }  // namespace vaelab::app

@@ -1,7 +1,8 @@
 // The app's panels, one file each (panel_<name>.cpp), and the helpers they share: decoding on the
 // UI thread, tiling images into one texture, the latent plane, export buttons.
-// Each draw_* opens and closes its own ImGui window named by the constants below; the app places
-// the windows (default tiling) before calling them. Not a place for core logic (see core/).
+// Each draw_* draws the contents of the ImGui window named by the constants below: the app places,
+// opens and closes the windows (default tiling) and keeps the latent size in sync (sync_latent_size)
+// before calling them. Not a place for core logic (see core/).
 #pragma once
 #include <string>
 #include <vector>
@@ -72,6 +73,9 @@ Eigen::VectorXf move_in_plane(const LatentMapState& map, const Eigen::VectorXf& 
 
 // A small button that writes `image` as PNG into the export folder and posts where it went.
 void export_png_button(AppState& state, const char* label, const GlImage& image, const char* stem);
+// Whether the model's latent has at least two dimensions (a plane to draw on); if not, says
+// `otherwise` in the window.
+bool has_plane(const Snapshot& snap, const char* otherwise);
 // The category colour of a label as ImU32 (view_math's Okabe–Ito-like set).
 ImU32 label_colour(int label, float alpha = 1.0f);
 // "(?)" with a tooltip.
