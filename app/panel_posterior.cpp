@@ -62,12 +62,8 @@ void ellipse(ImDrawList* dl, const Ellipse& e, ImVec2 p0, ImVec2 p1, const GridS
   dl->AddPolyline(pts, 64, col, ImDrawFlags_Closed, thick);
 }
 
-}  // namespace
-
-void draw_posterior_tab(AppState& state, const Snapshot& snap) {
-  if (!has_plane(snap, "The true posterior is shown on a plane: it needs a latent size of at least 2.")) return;
-  GapState& g = state.gap;
-  const int d = snap.model->latent();
+// The test image, the grid's resolution and zoom.
+void draw_posterior_controls(GapState& g, const Snapshot& snap) {
   if (g.post.index < 0 && !snap.display_indices.empty()) g.post.index = snap.display_indices[0];
   ImGui::SetNextItemWidth(ImGui::GetFontSize() * 6);
   ImGui::InputInt("test #", &g.post.index, 1, 10);
@@ -85,7 +81,13 @@ void draw_posterior_tab(AppState& state, const Snapshot& snap) {
               "log p(x) by quadrature, KL(q ‖ p(z|x)) from the normalised cell masses.\n"
               "For a latent size > 2 the grid is the latent map's plane through q's mean: a slice\n"
               "(conditional densities), so its KL is not the gap.");
+}
 
+// Starts computing the grid for what the controls ask (off the UI thread) unless it is shown or
+// running already.
+void start_posterior_job(AppState& state, const Snapshot& snap) {
+  GapState& g = state.gap;
+  const int d = snap.model->latent();
   // The plane: exact for d = 2; otherwise the latent map's (PCA or two dims).
   const LatentMapState& map = state.latent;
   GridSpec base;
@@ -94,7 +96,6 @@ void draw_posterior_tab(AppState& state, const Snapshot& snap) {
   if (use_plane) base.directions = map.plane.components;
   const GapState::Posterior::Key key{state.model_serial, g.post.index, g.resolution, g.iwae_k, use_plane ? map.plane_serial : 0, g.zoom};
 
-  poll(g, snap, state.now);
   if (!g.post.job.valid() && !(key == g.post.key)) {
     // A new model alone (training runs on) is followed at most every few seconds: each grid costs
     // n² decodes on a core the trainer would like to have.
@@ -136,14 +137,11 @@ void draw_posterior_tab(AppState& state, const Snapshot& snap) {
       });
     }
   }
-  if (!g.post.error.empty()) ImGui::TextColored(kErrorColour, "%s", g.post.error.c_str());
-  if (!g.post.grid) {
-    if (g.post.error.empty()) ImGui::TextDisabled("computing the posterior grid… %.1f s", state.now - g.post.started);
-    return;
-  }
-  const PosteriorGrid& p = *g.post.grid;
+}
 
-  // ---- heat map with q's ellipses, and the image / reconstruction beside it ----
+// The heat map of p(z|x) with q's ellipses, the image and its reconstruction beside it.
+void draw_posterior_view(AppState& state, const PosteriorGrid& p) {
+  GapState& g = state.gap;
   const ImVec2 avail = ImGui::GetContentRegionAvail();
   const float line = ImGui::GetTextLineHeightWithSpacing();
   const float side_w = std::max(60.0f, avail.x * 0.24f);
@@ -176,8 +174,10 @@ void draw_posterior_tab(AppState& state, const Snapshot& snap) {
   ImGui::TextDisabled("u ∈ [%.2f, %.2f]  v ∈ [%.2f, %.2f]%s", p.spec.center.x() - p.spec.half_width.x(),
                       p.spec.center.x() + p.spec.half_width.x(), p.spec.center.y() - p.spec.half_width.y(),
                       p.spec.center.y() + p.spec.half_width.y(), p.exact ? "  (z₁, z₂)" : "  (plane through μ)");
+}
 
-  // ---- the numbers ----
+// ELBO, IWAE, log p(x) and the KL, exact in 2-d, of a slice otherwise.
+void draw_posterior_numbers(const GapState& g, const PosteriorGrid& p) {
   ImGui::Text("ELBO %.2f ± %.2f    IWAE_%d %.2f", p.elbo, p.elbo_se, g.post.key.k, p.iwae);
   if (p.exact) {
     ImGui::Text("log p(x) %.2f (quadrature)    IWAE − ELBO %.3f", p.log_px, p.iwae - p.elbo);
@@ -189,6 +189,23 @@ void draw_posterior_tab(AppState& state, const Snapshot& snap) {
   }
   if (p.edge_mass > 1e-3)
     ImGui::TextColored(kWarningColour, "%.1e of the posterior mass lies on the grid's edge: the window cuts it", p.edge_mass);
+}
+
+}  // namespace
+
+void draw_posterior_tab(AppState& state, const Snapshot& snap) {
+  if (!has_plane(snap, "The true posterior is shown on a plane: it needs a latent size of at least 2.")) return;
+  GapState& g = state.gap;
+  draw_posterior_controls(g, snap);
+  poll(g, snap, state.now);
+  start_posterior_job(state, snap);
+  if (!g.post.error.empty()) ImGui::TextColored(kErrorColour, "%s", g.post.error.c_str());
+  if (!g.post.grid) {
+    if (g.post.error.empty()) ImGui::TextDisabled("computing the posterior grid… %.1f s", state.now - g.post.started);
+    return;
+  }
+  draw_posterior_view(state, *g.post.grid);
+  draw_posterior_numbers(g, *g.post.grid);
 }
 
 }  // namespace vaelab::app
