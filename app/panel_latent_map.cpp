@@ -76,38 +76,19 @@ int cluster_colour_index(const LatentMapState& map, int k) {
   return k;
 }
 
-void choose_plane(LatentMapState& map, const Snapshot& snap) {
-  const int d = snap.model ? snap.model->latent() : 0;
-  if (d <= 0) return;
-  if (map.mode_for_latent != d) {  // a new model: sensible defaults
-    map.mode = d == 2 ? LatentMapState::kTwoDims : LatentMapState::kPcaPlane;
-    map.dim_x = 0;
-    map.dim_y = d > 1 ? 1 : 0;
-    map.mode_for_latent = d;
-    map.auto_fit = true;
-    map.goal.half_h = -1;
-  }
-  if (d == 1) map.mode = LatentMapState::kPcaPlane;
-  map.dim_x = std::clamp(map.dim_x, 0, d - 1);
-  map.dim_y = std::clamp(map.dim_y, 0, d - 1);
-  const Eigen::Index n = snap.latent_mu.cols();
-  const int K = snap.model->clusters();
-  if (K == 0) map.colour_by = LatentMapState::kByLabel;
-  const bool rescored = update_cluster_scores(map, snap);
-  const bool codes_changed = map.codes_step != snap.latent_step || map.codes_data != snap.data.get() ||
-                             map.codes_count != static_cast<std::size_t>(n) || map.codes_colour != map.colour_by ||
-                             (map.colour_by == LatentMapState::kByCluster && rescored);
-  const bool plane_changed = map.codes_mode != map.mode || map.codes_dx != map.dim_x || map.codes_dy != map.dim_y ||
-                             map.plane.mean.size() != d;
-  if (!codes_changed && !plane_changed) return;
-  map.codes_step = snap.latent_step;
-  map.codes_data = snap.data.get();
-  map.codes_colour = map.colour_by;
-  map.codes_count = static_cast<std::size_t>(n);
-  map.codes_mode = map.mode;
-  map.codes_dx = map.dim_x;
-  map.codes_dy = map.dim_y;
+// A new model (its latent size) gets the default view: two dims for d = 2, else the PCA plane.
+void reset_view_for_latent(LatentMapState& map, int d) {
+  map.mode = d == 2 ? LatentMapState::kTwoDims : LatentMapState::kPcaPlane;
+  map.dim_x = 0;
+  map.dim_y = d > 1 ? 1 : 0;
+  map.mode_for_latent = d;
+  map.auto_fit = true;
+  map.goal.half_h = -1;
+}
 
+// The plane: unit axes for two chosen dims, else the codes' PCA plane (invalid below two codes).
+void update_plane(LatentMapState& map, const Snapshot& snap, int d, bool plane_changed) {
+  const Eigen::Index n = snap.latent_mu.cols();
   if (map.mode == LatentMapState::kTwoDims) {
     map.plane.mean = Eigen::VectorXf::Zero(d);
     map.plane.components = Eigen::MatrixXf::Zero(d, 2);
@@ -128,13 +109,11 @@ void choose_plane(LatentMapState& map, const Snapshot& snap) {
   } else {
     map.plane_valid = false;
   }
-  if (!map.plane_valid || n == 0) {
-    map.xy.resize(2, 0);
-    map.labels.clear();
-    map.points.set_points(nullptr, nullptr, 0);
-    return;
-  }
-  map.xy = project(map.plane, snap.latent_mu);
+}
+
+// Each code's colour index: its cluster's (matched label's) or its test label (255: none).
+void colour_codes(LatentMapState& map, const Snapshot& snap, int K) {
+  const Eigen::Index n = snap.latent_mu.cols();
   map.labels.assign(static_cast<std::size_t>(n), 255);
   const ImageSet& test = snap.data->test;
   if (map.colour_by == LatentMapState::kByCluster && K > 0 && map.cluster_of.size() == static_cast<std::size_t>(n)) {
@@ -147,8 +126,10 @@ void choose_plane(LatentMapState& map, const Snapshot& snap) {
       map.labels[static_cast<std::size_t>(k)] = test.labels[static_cast<std::size_t>(i)];
     }
   map.points.set_points(map.xy.data(), map.labels.data(), static_cast<int>(n));
+}
 
-  // Robust extent (0.5 % … 99.5 %) so a few far-out codes don't shrink everyone else.
+// The codes' robust extent (0.5 % … 99.5 %), where auto-fit takes the view.
+void fit_extent(LatentMapState& map) {
   std::vector<float> xs(map.xy.row(0).begin(), map.xy.row(0).end()), ys(map.xy.row(1).begin(), map.xy.row(1).end());
   auto quantile = [](std::vector<float>& v, double q) {
     const std::size_t k = std::min(v.size() - 1, static_cast<std::size_t>(q * (v.size() - 1)));
@@ -162,6 +143,44 @@ void choose_plane(LatentMapState& map, const Snapshot& snap) {
     map.fit.half_w = std::max((x1 - x0) / 2 * 1.12, 1e-3);
     map.fit.half_h = std::max((y1 - y0) / 2 * 1.12, 1e-3);
   }
+}
+
+// Projects the codes onto the map's plane when the codes or the plane changed, with their colours
+// and extent.
+void choose_plane(LatentMapState& map, const Snapshot& snap) {
+  const int d = snap.model ? snap.model->latent() : 0;
+  if (d <= 0) return;
+  if (map.mode_for_latent != d) reset_view_for_latent(map, d);
+  if (d == 1) map.mode = LatentMapState::kPcaPlane;
+  map.dim_x = std::clamp(map.dim_x, 0, d - 1);
+  map.dim_y = std::clamp(map.dim_y, 0, d - 1);
+  const Eigen::Index n = snap.latent_mu.cols();
+  const int K = snap.model->clusters();
+  if (K == 0) map.colour_by = LatentMapState::kByLabel;
+  const bool rescored = update_cluster_scores(map, snap);
+  const bool codes_changed = map.codes_step != snap.latent_step || map.codes_data != snap.data.get() ||
+                             map.codes_count != static_cast<std::size_t>(n) || map.codes_colour != map.colour_by ||
+                             (map.colour_by == LatentMapState::kByCluster && rescored);
+  const bool plane_changed = map.codes_mode != map.mode || map.codes_dx != map.dim_x || map.codes_dy != map.dim_y ||
+                             map.plane.mean.size() != d;
+  if (!codes_changed && !plane_changed) return;
+  map.codes_step = snap.latent_step;
+  map.codes_data = snap.data.get();
+  map.codes_colour = map.colour_by;
+  map.codes_count = static_cast<std::size_t>(n);
+  map.codes_mode = map.mode;
+  map.codes_dx = map.dim_x;
+  map.codes_dy = map.dim_y;
+  update_plane(map, snap, d, plane_changed);
+  if (!map.plane_valid || n == 0) {
+    map.xy.resize(2, 0);
+    map.labels.clear();
+    map.points.set_points(nullptr, nullptr, 0);
+    return;
+  }
+  map.xy = project(map.plane, snap.latent_mu);
+  colour_codes(map, snap, K);
+  fit_extent(map);
 }
 
 double plane_variance_percent(const LatentMapState& map) {
