@@ -145,10 +145,12 @@ struct LatentMapState {
   bool plane_valid = false;
   std::uint64_t plane_serial = 0;  // increments whenever the plane changes (caches depend on it)
   // projected codes, refreshed when the snapshot's codes or the plane change
-  std::int64_t codes_step = kNeverStep;
-  const void* codes_data = nullptr;
-  int codes_mode = -1, codes_dx = -1, codes_dy = -1, codes_colour = -1;
-  std::size_t codes_count = 0;
+  struct CodesKey {                   // what the projected codes were made from (−1: nothing yet)
+    std::int64_t step = kNeverStep;
+    const void* data = nullptr;
+    int mode = -1, dx = -1, dy = -1, colour = -1;
+    std::size_t count = 0;            // how many codes are shown
+  } codes;
   // Clustering VAE with labels: argmax p(y|z) of the display codes scored against their labels,
   // refreshed with the codes (live, every latent refresh), and each cluster's matched label.
   std::int64_t score_step = kNeverStep;
@@ -177,13 +179,18 @@ struct LatentMapState {
   // interaction
   int hovered = -1;                   // index into the display subset
   enum class Drag { None, Pan, MoveZ } drag = Drag::None;
-  GlImage hover_original, hover_recon;
-  int hover_cached = -1;
-  std::uint64_t hover_version = 0;
+  // The hovered code's test image and reconstruction, for the tooltip.
+  struct HoverImages {
+    GlImage original, recon;
+    int cached = -1;                  // the code they show
+    std::uint64_t version = 0;        // AppState::live_serial they were decoded with
+  } hover_images;
   int hovered_mean = -1;              // clustering VAE: the cluster mean under the mouse
-  GlImage mean_image;                 // its decoded image
-  int mean_cached = -1;
-  std::uint64_t mean_version = 0;
+  struct MeanImage {                  // its decoded image
+    GlImage image;
+    int cached = -1;
+    std::uint64_t version = 0;
+  } mean_image;
 };
 
 struct DecoderState {
@@ -265,10 +272,12 @@ struct GapState {
     double finished = -1e9;           // when the last job finished (recomputing for a new model is throttled)
     GlImage heat, x, recon;
   } post;
-  // per-dimension KL
-  GlImage kl_heat;
-  std::size_t kl_heat_epochs = 0;
-  std::uint64_t kl_heat_model = 0;    // AppState::model_serial
+  // The test-set KL per dimension and epoch, as a texture (redone per epoch and model).
+  struct KlHeat {
+    GlImage image;
+    std::size_t epochs = 0;
+    std::uint64_t model = 0;          // AppState::model_serial
+  } kl_heat;
   std::int64_t units_step = kNeverStep;
   ActiveUnits units;
   // The aggregate posterior q(z) of the display subset vs the prior.
@@ -281,7 +290,9 @@ struct GapState {
   } agg;
   // estimators
   bool measure = false;               // mirrors TrainerOptions::measure_estimators (not in the snapshot)
-  std::vector<float> est_x, est_reparam, est_score;
+  struct EstimatorSeries {          // the measurements as plot series (x: step)
+    std::vector<float> x, reparam, score;
+  } est;
 };
 
 // Autosave of the current run (every `minutes`, and on exit) and the offer to resume one found at

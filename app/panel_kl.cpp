@@ -93,9 +93,9 @@ void draw_kl_bars(const GapState& g, const Snapshot& snap, int d, bool have_unit
 void refresh_kl_heat(AppState& state, const Snapshot& snap, int d) {
   GapState& g = state.gap;
   const auto& epochs = snap.history.epochs;
-  if (g.kl_heat_epochs != epochs.size() || g.kl_heat_model != state.model_serial) {
-    g.kl_heat_epochs = epochs.size();
-    g.kl_heat_model = state.model_serial;
+  if (g.kl_heat.epochs != epochs.size() || g.kl_heat.model != state.model_serial) {
+    g.kl_heat.epochs = epochs.size();
+    g.kl_heat.model = state.model_serial;
     const int e = static_cast<int>(epochs.size());
     float top = 0;
     for (const EpochRecord& r : epochs)
@@ -108,7 +108,7 @@ void refresh_kl_heat(AppState& state, const Snapshot& snap, int d) {
       for (int u = 0; u < d; ++u)
         img[static_cast<std::size_t>(u) * e + c] = top > 0 && std::isfinite(kl[u]) ? std::max(0.0f, kl[u]) / top : 0.0f;
     }
-    if (e > 0) g.kl_heat.update(img.data(), e, d);
+    if (e > 0) g.kl_heat.image.update(img.data(), e, d);
     state.note_work('K');
   }
 }
@@ -119,7 +119,7 @@ void draw_kl_heat(GapState& g, const Snapshot& snap, int d) {
   ImDrawList* dl = ImGui::GetWindowDrawList();
   ImGui::TextDisabled("test KL per dim (rows) × epoch (columns →)");
   const ImVec2 rest = ImGui::GetContentRegionAvail();
-  if (epochs.empty() || g.kl_heat.empty()) {
+  if (epochs.empty() || g.kl_heat.image.empty()) {
     ImGui::TextDisabled("No epoch finished yet.");
     return;
   }
@@ -128,7 +128,7 @@ void draw_kl_heat(GapState& g, const Snapshot& snap, int d) {
   const ImVec2 origin = ImGui::GetCursorScreenPos();
   const float heat_h = std::max(30.0f, rest.y - 4);
   ImGui::SetCursorScreenPos(ImVec2(origin.x + label_w, origin.y));
-  g.kl_heat.draw(ImVec2(rest.x - label_w, heat_h), kViridis);
+  g.kl_heat.image.draw(ImVec2(rest.x - label_w, heat_h), kViridis);
   {
     const float row_h = heat_h / d, text_h = ImGui::GetTextLineHeight();
     const int every = std::max(1, static_cast<int>(std::ceil(text_h / row_h)));

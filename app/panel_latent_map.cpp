@@ -158,19 +158,19 @@ void choose_plane(LatentMapState& map, const Snapshot& snap) {
   const int K = snap.model->clusters();
   if (K == 0) map.colour_by = LatentMapState::kByLabel;
   const bool rescored = update_cluster_scores(map, snap);
-  const bool codes_changed = map.codes_step != snap.latent_step || map.codes_data != snap.data.get() ||
-                             map.codes_count != static_cast<std::size_t>(n) || map.codes_colour != map.colour_by ||
+  const bool codes_changed = map.codes.step != snap.latent_step || map.codes.data != snap.data.get() ||
+                             map.codes.count != static_cast<std::size_t>(n) || map.codes.colour != map.colour_by ||
                              (map.colour_by == LatentMapState::kByCluster && rescored);
-  const bool plane_changed = map.codes_mode != map.mode || map.codes_dx != map.dim_x || map.codes_dy != map.dim_y ||
+  const bool plane_changed = map.codes.mode != map.mode || map.codes.dx != map.dim_x || map.codes.dy != map.dim_y ||
                              map.plane.mean.size() != d;
   if (!codes_changed && !plane_changed) return;
-  map.codes_step = snap.latent_step;
-  map.codes_data = snap.data.get();
-  map.codes_colour = map.colour_by;
-  map.codes_count = static_cast<std::size_t>(n);
-  map.codes_mode = map.mode;
-  map.codes_dx = map.dim_x;
-  map.codes_dy = map.dim_y;
+  map.codes.step = snap.latent_step;
+  map.codes.data = snap.data.get();
+  map.codes.colour = map.colour_by;
+  map.codes.count = static_cast<std::size_t>(n);
+  map.codes.mode = map.mode;
+  map.codes.dx = map.dim_x;
+  map.codes.dy = map.dim_y;
   update_plane(map, snap, d, plane_changed);
   if (!map.plane_valid || n == 0) {
     map.xy.resize(2, 0);
@@ -270,7 +270,7 @@ struct Canvas {
 void ease_view(LatentMapState& map, ImVec2 size, float dt) {
   const double aspect = size.x / size.y;
   map.animating = false;
-  if (map.auto_fit && map.codes_count > 0) {
+  if (map.auto_fit && map.codes.count > 0) {
     // The view follows the codes' extent only when it has drifted by a tenth of the view: every
     // move re-renders the scatter, and the codes move a little with every re-encoding.
     const double fit_half = std::max(map.fit.half_h, map.fit.half_w / aspect);
@@ -309,7 +309,7 @@ void draw_points(AppState& state, LatentMapState& map, const Canvas& c) {
   view.sx = static_cast<float>(2 * c.ppu / c.size.x);
   view.sy = static_cast<float>(2 * c.ppu / c.size.y);
   view.point_px = map.point_px * fb_scale.x;
-  view.alpha = map.codes_count > 20000 ? 0.55f : 0.8f;
+  view.alpha = map.codes.count > 20000 ? 0.55f : 0.8f;
   const ImVec4 bg = ImGui::GetStyleColorVec4(ImGuiCol_FrameBg);
   const ImVec4 wbg = ImGui::GetStyleColorVec4(ImGuiCol_WindowBg);
   view.background = ImVec4(wbg.x * 0.7f + bg.x * 0.3f, wbg.y * 0.7f + bg.y * 0.3f, wbg.z * 0.7f + bg.z * 0.3f, 1);
@@ -582,17 +582,17 @@ void draw_legend(const LatentMapState& map, const Snapshot& snap, const Canvas& 
 void cluster_mean_tooltip(AppState& state, LatentMapState& map, const Snapshot& snap, int K) {
   const ImageSet& test = snap.data->test;
   if (map.hovered_mean >= 0 && map.hovered_mean < K) {
-    if (map.mean_cached != map.hovered_mean || map.mean_version != state.live_serial) {
+    if (map.mean_image.cached != map.hovered_mean || map.mean_image.version != state.live_serial) {
       const auto means = snap.model->cluster_means();
       Eigen::MatrixXf img;
       decode(snap, means.col(map.hovered_mean), img);
-      map.mean_image.update(img.data(), test.width, test.height);
-      map.mean_cached = map.hovered_mean;
-      map.mean_version = state.live_serial;
+      map.mean_image.image.update(img.data(), test.width, test.height);
+      map.mean_image.cached = map.hovered_mean;
+      map.mean_image.version = state.live_serial;
     }
     ImGui::BeginTooltip();
     const float side = std::max(84.0f, ImGui::GetFontSize() * 6);
-    map.mean_image.draw(map.mean_image.fit(ImVec2(side, side)), state.colormap);
+    map.mean_image.image.draw(map.mean_image.image.fit(ImVec2(side, side)), state.colormap);
     const int label = cluster_colour_index(map, map.hovered_mean);
     if (map.hovered_mean < static_cast<int>(map.cluster_to_label.size()) && map.cluster_to_label[static_cast<std::size_t>(map.hovered_mean)] >= 0)
       ImGui::Text("mean of cluster %d (matched to %s)", map.hovered_mean + 1, class_name(snap, label).c_str());
@@ -609,24 +609,24 @@ void code_tooltip(AppState& state, LatentMapState& map, const Snapshot& snap) {
   if (map.hovered >= 0 && map.hovered < static_cast<int>(snap.display_indices.size())) {
     const int i = snap.display_indices[static_cast<std::size_t>(map.hovered)];
     const int h = test.height, w = test.width;
-    if (map.hover_cached != map.hovered || map.hover_version != state.live_serial) {
-      map.hover_original.update_bytes(test.image(i), w, h);
+    if (map.hover_images.cached != map.hovered || map.hover_images.version != state.live_serial) {
+      map.hover_images.original.update_bytes(test.image(i), w, h);
       Eigen::MatrixXf img;
       decode(snap, snap.latent_mu.col(map.hovered), img);
-      map.hover_recon.update(img.data(), w, h);
-      map.hover_cached = map.hovered;
-      map.hover_version = state.live_serial;
+      map.hover_images.recon.update(img.data(), w, h);
+      map.hover_images.cached = map.hovered;
+      map.hover_images.version = state.live_serial;
     }
     ImGui::BeginTooltip();
     const float side = std::max(84.0f, ImGui::GetFontSize() * 6);
-    const ImVec2 s = map.hover_original.fit(ImVec2(side, side));
+    const ImVec2 s = map.hover_images.original.fit(ImVec2(side, side));
     ImGui::BeginGroup();
-    map.hover_original.draw(s, state.colormap);
+    map.hover_images.original.draw(s, state.colormap);
     ImGui::TextDisabled("test #%d", i);
     ImGui::EndGroup();
     ImGui::SameLine();
     ImGui::BeginGroup();
-    map.hover_recon.draw(s, state.colormap);
+    map.hover_images.recon.draw(s, state.colormap);
     ImGui::TextDisabled("reconstruction");
     ImGui::EndGroup();
     if (test.has_labels()) {
@@ -655,9 +655,9 @@ std::string plane_caption(const LatentMapState& map) {
 void draw_latent_map(AppState& state, const Snapshot& snap) {
   LatentMapState& map = state.latent;
   draw_toolbar(state, map, snap);
-  const std::int64_t codes_before = map.codes_step;
+  const std::int64_t codes_before = map.codes.step;
   choose_plane(map, snap);
-  if (map.codes_step != codes_before) state.note_work('C');
+  if (map.codes.step != codes_before) state.note_work('C');
 
   Canvas c;
   c.map = &map;
@@ -689,7 +689,7 @@ void draw_latent_map(AppState& state, const Snapshot& snap) {
   const int K = snap.model->clusters();
   draw_cluster_means(map, snap, c, mouse, K);
   draw_legend(map, snap, c, mouse);
-  if (map.codes_count == 0) {
+  if (map.codes.count == 0) {
     const char* msg = snap.latent_step < 0 ? "encoding the test images…" : "no codes to show";
     const ImVec2 ts = ImGui::CalcTextSize(msg);
     c.dl->AddText(ImVec2(c.centre.x - ts.x / 2, c.centre.y - ts.y / 2 - 30), ImGui::GetColorU32(ImGuiCol_TextDisabled), msg);
