@@ -22,6 +22,7 @@
 #include "app/gl_util.hpp"
 #include "app/image_export.hpp"
 #include "app/panels.hpp"
+#include "core/autosave.hpp"
 #include "core/error.hpp"
 
 namespace vaelab::app {
@@ -65,6 +66,12 @@ void open_path(AppState& s, const std::filesystem::path& path) {
   std::snprintf(s.training.file_path, sizeof s.training.file_path, "%s", p.c_str());
   if (p.extension() == ".safetensors") s.trainer->import_safetensors(p);
   else s.trainer->load(p);
+}
+
+void save_checkpoint(AppState& s, const std::filesystem::path& file) {
+  std::error_code ec;  // the default folder may not exist yet; a failure shows in the trainer's log
+  std::filesystem::create_directories(file.parent_path(), ec);
+  s.trainer->save(file);  // on the trainer thread, atomic; non-finite weights are refused there
 }
 
 App::App(AppState& state) : s_(state) {
@@ -139,16 +146,16 @@ void App::resume_offer() {
   ImGui::TextDisabled("%s", a.file.c_str());
   ImGui::Spacing();
   const float bw = ImGui::GetFontSize() * 7;
-  if (ImGui::Button("Resume", ImVec2(bw, 0))) a.answer = 1;
+  if (ImGui::Button("Resume", ImVec2(bw, 0))) a.answer = AutosaveState::Answer::Resume;
   s_.note_rect("resume_button");
   ImGui::SameLine();
-  if (ImGui::Button("Start fresh", ImVec2(bw, 0))) a.answer = 2;
+  if (ImGui::Button("Start fresh", ImVec2(bw, 0))) a.answer = AutosaveState::Answer::StartFresh;
   s_.note_rect("fresh_button");
   ImGui::TextDisabled("Start fresh keeps the autosave as %s.", a.aside.filename().c_str());
-  if (a.answer != 0) {
+  if (a.answer != AutosaveState::Answer::None) {
     a.offer_open = false;
     ImGui::CloseCurrentPopup();
-    if (a.answer == 2) {
+    if (a.answer == AutosaveState::Answer::StartFresh) {
       try {
         move_autosave_aside(a.file, a.aside);
         s_.post(Severity::Info, "Starting fresh; the autosave was kept as " + a.aside.string() + ".");
@@ -162,15 +169,16 @@ void App::resume_offer() {
 
 void App::settle_offer() {
   AutosaveState& a = s_.autosave;
-  if (a.offer_open || a.answer == 0 || !a.parked_data) return;
-  if (a.answer == 1) s_.options.load = a.file;
+  if (a.offer_open || a.answer == AutosaveState::Answer::None || !a.parked_data) return;
+  const bool resume = a.answer == AutosaveState::Answer::Resume;
+  if (resume) s_.options.load = a.file;
   const bool resumed = start_trainer(std::move(a.parked_data));
   a.parked_data.reset();
-  if (a.answer == 1 && resumed) {
+  if (resume && resumed) {
     s_.post(Severity::Info, "Resumed the autosave of " + a.offer.saved_at + " at step " + std::to_string(a.offer.step) + ".");
     a.clock.saved(s_.now, a.offer.step);  // nothing new to autosave until it trains
   }
-  a.answer = 0;
+  a.answer = AutosaveState::Answer::None;
 }
 
 void App::autosave_tick() {
@@ -178,9 +186,7 @@ void App::autosave_tick() {
   if (!s_.trainer || !s_.snap) return;
   a.clock.set_interval(a.minutes * 60.0);
   if (!a.clock.due(s_.now, s_.snap->step)) return;
-  std::error_code ec;
-  std::filesystem::create_directories(a.file.parent_path(), ec);
-  s_.trainer->save(a.file);  // on the trainer thread, atomic; non-finite weights are refused there
+  save_checkpoint(s_, a.file);
   a.clock.saved(s_.now, s_.snap->step);
 }
 
@@ -255,7 +261,7 @@ void App::poll_data_loading() {
   try {
     std::shared_ptr<const Dataset> data = s_.data_loading.get();
     if (data->train.count == 0) throw Error("the folder has no training images");
-    if (!s_.trainer && (s_.autosave.offer_open || s_.autosave.answer != 0)) {
+    if (!s_.trainer && (s_.autosave.offer_open || s_.autosave.answer != AutosaveState::Answer::None)) {
       s_.autosave.parked_data = data;  // the resume offer decides what trains on it
     } else if (!s_.trainer) {
       start_trainer(data);
@@ -334,7 +340,7 @@ void App::on_key(int key, int mods) {
   if (key == GLFW_KEY_F12) request_screenshot();
   if (ctrl && key == GLFW_KEY_Q) s_.quit = true;
   if (io.WantTextInput) return;
-  if (ctrl && key == GLFW_KEY_S && s_.trainer && s_.training.file_path[0]) s_.trainer->save(s_.training.file_path);
+  if (ctrl && key == GLFW_KEY_S && s_.trainer && s_.training.file_path[0]) save_checkpoint(s_, s_.training.file_path);
   if (!ctrl && key == GLFW_KEY_SPACE && s_.trainer && s_.snap && !ImGui::IsAnyItemActive())
     s_.snap->state == TrainerState::Running ? s_.trainer->pause() : s_.trainer->resume();
 }
@@ -344,7 +350,7 @@ void App::menu_bar() {
   menu_height_ = ImGui::GetWindowSize().y;
   if (ImGui::BeginMenu("File")) {
     const bool can = s_.trainer && s_.training.file_path[0];
-    if (ImGui::MenuItem("Save checkpoint", "Ctrl+S", false, can)) s_.trainer->save(s_.training.file_path);
+    if (ImGui::MenuItem("Save checkpoint", "Ctrl+S", false, can)) save_checkpoint(s_, s_.training.file_path);
     if (ImGui::MenuItem("Load checkpoint", nullptr, false, can)) open_path(s_, s_.training.file_path);
     ImGui::TextDisabled("  (path: Training → Data & checkpoints)");
     ImGui::Separator();
@@ -416,9 +422,9 @@ void App::messages() {
       ImGui::PushID(static_cast<int>(i));
       if (ImGui::SmallButton("×")) remove = static_cast<int>(i);
       ImGui::SameLine();
-      const ImVec4 col = m.severity == Severity::Error ? ImVec4(1.0f, 0.45f, 0.45f, 1)
-                         : m.severity == Severity::Warning ? ImVec4(1.0f, 0.8f, 0.35f, 1)
-                                                            : ImVec4(0.75f, 0.9f, 1.0f, 1);
+      const ImVec4 col = m.severity == Severity::Error     ? kErrorColour
+                         : m.severity == Severity::Warning ? kWarningColour
+                                                            : kInfoMessageColour;
       ImGui::PushStyleColor(ImGuiCol_Text, col);
       ImGui::PushTextWrapPos(vp->WorkSize.x * 0.65f);
       ImGui::TextUnformatted(m.severity == Severity::Error ? ("Error: " + m.text).c_str() : m.text.c_str());
@@ -479,11 +485,6 @@ void App::apply_slot(const char* window) {
   ImGui::SetNextWindowSize(ImVec2(it->second.z, it->second.w), cond);
 }
 
-void App::placeholder(const char* window, const char* text) {
-  if (ImGui::Begin(window)) ImGui::TextDisabled("%s", text);
-  ImGui::End();
-}
-
 void App::frame() {
   s_.now = ImGui::GetTime();
   poll_data_loading();
@@ -510,14 +511,21 @@ void App::frame() {
                                                                           : "No data: drop a folder of IDX files on the window.";
   layout(menu_height_);
 
-  // The latent map runs before the decoder so dragging the z ring shows in the decoder this frame.
-  auto panel = [&](const char* name, auto&& draw) {
+  if (ready) sync_latent_size(s_, *snap);
+  // Each panel draws into its window (nothing while the window is collapsed). The latent map runs
+  // before the decoder so dragging the z ring shows in the decoder this frame.
+  auto window = [&](const char* name, auto&& draw) {
     apply_slot(name);
-    if (ready) draw(*snap);
-    else placeholder(name, waiting);
+    if (ImGui::Begin(name)) draw();
+    ImGui::End();
   };
-  apply_slot(kWinTraining);
-  draw_training(s_, snap);
+  auto panel = [&](const char* name, auto&& draw) {
+    window(name, [&] {
+      if (ready) draw(*snap);
+      else ImGui::TextDisabled("%s", waiting);
+    });
+  };
+  window(kWinTraining, [&] { draw_training(s_, snap); });
   panel(kWinLatent, [&](const Snapshot& sn) { draw_latent_map(s_, sn); });
   panel(kWinDecoder, [&](const Snapshot& sn) { draw_decoder(s_, sn); });
   panel(kWinCurves, [&](const Snapshot& sn) { draw_curves(s_, sn); });
@@ -566,6 +574,10 @@ void App::after_render(int fb_w, int fb_h) {
       info << "step " << s_.snap->step << "\n";
       info << "state " << (s_.snap->state == TrainerState::Running ? "running" : s_.snap->state == TrainerState::Paused ? "paused" : "finished") << "\n";
       info << "version " << s_.snap->version << "\n";
+      info << "model " << describe_model(s_.snap->model_config) << ", latent " << s_.snap->model_config.latent << "\n";
+      info << "map " << plane_caption(s_.latent) << "\n";
+      info << "form " << describe_form(s_.training.form) << "\n";
+      if (!s_.snap->log.empty()) info << "log " << s_.snap->log.back().text << "\n";
     }
     info << "fps " << s_.stats.fps << "\n";
     info << "resume_offer " << (s_.autosave.offer_open ? 1 : 0) << "\n";

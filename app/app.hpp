@@ -42,7 +42,6 @@ class App {
   void messages();
   void layout(float top);
   void apply_slot(const char* window);
-  void placeholder(const char* window, const char* text);
   void write_ready_file();
   // Autosave: look for one at launch, the resume modal, acting on its answer once the data is
   // read, the periodic save and the one on exit.

@@ -50,6 +50,10 @@ struct Options {
   int watch_fps = 10;                    // redraws per second for new snapshots without input
 };
 
+// A training step no snapshot has: caches keyed on a snapshot's step (latent_step is −1 before
+// the first encoding) start out with it.
+inline constexpr std::int64_t kNeverStep = -2;
+
 struct Message {
   Severity severity = Severity::Info;
   std::string text;
@@ -69,13 +73,9 @@ struct Throttle {
   void invalidate() { version = std::numeric_limits<std::uint64_t>::max(), last = -1e9; }
 };
 
-struct TrainingPanelState {
-  // live settings (edited here, sent on release; re-synced from the snapshot otherwise)
-  float lr = 1e-3f, beta = 1.0f;
-  int warmup = 0;
-  double hold_until = 0;
-  // model settings form (applied by "Rebuild…" after a confirmation)
-  bool form_synced = false;
+// The fields of the model-settings form, as its widgets edit them (combo indices are the enums'
+// values). Comparable, so the form can tell whether it was edited.
+struct ModelFormFields {
   int latent = 2;
   char hidden[64] = "400";
   int likelihood = 0;
@@ -83,9 +83,30 @@ struct TrainingPanelState {
   int clusters = 10;
   float sigma = 0.1f;
   int batch = 128, samples = 1, seed = 1, threads = 1, binarize = 0;
-  std::string form_error;
-  ModelConfig pending_model;
-  TrainConfig pending_train;
+  bool operator==(const ModelFormFields&) const = default;
+};
+
+// The model-settings form edits a pending configuration. While unedited it follows the running
+// model (loads, rebuilds); once edited it stays as edited until Rebuild or Revert.
+struct ModelForm {
+  ModelFormFields fields;             // what the user sees and edits
+  ModelFormFields running;            // the running model's configuration, as form fields
+  bool filled = false;                // `running` has been read from a snapshot
+  bool edited() const { return filled && !(fields == running); }
+  // What "Rebuild" builds (validated when pressed, shown in the confirmation).
+  ModelConfig requested_model;
+  TrainConfig requested_train;
+  std::string error;                  // why the form cannot be applied
+  // The confirmation's "Save first": log lines after this serial are the trainer's answer.
+  std::optional<std::uint64_t> saved_after_log;
+};
+
+struct TrainingPanelState {
+  // live settings (edited here, sent on release; re-synced from the snapshot otherwise)
+  float lr = 1e-3f, beta = 1.0f;
+  int warmup = 0;
+  double hold_until = 0;
+  ModelForm form;                     // applied by "Rebuild…" after a confirmation
   // files
   char file_path[1024] = "";
   char data_path[1024] = "";
@@ -115,22 +136,25 @@ struct CurvesState {
 };
 
 struct LatentMapState {
-  int mode = 0;  // 0: PCA plane, 1: two chosen dimensions
-  int colour_by = 0;  // 0: the data's labels, 1: the clustering VAE's clusters (argmax p(y|z))
+  enum Mode : int { kPcaPlane, kTwoDims };           // int: ImGui's combo edits it
+  enum ColourBy : int { kByLabel, kByCluster };      // kByCluster: argmax p(y|z) of the clustering VAE
+  int mode = kPcaPlane;
+  int colour_by = kByLabel;
   int dim_x = 0, dim_y = 1;
   Pca2 plane;    // projection: plane = componentsᵀ (z − mean); dims mode uses unit axes, mean 0
   bool plane_valid = false;
   std::uint64_t plane_serial = 0;  // increments whenever the plane changes (caches depend on it)
   // projected codes, refreshed when the snapshot's codes or the plane change
-  std::int64_t codes_step = -2;
-  const void* codes_data = nullptr;
-  int codes_mode = -1, codes_dx = -1, codes_dy = -1, codes_colour = -1;
-  const void* codes_model = nullptr;  // for cluster colours, which depend on the weights
-  std::size_t codes_count = 0;
+  struct CodesKey {                   // what the projected codes were made from (−1: nothing yet)
+    std::int64_t step = kNeverStep;
+    const void* data = nullptr;
+    int mode = -1, dx = -1, dy = -1, colour = -1;
+    std::size_t count = 0;            // how many codes are shown
+  } codes;
   // Clustering VAE with labels: argmax p(y|z) of the display codes scored against their labels,
   // refreshed with the codes (live, every latent refresh), and each cluster's matched label.
-  std::int64_t score_step = -2;
-  const void* score_model = nullptr;
+  std::int64_t score_step = kNeverStep;
+  bool scored = false;                // scored once (with the codes of score_step since)
   float cluster_acc = std::numeric_limits<float>::quiet_NaN();
   float cluster_nmi = std::numeric_limits<float>::quiet_NaN();
   int scored_points = 0, used_clusters = 0;
@@ -146,19 +170,27 @@ struct LatentMapState {
   double view_changed_at = -1e9;      // last pan / zoom / fit step (s)
   double rendered_at = -1e9;          // last time the points were re-rendered (s)
   double cx = 0, cy = 0, half_h = 3;  // centre and half the visible height, plane units
-  double fit_cx = 0, fit_cy = 0, fit_half_w = 3, fit_half_h = 3;  // robust extent of the codes
-  double goal_cx = 0, goal_cy = 0, goal_half_h = -1;  // where auto-fit takes the view (moves in steps)
+  struct Extent {
+    double cx = 0, cy = 0, half_w = 3, half_h = 3;
+  };
+  Extent fit;                         // robust extent of the codes
+  Extent goal{0, 0, 3, -1};           // where auto-fit takes the view (moves in steps; half_h −1: none yet)
   float point_px = 4;
   // interaction
   int hovered = -1;                   // index into the display subset
   enum class Drag { None, Pan, MoveZ } drag = Drag::None;
-  GlImage hover_original, hover_recon;
-  int hover_cached = -1;
-  std::uint64_t hover_version = 0;
+  // The hovered code's test image and reconstruction, for the tooltip.
+  struct HoverImages {
+    GlImage original, recon;
+    int cached = -1;                  // the code they show
+    std::uint64_t version = 0;        // AppState::live_serial they were decoded with
+  } hover_images;
   int hovered_mean = -1;              // clustering VAE: the cluster mean under the mouse
-  GlImage mean_image;                 // its decoded image
-  int mean_cached = -1;
-  std::uint64_t mean_version = 0;
+  struct MeanImage {                  // its decoded image
+    GlImage image;
+    int cached = -1;
+    std::uint64_t version = 0;
+  } mean_image;
 };
 
 struct DecoderState {
@@ -208,51 +240,59 @@ struct SamplesState {
   bool dirty = true;
 };
 
+enum class GapTab { None = -1, Bounds, Posterior, KlPerDim, Aggregate, Estimators };
+
 // The "Gap" window (panel_gap.cpp and its tabs): IWAE vs ELBO, the true posterior of one test
 // image, per-dimension KL, the aggregate posterior, gradient estimators. Long computations run on
 // std::async and are polled each frame; a finished result is kept with the key it was made for.
 struct GapState {
   bool open = true;                   // replaces Interpolation + Manifold in the right column
-  int select_tab = -1;                // a tab to bring forward next frame (0 gap, 1 posterior, …)
+  GapTab select_tab = GapTab::None;   // a tab to bring forward next frame
   // IWAE at epoch ends (sent to the trainer; the app starts with these)
   bool iwae_on = true;
   int iwae_k = 100, iwae_points = 500;
   int sent_k = 100, sent_points = 500;  // what the trainer has (from the command line at start)
-  // true posterior of one test image
-  int post_index = -1;                // test index (−1: the first display point)
-  int resolution = 128;
-  bool zoom = true;                   // frame the posterior, not ±3
-  struct PostKey {
-    const void* model = nullptr;
-    int index = -1, resolution = 0, k = 0;
-    std::uint64_t plane = 0;
-    bool zoom = true;
-    bool operator==(const PostKey&) const = default;
-  };
-  std::future<PosteriorGrid> post_job;
-  PostKey post_job_key, post_key;     // what is running / what `post` shows
-  std::optional<PosteriorGrid> post;
-  std::string post_error;
-  double post_started = 0, post_seconds = 0;
-  GlImage post_heat, post_x, post_recon;
-  // per-dimension KL
-  GlImage kl_heat;
-  std::size_t kl_heat_epochs = 0;
-  const void* kl_heat_model = nullptr;
-  std::int64_t units_step = -2;
+  int resolution = 128;                // the posterior's grid (a saved preference)
+  bool zoom = true;                   // frame the posterior, not ±3 (a saved preference)
+  // The true posterior of one test image.
+  struct Posterior {
+    int index = -1;                   // test index (−1: the first display point)
+    struct Key {
+      std::uint64_t model = 0;        // AppState::model_serial
+      int index = -1, resolution = 0, k = 0;
+      std::uint64_t plane = 0;
+      bool zoom = true;
+      bool operator==(const Key&) const = default;
+    };
+    std::future<PosteriorGrid> job;
+    Key job_key, key;                 // what is running / what `grid` shows
+    std::optional<PosteriorGrid> grid;
+    std::string error;
+    double started = 0, seconds = 0;
+    double finished = -1e9;           // when the last job finished (recomputing for a new model is throttled)
+    GlImage heat, x, recon;
+  } post;
+  // The test-set KL per dimension and epoch, as a texture (redone per epoch and model).
+  struct KlHeat {
+    GlImage image;
+    std::size_t epochs = 0;
+    std::uint64_t model = 0;          // AppState::model_serial
+  } kl_heat;
+  std::int64_t units_step = kNeverStep;
   ActiveUnits units;
-  // aggregate posterior q(z) of the display subset vs the prior
-  std::future<AggregateGrid> agg_job;
-  std::optional<AggregateGrid> agg;
-  const void* agg_model = nullptr;    // of the running job / of `agg`
-  const void* agg_job_model = nullptr;
-  double agg_started = -1e9;
-  GlImage agg_heat, prior_heat;
+  // The aggregate posterior q(z) of the display subset vs the prior.
+  struct Aggregate {
+    std::future<AggregateGrid> job;
+    std::optional<AggregateGrid> grid;
+    std::uint64_t model = 0, job_model = 0;  // AppState::model_serial of `grid` / of the running job
+    double started = -1e9;
+    GlImage heat, prior_heat;
+  } agg;
   // estimators
   bool measure = false;               // mirrors TrainerOptions::measure_estimators (not in the snapshot)
-  std::vector<float> est_x, est_reparam, est_score;
-  // posterior: when the last job finished (recomputing for a new model is throttled)
-  double post_finished = -1e9;
+  struct EstimatorSeries {          // the measurements as plot series (x: step)
+    std::vector<float> x, reparam, score;
+  } est;
 };
 
 // Autosave of the current run (every `minutes`, and on exit) and the offer to resume one found at
@@ -263,7 +303,7 @@ struct AutosaveState {
   AutosaveClock clock;
   bool offer_open = false;                // the modal is showing
   AutosaveInfo offer;
-  int answer = 0;                         // 0: none yet, 1: resume, 2: start fresh
+  enum class Answer { None, Resume, StartFresh } answer = Answer::None;
   std::shared_ptr<const Dataset> parked_data;
 };
 

@@ -58,7 +58,19 @@ class FrameCache {
     std::vector<CmdState> cmds;
     ImVec4 bounds;                // display coordinates (x0, y0, x1, y1)
   };
+  // Display coordinates on the framebuffer's pixel grid.
+  struct PixelGrid {
+    ImVec2 pos, scale;
+    int fb_w, fb_h;
+    ImVec4 snap(const ImVec4& r) const;  // r grown to whole pixels, clamped to the framebuffer
+  };
   void ensure_target(int w, int h);
+  static std::vector<ListState> capture(const ImDrawData& dd, const ImVec4& display);
+  bool find_damage(const std::vector<ListState>& now, std::vector<ImVec4>& damage) const;
+  static void diff_list(const ListState& before, const ListState& now, std::vector<ImVec4>& damage);
+  static std::vector<ImVec4> merged_rects(const std::vector<ImVec4>& damage, const ImVec4& display, const PixelGrid& grid);
+  static void redraw(ImDrawData* dd, const ImVec4& rect, const PixelGrid& grid, ImVec4 clear);
+  void blit_to_window(int fb_w, int fb_h) const;
 
   GLuint fbo_ = 0, tex_ = 0;
   int w_ = 0, h_ = 0;

@@ -7,6 +7,16 @@
 namespace vaelab::app {
 namespace {
 
+// The info log of a shader or a program, read with the matching pair of GL calls.
+template <class GetParameter, class GetLog>
+std::string info_log(GLuint object, GetParameter get_parameter, GetLog get_log) {
+  GLint len = 0;
+  get_parameter(object, GL_INFO_LOG_LENGTH, &len);
+  std::string log(static_cast<std::size_t>(len > 1 ? len : 1), '\0');
+  get_log(object, len, nullptr, log.data());
+  return log.c_str();  // up to the terminating NUL
+}
+
 GLuint compile(GLenum kind, const char* name, const char* src) {
   GLuint s = glCreateShader(kind);
   glShaderSource(s, 1, &src, nullptr);
@@ -14,13 +24,10 @@ GLuint compile(GLenum kind, const char* name, const char* src) {
   GLint ok = 0;
   glGetShaderiv(s, GL_COMPILE_STATUS, &ok);
   if (!ok) {
-    GLint len = 0;
-    glGetShaderiv(s, GL_INFO_LOG_LENGTH, &len);
-    std::string log(static_cast<std::size_t>(len > 1 ? len : 1), '\0');
-    glGetShaderInfoLog(s, len, nullptr, log.data());
+    const std::string log = info_log(s, glGetShaderiv, glGetShaderInfoLog);
     glDeleteShader(s);
     throw std::runtime_error(std::string("shader ") + name + (kind == GL_VERTEX_SHADER ? " (vertex)" : " (fragment)") +
-                             " failed to compile: " + log.c_str());
+                             " failed to compile: " + log);
   }
   return s;
 }
@@ -45,12 +52,9 @@ GLuint build_program(const char* name, const char* vertex_src, const char* fragm
   GLint ok = 0;
   glGetProgramiv(p, GL_LINK_STATUS, &ok);
   if (!ok) {
-    GLint len = 0;
-    glGetProgramiv(p, GL_INFO_LOG_LENGTH, &len);
-    std::string log(static_cast<std::size_t>(len > 1 ? len : 1), '\0');
-    glGetProgramInfoLog(p, len, nullptr, log.data());
+    const std::string log = info_log(p, glGetProgramiv, glGetProgramInfoLog);
     glDeleteProgram(p);
-    throw std::runtime_error(std::string("shader program ") + name + " failed to link: " + log.c_str());
+    throw std::runtime_error(std::string("shader program ") + name + " failed to link: " + log);
   }
   return p;
 }

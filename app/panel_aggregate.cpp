@@ -27,30 +27,27 @@ std::vector<float> top_down(const Eigen::MatrixXf& grid, float max_value) {
 }  // namespace
 
 void draw_aggregate_tab(AppState& state, const Snapshot& snap) {
+  if (!has_plane(snap, "Needs a latent size of at least 2.")) return;
   GapState& g = state.gap;
   const int d = snap.model->latent();
-  if (d < 2) {
-    ImGui::TextDisabled("Needs a latent size of at least 2.");
-    return;
-  }
-  if (g.agg_job.valid() && g.agg_job.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+  if (g.agg.job.valid() && g.agg.job.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
     try {
-      g.agg = g.agg_job.get();
-      g.agg_model = g.agg_job_model;
-      const AggregateGrid& a = *g.agg;
+      g.agg.grid = g.agg.job.get();
+      g.agg.model = g.agg.job_model;
+      const AggregateGrid& a = *g.agg.grid;
       // One scale for both, so that holes and overflows read as colour differences.
       const float top = std::max(a.density.maxCoeff(), a.prior.maxCoeff());
       const int n = static_cast<int>(a.density.rows());
       const std::vector<float> q = top_down(a.density, top), p = top_down(a.prior, top);
       state.note_work('A');
-      g.agg_heat.update(q.data(), n, n);
-      g.prior_heat.update(p.data(), n, n);
+      g.agg.heat.update(q.data(), n, n);
+      g.agg.prior_heat.update(p.data(), n, n);
     } catch (const std::exception& e) {
       state.post(Severity::Error, std::string("Aggregate posterior: ") + e.what());
     }
   }
   const std::size_t count = std::min<std::size_t>(snap.display_indices.size(), kMaxPoints);
-  if (!g.agg_job.valid() && count > 0 && snap.model.get() != g.agg_model && state.now - g.agg_started > 4.0) {
+  if (!g.agg.job.valid() && count > 0 && state.model_serial != g.agg.model && state.now - g.agg.started > 4.0) {
     std::shared_ptr<const Model> model = snap.model;
     std::shared_ptr<const Dataset> data = snap.data;
     std::vector<int> idx(snap.display_indices.begin(), snap.display_indices.begin() + static_cast<long>(count));
@@ -58,9 +55,9 @@ void draw_aggregate_tab(AppState& state, const Snapshot& snap) {
     spec.resolution = 128;  // the window's half-width is chosen from the codes once they are encoded
     const LatentMapState& map = state.latent;
     if (d > 2 && map.plane_valid && map.plane.components.rows() == d) spec.directions = map.plane.components;
-    g.agg_started = state.now;
-    g.agg_job_model = model.get();
-    g.agg_job = std::async(std::launch::async, [model, data, idx, spec] {
+    g.agg.started = state.now;
+    g.agg.job_model = state.model_serial;
+    g.agg.job = std::async(std::launch::async, [model, data, idx, spec] {
       const ImageSet& set = data->test;
       Eigen::MatrixXf x(set.pixels_per_image(), static_cast<Eigen::Index>(idx.size()));
       for (std::size_t j = 0; j < idx.size(); ++j) {
@@ -86,11 +83,11 @@ void draw_aggregate_tab(AppState& state, const Snapshot& snap) {
       return aggregate_posterior_grid(mu, logvar, view, nullptr, pm, pl);
     });
   }
-  if (!g.agg) {
+  if (!g.agg.grid) {
     ImGui::TextDisabled("encoding the display subset…");
     return;
   }
-  const AggregateGrid& a = *g.agg;
+  const AggregateGrid& a = *g.agg.grid;
   ImGui::Text("holes: %.1f%% of the prior's mass where q(z) < 0.1·p(z)", 100 * a.hole_fraction);
   ImGui::SameLine();
   const bool mixture = snap.model->clusters() > 0;
@@ -107,13 +104,13 @@ void draw_aggregate_tab(AppState& state, const Snapshot& snap) {
   const ImVec2 avail = ImGui::GetContentRegionAvail();
   const float side = std::max(48.0f, std::min((avail.x - ImGui::GetStyle().ItemSpacing.x) / 2, avail.y - ImGui::GetTextLineHeightWithSpacing() - 4));
   ImGui::BeginGroup();
-  g.agg_heat.draw(ImVec2(side, side), kViridis);
+  g.agg.heat.draw(ImVec2(side, side), kViridis);
   state.note_rect("aggregate_heat");
   ImGui::TextDisabled("q(z), ±%.1f%s", a.spec.half_width.x(), d == 2 ? "" : " (map plane)");
   ImGui::EndGroup();
   ImGui::SameLine();
   ImGui::BeginGroup();
-  g.prior_heat.draw(ImVec2(side, side), kViridis);
+  g.agg.prior_heat.draw(ImVec2(side, side), kViridis);
   ImGui::TextDisabled(mixture ? "prior: mixture of the K clusters" : "prior N(0, I)");
   ImGui::EndGroup();
 }

@@ -32,6 +32,12 @@ void sync_latent_size(AppState& state, const Snapshot& snap) {
   if (state.samples.eps.rows() != d) state.samples.dirty = true;
 }
 
+bool has_plane(const Snapshot& snap, const char* otherwise) {
+  if (snap.model->latent() >= 2) return true;
+  ImGui::TextDisabled("%s", otherwise);
+  return false;
+}
+
 void decode(const Snapshot& snap, const Eigen::Ref<const Eigen::MatrixXf>& z, Eigen::MatrixXf& images) {
   snap.model->decode_image(z, images);
 }

@@ -106,10 +106,6 @@ void refresh(CurvesState& c, const Snapshot& snap, double now) {
 }  // namespace
 
 void draw_curves(AppState& state, const Snapshot& snap) {
-  if (!ImGui::Begin(kWinCurves)) {
-    ImGui::End();
-    return;
-  }
   CurvesState& c = state.curves;
   ImGui::Checkbox("log", &c.log_y);
   if (ImGui::IsItemHovered()) ImGui::SetTooltip("Log axis: shows −ELBO and −log p(x|z) (positive, lower is better)");
@@ -176,7 +172,6 @@ void draw_curves(AppState& state, const Snapshot& snap) {
   PlotOptions kl = rec;
   kl.title = "KL(q(z|x) ‖ p(z))";
   plot("##kl", ImVec2(half_w, bottom_h), kl, series3(c.d_kl, c.d_kl_s, c.test_kl), markers);
-  ImGui::End();
 }
 
 }  // namespace vaelab::app

@@ -29,11 +29,6 @@ void refresh_order(DecoderState& dec, const Snapshot& snap, double now, bool edi
 }  // namespace
 
 void draw_decoder(AppState& state, const Snapshot& snap) {
-  if (!ImGui::Begin(kWinDecoder)) {
-    ImGui::End();
-    return;
-  }
-  sync_latent_size(state, snap);
   DecoderState& dec = state.decoder;
   const int d = static_cast<int>(dec.z.size());
 
@@ -110,7 +105,6 @@ void draw_decoder(AppState& state, const Snapshot& snap) {
     dec.decoded_version = state.live_serial;
     dec.decoded_z = dec.z;
   }
-  ImGui::End();
 }
 
 }  // namespace vaelab::app

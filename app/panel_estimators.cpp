@@ -29,12 +29,12 @@ void draw_estimators_tab(AppState& state, const Snapshot& snap) {
   if (ImGui::Button("measure now") && state.trainer) state.trainer->measure_estimators_now();
 
   const auto& est = snap.history.estimators;
-  if (g.est_x.size() != est.size() || (!est.empty() && g.est_x.back() != static_cast<float>(est.back().step))) {
-    g.est_x.clear(), g.est_reparam.clear(), g.est_score.clear();
+  if (g.est.x.size() != est.size() || (!est.empty() && g.est.x.back() != static_cast<float>(est.back().step))) {
+    g.est.x.clear(), g.est.reparam.clear(), g.est.score.clear();
     for (const EstimatorRecord& r : est) {
-      g.est_x.push_back(static_cast<float>(r.step));
-      g.est_reparam.push_back(r.reparam_variance);
-      g.est_score.push_back(r.score_variance);
+      g.est.x.push_back(static_cast<float>(r.step));
+      g.est.reparam.push_back(r.reparam_variance);
+      g.est.score.push_back(r.score_variance);
     }
   }
   if (est.empty()) {
@@ -50,8 +50,8 @@ void draw_estimators_tab(AppState& state, const Snapshot& snap) {
   po.x_label = "step";
   po.log_y = true;
   const PlotSeries series[] = {
-      {"reparameterised", g.est_x.data(), g.est_reparam.data(), g.est_x.size(), IM_COL32(86, 180, 233, 255), 1.6f, true},
-      {"score function", g.est_x.data(), g.est_score.data(), g.est_x.size(), IM_COL32(213, 94, 0, 255), 1.6f, true},
+      {"reparameterised", g.est.x.data(), g.est.reparam.data(), g.est.x.size(), IM_COL32(86, 180, 233, 255), 1.6f, true},
+      {"score function", g.est.x.data(), g.est.score.data(), g.est.x.size(), IM_COL32(213, 94, 0, 255), 1.6f, true},
   };
   plot("##estvar", ImVec2(-1, -1), po, series);
 }

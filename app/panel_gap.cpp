@@ -84,17 +84,13 @@ void draw_gap_bounds_tab(AppState& state, const Snapshot& snap) {
 }
 
 void draw_gap(AppState& state, const Snapshot& snap) {
-  if (!ImGui::Begin(kWinGap)) {
-    ImGui::End();
-    return;
-  }
   GapState& g = state.gap;
   if (ImGui::BeginTabBar("##gaptabs")) {
     const char* names[] = {"Bounds", "Posterior", "KL / dim", "Aggregate", "Estimators"};
     void (*draws[])(AppState&, const Snapshot&) = {draw_gap_bounds_tab, draw_posterior_tab, draw_kl_tab,
                                                    draw_aggregate_tab, draw_estimators_tab};
     for (int t = 0; t < 5; ++t) {
-      const ImGuiTabItemFlags flags = g.select_tab == t ? ImGuiTabItemFlags_SetSelected : 0;
+      const ImGuiTabItemFlags flags = g.select_tab == static_cast<GapTab>(t) ? ImGuiTabItemFlags_SetSelected : 0;
       const bool open = ImGui::BeginTabItem(names[t], nullptr, flags);
       char rect[32];
       std::snprintf(rect, sizeof rect, "gap_tab%d", t);
@@ -104,10 +100,9 @@ void draw_gap(AppState& state, const Snapshot& snap) {
         ImGui::EndTabItem();
       }
     }
-    g.select_tab = -1;
+    g.select_tab = GapTab::None;
     ImGui::EndTabBar();
   }
-  ImGui::End();
 }
 
 }  // namespace vaelab::app

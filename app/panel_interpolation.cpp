@@ -29,31 +29,19 @@ void default_endpoints(InterpolationState& in, const Snapshot& snap) {
   ++in.ab_serial;
 }
 
-}  // namespace
-
-void draw_interpolation(AppState& state, const Snapshot& snap) {
-  if (!ImGui::Begin(kWinInterpolation)) {
-    ImGui::End();
-    return;
-  }
-  sync_latent_size(state, snap);
-  InterpolationState& in = state.interp;
-  default_endpoints(in, snap);
-  DecoderState& dec = state.decoder;
-
-  if (ImGui::SmallButton("A ← z")) {
-    in.a = dec.z;
-    in.has_a = true;
-    ++in.ab_serial;
-  }
-  if (ImGui::IsItemHovered()) ImGui::SetTooltip("Set A to the decoder's z (or click the latent map)");
+// A ← z, B ← z, swap, z ← t, the number of frames and t.
+void draw_controls(InterpolationState& in, DecoderState& dec) {
+  auto take_z = [&](const char* label, Eigen::VectorXf& end, bool& has, const char* tip) {
+    if (ImGui::SmallButton(label)) {
+      end = dec.z;
+      has = true;
+      ++in.ab_serial;
+    }
+    if (ImGui::IsItemHovered()) ImGui::SetTooltip("%s", tip);
+  };
+  take_z("A ← z", in.a, in.has_a, "Set A to the decoder's z (or click the latent map)");
   ImGui::SameLine();
-  if (ImGui::SmallButton("B ← z")) {
-    in.b = dec.z;
-    in.has_b = true;
-    ++in.ab_serial;
-  }
-  if (ImGui::IsItemHovered()) ImGui::SetTooltip("Set B to the decoder's z (or shift-click the latent map)");
+  take_z("B ← z", in.b, in.has_b, "Set B to the decoder's z (or shift-click the latent map)");
   ImGui::SameLine();
   if (ImGui::SmallButton("Swap")) {
     std::swap(in.a, in.b);
@@ -69,15 +57,13 @@ void draw_interpolation(AppState& state, const Snapshot& snap) {
 
   ImGui::SetNextItemWidth(-ImGui::CalcTextSize("t").x - ImGui::GetStyle().ItemInnerSpacing.x);
   ImGui::SliderFloat("t", &in.t, 0.0f, 1.0f, "t = %.2f");
+}
 
-  if (!in.has_a || !in.has_b || in.a.size() != dec.z.size() || !snap.model) {
-    ImGui::TextDisabled("Click the latent map to set A, shift-click to set B.");
-    ImGui::End();
-    return;
-  }
-
+// The strips (a few times a second with new weights, at once when A, B or N change) and the
+// images at t (when t, A, B or the weights change).
+void refresh_images(AppState& state, const Snapshot& snap) {
+  InterpolationState& in = state.interp;
   const int h = snap.model_config.image_h, w = snap.model_config.image_w;
-  // Strips: refreshed with new weights a few times a second, at once when A, B or N change.
   const bool strips_stale = in.strips_ab != in.ab_serial || in.strips_frames != in.frames;
   if (strips_stale) in.strips.invalidate();
   if (state.heavy_due(in.strips, 0.25, strips_stale)) {
@@ -109,7 +95,12 @@ void draw_interpolation(AppState& state, const Snapshot& snap) {
     in.at_t_ab = in.ab_serial;
     in.at_t_version = state.live_serial;
   }
+}
 
+// One row per path: the image at t, then the strip with t marked.
+void draw_rows(AppState& state, const Snapshot& snap) {
+  InterpolationState& in = state.interp;
+  const int w = snap.model_config.image_w;
   const ImVec2 avail = ImGui::GetContentRegionAvail();
   const float spacing = ImGui::GetStyle().ItemSpacing.y;
   const float line_h = ImGui::GetFrameHeightWithSpacing();  // the label rows hold small buttons
@@ -140,7 +131,20 @@ void draw_interpolation(AppState& state, const Snapshot& snap) {
   };
   row("linear (lerp)", in.lerp_at_t, in.lerp_strip, "interpolation-lerp");
   row("spherical (slerp)", in.slerp_at_t, in.slerp_strip, "interpolation-slerp");
-  ImGui::End();
+}
+
+}  // namespace
+
+void draw_interpolation(AppState& state, const Snapshot& snap) {
+  InterpolationState& in = state.interp;
+  default_endpoints(in, snap);
+  draw_controls(in, state.decoder);
+  if (!in.has_a || !in.has_b || in.a.size() != state.decoder.z.size() || !snap.model) {
+    ImGui::TextDisabled("Click the latent map to set A, shift-click to set B.");
+    return;
+  }
+  refresh_images(state, snap);
+  draw_rows(state, snap);
 }
 
 }  // namespace vaelab::app

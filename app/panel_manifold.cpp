@@ -12,11 +12,6 @@
 namespace vaelab::app {
 
 void draw_manifold(AppState& state, const Snapshot& snap) {
-  if (!ImGui::Begin(kWinManifold)) {
-    ImGui::End();
-    return;
-  }
-  sync_latent_size(state, snap);
   ManifoldState& mf = state.manifold;
   const LatentMapState& map = state.latent;
   DecoderState& dec = state.decoder;
@@ -26,7 +21,7 @@ void draw_manifold(AppState& state, const Snapshot& snap) {
   export_png_button(state, "PNG", mf.grid, "manifold");
   ImGui::SameLine();
   const int d = static_cast<int>(dec.z.size());
-  if (map.mode == 1 && d >= 2) ImGui::TextDisabled("z%d across, z%d up", map.dim_x + 1, map.dim_y + 1);
+  if (map.mode == LatentMapState::kTwoDims && d >= 2) ImGui::TextDisabled("z%d across, z%d up", map.dim_x + 1, map.dim_y + 1);
   else ImGui::TextDisabled("PCA plane (±1.6 sd)");
   help_marker("Images decoded on a grid over the latent map's plane (Φ⁻¹ of evenly spaced "
               "probabilities). Other dimensions follow the decoder's z. Click a tile to send its z "
@@ -34,10 +29,9 @@ void draw_manifold(AppState& state, const Snapshot& snap) {
 
   if (!snap.model || d == 0 || !map.plane_valid || map.plane.mean.size() != d) {
     ImGui::TextDisabled("waiting for the latent map…");
-    ImGui::End();
     return;
   }
-  const bool pca = map.mode == 0;
+  const bool pca = map.mode == LatentMapState::kPcaPlane;
   const Eigen::VectorXf base = pca ? map.plane.mean : dec.z;
   // Rebuild with new weights a few times a second; at once when n, the plane or the base change.
   const bool stale = mf.built_n != mf.n || mf.built_plane != map.plane_serial || mf.built_base.size() != base.size() ||
@@ -91,7 +85,6 @@ void draw_manifold(AppState& state, const Snapshot& snap) {
     ImGui::SetTooltip("%s\nclick: send to the decoder", text.c_str());
     if (ImGui::IsItemClicked()) dec.z = z;
   }
-  ImGui::End();
 }
 
 }  // namespace vaelab::app

@@ -12,8 +12,6 @@
 namespace vaelab::app {
 namespace {
 
-const ImVec4 kWarn(1.0f, 0.8f, 0.35f, 1.0f);
-
 // Heat map values: rows top-down (grid row iy = 0 is the lowest v), scaled to [0, 1] by the maximum.
 std::vector<float> top_down(const Eigen::MatrixXf& grid, float max_value) {
   const int n = static_cast<int>(grid.rows());
@@ -25,28 +23,28 @@ std::vector<float> top_down(const Eigen::MatrixXf& grid, float max_value) {
 }
 
 void poll(GapState& g, const Snapshot& snap, double now) {
-  if (!g.post_job.valid() || g.post_job.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return;
-  g.post_key = g.post_job_key;
-  g.post_finished = now;
-  g.post_seconds = now - g.post_started;
+  if (!g.post.job.valid() || g.post.job.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return;
+  g.post.key = g.post.job_key;
+  g.post.finished = now;
+  g.post.seconds = now - g.post.started;
   try {
-    g.post = g.post_job.get();
-    g.post_error.clear();
-    const PosteriorGrid& p = *g.post;
+    g.post.grid = g.post.job.get();
+    g.post.error.clear();
+    const PosteriorGrid& p = *g.post.grid;
     const int n = static_cast<int>(p.density.rows());
     const std::vector<float> heat = top_down(p.density, p.density.maxCoeff());
-    g.post_heat.update(heat.data(), n, n);
+    g.post.heat.update(heat.data(), n, n);
     const ImageSet& test = snap.data->test;
-    if (g.post_key.index >= 0 && g.post_key.index < test.count) {
-      g.post_x.update_bytes(test.image(g.post_key.index), test.width, test.height);
+    if (g.post.key.index >= 0 && g.post.key.index < test.count) {
+      g.post.x.update_bytes(test.image(g.post.key.index), test.width, test.height);
       Eigen::MatrixXf img;
       // The model may have moved on since; the reconstruction is the current one of q's mean.
       decode(snap, p.q_mu, img);
-      g.post_recon.update(img.data(), test.width, test.height);
+      g.post.recon.update(img.data(), test.width, test.height);
     }
   } catch (const std::exception& e) {
-    g.post.reset();
-    g.post_error = e.what();
+    g.post.grid.reset();
+    g.post.error = e.what();
   }
 }
 
@@ -64,19 +62,12 @@ void ellipse(ImDrawList* dl, const Ellipse& e, ImVec2 p0, ImVec2 p1, const GridS
   dl->AddPolyline(pts, 64, col, ImDrawFlags_Closed, thick);
 }
 
-}  // namespace
-
-void draw_posterior_tab(AppState& state, const Snapshot& snap) {
-  GapState& g = state.gap;
-  const int d = snap.model->latent();
-  if (d < 2) {
-    ImGui::TextDisabled("The true posterior is shown on a plane: it needs a latent size of at least 2.");
-    return;
-  }
-  if (g.post_index < 0 && !snap.display_indices.empty()) g.post_index = snap.display_indices[0];
+// The test image, the grid's resolution and zoom.
+void draw_posterior_controls(GapState& g, const Snapshot& snap) {
+  if (g.post.index < 0 && !snap.display_indices.empty()) g.post.index = snap.display_indices[0];
   ImGui::SetNextItemWidth(ImGui::GetFontSize() * 6);
-  ImGui::InputInt("test #", &g.post_index, 1, 10);
-  g.post_index = std::clamp(g.post_index, 0, std::max(0, snap.data->test.count - 1));
+  ImGui::InputInt("test #", &g.post.index, 1, 10);
+  g.post.index = std::clamp(g.post.index, 0, std::max(0, snap.data->test.count - 1));
   ImGui::SameLine();
   ImGui::SetNextItemWidth(ImGui::GetFontSize() * 6);
   ImGui::SliderInt("grid", &g.resolution, 32, 512, "%d²");
@@ -90,33 +81,38 @@ void draw_posterior_tab(AppState& state, const Snapshot& snap) {
               "log p(x) by quadrature, KL(q ‖ p(z|x)) from the normalised cell masses.\n"
               "For a latent size > 2 the grid is the latent map's plane through q's mean: a slice\n"
               "(conditional densities), so its KL is not the gap.");
+}
 
+// Starts computing the grid for what the controls ask (off the UI thread) unless it is shown or
+// running already.
+void start_posterior_job(AppState& state, const Snapshot& snap) {
+  GapState& g = state.gap;
+  const int d = snap.model->latent();
   // The plane: exact for d = 2; otherwise the latent map's (PCA or two dims).
   const LatentMapState& map = state.latent;
   GridSpec base;
   base.resolution = g.resolution;
   const bool use_plane = d > 2 && map.plane_valid && map.plane.components.rows() == d;
   if (use_plane) base.directions = map.plane.components;
-  const GapState::PostKey key{snap.model.get(), g.post_index, g.resolution, g.iwae_k, use_plane ? map.plane_serial : 0, g.zoom};
+  const GapState::Posterior::Key key{state.model_serial, g.post.index, g.resolution, g.iwae_k, use_plane ? map.plane_serial : 0, g.zoom};
 
-  poll(g, snap, state.now);
-  if (!g.post_job.valid() && !(key == g.post_key)) {
+  if (!g.post.job.valid() && !(key == g.post.key)) {
     // A new model alone (training runs on) is followed at most every few seconds: each grid costs
     // n² decodes on a core the trainer would like to have.
-    GapState::PostKey same_but_model = key;
-    same_but_model.model = g.post_key.model;
-    same_but_model.plane = g.post_key.plane;
-    const bool only_model = same_but_model == g.post_key;
-    if (!only_model || state.now - g.post_finished > 5.0) {
+    GapState::Posterior::Key same_but_model = key;
+    same_but_model.model = g.post.key.model;
+    same_but_model.plane = g.post.key.plane;
+    const bool only_model = same_but_model == g.post.key;
+    if (!only_model || state.now - g.post.finished > 5.0) {
       std::shared_ptr<const Model> model = snap.model;
-      Eigen::MatrixXf x = test_image(snap, g.post_index);
+      Eigen::MatrixXf x = test_image(snap, g.post.index);
       GapOptions opt;
       opt.iwae_k = g.iwae_k;
-      opt.seed = static_cast<std::uint64_t>(g.post_index) + 1;
-      g.post_job_key = key;
-      g.post_started = state.now;
+      opt.seed = static_cast<std::uint64_t>(g.post.index) + 1;
+      g.post.job_key = key;
+      g.post.started = state.now;
       const bool zoom = g.zoom;
-      g.post_job = std::async(std::launch::async, [model, x, base, opt, zoom] {
+      g.post.job = std::async(std::launch::async, [model, x, base, opt, zoom] {
         Eigen::MatrixXf mu, logvar;
         model->encode(x, mu, logvar);
         const Eigen::VectorXf sigma = (0.5f * logvar.col(0).array()).exp();
@@ -141,19 +137,16 @@ void draw_posterior_tab(AppState& state, const Snapshot& snap) {
       });
     }
   }
-  if (!g.post_error.empty()) ImGui::TextColored(ImVec4(1, 0.45f, 0.45f, 1), "%s", g.post_error.c_str());
-  if (!g.post) {
-    if (g.post_error.empty()) ImGui::TextDisabled("computing the posterior grid… %.1f s", state.now - g.post_started);
-    return;
-  }
-  const PosteriorGrid& p = *g.post;
+}
 
-  // ---- heat map with q's ellipses, and the image / reconstruction beside it ----
+// The heat map of p(z|x) with q's ellipses, the image and its reconstruction beside it.
+void draw_posterior_view(AppState& state, const PosteriorGrid& p) {
+  GapState& g = state.gap;
   const ImVec2 avail = ImGui::GetContentRegionAvail();
   const float line = ImGui::GetTextLineHeightWithSpacing();
   const float side_w = std::max(60.0f, avail.x * 0.24f);
   const float heat = std::max(64.0f, std::min(avail.x - side_w - ImGui::GetStyle().ItemSpacing.x, avail.y - 6.5f * line));
-  g.post_heat.draw(ImVec2(heat, heat), kViridis);
+  g.post.heat.draw(ImVec2(heat, heat), kViridis);
   const ImVec2 p0 = ImGui::GetItemRectMin(), p1 = ImGui::GetItemRectMax();
   state.note_rect("posterior_heat");
   ImDrawList* dl = ImGui::GetWindowDrawList();
@@ -169,21 +162,23 @@ void draw_posterior_tab(AppState& state, const Snapshot& snap) {
   }
   ImGui::SameLine();
   ImGui::BeginGroup();
-  const ImVec2 img = g.post_x.fit(ImVec2(side_w, side_w));
-  g.post_x.draw(img, state.colormap);
-  ImGui::TextDisabled("x (#%d)", g.post_key.index);
-  g.post_recon.draw(img, state.colormap);
+  const ImVec2 img = g.post.x.fit(ImVec2(side_w, side_w));
+  g.post.x.draw(img, state.colormap);
+  ImGui::TextDisabled("x (#%d)", g.post.key.index);
+  g.post.recon.draw(img, state.colormap);
   ImGui::TextDisabled("recon. of μ");
   ImGui::TextDisabled("%d² cells", static_cast<int>(p.density.rows()));
-  if (g.post_job.valid()) ImGui::TextDisabled("updating…");  // the next model's grid, in the background
-  else ImGui::TextDisabled("%.1f s", g.post_seconds);
+  if (g.post.job.valid()) ImGui::TextDisabled("updating…");  // the next model's grid, in the background
+  else ImGui::TextDisabled("%.1f s", g.post.seconds);
   ImGui::EndGroup();
   ImGui::TextDisabled("u ∈ [%.2f, %.2f]  v ∈ [%.2f, %.2f]%s", p.spec.center.x() - p.spec.half_width.x(),
                       p.spec.center.x() + p.spec.half_width.x(), p.spec.center.y() - p.spec.half_width.y(),
                       p.spec.center.y() + p.spec.half_width.y(), p.exact ? "  (z₁, z₂)" : "  (plane through μ)");
+}
 
-  // ---- the numbers ----
-  ImGui::Text("ELBO %.2f ± %.2f    IWAE_%d %.2f", p.elbo, p.elbo_se, g.post_key.k, p.iwae);
+// ELBO, IWAE, log p(x) and the KL, exact in 2-d, of a slice otherwise.
+void draw_posterior_numbers(const GapState& g, const PosteriorGrid& p) {
+  ImGui::Text("ELBO %.2f ± %.2f    IWAE_%d %.2f", p.elbo, p.elbo_se, g.post.key.k, p.iwae);
   if (p.exact) {
     ImGui::Text("log p(x) %.2f (quadrature)    IWAE − ELBO %.3f", p.log_px, p.iwae - p.elbo);
     ImGui::Text("KL(q ‖ p(z|x)) %.3f (grid)    log p(x) − ELBO %.3f", p.kl_grid, p.gap_check);
@@ -193,7 +188,24 @@ void draw_posterior_tab(AppState& state, const Snapshot& snap) {
     ImGui::TextDisabled("slice: log ∫ p(x, z₀+Uu) du %.2f, KL of the conditionals %.3f", p.log_px, p.kl_grid);
   }
   if (p.edge_mass > 1e-3)
-    ImGui::TextColored(kWarn, "%.1e of the posterior mass lies on the grid's edge: the window cuts it", p.edge_mass);
+    ImGui::TextColored(kWarningColour, "%.1e of the posterior mass lies on the grid's edge: the window cuts it", p.edge_mass);
+}
+
+}  // namespace
+
+void draw_posterior_tab(AppState& state, const Snapshot& snap) {
+  if (!has_plane(snap, "The true posterior is shown on a plane: it needs a latent size of at least 2.")) return;
+  GapState& g = state.gap;
+  draw_posterior_controls(g, snap);
+  poll(g, snap, state.now);
+  start_posterior_job(state, snap);
+  if (!g.post.error.empty()) ImGui::TextColored(kErrorColour, "%s", g.post.error.c_str());
+  if (!g.post.grid) {
+    if (g.post.error.empty()) ImGui::TextDisabled("computing the posterior grid… %.1f s", state.now - g.post.started);
+    return;
+  }
+  draw_posterior_view(state, *g.post.grid);
+  draw_posterior_numbers(g, *g.post.grid);
 }
 
 }  // namespace vaelab::app

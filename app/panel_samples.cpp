@@ -8,19 +8,30 @@
 #include "core/model.hpp"
 
 namespace vaelab::app {
+namespace {
+
+// Beside a grid's title: a button that draws a new set (bumping `seed`) and a PNG export; below,
+// the grid.
+void draw_grid(AppState& state, const char* redraw, std::uint64_t& seed, const char* png_label, GlImage& image,
+               const char* stem, ImVec2 size) {
+  ImGui::SameLine();
+  if (ImGui::SmallButton(redraw)) {
+    ++seed;
+    state.samples.dirty = true;
+  }
+  ImGui::SameLine();
+  export_png_button(state, png_label, image, stem);
+  image.draw(image.fit(size), state.colormap);
+}
+
+}  // namespace
 
 void draw_samples(AppState& state, const Snapshot& snap) {
-  if (!ImGui::Begin(kWinSamples)) {
-    ImGui::End();
-    return;
-  }
-  sync_latent_size(state, snap);
   SamplesState& s = state.samples;
   const int d = snap.model ? snap.model->latent() : 0;
   const ImageSet& test = snap.data->test;
   if (d == 0 || test.count == 0) {
     ImGui::TextDisabled("waiting for a model…");
-    ImGui::End();
     return;
   }
   // The clustering VAE's prior is a mixture: one column per cluster y, z ~ N(μ_y, σ_y²).
@@ -80,25 +91,9 @@ void draw_samples(AppState& state, const Snapshot& snap) {
 
   ImGui::TextUnformatted(K > 0 ? "Prior samples by cluster" : "Prior samples");
   if (K > 0 && ImGui::IsItemHovered()) ImGui::SetTooltip("Column y: z ~ N(μ_y, σ_y²), the clustering VAE's prior for cluster y");
-  ImGui::SameLine();
-  if (ImGui::SmallButton("Resample")) {
-    ++s.prior_seed;
-    s.dirty = true;
-  }
-  ImGui::SameLine();
-  export_png_button(state, "PNG##prior", s.prior, "samples");
-  s.prior.draw(s.prior.fit(ImVec2(avail.x, prior_h)), state.colormap);
-
+  draw_grid(state, "Resample", s.prior_seed, "PNG##prior", s.prior, "samples", ImVec2(avail.x, prior_h));
   ImGui::TextUnformatted("Test images, reconstructions");
-  ImGui::SameLine();
-  if (ImGui::SmallButton("Shuffle")) {
-    ++s.pick_seed;
-    s.dirty = true;
-  }
-  ImGui::SameLine();
-  export_png_button(state, "PNG##recon", s.recon_pairs, "reconstructions");
-  s.recon_pairs.draw(s.recon_pairs.fit(ImVec2(avail.x, img_h - prior_h)), state.colormap);
-  ImGui::End();
+  draw_grid(state, "Shuffle", s.pick_seed, "PNG##recon", s.recon_pairs, "reconstructions", ImVec2(avail.x, img_h - prior_h));
 }
 
 }  // namespace vaelab::app

@@ -7,10 +7,11 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <sstream>
 #include <thread>
+#include <type_traits>
 
 #include "app/panels.hpp"
+#include "core/autosave.hpp"
 #include "core/error.hpp"
 
 namespace vaelab::app {
@@ -30,28 +31,74 @@ std::string with_commas(long long v) {
   return out;
 }
 
-bool same_structure(const TrainConfig& a, const TrainConfig& b) {
-  return a.batch == b.batch && a.samples == b.samples && a.seed == b.seed && a.threads == b.threads &&
-         a.binarize == b.binarize;
+std::string hidden_text(const std::vector<int>& hidden) {
+  std::string h;
+  for (std::size_t i = 0; i < hidden.size(); ++i) h += (i ? ", " : "") + std::to_string(hidden[i]);
+  return h;
 }
 
-void sync_form(TrainingPanelState& t, const ModelConfig& m, const TrainConfig& c) {
-  t.latent = m.latent;
-  std::string h;
-  for (std::size_t i = 0; i < m.hidden.size(); ++i) h += (i ? ", " : "") + std::to_string(m.hidden[i]);
-  std::snprintf(t.hidden, sizeof t.hidden, "%s", h.c_str());
-  t.likelihood = static_cast<int>(m.likelihood);
-  t.family = static_cast<int>(m.family);
-  t.clusters = m.clusters;
-  t.sigma = m.gaussian_sigma;
-  t.batch = c.batch;
-  t.samples = c.samples;
-  t.seed = static_cast<int>(c.seed);
-  t.threads = c.threads;
-  t.binarize = static_cast<int>(c.binarize);
-  t.pending_model = m;
-  t.pending_train = c;
-  t.form_synced = true;
+// The form's numeric fields and the configuration fields they edit, pair by pair, for both
+// directions (hidden and seed need conversions of their own).
+template <class Visit>
+void each_field_pair(ModelFormFields& f, ModelConfig& m, TrainConfig& c, Visit&& visit) {
+  visit(f.latent, m.latent);
+  visit(f.likelihood, m.likelihood);
+  visit(f.family, m.family);
+  visit(f.clusters, m.clusters);
+  visit(f.sigma, m.gaussian_sigma);
+  visit(f.batch, c.batch);
+  visit(f.samples, c.samples);
+  visit(f.threads, c.threads);
+  visit(f.binarize, c.binarize);
+}
+
+ModelFormFields form_fields(ModelConfig m, TrainConfig c) {
+  ModelFormFields f;
+  each_field_pair(f, m, c, [](auto& field, const auto& config) { field = static_cast<std::decay_t<decltype(field)>>(config); });
+  std::snprintf(f.hidden, sizeof f.hidden, "%s", hidden_text(m.hidden).c_str());
+  f.seed = static_cast<int>(c.seed);
+  return f;
+}
+
+// The form's fields over the running configuration (image size, lr, β … stay). Throws
+// vaelab::Error, naming the field, when they do not make a valid model.
+void apply_form(ModelFormFields f, ModelConfig& m, TrainConfig& c) {
+  std::string error;
+  if (!parse_hidden(f.hidden, m.hidden, error)) throw Error(error);
+  each_field_pair(f, m, c, [](const auto& field, auto& config) { config = static_cast<std::decay_t<decltype(config)>>(field); });
+  c.seed = static_cast<std::uint64_t>(std::max(f.seed, 0));
+  validate(m);
+  validate(c);
+}
+
+// Track the running model: an unedited form shows it, an edited one keeps its edits.
+void follow_running_model(ModelForm& form, const Snapshot& snap) {
+  const ModelFormFields running = form_fields(snap.model_config, snap.train_config);
+  if (form.filled && running == form.running) return;
+  if (!form.edited()) form.fields = running;
+  form.running = running;
+  form.filled = true;
+}
+
+std::string describe_run(const ModelConfig& m, const TrainConfig& c) {
+  return describe_model(m) + " · batch " + std::to_string(c.batch);
+}
+
+ImVec4 log_colour(Severity s) {
+  return s == Severity::Error ? kErrorColour : s == Severity::Warning ? kWarningColour : ImGui::GetStyleColorVec4(ImGuiCol_Text);
+}
+
+// A combo whose entries leave their rectangles for scripts: <rect>, <rect>_0, <rect>_1, …
+void choice(AppState& state, const char* id, int& value, const char* const* names, int count, const char* rect) {
+  if (!ImGui::BeginCombo(id, names[std::clamp(value, 0, count - 1)])) {
+    state.note_rect(rect);  // the closed combo (an open one is recorded from before it opened)
+    return;
+  }
+  for (int k = 0; k < count; ++k) {
+    if (ImGui::Selectable(names[k], k == value)) value = k;
+    state.note_rect((std::string(rect) + "_" + std::to_string(k)).c_str());
+  }
+  ImGui::EndCombo();
 }
 
 void draw_controls(AppState& state, const Snapshot* snap) {
@@ -159,122 +206,158 @@ void draw_live_settings(AppState& state, const Snapshot* snap) {
   }
 }
 
-void draw_model_form(AppState& state, const Snapshot* snap) {
-  TrainingPanelState& t = state.training;
-  if (snap && (!t.form_synced || !(snap->model_config == t.pending_model) || !same_structure(snap->train_config, t.pending_train)))
-    sync_form(t, snap->model_config, snap->train_config);
+void draw_form_fields(AppState& state, ModelFormFields& f) {
   // Two label/field pairs per row keeps the form short enough to leave room for the log.
   const float label_x = ImGui::GetFontSize() * 3.6f + ImGui::GetStyle().WindowPadding.x;
   ImGui::AlignTextToFramePadding();
   ImGui::TextUnformatted("model");
   ImGui::SameLine(label_x);
-  if (t.family == 2) {
+  if (f.family == static_cast<int>(ModelFamily::Gmvae)) {
     ImGui::SetNextItemWidth(ImGui::GetContentRegionAvail().x - ImGui::GetFontSize() * 4.0f);
-    ImGui::Combo("##family", &t.family, kFamilies, 3);
+    choice(state, "##family", f.family, kFamilies, 3, "form_family");
     ImGui::SameLine();
     ImGui::SetNextItemWidth(-FLT_MIN);
-    ImGui::InputInt("##clusters", &t.clusters, 0);
+    ImGui::InputInt("##clusters", &f.clusters, 0);
     if (ImGui::IsItemHovered()) ImGui::SetTooltip("Clusters K (categories of y)");
-    t.clusters = std::clamp(t.clusters, 1, 1000);
+    f.clusters = std::clamp(f.clusters, 1, 1000);
   } else {
     ImGui::SetNextItemWidth(-FLT_MIN);
-    ImGui::Combo("##family", &t.family, kFamilies, 3);
+    choice(state, "##family", f.family, kFamilies, 3, "form_family");
   }
   ImGui::AlignTextToFramePadding();
   ImGui::TextUnformatted("p(x|z)");
   if (ImGui::IsItemHovered()) ImGui::SetTooltip("The decoder's likelihood");
   ImGui::SameLine(label_x);
   ImGui::SetNextItemWidth(-FLT_MIN);
-  ImGui::Combo("##lik", &t.likelihood, kLikelihoods, 3);
+  ImGui::Combo("##lik", &f.likelihood, kLikelihoods, 3);
   const ImGuiTableFlags flags = ImGuiTableFlags_SizingStretchProp | ImGuiTableFlags_NoSavedSettings;
-  if (ImGui::BeginTable("model_form", 4, flags)) {
-    const float fs = ImGui::GetFontSize();
-    ImGui::TableSetupColumn("l1", ImGuiTableColumnFlags_WidthFixed, fs * 3.6f);
-    ImGui::TableSetupColumn("f1", ImGuiTableColumnFlags_WidthStretch, 1.0f);
-    ImGui::TableSetupColumn("l2", ImGuiTableColumnFlags_WidthFixed, fs * 4.3f);
-    ImGui::TableSetupColumn("f2", ImGuiTableColumnFlags_WidthStretch, 1.2f);
-    auto label = [](const char* text, const char* tip = nullptr) {
-      ImGui::TableNextColumn();
-      ImGui::AlignTextToFramePadding();
-      ImGui::TextUnformatted(text);
-      if (tip && ImGui::IsItemHovered()) ImGui::SetTooltip("%s", tip);
-      ImGui::TableNextColumn();
-      ImGui::SetNextItemWidth(-FLT_MIN);
-    };
-    label("latent");
-    ImGui::InputInt("##latent", &t.latent, 0);
-    t.latent = std::clamp(t.latent, 1, 256);
-    label("hidden", "Encoder widths, comma separated (e.g. 400 or 512, 256). The decoder mirrors them.");
-    ImGui::InputText("##hidden", t.hidden, sizeof t.hidden);
-    label("batch");
-    ImGui::InputInt("##batch", &t.batch, 0);
-    label("samples L", "Monte-Carlo samples of z per image");
-    ImGui::InputInt("##samples", &t.samples, 0);
-    label("seed");
-    ImGui::InputInt("##seed", &t.seed, 0);
-    label("threads", "Worker threads for the training step (the batch is split across them). On a 2-core "
-                     "machine 2 measured best, for training speed and for the window alike.");
-    ImGui::InputInt("##threads", &t.threads, 0);
-    label("binarize", "Binarize the training images: never, once (static) or every batch (dynamic)");
-    ImGui::Combo("##binarize", &t.binarize, kBinarize, 3);
-    label("σ", "Fixed decoder standard deviation (Gaussian, fixed σ only)");
-    ImGui::BeginDisabled(t.likelihood != 1);
-    ImGui::InputFloat("##sigma", &t.sigma, 0, 0, "%.3f");
-    ImGui::EndDisabled();
-    ImGui::EndTable();
+  if (!ImGui::BeginTable("model_form", 4, flags)) return;
+  const float fs = ImGui::GetFontSize();
+  ImGui::TableSetupColumn("l1", ImGuiTableColumnFlags_WidthFixed, fs * 3.6f);
+  ImGui::TableSetupColumn("f1", ImGuiTableColumnFlags_WidthStretch, 1.0f);
+  ImGui::TableSetupColumn("l2", ImGuiTableColumnFlags_WidthFixed, fs * 4.3f);
+  ImGui::TableSetupColumn("f2", ImGuiTableColumnFlags_WidthStretch, 1.2f);
+  auto label = [](const char* text, const char* tip = nullptr) {
+    ImGui::TableNextColumn();
+    ImGui::AlignTextToFramePadding();
+    ImGui::TextUnformatted(text);
+    if (tip && ImGui::IsItemHovered()) ImGui::SetTooltip("%s", tip);
+    ImGui::TableNextColumn();
+    ImGui::SetNextItemWidth(-FLT_MIN);
+  };
+  label("latent");
+  ImGui::InputInt("##latent", &f.latent, 0);
+  state.note_rect("form_latent");
+  f.latent = std::clamp(f.latent, 1, 256);
+  label("hidden", "Encoder widths, comma separated (e.g. 400 or 512, 256). The decoder mirrors them.");
+  ImGui::InputText("##hidden", f.hidden, sizeof f.hidden);
+  label("batch");
+  ImGui::InputInt("##batch", &f.batch, 0);
+  label("samples L", "Monte-Carlo samples of z per image");
+  ImGui::InputInt("##samples", &f.samples, 0);
+  label("seed");
+  ImGui::InputInt("##seed", &f.seed, 0);
+  label("threads", "Worker threads for the training step (the batch is split across them); "
+                   "on a 2-core machine 2 suits training and the window alike.");
+  ImGui::InputInt("##threads", &f.threads, 0);
+  label("binarize", "Binarize the training images: never, once (static) or every batch (dynamic)");
+  ImGui::Combo("##binarize", &f.binarize, kBinarize, 3);
+  label("σ", "Fixed decoder standard deviation (Gaussian, fixed σ only)");
+  ImGui::BeginDisabled(f.likelihood != static_cast<int>(Likelihood::GaussianFixed));
+  ImGui::InputFloat("##sigma", &f.sigma, 0, 0, "%.3f");
+  ImGui::EndDisabled();
+  ImGui::EndTable();
+}
+
+// The confirmation: what will be built, what is lost, and a chance to save the run first.
+void draw_rebuild_confirmation(AppState& state, const Snapshot* snap) {
+  ModelForm& form = state.training.form;
+  ImGui::SetNextWindowSizeConstraints(ImVec2(0, 0), ImVec2(ImGui::GetFontSize() * 34, FLT_MAX));
+  if (!ImGui::BeginPopupModal("Rebuild the model?", nullptr, ImGuiWindowFlags_AlwaysAutoResize)) return;
+  ImGui::Text("Build %s", describe_run(form.requested_model, form.requested_train).c_str());
+  ImGui::TextUnformatted("with fresh weights.");
+  if (snap) {
+    ImGui::Spacing();
+    ImGui::PushStyleColor(ImGuiCol_Text, kWarningColour);
+    ImGui::Text("Lost: the running %s at step %s,", describe_model(snap->model_config).c_str(),
+                with_commas(snap->step).c_str());
+    ImGui::TextUnformatted("its weights, curves and progress.");
+    ImGui::PopStyleColor();
   }
+  const char* file = state.training.file_path;
+  ImGui::Spacing();
+  ImGui::BeginDisabled(!state.trainer || !file[0]);
+  if (ImGui::Button("Save first")) {
+    form.saved_after_log = snap && !snap->log.empty() ? snap->log.back().serial : 0;
+    save_checkpoint(state, file);
+  }
+  ImGui::EndDisabled();
+  state.note_rect("rebuild_save");
+  ImGui::SameLine();
+  ImGui::TextDisabled("to %s", file[0] ? file : "(no checkpoint path: Data & checkpoints)");
+  if (form.saved_after_log && snap) {  // the trainer's answer to the save (or "saving…")
+    bool answered = false;
+    for (const LogLine& line : snap->log) {
+      if (line.serial <= *form.saved_after_log) continue;
+      answered = true;
+      ImGui::TextColored(log_colour(line.severity), "%s", line.text.c_str());
+    }
+    if (!answered) ImGui::TextDisabled("saving…");
+  }
+  ImGui::Spacing();
+  bool close = false;
+  if (ImGui::Button("Rebuild", ImVec2(110, 0))) {
+    if (state.trainer) state.trainer->rebuild(form.requested_model, form.requested_train);
+    close = true;
+  }
+  state.note_rect("rebuild_confirm");
+  ImGui::SameLine();
+  if (ImGui::Button("Cancel", ImVec2(110, 0)) || ImGui::IsKeyPressed(ImGui::GetKeyIndex(ImGuiKey_Escape))) close = true;
+  if (close) {
+    form.saved_after_log.reset();
+    ImGui::CloseCurrentPopup();
+  }
+  ImGui::EndPopup();
+}
+
+void draw_model_form(AppState& state, const Snapshot* snap) {
+  ModelForm& form = state.training.form;
+  if (snap) follow_running_model(form, *snap);
+  draw_form_fields(state, form.fields);
 
   ImGui::BeginDisabled(!state.trainer || !snap);
   if (ImGui::Button("Rebuild model…")) {
-    ModelConfig m = snap->model_config;
-    TrainConfig c = snap->train_config;
-    std::vector<int> hidden;
-    t.form_error.clear();
-    if (parse_hidden(t.hidden, hidden, t.form_error)) {
-      m.latent = t.latent;
-      m.hidden = hidden;
-      m.likelihood = static_cast<Likelihood>(t.likelihood);
-      m.family = static_cast<ModelFamily>(t.family);
-      m.clusters = t.clusters;
-      m.gaussian_sigma = t.sigma;
-      c.batch = t.batch;
-      c.samples = t.samples;
-      c.seed = static_cast<std::uint64_t>(std::max(t.seed, 0));
-      c.threads = t.threads;
-      c.binarize = static_cast<Binarize>(t.binarize);
-      try {
-        validate(m);
-        validate(c);
-        t.pending_model = m;
-        t.pending_train = c;
-        ImGui::OpenPopup("Rebuild the model?");
-      } catch (const std::exception& e) {
-        t.form_error = e.what();
-      }
+    form.requested_model = snap->model_config;
+    form.requested_train = snap->train_config;
+    form.error.clear();
+    try {
+      apply_form(form.fields, form.requested_model, form.requested_train);
+      ImGui::OpenPopup("Rebuild the model?");
+    } catch (const std::exception& e) {
+      form.error = e.what();
     }
   }
+  state.note_rect("form_rebuild");
   ImGui::EndDisabled();
   ImGui::SameLine();
-  if (ImGui::SmallButton("Revert") && snap) sync_form(t, snap->model_config, snap->train_config);
-  if (!t.form_error.empty()) {
-    ImGui::PushStyleColor(ImGuiCol_Text, ImVec4(1.0f, 0.4f, 0.4f, 1.0f));
-    ImGui::TextWrapped("%s", t.form_error.c_str());
+  ImGui::BeginDisabled(!form.edited());
+  if (ImGui::SmallButton("Revert")) {
+    form.fields = form.running;
+    form.error.clear();
+  }
+  ImGui::EndDisabled();
+  if (snap && ImGui::IsItemHovered(ImGuiHoveredFlags_AllowWhenDisabled))
+    ImGui::SetTooltip("Back to the running model: %s", describe_run(snap->model_config, snap->train_config).c_str());
+  if (form.edited()) {
+    ImGui::SameLine();
+    ImGui::TextDisabled("edited");
+  }
+  if (!form.error.empty()) {
+    ImGui::PushStyleColor(ImGuiCol_Text, kErrorColour);
+    ImGui::TextWrapped("%s", form.error.c_str());
     ImGui::PopStyleColor();
   }
-  if (ImGui::BeginPopupModal("Rebuild the model?", nullptr, ImGuiWindowFlags_AlwaysAutoResize)) {
-    ImGui::TextUnformatted("The model is rebuilt with fresh weights; the current\ntraining progress and curves are lost.");
-    ImGui::TextDisabled("Save a checkpoint first if you want to keep it.");
-    if (ImGui::Button("Rebuild", ImVec2(110, 0))) {
-      if (state.trainer) state.trainer->rebuild(t.pending_model, t.pending_train);
-      ImGui::CloseCurrentPopup();
-    }
-    ImGui::SameLine();
-    if (ImGui::Button("Cancel", ImVec2(110, 0)) || ImGui::IsKeyPressed(ImGui::GetKeyIndex(ImGuiKey_Escape))) {
-      if (snap) sync_form(t, snap->model_config, snap->train_config);
-      ImGui::CloseCurrentPopup();
-    }
-    ImGui::EndPopup();
-  }
+  draw_rebuild_confirmation(state, snap);
 }
 
 void draw_files(AppState& state, const Snapshot* snap) {
@@ -300,7 +383,7 @@ void draw_files(AppState& state, const Snapshot* snap) {
   ImGui::InputTextWithHint("##file", "checkpoint file", t.file_path, sizeof t.file_path);
   ImGui::BeginDisabled(!state.trainer || !t.file_path[0]);
   const std::filesystem::path file = t.file_path;
-  if (ImGui::Button("Save")) state.trainer->save(file);
+  if (ImGui::Button("Save")) save_checkpoint(state, file);
   ImGui::SameLine();
   if (ImGui::Button("Load")) state.trainer->load(file);
   ImGui::SameLine();
@@ -335,9 +418,7 @@ void draw_log(AppState& state, const Snapshot* snap) {
   if (snap) {
     const bool at_bottom = ImGui::GetScrollY() >= ImGui::GetScrollMaxY() - 2;
     for (const LogLine& line : snap->log) {
-      if (line.severity == Severity::Error) ImGui::PushStyleColor(ImGuiCol_Text, ImVec4(1.0f, 0.42f, 0.42f, 1));
-      else if (line.severity == Severity::Warning) ImGui::PushStyleColor(ImGuiCol_Text, ImVec4(1.0f, 0.8f, 0.35f, 1));
-      else ImGui::PushStyleColor(ImGuiCol_Text, ImGui::GetStyleColorVec4(ImGuiCol_Text));
+      ImGui::PushStyleColor(ImGuiCol_Text, log_colour(line.severity));
       ImGui::TextUnformatted(line.text.c_str());
       ImGui::PopStyleColor();
     }
@@ -351,19 +432,22 @@ void draw_log(AppState& state, const Snapshot* snap) {
 
 }  // namespace
 
+std::string describe_form(const ModelForm& form) {
+  const ModelFormFields& f = form.fields;
+  return std::string(kFamilies[std::clamp(f.family, 0, 2)]) + ", latent " + std::to_string(f.latent) +
+         (form.edited() ? ", edited" : "");
+}
+
 void draw_training(AppState& state, const Snapshot* snap) {
-  if (!ImGui::Begin(kWinTraining)) {
-    ImGui::End();
-    return;
-  }
   draw_controls(state, snap);
   ImGui::Separator();
   draw_live_settings(state, snap);
-  if (ImGui::CollapsingHeader("Model settings")) draw_model_form(state, snap);
+  const bool model_settings = ImGui::CollapsingHeader("Model settings");
+  state.note_rect("model_settings");
+  if (model_settings) draw_model_form(state, snap);
   if (ImGui::CollapsingHeader("Data & checkpoints")) draw_files(state, snap);
   ImGui::TextDisabled("Log");
   draw_log(state, snap);
-  ImGui::End();
 }
 
 }  // namespace vaelab::app

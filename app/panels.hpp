@@ -1,7 +1,8 @@
 // The app's panels, one file each (panel_<name>.cpp), and the helpers they share: decoding on the
 // UI thread, tiling images into one texture, the latent plane, export buttons.
-// Each draw_* opens and closes its own ImGui window named by the constants below; the app places
-// the windows (default tiling) before calling them. Not a place for core logic (see core/).
+// Each draw_* draws the contents of the ImGui window named by the constants below: the app places,
+// opens and closes the windows (default tiling) and keeps the latent size in sync (sync_latent_size)
+// before calling them. Not a place for core logic (see core/).
 #pragma once
 #include <string>
 #include <vector>
@@ -10,6 +11,7 @@
 #include <imgui.h>
 
 #include "app/app_state.hpp"
+#include "app/ui_colours.hpp"
 #include "core/snapshot.hpp"
 
 namespace vaelab::app {
@@ -24,8 +26,12 @@ inline constexpr const char* kWinSamples = "Samples & reconstructions";
 inline constexpr const char* kWinGap = "Variational gap";
 
 void draw_training(AppState& state, const Snapshot* snap);  // also works before any snapshot
+// The model form's family and latent size, and whether it is edited: "convolutional, latent 10, edited".
+std::string describe_form(const ModelForm& form);
 void draw_curves(AppState& state, const Snapshot& snap);
 void draw_latent_map(AppState& state, const Snapshot& snap);
+// What the latent map shows: "PCA plane, 61% of variance" or "z1 vs z2".
+std::string plane_caption(const LatentMapState& map);
 void draw_decoder(AppState& state, const Snapshot& snap);
 void draw_interpolation(AppState& state, const Snapshot& snap);
 void draw_manifold(AppState& state, const Snapshot& snap);
@@ -41,6 +47,8 @@ void draw_estimators_tab(AppState& state, const Snapshot& snap);  // panel_estim
 // Open a data folder (read in the background), a checkpoint or a .safetensors file: the same
 // action as dropping it on the window (app.cpp).
 void open_path(AppState& state, const std::filesystem::path& path);
+// Save the run to `file` on the trainer thread, creating its folder first (app.cpp).
+void save_checkpoint(AppState& state, const std::filesystem::path& file);
 
 // ---- shared helpers (panel_common.cpp) ----
 
@@ -65,6 +73,9 @@ Eigen::VectorXf move_in_plane(const LatentMapState& map, const Eigen::VectorXf& 
 
 // A small button that writes `image` as PNG into the export folder and posts where it went.
 void export_png_button(AppState& state, const char* label, const GlImage& image, const char* stem);
+// Whether the model's latent has at least two dimensions (a plane to draw on); if not, says
+// `otherwise` in the window.
+bool has_plane(const Snapshot& snap, const char* otherwise);
 // The category colour of a label as ImU32 (view_math's Okabe–Ito-like set).
 ImU32 label_colour(int label, float alpha = 1.0f);
 // "(?)" with a tooltip.

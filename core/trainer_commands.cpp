@@ -104,8 +104,9 @@ void Trainer::Impl::handle(const command::Rebuild& c) {
   mcfg = c.model;
   tcfg = c.train;
   fresh_start();
-  say(Severity::Info, "rebuilt the model: latent " + std::to_string(mcfg.latent) + ", " +
-                          to_string(mcfg.likelihood) + ", batch " + std::to_string(tcfg.batch));
+  say(Severity::Info, std::string("rebuilt the model: ") + to_string(mcfg.family) + ", latent " +
+                          std::to_string(mcfg.latent) + ", " + to_string(mcfg.likelihood) + ", batch " +
+                          std::to_string(tcfg.batch));
 }
 
 // Keeps the model when the images have its size; otherwise a fresh model for the new size. A data

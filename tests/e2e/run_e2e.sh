@@ -10,90 +10,18 @@
 # Not a unit test of the panels; usage: run_e2e.sh path/to/vaelab OUTPUT_DIR
 set -uo pipefail
 
-app=${1:?usage: run_e2e.sh VAELAB OUTPUT_DIR}
-out=${2:?usage: run_e2e.sh VAELAB OUTPUT_DIR}
-data=${VAELAB_E2E_DATA:-/usr/share/datasets/fashion-mnist}
-
-skip() { echo "SKIP: $*"; exit 77; }
-fail() {
-  echo "FAIL: $*"
-  echo "---- app log ----"; cat "$out/app.log" 2>/dev/null | tail -30
-  echo "screenshots: $out/shots"
-  exit 1
-}
-for tool in Xvfb xdotool; do command -v "$tool" >/dev/null || skip "$tool is not installed"; done
-[[ -d $data ]] || skip "no data folder at $data (package dataset-fashion-mnist, or set VAELAB_E2E_DATA)"
-[[ -x $app ]] || fail "no vaelab binary at $app"
+source "$(dirname "${BASH_SOURCE[0]}")/e2e_lib.sh"
+init_e2e "$@"
 train=$(dirname "$app")/vaelab-train  # built beside vaelab; checks the autosave loads
-
-rm -rf "$out"
-mkdir -p "$out/shots" "$out/config" "$out/data"
-xvfb_pid="" app_pid=""
-cleanup() {
-  [[ -n $app_pid ]] && kill "$app_pid" 2>/dev/null
-  [[ -n $xvfb_pid ]] && kill "$xvfb_pid" 2>/dev/null
-  wait 2>/dev/null
-}
-trap cleanup EXIT
 
 # ---- --help works without a display ----
 "$app" --help | grep -q -- "--data DIR" || fail "--help does not describe --data"
 
-# ---- a private X server on a free display (Xvfb picks the number) ----
-Xvfb -displayfd 3 -screen 0 1280x800x24 -nolisten tcp 3>"$out/display" 2>"$out/xvfb.log" &
-xvfb_pid=$!
-for _ in $(seq 100); do [[ -s $out/display ]] && break; sleep 0.1; done
-[[ -s $out/display ]] || fail "Xvfb did not start"
-export DISPLAY=":$(head -n1 "$out/display")"
-export XDG_CONFIG_HOME="$out/config" XDG_DATA_HOME="$out/data"
-echo "Xvfb on $DISPLAY"
-
-start_app() {  # start_app SHOT_DIR [options…]: sets app_pid, shot_dir, shots
-  shot_dir=$1
-  shift
-  shots=0
-  "$app" --data "$data" --train-limit 2000 --size 1280x800 --screenshot-dir "$shot_dir" "$@" >>"$out/app.log" 2>&1 &
-  app_pid=$!
-}
-close_app() {  # Ctrl+Q, then expect exit code 0 within 20 s
-  alive || fail "vaelab is not running before the close"
-  xdotool windowfocus --sync "$wid" 2>/dev/null || true
-  xdotool key --clearmodifiers ctrl+q
-  for _ in $(seq 200); do alive || break; sleep 0.1; done
-  if alive; then
-    kill "$app_pid"
-    fail "vaelab did not exit within 20 s of Ctrl+Q"
-  fi
-  wait "$app_pid"
-  local rc=$?
-  app_pid=""
-  ((rc == 0)) || fail "vaelab exited with code $rc"
-}
-
-alive() { kill -0 "$app_pid" 2>/dev/null; }
-wait_for() {  # wait_for FILE SECONDS
-  local i
-  for ((i = 0; i < $2 * 10; ++i)); do
-    [[ -e $1 ]] && return 0
-    alive || fail "vaelab died (waiting for $(basename "$1"))"
-    sleep 0.1
-  done
-  fail "timed out after $2 s waiting for $(basename "$1")"
-}
-shot() {  # ask the app for a screenshot (SIGUSR1) and wait for it; sets $info to its .txt file
-  shots=$((shots + 1))
-  info=$(printf '%s/shot-%03d.txt' "$shot_dir" "$shots")
-  kill -USR1 "$app_pid"
-  wait_for "$info" 20
-}
-field() { awk -v k="$1" '$1 == k { print $2 }' "$info"; }
-rect() { awk -v k="$1" '$1 == "rect" && $2 == k { print $3, $4, $5, $6 }' "$info"; }
-
+start_xvfb
 start_app "$out/shots" --frame-stats "$out/frames.csv"
 wait_for "$out/shots/ready" 60
 echo "window up, first latent codes drawn"
-wid=$(xdotool search --sync --name '^vaelab$' | head -n1)
-[[ -n $wid ]] || fail "no window named vaelab"
+find_window
 sleep 3  # let it train a little
 
 shot
@@ -103,15 +31,9 @@ step=$(field step)
 echo "training: step $step"
 
 # ---- pause with the app's own button ----
-read -r x0 y0 x1 y1 <<<"$(rect pause_button)"
-[[ -n ${x1:-} ]] || fail "no pause button rectangle in $info"
-xdotool mousemove --window "$wid" $(((${x0%.*} + ${x1%.*}) / 2)) $(((${y0%.*} + ${y1%.*}) / 2)) click 1
-for _ in $(seq 10); do
-  sleep 0.5
-  shot
-  [[ $(field state) == paused ]] && break
-done
-[[ $(field state) == paused ]] || fail "the Pause button did not pause training"
+click pause_button
+is_paused() { [[ $(field state) == paused ]]; }
+shoot_until 10 0.5 is_paused || fail "the Pause button did not pause training"
 echo "paused at step $(field step)"
 before="${info%.txt}-decoder.png"
 
@@ -140,19 +62,8 @@ cmp -s "$after" "${info%.txt}-decoder.png" || fail "the decoded image changed wi
 echo "decoder image stable without input"
 
 # ---- the gap window: open its "Posterior" tab; the grid is computed off the UI thread ----
-read -r x0 y0 x1 y1 <<<"$(rect gap_tab1)"
-[[ -n ${x1:-} ]] || fail "no Posterior tab rectangle (gap_tab1) in $info"
-xdotool mousemove --window "$wid" $(((${x0%.*} + ${x1%.*}) / 2)) $(((${y0%.*} + ${y1%.*}) / 2))
-sleep 0.2
-xdotool mousedown 1
-sleep 0.2
-xdotool mouseup 1
-for _ in $(seq 30); do
-  sleep 0.5
-  shot
-  [[ -n $(rect posterior_heat) ]] && break
-done
-[[ -n $(rect posterior_heat) ]] || fail "the true posterior heat map did not appear within 15 s"
+click gap_tab1
+shoot_until 30 0.5 has_rect posterior_heat || fail "the true posterior heat map did not appear within 15 s"
 (($(field errors) == 0)) || fail "errors shown after opening the posterior tab"
 echo "true posterior drawn"
 
@@ -169,20 +80,11 @@ echo "exit autosaved step $saved_step"
 
 # ---- relaunch: the resume offer (training waits for it); take it, and the run continues at saved_step ----
 answer_offer() {  # answer_offer BUTTON: wait for the modal, click BUTTON (resume_button | fresh_button)
-  wid=$(xdotool search --sync --name '^vaelab$' | head -n1)
-  for _ in $(seq 40); do
-    sleep 0.5
-    shot
-    [[ $(field resume_offer) == 1 && -n $(rect "$1") ]] && break
-  done
-  [[ $(field resume_offer) == 1 ]] || fail "no offer to resume the autosave within 20 s"
+  find_window
+  offer_shows() { [[ $(field resume_offer) == 1 ]] && has_rect "$1"; }
+  shoot_until 40 0.5 offer_shows "$1" || fail "no offer to resume the autosave within 20 s"
   [[ -e $shot_dir/ready ]] && fail "training started while the resume offer was open"
-  read -r x0 y0 x1 y1 <<<"$(rect "$1")"
-  xdotool mousemove --window "$wid" $(((${x0%.*} + ${x1%.*}) / 2)) $(((${y0%.*} + ${y1%.*}) / 2))
-  sleep 0.2
-  xdotool mousedown 1
-  sleep 0.2
-  xdotool mouseup 1
+  click "$1"
   wait_for "$shot_dir/ready" 60
   shot
   [[ $(field resume_offer) == 0 ]] || fail "the resume offer is still open after clicking $1"
@@ -207,15 +109,9 @@ echo "started fresh; the autosave was moved aside"
 cp "$aside" "$autosave"
 start_app "$out/shots-error" --no-resume --poison-at-step 40
 wait_for "$out/shots-error/ready" 60
-wid=$(xdotool search --sync --name '^vaelab$' | head -n1)
-errors=0
-for _ in $(seq 30); do
-  sleep 1
-  shot
-  errors=$(field errors)
-  ((errors > 0)) && break
-done
-((errors > 0)) || fail "no error message in the window after poisoning the weights"
+find_window
+shows_errors() { (($(field errors) > 0)); }
+shoot_until 30 1 shows_errors || fail "no error message in the window after poisoning the weights"
 sleep 1
 shot
 alive || fail "vaelab died after the trainer error"
