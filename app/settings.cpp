@@ -14,7 +14,7 @@
 #include <sstream>
 
 #include "app/app_state.hpp"
-#include "core/checkpoint.hpp"
+#include "core/atomic_file.hpp"
 
 namespace vaelab::app {
 namespace {
