@@ -1,29 +1,25 @@
-// Checkpoint file format (version 1) and the atomic file write shared with the safetensors export.
+// Checkpoint file format (version 1): encoding, decoding and the consistency checks of both.
 // Layout, all little-endian: "VAELABCK", u32 version, u64 file size, the TrainingState fields in
 // declaration order, then a CRC-32 of every byte before it. Not a stable interchange format.
 #include "core/checkpoint.hpp"
 
-#include <fcntl.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
 #include <bit>
-#include <cerrno>
 #include <charconv>
 #include <climits>
 #include <cmath>
-#include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <functional>
+#include <limits>
 #include <type_traits>
 
+#include "core/atomic_file.hpp"
 #include "core/conv.hpp"
 #include "core/error.hpp"
 #include "core/model.hpp"
+#include "core/regular_file.hpp"
 
 namespace vaelab {
 
@@ -271,8 +267,6 @@ std::uint64_t le64(const std::uint8_t* p) {
   return std::uint64_t{le32(p)} | (std::uint64_t{le32(p + 4)} << 32);
 }
 
-std::string sys_error(int err) { return std::strerror(err); }
-
 // A lower bound on Model(m).size() computed without allocating: the weights and biases of the dense
 // layers every model of that family has, without alignment padding (nor convolution kernels,
 // classifier and cluster parameters, which add a bounded amount). m must have passed validate().
@@ -327,83 +321,7 @@ void check_consistent(const TrainingState& s, const std::function<void(const std
     if (i < 0) fail("example order contains the negative index " + std::to_string(i));
 }
 
-// Removes "<name>.tmp.<pid>" files in dir whose writer is gone (killed mid-write). A writer holds
-// an exclusive flock on its temp file from creation to rename, and the kernel drops the lock when
-// the process dies however it dies, so "the lock can be taken" means "nobody is writing this".
-// (Asking whether the pid is alive proved unreliable under load.) Best effort: nothing here can
-// fail the save that calls it.
-void remove_stale_temps(const std::filesystem::path& dir, const std::string& name, const std::filesystem::path& own) {
-  const std::string prefix = name + ".tmp.";
-  std::error_code ec;
-  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string f = it->path().filename().string();
-    if (f.size() <= prefix.size() || f.compare(0, prefix.size(), prefix) != 0 || it->path() == own) continue;
-    const int fd = ::open(it->path().c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) continue;
-    // Unlink while holding the lock, so a writer never loses a temp file it has locked.
-    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) ::unlink(it->path().c_str());
-    ::close(fd);
-  }
-}
-
-// Creates (truncating) and locks the temp file; retries if a cleaner in another process unlinked
-// it between our open and our flock (it could take the lock in that instant).
-int create_locked_temp(const std::filesystem::path& tmp) {
-  for (int attempt = 0; attempt < 5; ++attempt) {
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return -1;
-    struct stat st {};
-    if (::flock(fd, LOCK_EX) == 0 && ::fstat(fd, &st) == 0 && st.st_nlink > 0) return fd;
-    ::close(fd);
-  }
-  errno = EAGAIN;
-  return -1;
-}
-
 }  // namespace
-
-void write_file_atomically(const std::filesystem::path& file, const void* bytes, std::size_t size) {
-  const std::filesystem::path dir = file.has_parent_path() ? file.parent_path() : std::filesystem::path(".");
-  const std::filesystem::path tmp = dir / (file.filename().string() + ".tmp." + std::to_string(::getpid()));
-  const std::string target = file.string();
-  auto fail = [&](const std::string& what, int err) {
-    throw Error("cannot write '" + target + "': " + what + (err ? ": " + sys_error(err) : std::string()));
-  };
-  if (file.filename().empty()) fail("the path names a folder, not a file", 0);
-
-  // O_EXCL would refuse a stale temp left by a crashed run with the same pid; truncating is fine.
-  // The lock is held until after the rename: other savers see this file as in use.
-  const int fd = create_locked_temp(tmp);
-  if (fd < 0) fail("cannot create the temporary file '" + tmp.string() + "'", errno);
-  std::FILE* f = ::fdopen(fd, "wb");
-  if (!f) {
-    const int err = errno;
-    ::close(fd);
-    std::error_code ec;
-    std::filesystem::remove(tmp, ec);
-    fail("cannot create the temporary file '" + tmp.string() + "'", err);
-  }
-  auto abandon = [&](const std::string& what, int err) {
-    std::error_code ec;
-    std::filesystem::remove(tmp, ec);
-    std::fclose(f);
-    fail(what, err);
-  };
-  if (size > 0 && std::fwrite(bytes, 1, size, f) != size) abandon("writing failed", errno);
-  if (std::fflush(f) != 0) abandon("writing failed", errno);
-  if (::fsync(::fileno(f)) != 0) abandon("flushing to disk failed", errno);
-  if (std::rename(tmp.c_str(), file.c_str()) != 0) abandon("renaming the temporary file failed", errno);
-  // The data is on disk and in place; closing (and so unlocking) cannot lose it any more.
-  std::fclose(f);
-  // A writer killed mid-write (SIGKILL, power loss) leaves its temp file; the next save clears it.
-  remove_stale_temps(dir, file.filename().string(), tmp);
-  // Make the rename itself durable; a failure here cannot undo the write, so it is not an error.
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-}
 
 void save_checkpoint(const std::filesystem::path& file, const TrainingState& state) {
   const std::vector<std::uint8_t> bytes = encode_checkpoint(state, file.string());
@@ -447,25 +365,10 @@ std::vector<std::uint8_t> encode_checkpoint(const TrainingState& state, const st
   return std::move(bytes);
 }
 
-TrainingState load_checkpoint(const std::filesystem::path& file) {
-  const std::string name = file.string();
-  auto fail = [&](const std::string& what) -> void { throw Error(name + ": " + what); };
-  std::error_code ec;
-  if (!std::filesystem::exists(file, ec)) fail("checkpoint file does not exist");
-  if (std::filesystem::is_directory(file, ec)) fail("is a folder, not a checkpoint file");
-
-  std::vector<std::uint8_t> bytes;
-  {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) fail("cannot open: " + sys_error(errno));
-    in.seekg(0, std::ios::end);
-    const std::streamoff len = in.tellg();
-    if (len < 0) fail("cannot read: " + sys_error(errno));
-    in.seekg(0, std::ios::beg);
-    bytes.resize(static_cast<std::size_t>(len));
-    if (len > 0 && !in.read(reinterpret_cast<char*>(bytes.data()), len)) fail("cannot read: " + sys_error(errno));
-  }
-  return parse_checkpoint(bytes.data(), bytes.size(), name);
+TrainingState load_checkpoint(const std::filesystem::path& file, const CancelFlag* cancel) {
+  const std::vector<std::uint8_t> bytes =
+      read_regular_file(file, "a checkpoint file", std::numeric_limits<std::uint64_t>::max(), cancel);
+  return parse_checkpoint(bytes.data(), bytes.size(), file.string());
 }
 
 TrainingState parse_checkpoint(const std::uint8_t* bytes, std::size_t n, const std::string& name) {

@@ -9,11 +9,10 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <limits>
 #include <set>
 
-#include "core/checkpoint.hpp"
+#include "core/atomic_file.hpp"
 #include "core/error.hpp"
 
 namespace vaelab {
@@ -535,6 +534,103 @@ Model import_conv_model(const SafetensorsFile& f) {
   return model;
 }
 
+// The header's length from the file's first 8 bytes, checked against the limit and the file size.
+std::uint64_t header_length(const std::uint8_t* first8, std::uint64_t size) {
+  if (size < 8) malformed("the file has " + std::to_string(size) + " bytes, too few for the 8-byte header length");
+  const std::uint64_t n = load_le(first8, 8);
+  if (n > kMaxHeaderBytes)
+    malformed("the header length is " + std::to_string(n) + " bytes, more than the 100 MB allowed");
+  if (n > size - 8)
+    malformed("the header length is " + std::to_string(n) + " bytes but only " + std::to_string(size - 8) +
+              " bytes follow the length field");
+  if (n < 2) malformed("the header is " + std::to_string(n) + " bytes, too short for a JSON object");
+  return n;
+}
+
+struct Header {
+  std::vector<TensorRecord> recs;
+  std::map<std::string, std::string> metadata;
+};
+
+// Parses the JSON header and checks every record against a data section of data_size bytes:
+// known dtypes, sizes that match the shapes, tensors that tile the section exactly.
+Header parse_header(const std::uint8_t* json, std::uint64_t n, std::uint64_t data_size) {
+  Header h;
+  HeaderParser(reinterpret_cast<const char*>(json), static_cast<std::size_t>(n)).parse(h.recs, h.metadata);
+  std::vector<std::size_t> by_offset(h.recs.size());
+  for (std::size_t i = 0; i < h.recs.size(); ++i) {
+    const auto& r = h.recs[i];
+    by_offset[i] = i;
+    const DtypeInfo* dt = find_dtype(r.dtype);
+    if (!dt) malformed("tensor '" + r.name + "' has the unknown dtype '" + r.dtype + "'");
+    if (r.end < r.begin) malformed("tensor '" + r.name + "' has data_offsets that end before they begin");
+    if (r.end > data_size)
+      malformed("tensor '" + r.name + "' has data_offsets [" + std::to_string(r.begin) + ", " + std::to_string(r.end) +
+                "] outside the data section of " + std::to_string(data_size) + " bytes");
+    // The element count is bounded by the data section, so overflow means a wrong shape.
+    std::uint64_t count = 1;
+    bool overflow = false;
+    for (auto d : r.shape) {
+      if (d != 0 && count > std::numeric_limits<std::uint64_t>::max() / d) overflow = true;
+      else count *= d;
+    }
+    const bool has_zero = std::find(r.shape.begin(), r.shape.end(), 0u) != r.shape.end();
+    if (has_zero) count = 0, overflow = false;
+    if (overflow || count > std::numeric_limits<std::uint64_t>::max() / dt->size || count * dt->size != r.end - r.begin)
+      malformed("tensor '" + r.name + "' holds " + std::to_string(r.end - r.begin) + " bytes, but its shape and dtype " +
+                r.dtype + " need " + (overflow ? std::string("more than 2^64") : std::to_string(count * dt->size)));
+    for (auto d : r.shape)
+      if (d > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+        malformed("tensor '" + r.name + "' has a dimension that is too large");
+  }
+  // Tensors must tile the data section exactly, as the reference reader requires.
+  std::sort(by_offset.begin(), by_offset.end(), [&](std::size_t a, std::size_t b) {
+    return h.recs[a].begin != h.recs[b].begin ? h.recs[a].begin < h.recs[b].begin : h.recs[a].end < h.recs[b].end;
+  });
+  std::uint64_t pos = 0;
+  const TensorRecord* prev = nullptr;
+  for (std::size_t i : by_offset) {
+    const auto& r = h.recs[i];
+    if (r.begin < pos) malformed("tensors '" + prev->name + "' and '" + r.name + "' overlap");
+    if (r.begin > pos)
+      malformed(std::to_string(r.begin - pos) + " bytes before tensor '" + r.name + "' belong to no tensor");
+    pos = r.end;
+    prev = &r;
+  }
+  if (pos != data_size)
+    malformed(std::to_string(data_size - pos) + " bytes at the end of the data section belong to no tensor");
+
+  return h;
+}
+
+// The tensors' names and shapes (no data), refusing dtypes vaelab cannot convert.
+SafetensorsFile shapes_of(const Header& h) {
+  SafetensorsFile out;
+  out.metadata = h.metadata;
+  for (const auto& r : h.recs) {
+    if (r.dtype != "F32" && r.dtype != "F16" && r.dtype != "BF16" && r.dtype != "F64")
+      throw Error("safetensors: tensor '" + r.name + "' has dtype " + r.dtype +
+                  "; vaelab reads only F32, F16, BF16 and F64");
+    Tensor t;
+    t.name = r.name;
+    for (auto d : r.shape) t.shape.push_back(static_cast<std::int64_t>(d));
+    out.tensors.push_back(std::move(t));
+  }
+  return out;
+}
+
+// shapes_of(h) with every tensor's values converted from the data section.
+SafetensorsFile with_data(const Header& h, const std::uint8_t* data) {
+  SafetensorsFile out = shapes_of(h);
+  for (std::size_t i = 0; i < h.recs.size(); ++i) {
+    const auto& r = h.recs[i];
+    const std::size_t count = static_cast<std::size_t>((r.end - r.begin) / find_dtype(r.dtype)->size);
+    out.tensors[i].data.resize(count);
+    convert(r.dtype, data + r.begin, count, out.tensors[i].data.data());
+  }
+  return out;
+}
+
 }  // namespace
 
 const Tensor* SafetensorsFile::find(const std::string& name) const {
@@ -601,77 +697,8 @@ std::vector<std::uint8_t> encode_safetensors(const SafetensorsFile& f) {
 }
 
 SafetensorsFile decode_safetensors(const std::uint8_t* bytes, std::size_t size) {
-  if (size < 8) malformed("the file has " + std::to_string(size) + " bytes, too few for the 8-byte header length");
-  const std::uint64_t n = load_le(bytes, 8);
-  if (n > kMaxHeaderBytes)
-    malformed("the header length is " + std::to_string(n) + " bytes, more than the 100 MB allowed");
-  if (n > size - 8)
-    malformed("the header length is " + std::to_string(n) + " bytes but only " + std::to_string(size - 8) +
-              " bytes follow the length field");
-  if (n < 2) malformed("the header is " + std::to_string(n) + " bytes, too short for a JSON object");
-
-  SafetensorsFile out;
-  std::vector<TensorRecord> recs;
-  HeaderParser(reinterpret_cast<const char*>(bytes + 8), static_cast<std::size_t>(n)).parse(recs, out.metadata);
-
-  const std::uint64_t data_size = size - 8 - n;
-  const std::uint8_t* data = bytes + 8 + n;
-  std::vector<std::size_t> by_offset(recs.size());
-  for (std::size_t i = 0; i < recs.size(); ++i) {
-    const auto& r = recs[i];
-    by_offset[i] = i;
-    const DtypeInfo* dt = find_dtype(r.dtype);
-    if (!dt) malformed("tensor '" + r.name + "' has the unknown dtype '" + r.dtype + "'");
-    if (r.end < r.begin) malformed("tensor '" + r.name + "' has data_offsets that end before they begin");
-    if (r.end > data_size)
-      malformed("tensor '" + r.name + "' has data_offsets [" + std::to_string(r.begin) + ", " + std::to_string(r.end) +
-                "] outside the data section of " + std::to_string(data_size) + " bytes");
-    // The element count is bounded by the data section, so overflow means a wrong shape.
-    std::uint64_t count = 1;
-    bool overflow = false;
-    for (auto d : r.shape) {
-      if (d != 0 && count > std::numeric_limits<std::uint64_t>::max() / d) overflow = true;
-      else count *= d;
-    }
-    const bool has_zero = std::find(r.shape.begin(), r.shape.end(), 0u) != r.shape.end();
-    if (has_zero) count = 0, overflow = false;
-    if (overflow || count > std::numeric_limits<std::uint64_t>::max() / dt->size || count * dt->size != r.end - r.begin)
-      malformed("tensor '" + r.name + "' holds " + std::to_string(r.end - r.begin) + " bytes, but its shape and dtype " +
-                r.dtype + " need " + (overflow ? std::string("more than 2^64") : std::to_string(count * dt->size)));
-    for (auto d : r.shape)
-      if (d > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
-        malformed("tensor '" + r.name + "' has a dimension that is too large");
-  }
-  // Tensors must tile the data section exactly, as the reference reader requires.
-  std::sort(by_offset.begin(), by_offset.end(), [&](std::size_t a, std::size_t b) {
-    return recs[a].begin != recs[b].begin ? recs[a].begin < recs[b].begin : recs[a].end < recs[b].end;
-  });
-  std::uint64_t pos = 0;
-  const TensorRecord* prev = nullptr;
-  for (std::size_t i : by_offset) {
-    const auto& r = recs[i];
-    if (r.begin < pos) malformed("tensors '" + prev->name + "' and '" + r.name + "' overlap");
-    if (r.begin > pos)
-      malformed(std::to_string(r.begin - pos) + " bytes before tensor '" + r.name + "' belong to no tensor");
-    pos = r.end;
-    prev = &r;
-  }
-  if (pos != data_size)
-    malformed(std::to_string(data_size - pos) + " bytes at the end of the data section belong to no tensor");
-
-  for (const auto& r : recs) {
-    if (r.dtype != "F32" && r.dtype != "F16" && r.dtype != "BF16" && r.dtype != "F64")
-      throw Error("safetensors: tensor '" + r.name + "' has dtype " + r.dtype +
-                  "; vaelab reads only F32, F16, BF16 and F64");
-    Tensor t;
-    t.name = r.name;
-    for (auto d : r.shape) t.shape.push_back(static_cast<std::int64_t>(d));
-    const std::size_t count = static_cast<std::size_t>((r.end - r.begin) / find_dtype(r.dtype)->size);
-    t.data.resize(count);
-    convert(r.dtype, data + r.begin, count, t.data.data());
-    out.tensors.push_back(std::move(t));
-  }
-  return out;
+  const std::uint64_t n = header_length(bytes, size);
+  return with_data(parse_header(bytes + 8, n, size - 8 - n), bytes + 8 + n);
 }
 
 void write_safetensors(const std::filesystem::path& file, const SafetensorsFile& f) {
@@ -679,27 +706,33 @@ void write_safetensors(const std::filesystem::path& file, const SafetensorsFile&
   write_file_atomically(file, bytes.data(), bytes.size());
 }
 
-SafetensorsFile read_safetensors(const std::filesystem::path& file) {
-  const std::string name = file.string();
-  std::error_code ec;
-  if (!std::filesystem::exists(file, ec)) throw Error(name + ": file does not exist");
-  if (std::filesystem::is_directory(file, ec)) throw Error(name + ": is a folder, not a safetensors file");
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw Error(name + ": cannot open: " + std::strerror(errno));
-  in.seekg(0, std::ios::end);
-  const std::streamoff len = in.tellg();
-  if (len < 0) throw Error(name + ": cannot read: " + std::strerror(errno));
-  if (static_cast<std::uint64_t>(len) > kMaxFileBytes)
-    throw Error(name + ": the file is " + std::to_string(len) + " bytes, more than the 4 GiB vaelab reads");
-  in.seekg(0, std::ios::beg);
-  std::vector<std::uint8_t> bytes(static_cast<std::size_t>(len));
-  if (len > 0 && !in.read(reinterpret_cast<char*>(bytes.data()), len))
-    throw Error(name + ": cannot read: " + std::strerror(errno));
-  try {
-    return decode_safetensors(bytes.data(), bytes.size());
-  } catch (const Error& e) {
-    throw Error(name + ": " + e.what());
-  }
+SafetensorsFile read_safetensors(const std::filesystem::path& file, const ShapeCheck& check_shapes,
+                                 const CancelFlag* cancel) {
+  RegularFile in(file, "a safetensors file");
+  // Messages about the content start with the file's name (RegularFile's own already do).
+  auto about_file = [&](auto&& step) {
+    try {
+      return step();
+    } catch (const Error& e) {
+      throw Error(in.name() + ": " + e.what());
+    }
+  };
+  auto read_exactly = [&](std::uint64_t n) {
+    std::vector<std::uint8_t> buf(static_cast<std::size_t>(n));
+    if (in.read(buf.data(), buf.size(), cancel) != buf.size())
+      throw Error(in.name() + ": the file became shorter while it was read");
+    return buf;
+  };
+  if (in.size() > kMaxFileBytes)
+    throw Error(in.name() + ": the file is " + std::to_string(in.size()) + " bytes, more than the 4 GiB vaelab reads");
+  // The header first: its checks and the caller's run before the data is read.
+  const std::vector<std::uint8_t> prefix = read_exactly(std::min<std::uint64_t>(8, in.size()));
+  const std::uint64_t n = about_file([&] { return header_length(prefix.data(), in.size()); });
+  const std::vector<std::uint8_t> json = read_exactly(n);
+  const Header h = about_file([&] { return parse_header(json.data(), n, in.size() - 8 - n); });
+  if (check_shapes) about_file([&] { check_shapes(shapes_of(h)); });
+  const std::vector<std::uint8_t> data = read_exactly(in.size() - 8 - n);
+  return about_file([&] { return with_data(h, data.data()); });
 }
 
 SafetensorsFile export_model(const Model& model) {

@@ -5,11 +5,13 @@
 #pragma once
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "core/model.hpp"
+#include "core/regular_file.hpp"
 
 namespace vaelab {
 
@@ -30,7 +32,12 @@ std::vector<std::uint8_t> encode_safetensors(const SafetensorsFile& f);
 SafetensorsFile decode_safetensors(const std::uint8_t* bytes, std::size_t size);
 
 void write_safetensors(const std::filesystem::path& file, const SafetensorsFile& f);  // atomic
-SafetensorsFile read_safetensors(const std::filesystem::path& file);
+// Called with the tensors' names and shapes (no data yet) and the metadata, after the header's own
+// checks and before the data is read: it throws vaelab::Error to refuse the file unread.
+using ShapeCheck = std::function<void(const SafetensorsFile& shapes)>;
+// Reads a regular file (a FIFO or device is refused unopened), header first. Throws vaelab::Error.
+SafetensorsFile read_safetensors(const std::filesystem::path& file, const ShapeCheck& check_shapes = {},
+                                 const CancelFlag* cancel = nullptr);
 
 // Model ↔ tensors with PyTorch names. Layer naming (encoder input → head, decoder z → output):
 // one hidden layer: fc1, fc21 (μ), fc22 (log σ²), fc3, fc4. More hidden layers:
