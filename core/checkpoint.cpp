@@ -16,8 +16,8 @@
 #include <type_traits>
 
 #include "core/atomic_file.hpp"
-#include "core/conv.hpp"
 #include "core/error.hpp"
+#include "core/memory_estimate.hpp"
 #include "core/model.hpp"
 #include "core/regular_file.hpp"
 
@@ -267,34 +267,6 @@ std::uint64_t le64(const std::uint8_t* p) {
   return std::uint64_t{le32(p)} | (std::uint64_t{le32(p + 4)} << 32);
 }
 
-// A lower bound on Model(m).size() computed without allocating: the weights and biases of the dense
-// layers every model of that family has, without alignment padding (nor convolution kernels,
-// classifier and cluster parameters, which add a bounded amount). m must have passed validate().
-std::uint64_t dense_parameters(const ModelConfig& m) {
-  std::uint64_t total = 0;
-  auto dense = [&](std::uint64_t in, std::uint64_t out) { total += in * out + out; };
-  if (m.family == ModelFamily::Conv) {  // the convolutional VAE ignores `hidden`
-    const ConvVaeGeometry v = conv_vae_geometries(m.image_h, m.image_w, m.latent);
-    dense(static_cast<std::uint64_t>(v.enc_dense_in), static_cast<std::uint64_t>(v.enc_dense_out));
-    dense(static_cast<std::uint64_t>(v.dec_dense_in), static_cast<std::uint64_t>(v.dec_dense_out));
-    return total;
-  }
-  const std::uint64_t d = static_cast<std::uint64_t>(m.image_h) * static_cast<std::uint64_t>(m.image_w);
-  std::uint64_t width = d;
-  for (int h : m.hidden) {
-    dense(width, static_cast<std::uint64_t>(h));
-    width = static_cast<std::uint64_t>(h);
-  }
-  dense(width, 2 * static_cast<std::uint64_t>(m.latent));
-  width = static_cast<std::uint64_t>(m.latent);
-  for (auto it = m.hidden.rbegin(); it != m.hidden.rend(); ++it) {
-    dense(width, static_cast<std::uint64_t>(*it));
-    width = static_cast<std::uint64_t>(*it);
-  }
-  dense(width, d);
-  return total;
-}
-
 // Checks that the sizes fit together, so a loaded state can be used without further checks.
 void check_consistent(const TrainingState& s, const std::function<void(const std::string&)>& fail) {
   try {
@@ -305,7 +277,7 @@ void check_consistent(const TrainingState& s, const std::function<void(const std
   // Model(s.model) allocates every parameter the settings ask for, and settings that validate can
   // ask for tens of GiB: refuse a count that cannot match before building the model, so a small
   // damaged or hostile file cannot make a load allocate more than its own size (plus padding).
-  const std::uint64_t least = dense_parameters(s.model);
+  const std::uint64_t least = parameter_count(s.model);  // Model(m).size() less its padding
   if (s.params.size() < least)
     fail("holds " + std::to_string(s.params.size()) + " parameters, but its model settings need at least " +
          std::to_string(least));
