@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <set>
 
 #include "core/atomic_file.hpp"
@@ -42,25 +43,23 @@ const DtypeInfo* find_dtype(const std::string& s) {
 
 // ---- JSON writing ----
 
+// JSON's two-character escapes: the character, and the letter that follows the backslash.
+constexpr std::pair<char, char> kEscapes[] = {{'"', '"'},  {'\\', '\\'}, {'\n', 'n'}, {'\r', 'r'},
+                                              {'\t', 't'}, {'\b', 'b'},   {'\f', 'f'}};
+
 void json_string(std::string& out, const std::string& s) {
   out += '"';
   for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
+    const auto* e = std::find_if(std::begin(kEscapes), std::end(kEscapes), [c](auto e) { return e.first == char(c); });
+    if (e != std::end(kEscapes)) {
+      out += '\\';
+      out += e->second;
+    } else if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
     }
   }
   out += '"';
@@ -324,30 +323,23 @@ class HeaderParser {
       }
       if (p_ == end_) fail("a string is not closed");
       const char e = *p_++;
-      switch (e) {
-        case '"': s += '"'; break;
-        case '\\': s += '\\'; break;
-        case '/': s += '/'; break;
-        case 'b': s += '\b'; break;
-        case 'f': s += '\f'; break;
-        case 'n': s += '\n'; break;
-        case 'r': s += '\r'; break;
-        case 't': s += '\t'; break;
-        case 'u': {
-          unsigned cp = hex4();
-          if (cp >= 0xDC00 && cp <= 0xDFFF) fail("a \\u escape is a lone low surrogate");
-          if (cp >= 0xD800 && cp <= 0xDBFF) {
-            if (end_ - p_ < 2 || p_[0] != '\\' || p_[1] != 'u') fail("a \\u escape is a lone high surrogate");
-            p_ += 2;
-            const unsigned lo = hex4();
-            if (lo < 0xDC00 || lo > 0xDFFF) fail("a \\u escape is a lone high surrogate");
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-          }
-          utf8(s, cp);
-          break;
-        }
-        default: fail(std::string("a string has the unknown escape \\") + e);
+      const auto* simple =
+          std::find_if(std::begin(kEscapes), std::end(kEscapes), [e](auto x) { return x.second == e; });
+      if (simple != std::end(kEscapes) || e == '/') {
+        s += simple != std::end(kEscapes) ? simple->first : '/';
+        continue;
       }
+      if (e != 'u') fail(std::string("a string has the unknown escape \\") + e);
+      unsigned cp = hex4();
+      if (cp >= 0xDC00 && cp <= 0xDFFF) fail("a \\u escape is a lone low surrogate");
+      if (cp >= 0xD800 && cp <= 0xDBFF) {
+        if (end_ - p_ < 2 || p_[0] != '\\' || p_[1] != 'u') fail("a \\u escape is a lone high surrogate");
+        p_ += 2;
+        const unsigned lo = hex4();
+        if (lo < 0xDC00 || lo > 0xDFFF) fail("a \\u escape is a lone high surrogate");
+        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+      }
+      utf8(s, cp);
     }
   }
 
@@ -422,6 +414,26 @@ const std::string* metadata_of(const SafetensorsFile& f, const char* key) {
   return it == f.metadata.end() ? nullptr : &it->second;
 }
 
+// The image size from the metadata's image_h and image_w into cfg; false when it gives neither.
+bool image_size_from_metadata(const SafetensorsFile& f, ModelConfig& cfg) {
+  const std::string* mh = metadata_of(f, "image_h");
+  const std::string* mw = metadata_of(f, "image_w");
+  if (!mh && !mw) return false;
+  if (!mh || !mw) import_fail("the metadata gives only one of image_h and image_w");
+  if (!parse_int(*mh, cfg.image_h) || !parse_int(*mw, cfg.image_w) || cfg.image_h < 1 || cfg.image_w < 1)
+    import_fail("the metadata's image size '" + *mh + "' × '" + *mw + "' is not two positive integers");
+  return true;
+}
+
+// The metadata's latent size, when it gives one, must be the tensors' (fc21's rows).
+void check_metadata_latent(const SafetensorsFile& f, int latent) {
+  const std::string* m = metadata_of(f, "latent");
+  int v = 0;
+  if (m && (!parse_int(*m, v) || v != latent))
+    import_fail("the metadata's latent size '" + *m + "' does not match the " + std::to_string(latent) +
+                " rows of 'fc21.weight'");
+}
+
 // The likelihood, σ and the learned decoder log σ² tensor (returned, or null) of an exported model.
 const Tensor* read_likelihood(const SafetensorsFile& f, ModelConfig& cfg, std::set<std::string>& used) {
   const auto fail = import_fail;
@@ -456,21 +468,19 @@ const Tensor* read_likelihood(const SafetensorsFile& f, ModelConfig& cfg, std::s
 // [out_c, in_c, 3, 3]), fc21 / fc22 (the μ / log σ² halves of the dense head), dec_fc (Linear),
 // dec_deconv1..3 (ConvTranspose2d [in_c, out_c, 3, 3]); every shape must be the one
 // conv_vae_geometries gives for the metadata's image size and fc21's latent size.
-Model import_conv_model(const SafetensorsFile& f) {
+std::optional<Model> import_conv_model(const SafetensorsFile& f, bool build) {
   const auto fail = import_fail;
   std::set<std::string> used;
-  const std::string* mh = metadata_of(f, "image_h");
-  const std::string* mw = metadata_of(f, "image_w");
   ModelConfig cfg;
   cfg.family = ModelFamily::Conv;
-  if (!mh || !mw) fail("a convolutional VAE needs the image size in the metadata (image_h and image_w)");
-  if (!parse_int(*mh, cfg.image_h) || !parse_int(*mw, cfg.image_w) || cfg.image_h < 1 || cfg.image_w < 1)
-    fail("the metadata's image size '" + *mh + "' × '" + *mw + "' is not two positive integers");
+  if (!image_size_from_metadata(f, cfg))
+    fail("a convolutional VAE needs the image size in the metadata (image_h and image_w)");
   const Tensor* fc21 = f.find("fc21.weight");
   if (!fc21) fail("tensor 'fc21.weight' is missing");
   if (fc21->shape.size() != 2 || fc21->shape[0] < 1 || fc21->shape[0] > 65536)
     fail("tensor 'fc21.weight' has shape " + shape_str(fc21->shape) + ", expected [latent, 64·h·w]");
   cfg.latent = static_cast<int>(fc21->shape[0]);
+  check_metadata_latent(f, cfg.latent);
   ConvVaeGeometry v;
   try {
     v = conv_vae_geometries(cfg.image_h, cfg.image_w, cfg.latent);
@@ -489,6 +499,7 @@ Model import_conv_model(const SafetensorsFile& f) {
   } catch (const Error& e) {
     fail(std::string("the model in the file is not one vaelab can use: ") + e.what());
   }
+  if (!build) return std::nullopt;
   Model model(cfg);
   // Copies tensor `name` (which must have exactly `shape`) to params[offset…].
   auto take = [&](const std::string& name, const std::vector<std::int64_t>& shape, std::size_t offset) {
@@ -805,8 +816,12 @@ SafetensorsFile export_model(const Model& model) {
   return f;
 }
 
-Model import_model(const SafetensorsFile& f) {
-  if (const std::string* fam = metadata_of(f, "family"); fam && *fam == "conv") return import_conv_model(f);
+namespace {
+
+// Checks that the names, shapes and metadata make a model vaelab can build (the tensors' data is
+// not read), then, when `build`, builds it from the data.
+std::optional<Model> import_any(const SafetensorsFile& f, bool build) {
+  if (const std::string* fam = metadata_of(f, "family"); fam && *fam == "conv") return import_conv_model(f, build);
   const auto fail = import_fail;
   std::set<std::string> used;
 
@@ -829,6 +844,10 @@ Model import_model(const SafetensorsFile& f) {
       fail("tensor '" + name + ".weight' has shape " + shape_str(ws) + ", expected [out, in]");
     l.out = static_cast<int>(ws[0]);
     l.in = static_cast<int>(ws[1]);
+    if (l.b->shape == std::vector<std::int64_t>{ws[1]} && ws[0] != ws[1])
+      fail("tensor '" + name + ".weight' has shape " + shape_str(ws) + " but '" + name + ".bias' has " +
+           std::to_string(ws[1]) + " entries: the weight looks transposed (PyTorch stores a layer's weight as " +
+           "[out, in], here " + shape_str({ws[1], ws[0]}) + ")");
     if (l.b->shape != std::vector<std::int64_t>{ws[0]})
       fail("tensor '" + name + ".bias' has shape " + shape_str(l.b->shape) + ", expected [" + std::to_string(l.out) + "]");
     used.insert(name + ".weight");
@@ -884,19 +903,11 @@ Model import_model(const SafetensorsFile& f) {
   ModelConfig cfg;
   cfg.latent = latent;
   cfg.hidden = hidden;
-  const auto meta = [&](const char* k) -> const std::string* {
-    auto it = f.metadata.find(k);
-    return it == f.metadata.end() ? nullptr : &it->second;
-  };
-  const std::string* mh = meta("image_h");
-  const std::string* mw = meta("image_w");
-  if (mh || mw) {
-    if (!mh || !mw) fail("the metadata gives only one of image_h and image_w");
-    if (!parse_int(*mh, cfg.image_h) || !parse_int(*mw, cfg.image_w) || cfg.image_h < 1 || cfg.image_w < 1)
-      fail("the metadata's image size '" + *mh + "' × '" + *mw + "' is not two positive integers");
+  check_metadata_latent(f, latent);
+  if (image_size_from_metadata(f, cfg)) {
     if (static_cast<long long>(cfg.image_h) * cfg.image_w != D)
-      fail("the metadata's image size " + *mh + "×" + *mw + " does not match the " + std::to_string(D) +
-           " inputs of '" + enc[0].name + ".weight'");
+      fail("the metadata's image size " + std::to_string(cfg.image_h) + "×" + std::to_string(cfg.image_w) +
+           " does not match the " + std::to_string(D) + " inputs of '" + enc[0].name + ".weight'");
   } else {
     const int side = static_cast<int>(std::lround(std::sqrt(static_cast<double>(D))));
     if (static_cast<long long>(side) * side != D)
@@ -907,7 +918,7 @@ Model import_model(const SafetensorsFile& f) {
   const Tensor* logvar = read_likelihood(f, cfg, used);
   Dense cls0, cls1;
   const Tensor *cmeans = nullptr, *clogvars = nullptr;
-  if (const std::string* fam = meta("family"); fam && *fam == "gmvae") {
+  if (const std::string* fam = metadata_of(f, "family"); fam && *fam == "gmvae") {
     cfg.family = ModelFamily::Gmvae;
     cls0 = dense("classifier.0");
     cls1 = dense("classifier.1");
@@ -934,6 +945,7 @@ Model import_model(const SafetensorsFile& f) {
     fail(std::string("the model in the file is not one vaelab can use: ") + e.what());
   }
 
+  if (!build) return std::nullopt;
   Model model(cfg);
   auto fill = [&](const DenseShape& l, const Dense& src, int row0) {
     auto W = model.W(l);
@@ -956,6 +968,16 @@ Model import_model(const SafetensorsFile& f) {
   }
   if (!model.all_finite()) fail("the parameters contain NaN or Inf");
   return model;
+}
+
+}  // namespace
+
+Model import_model(const SafetensorsFile& f) { return *import_any(f, true); }
+
+void check_importable(const SafetensorsFile& shapes) { import_any(shapes, false); }
+
+Model import_model_file(const std::filesystem::path& file, const CancelFlag* cancel) {
+  return import_model(read_safetensors(file, check_importable, cancel));
 }
 
 }  // namespace vaelab

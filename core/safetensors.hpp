@@ -45,5 +45,11 @@ SafetensorsFile read_safetensors(const std::filesystem::path& file, const ShapeC
 SafetensorsFile export_model(const Model& model);
 // Infers the config from shapes and metadata; throws vaelab::Error when names or shapes don't fit.
 Model import_model(const SafetensorsFile& f);
+// import_model's checks of names, shapes and metadata alone (the tensors' data may be empty): a
+// ShapeCheck for read_safetensors. Throws vaelab::Error.
+void check_importable(const SafetensorsFile& shapes);
+// read_safetensors then import_model, refusing a file whose header does not describe a model
+// vaelab can import before its data is read.
+Model import_model_file(const std::filesystem::path& file, const CancelFlag* cancel = nullptr);
 
 }  // namespace vaelab
