@@ -53,6 +53,13 @@ class Writer {
     count(v.size());
     for (const T& x : v) num(x);
   }
+  // One field of a record, whatever its type (see the *_fields lists below).
+  template <class T>
+    requires std::is_arithmetic_v<T>
+  void field(const T& v) { num(v); }
+  void field(const std::string& s) { str(s); }
+  template <class T>
+  void field(const std::vector<T>& v) { vec(v); }
   void raw(const void* p, std::size_t n) {
     const auto* c = static_cast<const unsigned char*>(p);
     out_.insert(out_.end(), c, c + n);
@@ -103,6 +110,13 @@ class Reader {
     for (T& x : v) x = num<T>();
     return v;
   }
+  // One field of a record, whatever its type (see the *_fields lists below).
+  template <class T>
+    requires std::is_arithmetic_v<T>
+  void field(T& v) { v = num<T>(); }
+  void field(std::string& s) { s = str(); }
+  template <class T>
+  void field(std::vector<T>& v) { v = vec<T>(); }
   std::size_t remaining() const { return static_cast<std::size_t>(end_ - p_); }
   [[noreturn]] void fail(const std::string& what) const { throw Error(file_ + ": " + what); }
 
@@ -139,35 +153,41 @@ void put(Writer& w, const TrainConfig& t) {
   w.u8(static_cast<std::uint8_t>(t.estimator));
 }
 
+// Each history record's fields in file order. `io` is a Writer or a Reader, so one list serves both.
+constexpr auto step_fields = [](auto& io, auto& s) {
+  io.field(s.step);
+  for (auto* f : {&s.epoch, &s.elbo, &s.recon, &s.kl}) io.field(*f);
+};
+constexpr auto epoch_fields = [](auto& io, auto& e) {
+  io.field(e.epoch);
+  io.field(e.step);
+  for (auto* f : {&e.train_elbo, &e.test_elbo, &e.test_recon, &e.test_kl, &e.test_iwae, &e.test_iwae_elbo,
+                  &e.samples_per_s, &e.cluster_acc, &e.nmi})
+    io.field(*f);
+  io.field(e.iwae_k);
+  io.field(e.kl_per_dim);
+};
+constexpr auto marker_fields = [](auto& io, auto& m) {
+  io.field(m.step);
+  io.field(m.text);
+};
+constexpr auto estimator_fields = [](auto& io, auto& e) {
+  io.field(e.step);
+  for (auto* f : {&e.reparam_variance, &e.score_variance, &e.reparam_snr, &e.score_snr}) io.field(*f);
+};
+
+// A list: its length, then each entry's fields.
+template <class List, class Fields>
+void put_list(Writer& w, const List& list, Fields fields) {
+  w.count(list.size());
+  for (const auto& x : list) fields(w, x);
+}
+
 void put(Writer& w, const History& h) {
-  w.count(h.steps.size());
-  for (const auto& s : h.steps) {
-    w.num(s.step);
-    w.num(s.epoch);
-    w.num(s.elbo);
-    w.num(s.recon);
-    w.num(s.kl);
-  }
-  w.count(h.epochs.size());
-  for (const auto& e : h.epochs) {
-    w.i32(e.epoch);
-    w.num(e.step);
-    for (float f : {e.train_elbo, e.test_elbo, e.test_recon, e.test_kl, e.test_iwae, e.test_iwae_elbo,
-                    e.samples_per_s, e.cluster_acc, e.nmi})
-      w.num(f);
-    w.i32(e.iwae_k);
-    w.vec(e.kl_per_dim);
-  }
-  w.count(h.markers.size());
-  for (const auto& m : h.markers) {
-    w.num(m.step);
-    w.str(m.text);
-  }
-  w.count(h.estimators.size());
-  for (const auto& e : h.estimators) {
-    w.num(e.step);
-    for (float f : {e.reparam_variance, e.score_variance, e.reparam_snr, e.score_snr}) w.num(f);
-  }
+  put_list(w, h.steps, step_fields);
+  put_list(w, h.epochs, epoch_fields);
+  put_list(w, h.markers, marker_fields);
+  put_list(w, h.estimators, estimator_fields);
 }
 
 // Smallest encoded sizes of one list entry, so a count can be checked before allocating.
@@ -211,40 +231,22 @@ TrainConfig get_train(Reader& r) {
   return t;
 }
 
+// A list written by put_list; `min_bytes` is one entry's smallest encoded size.
+template <class List, class Fields>
+void get_list(Reader& r, List& list, std::size_t min_bytes, Fields fields) {
+  for (std::size_t n = r.count(min_bytes); n > 0; --n) {
+    typename List::value_type x;
+    fields(r, x);
+    list.push_back(x);
+  }
+}
+
 History get_history(Reader& r) {
   History h;
-  for (std::size_t n = r.count(kStepBytes); n > 0; --n) {
-    StepRecord s;
-    s.step = r.num<std::int64_t>();
-    s.epoch = r.num<float>();
-    s.elbo = r.num<float>();
-    s.recon = r.num<float>();
-    s.kl = r.num<float>();
-    h.steps.push_back(s);
-  }
-  for (std::size_t n = r.count(kEpochBytes); n > 0; --n) {
-    EpochRecord e;
-    e.epoch = r.i32();
-    e.step = r.num<std::int64_t>();
-    for (float* f : {&e.train_elbo, &e.test_elbo, &e.test_recon, &e.test_kl, &e.test_iwae, &e.test_iwae_elbo,
-                     &e.samples_per_s, &e.cluster_acc, &e.nmi})
-      *f = r.num<float>();
-    e.iwae_k = r.i32();
-    e.kl_per_dim = r.vec<float>();
-    h.epochs.push_back(e);
-  }
-  for (std::size_t n = r.count(kMarkerBytes); n > 0; --n) {
-    ChangeMarker m;
-    m.step = r.num<std::int64_t>();
-    m.text = r.str();
-    h.markers.push_back(m);
-  }
-  for (std::size_t n = r.count(kEstimatorBytes); n > 0; --n) {
-    EstimatorRecord e;
-    e.step = r.num<std::int64_t>();
-    for (float* f : {&e.reparam_variance, &e.score_variance, &e.reparam_snr, &e.score_snr}) *f = r.num<float>();
-    h.estimators.push_back(e);
-  }
+  get_list(r, h.steps, kStepBytes, step_fields);
+  get_list(r, h.epochs, kEpochBytes, epoch_fields);
+  get_list(r, h.markers, kMarkerBytes, marker_fields);
+  get_list(r, h.estimators, kEstimatorBytes, estimator_fields);
   return h;
 }
 

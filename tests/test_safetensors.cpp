@@ -252,6 +252,9 @@ Model make_model(ModelConfig cfg, std::uint64_t seed) {
   return m;
 }
 
+// 2×3 images, one hidden layer of 4, latent 2: every tensor small enough to edit by hand.
+ModelConfig small_import_config() { return {.image_h = 2, .image_w = 3, .latent = 2, .hidden = {4}}; }
+
 }  // namespace
 
 TEST_CASE("safetensors: export and import keep the model exactly") {
@@ -379,12 +382,7 @@ TEST_CASE("safetensors: a PyTorch examples/vae layout imports with the right tra
 }
 
 TEST_CASE("safetensors: import refuses files that do not describe a vaelab model") {
-  ModelConfig cfg;
-  cfg.image_h = 2;
-  cfg.image_w = 3;
-  cfg.latent = 2;
-  cfg.hidden = {4};
-  const SafetensorsFile good = export_model(make_model(cfg, 3));
+  const SafetensorsFile good = export_model(make_model(small_import_config(), 3));
   CHECK_NOTHROW(import_model(good));
   auto without = [&](const std::string& name) {
     SafetensorsFile f = good;
@@ -452,12 +450,7 @@ TEST_CASE("safetensors: a convolutional file's image size is checked against its
 }
 
 TEST_CASE("safetensors: a transposed weight and a metadata latent size that does not fit are named") {
-  ModelConfig cfg;
-  cfg.image_h = 2;
-  cfg.image_w = 3;
-  cfg.latent = 2;
-  cfg.hidden = {4};
-  const SafetensorsFile good = export_model(make_model(cfg, 3));
+  const SafetensorsFile good = export_model(make_model(small_import_config(), 3));
   SafetensorsFile f = good;
   for (auto& t : f.tensors)
     if (t.name == "fc1.weight") t.shape = {6, 4};  // [in, out]: stored transposed

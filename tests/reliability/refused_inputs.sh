@@ -35,24 +35,27 @@ for name in ("train", "t10k"):
     write("big", f"{name}-images-idx3-ubyte", struct.pack(">BBBBIII", 0, 0, 8, 3, 4, 1000, 1000) + bytes(4 * 10**6), gz=True)
 PY
 
+report() {  # report NAME OK [DETAIL]: count one result and print it (DETAIL, indented, on failure)
+  local name=$1 ok=$2 detail=${3:-}
+  if ((ok)); then
+    passed=$((passed + 1)) && echo "ok   $name"
+  else
+    failed=$((failed + 1)) && echo "FAIL $name" && [[ -n $detail ]] && sed 's/^/     /' <<<"$detail"
+  fi
+}
 expect() {  # expect NAME CODE PATTERN command…: exit code CODE within 60 s and PATTERN (grep -E) on stderr
   local name=$1 code=$2 pattern=$3
   shift 3
-  timeout 60 "$@" >"$work/out" 2>"$work/err" </dev/null
-  local rc=$?
-  if ((rc == code)) && grep -Eq -e "$pattern" "$work/err"; then
-    passed=$((passed + 1))
-    echo "ok   $name: exit $rc: $(head -n1 "$work/err" | head -c 200)"
-  else
-    failed=$((failed + 1))
-    echo "FAIL $name: expected exit $code and /$pattern/, got exit $rc$( ((rc == 124)) && echo ' (timed out)'):"
-    sed 's/^/     /' "$work/err" | head -n5
-  fi
+  timeout 60 "$@" >"$work/stdout" 2>"$work/err" </dev/null
+  local rc=$? ok=0
+  ((rc == code)) && grep -Eq -e "$pattern" "$work/err" && ok=1
+  report "$name: exit $rc (expected $code, /$pattern/ on stderr)" $ok "$(head -n5 "$work/err")"
 }
-check() {  # check NAME test-expression…: a condition on the files afterwards
-  local name=$1
+check() {  # check NAME command…: a condition on the files afterwards
+  local name=$1 ok=0
   shift
-  if "$@"; then passed=$((passed + 1)); echo "ok   $name"; else failed=$((failed + 1)); echo "FAIL $name"; fi
+  "$@" && ok=1
+  report "$name" $ok
 }
 
 quick=(--data "$work/set8" --threads 1 --hidden 16 --latent 2 --batch 10)
