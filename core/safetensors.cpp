@@ -80,36 +80,18 @@ class HeaderParser {
 
   void parse(std::vector<TensorRecord>& tensors, std::map<std::string, std::string>& metadata) {
     ws();
-    expect('{');
-    ws();
     std::set<std::string> seen;
     bool have_meta = false;
-    if (peek() == '}') {
-      ++p_;
-    } else {
-      for (;;) {
-        ws();
-        const std::string key = string();
-        ws();
-        expect(':');
-        ws();
-        if (key == "__metadata__") {
-          if (have_meta) fail("\"__metadata__\" appears twice");
-          have_meta = true;
-          meta(metadata);
-        } else {
-          if (!seen.insert(key).second) fail("tensor '" + key + "' appears twice");
-          tensors.push_back(tensor(key));
-        }
-        ws();
-        if (peek() == ',') {
-          ++p_;
-          continue;
-        }
-        expect('}');
-        break;
+    members([&](const std::string& key) {
+      if (key == "__metadata__") {
+        if (have_meta) fail("\"__metadata__\" appears twice");
+        have_meta = true;
+        meta(metadata);
+      } else {
+        if (!seen.insert(key).second) fail("tensor '" + key + "' appears twice");
+        tensors.push_back(tensor(key));
       }
-    }
+    });
     ws();  // the writer pads with spaces
     if (p_ != end_) fail("unexpected text after the header object");
   }
@@ -130,31 +112,39 @@ class HeaderParser {
     ++p_;
   }
 
-  void meta(std::map<std::string, std::string>& out) {
+  // An object: '{', then "key": value pairs, each value read by on_member(key), then '}'.
+  // Returns how many members it had.
+  template <class OnMember>
+  int members(OnMember&& on_member) {
     expect('{');
     ws();
     if (peek() == '}') {
       ++p_;
-      return;
+      return 0;
     }
-    for (;;) {
+    for (int n = 1;; ++n) {
       ws();
-      std::string k = string();
+      const std::string key = string();
       ws();
       expect(':');
       ws();
+      on_member(key);
+      ws();
+      if (peek() != ',') {
+        expect('}');
+        return n;
+      }
+      ++p_;
+    }
+  }
+
+  void meta(std::map<std::string, std::string>& out) {
+    members([&](const std::string& k) {
       if (peek() != '"') fail("metadata value for '" + k + "' is not a string");
       std::string v = string();
       if (out.count(k)) fail("the metadata key '" + k + "' appears twice");
-      out.emplace(std::move(k), std::move(v));
-      ws();
-      if (peek() == ',') {
-        ++p_;
-        continue;
-      }
-      expect('}');
-      return;
-    }
+      out.emplace(k, std::move(v));
+    });
   }
 
   TensorRecord tensor(const std::string& name) {
@@ -162,15 +152,7 @@ class HeaderParser {
     t.name = name;
     bool have_dtype = false, have_shape = false, have_offsets = false;
     if (peek() != '{') fail("tensor '" + name + "' is not an object");
-    ++p_;
-    ws();
-    if (peek() == '}') fail("tensor '" + name + "' is empty");
-    for (;;) {
-      ws();
-      const std::string k = string();
-      ws();
-      expect(':');
-      ws();
+    const int fields = members([&](const std::string& k) {
       if (k == "dtype") {
         if (have_dtype) fail("tensor '" + name + "' has two dtypes");
         have_dtype = true;
@@ -190,14 +172,8 @@ class HeaderParser {
       } else {
         fail("tensor '" + name + "' has the unknown field '" + k + "'");
       }
-      ws();
-      if (peek() == ',') {
-        ++p_;
-        continue;
-      }
-      expect('}');
-      break;
-    }
+    });
+    if (fields == 0) fail("tensor '" + name + "' is empty");
     if (!have_dtype) fail("tensor '" + name + "' has no dtype");
     if (!have_shape) fail("tensor '" + name + "' has no shape");
     if (!have_offsets) fail("tensor '" + name + "' has no data_offsets");
@@ -414,6 +390,15 @@ const std::string* metadata_of(const SafetensorsFile& f, const char* key) {
   return it == f.metadata.end() ? nullptr : &it->second;
 }
 
+// validate(cfg), its message saying that the settings come from the file.
+void validate_imported(const ModelConfig& cfg) {
+  try {
+    validate(cfg);
+  } catch (const Error& e) {
+    import_fail(std::string("the model in the file is not one vaelab can use: ") + e.what());
+  }
+}
+
 // The image size from the metadata's image_h and image_w into cfg; false when it gives neither.
 bool image_size_from_metadata(const SafetensorsFile& f, ModelConfig& cfg) {
   const std::string* mh = metadata_of(f, "image_h");
@@ -494,11 +479,7 @@ std::optional<Model> import_conv_model(const SafetensorsFile& f, bool build) {
          shape_str({cfg.latent, v.enc_dense_in}) + " for a " + std::to_string(cfg.image_h) + "×" +
          std::to_string(cfg.image_w) + " convolutional VAE");
   const Tensor* logvar = read_likelihood(f, cfg, used);
-  try {
-    validate(cfg);
-  } catch (const Error& e) {
-    fail(std::string("the model in the file is not one vaelab can use: ") + e.what());
-  }
+  validate_imported(cfg);
   if (!build) return std::nullopt;
   Model model(cfg);
   // Copies tensor `name` (which must have exactly `shape`) to params[offset…].
@@ -939,11 +920,7 @@ std::optional<Model> import_any(const SafetensorsFile& f, bool build) {
   }
   for (const auto& t : f.tensors)
     if (!used.count(t.name)) fail("the file has the unexpected tensor '" + t.name + "'");
-  try {
-    validate(cfg);
-  } catch (const Error& e) {
-    fail(std::string("the model in the file is not one vaelab can use: ") + e.what());
-  }
+  validate_imported(cfg);
 
   if (!build) return std::nullopt;
   Model model(cfg);
