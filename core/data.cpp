@@ -333,10 +333,9 @@ void gather_batch(const ImageSet& set, const int* idx, int n, Binarize mode, Rng
     throw Error("gather_batch: output is " + std::to_string(out.rows()) + "×" + std::to_string(out.cols()) +
                 ", expected " + std::to_string(D) + "×" + std::to_string(n));
   if (mode == Binarize::Dynamic && !rng) throw Error("gather_batch: dynamic binarization needs a random generator");
-  // The images are scattered over the whole set (47 MB for Fashion-MNIST's training images), so
-  // each one starts with a wait on memory that the hardware prefetcher only cuts after a few
-  // lines; asking for every line of the batch first lets those waits overlap (the batch's gather
-  // took 225 µs before, 173 µs after, at batch 128; prefetching a whole step ahead was slower).
+  // The images are scattered over the whole set, so each one starts with a wait on memory that
+  // the hardware prefetcher only cuts after a few lines; asking for every line of the batch first
+  // lets those waits overlap.
   for (int j = 0; j < n; ++j) {
     if (idx[j] < 0 || idx[j] >= set.count)
       throw Error("gather_batch: image index " + std::to_string(idx[j]) + " is outside 0.." +
@@ -348,8 +347,8 @@ void gather_batch(const ImageSet& set, const int* idx, int n, Binarize mode, Rng
   for (int j = 0; j < n; ++j) {
     const std::uint8_t* src = set.image(idx[j]);
     float* dst = out.col(j).data();
-    // v / 255 exactly (as PyTorch's ToTensor), as a loop the compiler vectorises: a table lookup
-    // per pixel is a scalar gather and cost 1.8 % of the 784-400-20 step.
+    // v / 255 exactly (as PyTorch's ToTensor), as a loop the compiler vectorises (a table lookup
+    // per pixel would be a scalar gather).
     for (int i = 0; i < D; ++i) dst[i] = static_cast<float>(src[i]) / 255.0f;
     if (mode == Binarize::Dynamic)
       for (int i = 0; i < D; ++i) dst[i] = rng->uniform() < dst[i] ? 1.0f : 0.0f;

@@ -372,8 +372,8 @@ TEST_CASE("checkpoint: a save removes the temp files of writers that were killed
 }
 
 TEST_CASE("checkpoint: huge model settings in a small file are refused before allocating") {
-  // Seen while writing tests/fuzz/fuzz_checkpoint (which reproduces it): valid settings (1024×1024
-  // images, 8192 hidden units) with a repaired CRC made the load build a 64 GiB model to compare counts.
+  // Valid settings (1024×1024 images, 8192 hidden units) with a repaired CRC must be refused by
+  // their parameter count, not by building a 64 GiB model to compare counts.
   TempDir dir("checkpoint");
   const auto file = dir / "ck";
   save_checkpoint(file, sample_state());

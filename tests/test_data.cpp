@@ -253,6 +253,14 @@ TEST_CASE("data: load_dataset refuses missing and inconsistent folders") {
     m = error_of([&] { load_dataset(dir / "s"); });
     CHECK_MESSAGE(has(m, "train-labels-idx1-ubyte: has 3 labels but train-images-idx3-ubyte has 4 images"), m);
   }
+  SUBCASE("a label beyond the ten classes") {
+    write_set(dir / "s", 4, 2, 2, 2, 2, false);
+    write_all(dir / "s" / "t10k-labels-idx1-ubyte", idx(0x08, {2}, {9, 200}));
+    m = error_of([&] { load_dataset(dir / "s"); });
+    CHECK(m == (dir / "s" / "t10k-labels-idx1-ubyte").string() + ": label 1 is 200; the classes are 0 to 9");
+    write_all(dir / "s" / "t10k-labels-idx1-ubyte", idx(0x08, {2}, {9, 1}));
+    CHECK(load_dataset(dir / "s").class_names.size() == 10);
+  }
   SUBCASE("train and test image sizes differ") {
     write_set(dir / "s", 4, 2, 2, 2, 2, false);
     write_all(dir / "s" / "t10k-images-idx3-ubyte", idx(0x08, {2, 3, 2}, ramp(12)));

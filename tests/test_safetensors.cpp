@@ -428,8 +428,8 @@ TEST_CASE("safetensors: import refuses files that do not describe a vaelab model
 }
 
 TEST_CASE("safetensors: a convolutional file's image size is checked against its tensors before allocating") {
-  // Found by review, reproduced with tests/fuzz/fuzz_safetensors: metadata asking for 1024×1024 images and a 4 KB
-  // 'fc21.weight' of shape [1024, 1] made import_model build a 40 GB model before any shape check.
+  // Metadata asking for 1024×1024 images with a 4 KB 'fc21.weight' of shape [1024, 1] must be refused
+  // by its shape, not by building a 40 GB model first.
   SafetensorsFile f;
   f.metadata = {{"family", "conv"}, {"image_h", "1024"}, {"image_w", "1024"}};
   f.tensors.push_back({"fc21.weight", {1024, 1}, std::vector<float>(1024, 0.0f)});
