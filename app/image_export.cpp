@@ -11,7 +11,7 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "core/checkpoint.hpp"
+#include "core/atomic_file.hpp"
 #include "core/view_math.hpp"
 
 #define STB_IMAGE_WRITE_STATIC

@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "app/app_state.hpp"
-#include "core/checkpoint.hpp"
 #include "app/flags/flags.hpp"
+#include "core/atomic_file.hpp"
 
 namespace vaelab::app {
 namespace {

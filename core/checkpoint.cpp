@@ -1,29 +1,25 @@
-// Checkpoint file format (version 1) and the atomic file write shared with the safetensors export.
+// Checkpoint file format (version 1): encoding, decoding and the consistency checks of both.
 // Layout, all little-endian: "VAELABCK", u32 version, u64 file size, the TrainingState fields in
 // declaration order, then a CRC-32 of every byte before it. Not a stable interchange format.
 #include "core/checkpoint.hpp"
 
-#include <fcntl.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
 #include <bit>
-#include <cerrno>
 #include <charconv>
 #include <climits>
 #include <cmath>
-#include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <functional>
+#include <limits>
 #include <type_traits>
 
-#include "core/conv.hpp"
+#include "core/atomic_file.hpp"
 #include "core/error.hpp"
+#include "core/memory_estimate.hpp"
 #include "core/model.hpp"
+#include "core/regular_file.hpp"
 
 namespace vaelab {
 
@@ -57,6 +53,13 @@ class Writer {
     count(v.size());
     for (const T& x : v) num(x);
   }
+  // One field of a record, whatever its type (see the *_fields lists below).
+  template <class T>
+    requires std::is_arithmetic_v<T>
+  void field(const T& v) { num(v); }
+  void field(const std::string& s) { str(s); }
+  template <class T>
+  void field(const std::vector<T>& v) { vec(v); }
   void raw(const void* p, std::size_t n) {
     const auto* c = static_cast<const unsigned char*>(p);
     out_.insert(out_.end(), c, c + n);
@@ -107,6 +110,13 @@ class Reader {
     for (T& x : v) x = num<T>();
     return v;
   }
+  // One field of a record, whatever its type (see the *_fields lists below).
+  template <class T>
+    requires std::is_arithmetic_v<T>
+  void field(T& v) { v = num<T>(); }
+  void field(std::string& s) { s = str(); }
+  template <class T>
+  void field(std::vector<T>& v) { v = vec<T>(); }
   std::size_t remaining() const { return static_cast<std::size_t>(end_ - p_); }
   [[noreturn]] void fail(const std::string& what) const { throw Error(file_ + ": " + what); }
 
@@ -143,35 +153,41 @@ void put(Writer& w, const TrainConfig& t) {
   w.u8(static_cast<std::uint8_t>(t.estimator));
 }
 
+// Each history record's fields in file order. `io` is a Writer or a Reader, so one list serves both.
+constexpr auto step_fields = [](auto& io, auto& s) {
+  io.field(s.step);
+  for (auto* f : {&s.epoch, &s.elbo, &s.recon, &s.kl}) io.field(*f);
+};
+constexpr auto epoch_fields = [](auto& io, auto& e) {
+  io.field(e.epoch);
+  io.field(e.step);
+  for (auto* f : {&e.train_elbo, &e.test_elbo, &e.test_recon, &e.test_kl, &e.test_iwae, &e.test_iwae_elbo,
+                  &e.samples_per_s, &e.cluster_acc, &e.nmi})
+    io.field(*f);
+  io.field(e.iwae_k);
+  io.field(e.kl_per_dim);
+};
+constexpr auto marker_fields = [](auto& io, auto& m) {
+  io.field(m.step);
+  io.field(m.text);
+};
+constexpr auto estimator_fields = [](auto& io, auto& e) {
+  io.field(e.step);
+  for (auto* f : {&e.reparam_variance, &e.score_variance, &e.reparam_snr, &e.score_snr}) io.field(*f);
+};
+
+// A list: its length, then each entry's fields.
+template <class List, class Fields>
+void put_list(Writer& w, const List& list, Fields fields) {
+  w.count(list.size());
+  for (const auto& x : list) fields(w, x);
+}
+
 void put(Writer& w, const History& h) {
-  w.count(h.steps.size());
-  for (const auto& s : h.steps) {
-    w.num(s.step);
-    w.num(s.epoch);
-    w.num(s.elbo);
-    w.num(s.recon);
-    w.num(s.kl);
-  }
-  w.count(h.epochs.size());
-  for (const auto& e : h.epochs) {
-    w.i32(e.epoch);
-    w.num(e.step);
-    for (float f : {e.train_elbo, e.test_elbo, e.test_recon, e.test_kl, e.test_iwae, e.test_iwae_elbo,
-                    e.samples_per_s, e.cluster_acc, e.nmi})
-      w.num(f);
-    w.i32(e.iwae_k);
-    w.vec(e.kl_per_dim);
-  }
-  w.count(h.markers.size());
-  for (const auto& m : h.markers) {
-    w.num(m.step);
-    w.str(m.text);
-  }
-  w.count(h.estimators.size());
-  for (const auto& e : h.estimators) {
-    w.num(e.step);
-    for (float f : {e.reparam_variance, e.score_variance, e.reparam_snr, e.score_snr}) w.num(f);
-  }
+  put_list(w, h.steps, step_fields);
+  put_list(w, h.epochs, epoch_fields);
+  put_list(w, h.markers, marker_fields);
+  put_list(w, h.estimators, estimator_fields);
 }
 
 // Smallest encoded sizes of one list entry, so a count can be checked before allocating.
@@ -215,40 +231,22 @@ TrainConfig get_train(Reader& r) {
   return t;
 }
 
+// A list written by put_list; `min_bytes` is one entry's smallest encoded size.
+template <class List, class Fields>
+void get_list(Reader& r, List& list, std::size_t min_bytes, Fields fields) {
+  for (std::size_t n = r.count(min_bytes); n > 0; --n) {
+    typename List::value_type x;
+    fields(r, x);
+    list.push_back(x);
+  }
+}
+
 History get_history(Reader& r) {
   History h;
-  for (std::size_t n = r.count(kStepBytes); n > 0; --n) {
-    StepRecord s;
-    s.step = r.num<std::int64_t>();
-    s.epoch = r.num<float>();
-    s.elbo = r.num<float>();
-    s.recon = r.num<float>();
-    s.kl = r.num<float>();
-    h.steps.push_back(s);
-  }
-  for (std::size_t n = r.count(kEpochBytes); n > 0; --n) {
-    EpochRecord e;
-    e.epoch = r.i32();
-    e.step = r.num<std::int64_t>();
-    for (float* f : {&e.train_elbo, &e.test_elbo, &e.test_recon, &e.test_kl, &e.test_iwae, &e.test_iwae_elbo,
-                     &e.samples_per_s, &e.cluster_acc, &e.nmi})
-      *f = r.num<float>();
-    e.iwae_k = r.i32();
-    e.kl_per_dim = r.vec<float>();
-    h.epochs.push_back(e);
-  }
-  for (std::size_t n = r.count(kMarkerBytes); n > 0; --n) {
-    ChangeMarker m;
-    m.step = r.num<std::int64_t>();
-    m.text = r.str();
-    h.markers.push_back(m);
-  }
-  for (std::size_t n = r.count(kEstimatorBytes); n > 0; --n) {
-    EstimatorRecord e;
-    e.step = r.num<std::int64_t>();
-    for (float* f : {&e.reparam_variance, &e.score_variance, &e.reparam_snr, &e.score_snr}) *f = r.num<float>();
-    h.estimators.push_back(e);
-  }
+  get_list(r, h.steps, kStepBytes, step_fields);
+  get_list(r, h.epochs, kEpochBytes, epoch_fields);
+  get_list(r, h.markers, kMarkerBytes, marker_fields);
+  get_list(r, h.estimators, kEstimatorBytes, estimator_fields);
   return h;
 }
 
@@ -271,36 +269,6 @@ std::uint64_t le64(const std::uint8_t* p) {
   return std::uint64_t{le32(p)} | (std::uint64_t{le32(p + 4)} << 32);
 }
 
-std::string sys_error(int err) { return std::strerror(err); }
-
-// A lower bound on Model(m).size() computed without allocating: the weights and biases of the dense
-// layers every model of that family has, without alignment padding (nor convolution kernels,
-// classifier and cluster parameters, which add a bounded amount). m must have passed validate().
-std::uint64_t dense_parameters(const ModelConfig& m) {
-  std::uint64_t total = 0;
-  auto dense = [&](std::uint64_t in, std::uint64_t out) { total += in * out + out; };
-  if (m.family == ModelFamily::Conv) {  // the convolutional VAE ignores `hidden`
-    const ConvVaeGeometry v = conv_vae_geometries(m.image_h, m.image_w, m.latent);
-    dense(static_cast<std::uint64_t>(v.enc_dense_in), static_cast<std::uint64_t>(v.enc_dense_out));
-    dense(static_cast<std::uint64_t>(v.dec_dense_in), static_cast<std::uint64_t>(v.dec_dense_out));
-    return total;
-  }
-  const std::uint64_t d = static_cast<std::uint64_t>(m.image_h) * static_cast<std::uint64_t>(m.image_w);
-  std::uint64_t width = d;
-  for (int h : m.hidden) {
-    dense(width, static_cast<std::uint64_t>(h));
-    width = static_cast<std::uint64_t>(h);
-  }
-  dense(width, 2 * static_cast<std::uint64_t>(m.latent));
-  width = static_cast<std::uint64_t>(m.latent);
-  for (auto it = m.hidden.rbegin(); it != m.hidden.rend(); ++it) {
-    dense(width, static_cast<std::uint64_t>(*it));
-    width = static_cast<std::uint64_t>(*it);
-  }
-  dense(width, d);
-  return total;
-}
-
 // Checks that the sizes fit together, so a loaded state can be used without further checks.
 void check_consistent(const TrainingState& s, const std::function<void(const std::string&)>& fail) {
   try {
@@ -311,7 +279,7 @@ void check_consistent(const TrainingState& s, const std::function<void(const std
   // Model(s.model) allocates every parameter the settings ask for, and settings that validate can
   // ask for tens of GiB: refuse a count that cannot match before building the model, so a small
   // damaged or hostile file cannot make a load allocate more than its own size (plus padding).
-  const std::uint64_t least = dense_parameters(s.model);
+  const std::uint64_t least = parameter_count(s.model);  // Model(m).size() less its padding
   if (s.params.size() < least)
     fail("holds " + std::to_string(s.params.size()) + " parameters, but its model settings need at least " +
          std::to_string(least));
@@ -327,83 +295,7 @@ void check_consistent(const TrainingState& s, const std::function<void(const std
     if (i < 0) fail("example order contains the negative index " + std::to_string(i));
 }
 
-// Removes "<name>.tmp.<pid>" files in dir whose writer is gone (killed mid-write). A writer holds
-// an exclusive flock on its temp file from creation to rename, and the kernel drops the lock when
-// the process dies however it dies, so "the lock can be taken" means "nobody is writing this".
-// (Asking whether the pid is alive proved unreliable under load.) Best effort: nothing here can
-// fail the save that calls it.
-void remove_stale_temps(const std::filesystem::path& dir, const std::string& name, const std::filesystem::path& own) {
-  const std::string prefix = name + ".tmp.";
-  std::error_code ec;
-  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string f = it->path().filename().string();
-    if (f.size() <= prefix.size() || f.compare(0, prefix.size(), prefix) != 0 || it->path() == own) continue;
-    const int fd = ::open(it->path().c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) continue;
-    // Unlink while holding the lock, so a writer never loses a temp file it has locked.
-    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) ::unlink(it->path().c_str());
-    ::close(fd);
-  }
-}
-
-// Creates (truncating) and locks the temp file; retries if a cleaner in another process unlinked
-// it between our open and our flock (it could take the lock in that instant).
-int create_locked_temp(const std::filesystem::path& tmp) {
-  for (int attempt = 0; attempt < 5; ++attempt) {
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return -1;
-    struct stat st {};
-    if (::flock(fd, LOCK_EX) == 0 && ::fstat(fd, &st) == 0 && st.st_nlink > 0) return fd;
-    ::close(fd);
-  }
-  errno = EAGAIN;
-  return -1;
-}
-
 }  // namespace
-
-void write_file_atomically(const std::filesystem::path& file, const void* bytes, std::size_t size) {
-  const std::filesystem::path dir = file.has_parent_path() ? file.parent_path() : std::filesystem::path(".");
-  const std::filesystem::path tmp = dir / (file.filename().string() + ".tmp." + std::to_string(::getpid()));
-  const std::string target = file.string();
-  auto fail = [&](const std::string& what, int err) {
-    throw Error("cannot write '" + target + "': " + what + (err ? ": " + sys_error(err) : std::string()));
-  };
-  if (file.filename().empty()) fail("the path names a folder, not a file", 0);
-
-  // O_EXCL would refuse a stale temp left by a crashed run with the same pid; truncating is fine.
-  // The lock is held until after the rename: other savers see this file as in use.
-  const int fd = create_locked_temp(tmp);
-  if (fd < 0) fail("cannot create the temporary file '" + tmp.string() + "'", errno);
-  std::FILE* f = ::fdopen(fd, "wb");
-  if (!f) {
-    const int err = errno;
-    ::close(fd);
-    std::error_code ec;
-    std::filesystem::remove(tmp, ec);
-    fail("cannot create the temporary file '" + tmp.string() + "'", err);
-  }
-  auto abandon = [&](const std::string& what, int err) {
-    std::error_code ec;
-    std::filesystem::remove(tmp, ec);
-    std::fclose(f);
-    fail(what, err);
-  };
-  if (size > 0 && std::fwrite(bytes, 1, size, f) != size) abandon("writing failed", errno);
-  if (std::fflush(f) != 0) abandon("writing failed", errno);
-  if (::fsync(::fileno(f)) != 0) abandon("flushing to disk failed", errno);
-  if (std::rename(tmp.c_str(), file.c_str()) != 0) abandon("renaming the temporary file failed", errno);
-  // The data is on disk and in place; closing (and so unlocking) cannot lose it any more.
-  std::fclose(f);
-  // A writer killed mid-write (SIGKILL, power loss) leaves its temp file; the next save clears it.
-  remove_stale_temps(dir, file.filename().string(), tmp);
-  // Make the rename itself durable; a failure here cannot undo the write, so it is not an error.
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-}
 
 void save_checkpoint(const std::filesystem::path& file, const TrainingState& state) {
   const std::vector<std::uint8_t> bytes = encode_checkpoint(state, file.string());
@@ -447,25 +339,10 @@ std::vector<std::uint8_t> encode_checkpoint(const TrainingState& state, const st
   return std::move(bytes);
 }
 
-TrainingState load_checkpoint(const std::filesystem::path& file) {
-  const std::string name = file.string();
-  auto fail = [&](const std::string& what) -> void { throw Error(name + ": " + what); };
-  std::error_code ec;
-  if (!std::filesystem::exists(file, ec)) fail("checkpoint file does not exist");
-  if (std::filesystem::is_directory(file, ec)) fail("is a folder, not a checkpoint file");
-
-  std::vector<std::uint8_t> bytes;
-  {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) fail("cannot open: " + sys_error(errno));
-    in.seekg(0, std::ios::end);
-    const std::streamoff len = in.tellg();
-    if (len < 0) fail("cannot read: " + sys_error(errno));
-    in.seekg(0, std::ios::beg);
-    bytes.resize(static_cast<std::size_t>(len));
-    if (len > 0 && !in.read(reinterpret_cast<char*>(bytes.data()), len)) fail("cannot read: " + sys_error(errno));
-  }
-  return parse_checkpoint(bytes.data(), bytes.size(), name);
+TrainingState load_checkpoint(const std::filesystem::path& file, const CancelFlag* cancel) {
+  const std::vector<std::uint8_t> bytes =
+      read_regular_file(file, "a checkpoint file", std::numeric_limits<std::uint64_t>::max(), cancel);
+  return parse_checkpoint(bytes.data(), bytes.size(), file.string());
 }
 
 TrainingState parse_checkpoint(const std::uint8_t* bytes, std::size_t n, const std::string& name) {

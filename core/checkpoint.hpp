@@ -1,7 +1,6 @@
 // Checkpoints: one versioned binary file with the model config, all parameters, Adam state, RNG
-// state, progress and history, guarded by a CRC-32. Written to a temporary file beside the
-// target, flushed, fsynced and renamed, so a crash mid-save leaves the old file intact.
-// Not an export format (see safetensors.hpp for that).
+// state, progress and history, guarded by a CRC-32. Saved with write_file_atomically, so a crash
+// mid-save leaves the old file intact. Not an export format (see safetensors.hpp for that).
 #pragma once
 #include <cstdint>
 #include <filesystem>
@@ -11,6 +10,7 @@
 #include "core/adam.hpp"
 #include "core/config.hpp"
 #include "core/history.hpp"
+#include "core/regular_file.hpp"
 #include "core/rng.hpp"
 
 namespace vaelab {
@@ -35,16 +35,11 @@ struct TrainingState {
 void save_checkpoint(const std::filesystem::path& file, const TrainingState& state);
 // The bytes save_checkpoint writes, after the same checks (`name` names the target in messages).
 std::vector<std::uint8_t> encode_checkpoint(const TrainingState& state, const std::string& name);
-// Throws vaelab::Error saying what is wrong: missing, not a vaelab checkpoint, newer version,
-// truncated, checksum mismatch, inconsistent sizes.
-TrainingState load_checkpoint(const std::filesystem::path& file);
+// Throws vaelab::Error saying what is wrong: missing, not a regular file, not a vaelab checkpoint,
+// newer version, truncated, checksum mismatch, inconsistent sizes; or reading was cancelled.
+TrainingState load_checkpoint(const std::filesystem::path& file, const CancelFlag* cancel = nullptr);
 // The same checks on bytes already in memory (load_checkpoint reads the file, then calls this);
 // `name` starts every message (the file's path, or e.g. "<memory>"). Throws vaelab::Error.
 TrainingState parse_checkpoint(const std::uint8_t* bytes, std::size_t size, const std::string& name);
-
-// Write bytes to file atomically: temp file "<name>.tmp.<pid>" in the same folder, fsync, rename.
-// After a successful rename it removes "<name>.tmp.<pid>" siblings whose process no longer exists
-// (left by a writer killed mid-write). Throws vaelab::Error.
-void write_file_atomically(const std::filesystem::path& file, const void* bytes, std::size_t size);
 
 }  // namespace vaelab

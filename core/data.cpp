@@ -3,6 +3,7 @@
 // Not a general image loader: unsigned-byte IDX only, and every header is checked before allocating.
 #include "core/data.hpp"
 
+#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -15,6 +16,7 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "core/regular_file.hpp"
 #include "core/rng.hpp"
 
 namespace vaelab {
@@ -24,13 +26,17 @@ namespace {
 // An open IDX file; closes itself so every error path can simply throw.
 class GzFile {
  public:
-  explicit GzFile(const std::filesystem::path& file) : path_(file.string()) {
-    std::error_code ec;
-    if (!std::filesystem::exists(file, ec)) fail("file does not exist");
-    if (std::filesystem::is_directory(file, ec)) fail("is a folder, expected an IDX file");
+  // Refuses what is not a regular file before zlib reads it (a FIFO would block, a device never ends).
+  GzFile(const std::filesystem::path& file, const CancelFlag* cancel) : path_(file.string()), cancel_(cancel) {
+    RegularFile in(file, "an IDX file");
+    const int fd = in.release();
     errno = 0;
-    f_ = gzopen(path_.c_str(), "rb");
-    if (!f_) fail(std::string("cannot open: ") + (errno ? std::strerror(errno) : "out of memory"));
+    f_ = gzdopen(fd, "rb");
+    if (!f_) {
+      const int err = errno;
+      ::close(fd);
+      fail(std::string("cannot open: ") + (err ? std::strerror(err) : "out of memory"));
+    }
     gzbuffer(f_, 1 << 17);
   }
   ~GzFile() {
@@ -44,6 +50,7 @@ class GzFile {
     auto* out = static_cast<unsigned char*>(dst);
     std::size_t got = 0;
     while (got < n) {
+      if (cancel_ && cancel_->load(std::memory_order_relaxed)) fail("reading was cancelled");
       // gzread takes an unsigned length and returns an int: stay well below INT_MAX.
       const unsigned chunk = static_cast<unsigned>(std::min<std::size_t>(n - got, 1u << 24));
       const int r = gzread(f_, out + got, chunk);
@@ -79,6 +86,7 @@ class GzFile {
 
  private:
   std::string path_;
+  const CancelFlag* cancel_;
   gzFile f_ = nullptr;
 };
 
@@ -230,13 +238,13 @@ std::string folder_name(const std::filesystem::path& folder) {
   return p.filename().string();
 }
 
-const char* const kFashionNames[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+const char* const kFashionNames[kClassCount] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                                        "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
 
 }  // namespace
 
-ImageSet read_idx_images(const std::filesystem::path& file) {
-  GzFile f(file);
+ImageSet read_idx_images(const std::filesystem::path& file, const CancelFlag* cancel) {
+  GzFile f(file, cancel);
   const IdxHeader h =
       read_header(f, {2, 3}, "3 (count, height, width) or 2 (count, pixels) for images", "pixel", "images");
   if (h.payload / h.dims[0] > static_cast<std::uint64_t>(INT_MAX))
@@ -254,13 +262,47 @@ ImageSet read_idx_images(const std::filesystem::path& file) {
   return set;
 }
 
-std::vector<std::uint8_t> read_idx_labels(const std::filesystem::path& file) {
-  GzFile f(file);
+namespace {
+
+// The classes the labels number: 0 … max. Fashion-MNIST's ten names for a Fashion-MNIST folder (a
+// label of 10 or more is refused there), the numbers otherwise. Beyond ten classes the labels must
+// number them densely from 0: a value that leaves most of 0 … max unused (a stray 200 among digits,
+// which would make a legend of 201 classes) is refused, naming the file and the image.
+std::vector<std::string> class_names_for_labels(
+    std::initializer_list<std::pair<const ImageSet*, const std::filesystem::path*>> sets, bool fashion) {
+  const int limit = fashion ? kClassCount : 256;
+  std::array<bool, 256> used{};
+  int max_label = 0;
+  for (const auto& [set, file] : sets)
+    for (std::size_t i = 0; i < set->labels.size(); ++i) {
+      const int label = set->labels[i];
+      if (label >= limit)
+        throw Error(file->string() + ": label " + std::to_string(i) + " is " + std::to_string(label) +
+                    "; the classes are 0 to " + std::to_string(limit - 1));
+      used[static_cast<std::size_t>(label)] = true;
+      max_label = std::max(max_label, label);
+    }
+  const int in_use = static_cast<int>(std::count(used.begin(), used.end(), true));
+  if (max_label >= kClassCount && max_label + 1 > 2 * in_use)
+    for (const auto& [set, file] : sets)
+      for (std::size_t i = 0; i < set->labels.size(); ++i)
+        if (set->labels[i] == max_label)
+          throw Error(file->string() + ": label " + std::to_string(i) + " is " + std::to_string(max_label) + ", but only " +
+                      std::to_string(in_use) + " different labels appear: labels must number the classes from 0");
+  std::vector<std::string> names;
+  for (int v = 0; v <= max_label; ++v) names.push_back(fashion ? kFashionNames[v] : std::to_string(v));
+  return names;
+}
+
+}  // namespace
+
+std::vector<std::uint8_t> read_idx_labels(const std::filesystem::path& file, const CancelFlag* cancel) {
+  GzFile f(file, cancel);
   const IdxHeader h = read_header(f, {1}, "1 (count) for labels", "label", "labels");
   return read_payload(f, h, "label");
 }
 
-Dataset load_dataset(const std::filesystem::path& folder) {
+Dataset load_dataset(const std::filesystem::path& folder, const CancelFlag* cancel) {
   std::error_code ec;
   if (!std::filesystem::exists(folder, ec)) throw Error("data folder '" + folder.string() + "' does not exist");
   if (!std::filesystem::is_directory(folder, ec))
@@ -281,17 +323,17 @@ Dataset load_dataset(const std::filesystem::path& folder) {
 
   Dataset d;
   d.name = folder_name(folder);
-  d.train = read_idx_images(train_images);
-  d.test = read_idx_images(test_images);
+  d.train = read_idx_images(train_images, cancel);
+  d.test = read_idx_images(test_images, cancel);
   if (d.train.height != d.test.height || d.train.width != d.test.width)
     throw Error(test_images.string() + ": images are " + std::to_string(d.test.height) + "×" +
                 std::to_string(d.test.width) + " but the training images (" + train_images.filename().string() +
                 ") are " + std::to_string(d.train.height) + "×" + std::to_string(d.train.width) +
                 "; both sets must have the same size");
 
-  auto attach = [](ImageSet& set, const std::filesystem::path& labels, const std::filesystem::path& images) {
+  auto attach = [&](ImageSet& set, const std::filesystem::path& labels, const std::filesystem::path& images) {
     if (labels.empty()) return;
-    auto l = read_idx_labels(labels);
+    auto l = read_idx_labels(labels, cancel);
     if (l.size() != static_cast<std::size_t>(set.count))
       throw Error(labels.string() + ": has " + std::to_string(l.size()) + " labels but " +
                   images.filename().string() + " has " + std::to_string(set.count) +
@@ -302,12 +344,8 @@ Dataset load_dataset(const std::filesystem::path& folder) {
   attach(d.test, test_labels, test_images);
 
   if (d.train.has_labels() || d.test.has_labels()) {
-    int max_label = 0;
-    for (const ImageSet* s : {&d.train, &d.test})
-      for (std::uint8_t v : s->labels) max_label = std::max<int>(max_label, v);
     const bool fashion = lower(d.name).find("fashion") != std::string::npos;
-    for (int v = 0; v <= max_label; ++v)
-      d.class_names.push_back(fashion && v < 10 ? kFashionNames[v] : std::to_string(v));
+    d.class_names = class_names_for_labels({{&d.train, &train_labels}, {&d.test, &test_labels}}, fashion);
   }
   return d;
 }
@@ -321,10 +359,9 @@ void gather_batch(const ImageSet& set, const int* idx, int n, Binarize mode, Rng
     throw Error("gather_batch: output is " + std::to_string(out.rows()) + "×" + std::to_string(out.cols()) +
                 ", expected " + std::to_string(D) + "×" + std::to_string(n));
   if (mode == Binarize::Dynamic && !rng) throw Error("gather_batch: dynamic binarization needs a random generator");
-  // The images are scattered over the whole set (47 MB for Fashion-MNIST's training images), so
-  // each one starts with a wait on memory that the hardware prefetcher only cuts after a few
-  // lines; asking for every line of the batch first lets those waits overlap (the batch's gather
-  // took 225 µs before, 173 µs after, at batch 128; prefetching a whole step ahead was slower).
+  // The images are scattered over the whole set, so each one starts with a wait on memory that
+  // the hardware prefetcher only cuts after a few lines; asking for every line of the batch first
+  // lets those waits overlap.
   for (int j = 0; j < n; ++j) {
     if (idx[j] < 0 || idx[j] >= set.count)
       throw Error("gather_batch: image index " + std::to_string(idx[j]) + " is outside 0.." +
@@ -336,8 +373,8 @@ void gather_batch(const ImageSet& set, const int* idx, int n, Binarize mode, Rng
   for (int j = 0; j < n; ++j) {
     const std::uint8_t* src = set.image(idx[j]);
     float* dst = out.col(j).data();
-    // v / 255 exactly (as PyTorch's ToTensor), as a loop the compiler vectorises: a table lookup
-    // per pixel is a scalar gather and cost 1.8 % of the 784-400-20 step.
+    // v / 255 exactly (as PyTorch's ToTensor), as a loop the compiler vectorises (a table lookup
+    // per pixel would be a scalar gather).
     for (int i = 0; i < D; ++i) dst[i] = static_cast<float>(src[i]) / 255.0f;
     if (mode == Binarize::Dynamic)
       for (int i = 0; i < D; ++i) dst[i] = rng->uniform() < dst[i] ? 1.0f : 0.0f;

@@ -10,6 +10,7 @@
 #include <Eigen/Core>
 
 #include "core/config.hpp"
+#include "core/regular_file.hpp"
 
 namespace vaelab {
 
@@ -36,16 +37,24 @@ struct Dataset {
 // Upper bound on pixels in one IDX file (a header asking for more is refused before allocating).
 inline constexpr std::uint64_t kMaxIdxBytes = 1ull << 31;
 
-// Read an IDX image file (3 dims: N, H, W; or 2 dims: N, D treated as N×1×D). Throws vaelab::Error.
-ImageSet read_idx_images(const std::filesystem::path& file);
-// Read an IDX label file (1 dim: N). Throws vaelab::Error.
-std::vector<std::uint8_t> read_idx_labels(const std::filesystem::path& file);
+// Fashion-MNIST's classes: label values of a Fashion-MNIST folder are below this.
+inline constexpr int kClassCount = 10;
+
+// Read an IDX image file (3 dims: N, H, W; or 2 dims: N, D treated as N×1×D). Only regular files
+// are read (a FIFO or a device is refused unopened); `cancel`, when set, stops the read. Throws
+// vaelab::Error.
+ImageSet read_idx_images(const std::filesystem::path& file, const CancelFlag* cancel = nullptr);
+// Read an IDX label file (1 dim: N), as read_idx_images. Throws vaelab::Error.
+std::vector<std::uint8_t> read_idx_labels(const std::filesystem::path& file, const CancelFlag* cancel = nullptr);
 
 // Load a folder in the MNIST layout: {train,t10k}-images-idx3-ubyte[.gz] and optional
 // {train,t10k}-labels-idx1-ubyte[.gz] (also accepts the "train-images.idx3-ubyte" spelling).
-// Class names: Fashion-MNIST's when the folder name contains "fashion", digits otherwise.
+// Class names: Fashion-MNIST's when the folder name contains "fashion" (a label of kClassCount or
+// more is refused there), the label numbers otherwise; beyond ten classes the labels must number
+// them densely from 0 (a value that leaves most of 0 … max unused is refused). `cancel`, when set,
+// stops the reading.
 // Throws vaelab::Error naming what is missing or broken.
-Dataset load_dataset(const std::filesystem::path& folder);
+Dataset load_dataset(const std::filesystem::path& folder, const CancelFlag* cancel = nullptr);
 
 // The Debian location of Fashion-MNIST (package dataset-fashion-mnist).
 std::filesystem::path default_data_folder();

@@ -9,11 +9,11 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <limits>
+#include <optional>
 #include <set>
 
-#include "core/checkpoint.hpp"
+#include "core/atomic_file.hpp"
 #include "core/error.hpp"
 
 namespace vaelab {
@@ -43,25 +43,23 @@ const DtypeInfo* find_dtype(const std::string& s) {
 
 // ---- JSON writing ----
 
+// JSON's two-character escapes: the character, and the letter that follows the backslash.
+constexpr std::pair<char, char> kEscapes[] = {{'"', '"'},  {'\\', '\\'}, {'\n', 'n'}, {'\r', 'r'},
+                                              {'\t', 't'}, {'\b', 'b'},   {'\f', 'f'}};
+
 void json_string(std::string& out, const std::string& s) {
   out += '"';
   for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
+    const auto* e = std::find_if(std::begin(kEscapes), std::end(kEscapes), [c](auto e) { return e.first == char(c); });
+    if (e != std::end(kEscapes)) {
+      out += '\\';
+      out += e->second;
+    } else if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
     }
   }
   out += '"';
@@ -82,36 +80,18 @@ class HeaderParser {
 
   void parse(std::vector<TensorRecord>& tensors, std::map<std::string, std::string>& metadata) {
     ws();
-    expect('{');
-    ws();
     std::set<std::string> seen;
     bool have_meta = false;
-    if (peek() == '}') {
-      ++p_;
-    } else {
-      for (;;) {
-        ws();
-        const std::string key = string();
-        ws();
-        expect(':');
-        ws();
-        if (key == "__metadata__") {
-          if (have_meta) fail("\"__metadata__\" appears twice");
-          have_meta = true;
-          meta(metadata);
-        } else {
-          if (!seen.insert(key).second) fail("tensor '" + key + "' appears twice");
-          tensors.push_back(tensor(key));
-        }
-        ws();
-        if (peek() == ',') {
-          ++p_;
-          continue;
-        }
-        expect('}');
-        break;
+    members([&](const std::string& key) {
+      if (key == "__metadata__") {
+        if (have_meta) fail("\"__metadata__\" appears twice");
+        have_meta = true;
+        meta(metadata);
+      } else {
+        if (!seen.insert(key).second) fail("tensor '" + key + "' appears twice");
+        tensors.push_back(tensor(key));
       }
-    }
+    });
     ws();  // the writer pads with spaces
     if (p_ != end_) fail("unexpected text after the header object");
   }
@@ -132,31 +112,39 @@ class HeaderParser {
     ++p_;
   }
 
-  void meta(std::map<std::string, std::string>& out) {
+  // An object: '{', then "key": value pairs, each value read by on_member(key), then '}'.
+  // Returns how many members it had.
+  template <class OnMember>
+  int members(OnMember&& on_member) {
     expect('{');
     ws();
     if (peek() == '}') {
       ++p_;
-      return;
+      return 0;
     }
-    for (;;) {
+    for (int n = 1;; ++n) {
       ws();
-      std::string k = string();
+      const std::string key = string();
       ws();
       expect(':');
       ws();
+      on_member(key);
+      ws();
+      if (peek() != ',') {
+        expect('}');
+        return n;
+      }
+      ++p_;
+    }
+  }
+
+  void meta(std::map<std::string, std::string>& out) {
+    members([&](const std::string& k) {
       if (peek() != '"') fail("metadata value for '" + k + "' is not a string");
       std::string v = string();
       if (out.count(k)) fail("the metadata key '" + k + "' appears twice");
-      out.emplace(std::move(k), std::move(v));
-      ws();
-      if (peek() == ',') {
-        ++p_;
-        continue;
-      }
-      expect('}');
-      return;
-    }
+      out.emplace(k, std::move(v));
+    });
   }
 
   TensorRecord tensor(const std::string& name) {
@@ -164,15 +152,7 @@ class HeaderParser {
     t.name = name;
     bool have_dtype = false, have_shape = false, have_offsets = false;
     if (peek() != '{') fail("tensor '" + name + "' is not an object");
-    ++p_;
-    ws();
-    if (peek() == '}') fail("tensor '" + name + "' is empty");
-    for (;;) {
-      ws();
-      const std::string k = string();
-      ws();
-      expect(':');
-      ws();
+    const int fields = members([&](const std::string& k) {
       if (k == "dtype") {
         if (have_dtype) fail("tensor '" + name + "' has two dtypes");
         have_dtype = true;
@@ -192,14 +172,8 @@ class HeaderParser {
       } else {
         fail("tensor '" + name + "' has the unknown field '" + k + "'");
       }
-      ws();
-      if (peek() == ',') {
-        ++p_;
-        continue;
-      }
-      expect('}');
-      break;
-    }
+    });
+    if (fields == 0) fail("tensor '" + name + "' is empty");
     if (!have_dtype) fail("tensor '" + name + "' has no dtype");
     if (!have_shape) fail("tensor '" + name + "' has no shape");
     if (!have_offsets) fail("tensor '" + name + "' has no data_offsets");
@@ -325,30 +299,23 @@ class HeaderParser {
       }
       if (p_ == end_) fail("a string is not closed");
       const char e = *p_++;
-      switch (e) {
-        case '"': s += '"'; break;
-        case '\\': s += '\\'; break;
-        case '/': s += '/'; break;
-        case 'b': s += '\b'; break;
-        case 'f': s += '\f'; break;
-        case 'n': s += '\n'; break;
-        case 'r': s += '\r'; break;
-        case 't': s += '\t'; break;
-        case 'u': {
-          unsigned cp = hex4();
-          if (cp >= 0xDC00 && cp <= 0xDFFF) fail("a \\u escape is a lone low surrogate");
-          if (cp >= 0xD800 && cp <= 0xDBFF) {
-            if (end_ - p_ < 2 || p_[0] != '\\' || p_[1] != 'u') fail("a \\u escape is a lone high surrogate");
-            p_ += 2;
-            const unsigned lo = hex4();
-            if (lo < 0xDC00 || lo > 0xDFFF) fail("a \\u escape is a lone high surrogate");
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-          }
-          utf8(s, cp);
-          break;
-        }
-        default: fail(std::string("a string has the unknown escape \\") + e);
+      const auto* simple =
+          std::find_if(std::begin(kEscapes), std::end(kEscapes), [e](auto x) { return x.second == e; });
+      if (simple != std::end(kEscapes) || e == '/') {
+        s += simple != std::end(kEscapes) ? simple->first : '/';
+        continue;
       }
+      if (e != 'u') fail(std::string("a string has the unknown escape \\") + e);
+      unsigned cp = hex4();
+      if (cp >= 0xDC00 && cp <= 0xDFFF) fail("a \\u escape is a lone low surrogate");
+      if (cp >= 0xD800 && cp <= 0xDBFF) {
+        if (end_ - p_ < 2 || p_[0] != '\\' || p_[1] != 'u') fail("a \\u escape is a lone high surrogate");
+        p_ += 2;
+        const unsigned lo = hex4();
+        if (lo < 0xDC00 || lo > 0xDFFF) fail("a \\u escape is a lone high surrogate");
+        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+      }
+      utf8(s, cp);
     }
   }
 
@@ -423,6 +390,35 @@ const std::string* metadata_of(const SafetensorsFile& f, const char* key) {
   return it == f.metadata.end() ? nullptr : &it->second;
 }
 
+// validate(cfg), its message saying that the settings come from the file.
+void validate_imported(const ModelConfig& cfg) {
+  try {
+    validate(cfg);
+  } catch (const Error& e) {
+    import_fail(std::string("the model in the file is not one vaelab can use: ") + e.what());
+  }
+}
+
+// The image size from the metadata's image_h and image_w into cfg; false when it gives neither.
+bool image_size_from_metadata(const SafetensorsFile& f, ModelConfig& cfg) {
+  const std::string* mh = metadata_of(f, "image_h");
+  const std::string* mw = metadata_of(f, "image_w");
+  if (!mh && !mw) return false;
+  if (!mh || !mw) import_fail("the metadata gives only one of image_h and image_w");
+  if (!parse_int(*mh, cfg.image_h) || !parse_int(*mw, cfg.image_w) || cfg.image_h < 1 || cfg.image_w < 1)
+    import_fail("the metadata's image size '" + *mh + "' × '" + *mw + "' is not two positive integers");
+  return true;
+}
+
+// The metadata's latent size, when it gives one, must be the tensors' (fc21's rows).
+void check_metadata_latent(const SafetensorsFile& f, int latent) {
+  const std::string* m = metadata_of(f, "latent");
+  int v = 0;
+  if (m && (!parse_int(*m, v) || v != latent))
+    import_fail("the metadata's latent size '" + *m + "' does not match the " + std::to_string(latent) +
+                " rows of 'fc21.weight'");
+}
+
 // The likelihood, σ and the learned decoder log σ² tensor (returned, or null) of an exported model.
 const Tensor* read_likelihood(const SafetensorsFile& f, ModelConfig& cfg, std::set<std::string>& used) {
   const auto fail = import_fail;
@@ -457,21 +453,19 @@ const Tensor* read_likelihood(const SafetensorsFile& f, ModelConfig& cfg, std::s
 // [out_c, in_c, 3, 3]), fc21 / fc22 (the μ / log σ² halves of the dense head), dec_fc (Linear),
 // dec_deconv1..3 (ConvTranspose2d [in_c, out_c, 3, 3]); every shape must be the one
 // conv_vae_geometries gives for the metadata's image size and fc21's latent size.
-Model import_conv_model(const SafetensorsFile& f) {
+std::optional<Model> import_conv_model(const SafetensorsFile& f, bool build) {
   const auto fail = import_fail;
   std::set<std::string> used;
-  const std::string* mh = metadata_of(f, "image_h");
-  const std::string* mw = metadata_of(f, "image_w");
   ModelConfig cfg;
   cfg.family = ModelFamily::Conv;
-  if (!mh || !mw) fail("a convolutional VAE needs the image size in the metadata (image_h and image_w)");
-  if (!parse_int(*mh, cfg.image_h) || !parse_int(*mw, cfg.image_w) || cfg.image_h < 1 || cfg.image_w < 1)
-    fail("the metadata's image size '" + *mh + "' × '" + *mw + "' is not two positive integers");
+  if (!image_size_from_metadata(f, cfg))
+    fail("a convolutional VAE needs the image size in the metadata (image_h and image_w)");
   const Tensor* fc21 = f.find("fc21.weight");
   if (!fc21) fail("tensor 'fc21.weight' is missing");
   if (fc21->shape.size() != 2 || fc21->shape[0] < 1 || fc21->shape[0] > 65536)
     fail("tensor 'fc21.weight' has shape " + shape_str(fc21->shape) + ", expected [latent, 64·h·w]");
   cfg.latent = static_cast<int>(fc21->shape[0]);
+  check_metadata_latent(f, cfg.latent);
   ConvVaeGeometry v;
   try {
     v = conv_vae_geometries(cfg.image_h, cfg.image_w, cfg.latent);
@@ -485,11 +479,8 @@ Model import_conv_model(const SafetensorsFile& f) {
          shape_str({cfg.latent, v.enc_dense_in}) + " for a " + std::to_string(cfg.image_h) + "×" +
          std::to_string(cfg.image_w) + " convolutional VAE");
   const Tensor* logvar = read_likelihood(f, cfg, used);
-  try {
-    validate(cfg);
-  } catch (const Error& e) {
-    fail(std::string("the model in the file is not one vaelab can use: ") + e.what());
-  }
+  validate_imported(cfg);
+  if (!build) return std::nullopt;
   Model model(cfg);
   // Copies tensor `name` (which must have exactly `shape`) to params[offset…].
   auto take = [&](const std::string& name, const std::vector<std::int64_t>& shape, std::size_t offset) {
@@ -533,6 +524,103 @@ Model import_conv_model(const SafetensorsFile& f) {
     if (!used.count(t.name)) fail("the file has the unexpected tensor '" + t.name + "'");
   if (!model.all_finite()) fail("the parameters contain NaN or Inf");
   return model;
+}
+
+// The header's length from the file's first 8 bytes, checked against the limit and the file size.
+std::uint64_t header_length(const std::uint8_t* first8, std::uint64_t size) {
+  if (size < 8) malformed("the file has " + std::to_string(size) + " bytes, too few for the 8-byte header length");
+  const std::uint64_t n = load_le(first8, 8);
+  if (n > kMaxHeaderBytes)
+    malformed("the header length is " + std::to_string(n) + " bytes, more than the 100 MB allowed");
+  if (n > size - 8)
+    malformed("the header length is " + std::to_string(n) + " bytes but only " + std::to_string(size - 8) +
+              " bytes follow the length field");
+  if (n < 2) malformed("the header is " + std::to_string(n) + " bytes, too short for a JSON object");
+  return n;
+}
+
+struct Header {
+  std::vector<TensorRecord> recs;
+  std::map<std::string, std::string> metadata;
+};
+
+// Parses the JSON header and checks every record against a data section of data_size bytes:
+// known dtypes, sizes that match the shapes, tensors that tile the section exactly.
+Header parse_header(const std::uint8_t* json, std::uint64_t n, std::uint64_t data_size) {
+  Header h;
+  HeaderParser(reinterpret_cast<const char*>(json), static_cast<std::size_t>(n)).parse(h.recs, h.metadata);
+  std::vector<std::size_t> by_offset(h.recs.size());
+  for (std::size_t i = 0; i < h.recs.size(); ++i) {
+    const auto& r = h.recs[i];
+    by_offset[i] = i;
+    const DtypeInfo* dt = find_dtype(r.dtype);
+    if (!dt) malformed("tensor '" + r.name + "' has the unknown dtype '" + r.dtype + "'");
+    if (r.end < r.begin) malformed("tensor '" + r.name + "' has data_offsets that end before they begin");
+    if (r.end > data_size)
+      malformed("tensor '" + r.name + "' has data_offsets [" + std::to_string(r.begin) + ", " + std::to_string(r.end) +
+                "] outside the data section of " + std::to_string(data_size) + " bytes");
+    // The element count is bounded by the data section, so overflow means a wrong shape.
+    std::uint64_t count = 1;
+    bool overflow = false;
+    for (auto d : r.shape) {
+      if (d != 0 && count > std::numeric_limits<std::uint64_t>::max() / d) overflow = true;
+      else count *= d;
+    }
+    const bool has_zero = std::find(r.shape.begin(), r.shape.end(), 0u) != r.shape.end();
+    if (has_zero) count = 0, overflow = false;
+    if (overflow || count > std::numeric_limits<std::uint64_t>::max() / dt->size || count * dt->size != r.end - r.begin)
+      malformed("tensor '" + r.name + "' holds " + std::to_string(r.end - r.begin) + " bytes, but its shape and dtype " +
+                r.dtype + " need " + (overflow ? std::string("more than 2^64") : std::to_string(count * dt->size)));
+    for (auto d : r.shape)
+      if (d > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+        malformed("tensor '" + r.name + "' has a dimension that is too large");
+  }
+  // Tensors must tile the data section exactly, as the reference reader requires.
+  std::sort(by_offset.begin(), by_offset.end(), [&](std::size_t a, std::size_t b) {
+    return h.recs[a].begin != h.recs[b].begin ? h.recs[a].begin < h.recs[b].begin : h.recs[a].end < h.recs[b].end;
+  });
+  std::uint64_t pos = 0;
+  const TensorRecord* prev = nullptr;
+  for (std::size_t i : by_offset) {
+    const auto& r = h.recs[i];
+    if (r.begin < pos) malformed("tensors '" + prev->name + "' and '" + r.name + "' overlap");
+    if (r.begin > pos)
+      malformed(std::to_string(r.begin - pos) + " bytes before tensor '" + r.name + "' belong to no tensor");
+    pos = r.end;
+    prev = &r;
+  }
+  if (pos != data_size)
+    malformed(std::to_string(data_size - pos) + " bytes at the end of the data section belong to no tensor");
+
+  return h;
+}
+
+// The tensors' names and shapes (no data), refusing dtypes vaelab cannot convert.
+SafetensorsFile shapes_of(const Header& h) {
+  SafetensorsFile out;
+  out.metadata = h.metadata;
+  for (const auto& r : h.recs) {
+    if (r.dtype != "F32" && r.dtype != "F16" && r.dtype != "BF16" && r.dtype != "F64")
+      throw Error("safetensors: tensor '" + r.name + "' has dtype " + r.dtype +
+                  "; vaelab reads only F32, F16, BF16 and F64");
+    Tensor t;
+    t.name = r.name;
+    for (auto d : r.shape) t.shape.push_back(static_cast<std::int64_t>(d));
+    out.tensors.push_back(std::move(t));
+  }
+  return out;
+}
+
+// shapes_of(h) with every tensor's values converted from the data section.
+SafetensorsFile with_data(const Header& h, const std::uint8_t* data) {
+  SafetensorsFile out = shapes_of(h);
+  for (std::size_t i = 0; i < h.recs.size(); ++i) {
+    const auto& r = h.recs[i];
+    const std::size_t count = static_cast<std::size_t>((r.end - r.begin) / find_dtype(r.dtype)->size);
+    out.tensors[i].data.resize(count);
+    convert(r.dtype, data + r.begin, count, out.tensors[i].data.data());
+  }
+  return out;
 }
 
 }  // namespace
@@ -601,77 +689,8 @@ std::vector<std::uint8_t> encode_safetensors(const SafetensorsFile& f) {
 }
 
 SafetensorsFile decode_safetensors(const std::uint8_t* bytes, std::size_t size) {
-  if (size < 8) malformed("the file has " + std::to_string(size) + " bytes, too few for the 8-byte header length");
-  const std::uint64_t n = load_le(bytes, 8);
-  if (n > kMaxHeaderBytes)
-    malformed("the header length is " + std::to_string(n) + " bytes, more than the 100 MB allowed");
-  if (n > size - 8)
-    malformed("the header length is " + std::to_string(n) + " bytes but only " + std::to_string(size - 8) +
-              " bytes follow the length field");
-  if (n < 2) malformed("the header is " + std::to_string(n) + " bytes, too short for a JSON object");
-
-  SafetensorsFile out;
-  std::vector<TensorRecord> recs;
-  HeaderParser(reinterpret_cast<const char*>(bytes + 8), static_cast<std::size_t>(n)).parse(recs, out.metadata);
-
-  const std::uint64_t data_size = size - 8 - n;
-  const std::uint8_t* data = bytes + 8 + n;
-  std::vector<std::size_t> by_offset(recs.size());
-  for (std::size_t i = 0; i < recs.size(); ++i) {
-    const auto& r = recs[i];
-    by_offset[i] = i;
-    const DtypeInfo* dt = find_dtype(r.dtype);
-    if (!dt) malformed("tensor '" + r.name + "' has the unknown dtype '" + r.dtype + "'");
-    if (r.end < r.begin) malformed("tensor '" + r.name + "' has data_offsets that end before they begin");
-    if (r.end > data_size)
-      malformed("tensor '" + r.name + "' has data_offsets [" + std::to_string(r.begin) + ", " + std::to_string(r.end) +
-                "] outside the data section of " + std::to_string(data_size) + " bytes");
-    // The element count is bounded by the data section, so overflow means a wrong shape.
-    std::uint64_t count = 1;
-    bool overflow = false;
-    for (auto d : r.shape) {
-      if (d != 0 && count > std::numeric_limits<std::uint64_t>::max() / d) overflow = true;
-      else count *= d;
-    }
-    const bool has_zero = std::find(r.shape.begin(), r.shape.end(), 0u) != r.shape.end();
-    if (has_zero) count = 0, overflow = false;
-    if (overflow || count > std::numeric_limits<std::uint64_t>::max() / dt->size || count * dt->size != r.end - r.begin)
-      malformed("tensor '" + r.name + "' holds " + std::to_string(r.end - r.begin) + " bytes, but its shape and dtype " +
-                r.dtype + " need " + (overflow ? std::string("more than 2^64") : std::to_string(count * dt->size)));
-    for (auto d : r.shape)
-      if (d > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
-        malformed("tensor '" + r.name + "' has a dimension that is too large");
-  }
-  // Tensors must tile the data section exactly, as the reference reader requires.
-  std::sort(by_offset.begin(), by_offset.end(), [&](std::size_t a, std::size_t b) {
-    return recs[a].begin != recs[b].begin ? recs[a].begin < recs[b].begin : recs[a].end < recs[b].end;
-  });
-  std::uint64_t pos = 0;
-  const TensorRecord* prev = nullptr;
-  for (std::size_t i : by_offset) {
-    const auto& r = recs[i];
-    if (r.begin < pos) malformed("tensors '" + prev->name + "' and '" + r.name + "' overlap");
-    if (r.begin > pos)
-      malformed(std::to_string(r.begin - pos) + " bytes before tensor '" + r.name + "' belong to no tensor");
-    pos = r.end;
-    prev = &r;
-  }
-  if (pos != data_size)
-    malformed(std::to_string(data_size - pos) + " bytes at the end of the data section belong to no tensor");
-
-  for (const auto& r : recs) {
-    if (r.dtype != "F32" && r.dtype != "F16" && r.dtype != "BF16" && r.dtype != "F64")
-      throw Error("safetensors: tensor '" + r.name + "' has dtype " + r.dtype +
-                  "; vaelab reads only F32, F16, BF16 and F64");
-    Tensor t;
-    t.name = r.name;
-    for (auto d : r.shape) t.shape.push_back(static_cast<std::int64_t>(d));
-    const std::size_t count = static_cast<std::size_t>((r.end - r.begin) / find_dtype(r.dtype)->size);
-    t.data.resize(count);
-    convert(r.dtype, data + r.begin, count, t.data.data());
-    out.tensors.push_back(std::move(t));
-  }
-  return out;
+  const std::uint64_t n = header_length(bytes, size);
+  return with_data(parse_header(bytes + 8, n, size - 8 - n), bytes + 8 + n);
 }
 
 void write_safetensors(const std::filesystem::path& file, const SafetensorsFile& f) {
@@ -679,27 +698,33 @@ void write_safetensors(const std::filesystem::path& file, const SafetensorsFile&
   write_file_atomically(file, bytes.data(), bytes.size());
 }
 
-SafetensorsFile read_safetensors(const std::filesystem::path& file) {
-  const std::string name = file.string();
-  std::error_code ec;
-  if (!std::filesystem::exists(file, ec)) throw Error(name + ": file does not exist");
-  if (std::filesystem::is_directory(file, ec)) throw Error(name + ": is a folder, not a safetensors file");
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw Error(name + ": cannot open: " + std::strerror(errno));
-  in.seekg(0, std::ios::end);
-  const std::streamoff len = in.tellg();
-  if (len < 0) throw Error(name + ": cannot read: " + std::strerror(errno));
-  if (static_cast<std::uint64_t>(len) > kMaxFileBytes)
-    throw Error(name + ": the file is " + std::to_string(len) + " bytes, more than the 4 GiB vaelab reads");
-  in.seekg(0, std::ios::beg);
-  std::vector<std::uint8_t> bytes(static_cast<std::size_t>(len));
-  if (len > 0 && !in.read(reinterpret_cast<char*>(bytes.data()), len))
-    throw Error(name + ": cannot read: " + std::strerror(errno));
-  try {
-    return decode_safetensors(bytes.data(), bytes.size());
-  } catch (const Error& e) {
-    throw Error(name + ": " + e.what());
-  }
+SafetensorsFile read_safetensors(const std::filesystem::path& file, const ShapeCheck& check_shapes,
+                                 const CancelFlag* cancel) {
+  RegularFile in(file, "a safetensors file");
+  // Messages about the content start with the file's name (RegularFile's own already do).
+  auto about_file = [&](auto&& step) {
+    try {
+      return step();
+    } catch (const Error& e) {
+      throw Error(in.name() + ": " + e.what());
+    }
+  };
+  auto read_exactly = [&](std::uint64_t n) {
+    std::vector<std::uint8_t> buf(static_cast<std::size_t>(n));
+    if (in.read(buf.data(), buf.size(), cancel) != buf.size())
+      throw Error(in.name() + ": the file became shorter while it was read");
+    return buf;
+  };
+  if (in.size() > kMaxFileBytes)
+    throw Error(in.name() + ": the file is " + std::to_string(in.size()) + " bytes, more than the 4 GiB vaelab reads");
+  // The header first: its checks and the caller's run before the data is read.
+  const std::vector<std::uint8_t> prefix = read_exactly(std::min<std::uint64_t>(8, in.size()));
+  const std::uint64_t n = about_file([&] { return header_length(prefix.data(), in.size()); });
+  const std::vector<std::uint8_t> json = read_exactly(n);
+  const Header h = about_file([&] { return parse_header(json.data(), n, in.size() - 8 - n); });
+  if (check_shapes) about_file([&] { check_shapes(shapes_of(h)); });
+  const std::vector<std::uint8_t> data = read_exactly(in.size() - 8 - n);
+  return about_file([&] { return with_data(h, data.data()); });
 }
 
 SafetensorsFile export_model(const Model& model) {
@@ -772,8 +797,12 @@ SafetensorsFile export_model(const Model& model) {
   return f;
 }
 
-Model import_model(const SafetensorsFile& f) {
-  if (const std::string* fam = metadata_of(f, "family"); fam && *fam == "conv") return import_conv_model(f);
+namespace {
+
+// Checks that the names, shapes and metadata make a model vaelab can build (the tensors' data is
+// not read), then, when `build`, builds it from the data.
+std::optional<Model> import_any(const SafetensorsFile& f, bool build) {
+  if (const std::string* fam = metadata_of(f, "family"); fam && *fam == "conv") return import_conv_model(f, build);
   const auto fail = import_fail;
   std::set<std::string> used;
 
@@ -796,6 +825,10 @@ Model import_model(const SafetensorsFile& f) {
       fail("tensor '" + name + ".weight' has shape " + shape_str(ws) + ", expected [out, in]");
     l.out = static_cast<int>(ws[0]);
     l.in = static_cast<int>(ws[1]);
+    if (l.b->shape == std::vector<std::int64_t>{ws[1]} && ws[0] != ws[1])
+      fail("tensor '" + name + ".weight' has shape " + shape_str(ws) + " but '" + name + ".bias' has " +
+           std::to_string(ws[1]) + " entries: the weight looks transposed (PyTorch stores a layer's weight as " +
+           "[out, in], here " + shape_str({ws[1], ws[0]}) + ")");
     if (l.b->shape != std::vector<std::int64_t>{ws[0]})
       fail("tensor '" + name + ".bias' has shape " + shape_str(l.b->shape) + ", expected [" + std::to_string(l.out) + "]");
     used.insert(name + ".weight");
@@ -851,19 +884,11 @@ Model import_model(const SafetensorsFile& f) {
   ModelConfig cfg;
   cfg.latent = latent;
   cfg.hidden = hidden;
-  const auto meta = [&](const char* k) -> const std::string* {
-    auto it = f.metadata.find(k);
-    return it == f.metadata.end() ? nullptr : &it->second;
-  };
-  const std::string* mh = meta("image_h");
-  const std::string* mw = meta("image_w");
-  if (mh || mw) {
-    if (!mh || !mw) fail("the metadata gives only one of image_h and image_w");
-    if (!parse_int(*mh, cfg.image_h) || !parse_int(*mw, cfg.image_w) || cfg.image_h < 1 || cfg.image_w < 1)
-      fail("the metadata's image size '" + *mh + "' × '" + *mw + "' is not two positive integers");
+  check_metadata_latent(f, latent);
+  if (image_size_from_metadata(f, cfg)) {
     if (static_cast<long long>(cfg.image_h) * cfg.image_w != D)
-      fail("the metadata's image size " + *mh + "×" + *mw + " does not match the " + std::to_string(D) +
-           " inputs of '" + enc[0].name + ".weight'");
+      fail("the metadata's image size " + std::to_string(cfg.image_h) + "×" + std::to_string(cfg.image_w) +
+           " does not match the " + std::to_string(D) + " inputs of '" + enc[0].name + ".weight'");
   } else {
     const int side = static_cast<int>(std::lround(std::sqrt(static_cast<double>(D))));
     if (static_cast<long long>(side) * side != D)
@@ -874,7 +899,7 @@ Model import_model(const SafetensorsFile& f) {
   const Tensor* logvar = read_likelihood(f, cfg, used);
   Dense cls0, cls1;
   const Tensor *cmeans = nullptr, *clogvars = nullptr;
-  if (const std::string* fam = meta("family"); fam && *fam == "gmvae") {
+  if (const std::string* fam = metadata_of(f, "family"); fam && *fam == "gmvae") {
     cfg.family = ModelFamily::Gmvae;
     cls0 = dense("classifier.0");
     cls1 = dense("classifier.1");
@@ -895,12 +920,9 @@ Model import_model(const SafetensorsFile& f) {
   }
   for (const auto& t : f.tensors)
     if (!used.count(t.name)) fail("the file has the unexpected tensor '" + t.name + "'");
-  try {
-    validate(cfg);
-  } catch (const Error& e) {
-    fail(std::string("the model in the file is not one vaelab can use: ") + e.what());
-  }
+  validate_imported(cfg);
 
+  if (!build) return std::nullopt;
   Model model(cfg);
   auto fill = [&](const DenseShape& l, const Dense& src, int row0) {
     auto W = model.W(l);
@@ -923,6 +945,16 @@ Model import_model(const SafetensorsFile& f) {
   }
   if (!model.all_finite()) fail("the parameters contain NaN or Inf");
   return model;
+}
+
+}  // namespace
+
+Model import_model(const SafetensorsFile& f) { return *import_any(f, true); }
+
+void check_importable(const SafetensorsFile& shapes) { import_any(shapes, false); }
+
+Model import_model_file(const std::filesystem::path& file, const CancelFlag* cancel) {
+  return import_model(read_safetensors(file, check_importable, cancel));
 }
 
 }  // namespace vaelab

@@ -5,11 +5,13 @@
 #pragma once
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "core/model.hpp"
+#include "core/regular_file.hpp"
 
 namespace vaelab {
 
@@ -30,7 +32,12 @@ std::vector<std::uint8_t> encode_safetensors(const SafetensorsFile& f);
 SafetensorsFile decode_safetensors(const std::uint8_t* bytes, std::size_t size);
 
 void write_safetensors(const std::filesystem::path& file, const SafetensorsFile& f);  // atomic
-SafetensorsFile read_safetensors(const std::filesystem::path& file);
+// Called with the tensors' names and shapes (no data yet) and the metadata, after the header's own
+// checks and before the data is read: it throws vaelab::Error to refuse the file unread.
+using ShapeCheck = std::function<void(const SafetensorsFile& shapes)>;
+// Reads a regular file (a FIFO or device is refused unopened), header first. Throws vaelab::Error.
+SafetensorsFile read_safetensors(const std::filesystem::path& file, const ShapeCheck& check_shapes = {},
+                                 const CancelFlag* cancel = nullptr);
 
 // Model ↔ tensors with PyTorch names. Layer naming (encoder input → head, decoder z → output):
 // one hidden layer: fc1, fc21 (μ), fc22 (log σ²), fc3, fc4. More hidden layers:
@@ -38,5 +45,11 @@ SafetensorsFile read_safetensors(const std::filesystem::path& file);
 SafetensorsFile export_model(const Model& model);
 // Infers the config from shapes and metadata; throws vaelab::Error when names or shapes don't fit.
 Model import_model(const SafetensorsFile& f);
+// import_model's checks of names, shapes and metadata alone (the tensors' data may be empty): a
+// ShapeCheck for read_safetensors. Throws vaelab::Error.
+void check_importable(const SafetensorsFile& shapes);
+// read_safetensors then import_model, refusing a file whose header does not describe a model
+// vaelab can import before its data is read.
+Model import_model_file(const std::filesystem::path& file, const CancelFlag* cancel = nullptr);
 
 }  // namespace vaelab

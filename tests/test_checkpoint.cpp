@@ -25,6 +25,7 @@
 #include <chrono>
 #include <thread>
 
+#include "core/atomic_file.hpp"
 #include "core/checkpoint.hpp"
 #include "core/error.hpp"
 #include "core/model.hpp"
@@ -339,21 +340,22 @@ TEST_CASE("checkpoint: parse_checkpoint reads bytes in memory like load_checkpoi
 TEST_CASE("checkpoint: a save removes the temp files of writers that were killed mid-write") {
   TempDir dir("checkpoint");
   const Bytes junk = {'p', 'a', 'r', 't'};
-  // Abandoned temps (no writer holds their lock) go; a live writer's locked temp, another file's
-  // temp and names outside the pattern stay.
-  for (const std::string& name : std::vector<std::string>{"f.tmp.12345", "f.tmp.abc", "f.tmp.live", "g.tmp.12345", "f.tmp"})
+  // Abandoned temps (no writer holds their lock) go, whichever file of the folder they were for; a
+  // live writer's locked temp, a FIFO with a temp's name and names outside the pattern stay.
+  for (const std::string& name : std::vector<std::string>{"f.tmp.12345", "g.tmp.12345", "f.tmp.777", "f.tmp.abc", "f.tmp"})
     write_all(dir / name, junk);
+  REQUIRE(::mkfifo((dir / "h.tmp.999").c_str(), 0600) == 0);
   // A live writer: its lock is on another open file description, so it conflicts with the
   // cleaner's even inside this process.
-  const int live = ::open((dir / "f.tmp.live").c_str(), O_RDONLY);
+  const int live = ::open((dir / "f.tmp.777").c_str(), O_RDONLY);
   REQUIRE(live >= 0);
   REQUIRE(::flock(live, LOCK_EX) == 0);
   const TrainingState s = sample_state();
   save_checkpoint(dir / "f", s);
   check_same(s, load_checkpoint(dir / "f"));
   CHECK_FALSE(fs::exists(dir / "f.tmp.12345"));
-  CHECK_FALSE(fs::exists(dir / "f.tmp.abc"));
-  for (const std::string& kept : std::vector<std::string>{"f.tmp.live", "g.tmp.12345", "f.tmp"})
+  CHECK_FALSE(fs::exists(dir / "g.tmp.12345"));
+  for (const std::string& kept : std::vector<std::string>{"f.tmp.777", "f.tmp.abc", "f.tmp", "h.tmp.999"})
     CHECK_MESSAGE(fs::exists(dir / kept), kept);
   ::close(live);
   const std::string dead = "12345";
@@ -370,8 +372,8 @@ TEST_CASE("checkpoint: a save removes the temp files of writers that were killed
 }
 
 TEST_CASE("checkpoint: huge model settings in a small file are refused before allocating") {
-  // Seen while writing tests/fuzz/fuzz_checkpoint (which reproduces it): valid settings (1024×1024
-  // images, 8192 hidden units) with a repaired CRC made the load build a 64 GiB model to compare counts.
+  // Valid settings (1024×1024 images, 8192 hidden units) with a repaired CRC must be refused by
+  // their parameter count, not by building a 64 GiB model to compare counts.
   TempDir dir("checkpoint");
   const auto file = dir / "ck";
   save_checkpoint(file, sample_state());

@@ -253,6 +253,27 @@ TEST_CASE("data: load_dataset refuses missing and inconsistent folders") {
     m = error_of([&] { load_dataset(dir / "s"); });
     CHECK_MESSAGE(has(m, "train-labels-idx1-ubyte: has 3 labels but train-images-idx3-ubyte has 4 images"), m);
   }
+  SUBCASE("labels number the classes densely from 0") {
+    write_set(dir / "s", 4, 2, 2, 2, 2, false);
+    write_all(dir / "s" / "t10k-labels-idx1-ubyte", idx(0x08, {2}, {9, 200}));
+    m = error_of([&] { load_dataset(dir / "s"); });
+    CHECK_MESSAGE(has(m, (dir / "s" / "t10k-labels-idx1-ubyte").string() + ": label 1 is 200, but only"), m);
+    CHECK_MESSAGE(has(m, "labels must number the classes from 0"), m);
+    write_all(dir / "s" / "t10k-labels-idx1-ubyte", idx(0x08, {2}, {9, 1}));
+    CHECK(load_dataset(dir / "s").class_names.size() == 10);
+    // More than ten classes, as in EMNIST letters: the names are the numbers.
+    write_all(dir / "s" / "train-labels-idx1-ubyte", idx(0x08, {4}, {6, 7, 8, 11}));
+    write_all(dir / "s" / "t10k-labels-idx1-ubyte", idx(0x08, {2}, {9, 10}));
+    const Dataset wide = load_dataset(dir / "s");
+    REQUIRE(wide.class_names.size() == 12);
+    CHECK(wide.class_names[11] == "11");
+  }
+  SUBCASE("a Fashion-MNIST folder has ten classes") {
+    write_set(dir / "fashion-s", 4, 2, 2, 2, 2, false);
+    write_all(dir / "fashion-s" / "t10k-labels-idx1-ubyte", idx(0x08, {2}, {9, 10}));
+    m = error_of([&] { load_dataset(dir / "fashion-s"); });
+    CHECK(m == (dir / "fashion-s" / "t10k-labels-idx1-ubyte").string() + ": label 1 is 10; the classes are 0 to 9");
+  }
   SUBCASE("train and test image sizes differ") {
     write_set(dir / "s", 4, 2, 2, 2, 2, false);
     write_all(dir / "s" / "t10k-images-idx3-ubyte", idx(0x08, {2, 3, 2}, ramp(12)));

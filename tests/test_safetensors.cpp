@@ -252,6 +252,9 @@ Model make_model(ModelConfig cfg, std::uint64_t seed) {
   return m;
 }
 
+// 2×3 images, one hidden layer of 4, latent 2: every tensor small enough to edit by hand.
+ModelConfig small_import_config() { return {.image_h = 2, .image_w = 3, .latent = 2, .hidden = {4}}; }
+
 }  // namespace
 
 TEST_CASE("safetensors: export and import keep the model exactly") {
@@ -379,12 +382,7 @@ TEST_CASE("safetensors: a PyTorch examples/vae layout imports with the right tra
 }
 
 TEST_CASE("safetensors: import refuses files that do not describe a vaelab model") {
-  ModelConfig cfg;
-  cfg.image_h = 2;
-  cfg.image_w = 3;
-  cfg.latent = 2;
-  cfg.hidden = {4};
-  const SafetensorsFile good = export_model(make_model(cfg, 3));
+  const SafetensorsFile good = export_model(make_model(small_import_config(), 3));
   CHECK_NOTHROW(import_model(good));
   auto without = [&](const std::string& name) {
     SafetensorsFile f = good;
@@ -430,8 +428,8 @@ TEST_CASE("safetensors: import refuses files that do not describe a vaelab model
 }
 
 TEST_CASE("safetensors: a convolutional file's image size is checked against its tensors before allocating") {
-  // Found by review, reproduced with tests/fuzz/fuzz_safetensors: metadata asking for 1024×1024 images and a 4 KB
-  // 'fc21.weight' of shape [1024, 1] made import_model build a 40 GB model before any shape check.
+  // Metadata asking for 1024×1024 images with a 4 KB 'fc21.weight' of shape [1024, 1] must be refused
+  // by its shape, not by building a 40 GB model first.
   SafetensorsFile f;
   f.metadata = {{"family", "conv"}, {"image_h", "1024"}, {"image_w", "1024"}};
   f.tensors.push_back({"fc21.weight", {1024, 1}, std::vector<float>(1024, 0.0f)});
@@ -449,4 +447,56 @@ TEST_CASE("safetensors: a convolutional file's image size is checked against its
   const Model back = import_model(export_model(model));
   CHECK(back.config().family == ModelFamily::Conv);
   CHECK(back.params() == model.params());
+}
+
+TEST_CASE("safetensors: a transposed weight and a metadata latent size that does not fit are named") {
+  const SafetensorsFile good = export_model(make_model(small_import_config(), 3));
+  SafetensorsFile f = good;
+  for (auto& t : f.tensors)
+    if (t.name == "fc1.weight") t.shape = {6, 4};  // [in, out]: stored transposed
+  std::string m = error_of([&] { import_model(f); });
+  CHECK_MESSAGE(m == "cannot import the model: tensor 'fc1.weight' has shape [6, 4] but 'fc1.bias' has 4 entries: the "
+                     "weight looks transposed (PyTorch stores a layer's weight as [out, in], here [4, 6])",
+                m);
+
+  f = good;
+  f.metadata["latent"] = "99999999";
+  m = error_of([&] { import_model(f); });
+  CHECK_MESSAGE(m == "cannot import the model: the metadata's latent size '99999999' does not match the 2 rows of "
+                     "'fc21.weight'",
+                m);
+  f.metadata["latent"] = "2";
+  CHECK_NOTHROW(import_model(f));
+}
+
+TEST_CASE("safetensors: a header that describes no importable model is refused before the data is read") {
+  // A 2.24 GB file (sparse here) whose header declares a 350,000-wide first layer and nothing else.
+  TempDir dir("safetensors");
+  const std::uint64_t weight_bytes = 4ull * 1600 * 350000;
+  std::string header = "{\"fc1.weight\":{\"dtype\":\"F32\",\"shape\":[1600,350000],\"data_offsets\":[0," +
+                       std::to_string(weight_bytes) + "]},\"fc1.bias\":{\"dtype\":\"F32\",\"shape\":[1600]," +
+                       "\"data_offsets\":[" + std::to_string(weight_bytes) + "," + std::to_string(weight_bytes + 6400) +
+                       "]}}";
+  Bytes head;
+  append_u64(head, header.size());
+  head.insert(head.end(), header.begin(), header.end());
+  const fs::path file = dir / "wide.safetensors";
+  write_all(file, head);
+  fs::resize_file(file, head.size() + weight_bytes + 6400);
+
+  // Bytes this process has read through read(2) so far.
+  auto bytes_read = [] {
+    std::ifstream io("/proc/self/io");
+    for (std::string key; io >> key;) {
+      std::uint64_t v = 0;
+      io >> v;
+      if (key == "rchar:") return v;
+    }
+    return std::uint64_t{0};
+  };
+  const std::uint64_t before = bytes_read();
+  const std::string m = error_of([&] { import_model_file(file); });
+  const std::uint64_t read = bytes_read() - before;
+  CHECK_MESSAGE(m == file.string() + ": cannot import the model: tensor 'fc3.weight' is missing", m);
+  CHECK_MESSAGE(read < (1u << 20), "bytes read: " << read);
 }

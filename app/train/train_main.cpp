@@ -12,8 +12,10 @@
 #include <iostream>
 #include <thread>
 
+#include "core/atomic_file.hpp"
 #include "core/data.hpp"
 #include "core/error.hpp"
+#include "core/memory_estimate.hpp"
 #include "core/safetensors.hpp"
 #include "core/trainer.hpp"
 #include "app/flags/flags.hpp"
@@ -101,6 +103,13 @@ int run(const CommandLine& args) {
     opt.max_epochs = -1;
     opt.evaluate_each_epoch = false;
   }
+
+  // Refuse before training what would only fail after it: a model or batch the memory cannot hold,
+  // a save target that cannot be written.
+  if (args.load.empty() && args.import_safetensors.empty())
+    check_training_memory(estimate_training_memory(model, train, dataset_bytes(*data, train)), available_memory());
+  for (const std::string& target : {args.save, args.export_safetensors})
+    if (!target.empty()) check_save_target(target);
 
   Trainer trainer(data, model, train, opt);
   if (!args.load.empty()) trainer.load_now(args.load);
