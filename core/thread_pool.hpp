@@ -82,4 +82,15 @@ class ThreadPool {
   bool solo_ = false;  // only the caller's thread reads it
 };
 
+// fn(0) … fn(n−1): on the pool when there is one with more than one thread and more than one task,
+// else in order on the caller (inline, without run()'s indirect call). Tasks own their outputs, so
+// either way gives the same results.
+template <class F>
+void run_tasks(ThreadPool* pool, int n, const F& fn) {
+  if (pool && pool->size() > 1 && n > 1)
+    pool->run(n, fn);
+  else
+    for (int i = 0; i < n; ++i) fn(i);
+}
+
 }  // namespace vaelab

@@ -598,18 +598,10 @@ void shard_step(const Model& model, GradientEngine::Shard& sh, const Eigen::Ref<
 // and every output element is computed by exactly one task over the whole batch: the gradient
 // needs no per-thread copies and no reduction, and any number of threads gives the same bits.
 
-template <class F>
-void for_tasks(ThreadPool* pool, int n, const F& f) {
-  if (pool && pool->size() > 1 && n > 1)
-    pool->run(n, f);
-  else
-    for (int i = 0; i < n; ++i) f(i);
-}
-
 // Packs the jobs' panels in parallel (each job in a few panel ranges), before the chunks start.
 void pack_shared(ThreadPool* pool, const PackJob* jobs, int count) {
   constexpr int kParts = 4;
-  for_tasks(pool, count * kParts, [&](int t) {
+  run_tasks(pool, count * kParts, [&](int t) {
     const PackJob& j = jobs[t / kParts];
     const int np = gemm::panels(j.n), part = t % kParts;
     gemm::pack_b(j.op, j.b, j.ldb, j.k, j.n, j.dst, np * part / kParts, np * (part + 1) / kParts);
@@ -633,7 +625,7 @@ void dense_forward_parallel(ThreadPool* pool, const Model& m, const DenseShape& 
   const PackJob job{gemm::Op::N, in.data(), in.outerStride(), l.in, C, pack};
   pack_shared(pool, &job, 1);
   const RowChunks ch(l.out);
-  for_tasks(pool, ch.count, [&](int k) { dense_rows_forward(m, l, pack, C, y, ch.lo(k), ch.len(k), relu); });
+  run_tasks(pool, ch.count, [&](int k) { dense_rows_forward(m, l, pack, C, y, ch.lo(k), ch.len(k), relu); });
 }
 
 // dW[rows] = dy[rows] inᵀ: dy (out, C), inᵀ packed from in (in, C); dW (out, in) at g.
@@ -651,7 +643,7 @@ void dx_parallel(ThreadPool* pool, const Model& m, const DenseShape& l, ConstMat
   const PackJob job{gemm::Op::N, dy.data(), dy.outerStride(), l.out, C, pack};
   pack_shared(pool, &job, 1);
   const RowChunks cx(l.in);
-  for_tasks(pool, cx.count, [&](int t) {
+  run_tasks(pool, cx.count, [&](int t) {
     const int lo = cx.lo(t), n = cx.len(t);
     gemm::Epilogue e;
     if (relu_in) {
@@ -734,7 +726,7 @@ void mlp_columns_step(const Model& model, GradientEngine::MlpWork& w, const Eige
     const PackJob hj{gemm::Op::N, h_last.data(), h_last.outerStride(), lo_l.in, C, pack};
     pack_shared(pool, &hj, 1);
   }
-  for_tasks(pool, co.count, [&](int k) {
+  run_tasks(pool, co.count, [&](int k) {
     const int r0 = co.lo(k), n = co.len(k);
     MatRef outr(out);
     dense_rows_forward(model, lo_l, pack, C, outr, r0, n, false);
@@ -825,7 +817,7 @@ void mlp_weight_gradients(ThreadPool* pool, const Model& model, GradientEngine::
   }
   pack_shared(pool, w.dw_jobs.data(), static_cast<int>(layers));
   const std::vector<int>& first = w.dw_first_task;
-  for_tasks(pool, first[layers], [&](int t) {
+  run_tasks(pool, first[layers], [&](int t) {
     std::size_t j = 0;
     while (t >= first[j + 1]) ++j;
     const auto lg = layer(j);
@@ -842,7 +834,7 @@ void mlp_weight_gradients(ThreadPool* pool, const Model& model, GradientEngine::
 void sum_gradients(ThreadPool* pool, float* grad, std::span<const float* const> parts, std::size_t n) {
   if (parts.empty()) return;
   const int ranges = pool ? pool->size() : 1;
-  for_tasks(pool, ranges, [&](int r) {
+  run_tasks(pool, ranges, [&](int r) {
     const std::size_t chunk = (n + ranges - 1) / ranges;
     const std::size_t lo = std::min(n, chunk * r), hi = std::min(n, chunk * (r + 1));
     if (hi <= lo) return;
