@@ -107,9 +107,12 @@ class GradientEngine {
   struct MlpWork;  // the plain MLP's whole-batch workspace (defined in train_step.cpp)
 
  private:
-  StepStats compute_any(const Model& model, const Eigen::Ref<const Eigen::MatrixXf>& x,
-                        const Eigen::Ref<const Eigen::MatrixXf>& eps, float beta, float* grad, ThreadPool* pool,
-                        bool sum);
+  // Whether compute_step() adds the other shards' gradients into grad (compute) or leaves them to
+  // the caller (compute_unsummed).
+  enum class ShardSum { Summed, LeftToCaller };
+  StepStats compute_step(const Model& model, const Eigen::Ref<const Eigen::MatrixXf>& x,
+                         const Eigen::Ref<const Eigen::MatrixXf>& eps, float beta, float* grad, ThreadPool* pool,
+                         ShardSum shard_sum);
   StepStats compute_mlp(const Model& model, const Eigen::Ref<const Eigen::MatrixXf>& x,
                         const Eigen::Ref<const Eigen::MatrixXf>& eps, float beta, float* grad, ThreadPool* pool);
   // Gradients of shards 1 … S−1 for the caller to add (compute_unsummed), or for the shard sum.
