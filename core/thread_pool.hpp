@@ -49,7 +49,7 @@ class ThreadPool {
 
   // How long a waiting thread spins before it sleeps: longer than the gap between the layers of
   // one training step (a few microseconds), short enough not to hold a core another process wants.
-  // Chosen, not tuned: spin against no-spin was not measured on a quiet machine.
+  // Chosen, not tuned.
   static constexpr int kSpinMicroseconds = 50;
 
  private:

@@ -62,8 +62,8 @@ struct PackJob {
 
 // At most 16 chunks per layer (13 for 400 or 784 rows, MR-row chunks below 16·MR rows), each a
 // multiple of the GEMM's MR-row tile (16, or 32 with AVX-512), so that only a layer's last chunk
-// has a short tile and two threads share a layer evenly. Chunks are cheap now that the shared
-// operand is packed once per product, not once per chunk.
+// has a short tile and two threads share a layer evenly. Chunks are cheap: the shared operand is
+// packed once per product, not once per chunk.
 struct RowChunks {
   int rows, step, count;
   explicit RowChunks(int r)

@@ -82,10 +82,8 @@ class GradientEngine {
 
   // A plain MLP column slice holds at least this many examples: with fewer, each product's few
   // columns cannot pay for reading its weights, and splitting the products by rows is faster.
-  // 64 with the AVX2 kernel (measured on a Zen 3 and a Xeon); the AVX-512 kernel does a column's
-  // FMAs in half the time, so reading the weights needs more columns to pay: on a Zen 5, batch
-  // 128 ran 9 % faster as one slice split by rows than as two slices of 64 (median of 8
-  // interleaved pairs), while two slices of 96 (batch 192) still beat one (4 of 5 pairs).
+  // 64 with the AVX2 kernel; the AVX-512 kernel does a column's FMAs in half the time, so reading
+  // the weights needs more columns to pay for it: 96.
   static constexpr int kMlpShardExamples = gemm::kMR == 32 ? 96 : 64;  // the AVX-512 tile is 32 rows
 
   // x: (D, B) with B ≤ max_batch; eps: (d, B·L), column b·L + l is sample l of example b.
