@@ -17,7 +17,7 @@ using namespace packet;
 bool Adam::step(float* params, const float* grad, std::size_t n, float lr, ThreadPool* pool,
                 std::span<const float* const> more) {
   // The moments of parameters whose gradient stays 0 decay into subnormals, which cost Intel
-  // cores a microcode assist per operation (core/denormals.hpp): 5× slower steps after 3,000.
+  // cores a microcode assist per operation (core/denormals.hpp).
   const FlushDenormals flush;
   ++t;
   const float c1 = 1.0f - static_cast<float>(std::pow(beta1, static_cast<double>(t)));
@@ -25,9 +25,8 @@ bool Adam::step(float* params, const float* grad, std::size_t n, float lr, Threa
   const float step = lr / c1;
   const float inv_sqrt_c2 = 1.0f / std::sqrt(c2);
   // One pass that loads g (and its parts), m, v and θ once and stores m, v and θ once: the update
-  // is bound by memory (28 bytes a parameter, 18 MB a step for 784-400-20; 4 more per part, where
-  // a pass of their own would cost 12), and this fused loop took 25–35 % less time than three
-  // Eigen statements over L1-sized blocks. Finiteness rides along: g²·0 is 0
+  // is bound by memory (28 bytes a parameter; 4 more per part, where a pass of their own would
+  // cost 12). Finiteness rides along: g²·0 is 0
   // for finite g² and NaN where g is NaN or ±Inf or |g| > 1.8e19 (g² overflows and would freeze
   // v at Inf: divergence too), so the trainer needs no separate pass over g.
   auto update = [&](std::size_t lo, std::size_t hi) {

@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <functional>
 #include <limits>
 #include <string>
 #include <vector>
@@ -77,14 +76,6 @@ Eigen::Vector2d cell_center_d(const GridSpec& s, int ix, int iy) {
   return {lo(0) + (ix + 0.5) * h(0), lo(1) + (iy + 0.5) * h(1)};
 }
 
-double log_sum_exp(const Eigen::MatrixXf& a) {
-  const double mx = a.maxCoeff();
-  if (!std::isfinite(mx)) return mx;
-  double s = 0;
-  for (Eigen::Index i = 0; i < a.size(); ++i) s += std::exp(static_cast<double>(a.data()[i]) - mx);
-  return mx + std::log(s);
-}
-
 // The 1σ ellipse of a 2×2 covariance C centred at c, from the closed-form eigen-decomposition.
 Ellipse ellipse_of(const Eigen::Vector2d& c, const Eigen::Matrix2d& C, double k) {
   const double a = C(0, 0), b = C(0, 1), e = C(1, 1);
@@ -119,13 +110,6 @@ void cell_averages(double lo, double h, int n, double m, double sd, float* col) 
       mass = 1.0 - tail[i] - tail[i + 1];
     col[i] = static_cast<float>(std::max(0.0, mass) / h);
   }
-}
-
-void run_tasks(ThreadPool* pool, int n, const std::function<void(int)>& fn) {
-  if (pool && n > 1)
-    pool->run(n, fn);
-  else
-    for (int i = 0; i < n; ++i) fn(i);
 }
 
 }  // namespace
@@ -177,7 +161,8 @@ PosteriorGrid posterior_grid(const Model& model, const Eigen::VectorXf& x, const
   });
 
   // Midpoint-rule quadrature: ∫ p(x, z) dz ≈ Σ_cells p(x, z_c) · area.
-  const double lse_p = log_sum_exp(g.log_joint), lse_q = log_sum_exp(log_q);
+  const double lse_p = log_sum_exp(g.log_joint.data(), g.log_joint.size()),
+               lse_q = log_sum_exp(log_q.data(), log_q.size());
   g.log_px = lse_p + std::log(g.cell_area);
 
   g.density.resize(n, n);

@@ -138,8 +138,7 @@ void store_edge(const float* tile, float* C, std::ptrdiff_t ldc, int i0, int j0,
 // MR × NC tile and stores it (full-height tiles directly, short ones through a stack tile). NC < NR
 // serves a panel cut short by n (n = 128 = 21·6 + 2): only its columns are computed, and stored
 // with vector stores, instead of a whole 6-wide tile (a third of its FMAs used) stored element by
-// element. That is 3 % of a 128-column product's FMAs; the gain is below this machine's timing
-// noise (vaelab_gemm_bench at batch 126, 128 and 132 differ by less than run-to-run spread).
+// element.
 template <int NC>
 void kernel(int kc, const float* a, const float* b, float* C, std::ptrdiff_t ldc, int i0, int j0, int mr, bool load_c,
             bool last, const Epilogue& e) {

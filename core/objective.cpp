@@ -92,15 +92,24 @@ Eigen::VectorXf log_prior(const Model& model, const Eigen::Ref<const Eigen::Matr
   return out;
 }
 
-double log_mean_exp(const float* a, int k) {
-  if (k <= 0) return -std::numeric_limits<double>::infinity();
+namespace {
+
+// log ((1/divisor) Σ_i exp(a_i)), the largest a_i taken out first and the terms summed in order.
+double log_scaled_exp_sum(const float* a, std::ptrdiff_t n, double divisor) {
+  if (n <= 0) return -std::numeric_limits<double>::infinity();
   double mx = -std::numeric_limits<double>::infinity();
-  for (int i = 0; i < k; ++i) mx = std::max(mx, static_cast<double>(a[i]));
+  for (std::ptrdiff_t i = 0; i < n; ++i) mx = std::max(mx, static_cast<double>(a[i]));
   if (!std::isfinite(mx)) return mx;  // all −inf (or a +inf / NaN dominates)
   double s = 0;
-  for (int i = 0; i < k; ++i) s += std::exp(static_cast<double>(a[i]) - mx);
-  return mx + std::log(s / k);
+  for (std::ptrdiff_t i = 0; i < n; ++i) s += std::exp(static_cast<double>(a[i]) - mx);
+  return mx + std::log(s / divisor);
 }
+
+}  // namespace
+
+double log_sum_exp(const float* a, std::ptrdiff_t n) { return log_scaled_exp_sum(a, n, 1.0); }
+
+double log_mean_exp(const float* a, int k) { return log_scaled_exp_sum(a, k, k); }
 
 namespace {
 
@@ -225,10 +234,7 @@ Evaluation evaluate(const Model& model, const ImageSet& set, const std::vector<i
       p.iwae = iwae_bound(model, x, eps, K).cast<double>().sum();
     }
   };
-  if (pool)
-    pool->run(batches, run_batch);
-  else
-    for (int bi = 0; bi < batches; ++bi) run_batch(bi);
+  run_tasks(pool, batches, run_batch);
 
   ev.kl_per_dim.assign(d, 0.0);
   double iwae = 0;

@@ -2,6 +2,7 @@
 // and the importance-weighted bound. Forward computations only; gradients are in train_step.hpp.
 #pragma once
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <vector>
@@ -49,7 +50,9 @@ Eigen::VectorXf log_standard_normal(const Eigen::Ref<const Eigen::MatrixXf>& z);
 // and the true posterior p(z|x) ∝ p(x|z) p(z) are those of the model's own marginal.
 Eigen::VectorXf log_prior(const Model& model, const Eigen::Ref<const Eigen::MatrixXf>& z);
 
-// log (1/K) Σ_k exp(a_k), stable for any magnitudes (−inf entries allowed).
+// log Σ_i exp(a_i) and log (1/k) Σ_i exp(a_i) over a[0, n) or a[0, k), in double, stable for any
+// magnitudes (−inf entries allowed); −inf when empty.
+double log_sum_exp(const float* a, std::ptrdiff_t n);
 double log_mean_exp(const float* a, int k);
 
 // Averages over a set of examples, in nats per example (ELBO negative, higher is better).

@@ -49,7 +49,7 @@ class ThreadPool {
 
   // How long a waiting thread spins before it sleeps: longer than the gap between the layers of
   // one training step (a few microseconds), short enough not to hold a core another process wants.
-  // Chosen, not tuned: spin against no-spin was not measured on a quiet machine.
+  // Chosen, not tuned.
   static constexpr int kSpinMicroseconds = 50;
 
  private:
@@ -81,5 +81,16 @@ class ThreadPool {
   std::atomic<bool> stop_{false};
   bool solo_ = false;  // only the caller's thread reads it
 };
+
+// fn(0) … fn(n−1): on the pool when there is one with more than one thread and more than one task,
+// else in order on the caller (inline, without run()'s indirect call). Tasks own their outputs, so
+// either way gives the same results.
+template <class F>
+void run_tasks(ThreadPool* pool, int n, const F& fn) {
+  if (pool && pool->size() > 1 && n > 1)
+    pool->run(n, fn);
+  else
+    for (int i = 0; i < n; ++i) fn(i);
+}
 
 }  // namespace vaelab

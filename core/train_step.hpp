@@ -82,10 +82,8 @@ class GradientEngine {
 
   // A plain MLP column slice holds at least this many examples: with fewer, each product's few
   // columns cannot pay for reading its weights, and splitting the products by rows is faster.
-  // 64 with the AVX2 kernel (measured on a Zen 3 and a Xeon); the AVX-512 kernel does a column's
-  // FMAs in half the time, so reading the weights needs more columns to pay: on a Zen 5, batch
-  // 128 ran 9 % faster as one slice split by rows than as two slices of 64 (median of 8
-  // interleaved pairs), while two slices of 96 (batch 192) still beat one (4 of 5 pairs).
+  // 64 with the AVX2 kernel; the AVX-512 kernel does a column's FMAs in half the time, so reading
+  // the weights needs more columns to pay for it: 96.
   static constexpr int kMlpShardExamples = gemm::kMR == 32 ? 96 : 64;  // the AVX-512 tile is 32 rows
 
   // x: (D, B) with B ≤ max_batch; eps: (d, B·L), column b·L + l is sample l of example b.
@@ -107,9 +105,12 @@ class GradientEngine {
   struct MlpWork;  // the plain MLP's whole-batch workspace (defined in train_step.cpp)
 
  private:
-  StepStats compute_any(const Model& model, const Eigen::Ref<const Eigen::MatrixXf>& x,
-                        const Eigen::Ref<const Eigen::MatrixXf>& eps, float beta, float* grad, ThreadPool* pool,
-                        bool sum);
+  // Whether compute_step() adds the other shards' gradients into grad (compute) or leaves them to
+  // the caller (compute_unsummed).
+  enum class ShardSum { Summed, LeftToCaller };
+  StepStats compute_step(const Model& model, const Eigen::Ref<const Eigen::MatrixXf>& x,
+                         const Eigen::Ref<const Eigen::MatrixXf>& eps, float beta, float* grad, ThreadPool* pool,
+                         ShardSum shard_sum);
   StepStats compute_mlp(const Model& model, const Eigen::Ref<const Eigen::MatrixXf>& x,
                         const Eigen::Ref<const Eigen::MatrixXf>& eps, float beta, float* grad, ThreadPool* pool);
   // Gradients of shards 1 … S−1 for the caller to add (compute_unsummed), or for the shard sum.

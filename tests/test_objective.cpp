@@ -44,6 +44,18 @@ TEST_CASE("objective: log_mean_exp is stable for large and -inf inputs") {
   CHECK(log_mean_exp(c, 2) == doctest::Approx(-1e4 + std::log((1 + 1.0 / 3) / 2)).epsilon(1e-9));
 }
 
+TEST_CASE("objective: log_sum_exp is stable, -inf when empty, and log n above log_mean_exp") {
+  const float a[3] = {1000.0f, 1000.0f, 1000.0f};
+  CHECK(log_sum_exp(a, 3) == doctest::Approx(1000.0 + std::log(3.0)));
+  const float b[3] = {-std::numeric_limits<float>::infinity(), 0.0f, std::log(2.0f)};
+  CHECK(log_sum_exp(b, 3) == doctest::Approx(std::log(3.0)));
+  const float inf[2] = {-std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity()};
+  CHECK(log_sum_exp(inf, 2) == -std::numeric_limits<double>::infinity());
+  CHECK(log_sum_exp(a, 0) == -std::numeric_limits<double>::infinity());
+  const float c[4] = {-3.5f, 2.25f, 0.5f, -40.0f};
+  CHECK(log_sum_exp(c, 4) == doctest::Approx(log_mean_exp(c, 4) + std::log(4.0)).epsilon(1e-12));
+}
+
 namespace {
 
 // The linear-Gaussian VAE of support.hpp with d = 2, D = 4: its p(z|x) is a diagonal Gaussian
