@@ -147,6 +147,37 @@ TEST_CASE("trainer: follow shows new weights and metrics and keeps the last good
   CHECK(logged(*tr.snapshot(), Severity::Info, "finished"));
 }
 
+TEST_CASE("trainer: follow restarts its curves with the metrics file and takes a new shape that fits") {
+  TrainerOptions opt;
+  opt.start_paused = true;
+  opt.display_points = 20;
+  opt.evaluate_each_epoch = false;
+  Trainer tr(synthetic_data(), small_model(), small_train(), opt);
+  tr.start();
+  RunWriterInTest w;
+  fs::create_directory(w.run);
+  tr.follow(w.run);
+  w.metrics(R"({"step":10,"epoch":0.25,"train_elbo":-60})" "\n" R"({"step":20,"epoch":0.5,"train_elbo":-55})" "\n");
+  w.weights(seeded_model(small_model(), 5), 20, 0);
+  REQUIRE(wait_for(tr, [](const Snapshot& s) { return s.follow && s.follow->has_weights && s.history.steps.size() == 2; }, 2s));
+
+  ModelConfig wider = small_model();
+  wider.latent = 3;
+  const Model reshaped = seeded_model(wider, 6);
+  const fs::path fresh = w.run / "fresh.jsonl";  // a fresh start writes a new metrics file
+  std::ofstream(fresh, std::ios::binary) << R"({"step":5,"epoch":0.1,"train_elbo":-70})" "\n";
+  fs::rename(fresh, w.run / kRunMetricsFile);
+  w.weights(reshaped, 5, 0);
+  REQUIRE(wait_for(tr, [](const Snapshot& s) { return s.model_config.latent == 3 && s.history.steps.size() == 1; }, 2s));
+  const auto s = tr.snapshot();
+  CHECK(s->history.steps[0].step == 5);
+  CHECK(s->step == 5);
+  CHECK(s->latent_mu.rows() == 3);
+  CHECK(s->kl_per_dim.size() == 3);
+  CHECK(s->model->params() == reshaped.params());
+  CHECK(logged(*s, Severity::Warning, "changed shape"));
+}
+
 TEST_CASE("trainer: follow takes no local steps and continue_here trains from the followed weights") {
   TrainerOptions opt;
   opt.display_points = 0;
