@@ -2,8 +2,12 @@
 // The UI takes a shared_ptr<const Snapshot> once per frame and draws from it without any lock;
 // it decodes slider positions itself with the snapshot's model copy, so dragging never waits.
 #pragma once
+#include <chrono>
 #include <cstdint>
+#include <filesystem>
+#include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,6 +28,30 @@ struct LogLine {
   std::uint64_t serial = 0;  // increases by one per line over the trainer's life
   Severity severity = Severity::Info;
   std::string text;
+};
+
+// While the trainer follows a run folder another program trains into (Trainer::follow): what a
+// status line says about it. The snapshot's model, history, latent codes and KL are the followed
+// run's; the local trainer takes no steps meanwhile.
+struct FollowStatus {
+  std::filesystem::path folder;
+  bool folder_present = false;  // false while the folder is missing (not created yet, or deleted)
+  bool inotify = false;         // inotify watches the folder; false: stat() polling (or waiting)
+  bool has_weights = false;     // a weights file has been shown; until then the local model stays
+  std::int64_t step = -1;       // the shown weights' step; −1: none yet, or the file did not say
+  double epoch = std::numeric_limits<double>::quiet_NaN();  // their epoch; NaN: unknown
+  bool finished = false;        // the run wrote its {"finished": true} line
+  // When the run's files last changed (their newest modification time); empty before any file.
+  std::optional<std::chrono::system_clock::time_point> last_change;
+  std::string last_problem;     // the latest problem reported (also in the log); empty: none
+
+  // Seconds from the last change to `now`, never negative; empty before any file was seen.
+  std::optional<double> seconds_since_change(
+      std::chrono::system_clock::time_point now = std::chrono::system_clock::now()) const {
+    if (!last_change) return std::nullopt;
+    const double s = std::chrono::duration<double>(now - *last_change).count();
+    return s > 0 ? s : 0.0;
+  }
 };
 
 struct Snapshot {
@@ -51,6 +79,8 @@ struct Snapshot {
   std::int64_t latent_step = -1;          // step the codes were computed at; −1: none yet
 
   std::vector<LogLine> log;               // the most recent lines (bounded)
+
+  std::optional<FollowStatus> follow;     // set while following a run folder
 };
 
 }  // namespace vaelab

@@ -65,6 +65,11 @@ void Trainer::import_safetensors(std::filesystem::path file) {
   impl_->commands.post(command::ImportSafetensors{std::move(file)});
 }
 
+void Trainer::follow(std::filesystem::path run_folder) {
+  impl_->commands.post(command::Follow{std::move(run_folder)});
+}
+void Trainer::continue_here() { impl_->commands.post(command::ContinueHere{}); }
+
 std::shared_ptr<const Snapshot> Trainer::snapshot() const {
   return impl_->published.load();
 }

@@ -92,6 +92,14 @@ class Trainer {
   void load(std::filesystem::path file);               // staged: a bad file leaves the model alone
   void export_safetensors(std::filesystem::path file);
   void import_safetensors(std::filesystem::path file);
+  // Follow a run folder another program trains into (core/run_follow.hpp): no local steps; each
+  // new weights file is swapped in as an import would, evaluated like an epoch end and published,
+  // and the curves come from its metrics.jsonl. Snapshot::follow says how it goes. Following stops
+  // at continue_here, and at a rebuild, load, import or reset (which then replace the model).
+  void follow(std::filesystem::path run_folder);
+  // Stop following and train locally from the followed weights and step, with a fresh optimiser,
+  // running or paused as the local trainer was before following.
+  void continue_here();
 
   std::shared_ptr<const Snapshot> snapshot() const;
 

@@ -60,21 +60,35 @@ void Trainer::Impl::change(T TrainConfig::*field, T value, const char* name) {
   tcfg = t;
 }
 
+// While following a run, the local trainer stays idle: pause and resume choose what it does when
+// following ends, and a single step is refused.
 void Trainer::Impl::handle(const command::Pause&) {
+  if (following) following->state_before = TrainerState::Paused;
   if (state == TrainerState::Running) state = TrainerState::Paused;
   pending_steps = 0;
 }
 
-void Trainer::Impl::handle(const command::Resume&) { state = TrainerState::Running; }
+void Trainer::Impl::handle(const command::Resume&) {
+  if (!following) {
+    state = TrainerState::Running;
+    return;
+  }
+  following->state_before = TrainerState::Running;
+  say(Severity::Info, "following " + following->follower->folder().string() +
+                          ": the local trainer stays idle until Continue here, then runs");
+}
 
 void Trainer::Impl::handle(const command::Step&) {
+  if (following) throw Error("no local steps while following a run: Continue here trains from its weights");
   state = TrainerState::Paused;
   ++pending_steps;
 }
 
 void Trainer::Impl::handle(const command::Reset&) {
   fresh_start();
+  refresh_latents();  // the map shows the fresh model's codes even while paused
   say(Severity::Info, "reset: fresh weights from seed " + std::to_string(tcfg.seed));
+  if (following) end_following("reset");
 }
 
 void Trainer::Impl::handle(const command::SetLr& c) { change(&TrainConfig::lr, c.lr, "lr"); }
@@ -104,9 +118,11 @@ void Trainer::Impl::handle(const command::Rebuild& c) {
   mcfg = c.model;
   tcfg = c.train;
   fresh_start();
+  refresh_latents();
   say(Severity::Info, std::string("rebuilt the model: ") + to_string(mcfg.family) + ", latent " +
                           std::to_string(mcfg.latent) + ", " + to_string(mcfg.likelihood) + ", batch " +
                           std::to_string(tcfg.batch));
+  if (following) end_following("rebuilt the model");
 }
 
 // Keeps the model when the images have its size; otherwise a fresh model for the new size. A data
@@ -133,6 +149,12 @@ void Trainer::Impl::handle(command::SetData& c) {
   say(Severity::Info, "data set '" + data->name + "': " + std::to_string(data->train.count) + " training and " +
                           std::to_string(data->test.count) + " test images" +
                           (same_size ? "" : " (new image size: fresh model)"));
+  if (!following) return;
+  if (same_size) {
+    refresh_latents();  // the followed model's codes of the new test images
+  } else {
+    end_following("a data set of another image size");
+  }
 }
 
 void Trainer::Impl::handle(const command::Save& c) {
@@ -143,6 +165,7 @@ void Trainer::Impl::handle(const command::Save& c) {
 void Trainer::Impl::handle(const command::Load& c) {
   load_now(c.file);
   say(Severity::Info, "loaded checkpoint " + c.file.string() + " (step " + std::to_string(step) + ")");
+  if (following) end_following("loaded a checkpoint");
 }
 
 void Trainer::Impl::handle(const command::ExportSafetensors& c) {
@@ -153,6 +176,7 @@ void Trainer::Impl::handle(const command::ExportSafetensors& c) {
 void Trainer::Impl::handle(const command::ImportSafetensors& c) {
   import_now(c.file);
   say(Severity::Info, "imported weights from " + c.file.string());
+  if (following) end_following("imported weights");
 }
 
 }  // namespace vaelab

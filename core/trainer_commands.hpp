@@ -35,13 +35,15 @@ struct Save { std::filesystem::path file; };
 struct Load { std::filesystem::path file; };
 struct ExportSafetensors { std::filesystem::path file; };
 struct ImportSafetensors { std::filesystem::path file; };
+struct Follow { std::filesystem::path folder; };
+struct ContinueHere {};
 }  // namespace command
 
 using Command = std::variant<command::Pause, command::Resume, command::Step, command::Reset, command::SetLr,
                              command::SetBeta, command::SetWarmup, command::SetEstimator, command::SetIwae,
                              command::SetMeasureEstimators, command::MeasureEstimatorsNow, command::Rebuild,
                              command::SetData, command::Save, command::Load, command::ExportSafetensors,
-                             command::ImportSafetensors>;
+                             command::ImportSafetensors, command::Follow, command::ContinueHere>;
 
 // Commands posted by any thread and taken by the trainer thread, in order; also the stop request.
 class CommandQueue {

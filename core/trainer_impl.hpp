@@ -2,15 +2,18 @@
 // the trainer's sources, not part of the API (include core/trainer.hpp instead). Its functions live
 // by concern: trainer_loop.cpp (the thread loop, optimiser steps, epoch ends), trainer_run_state.cpp
 // (building, resetting, saving and loading a run), trainer_commands.cpp (applying commands) and
-// trainer_publish.cpp (events, the log and snapshots).
+// trainer_publish.cpp (events, the log and snapshots) and trainer_follow.cpp (following a run folder).
 #pragma once
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <deque>
 #include <filesystem>
+#include <limits>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -19,7 +22,9 @@
 #include "core/adam.hpp"
 #include "core/adaptive_threads.hpp"
 #include "core/checkpoint.hpp"
+#include "core/evaluation.hpp"
 #include "core/rng.hpp"
+#include "core/run_follow.hpp"
 #include "core/thread_pool.hpp"
 #include "core/trainer.hpp"
 #include "core/trainer_commands.hpp"
@@ -100,6 +105,25 @@ class Throughput {
   double samples_per_s_ = 0, window_samples_ = 0, window_seconds_ = 0;
 };
 
+// A run folder being followed (Trainer::follow): its follower, what its curves are built from, what
+// is shown of it, and what the local trainer goes back to.
+struct FollowedRun {
+  std::unique_ptr<RunFollower> follower;
+  TrainerState state_before = TrainerState::Paused;  // the local trainer's, restored when following ends
+  // The local run's curves and place, restored if following ends before any weights were shown.
+  History local_history;
+  std::int64_t local_step = 0;
+  int local_epoch = 0;
+
+  bool has_weights = false;  // a followed weights file has replaced the local model
+  std::int64_t step = -1;    // of the weights shown
+  double epoch = std::numeric_limits<double>::quiet_NaN();
+  std::string last_problem;
+  std::set<std::string> reported;          // problems already in the log
+  std::vector<EpochRecord> metric_epochs;  // the epoch lines of metrics.jsonl
+  std::vector<EpochRecord> evaluations;    // this trainer's test evaluation of each weights file shown
+};
+
 struct Trainer::Impl {
   using Clock = TrainerClock;
 
@@ -147,6 +171,8 @@ struct Trainer::Impl {
   std::uint64_t version = 0;  // of the last snapshot
   Clock::time_point last_publish = Clock::now();
 
+  std::optional<FollowedRun> following;  // set while following a run folder
+
   int train_count() const {
     return opt.train_limit > 0 ? std::min(opt.train_limit, train_set->count) : train_set->count;
   }
@@ -169,6 +195,7 @@ struct Trainer::Impl {
   void diverged(const std::string& why);
   void end_epoch();
   EpochRecord epoch_record(int epoch_number);
+  TestEvaluation test_evaluation(int epoch_number) const;
   void measure_estimators();
 
   // ---- trainer_run_state.cpp ----
@@ -186,6 +213,7 @@ struct Trainer::Impl {
   void save_now(const std::filesystem::path& file);
   void load_now(const std::filesystem::path& file);
   void import_now(const std::filesystem::path& file);
+  void take_model(std::unique_ptr<Model> m);
 
   // ---- trainer_commands.cpp ----
   void drain_commands();
@@ -206,6 +234,8 @@ struct Trainer::Impl {
   void handle(const command::Load& c);
   void handle(const command::ExportSafetensors& c);
   void handle(const command::ImportSafetensors& c);
+  void handle(const command::Follow& c);
+  void handle(const command::ContinueHere&);
   template <class T>
   void change(T TrainConfig::*field, T value, const char* name);
 
@@ -216,6 +246,16 @@ struct Trainer::Impl {
   void mark(std::string text);
   void refresh_latents();
   void publish();
+
+  // ---- trainer_follow.cpp ----
+  void follow_once();
+  void take_metrics(const MetricsRecord& r);
+  void show_followed_weights(const FollowedWeights& w);
+  void evaluate_followed_weights();
+  void rebuild_followed_epochs();
+  void report_follow_problem(std::string text);
+  void end_following(const std::string& because);
+  FollowStatus follow_status() const;
 };
 
 }  // namespace vaelab

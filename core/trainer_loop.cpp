@@ -34,7 +34,9 @@ void Trainer::Impl::run() {
   publish();
   while (!commands.stop_requested() && state != TrainerState::Finished) {
     drain_commands();
-    if (state == TrainerState::Running || pending_steps > 0) {
+    if (following) {
+      follow_once();
+    } else if (state == TrainerState::Running || pending_steps > 0) {
       run_one_step();
     } else {
       publish();
@@ -211,13 +213,18 @@ EpochRecord Trainer::Impl::epoch_record(int epoch_number) {
   if (epoch_totals.train_seconds > 0)
     rec.samples_per_s = static_cast<float>(epoch_totals.samples / epoch_totals.train_seconds);
   if (!opt.evaluate_each_epoch) return rec;
+  evaluate_test_set(*model, *test_set, test_evaluation(epoch_number), pool.get(), rec);
+  return rec;
+}
+
+// The test evaluation an epoch end runs, as TrainerOptions and the seed say.
+TestEvaluation Trainer::Impl::test_evaluation(int epoch_number) const {
   TestEvaluation how;
   how.limit = opt.eval_limit;
   how.iwae_k = opt.eval_iwae_k;
   how.iwae_points = opt.iwae_points;
   how.seed = tcfg.seed + 1000 + static_cast<std::uint64_t>(epoch_number);
-  evaluate_test_set(*model, *test_set, how, pool.get(), rec);
-  return rec;
+  return how;
 }
 
 // Variance of the reparameterised and score-function encoder gradients on one fixed-size batch.

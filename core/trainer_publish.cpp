@@ -71,6 +71,7 @@ void Trainer::Impl::publish() {
   s->latent_mu = latents.mu;
   s->latent_step = latents.step;
   s->log.assign(log.lines().begin(), log.lines().end());
+  if (following) s->follow = follow_status();
   published.store(std::move(s));
   last_publish = Clock::now();
 }

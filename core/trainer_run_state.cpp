@@ -163,11 +163,17 @@ void Trainer::Impl::load_now(const std::filesystem::path& file) {
 
 // Weights only: the optimiser and history start over.
 void Trainer::Impl::import_now(const std::filesystem::path& file) {
-  Model m = import_model(read_safetensors(file));
+  Model m = import_model_file(file);  // header checked before the data is read
   check_configs(m.config(), tcfg);
   if (!m.all_finite()) throw Error(file.string() + ": weights contain NaN or Inf");
-  mcfg = m.config();
-  model = std::make_unique<Model>(std::move(m));
+  take_model(std::make_unique<Model>(std::move(m)));
+}
+
+// A checked model from elsewhere (an import, a followed run) replaces the run's: optimiser, counters
+// and history start over, data views and buffers fit its shape, the latent map shows its codes.
+void Trainer::Impl::take_model(std::unique_ptr<Model> m) {
+  mcfg = m->config();
+  model = std::move(m);
   restart_counters();
   reset_run_state();
   refresh_latents();

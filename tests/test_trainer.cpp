@@ -1,8 +1,8 @@
 // The trainer thread end to end on a small synthetic data set: learning improves the test ELBO,
 // runs are reproducible from a seed, the listener hears every event, and the commands (pause,
 // resume, step, reset, set β/lr, rebuild, set data, save/load, import, bad input) behave while
-// snapshots are read concurrently. Also the trainer's parts on their own: the chunked encoder pass
-// and the adaptive thread setting.
+// snapshots are read concurrently; following a run folder written by the test. Also the trainer's
+// parts on their own: the chunked encoder pass and the adaptive thread setting.
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -14,6 +14,7 @@
 #include "core/data.hpp"
 #include "core/evaluation.hpp"
 #include "core/rng.hpp"
+#include "core/run_follow.hpp"
 #include "core/safetensors.hpp"
 #include "core/thread_pool.hpp"
 #include "core/train_step.hpp"
@@ -45,7 +46,171 @@ History run_epochs(int epochs, int threads, int batch = small_train().batch) {
   return h;
 }
 
+// A run folder as run_writer.py writes it: weights replaced atomically, metrics lines appended.
+struct RunWriterInTest {
+  TempDir dir{"trainer-follow"};
+  fs::path run = dir / "run";
+
+  void weights(const Model& m, std::int64_t step, double epoch) const {
+    SafetensorsFile f = export_model(m);
+    f.metadata["step"] = std::to_string(step);
+    f.metadata["epoch"] = std::to_string(epoch);
+    write_safetensors(run / kRunWeightsFile, f);
+  }
+  void metrics(const std::string& lines) const {
+    std::ofstream out(run / kRunMetricsFile, std::ios::binary | std::ios::app);
+    out << lines;
+    REQUIRE(out.good());
+  }
+  void garbage_weights() const {  // a complete file that is not safetensors, renamed into place
+    const fs::path tmp = run / "weights.tmp";
+    std::ofstream(tmp, std::ios::binary) << "not a safetensors file at all";
+    fs::rename(tmp, run / kRunWeightsFile);
+  }
+};
+
+Model seeded_model(ModelConfig cfg, std::uint64_t seed) {
+  Model m(std::move(cfg));
+  m.init(seed);
+  return m;
+}
+
+Eigen::MatrixXf decoded(const Model& m) {
+  Eigen::MatrixXf z = Eigen::MatrixXf::Ones(m.latent(), 3) * 0.5f, image;
+  z(0, 1) = -1.0f;
+  m.decode_image(z, image);
+  return image;
+}
+
+bool logged(const Snapshot& s, Severity severity, const std::string& part) {
+  return std::any_of(s.log.begin(), s.log.end(),
+                     [&](const LogLine& l) { return l.severity == severity && has(l.text, part); });
+}
+
 }  // namespace
+
+TEST_CASE("trainer: follow shows new weights and metrics and keeps the last good model") {
+  TrainerOptions opt;
+  opt.display_points = 50;
+  Trainer tr(synthetic_data(), small_model(), small_train(), opt);
+  tr.start();
+  RunWriterInTest w;
+  tr.follow(w.run);  // the folder does not exist yet
+  REQUIRE(wait_for(tr, [](const Snapshot& s) { return s.follow.has_value(); }));
+  CHECK_FALSE(tr.snapshot()->follow->has_weights);
+  CHECK_FALSE(tr.snapshot()->follow->folder_present);
+  CHECK(tr.snapshot()->history.steps.empty());
+
+  fs::create_directory(w.run);
+  w.metrics(R"({"step":20,"epoch":0.5,"time":1.5,"train_elbo":-50.5,"recon":-45.25,"kl":5.25})" "\n"
+            R"({"step":40,"epoch":1,"time":2.5,"train_elbo":-48,"test_elbo":-47.5,"test_recon":-43,"test_kl":4.5})" "\n");
+  const Model written = seeded_model(small_model(), 11);
+  w.weights(written, 40, 1);
+  REQUIRE(wait_for(tr, [](const Snapshot& s) {
+    return s.follow && s.follow->has_weights && s.history.steps.size() == 1 && s.history.epochs.size() == 1;
+  }, 2s));
+  auto s = tr.snapshot();
+  CHECK(s->step == 40);
+  CHECK(s->epoch == 1);
+  CHECK(s->follow->step == 40);
+  CHECK(s->follow->folder_present);
+  CHECK(s->follow->last_change.has_value());
+  CHECK(decoded(*s->model) == decoded(written));
+  CHECK(s->latent_step == 40);
+  CHECK(s->latent_mu.cols() == 50);
+  CHECK(s->history.steps[0].step == 20);
+  CHECK(s->history.steps[0].recon == -45.25f);
+  const EpochRecord& epoch = s->history.epochs[0];
+  CHECK(epoch.step == 40);
+  CHECK(epoch.test_elbo == -47.5f);            // the run's own number
+  CHECK(epoch.kl_per_dim.size() == 2);         // this trainer's evaluation of the weights
+  CHECK(s->kl_per_dim == std::vector<double>(epoch.kl_per_dim.begin(), epoch.kl_per_dim.end()));
+
+  w.garbage_weights();
+  REQUIRE(wait_for(tr, [](const Snapshot& q) { return !q.follow->last_problem.empty(); }, 2s));
+  CHECK(logged(*tr.snapshot(), Severity::Warning, kRunWeightsFile));
+  CHECK(decoded(*tr.snapshot()->model) == decoded(written));
+
+  ModelConfig larger = small_model();
+  larger.image_h = larger.image_w = 10;  // the data's images are 8×8
+  w.weights(seeded_model(larger, 3), 60, 1.5);
+  REQUIRE(wait_for(tr, [](const Snapshot& q) { return has(q.follow->last_problem, "not shown"); }, 2s));
+  s = tr.snapshot();
+  CHECK(logged(*s, Severity::Warning, "the last good model stays"));
+  CHECK(s->model_config == small_model());
+  CHECK(decoded(*s->model) == decoded(written));
+  CHECK(s->step == 40);
+
+  CHECK_FALSE(s->follow->finished);
+  w.metrics(R"({"step":60,"epoch":1.5,"time":3.5,"finished":true})" "\n");
+  REQUIRE(wait_for(tr, [](const Snapshot& q) { return q.follow->finished; }, 2s));
+  CHECK(logged(*tr.snapshot(), Severity::Info, "finished"));
+}
+
+TEST_CASE("trainer: follow restarts its curves with the metrics file and takes a new shape that fits") {
+  TrainerOptions opt;
+  opt.start_paused = true;
+  opt.display_points = 20;
+  opt.evaluate_each_epoch = false;
+  Trainer tr(synthetic_data(), small_model(), small_train(), opt);
+  tr.start();
+  RunWriterInTest w;
+  fs::create_directory(w.run);
+  tr.follow(w.run);
+  w.metrics(R"({"step":10,"epoch":0.25,"train_elbo":-60})" "\n" R"({"step":20,"epoch":0.5,"train_elbo":-55})" "\n");
+  w.weights(seeded_model(small_model(), 5), 20, 0);
+  REQUIRE(wait_for(tr, [](const Snapshot& s) { return s.follow && s.follow->has_weights && s.history.steps.size() == 2; }, 2s));
+
+  ModelConfig wider = small_model();
+  wider.latent = 3;
+  const Model reshaped = seeded_model(wider, 6);
+  const fs::path fresh = w.run / "fresh.jsonl";  // a fresh start writes a new metrics file
+  std::ofstream(fresh, std::ios::binary) << R"({"step":5,"epoch":0.1,"train_elbo":-70})" "\n";
+  fs::rename(fresh, w.run / kRunMetricsFile);
+  w.weights(reshaped, 5, 0);
+  REQUIRE(wait_for(tr, [](const Snapshot& s) { return s.model_config.latent == 3 && s.history.steps.size() == 1; }, 2s));
+  const auto s = tr.snapshot();
+  CHECK(s->history.steps[0].step == 5);
+  CHECK(s->step == 5);
+  CHECK(s->latent_mu.rows() == 3);
+  CHECK(s->kl_per_dim.size() == 3);
+  CHECK(s->model->params() == reshaped.params());
+  CHECK(logged(*s, Severity::Warning, "changed shape"));
+}
+
+TEST_CASE("trainer: follow takes no local steps and continue_here trains from the followed weights") {
+  TrainerOptions opt;
+  opt.display_points = 0;
+  opt.evaluate_each_epoch = false;
+  Trainer tr(synthetic_data(), small_model(), small_train(), opt);  // running
+  tr.start();
+  REQUIRE(wait_for(tr, [](const Snapshot& s) { return s.step >= 3; }));
+  RunWriterInTest w;
+  fs::create_directory(w.run);
+  tr.follow(w.run);
+  REQUIRE(wait_for(tr, [](const Snapshot& s) { return s.follow.has_value(); }));
+  const std::int64_t at_follow = tr.snapshot()->step;
+  std::this_thread::sleep_for(200ms);
+  CHECK(tr.snapshot()->step == at_follow);  // the local trainer is idle
+  CHECK(tr.snapshot()->state == TrainerState::Paused);
+
+  const Model written = seeded_model(small_model(), 21);
+  w.weights(written, 500, 10);
+  REQUIRE(wait_for(tr, [](const Snapshot& s) { return s.follow->has_weights; }, 2s));
+  std::this_thread::sleep_for(100ms);
+  CHECK(tr.snapshot()->step == 500);
+  CHECK(tr.snapshot()->model->params() == written.params());
+
+  tr.continue_here();  // it was running before following, so it runs again
+  REQUIRE(wait_for(tr, [](const Snapshot& s) { return !s.follow && s.step > 505; }, 2s));
+  const auto s = tr.snapshot();
+  CHECK(s->state == TrainerState::Running);
+  CHECK(s->model->params() != written.params());
+  CHECK(s->model->all_finite());
+  CHECK(logged(*s, Severity::Info, "stopped following"));
+  REQUIRE_FALSE(s->history.markers.empty());
+  CHECK(s->history.markers.back().step == 500);
+}
 
 TEST_CASE("trainer: a few hundred steps improve the test ELBO") {
   TrainerOptions opt;
