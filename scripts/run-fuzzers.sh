@@ -2,7 +2,8 @@
 # Builds the libFuzzer harnesses of tests/fuzz with clang into build-fuzz and runs each one for
 # FUZZ_SECONDS (default 60) on a copy of its corpus; exits non-zero on a crash and names the input.
 # usage: run-fuzzers.sh [--build-only]; FUZZERS="idx checkpoint safetensors" picks harnesses (the
-# CTest entries fuzz_<name> run one each). Installs clang + libclang-rt-14-dev via scripts/setup.sh.
+# CTest entries fuzz_<name> run one each). Installs clang + libclang-rt-14-dev via scripts/setup.sh
+# when it configures the folder.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build_only=0
@@ -15,26 +16,37 @@ build=${VAELAB_FUZZ_DIR:-$root/build-fuzz}
 seconds=${FUZZ_SECONDS:-60}
 read -r -a fuzzers <<<"${FUZZERS:-idx checkpoint safetensors}"
 
-# ---- packages: clang and libclang-rt-14-dev are in setup.sh's list (idempotent) ----
-bash "$root/scripts/setup.sh"
-
-# ---- build (a folder configured with another compiler is reconfigured from scratch) ----
+# ---- build: one at a time per folder (the three CTest entries fuzz_<name> may start together;
+# the first builds, the others wait and find it up to date). The folder is configured once per
+# set of settings; a folder configured with another compiler is reconfigured from scratch.
 start=$SECONDS
-if [[ -f $build/CMakeCache.txt ]] && ! grep -q '^CMAKE_CXX_COMPILER:[A-Z]*=.*clang++' "$build/CMakeCache.txt"; then
-  rm -rf "$build/CMakeCache.txt" "$build/CMakeFiles"
-fi
+mkdir -p "$(dirname "$build")"
+exec {lock}>"$build.lock"
+flock "$lock"
 # Debug: no -DNDEBUG, so assert() and Eigen's index checks stay on; tests/fuzz adds -O1 itself.
-CC=clang CXX=clang++ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG= -DCMAKE_C_FLAGS_DEBUG= -DVAELAB_FUZZ=ON \
-  -DVAELAB_BUILD_APP=OFF -DVAELAB_BUILD_TESTS=ON -DVAELAB_WERROR=ON >/dev/null
+configure=(-S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG= -DCMAKE_C_FLAGS_DEBUG= -DVAELAB_FUZZ=ON
+  -DVAELAB_BUILD_APP=OFF -DVAELAB_BUILD_TESTS=ON -DVAELAB_WERROR=ON)
+stamp=$build/vaelab-configure.txt
+if [[ ! -f $build/CMakeCache.txt || $(cat "$stamp" 2>/dev/null) != "${configure[*]}" ]]; then
+  bash "$root/scripts/setup.sh" --test  # clang and libclang-rt-14-dev among the rest (idempotent)
+  if [[ -f $build/CMakeCache.txt ]] && ! grep -q '^CMAKE_CXX_COMPILER:[A-Z]*=.*clang++' "$build/CMakeCache.txt"; then
+    rm -rf "$build/CMakeCache.txt" "$build/CMakeFiles"
+  fi
+  rm -f "$stamp"
+  CC=clang CXX=clang++ cmake "${configure[@]}" >/dev/null
+  echo "${configure[*]}" >"$stamp"
+fi
 targets=(vaelab_fuzz_seeds)
 for f in "${fuzzers[@]}"; do targets+=("fuzz_$f"); done
-cmake --build "$build" -j"$(nproc)" --target "${targets[@]}"
-echo "run-fuzzers: built in $((SECONDS - start)) s" >&2
+cmake --build "$build" -j"${VAELAB_JOBS:-$(nproc)}" --target "${targets[@]}"
+bin=$build/tests/fuzz
+# Seeds in the current formats, written under the lock so no entry copies a half-written one.
+((build_only)) || "$bin/vaelab_fuzz_seeds" "$build/fuzz-seeds"
+exec {lock}>&-
+echo "run-fuzzers: $build up to date after $((SECONDS - start)) s" >&2
 ((build_only)) && exit 0
 
 # ---- corpora: the checked-in seeds, freshly generated seeds, and what earlier runs found ----
-bin=$build/tests/fuzz
-"$bin/vaelab_fuzz_seeds" "$build/fuzz-seeds"
 status=0
 summary=()
 for f in "${fuzzers[@]}"; do

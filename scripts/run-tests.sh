@@ -1,40 +1,63 @@
 #!/usr/bin/env bash
 # One command for every test on a fresh Debian 12 machine: installs what is missing, builds from
-# scratch (warnings are errors), builds the sanitizer and fuzzer folders, then runs ONE CTest
-# suite: unit tests, GUI end-to-end test, crash test, and the "reliability" entries (ASan+UBSan
-# suite, TSan cases, each fuzzer for FUZZ_SECONDS). Its summary is the last thing printed.
+# scratch (warnings are errors), then runs ONE CTest suite: unit tests, GUI end-to-end test, crash
+# test, and the "reliability" entries (ASan+UBSan suite file by file, TSan cases, each fuzzer for
+# FUZZ_SECONDS). The sanitizer and fuzzer folders build in the background while CTest runs the
+# other entries; each reliability entry waits for its folder. CTest's summary is the last thing
+# printed, and the script exits with CTest's status. Not a build script for development.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${VAELAB_BUILD_DIR:-$root/build}
 rel=$build/reliability
 start=$SECONDS
-times=()
-# Wall time and the CPU time of the phase's processes (user + system, from this shell's cutime and
-# cstime): on a shared machine the wall time says little, the CPU time what a quiet one would need.
-cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%d", ($16 + $17) / hz }' "/proc/$$/stat"; }
-cpu0=0
-phase_done() { local c; c=$(cpu_s); times+=("$1 $((SECONDS - $2)) s (cpu $((c - cpu0)) s)"); cpu0=$c; }
+# Wall time and the CPU time of a phase's processes (user + system, from the calling shell's
+# cutime and cstime): on a shared machine the wall time says little, the CPU time what a quiet
+# one would need. Each line also goes to $rel/phase-times.txt. $shell is the shell whose
+# children are counted: this one, or the subshell of the background builds.
+shell=$$
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%d", ($16 + $17) / hz }' "/proc/$shell/stat"; }
+phase_line() { echo "$1 $((SECONDS - $2)) s (cpu $(($(cpu_s) - $3)) s)"; }  # name, wall start, cpu start
 
-t=$SECONDS
-bash "$root/scripts/setup.sh"
-phase_done setup "$t"
+t=$SECONDS c=$(cpu_s)
+bash "$root/scripts/setup.sh" --test
+setup_time=$(phase_line setup "$t" "$c")
 
-t=$SECONDS
+t=$SECONDS c=$(cpu_s)
 bash "$root/scripts/build.sh" -DVAELAB_RELIABILITY_TESTS=ON
-phase_done build "$t"
-
-# The reliability folders are built here, one after the other, so CTest's entries only run. A
-# failed build does not stop the run: its CTest entry retries it and fails, naming the errors.
-t=$SECONDS
-VAELAB_ASAN_DIR=$rel/asan VAELAB_TSAN_DIR=$rel/tsan bash "$root/scripts/run-sanitizers.sh" build ||
-  echo "run-tests: a sanitizer build FAILED (sanitizers_* will fail below)" >&2
-phase_done "sanitizer builds" "$t"
-t=$SECONDS
-VAELAB_FUZZ_DIR=$rel/fuzz bash "$root/scripts/run-fuzzers.sh" --build-only ||
-  echo "run-tests: the fuzzer build FAILED (fuzz_* will fail below)" >&2
-phase_done "fuzzer build" "$t"
-
-echo "run-tests: phase times before CTest: $(IFS=,; echo "${times[*]}" | sed 's/,/, /g'); $((SECONDS - start)) s so far" >&2
+build_time=$(phase_line build "$t" "$c")
+mkdir -p "$rel"
+printf '%s\n' "$setup_time" "$build_time" >"$rel/phase-times.txt"
+echo "run-tests: phase times: $setup_time, $build_time; $((SECONDS - start)) s so far" >&2
 echo "run-tests: load before CTest: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores" >&2
+
+# The reliability folders, one after the other, beside CTest: the fuzzers' first (their entries
+# start first, and a fuzzer runs for a fixed time), then TSan, then ASan. Their compiler output goes
+# to $rel/builds.log; a failed build does not stop anything: its entries retry it and fail with
+# the compiler's errors.
+background_build() {  # name, command…
+  local name=$1 t=$SECONDS c status=built line
+  shift
+  c=$(cpu_s)
+  "$@" >>"$rel/builds.log" 2>&1 || status="FAILED (its entries retry it)"
+  line=$(phase_line "$name" "$t" "$c")
+  echo "$line" >>"$rel/phase-times.txt"
+  echo "run-tests: $line: $status; log $rel/builds.log" >&2
+}
+: >"$rel/builds.log"
+(
+  shell=$BASHPID
+  background_build "fuzzer folder" env VAELAB_FUZZ_DIR="$rel/fuzz" bash "$root/scripts/run-fuzzers.sh" --build-only
+  background_build "TSan folder" env VAELAB_TSAN_DIR="$rel/tsan" bash "$root/scripts/run-sanitizers.sh" build-tsan
+  background_build "ASan folder" env VAELAB_ASAN_DIR="$rel/asan" bash "$root/scripts/run-sanitizers.sh" build-asan
+) &
+builds=$!
+
+t=$SECONDS c=$(cpu_s)
 cd "$build"
-ctest --output-on-failure --timeout 600 -j"$(nproc)"
+status=0
+ctest --output-on-failure --timeout 600 -j"$(nproc)" || status=$?
+wait "$builds" || true
+# CTest's line: its CPU is what this shell's children used since it started, less the builds'.
+built_cpu=$(awk '/ folder / { gsub(/[^0-9 ]/, ""); n = split($0, f, " "); s += f[n] } END { print s + 0 }' "$rel/phase-times.txt")
+echo "ctest and background builds $((SECONDS - t)) s (cpu $(($(cpu_s) - c)) s, of which builds $built_cpu s); total $((SECONDS - start)) s" >>"$rel/phase-times.txt"
+exit $status

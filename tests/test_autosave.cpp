@@ -49,7 +49,7 @@ TEST_CASE("autosave: due after the interval, and only when training moved since 
   CHECK_FALSE(c.due(1e9, 12345));
 }
 
-TEST_CASE("autosave: the resume offer reads a real save; damaged and missing ones are not offered") {
+TEST_CASE("autosave: the resume offer reads a real save and never offers a damaged or missing one") {
   TempDir dir("autosave");
   const auto file = autosave_file(dir.path), aside = autosave_aside_file(dir.path);
   CHECK(file.filename() == "autosave.vaelab");

@@ -392,7 +392,7 @@ TEST_CASE("checkpoint: huge model settings in a small file are refused before al
   CHECK_MESSAGE(has(m, "parameters, but its model settings need at least"), m);
 }
 
-TEST_CASE("checkpoint: convolutional models save and load; huge convolutional settings are refused") {
+TEST_CASE("checkpoint: convolutional models save and load, and huge convolutional settings are refused") {
   // The lower bound used before building the model must follow the family: a Conv model ignores
   // `hidden`, and an MLP bound on it refused every Conv save (regression).
   TempDir dir("checkpoint");

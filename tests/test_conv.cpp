@@ -224,7 +224,7 @@ void check_gradients_fd(const ConvGeometry& g, int B) {
 
 }  // namespace
 
-TEST_CASE("conv: output sizes follow PyTorch's formulas; bad geometries are rejected") {
+TEST_CASE("conv: output sizes follow PyTorch's formulas and bad geometries are rejected") {
   CHECK(geo(1, 28, 28, 32, 3, 2, 1).out_h() == 14);
   CHECK(geo(1, 27, 28, 32, 3, 2, 1).out_h() == 14);
   CHECK(geo(1, 10, 9, 4, 5, 1, 0).out_h() == 6);

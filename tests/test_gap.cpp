@@ -281,7 +281,7 @@ TEST_CASE("gap: active units and dims collapsed to the prior") {
   CHECK_THROWS_AS(collapsed_dims(au, {0.0}), Error);
 }
 
-TEST_CASE("gap: aggregate posterior of identical q's is that q; holes against the prior") {
+TEST_CASE("gap: aggregate posterior of identical q's is that q, and its holes against the prior") {
   const int N = 40;
   Eigen::VectorXf m0(3), s0(3);  // (d)
   m0 << 0.5f, -0.3f, 1.0f;
@@ -426,7 +426,7 @@ TEST_CASE("gap: score-function and reparameterised gradients agree in mean (Bern
   check_estimators_agree(m, x, 3, 20000, 78);
 }
 
-TEST_CASE("gap: score_function_encoder_gradient keeps the decoder gradient; zero at the exact posterior") {
+TEST_CASE("gap: score_function_encoder_gradient keeps the decoder gradient and is zero at the exact posterior") {
   const LinearGaussianVae lg(2, 4, 13);
   Eigen::MatrixXf x(4, 2);
   x.col(0) = some_x(4, 1).cast<float>();

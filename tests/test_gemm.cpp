@@ -108,7 +108,7 @@ TEST_CASE("gemm: all four variants match a double-precision product over edge sh
   CHECK(failures == 0);
 }
 
-TEST_CASE("gemm: k = 0 overwrites C with zeros (and the bias); the epilogue matches its definition") {
+TEST_CASE("gemm: k = 0 overwrites C with zeros (and the bias), and the epilogue matches its definition") {
   const int m = 37, n = 13, k = 300;  // k > KC: the epilogue must wait for the last K block
   Mat A(m, k, 0), B(k, n, 0), mask(m, n, 1);
   fill(A, 5);

@@ -345,7 +345,7 @@ TEST_CASE("trainer: live settings are recorded as markers and bad values are ref
   CHECK(refused);
 }
 
-TEST_CASE("trainer: save and load round trip; a broken file leaves the model running") {
+TEST_CASE("trainer: save and load round trip, and a broken file leaves the model running") {
   const auto dir = std::filesystem::temp_directory_path() / ("vaelab_trainer_test_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   const auto file = dir / "run.vaelab";
