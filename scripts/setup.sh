@@ -17,6 +17,7 @@ case "${1:-}" in
     packages+=(
       xvfb xdotool x11-apps imagemagick  # the GUI end-to-end test under a virtual display
       clang libclang-rt-14-dev           # sanitizer builds and libFuzzer harnesses
+      python3-torch python3-numpy        # the PyTorch side (python/) against vaelab, torchrun jobs
     ) ;;
   *) echo "usage: setup.sh [--test]" >&2; exit 2 ;;
 esac
