@@ -1,6 +1,7 @@
 // vaelab-train --follow: waits for a run folder, evaluates each weights file written into it, and
 // exits once the writer's {"finished": true} line has come and the final weights are scored.
 #include "app/train/follow_eval.hpp"
+#include "app/train/json_number.hpp"
 
 #include <cmath>
 #include <cstdio>
@@ -14,13 +15,6 @@
 
 namespace vaelab {
 namespace {
-
-std::string json_number(double v) {
-  if (!std::isfinite(v)) return "null";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.6g", v);
-  return buf;
-}
 
 // One line per weights file: {"step","epoch","test_elbo","test_recon","test_kl"[,"test_iwae"]}.
 void print_weights_json(const FollowedWeights& w, const EpochRecord& r, bool with_iwae) {

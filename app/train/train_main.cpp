@@ -19,20 +19,13 @@
 #include "core/safetensors.hpp"
 #include "core/trainer.hpp"
 #include "app/flags/flags.hpp"
+#include "app/train/json_number.hpp"
 #include "app/train/follow_eval.hpp"
 
 using namespace vaelab;
 using flags::CommandLine;
 
 namespace {
-
-// JSON numbers: NaN/Inf are not JSON, so they become null.
-std::string json_number(double v) {
-  if (!std::isfinite(v)) return "null";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.6g", v);
-  return buf;
-}
 
 void print_epoch_json(const EpochRecord& r, bool with_iwae) {
   std::string s = "{\"epoch\":" + std::to_string(r.epoch) + ",\"step\":" + std::to_string(r.step);
