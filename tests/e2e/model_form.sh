@@ -59,11 +59,15 @@ shoot_until 40 0.5 runs_conv10 || fail "expected a conv model with latent 10, th
 (($(field errors) == 0)) || fail "errors shown after the rebuild"
 echo "rebuilt: $(line model); log: $(line log)"
 
-# ---- train it: the map shows the new 10-d codes on their PCA plane ----
-click pause_button  # "Start"
+# ---- the map shows the new 10-d codes on their PCA plane while still paused ----
 shows_pca() { [[ $(line map) == "PCA plane, "* ]]; }
 shoot_until 40 0.5 shows_pca || fail "expected the map to show a PCA plane of the 10-d codes, it shows '$(line map)'"
-[[ $(field state) == running ]] || fail "Start did not start training the rebuilt model"
+[[ $(field state) == paused ]] || fail "the rebuilt model started training without Start"
+
+# ---- Start trains it ----
+click pause_button  # "Start"
+is_running() { [[ $(field state) == running ]]; }
+shoot_until 20 0.5 is_running || fail "Start did not start training the rebuilt model"
 echo "training the rebuilt model: map $(line map)"
 close_app
 echo "PASS (screenshots: $out/shots)"
