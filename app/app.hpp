@@ -43,6 +43,8 @@ class App {
   void layout(float top);
   void apply_slot(const char* window);
   void write_ready_file();
+  bool following() const;  // the trainer follows a run folder (no autosave, no local controls)
+  void follow_dialog();    // File → Follow a run…: the folder and Follow / Cancel
   // Autosave: look for one at launch, the resume modal, acting on its answer once the data is
   // read, the periodic save and the one on exit.
   void find_autosave();
