@@ -123,7 +123,8 @@ void fitted_line(const std::string& text, const ImVec4& colour) {
 // While following a run: what is followed and how it goes, its last problem, and "Continue here".
 void draw_follow_status(AppState& state, const FollowStatus& follow) {
   const ImVec4 colour = follow.finished ? ImVec4(0.95f, 0.75f, 0.3f, 1) : ImVec4(0.45f, 0.85f, 0.45f, 1);
-  fitted_line(describe_follow(follow), colour);
+  fitted_line("following " + follow.folder.string(), colour);
+  fitted_line(follow_progress(follow), colour);
   if (!follow.last_problem.empty()) fitted_line(follow.last_problem, kWarningColour);
   if (ImGui::Button("Continue here")) continue_here(state);
   state.note_rect("continue_button");
@@ -165,7 +166,7 @@ void draw_controls(AppState& state, const Snapshot* snap) {
       ImGui::CloseCurrentPopup();
     ImGui::EndPopup();
   }
-  if (snap) {
+  if (snap && !following) {
     ImGui::SameLine();
     const char* st = snap->state == TrainerState::Running ? "running" : snap->state == TrainerState::Paused ? "paused" : "finished";
     const ImVec4 col = snap->state == TrainerState::Running ? ImVec4(0.45f, 0.85f, 0.45f, 1) : ImVec4(0.95f, 0.75f, 0.3f, 1);
@@ -190,6 +191,8 @@ void draw_controls(AppState& state, const Snapshot* snap) {
       ImGui::SameLine();
       ImGui::TextDisabled("· β now %.2f", static_cast<double>(snap->effective_beta));
     }
+  }
+  if (snap) {
     // Clustering VAE: the last epoch's scores on the evaluated test set (the latent map shows
     // the same scores live on its codes).
     if (!snap->history.epochs.empty() && std::isfinite(snap->history.epochs.back().cluster_acc)) {
@@ -471,14 +474,16 @@ void draw_log(AppState& state, const Snapshot* snap) {
 
 }  // namespace
 
-std::string describe_follow(const FollowStatus& f) {
-  std::string text = "following " + f.folder.string();
+std::string describe_follow(const FollowStatus& f) { return "following " + f.folder.string() + " · " + follow_progress(f); }
+
+std::string follow_progress(const FollowStatus& f) {
+  std::string text;
   char part[96];
   if (!f.has_weights) {
-    text += f.folder_present ? " · waiting for the run…" : " · waiting for the folder…";
+    text += f.folder_present ? "waiting for the run…" : "waiting for the folder…";
   } else {
-    std::snprintf(part, sizeof part, " · step %lld", static_cast<long long>(f.step));
-    if (f.step >= 0) text += part;
+    std::snprintf(part, sizeof part, "step %lld", static_cast<long long>(f.step));
+    text += f.step >= 0 ? part : "weights shown";
     std::snprintf(part, sizeof part, " (epoch %.3g)", f.epoch);
     if (std::isfinite(f.epoch)) text += part;
   }

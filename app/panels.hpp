@@ -57,6 +57,8 @@ void continue_here(AppState& state);
 // The followed run in one line: "following runs/a · step 320 (epoch 2) · changed 12 s ago ·
 // inotify", "… · waiting for the run…", "… · finished" (panel_training.cpp).
 std::string describe_follow(const FollowStatus& follow);
+// The part after the folder: "step 320 (epoch 2) · changed 12 s ago · inotify".
+std::string follow_progress(const FollowStatus& follow);
 
 // ---- shared helpers (panel_common.cpp) ----
 
