@@ -76,6 +76,7 @@ void save_checkpoint(AppState& s, const std::filesystem::path& file) {
 
 void follow_run(AppState& s, const std::filesystem::path& folder) {
   std::snprintf(s.follow.folder, sizeof s.follow.folder, "%s", folder.c_str());
+  ImGui::GetIO().WantSaveIniSettings = true;  // the folder is offered again next time
   if (!s.trainer) {  // the data is still being read: start_trainer follows it
     s.options.follow = folder;
     return;
@@ -369,13 +370,16 @@ void App::on_key(int key, int mods) {
 void App::menu_bar() {
   if (!ImGui::BeginMainMenuBar()) return;
   menu_height_ = ImGui::GetWindowSize().y;
-  if (ImGui::BeginMenu("File")) {
+  const bool file_menu = ImGui::BeginMenu("File");
+  s_.note_rect("menu_file");
+  if (file_menu) {
     const bool can = s_.trainer && s_.training.file_path[0];
     if (ImGui::MenuItem("Save checkpoint", "Ctrl+S", false, can)) save_checkpoint(s_, s_.training.file_path);
     if (ImGui::MenuItem("Load checkpoint", nullptr, false, can)) open_path(s_, s_.training.file_path);
     ImGui::TextDisabled("  (path: Training → Data & checkpoints)");
     ImGui::Separator();
     if (ImGui::MenuItem("Follow a run…")) s_.follow.open_requested = true;
+    s_.note_rect("menu_follow");
     if (ImGui::MenuItem("Continue here", nullptr, false, following())) continue_here(s_);
     ImGui::Separator();
     if (ImGui::MenuItem("Screenshot", "F12")) request_screenshot();

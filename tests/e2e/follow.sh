@@ -2,8 +2,9 @@
 # End-to-end test of following a run under Xvfb: vaelab --follow on an empty run folder, then
 # python/train_ddp.py writes a latent-2 run into it in two legs (stopped at step 10, then to the end).
 # From the app's state dumps: the followed step reaches each leg's last step, the status says
-# finished, the decoder image differs between the two followed steps, and "Continue here" trains on
-# locally from the followed step. Not a test of the trainer's follower (tests/test_trainer*.cpp).
+# finished, the decoder image differs between the two followed steps, "Continue here" trains on
+# locally from the followed step, and File → Follow a run… (prefilled, kept in the settings) follows
+# it again. Not a test of the trainer's follower (tests/test_trainer*.cpp).
 # Usage: follow.sh path/to/vaelab OUTPUT_DIR
 set -uo pipefail
 
@@ -61,5 +62,16 @@ click continue_button
 trains_on() { [[ -z $(field follow_step) ]] && (($(field step) > final_step)) && [[ $(field state) == running ]]; }
 shoot_until 60 0.5 trains_on || fail "Continue here did not train on from step $final_step (step $(field step), state $(field state), '$(line follow_status)')"
 echo "continued here: step $(field step), $(line log)"
+
+# ---- File → Follow a run…: the modal offers the last folder; Follow follows it again ----
+click menu_file
+shoot_until 10 0.3 has_rect menu_follow || fail "no Follow a run… in the File menu"
+click menu_follow
+shoot_until 10 0.3 has_rect follow_confirm || fail "Follow a run… opened no dialog"
+click follow_confirm
+following_again() { [[ $(line follow_status) == "following $run · step $final_step "*" · finished" ]]; }
+shoot_until 40 0.5 following_again || fail "Follow in the dialog did not follow $run again: '$(line follow_status)'"
+echo "followed again from the menu: $(line follow_status)"
 close_app
+grep -qxF "follow_folder=$run" "$out/config/vaelab/vaelab.ini" || fail "the settings do not keep the followed folder"
 echo "PASS (screenshots: $out/shots)"
