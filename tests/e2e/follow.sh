@@ -4,7 +4,7 @@
 # From the app's state dumps: the followed step reaches each leg's last step, the status says
 # finished, the decoder image differs between the two followed steps, "Continue here" trains on
 # locally from the followed step, and File → Follow a run… (prefilled, kept in the settings) follows
-# it again. Not a test of the trainer's follower (tests/test_trainer*.cpp).
+# it again. Not a test of the follower or the trainer's follow mode (tests/test_run_follow.cpp, tests/test_trainer.cpp).
 # Usage: follow.sh path/to/vaelab OUTPUT_DIR
 set -uo pipefail
 
