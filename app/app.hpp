@@ -1,7 +1,7 @@
 // App: one frame of the desktop program — takes the trainer's snapshot, places the panel windows
 // (default tiling on first use or on "Reset layout"), draws the menu bar, panels and messages,
-// handles shortcuts, drops and background data loading, the autosave and its resume offer, and
-// the screenshot test hook.
+// handles shortcuts, drops and background data loading, the autosave and its resume offer, the
+// Follow a run dialog, and the screenshot test hook.
 // Not the window or the frame loop (main.cpp) and not any panel's contents (panel_*.cpp).
 #pragma once
 #include <filesystem>
