@@ -74,6 +74,20 @@ void save_checkpoint(AppState& s, const std::filesystem::path& file) {
   s.trainer->save(file);  // on the trainer thread, atomic; non-finite weights are refused there
 }
 
+void follow_run(AppState& s, const std::filesystem::path& folder) {
+  std::snprintf(s.follow.folder, sizeof s.follow.folder, "%s", folder.c_str());
+  ImGui::GetIO().WantSaveIniSettings = true;  // the folder is offered again next time
+  if (!s.trainer) {  // the data is still being read: start_trainer follows it
+    s.options.follow = folder;
+    return;
+  }
+  s.trainer->follow(folder);
+}
+
+void continue_here(AppState& s) {
+  if (s.trainer) s.trainer->continue_here();
+}
+
 App::App(AppState& state) : s_(state) {
   Options& o = s_.options;
   const std::filesystem::path data = o.data.empty() ? default_data_folder() : o.data;
@@ -91,14 +105,16 @@ App::App(AppState& state) : s_(state) {
   s_.gap.measure = o.trainer.measure_estimators;
   s_.autosave.file = autosave_file(s_.data_dir);
   s_.autosave.aside = autosave_aside_file(s_.data_dir);
-  if (o.load.empty() && !o.no_resume) find_autosave();
+  if (!o.follow.empty()) std::snprintf(s_.follow.folder, sizeof s_.follow.folder, "%s", o.follow.c_str());
+  // A followed run's weights are the other program's: no resume offer, and no autosave of them.
+  if (o.load.empty() && !o.no_resume && o.follow.empty()) find_autosave();
 }
 
 App::~App() {
   if (s_.trainer) {
     s_.trainer->request_stop();
     s_.trainer->join();
-    autosave_on_exit();
+    if (!following()) autosave_on_exit();
     s_.trainer.reset();
   }
   if (s_.data_loading.valid()) s_.data_loading.wait();
@@ -243,6 +259,10 @@ bool App::start_trainer(std::shared_ptr<const Dataset> data) {
         }
         o.load.clear();
       }
+      if (!o.follow.empty()) {
+        trainer->follow(o.follow);  // queued: the trainer follows before its first step
+        o.follow.clear();
+      }
       trainer->start();
       s_.trainer = std::move(trainer);
       s_.data = std::move(data);
@@ -329,6 +349,8 @@ bool App::wants_frame() {
   if (screenshots_requested_ > 0 || s_.latent.animating) return true;
   if (s_.data_loading.valid() && s_.data_loading.wait_for(std::chrono::seconds(0)) == std::future_status::ready) return true;
   if (!s_.trainer) return false;
+  // A followed run's status line counts the seconds since its last change.
+  if (s_.snap && s_.snap->follow && ImGui::GetTime() - s_.now >= 1.0) return true;
   return visual_key(s_.trainer->snapshot().get()) != drawn_key_;
 }
 
@@ -341,18 +363,24 @@ void App::on_key(int key, int mods) {
   if (ctrl && key == GLFW_KEY_Q) s_.quit = true;
   if (io.WantTextInput) return;
   if (ctrl && key == GLFW_KEY_S && s_.trainer && s_.training.file_path[0]) save_checkpoint(s_, s_.training.file_path);
-  if (!ctrl && key == GLFW_KEY_SPACE && s_.trainer && s_.snap && !ImGui::IsAnyItemActive())
+  if (!ctrl && key == GLFW_KEY_SPACE && s_.trainer && s_.snap && !s_.snap->follow && !ImGui::IsAnyItemActive())
     s_.snap->state == TrainerState::Running ? s_.trainer->pause() : s_.trainer->resume();
 }
 
 void App::menu_bar() {
   if (!ImGui::BeginMainMenuBar()) return;
   menu_height_ = ImGui::GetWindowSize().y;
-  if (ImGui::BeginMenu("File")) {
+  const bool file_menu = ImGui::BeginMenu("File");
+  s_.note_rect("menu_file");
+  if (file_menu) {
     const bool can = s_.trainer && s_.training.file_path[0];
     if (ImGui::MenuItem("Save checkpoint", "Ctrl+S", false, can)) save_checkpoint(s_, s_.training.file_path);
     if (ImGui::MenuItem("Load checkpoint", nullptr, false, can)) open_path(s_, s_.training.file_path);
     ImGui::TextDisabled("  (path: Training → Data & checkpoints)");
+    ImGui::Separator();
+    if (ImGui::MenuItem("Follow a run…")) s_.follow.open_requested = true;
+    s_.note_rect("menu_follow");
+    if (ImGui::MenuItem("Continue here", nullptr, false, following())) continue_here(s_);
     ImGui::Separator();
     if (ImGui::MenuItem("Screenshot", "F12")) request_screenshot();
     ImGui::Separator();
@@ -538,9 +566,46 @@ void App::frame() {
   panel(kWinSamples, [&](const Snapshot& sn) { draw_samples(s_, sn); });
   s_.reset_layout = false;
   resume_offer();
-  autosave_tick();
+  follow_dialog();
+  if (!following()) autosave_tick();
   messages();
   if (ready && snap->latent_step >= 0) write_ready_file();
+}
+
+bool App::following() const {
+  if (!s_.trainer) return false;
+  const auto snap = s_.trainer->snapshot();
+  return snap && snap->follow;
+}
+
+void App::follow_dialog() {
+  FollowFormState& f = s_.follow;
+  const char* title = "Follow a run";
+  if (f.open_requested) {
+    ImGui::OpenPopup(title);
+    f.open_requested = false;
+  }
+  if (!ImGui::BeginPopupModal(title, nullptr, ImGuiWindowFlags_AlwaysAutoResize | ImGuiWindowFlags_NoSavedSettings)) return;
+  ImGui::TextUnformatted("A run folder python/train_ddp.py writes (--run DIR): its weights and\n"
+                         "curves are shown as they arrive; local training waits meanwhile.");
+  ImGui::SetNextItemWidth(ImGui::GetFontSize() * 28);
+  if (ImGui::IsWindowAppearing()) ImGui::SetKeyboardFocusHere();
+  const bool enter = ImGui::InputTextWithHint("##follow_folder", "run folder", f.folder, sizeof f.folder,
+                                              ImGuiInputTextFlags_EnterReturnsTrue);
+  s_.note_rect("follow_folder");
+  const float bw = ImGui::GetFontSize() * 7;
+  bool close = false;
+  ImGui::BeginDisabled(!f.folder[0]);
+  if ((ImGui::Button("Follow", ImVec2(bw, 0)) || enter) && f.folder[0]) {
+    follow_run(s_, f.folder);
+    close = true;
+  }
+  ImGui::EndDisabled();
+  s_.note_rect("follow_confirm");
+  ImGui::SameLine();
+  if (ImGui::Button("Cancel", ImVec2(bw, 0)) || ImGui::IsKeyPressed(ImGui::GetKeyIndex(ImGuiKey_Escape))) close = true;
+  if (close) ImGui::CloseCurrentPopup();
+  ImGui::EndPopup();
 }
 
 void App::write_ready_file() {
@@ -578,6 +643,11 @@ void App::after_render(int fb_w, int fb_h) {
       info << "map " << plane_caption(s_.latent) << "\n";
       info << "form " << describe_form(s_.training.form) << "\n";
       if (!s_.snap->log.empty()) info << "log " << s_.snap->log.back().text << "\n";
+      if (const auto& f = s_.snap->follow) {
+        info << "follow_step " << f->step << "\n";
+        info << "follow_finished " << (f->finished ? 1 : 0) << "\n";
+        info << "follow_status " << describe_follow(*f) << "\n";
+      }
     }
     info << "fps " << s_.stats.fps << "\n";
     info << "resume_offer " << (s_.autosave.offer_open ? 1 : 0) << "\n";

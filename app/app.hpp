@@ -1,7 +1,7 @@
 // App: one frame of the desktop program — takes the trainer's snapshot, places the panel windows
 // (default tiling on first use or on "Reset layout"), draws the menu bar, panels and messages,
-// handles shortcuts, drops and background data loading, the autosave and its resume offer, and
-// the screenshot test hook.
+// handles shortcuts, drops and background data loading, the autosave and its resume offer, the
+// Follow a run dialog, and the screenshot test hook.
 // Not the window or the frame loop (main.cpp) and not any panel's contents (panel_*.cpp).
 #pragma once
 #include <filesystem>
@@ -43,6 +43,8 @@ class App {
   void layout(float top);
   void apply_slot(const char* window);
   void write_ready_file();
+  bool following() const;  // the trainer follows a run folder (no autosave, no local controls)
+  void follow_dialog();    // File → Follow a run…: the folder and Follow / Cancel
   // Autosave: look for one at launch, the resume modal, acting on its answer once the data is
   // read, the periodic save and the one on exit.
   void find_autosave();

@@ -48,6 +48,7 @@ struct Options {
   bool full_redraw = false;              // no FrameCache: redraw the whole window every frame
   int trainer_nice = 5;                  // the trainer's threads run this much nicer than the UI
   int watch_fps = 10;                    // redraws per second for new snapshots without input
+  std::filesystem::path follow;          // a run folder to follow from the start (--follow)
 };
 
 // A training step no snapshot has: caches keyed on a snapshot's step (latent_step is −1 before
@@ -111,6 +112,13 @@ struct TrainingPanelState {
   char file_path[1024] = "";
   char data_path[1024] = "";
   std::uint64_t log_lines_seen = 0;  // serial of the last log line shown (for auto-scroll)
+};
+
+// File → Follow a run…: the folder field of its modal (the last folder followed) and whether the
+// menu asked for the modal this frame.
+struct FollowFormState {
+  char folder[1024] = "";
+  bool open_requested = false;
 };
 
 struct CurvesState {
@@ -370,6 +378,7 @@ struct AppState {
   SamplesState samples;
   GapState gap;
   AutosaveState autosave;
+  FollowFormState follow;
   FrameStats stats;
   // Letters for the heavy work done in this frame (see note_work), kept per frame in the
   // --frame-stats CSV so slow frames can be attributed to what they did.

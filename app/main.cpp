@@ -87,6 +87,7 @@ Options parse_command_line(int argc, char** argv) {
   o.full_redraw = c.full_redraw;
   o.trainer_nice = c.trainer_nice;
   o.watch_fps = c.watch_fps;
+  o.follow = c.follow;
   return o;
 }
 

@@ -101,19 +101,59 @@ void choice(AppState& state, const char* id, int& value, const char* const* name
   ImGui::EndCombo();
 }
 
+// `text` cut to `width` pixels with an ellipsis at the end (whole when it fits).
+std::string fit_to_width(const std::string& text, float width) {
+  if (ImGui::CalcTextSize(text.c_str()).x <= width) return text;
+  std::string cut = text;
+  while (!cut.empty() && ImGui::CalcTextSize((cut + "…").c_str()).x > width) {
+    cut.pop_back();
+    while (!cut.empty() && (static_cast<unsigned char>(cut.back()) & 0xC0) == 0x80) cut.pop_back();  // whole UTF-8 characters
+    if (!cut.empty() && static_cast<unsigned char>(cut.back()) >= 0xC0) cut.pop_back();
+  }
+  return cut + "…";
+}
+
+// One line, cut with an ellipsis to the width left, the whole text in a tooltip.
+void fitted_line(const std::string& text, const ImVec4& colour) {
+  const std::string shown = fit_to_width(text, ImGui::GetContentRegionAvail().x);
+  ImGui::TextColored(colour, "%s", shown.c_str());
+  if (shown != text && ImGui::IsItemHovered()) ImGui::SetTooltip("%s", text.c_str());
+}
+
+// While following a run: what is followed and how it goes, its last problem, and "Continue here".
+void draw_follow_status(AppState& state, const FollowStatus& follow) {
+  const ImVec4 colour = follow.finished ? ImVec4(0.95f, 0.75f, 0.3f, 1) : ImVec4(0.45f, 0.85f, 0.45f, 1);
+  fitted_line("following " + follow.folder.string(), colour);
+  fitted_line(follow_progress(follow), colour);
+  if (!follow.last_problem.empty()) fitted_line(follow.last_problem, kWarningColour);
+  if (ImGui::Button("Continue here")) continue_here(state);
+  state.note_rect("continue_button");
+  if (ImGui::IsItemHovered())
+    ImGui::SetTooltip("Stop following and train here from the followed weights and step (a fresh optimiser)");
+}
+
 void draw_controls(AppState& state, const Snapshot* snap) {
   Trainer* trainer = state.trainer.get();
   const bool running = snap && snap->state == TrainerState::Running;
-  ImGui::BeginDisabled(!trainer);
+  const bool following = snap && snap->follow;
+  if (following) draw_follow_status(state, *snap->follow);
+  auto following_tip = [&] {
+    if (following && ImGui::IsItemHovered(ImGuiHoveredFlags_AllowWhenDisabled))
+      ImGui::SetTooltip("Following a run: its weights come from the other program. Continue here to train locally.");
+  };
+  ImGui::BeginDisabled(!trainer || following);
   const char* label = running ? "Pause" : (snap && snap->step > 0 ? "Resume" : "Start");
   if (ImGui::Button(label, ImVec2(ImGui::GetFontSize() * 5.5f, 0))) running ? trainer->pause() : trainer->resume();
   state.note_rect("pause_button");
   if (ImGui::IsItemHovered()) ImGui::SetTooltip("Space");
+  following_tip();
   ImGui::SameLine();
   if (ImGui::Button("Step")) trainer->step_once();
   if (ImGui::IsItemHovered()) ImGui::SetTooltip("One optimiser step, then stay paused");
+  following_tip();
   ImGui::SameLine();
   if (ImGui::Button("Reset…")) ImGui::OpenPopup("Reset training?");
+  following_tip();
   ImGui::EndDisabled();
   if (ImGui::BeginPopupModal("Reset training?", nullptr, ImGuiWindowFlags_AlwaysAutoResize)) {
     ImGui::TextUnformatted("Start again from fresh weights (same seed)?\nThe curves and progress are cleared.");
@@ -126,7 +166,7 @@ void draw_controls(AppState& state, const Snapshot* snap) {
       ImGui::CloseCurrentPopup();
     ImGui::EndPopup();
   }
-  if (snap) {
+  if (snap && !following) {
     ImGui::SameLine();
     const char* st = snap->state == TrainerState::Running ? "running" : snap->state == TrainerState::Paused ? "paused" : "finished";
     const ImVec4 col = snap->state == TrainerState::Running ? ImVec4(0.45f, 0.85f, 0.45f, 1) : ImVec4(0.95f, 0.75f, 0.3f, 1);
@@ -151,6 +191,8 @@ void draw_controls(AppState& state, const Snapshot* snap) {
       ImGui::SameLine();
       ImGui::TextDisabled("· β now %.2f", static_cast<double>(snap->effective_beta));
     }
+  }
+  if (snap) {
     // Clustering VAE: the last epoch's scores on the evaluated test set (the latent map shows
     // the same scores live on its codes).
     if (!snap->history.epochs.empty() && std::isfinite(snap->history.epochs.back().cluster_acc)) {
@@ -431,6 +473,28 @@ void draw_log(AppState& state, const Snapshot* snap) {
 }
 
 }  // namespace
+
+std::string describe_follow(const FollowStatus& f) { return "following " + f.folder.string() + " · " + follow_progress(f); }
+
+std::string follow_progress(const FollowStatus& f) {
+  std::string text;
+  char part[96];
+  if (!f.has_weights) {
+    text += f.folder_present ? "waiting for the run…" : "waiting for the folder…";
+  } else {
+    std::snprintf(part, sizeof part, "step %lld", static_cast<long long>(f.step));
+    text += f.step >= 0 ? part : "weights shown";
+    std::snprintf(part, sizeof part, " (epoch %.3g)", f.epoch);
+    if (std::isfinite(f.epoch)) text += part;
+  }
+  if (const auto age = f.seconds_since_change()) {
+    std::snprintf(part, sizeof part, " · changed %.0f s ago", *age);
+    text += part;
+  }
+  if (f.finished) text += " · finished";
+  else text += f.inotify ? " · inotify" : " · polling";
+  return text;
+}
 
 std::string describe_form(const ModelForm& form) {
   const ModelFormFields& f = form.fields;

@@ -49,6 +49,16 @@ void draw_estimators_tab(AppState& state, const Snapshot& snap);  // panel_estim
 void open_path(AppState& state, const std::filesystem::path& path);
 // Save the run to `file` on the trainer thread, creating its folder first (app.cpp).
 void save_checkpoint(AppState& state, const std::filesystem::path& file);
+// Follow a run folder another program trains into (File → Follow a run…, --follow); before the
+// trainer exists, it follows once the data is read (app.cpp).
+void follow_run(AppState& state, const std::filesystem::path& folder);
+// While following: train locally from the followed weights (app.cpp).
+void continue_here(AppState& state);
+// The followed run in one line: "following runs/a · step 320 (epoch 2) · changed 12 s ago ·
+// inotify", "… · waiting for the run…", "… · finished" (panel_training.cpp).
+std::string describe_follow(const FollowStatus& follow);
+// The part after the folder: "step 320 (epoch 2) · changed 12 s ago · inotify".
+std::string follow_progress(const FollowStatus& follow);
 
 // ---- shared helpers (panel_common.cpp) ----
 

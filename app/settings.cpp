@@ -89,6 +89,7 @@ void prefs_line(ImGuiContext*, ImGuiSettingsHandler* handler, void*, const char*
   else if (key == "sort_by_kl") as_bool(s.decoder.sort_by_kl);
   else if (key == "file_path") as_text(s.training.file_path, sizeof s.training.file_path);
   else if (key == "data_path") as_text(s.training.data_path, sizeof s.training.data_path);
+  else if (key == "follow_folder") as_text(s.follow.folder, sizeof s.follow.folder);
   else if (key == "gap_open") as_bool(s.gap.open);
   else if (key == "gap_resolution") as_int(32, 512, s.gap.resolution);
   else if (key == "gap_zoom") as_bool(s.gap.zoom);
@@ -109,6 +110,7 @@ void prefs_write(ImGuiContext*, ImGuiSettingsHandler* handler, ImGuiTextBuffer* 
                static_cast<double>(s.decoder.range), s.decoder.sort_by_kl ? 1 : 0);
   out->appendf("gap_open=%d\ngap_resolution=%d\ngap_zoom=%d\n", s.gap.open ? 1 : 0, s.gap.resolution, s.gap.zoom ? 1 : 0);
   out->appendf("file_path=%s\ndata_path=%s\n", s.training.file_path, s.training.data_path);
+  if (s.follow.folder[0]) out->appendf("follow_folder=%s\n", s.follow.folder);
   out->appendf("autosave_minutes=%d\n", s.autosave.minutes);
   if (s.window_w > 0 && s.window_h > 0) out->appendf("window_w=%d\nwindow_h=%d\n", s.window_w, s.window_h);
   out->append("\n");

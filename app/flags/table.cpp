@@ -122,6 +122,9 @@ const Flag kTable[] = {
      .programs = kTrain,
      .help = "evaluate each weights file a run folder receives (python/train_ddp.py), one JSON line each, "
              "until the run finishes; waits for a folder that is still empty"},
+    {.name = "--follow", .value_name = "RUNDIR", .target = [](CommandLine& c) -> auto& { return c.follow; },
+     .programs = kApp,
+     .help = "follow a run folder that python/train_ddp.py writes: its weights and curves, live"},
     {.name = "--bench-steps", .value_name = "N", .target = [](CommandLine& c) -> auto& { return c.bench_steps; },
      .range = kPositiveCount, .programs = kTrain, .help = "time N training steps, print samples/s as JSON, and exit"},
 

@@ -29,9 +29,14 @@ cleanup() {
   wait 2>/dev/null
 }
 
-start_xvfb() {  # a private X server on a free display (Xvfb picks the number); private settings
+start_xvfb() {  # a private X server on a free display (Xvfb picks the number, or VAELAB_E2E_DISPLAY=:N); private settings
   trap cleanup EXIT
-  Xvfb -displayfd 3 -screen 0 1280x800x24 -nolisten tcp 3>"$out/display" 2>"$out/xvfb.log" &
+  if [[ -n ${VAELAB_E2E_DISPLAY:-} ]]; then
+    Xvfb "$VAELAB_E2E_DISPLAY" -screen 0 1280x800x24 -nolisten tcp 2>"$out/xvfb.log" &
+    echo "${VAELAB_E2E_DISPLAY#:}" >"$out/display"
+  else
+    Xvfb -displayfd 3 -screen 0 1280x800x24 -nolisten tcp 3>"$out/display" 2>"$out/xvfb.log" &
+  fi
   xvfb_pid=$!
   for _ in $(seq 100); do [[ -s $out/display ]] && break; sleep 0.1; done
   [[ -s $out/display ]] || fail "Xvfb did not start"
