@@ -1,9 +1,10 @@
 // Autosave bookkeeping (see autosave.hpp): the due-time rule, reading a found autosave for the
-// resume offer, and moving a declined one aside. No threads and no UI here.
+// resume offer, moving a declined one aside and keeping a longer run from being overwritten. No threads and no UI here.
 #include "core/autosave.hpp"
 
 #include <chrono>
 #include <ctime>
+#include <limits>
 
 #include "core/checkpoint.hpp"
 #include "core/error.hpp"
@@ -83,6 +84,33 @@ void move_autosave_aside(const std::filesystem::path& file, const std::filesyste
   std::error_code ec;
   std::filesystem::rename(file, aside, ec);
   if (ec) throw Error("could not move the autosave " + file.string() + " to " + aside.string() + ": " + ec.message());
+}
+
+namespace {
+
+// The step a checkpoint holds; −1 when there is none, and the largest step when it cannot be read
+// (a file that cannot be judged is kept).
+std::int64_t saved_step(const std::filesystem::path& file) {
+  std::error_code ec;
+  if (!std::filesystem::exists(file, ec)) return -1;
+  try {
+    return load_checkpoint(file).step;
+  } catch (const std::exception&) {
+    return std::numeric_limits<std::int64_t>::max();
+  }
+}
+
+}  // namespace
+
+std::filesystem::path keep_longer_autosave(const std::filesystem::path& file, const std::filesystem::path& aside,
+                                           std::int64_t step) {
+  const std::int64_t held = saved_step(file);
+  if (held < 0 || held <= step) return {};
+  std::filesystem::path keep = aside;
+  if (held == std::numeric_limits<std::int64_t>::max()) keep = file.parent_path() / "autosave.unreadable.vaelab";
+  else if (saved_step(aside) > held) keep = file.parent_path() / ("autosave.step" + std::to_string(held) + ".vaelab");
+  move_autosave_aside(file, keep);
+  return keep;
 }
 
 }  // namespace vaelab
