@@ -22,6 +22,7 @@
 #include "app/gl_util.hpp"
 #include "app/image_export.hpp"
 #include "app/panels.hpp"
+#include "core/atomic_file.hpp"
 #include "core/autosave.hpp"
 #include "core/error.hpp"
 
@@ -34,8 +35,11 @@ bool looks_like_idx(const std::filesystem::path& p) {
          name.find("idx2-ubyte") != std::string::npos;
 }
 
-std::future<std::shared_ptr<const Dataset>> read_data_async(std::filesystem::path folder) {
-  return std::async(std::launch::async, [folder] { return std::shared_ptr<const Dataset>(std::make_shared<Dataset>(load_dataset(folder))); });
+// Reads on a background thread; quitting sets `cancel` and the read stops within one chunk.
+std::future<std::shared_ptr<const Dataset>> read_data_async(std::filesystem::path folder, const CancelFlag* cancel) {
+  return std::async(std::launch::async, [folder, cancel] {
+    return std::shared_ptr<const Dataset>(std::make_shared<Dataset>(load_dataset(folder, cancel)));
+  });
 }
 
 }  // namespace
@@ -50,7 +54,7 @@ void open_path(AppState& s, const std::filesystem::path& path) {
       return;
     }
     s.data_loading_path = p.string();
-    s.data_loading = read_data_async(p);
+    s.data_loading = read_data_async(p, &s.data_cancel);
     std::snprintf(s.training.data_path, sizeof s.training.data_path, "%s", p.c_str());
     s.post(Severity::Info, "Reading " + p.string() + " …");
     return;
@@ -76,11 +80,14 @@ void save_checkpoint(AppState& s, const std::filesystem::path& file) {
 
 App::App(AppState& state) : s_(state) {
   Options& o = s_.options;
+  // Temporaries of saves cut short by a crash or a kill (never a file a live writer holds).
+  if (const int removed = remove_stale_temporaries(s_.data_dir); removed > 0)
+    std::fprintf(stderr, "vaelab: removed %d unfinished temporary file(s) in %s\n", removed, s_.data_dir.c_str());
   const std::filesystem::path data = o.data.empty() ? default_data_folder() : o.data;
   if (!s_.training.file_path[0])
     std::snprintf(s_.training.file_path, sizeof s_.training.file_path, "%s", (s_.data_dir / "checkpoint.vaelab").c_str());
   s_.data_loading_path = data.string();
-  s_.data_loading = read_data_async(data);
+  s_.data_loading = read_data_async(data, &s_.data_cancel);
   std::snprintf(s_.training.data_path, sizeof s_.training.data_path, "%s", data.c_str());
   s_.gap.sent_k = o.trainer.eval_iwae_k;
   s_.gap.sent_points = o.trainer.iwae_points;
@@ -101,6 +108,7 @@ App::~App() {
     autosave_on_exit();
     s_.trainer.reset();
   }
+  s_.data_cancel = true;  // a data folder still being read stops now instead of holding up the exit
   if (s_.data_loading.valid()) s_.data_loading.wait();
 }
 
@@ -186,8 +194,27 @@ void App::autosave_tick() {
   if (!s_.trainer || !s_.snap) return;
   a.clock.set_interval(a.minutes * 60.0);
   if (!a.clock.due(s_.now, s_.snap->step)) return;
-  save_checkpoint(s_, a.file);
   a.clock.saved(s_.now, s_.snap->step);
+  if (!keep_longer_autosave_or_say(s_.snap->step)) return;
+  save_checkpoint(s_, a.file);
+}
+
+bool App::keep_longer_autosave_or_say(std::int64_t step) {
+  const AutosaveState& a = s_.autosave;
+  try {
+    const std::filesystem::path kept = keep_longer_autosave(a.file, a.aside, step);
+    if (!kept.empty()) {
+      const std::string note = "The autosave held a longer run; it was kept as " + kept.string() + ".";
+      std::fprintf(stderr, "vaelab: %s\n", note.c_str());
+      s_.post(Severity::Info, note);
+    }
+    return true;
+  } catch (const std::exception& e) {
+    const std::string note = std::string("Not autosaving, to keep the longer run in the autosave: ") + e.what();
+    std::fprintf(stderr, "vaelab: %s\n", note.c_str());
+    s_.post(Severity::Warning, note);
+    return false;
+  }
 }
 
 void App::autosave_on_exit() {
@@ -198,6 +225,7 @@ void App::autosave_on_exit() {
   try {
     std::error_code ec;
     std::filesystem::create_directories(a.file.parent_path(), ec);
+    if (!keep_longer_autosave_or_say(snap->step)) return;
     s_.trainer->save_now(a.file);
     std::fprintf(stderr, "vaelab: autosaved step %lld to %s\n", static_cast<long long>(snap->step), a.file.c_str());
   } catch (const std::exception& e) {
@@ -231,7 +259,9 @@ bool App::start_trainer(std::shared_ptr<const Dataset> data) {
           if (o.load.extension() == ".safetensors") trainer->import_safetensors_now(o.load);
           else trainer->load_now(o.load);
           loaded = true;
-          std::snprintf(s_.training.file_path, sizeof s_.training.file_path, "%s", o.load.c_str());
+          // Ctrl+S and Save go to the user's own checkpoint, never into the autosave file.
+          if (o.load != s_.autosave.file)
+            std::snprintf(s_.training.file_path, sizeof s_.training.file_path, "%s", o.load.c_str());
         } catch (const std::exception& e) {
           std::string aside;
           if (o.load == s_.autosave.file) {  // keep it: the fresh run's next autosave would replace it

@@ -298,7 +298,8 @@ struct GapState {
 // Autosave of the current run (every `minutes`, and on exit) and the offer to resume one found at
 // launch. While the offer is open the trainer waits: the data read meanwhile is parked here.
 struct AutosaveState {
-  int minutes = kDefaultAutosaveMinutes;  // 0: off (periodic and on exit); persisted in the ini
+  int minutes = kDefaultAutosaveMinutes;  // in force this launch; 0: off (periodic and on exit)
+  int saved_minutes = kDefaultAutosaveMinutes;  // the preference in the ini (--autosave-minutes is for one launch)
   std::filesystem::path file, aside;      // <data dir>/autosave.vaelab, …/autosave.previous.vaelab
   AutosaveClock clock;
   bool offer_open = false;                // the modal is showing
@@ -351,6 +352,7 @@ struct AppState {
   // a data folder being read in the background (drop or "Open")
   std::future<std::shared_ptr<const Dataset>> data_loading;
   std::string data_loading_path;
+  CancelFlag data_cancel{false};      // set on quit: the background read stops
 
   std::vector<Message> messages;
   std::uint64_t errors_seen = 0;      // serial of the last trainer error turned into a message

@@ -405,6 +405,7 @@ void draw_files(AppState& state, const Snapshot* snap) {
   ImGui::SetNextItemWidth(ImGui::GetFontSize() * 6);
   if (ImGui::InputInt("autosave every (min)", &state.autosave.minutes)) {
     state.autosave.minutes = std::clamp(state.autosave.minutes, 0, 120);
+    state.autosave.saved_minutes = state.autosave.minutes;  // the user's own choice is kept
     ImGui::GetIO().WantSaveIniSettings = true;  // saved by the frame loop
   }
   if (ImGui::IsItemHovered())
