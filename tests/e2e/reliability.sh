@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# End-to-end reliability checks of the desktop app under Xvfb (issue 23, app side): a one-launch
+# --autosave-minutes 0 is never written to vaelab.ini, and the next launch autosaves again; a saved
+# window larger than the screen is fitted to it with a warning; a temporary left by a killed save is
+# removed at start; SIGHUP (the terminal closed) quits with the exit autosave, as SIGTERM does.
+# Not the resume offer (run_e2e.sh drives that); usage: reliability.sh path/to/vaelab OUTPUT_DIR
+set -uo pipefail
+
+source "$(dirname "${BASH_SOURCE[0]}")/e2e_lib.sh"
+init_e2e "$@"
+start_xvfb
+ini=$out/config/vaelab/vaelab.ini
+mkdir -p "$out/config/vaelab" "$out/data/vaelab"
+printf '[vaelab][prefs]\nwindow_w=16384\nwindow_h=150\n\n' >"$ini"
+stale=$out/data/vaelab/checkpoint.vaelab.tmp.4242  # as a save killed mid-write leaves it
+echo partial >"$stale"
+
+# ---- launch 1: --autosave-minutes 0 (this launch only), the saved 16384×150 window ----
+"$app" --data "$data" --train-limit 2000 --screenshot-dir "$out/shots" --autosave-minutes 0 >>"$out/app.log" 2>&1 &
+app_pid=$!
+shot_dir=$out/shots shots=0
+wait_for "$out/shots/ready" 60
+find_window
+shot
+[[ -e $stale ]] && fail "the stale temporary $stale is still there after the start"
+echo "stale temporary removed at start"
+grep -q "larger than the screen" "$out/app.log" || fail "no warning about the 16384×150 window"
+sleep 2
+close_app
+grep -q "autosaved step" "$out/app.log" && fail "--autosave-minutes 0 still autosaved on exit"
+grep -q '^autosave_minutes=0' "$ini" && fail "--autosave-minutes 0 (one launch) was written into $ini"
+w=$(awk -F= '$1 == "window_w" { print $2 }' "$ini") h=$(awk -F= '$1 == "window_h" { print $2 }' "$ini")
+((w > 0 && w <= 1280 && h > 0 && h <= 800)) || fail "the window is ${w}×${h} on a 1280×800 screen"
+echo "one-launch autosave setting not persisted; window fitted to ${w}×${h}"
+
+# ---- launch 2: no flag, so autosave is on again; SIGHUP quits with the exit autosave ----
+start_app "$out/shots-hup"
+wait_for "$out/shots-hup/ready" 60
+find_window
+sleep 3
+shot
+step=$(field step)
+((step > 0)) || fail "no training steps after a few seconds"
+kill -HUP "$app_pid"
+for _ in $(seq 200); do alive || break; sleep 0.1; done
+alive && fail "vaelab did not exit within 20 s of SIGHUP"
+wait "$app_pid"
+rc=$?
+app_pid=""
+((rc == 0)) || fail "vaelab exited with code $rc after SIGHUP"
+grep -q "autosaved step .* to .*autosave.vaelab" "$out/app.log" || fail "SIGHUP quit without the exit autosave"
+[[ -s $out/data/vaelab/autosave.vaelab ]] || fail "no autosave after SIGHUP"
+echo "SIGHUP: exit code 0 with the autosave ($(grep -o 'autosaved step [0-9]*' "$out/app.log" | tail -1))"
+echo "PASS (screenshots: $out/shots, $out/shots-hup)"
