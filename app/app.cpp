@@ -143,7 +143,9 @@ void App::resume_offer() {
   ImGui::Spacing();
   const char* labels[] = {"model", "progress", "data", "saved"};
   char progress[96];
-  std::snprintf(progress, sizeof progress, "step %lld · epoch %d", static_cast<long long>(a.offer.step), a.offer.epoch);
+  // The epoch as the status line will show it once resumed; and whether it comes back paused.
+  std::snprintf(progress, sizeof progress, "step %lld · epoch %d%s", static_cast<long long>(a.offer.step),
+                epoch_in_progress(a.offer.epoch, false), a.offer.paused ? " · paused" : "");
   const std::string saved = a.offer.saved_at + " (" + describe_age(a.offer.age_s) + ")";
   const std::string values[] = {a.offer.model_text, progress, a.offer.data_name.empty() ? "?" : a.offer.data_name, saved};
   for (int i = 0; i < 4; ++i) {
@@ -180,6 +182,7 @@ void App::settle_offer() {
   if (a.offer_open || a.answer == AutosaveState::Answer::None || !a.parked_data) return;
   const bool resume = a.answer == AutosaveState::Answer::Resume;
   if (resume) s_.options.load = a.file;
+  if (resume && a.offer.paused) s_.options.trainer.start_paused = true;  // a paused run comes back paused
   const bool resumed = start_trainer(std::move(a.parked_data));
   a.parked_data.reset();
   if (resume && resumed) {
@@ -197,6 +200,7 @@ void App::autosave_tick() {
   a.clock.saved(s_.now, s_.snap->step);
   if (!keep_longer_autosave_or_say(s_.snap->step)) return;
   save_checkpoint(s_, a.file);
+  note_autosave_paused(a.file, s_.snap->state == TrainerState::Paused);
 }
 
 bool App::keep_longer_autosave_or_say(std::int64_t step) {
@@ -227,6 +231,7 @@ void App::autosave_on_exit() {
     std::filesystem::create_directories(a.file.parent_path(), ec);
     if (!keep_longer_autosave_or_say(snap->step)) return;
     s_.trainer->save_now(a.file);
+    note_autosave_paused(a.file, snap->state == TrainerState::Paused);
     std::fprintf(stderr, "vaelab: autosaved step %lld to %s\n", static_cast<long long>(snap->step), a.file.c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "vaelab: autosave on exit skipped: %s\n", e.what());
@@ -610,7 +615,10 @@ void App::after_render(int fb_w, int fb_h) {
       if (!s_.snap->log.empty()) info << "log " << s_.snap->log.back().text << "\n";
     }
     info << "fps " << s_.stats.fps << "\n";
+    if (!s_.training.memory_text.empty()) info << "memory " << s_.training.memory_text << "\n";
     info << "resume_offer " << (s_.autosave.offer_open ? 1 : 0) << "\n";
+    if (s_.autosave.offer_open) info << "offer_epoch " << epoch_in_progress(s_.autosave.offer.epoch, false) << "\n";
+    if (s_.snap) info << "epoch " << epoch_in_progress(s_.snap->epoch, s_.snap->state == TrainerState::Finished) << "\n";
     info << "errors " << std::count_if(s_.messages.begin(), s_.messages.end(), [](const Message& m) { return m.severity == Severity::Error; }) << "\n";
     for (const auto& [name, r] : s_.rects) info << "rect " << name << ' ' << r.x << ' ' << r.y << ' ' << r.z << ' ' << r.w << "\n";
     info.close();

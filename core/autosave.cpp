@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <ctime>
+#include <fstream>
 #include <limits>
 
 #include "core/checkpoint.hpp"
@@ -61,6 +62,7 @@ std::optional<AutosaveInfo> inspect_autosave(const std::filesystem::path& file, 
     info.step = s.step;
     info.epoch = s.epoch;
     info.data_name = s.data_name;
+    info.paused = std::filesystem::exists(autosave_paused_marker(file), ec);
     info.model_text = describe_model(s.model);
     const auto written = std::filesystem::last_write_time(file, ec);
     if (!ec) {
@@ -80,10 +82,27 @@ std::optional<AutosaveInfo> inspect_autosave(const std::filesystem::path& file, 
   }
 }
 
+std::filesystem::path autosave_paused_marker(const std::filesystem::path& file) {
+  std::filesystem::path marker = file;
+  return marker += ".paused";
+}
+
+void note_autosave_paused(const std::filesystem::path& file, bool paused) {
+  std::error_code ec;
+  if (!paused) {
+    std::filesystem::remove(autosave_paused_marker(file), ec);
+    return;
+  }
+  std::ofstream(autosave_paused_marker(file)) << "paused\n";
+}
+
 void move_autosave_aside(const std::filesystem::path& file, const std::filesystem::path& aside) {
   std::error_code ec;
   std::filesystem::rename(file, aside, ec);
   if (ec) throw Error("could not move the autosave " + file.string() + " to " + aside.string() + ": " + ec.message());
+  const bool paused = std::filesystem::exists(autosave_paused_marker(file), ec);
+  note_autosave_paused(file, false);
+  note_autosave_paused(aside, paused);
 }
 
 namespace {

@@ -39,7 +39,8 @@ class AutosaveClock {
 struct AutosaveInfo {
   ModelConfig model;
   std::int64_t step = 0;
-  int epoch = 0;
+  int epoch = 0;             // completed epochs
+  bool paused = false;       // the run was paused when it was autosaved (see autosave_paused_marker)
   std::string data_name;
   std::string model_text;   // "mlp 784-400-2, bernoulli"
   std::string saved_at;     // local time of the file's last write, "2026-12-01 17:42"
@@ -55,7 +56,17 @@ std::string describe_model(const ModelConfig& m);
 // "3 minutes ago", "2 hours ago", "just now".
 std::string describe_age(double seconds);
 
-// Renames `file` to `aside` (replacing an older one). Throws vaelab::Error with both names.
+// The epoch shown for a run that has completed `completed` epochs: the one in progress, as the
+// training panel's status line counts it (a finished run shows its last one).
+inline int epoch_in_progress(int completed, bool finished) { return finished ? completed : completed + 1; }
+
+// "<file>.paused": beside an autosave of a paused run, so that resuming it comes back paused.
+std::filesystem::path autosave_paused_marker(const std::filesystem::path& file);
+// Writes or removes the marker for `file`. Best effort: never throws.
+void note_autosave_paused(const std::filesystem::path& file, bool paused);
+
+// Renames `file` to `aside` (replacing an older one), its paused marker with it. Throws
+// vaelab::Error with both names.
 void move_autosave_aside(const std::filesystem::path& file, const std::filesystem::path& aside);
 
 // Before an autosave of a run at `step` replaces `file`: when `file` holds more training (a larger

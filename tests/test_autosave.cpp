@@ -118,6 +118,25 @@ TEST_CASE("autosave: a shorter run never replaces a longer one without keeping i
   CHECK(load_checkpoint(aside).step == 12);
 }
 
+TEST_CASE("autosave: the offer shows the epoch as the status line does, and whether the run was paused") {
+  CHECK(epoch_in_progress(0, false) == 1);  // the status line counts the epoch in progress
+  CHECK(epoch_in_progress(3, false) == 4);
+  CHECK(epoch_in_progress(3, true) == 3);   // a finished run shows its last one
+  TempDir dir("autosave");
+  const auto file = autosave_file(dir.path), aside = autosave_aside_file(dir.path);
+  auto tr = trained(4);
+  tr->save_now(file);
+  std::string error;
+  CHECK_FALSE(inspect_autosave(file, error)->paused);
+  note_autosave_paused(file, true);
+  CHECK(inspect_autosave(file, error)->paused);
+  move_autosave_aside(file, aside);  // the marker goes with it
+  CHECK(inspect_autosave(aside, error)->paused);
+  CHECK_FALSE(fs::exists(autosave_paused_marker(file)));
+  note_autosave_paused(aside, false);
+  CHECK_FALSE(inspect_autosave(aside, error)->paused);
+}
+
 TEST_CASE("autosave: after a divergence the autosave holds the restored finite weights") {
   TrainerOptions opt;
   opt.poison_at_step = 4;
