@@ -111,6 +111,11 @@ struct TrainingPanelState {
   char file_path[1024] = "";
   char data_path[1024] = "";
   std::uint64_t log_lines_seen = 0;  // serial of the last log line shown (for auto-scroll)
+  // The form's model against the free memory: "needs 180 MB of 7.6 GB available" (empty: unknown).
+  std::string memory_text;
+  bool memory_fits = true;
+  std::uint64_t available = 0;       // available_memory(), re-read every few seconds
+  double available_at = -1e9;
 };
 
 struct CurvesState {

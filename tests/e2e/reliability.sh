@@ -2,7 +2,8 @@
 # End-to-end reliability checks of the desktop app under Xvfb (issue 23, app side): a one-launch
 # --autosave-minutes 0 is never written to vaelab.ini, and the next launch autosaves again; a saved
 # window larger than the screen is fitted to it with a warning; a temporary left by a killed save is
-# removed at start; SIGHUP (the terminal closed) quits with the exit autosave, as SIGTERM does.
+# removed at start; the model form shows the memory estimate; SIGHUP (the terminal closed) quits
+# with the exit autosave, as SIGTERM does.
 # Not the resume offer (run_e2e.sh drives that); usage: reliability.sh path/to/vaelab OUTPUT_DIR
 set -uo pipefail
 
@@ -34,6 +35,8 @@ w=$(awk -F= '$1 == "window_w" { print $2 }' "$ini") h=$(awk -F= '$1 == "window_h
 echo "one-launch autosave setting not persisted; window fitted to ${w}×${h}"
 
 # ---- launch 2: no flag, so autosave is on again; SIGHUP quits with the exit autosave ----
+# Only the prefs stay: the panel layout of a 150-pixel-high window would hide the model form.
+awk '/^\[/ { keep = ($0 == "[vaelab][prefs]") } keep' "$ini" >"$ini.prefs" && mv "$ini.prefs" "$ini"
 start_app "$out/shots-hup"
 wait_for "$out/shots-hup/ready" 60
 find_window
@@ -41,6 +44,11 @@ sleep 3
 shot
 step=$(field step)
 ((step > 0)) || fail "no training steps after a few seconds"
+# The model form shows what training its model needs against the memory available.
+click model_settings
+has_memory() { [[ $(line memory) == "training needs about "*" available"* ]]; }
+shoot_until 10 0.5 has_memory || fail "the model form shows no memory estimate ('$(line memory)')"
+echo "model form: $(line memory)"
 kill -HUP "$app_pid"
 for _ in $(seq 200); do alive || break; sleep 0.1; done
 alive && fail "vaelab did not exit within 20 s of SIGHUP"
