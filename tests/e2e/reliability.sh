@@ -3,7 +3,7 @@
 # --autosave-minutes 0 is never written to vaelab.ini, and the next launch autosaves again; a saved
 # window larger than the screen is fitted to it with a warning; a temporary left by a killed save is
 # removed at start; the model form shows the memory estimate; SIGHUP (the terminal closed) quits
-# with the exit autosave, as SIGTERM does.
+# with the exit autosave, as SIGTERM does; a shorter run's exit autosave keeps the longer one.
 # Not the resume offer (run_e2e.sh drives that); usage: reliability.sh path/to/vaelab OUTPUT_DIR
 set -uo pipefail
 
@@ -40,10 +40,8 @@ awk '/^\[/ { keep = ($0 == "[vaelab][prefs]") } keep' "$ini" >"$ini.prefs" && mv
 start_app "$out/shots-hup"
 wait_for "$out/shots-hup/ready" 60
 find_window
-sleep 3
-shot
-step=$(field step)
-((step > 0)) || fail "no training steps after a few seconds"
+trained_past_10() { (($(field step) > 10)); }  # more than the shorter run of launch 3
+shoot_until 60 0.5 trained_past_10 || fail "not past step 10 after 30 s of training"
 # The model form shows what training its model needs against the memory available.
 click model_settings
 has_memory() { [[ $(line memory) == "training needs about "*" available"* ]]; }
@@ -59,4 +57,21 @@ app_pid=""
 grep -q "autosaved step .* to .*autosave.vaelab" "$out/app.log" || fail "SIGHUP quit without the exit autosave"
 [[ -s $out/data/vaelab/autosave.vaelab ]] || fail "no autosave after SIGHUP"
 echo "SIGHUP: exit code 0 with the autosave ($(grep -o 'autosaved step [0-9]*' "$out/app.log" | tail -1))"
-echo "PASS (screenshots: $out/shots, $out/shots-hup)"
+hup_step=$(grep -o 'autosaved step [0-9]*' "$out/app.log" | tail -1 | grep -o '[0-9]*$')
+
+# ---- launch 3: a shorter run (--no-resume; it diverges and pauses at step 5) must keep the longer autosave ----
+start_app "$out/shots-short" --no-resume --poison-at-step 5
+wait_for "$out/shots-short/ready" 60
+find_window
+is_paused() { [[ $(field state) == paused ]]; }
+shoot_until 30 0.5 is_paused || fail "the poisoned run did not pause"
+kill -TERM "$app_pid"
+for _ in $(seq 200); do alive || break; sleep 0.1; done
+alive && fail "vaelab did not exit within 20 s of SIGTERM"
+wait "$app_pid"
+app_pid=""
+aside=$out/data/vaelab/autosave.previous.vaelab
+grep -q "longer run; it was kept as $aside" "$out/app.log" || fail "the shorter run's autosave did not keep the $hup_step-step one"
+[[ -s $aside ]] || fail "no $aside after the shorter run"
+echo "shorter run: the $hup_step-step autosave was kept as $(basename "$aside")"
+echo "PASS (screenshots: $out/shots, $out/shots-hup, $out/shots-short)"
