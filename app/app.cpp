@@ -166,9 +166,9 @@ void App::resume_offer() {
     a.offer_open = false;
     ImGui::CloseCurrentPopup();
     if (a.answer == AutosaveState::Answer::StartFresh) {
-      try {
-        move_autosave_aside(a.file, a.aside);
-        s_.post(Severity::Info, "Starting fresh; the autosave was kept as " + a.aside.string() + ".");
+      try {  // never over a longer run already kept in autosave.previous
+        const std::filesystem::path kept = keep_longer_autosave(a.file, a.aside, -1);
+        s_.post(Severity::Info, "Starting fresh; the autosave was kept as " + kept.string() + ".");
       } catch (const std::exception& e) {
         s_.post(Severity::Warning, std::string("Starting fresh; ") + e.what());
       }
@@ -270,9 +270,12 @@ bool App::start_trainer(std::shared_ptr<const Dataset> data) {
         } catch (const std::exception& e) {
           std::string aside;
           if (o.load == s_.autosave.file) {  // keep it: the fresh run's next autosave would replace it
-            std::error_code ec;
-            std::filesystem::rename(o.load, s_.autosave.aside, ec);
-            if (!ec) aside = " It was moved to " + s_.autosave.aside.string() + "; training starts fresh.";
+            try {
+              const std::filesystem::path kept = keep_longer_autosave(o.load, s_.autosave.aside, -1);
+              aside = " It was moved to " + kept.string() + "; training starts fresh.";
+            } catch (const std::exception&) {
+              // stays in place; the next autosave keeps it aside before writing (keep_longer_autosave)
+            }
           }
           s_.post(Severity::Error, std::string("Could not open ") + o.load.string() + ": " + e.what() + aside);
         }

@@ -73,9 +73,9 @@ void move_autosave_aside(const std::filesystem::path& file, const std::filesyste
 // step, or it cannot be read to tell), it is kept first, never replaced. It goes to `aside`
 // unless `aside` holds still more training; then beside it as "autosave.step<N>.vaelab" (N: its
 // step), so a series of short runs cannot push a long one out either; an unreadable one goes to
-// "autosave.unreadable.vaelab". Returns where it was kept
-// (empty: nothing needed keeping). Throws vaelab::Error when it could not be moved: the caller must
-// then not write the autosave.
+// "autosave.unreadable.vaelab". Returns where it was kept (empty: nothing needed keeping); `step`
+// −1 always keeps it ("Start fresh", a failed resume). Throws vaelab::Error when it could not be
+// moved: the caller must then not write the autosave.
 std::filesystem::path keep_longer_autosave(const std::filesystem::path& file, const std::filesystem::path& aside,
                                            std::int64_t step);
 

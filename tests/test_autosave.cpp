@@ -111,6 +111,11 @@ TEST_CASE("autosave: a shorter run never replaces a longer one without keeping i
   CHECK(load_checkpoint(aside).step == 12);
   CHECK(load_checkpoint(kept).step == 5);
 
+  // "Start fresh" (step −1: always keep it) over a longer autosave.previous keeps both.
+  shorter->save_now(file);
+  CHECK(keep_longer_autosave(file, aside, -1) == dir.path / "autosave.step5.vaelab");
+  CHECK(load_checkpoint(aside).step == 12);
+
   // A file that cannot be read is kept too (it cannot be told to hold less).
   write_all(file, Bytes{1, 2, 3});
   CHECK(keep_longer_autosave(file, aside, 1000) == dir.path / "autosave.unreadable.vaelab");
