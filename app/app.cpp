@@ -15,6 +15,8 @@
 #include <fstream>
 #include <thread>
 
+#include <unistd.h>
+
 #ifdef __linux__
 #include <sys/resource.h>
 #endif
@@ -96,9 +98,16 @@ App::App(AppState& state) : s_(state) {
   if (o.trainer.iwae_points > 0) s_.gap.iwae_points = s_.gap.sent_points;
   else s_.gap.sent_points = s_.gap.iwae_points;  // 0 (all images) is shown as the default subset
   s_.gap.measure = o.trainer.measure_estimators;
-  s_.autosave.file = autosave_file(s_.data_dir);
-  s_.autosave.aside = autosave_aside_file(s_.data_dir);
-  if (o.load.empty() && !o.no_resume) find_autosave();
+  // A second instance on the same data folder autosaves under its own name, and does not offer
+  // the first one's autosave (that run is still going).
+  AutosaveState& a = s_.autosave;
+  a.lock = std::make_unique<AutosaveLock>(s_.data_dir);
+  a.file = instance_autosave_file(s_.data_dir, a.lock->owned(), static_cast<long>(::getpid()));
+  a.aside = a.lock->owned() ? autosave_aside_file(s_.data_dir) : std::filesystem::path(a.file).replace_extension(".previous.vaelab");
+  if (!a.lock->owned())
+    s_.post(Severity::Info, "Another vaelab autosaves to " + autosave_file(s_.data_dir).string() + "; this one autosaves to " +
+                                a.file.string() + ".");
+  if (o.load.empty() && !o.no_resume && a.lock->owned()) find_autosave();
 }
 
 App::~App() {

@@ -306,6 +306,7 @@ struct AutosaveState {
   int minutes = kDefaultAutosaveMinutes;  // in force this launch; 0: off (periodic and on exit)
   int saved_minutes = kDefaultAutosaveMinutes;  // the preference in the ini (--autosave-minutes is for one launch)
   std::filesystem::path file, aside;      // <data dir>/autosave.vaelab, …/autosave.previous.vaelab
+  std::unique_ptr<AutosaveLock> lock;     // held: this instance owns autosave.vaelab
   AutosaveClock clock;
   bool offer_open = false;                // the modal is showing
   AutosaveInfo offer;

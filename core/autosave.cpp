@@ -2,6 +2,10 @@
 // resume offer, moving a declined one aside and keeping a longer run from being overwritten. No threads and no UI here.
 #include "core/autosave.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <ctime>
 #include <fstream>
@@ -15,6 +19,26 @@ namespace vaelab {
 std::filesystem::path autosave_file(const std::filesystem::path& data_dir) { return data_dir / "autosave.vaelab"; }
 std::filesystem::path autosave_aside_file(const std::filesystem::path& data_dir) {
   return data_dir / "autosave.previous.vaelab";
+}
+
+AutosaveLock::AutosaveLock(const std::filesystem::path& data_dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(data_dir, ec);
+  const int fd = ::open((data_dir / "autosave.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (fd < 0) return;
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    return;
+  }
+  fd_ = fd;
+}
+
+AutosaveLock::~AutosaveLock() {
+  if (fd_ >= 0) ::close(fd_);  // releases the lock
+}
+
+std::filesystem::path instance_autosave_file(const std::filesystem::path& data_dir, bool owner, long pid) {
+  return owner ? autosave_file(data_dir) : data_dir / ("autosave-" + std::to_string(pid) + ".vaelab");
 }
 
 bool AutosaveClock::due(double now_s, std::int64_t step) {

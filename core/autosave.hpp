@@ -17,6 +17,24 @@ inline constexpr int kDefaultAutosaveMinutes = 5;
 std::filesystem::path autosave_file(const std::filesystem::path& data_dir);
 std::filesystem::path autosave_aside_file(const std::filesystem::path& data_dir);
 
+// One instance owns <data_dir>/autosave.vaelab: the one holding an flock on <data_dir>/autosave.lock
+// (taken without waiting; released when the object goes or the process dies). Another instance
+// autosaves beside it under its own name (instance_autosave_file), so neither run replaces the other.
+class AutosaveLock {
+ public:
+  explicit AutosaveLock(const std::filesystem::path& data_dir);
+  ~AutosaveLock();
+  AutosaveLock(const AutosaveLock&) = delete;
+  AutosaveLock& operator=(const AutosaveLock&) = delete;
+  bool owned() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+// autosave.vaelab for the owner of the lock, "autosave-<pid>.vaelab" for another instance.
+std::filesystem::path instance_autosave_file(const std::filesystem::path& data_dir, bool owner, long pid);
+
 // When the next periodic autosave is due: every `interval_s` seconds (≤ 0: never), and only if
 // training moved since the last one (a paused run is not rewritten every few minutes) and the run
 // has trained at all (step 0 has nothing worth keeping, and must not replace an older autosave).

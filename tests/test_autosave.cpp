@@ -142,6 +142,20 @@ TEST_CASE("autosave: the offer shows the epoch as the status line does, and whet
   CHECK_FALSE(inspect_autosave(aside, error)->paused);
 }
 
+TEST_CASE("autosave: one instance owns autosave.vaelab; another autosaves beside it under its own name") {
+  TempDir dir("autosave");
+  {
+    AutosaveLock first(dir.path);
+    CHECK(first.owned());
+    AutosaveLock second(dir.path);  // another open file: the flock refuses it as for another process
+    CHECK_FALSE(second.owned());
+    CHECK(instance_autosave_file(dir.path, first.owned(), 100) == autosave_file(dir.path));
+    CHECK(instance_autosave_file(dir.path, second.owned(), 4242) == dir.path / "autosave-4242.vaelab");
+  }
+  AutosaveLock after(dir.path);  // released with its owner
+  CHECK(after.owned());
+}
+
 TEST_CASE("autosave: after a divergence the autosave holds the restored finite weights") {
   TrainerOptions opt;
   opt.poison_at_step = 4;

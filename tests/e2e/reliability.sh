@@ -3,7 +3,8 @@
 # --autosave-minutes 0 is never written to vaelab.ini, and the next launch autosaves again; a saved
 # window larger than the screen is fitted to it with a warning; a temporary left by a killed save is
 # removed at start; the model form shows the memory estimate; SIGHUP (the terminal closed) quits
-# with the exit autosave, as SIGTERM does; a shorter run's exit autosave keeps the longer one.
+# with the exit autosave, as SIGTERM does; a shorter run's exit autosave keeps the longer one; a
+# second instance on the same data folder autosaves under its own name.
 # Not the resume offer (run_e2e.sh drives that); usage: reliability.sh path/to/vaelab OUTPUT_DIR
 set -uo pipefail
 
@@ -74,4 +75,20 @@ aside=$out/data/vaelab/autosave.previous.vaelab
 grep -q "longer run; it was kept as $aside" "$out/app.log" || fail "the shorter run's autosave did not keep the $hup_step-step one"
 [[ -s $aside ]] || fail "no $aside after the shorter run"
 echo "shorter run: the $hup_step-step autosave was kept as $(basename "$aside")"
-echo "PASS (screenshots: $out/shots, $out/shots-hup, $out/shots-short)"
+# ---- launch 4: two instances on one data folder; the second autosaves under its own name ----
+start_app "$out/shots-first" --no-resume
+first_pid=$app_pid
+wait_for "$out/shots-first/ready" 60
+start_app "$out/shots-second" --no-resume
+second_pid=$app_pid
+wait_for "$out/shots-second/ready" 60
+sleep 3
+kill -TERM "$first_pid" "$second_pid"
+wait "$first_pid" || fail "the first instance exited with code $?"
+wait "$second_pid" || fail "the second instance exited with code $?"
+app_pid=""
+grep -q "autosaved step [0-9]* to .*/autosave-$second_pid.vaelab" "$out/app.log" ||
+  fail "the second instance did not autosave beside the first under its own name"
+[[ -s $out/data/vaelab/autosave-$second_pid.vaelab && -s $out/data/vaelab/autosave.vaelab ]] || fail "one of the two autosaves is missing"
+echo "two instances: autosave.vaelab and autosave-$second_pid.vaelab"
+echo "PASS (screenshots: $out/shots, $out/shots-hup, $out/shots-short, $out/shots-first, $out/shots-second)"
