@@ -15,6 +15,8 @@
 #include <fstream>
 #include <thread>
 
+#include <unistd.h>
+
 #ifdef __linux__
 #include <sys/resource.h>
 #endif
@@ -22,6 +24,7 @@
 #include "app/gl_util.hpp"
 #include "app/image_export.hpp"
 #include "app/panels.hpp"
+#include "core/atomic_file.hpp"
 #include "core/autosave.hpp"
 #include "core/error.hpp"
 
@@ -34,8 +37,11 @@ bool looks_like_idx(const std::filesystem::path& p) {
          name.find("idx2-ubyte") != std::string::npos;
 }
 
-std::future<std::shared_ptr<const Dataset>> read_data_async(std::filesystem::path folder) {
-  return std::async(std::launch::async, [folder] { return std::shared_ptr<const Dataset>(std::make_shared<Dataset>(load_dataset(folder))); });
+// Reads on a background thread; quitting sets `cancel` and the read stops within one chunk.
+std::future<std::shared_ptr<const Dataset>> read_data_async(std::filesystem::path folder, const CancelFlag* cancel) {
+  return std::async(std::launch::async, [folder, cancel] {
+    return std::shared_ptr<const Dataset>(std::make_shared<Dataset>(load_dataset(folder, cancel)));
+  });
 }
 
 }  // namespace
@@ -50,7 +56,7 @@ void open_path(AppState& s, const std::filesystem::path& path) {
       return;
     }
     s.data_loading_path = p.string();
-    s.data_loading = read_data_async(p);
+    s.data_loading = read_data_async(p, &s.data_cancel);
     std::snprintf(s.training.data_path, sizeof s.training.data_path, "%s", p.c_str());
     s.post(Severity::Info, "Reading " + p.string() + " …");
     return;
@@ -90,11 +96,14 @@ void continue_here(AppState& s) {
 
 App::App(AppState& state) : s_(state) {
   Options& o = s_.options;
+  // Temporaries of saves cut short by a crash or a kill (never a file a live writer holds).
+  if (const int removed = remove_stale_temporaries(s_.data_dir); removed > 0)
+    std::fprintf(stderr, "vaelab: removed %d unfinished temporary file(s) in %s\n", removed, s_.data_dir.c_str());
   const std::filesystem::path data = o.data.empty() ? default_data_folder() : o.data;
   if (!s_.training.file_path[0])
     std::snprintf(s_.training.file_path, sizeof s_.training.file_path, "%s", (s_.data_dir / "checkpoint.vaelab").c_str());
   s_.data_loading_path = data.string();
-  s_.data_loading = read_data_async(data);
+  s_.data_loading = read_data_async(data, &s_.data_cancel);
   std::snprintf(s_.training.data_path, sizeof s_.training.data_path, "%s", data.c_str());
   s_.gap.sent_k = o.trainer.eval_iwae_k;
   s_.gap.sent_points = o.trainer.iwae_points;
@@ -103,11 +112,18 @@ App::App(AppState& state) : s_(state) {
   if (o.trainer.iwae_points > 0) s_.gap.iwae_points = s_.gap.sent_points;
   else s_.gap.sent_points = s_.gap.iwae_points;  // 0 (all images) is shown as the default subset
   s_.gap.measure = o.trainer.measure_estimators;
-  s_.autosave.file = autosave_file(s_.data_dir);
-  s_.autosave.aside = autosave_aside_file(s_.data_dir);
+  // A second instance on the same data folder autosaves under its own name, and does not offer
+  // the first one's autosave (that run is still going).
+  AutosaveState& a = s_.autosave;
+  a.lock = std::make_unique<AutosaveLock>(s_.data_dir);
+  a.file = instance_autosave_file(s_.data_dir, a.lock->owned(), static_cast<long>(::getpid()));
+  a.aside = a.lock->owned() ? autosave_aside_file(s_.data_dir) : std::filesystem::path(a.file).replace_extension(".previous.vaelab");
+  if (!a.lock->owned())
+    s_.post(Severity::Info, "Another vaelab autosaves to " + autosave_file(s_.data_dir).string() + "; this one autosaves to " +
+                                a.file.string() + ".");
   if (!o.follow.empty()) std::snprintf(s_.follow.folder, sizeof s_.follow.folder, "%s", o.follow.c_str());
   // A followed run's weights are the other program's: no resume offer, and no autosave of them.
-  if (o.load.empty() && !o.no_resume && o.follow.empty()) find_autosave();
+  if (o.load.empty() && !o.no_resume && o.follow.empty() && a.lock->owned()) find_autosave();
 }
 
 App::~App() {
@@ -117,6 +133,7 @@ App::~App() {
     if (!following()) autosave_on_exit();
     s_.trainer.reset();
   }
+  s_.data_cancel = true;  // a data folder still being read stops now instead of holding up the exit
   if (s_.data_loading.valid()) s_.data_loading.wait();
 }
 
@@ -151,7 +168,9 @@ void App::resume_offer() {
   ImGui::Spacing();
   const char* labels[] = {"model", "progress", "data", "saved"};
   char progress[96];
-  std::snprintf(progress, sizeof progress, "step %lld · epoch %d", static_cast<long long>(a.offer.step), a.offer.epoch);
+  // The epoch as the status line will show it once resumed; and whether it comes back paused.
+  std::snprintf(progress, sizeof progress, "step %lld · epoch %d%s", static_cast<long long>(a.offer.step),
+                epoch_in_progress(a.offer.epoch, false), a.offer.paused ? " · paused" : "");
   const std::string saved = a.offer.saved_at + " (" + describe_age(a.offer.age_s) + ")";
   const std::string values[] = {a.offer.model_text, progress, a.offer.data_name.empty() ? "?" : a.offer.data_name, saved};
   for (int i = 0; i < 4; ++i) {
@@ -172,9 +191,9 @@ void App::resume_offer() {
     a.offer_open = false;
     ImGui::CloseCurrentPopup();
     if (a.answer == AutosaveState::Answer::StartFresh) {
-      try {
-        move_autosave_aside(a.file, a.aside);
-        s_.post(Severity::Info, "Starting fresh; the autosave was kept as " + a.aside.string() + ".");
+      try {  // never over a longer run already kept in autosave.previous
+        const std::filesystem::path kept = keep_longer_autosave(a.file, a.aside, -1);
+        s_.post(Severity::Info, "Starting fresh; the autosave was kept as " + kept.string() + ".");
       } catch (const std::exception& e) {
         s_.post(Severity::Warning, std::string("Starting fresh; ") + e.what());
       }
@@ -188,6 +207,7 @@ void App::settle_offer() {
   if (a.offer_open || a.answer == AutosaveState::Answer::None || !a.parked_data) return;
   const bool resume = a.answer == AutosaveState::Answer::Resume;
   if (resume) s_.options.load = a.file;
+  if (resume && a.offer.paused) s_.options.trainer.start_paused = true;  // a paused run comes back paused
   const bool resumed = start_trainer(std::move(a.parked_data));
   a.parked_data.reset();
   if (resume && resumed) {
@@ -202,8 +222,28 @@ void App::autosave_tick() {
   if (!s_.trainer || !s_.snap) return;
   a.clock.set_interval(a.minutes * 60.0);
   if (!a.clock.due(s_.now, s_.snap->step)) return;
-  save_checkpoint(s_, a.file);
   a.clock.saved(s_.now, s_.snap->step);
+  if (!keep_longer_autosave_or_say(s_.snap->step)) return;
+  save_checkpoint(s_, a.file);
+  note_autosave_paused(a.file, s_.snap->state == TrainerState::Paused);
+}
+
+bool App::keep_longer_autosave_or_say(std::int64_t step) {
+  const AutosaveState& a = s_.autosave;
+  try {
+    const std::filesystem::path kept = keep_longer_autosave(a.file, a.aside, step);
+    if (!kept.empty()) {
+      const std::string note = "The autosave held a longer run; it was kept as " + kept.string() + ".";
+      std::fprintf(stderr, "vaelab: %s\n", note.c_str());
+      s_.post(Severity::Info, note);
+    }
+    return true;
+  } catch (const std::exception& e) {
+    const std::string note = std::string("Not autosaving, to keep the longer run in the autosave: ") + e.what();
+    std::fprintf(stderr, "vaelab: %s\n", note.c_str());
+    s_.post(Severity::Warning, note);
+    return false;
+  }
 }
 
 void App::autosave_on_exit() {
@@ -214,7 +254,9 @@ void App::autosave_on_exit() {
   try {
     std::error_code ec;
     std::filesystem::create_directories(a.file.parent_path(), ec);
+    if (!keep_longer_autosave_or_say(snap->step)) return;
     s_.trainer->save_now(a.file);
+    note_autosave_paused(a.file, snap->state == TrainerState::Paused);
     std::fprintf(stderr, "vaelab: autosaved step %lld to %s\n", static_cast<long long>(snap->step), a.file.c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "vaelab: autosave on exit skipped: %s\n", e.what());
@@ -247,13 +289,18 @@ bool App::start_trainer(std::shared_ptr<const Dataset> data) {
           if (o.load.extension() == ".safetensors") trainer->import_safetensors_now(o.load);
           else trainer->load_now(o.load);
           loaded = true;
-          std::snprintf(s_.training.file_path, sizeof s_.training.file_path, "%s", o.load.c_str());
+          // Ctrl+S and Save go to the user's own checkpoint, never into the autosave file.
+          if (o.load != s_.autosave.file)
+            std::snprintf(s_.training.file_path, sizeof s_.training.file_path, "%s", o.load.c_str());
         } catch (const std::exception& e) {
           std::string aside;
           if (o.load == s_.autosave.file) {  // keep it: the fresh run's next autosave would replace it
-            std::error_code ec;
-            std::filesystem::rename(o.load, s_.autosave.aside, ec);
-            if (!ec) aside = " It was moved to " + s_.autosave.aside.string() + "; training starts fresh.";
+            try {
+              const std::filesystem::path kept = keep_longer_autosave(o.load, s_.autosave.aside, -1);
+              aside = " It was moved to " + kept.string() + "; training starts fresh.";
+            } catch (const std::exception&) {
+              // stays in place; the next autosave keeps it aside before writing (keep_longer_autosave)
+            }
           }
           s_.post(Severity::Error, std::string("Could not open ") + o.load.string() + ": " + e.what() + aside);
         }
@@ -650,7 +697,10 @@ void App::after_render(int fb_w, int fb_h) {
       }
     }
     info << "fps " << s_.stats.fps << "\n";
+    if (!s_.training.memory_text.empty()) info << "memory " << s_.training.memory_text << "\n";
     info << "resume_offer " << (s_.autosave.offer_open ? 1 : 0) << "\n";
+    if (s_.autosave.offer_open) info << "offer_epoch " << epoch_in_progress(s_.autosave.offer.epoch, false) << "\n";
+    if (s_.snap) info << "epoch " << epoch_in_progress(s_.snap->epoch, s_.snap->state == TrainerState::Finished) << "\n";
     info << "errors " << std::count_if(s_.messages.begin(), s_.messages.end(), [](const Message& m) { return m.severity == Severity::Error; }) << "\n";
     for (const auto& [name, r] : s_.rects) info << "rect " << name << ' ' << r.x << ' ' << r.y << ' ' << r.z << ' ' << r.w << "\n";
     info.close();

@@ -52,6 +52,9 @@ class App {
   void settle_offer();
   void autosave_tick();
   void autosave_on_exit();
+  // Keeps an autosave holding more training than `step` before it is replaced, saying where;
+  // false (and a warning) when it could not be kept: then no autosave is written.
+  bool keep_longer_autosave_or_say(std::int64_t step);
 
   AppState& s_;
   int screenshots_requested_ = 0;

@@ -112,6 +112,11 @@ struct TrainingPanelState {
   char file_path[1024] = "";
   char data_path[1024] = "";
   std::uint64_t log_lines_seen = 0;  // serial of the last log line shown (for auto-scroll)
+  // The form's model against the free memory: "needs 180 MB of 7.6 GB available" (empty: unknown).
+  std::string memory_text;
+  bool memory_fits = true;
+  std::uint64_t available = 0;       // available_memory(), re-read every few seconds
+  double available_at = -1e9;
 };
 
 // File → Follow a run…: the folder field of its modal (the last folder followed) and whether the
@@ -306,8 +311,10 @@ struct GapState {
 // Autosave of the current run (every `minutes`, and on exit) and the offer to resume one found at
 // launch. While the offer is open the trainer waits: the data read meanwhile is parked here.
 struct AutosaveState {
-  int minutes = kDefaultAutosaveMinutes;  // 0: off (periodic and on exit); persisted in the ini
+  int minutes = kDefaultAutosaveMinutes;  // in force this launch; 0: off (periodic and on exit)
+  int saved_minutes = kDefaultAutosaveMinutes;  // the preference in the ini (--autosave-minutes is for one launch)
   std::filesystem::path file, aside;      // <data dir>/autosave.vaelab, …/autosave.previous.vaelab
+  std::unique_ptr<AutosaveLock> lock;     // held: this instance owns autosave.vaelab
   AutosaveClock clock;
   bool offer_open = false;                // the modal is showing
   AutosaveInfo offer;
@@ -359,6 +366,7 @@ struct AppState {
   // a data folder being read in the background (drop or "Open")
   std::future<std::shared_ptr<const Dataset>> data_loading;
   std::string data_loading_path;
+  CancelFlag data_cancel{false};      // set on quit: the background read stops
 
   std::vector<Message> messages;
   std::uint64_t errors_seen = 0;      // serial of the last trainer error turned into a message

@@ -230,6 +230,7 @@ void install_signal_handlers() {
   std::signal(SIGUSR1, on_signal);
   std::signal(SIGTERM, on_signal);
   std::signal(SIGINT, on_signal);
+  std::signal(SIGHUP, on_signal);  // the terminal closed: quit with the exit autosave, as for SIGTERM
 }
 
 std::filesystem::path settings_file(const vaelab::app::AppState& state) { return state.config_dir / "vaelab.ini"; }
@@ -248,7 +249,17 @@ std::unique_ptr<vaelab::app::AppState> create_state(const Options& options) {
   vaelab::app::install_settings_handler(*state);
   std::string warning;
   vaelab::app::load_settings(settings_file(*state), warning);
-  if (options.autosave_minutes >= 0) state->autosave.minutes = options.autosave_minutes;
+  // --autosave-minutes holds for this launch only; the ini keeps the saved preference.
+  auto& autosave = state->autosave;
+  autosave.minutes = options.autosave_minutes >= 0 ? options.autosave_minutes : autosave.saved_minutes;
+  if (autosave.minutes == 0) {
+    const std::string off = options.autosave_minutes == 0
+                                ? "Autosave is off for this launch (--autosave-minutes 0): nothing is saved on exit."
+                                : "Autosave is off (autosave_minutes=0 in " + settings_file(*state).string() +
+                                      "): nothing is saved on exit.";
+    std::fprintf(stderr, "vaelab: warning: %s\n", off.c_str());
+    state->post(vaelab::Severity::Warning, off);
+  }
   if (!warning.empty()) {
     std::fprintf(stderr, "vaelab: warning: %s\n", warning.c_str());
     state->post(vaelab::Severity::Warning, warning);
@@ -256,9 +267,24 @@ std::unique_ptr<vaelab::app::AppState> create_state(const Options& options) {
   return state;
 }
 
-// GLFW and an OpenGL 3.3 core window of the size asked for (or the last one used), its context
-// current. nullptr, after a message, when there is no display or no OpenGL 3.3.
-GLFWwindow* open_window(const Options& options, const vaelab::app::AppState& state) {
+// A window larger than the screen (a saved 16384×150, or --size) cannot be seen whole nor moved
+// back: it is made to fit the primary monitor, with a warning.
+void fit_to_screen(int& width, int& height, vaelab::app::AppState& state) {
+  GLFWmonitor* monitor = glfwGetPrimaryMonitor();
+  const GLFWvidmode* mode = monitor ? glfwGetVideoMode(monitor) : nullptr;
+  if (!mode || (width <= mode->width && height <= mode->height)) return;
+  const std::string warning = "The window size " + std::to_string(width) + "×" + std::to_string(height) +
+                              " is larger than the screen (" + std::to_string(mode->width) + "×" +
+                              std::to_string(mode->height) + "); the window was made to fit.";
+  width = std::min(width, mode->width);
+  height = std::min(height, mode->height);
+  std::fprintf(stderr, "vaelab: warning: %s\n", warning.c_str());
+  state.post(vaelab::Severity::Warning, warning);
+}
+
+// GLFW and an OpenGL 3.3 core window of the size asked for (or the last one used, fitted to the
+// screen), its context current. nullptr, after a message, when there is no display or no OpenGL 3.3.
+GLFWwindow* open_window(const Options& options, vaelab::app::AppState& state) {
   glfwSetErrorCallback([](int code, const char* text) { std::fprintf(stderr, "vaelab: GLFW error %d: %s\n", code, text); });
   if (!glfwInit()) {
     std::fprintf(stderr, "vaelab: cannot open a window (no display? set DISPLAY, or use vaelab-train for headless training)\n");
@@ -269,6 +295,7 @@ GLFWwindow* open_window(const Options& options, const vaelab::app::AppState& sta
     width = state.window_w;
     height = state.window_h;
   }
+  fit_to_screen(width, height, state);
   glfwWindowHint(GLFW_CONTEXT_VERSION_MAJOR, 3);
   glfwWindowHint(GLFW_CONTEXT_VERSION_MINOR, 3);
   glfwWindowHint(GLFW_OPENGL_PROFILE, GLFW_OPENGL_CORE_PROFILE);

@@ -13,6 +13,7 @@
 #include "app/panels.hpp"
 #include "core/autosave.hpp"
 #include "core/error.hpp"
+#include "core/memory_estimate.hpp"
 
 namespace vaelab::app {
 namespace {
@@ -362,6 +363,34 @@ void draw_rebuild_confirmation(AppState& state, const Snapshot* snap) {
   ImGui::EndPopup();
 }
 
+// What training the form's model would need (format_bytes(estimate_training_memory(…).total()))
+// against the memory available, in the warning colour when it does not fit.
+void draw_memory_estimate(AppState& state, const Snapshot* snap) {
+  TrainingPanelState& t = state.training;
+  t.memory_text.clear();
+  if (!snap || !state.data) return;
+  ModelConfig model = snap->model_config;
+  TrainConfig train = snap->train_config;
+  try {
+    apply_form(t.form.fields, model, train);
+  } catch (const std::exception&) {
+    return;  // the form's own error says why
+  }
+  if (state.now - t.available_at > 5.0) {
+    t.available = available_memory();
+    t.available_at = state.now;
+  }
+  const std::uint64_t need = estimate_training_memory(model, train, dataset_bytes(*state.data, train)).total();
+  const bool known = t.available != UINT64_MAX;
+  t.memory_fits = !known || need <= t.available;
+  t.memory_text = "training needs about " + format_bytes(need) +
+                  (known ? " of " + format_bytes(t.available) + " available" : std::string());
+  if (!t.memory_fits) t.memory_text += ": it does not fit";
+  ImGui::PushStyleColor(ImGuiCol_Text, t.memory_fits ? ImGui::GetStyleColorVec4(ImGuiCol_TextDisabled) : kWarningColour);
+  ImGui::TextUnformatted(t.memory_text.c_str());
+  ImGui::PopStyleColor();
+}
+
 void draw_model_form(AppState& state, const Snapshot* snap) {
   ModelForm& form = state.training.form;
   if (snap) follow_running_model(form, *snap);
@@ -394,6 +423,7 @@ void draw_model_form(AppState& state, const Snapshot* snap) {
     ImGui::SameLine();
     ImGui::TextDisabled("edited");
   }
+  draw_memory_estimate(state, snap);
   if (!form.error.empty()) {
     ImGui::PushStyleColor(ImGuiCol_Text, kErrorColour);
     ImGui::TextWrapped("%s", form.error.c_str());
@@ -447,6 +477,7 @@ void draw_files(AppState& state, const Snapshot* snap) {
   ImGui::SetNextItemWidth(ImGui::GetFontSize() * 6);
   if (ImGui::InputInt("autosave every (min)", &state.autosave.minutes)) {
     state.autosave.minutes = std::clamp(state.autosave.minutes, 0, 120);
+    state.autosave.saved_minutes = state.autosave.minutes;  // the user's own choice is kept
     ImGui::GetIO().WantSaveIniSettings = true;  // saved by the frame loop
   }
   if (ImGui::IsItemHovered())

@@ -94,7 +94,7 @@ void prefs_line(ImGuiContext*, ImGuiSettingsHandler* handler, void*, const char*
   else if (key == "gap_resolution") as_int(32, 512, s.gap.resolution);
   else if (key == "gap_zoom") as_bool(s.gap.zoom);
   else if (key == "autosave_minutes")
-    as_int(static_cast<int>(flags::kAutosaveMinutes.lo), static_cast<int>(flags::kAutosaveMinutes.hi), s.autosave.minutes);
+    as_int(static_cast<int>(flags::kAutosaveMinutes.lo), static_cast<int>(flags::kAutosaveMinutes.hi), s.autosave.saved_minutes);
   else if (key == "window_w") as_int(200, 16384, s.window_w);
   else if (key == "window_h") as_int(150, 16384, s.window_h);
 }
@@ -111,7 +111,7 @@ void prefs_write(ImGuiContext*, ImGuiSettingsHandler* handler, ImGuiTextBuffer* 
   out->appendf("gap_open=%d\ngap_resolution=%d\ngap_zoom=%d\n", s.gap.open ? 1 : 0, s.gap.resolution, s.gap.zoom ? 1 : 0);
   out->appendf("file_path=%s\ndata_path=%s\n", s.training.file_path, s.training.data_path);
   if (s.follow.folder[0]) out->appendf("follow_folder=%s\n", s.follow.folder);
-  out->appendf("autosave_minutes=%d\n", s.autosave.minutes);
+  out->appendf("autosave_minutes=%d\n", s.autosave.saved_minutes);  // never a one-launch --autosave-minutes
   if (s.window_w > 0 && s.window_h > 0) out->appendf("window_w=%d\nwindow_h=%d\n", s.window_w, s.window_h);
   out->append("\n");
 }

@@ -1,9 +1,15 @@
 // Autosave bookkeeping (see autosave.hpp): the due-time rule, reading a found autosave for the
-// resume offer, and moving a declined one aside. No threads and no UI here.
+// resume offer, moving a declined one aside and keeping a longer run from being overwritten. No threads and no UI here.
 #include "core/autosave.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <ctime>
+#include <fstream>
+#include <limits>
 
 #include "core/checkpoint.hpp"
 #include "core/error.hpp"
@@ -13,6 +19,26 @@ namespace vaelab {
 std::filesystem::path autosave_file(const std::filesystem::path& data_dir) { return data_dir / "autosave.vaelab"; }
 std::filesystem::path autosave_aside_file(const std::filesystem::path& data_dir) {
   return data_dir / "autosave.previous.vaelab";
+}
+
+AutosaveLock::AutosaveLock(const std::filesystem::path& data_dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(data_dir, ec);
+  const int fd = ::open((data_dir / "autosave.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (fd < 0) return;
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    return;
+  }
+  fd_ = fd;
+}
+
+AutosaveLock::~AutosaveLock() {
+  if (fd_ >= 0) ::close(fd_);  // releases the lock
+}
+
+std::filesystem::path instance_autosave_file(const std::filesystem::path& data_dir, bool owner, long pid) {
+  return owner ? autosave_file(data_dir) : data_dir / ("autosave-" + std::to_string(pid) + ".vaelab");
 }
 
 bool AutosaveClock::due(double now_s, std::int64_t step) {
@@ -60,6 +86,7 @@ std::optional<AutosaveInfo> inspect_autosave(const std::filesystem::path& file, 
     info.step = s.step;
     info.epoch = s.epoch;
     info.data_name = s.data_name;
+    info.paused = std::filesystem::exists(autosave_paused_marker(file), ec);
     info.model_text = describe_model(s.model);
     const auto written = std::filesystem::last_write_time(file, ec);
     if (!ec) {
@@ -79,10 +106,54 @@ std::optional<AutosaveInfo> inspect_autosave(const std::filesystem::path& file, 
   }
 }
 
+std::filesystem::path autosave_paused_marker(const std::filesystem::path& file) {
+  std::filesystem::path marker = file;
+  return marker += ".paused";
+}
+
+void note_autosave_paused(const std::filesystem::path& file, bool paused) {
+  std::error_code ec;
+  if (!paused) {
+    std::filesystem::remove(autosave_paused_marker(file), ec);
+    return;
+  }
+  std::ofstream(autosave_paused_marker(file)) << "paused\n";
+}
+
 void move_autosave_aside(const std::filesystem::path& file, const std::filesystem::path& aside) {
   std::error_code ec;
   std::filesystem::rename(file, aside, ec);
   if (ec) throw Error("could not move the autosave " + file.string() + " to " + aside.string() + ": " + ec.message());
+  const bool paused = std::filesystem::exists(autosave_paused_marker(file), ec);
+  note_autosave_paused(file, false);
+  note_autosave_paused(aside, paused);
+}
+
+namespace {
+
+// The step a checkpoint holds; −1 when there is none, and the largest step when it cannot be read
+// (a file that cannot be judged is kept).
+std::int64_t saved_step(const std::filesystem::path& file) {
+  std::error_code ec;
+  if (!std::filesystem::exists(file, ec)) return -1;
+  try {
+    return load_checkpoint(file).step;
+  } catch (const std::exception&) {
+    return std::numeric_limits<std::int64_t>::max();
+  }
+}
+
+}  // namespace
+
+std::filesystem::path keep_longer_autosave(const std::filesystem::path& file, const std::filesystem::path& aside,
+                                           std::int64_t step) {
+  const std::int64_t held = saved_step(file);
+  if (held < 0 || held <= step) return {};
+  std::filesystem::path keep = aside;
+  if (held == std::numeric_limits<std::int64_t>::max()) keep = file.parent_path() / "autosave.unreadable.vaelab";
+  else if (saved_step(aside) > held) keep = file.parent_path() / ("autosave.step" + std::to_string(held) + ".vaelab");
+  move_autosave_aside(file, keep);
+  return keep;
 }
 
 }  // namespace vaelab

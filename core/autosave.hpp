@@ -17,6 +17,24 @@ inline constexpr int kDefaultAutosaveMinutes = 5;
 std::filesystem::path autosave_file(const std::filesystem::path& data_dir);
 std::filesystem::path autosave_aside_file(const std::filesystem::path& data_dir);
 
+// One instance owns <data_dir>/autosave.vaelab: the one holding an flock on <data_dir>/autosave.lock
+// (taken without waiting; released when the object goes or the process dies). Another instance
+// autosaves beside it under its own name (instance_autosave_file), so neither run replaces the other.
+class AutosaveLock {
+ public:
+  explicit AutosaveLock(const std::filesystem::path& data_dir);
+  ~AutosaveLock();
+  AutosaveLock(const AutosaveLock&) = delete;
+  AutosaveLock& operator=(const AutosaveLock&) = delete;
+  bool owned() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+// autosave.vaelab for the owner of the lock, "autosave-<pid>.vaelab" for another instance.
+std::filesystem::path instance_autosave_file(const std::filesystem::path& data_dir, bool owner, long pid);
+
 // When the next periodic autosave is due: every `interval_s` seconds (≤ 0: never), and only if
 // training moved since the last one (a paused run is not rewritten every few minutes) and the run
 // has trained at all (step 0 has nothing worth keeping, and must not replace an older autosave).
@@ -39,7 +57,8 @@ class AutosaveClock {
 struct AutosaveInfo {
   ModelConfig model;
   std::int64_t step = 0;
-  int epoch = 0;
+  int epoch = 0;             // completed epochs
+  bool paused = false;       // the run was paused when it was autosaved (see autosave_paused_marker)
   std::string data_name;
   std::string model_text;   // "mlp 784-400-2, bernoulli"
   std::string saved_at;     // local time of the file's last write, "2026-12-01 17:42"
@@ -55,7 +74,27 @@ std::string describe_model(const ModelConfig& m);
 // "3 minutes ago", "2 hours ago", "just now".
 std::string describe_age(double seconds);
 
-// Renames `file` to `aside` (replacing an older one). Throws vaelab::Error with both names.
+// The epoch shown for a run that has completed `completed` epochs: the one in progress, as the
+// training panel's status line counts it (a finished run shows its last one).
+inline int epoch_in_progress(int completed, bool finished) { return finished ? completed : completed + 1; }
+
+// "<file>.paused": beside an autosave of a paused run, so that resuming it comes back paused.
+std::filesystem::path autosave_paused_marker(const std::filesystem::path& file);
+// Writes or removes the marker for `file`. Best effort: never throws.
+void note_autosave_paused(const std::filesystem::path& file, bool paused);
+
+// Renames `file` to `aside` (replacing an older one), its paused marker with it. Throws
+// vaelab::Error with both names.
 void move_autosave_aside(const std::filesystem::path& file, const std::filesystem::path& aside);
+
+// Before an autosave of a run at `step` replaces `file`: when `file` holds more training (a larger
+// step, or it cannot be read to tell), it is kept first, never replaced. It goes to `aside`
+// unless `aside` holds still more training; then beside it as "autosave.step<N>.vaelab" (N: its
+// step), so a series of short runs cannot push a long one out either; an unreadable one goes to
+// "autosave.unreadable.vaelab". Returns where it was kept (empty: nothing needed keeping); `step`
+// −1 always keeps it ("Start fresh", a failed resume). Throws vaelab::Error when it could not be
+// moved: the caller must then not write the autosave.
+std::filesystem::path keep_longer_autosave(const std::filesystem::path& file, const std::filesystem::path& aside,
+                                           std::int64_t step);
 
 }  // namespace vaelab

@@ -1,6 +1,6 @@
 // Tests for core/autosave: when a periodic autosave is due, what the resume offer reads from a
-// real trainer save, refusing a damaged autosave, moving one aside, and that a run that diverged
-// autosaves its restored finite weights. Not the app's modal (tests/e2e drives that).
+// real trainer save, refusing a damaged autosave, moving one aside, keeping a longer run from being
+// replaced by a shorter one, and that a run that diverged autosaves its restored finite weights. Not the app's modal (tests/e2e drives that).
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -85,6 +85,75 @@ TEST_CASE("autosave: the resume offer reads a real save and never offers a damag
   CHECK(inspect_autosave(aside, error).has_value());
   const std::string m = error_of([&] { move_autosave_aside(file, aside); });
   CHECK_MESSAGE(has(m, "could not move the autosave " + file.string()), m);
+}
+
+TEST_CASE("autosave: a shorter run never replaces a longer one without keeping it") {
+  TempDir dir("autosave");
+  const auto file = autosave_file(dir.path), aside = autosave_aside_file(dir.path);
+  CHECK(keep_longer_autosave(file, aside, 5).empty());  // none there: nothing to keep
+
+  auto longer = trained(12);
+  longer->save_now(file);
+  CHECK(keep_longer_autosave(file, aside, 20).empty());  // the new one holds more: replace it
+  CHECK(fs::exists(file));
+
+  // A 5-step run would replace the 12-step autosave: the 12 steps go to autosave.previous.
+  CHECK(keep_longer_autosave(file, aside, 5) == aside);
+  CHECK_FALSE(fs::exists(file));
+  CHECK(load_checkpoint(aside).step == 12);
+
+  // Another short run (3 steps) after a 5-step one: the 12 steps stay in autosave.previous and the
+  // 5 steps are kept beside it under their step.
+  auto shorter = trained(5);
+  shorter->save_now(file);
+  const auto kept = keep_longer_autosave(file, aside, 3);
+  CHECK(kept == dir.path / "autosave.step5.vaelab");
+  CHECK(load_checkpoint(aside).step == 12);
+  CHECK(load_checkpoint(kept).step == 5);
+
+  // "Start fresh" (step −1: always keep it) over a longer autosave.previous keeps both.
+  shorter->save_now(file);
+  CHECK(keep_longer_autosave(file, aside, -1) == dir.path / "autosave.step5.vaelab");
+  CHECK(load_checkpoint(aside).step == 12);
+
+  // A file that cannot be read is kept too (it cannot be told to hold less).
+  write_all(file, Bytes{1, 2, 3});
+  CHECK(keep_longer_autosave(file, aside, 1000) == dir.path / "autosave.unreadable.vaelab");
+  CHECK_FALSE(fs::exists(file));
+  CHECK(load_checkpoint(aside).step == 12);
+}
+
+TEST_CASE("autosave: the offer shows the epoch as the status line does, and whether the run was paused") {
+  CHECK(epoch_in_progress(0, false) == 1);  // the status line counts the epoch in progress
+  CHECK(epoch_in_progress(3, false) == 4);
+  CHECK(epoch_in_progress(3, true) == 3);   // a finished run shows its last one
+  TempDir dir("autosave");
+  const auto file = autosave_file(dir.path), aside = autosave_aside_file(dir.path);
+  auto tr = trained(4);
+  tr->save_now(file);
+  std::string error;
+  CHECK_FALSE(inspect_autosave(file, error)->paused);
+  note_autosave_paused(file, true);
+  CHECK(inspect_autosave(file, error)->paused);
+  move_autosave_aside(file, aside);  // the marker goes with it
+  CHECK(inspect_autosave(aside, error)->paused);
+  CHECK_FALSE(fs::exists(autosave_paused_marker(file)));
+  note_autosave_paused(aside, false);
+  CHECK_FALSE(inspect_autosave(aside, error)->paused);
+}
+
+TEST_CASE("autosave: one instance owns autosave.vaelab; another autosaves beside it under its own name") {
+  TempDir dir("autosave");
+  {
+    AutosaveLock first(dir.path);
+    CHECK(first.owned());
+    AutosaveLock second(dir.path);  // another open file: the flock refuses it as for another process
+    CHECK_FALSE(second.owned());
+    CHECK(instance_autosave_file(dir.path, first.owned(), 100) == autosave_file(dir.path));
+    CHECK(instance_autosave_file(dir.path, second.owned(), 4242) == dir.path / "autosave-4242.vaelab");
+  }
+  AutosaveLock after(dir.path);  // released with its owner
+  CHECK(after.owned());
 }
 
 TEST_CASE("autosave: after a divergence the autosave holds the restored finite weights") {

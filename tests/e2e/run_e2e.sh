@@ -4,8 +4,8 @@
 # xdotool and check (from the app's own PNG dumps) that the decoded image changed — and that it
 # stays put without a drag — open the gap window's Posterior tab and wait for its heat map, then
 # close it with Ctrl+Q and expect exit code 0 and an autosave of the paused step. Relaunched, the
-# app must offer to resume it: "Resume" continues from that step, "Start fresh" (third run) starts
-# at step 0 and moves the autosave aside. A last run (--no-resume: no offer) poisons a weight with
+# app must offer to resume it: "Resume" continues from that step, paused as it was, at the epoch the
+# offer showed; "Start fresh" (third run) starts at step 0 and moves the autosave aside. A last run (--no-resume: no offer) poisons a weight with
 # NaN (--poison-at-step), expects the error in the window, the app alive and a finite autosave.
 # Not a unit test of the panels; usage: run_e2e.sh path/to/vaelab OUTPUT_DIR
 set -uo pipefail
@@ -89,9 +89,16 @@ answer_offer() {  # answer_offer BUTTON: wait for the modal, click BUTTON (resum
   shot
   [[ $(field resume_offer) == 0 ]] || fail "the resume offer is still open after clicking $1"
 }
-start_app "$out/shots-resume" --paused
+# Launched without --paused: the run was paused when it was autosaved, and comes back paused.
+start_app "$out/shots-resume"
+find_window
+offer_open() { [[ $(field resume_offer) == 1 ]]; }
+shoot_until 40 0.5 offer_open || fail "no offer to resume the autosave within 20 s"
+offer_epoch=$(field offer_epoch)
 answer_offer resume_button
 [[ $(field step) == "$saved_step" ]] || fail "Resume: expected step $saved_step, the app is at step $(field step)"
+[[ $(field state) == paused ]] || fail "Resume: the run was paused when autosaved, it came back $(field state)"
+[[ $(field epoch) == "$offer_epoch" ]] || fail "Resume: the offer showed epoch $offer_epoch, the status line epoch $(field epoch)"
 (($(field errors) == 0)) || fail "errors shown after resuming"
 echo "resumed at step $saved_step"
 close_app

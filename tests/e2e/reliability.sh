@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# End-to-end reliability checks of the desktop app under Xvfb (issue 23, app side): a one-launch
+# --autosave-minutes 0 is never written to vaelab.ini, and the next launch autosaves again; a saved
+# window larger than the screen is fitted to it with a warning; a temporary left by a killed save is
+# removed at start; the model form shows the memory estimate; SIGHUP (the terminal closed) quits
+# with the exit autosave, as SIGTERM does; a shorter run's exit autosave keeps the longer one; a
+# second instance on the same data folder autosaves under its own name.
+# Not the resume offer (run_e2e.sh drives that); usage: reliability.sh path/to/vaelab OUTPUT_DIR
+set -uo pipefail
+
+source "$(dirname "${BASH_SOURCE[0]}")/e2e_lib.sh"
+init_e2e "$@"
+start_xvfb
+ini=$out/config/vaelab/vaelab.ini
+mkdir -p "$out/config/vaelab" "$out/data/vaelab"
+printf '[vaelab][prefs]\nwindow_w=16384\nwindow_h=150\n\n' >"$ini"
+stale=$out/data/vaelab/checkpoint.vaelab.tmp.4242  # as a save killed mid-write leaves it
+echo partial >"$stale"
+
+# ---- launch 1: --autosave-minutes 0 (this launch only), the saved 16384×150 window ----
+"$app" --data "$data" --train-limit 2000 --screenshot-dir "$out/shots" --autosave-minutes 0 >>"$out/app.log" 2>&1 &
+app_pid=$!
+shot_dir=$out/shots shots=0
+wait_for "$out/shots/ready" 60
+find_window
+shot
+[[ -e $stale ]] && fail "the stale temporary $stale is still there after the start"
+echo "stale temporary removed at start"
+grep -q "larger than the screen" "$out/app.log" || fail "no warning about the 16384×150 window"
+sleep 2
+close_app
+grep -q "autosaved step" "$out/app.log" && fail "--autosave-minutes 0 still autosaved on exit"
+grep -q '^autosave_minutes=0' "$ini" && fail "--autosave-minutes 0 (one launch) was written into $ini"
+w=$(awk -F= '$1 == "window_w" { print $2 }' "$ini") h=$(awk -F= '$1 == "window_h" { print $2 }' "$ini")
+((w > 0 && w <= 1280 && h > 0 && h <= 800)) || fail "the window is ${w}×${h} on a 1280×800 screen"
+echo "one-launch autosave setting not persisted; window fitted to ${w}×${h}"
+
+# ---- launch 2: no flag, so autosave is on again; SIGHUP quits with the exit autosave ----
+# Only the prefs stay: the panel layout of a 150-pixel-high window would hide the model form.
+awk '/^\[/ { keep = ($0 == "[vaelab][prefs]") } keep' "$ini" >"$ini.prefs" && mv "$ini.prefs" "$ini"
+start_app "$out/shots-hup"
+wait_for "$out/shots-hup/ready" 60
+find_window
+trained_past_10() { (($(field step) > 10)); }  # more than the shorter run of launch 3
+shoot_until 60 0.5 trained_past_10 || fail "not past step 10 after 30 s of training"
+# The model form shows what training its model needs against the memory available.
+click model_settings
+has_memory() { [[ $(line memory) == "training needs about "*" available"* ]]; }
+shoot_until 10 0.5 has_memory || fail "the model form shows no memory estimate ('$(line memory)')"
+echo "model form: $(line memory)"
+kill -HUP "$app_pid"
+for _ in $(seq 200); do alive || break; sleep 0.1; done
+alive && fail "vaelab did not exit within 20 s of SIGHUP"
+wait "$app_pid"
+rc=$?
+app_pid=""
+((rc == 0)) || fail "vaelab exited with code $rc after SIGHUP"
+grep -q "autosaved step .* to .*autosave.vaelab" "$out/app.log" || fail "SIGHUP quit without the exit autosave"
+[[ -s $out/data/vaelab/autosave.vaelab ]] || fail "no autosave after SIGHUP"
+echo "SIGHUP: exit code 0 with the autosave ($(grep -o 'autosaved step [0-9]*' "$out/app.log" | tail -1))"
+hup_step=$(grep -o 'autosaved step [0-9]*' "$out/app.log" | tail -1 | grep -o '[0-9]*$')
+
+# ---- launch 3: a shorter run (--no-resume; it diverges and pauses at step 5) must keep the longer autosave ----
+start_app "$out/shots-short" --no-resume --poison-at-step 5
+wait_for "$out/shots-short/ready" 60
+find_window
+is_paused() { [[ $(field state) == paused ]]; }
+shoot_until 30 0.5 is_paused || fail "the poisoned run did not pause"
+kill -TERM "$app_pid"
+for _ in $(seq 200); do alive || break; sleep 0.1; done
+alive && fail "vaelab did not exit within 20 s of SIGTERM"
+wait "$app_pid"
+app_pid=""
+aside=$out/data/vaelab/autosave.previous.vaelab
+grep -q "longer run; it was kept as $aside" "$out/app.log" || fail "the shorter run's autosave did not keep the $hup_step-step one"
+[[ -s $aside ]] || fail "no $aside after the shorter run"
+echo "shorter run: the $hup_step-step autosave was kept as $(basename "$aside")"
+# ---- launch 4: two instances on one data folder; the second autosaves under its own name ----
+start_app "$out/shots-first" --no-resume
+first_pid=$app_pid
+wait_for "$out/shots-first/ready" 60
+start_app "$out/shots-second" --no-resume
+second_pid=$app_pid
+wait_for "$out/shots-second/ready" 60
+sleep 3
+kill -TERM "$first_pid" "$second_pid"
+wait "$first_pid" || fail "the first instance exited with code $?"
+wait "$second_pid" || fail "the second instance exited with code $?"
+app_pid=""
+grep -q "autosaved step [0-9]* to .*/autosave-$second_pid.vaelab" "$out/app.log" ||
+  fail "the second instance did not autosave beside the first under its own name"
+[[ -s $out/data/vaelab/autosave-$second_pid.vaelab && -s $out/data/vaelab/autosave.vaelab ]] || fail "one of the two autosaves is missing"
+echo "two instances: autosave.vaelab and autosave-$second_pid.vaelab"
+echo "PASS (screenshots: $out/shots, $out/shots-hup, $out/shots-short, $out/shots-first, $out/shots-second)"
