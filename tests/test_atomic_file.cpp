@@ -36,7 +36,10 @@ TEST_CASE("atomic_file: a save refuses a device node, a FIFO and a folder, and l
     cases.emplace_back("null", "is a character device, not a regular file");
   else
     MESSAGE("cannot create a device node here (not privileged); the FIFO stands in for it");
-  for (const auto& [name, why] : cases) {
+  for (const auto& one_case : cases) {
+    // Plain references, not a structured binding: clang 14 cannot capture one in doctest's lambdas.
+    const auto& name = one_case.first;
+    const auto& why = one_case.second;
     const fs::path target = dir / name;
     const fs::file_type before = fs::symlink_status(target).type();
     const std::string m = error_of([&] { write_file_atomically(target, kNew.data(), kNew.size()); });
