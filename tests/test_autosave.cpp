@@ -142,7 +142,7 @@ TEST_CASE("autosave: the offer shows the epoch as the status line does, and whet
   CHECK_FALSE(inspect_autosave(aside, error)->paused);
 }
 
-TEST_CASE("autosave: one instance owns autosave.vaelab; another autosaves beside it under its own name") {
+TEST_CASE("autosave: one instance owns autosave.vaelab and another autosaves beside it under its own name") {
   TempDir dir("autosave");
   {
     AutosaveLock first(dir.path);
