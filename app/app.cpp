@@ -26,6 +26,7 @@
 #include "app/panels.hpp"
 #include "core/atomic_file.hpp"
 #include "core/autosave.hpp"
+#include "core/data_source.hpp"
 #include "core/error.hpp"
 
 namespace vaelab::app {
@@ -40,7 +41,7 @@ bool looks_like_idx(const std::filesystem::path& p) {
 // Reads on a background thread; quitting sets `cancel` and the read stops within one chunk.
 std::future<std::shared_ptr<const Dataset>> read_data_async(std::filesystem::path folder, const CancelFlag* cancel) {
   return std::async(std::launch::async, [folder, cancel] {
-    return std::shared_ptr<const Dataset>(std::make_shared<Dataset>(load_dataset(folder, cancel)));
+    return std::shared_ptr<const Dataset>(std::make_shared<Dataset>(load_dataset(folder, LoadOptions{}, cancel)));
   });
 }
 

@@ -59,7 +59,7 @@ void draw_aggregate_tab(AppState& state, const Snapshot& snap) {
     g.agg.job_model = state.model_serial;
     g.agg.job = std::async(std::launch::async, [model, data, idx, spec] {
       const ImageSet& set = data->test;
-      Eigen::MatrixXf x(set.pixels_per_image(), static_cast<Eigen::Index>(idx.size()));
+      Eigen::MatrixXf x(set.values_per_image(), static_cast<Eigen::Index>(idx.size()));
       for (std::size_t j = 0; j < idx.size(); ++j) {
         const std::uint8_t* p = set.image(idx[j]);
         for (Eigen::Index k = 0; k < x.rows(); ++k) x(k, static_cast<Eigen::Index>(j)) = p[k] * (1.0f / 255.0f);

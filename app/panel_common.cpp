@@ -44,7 +44,7 @@ void decode(const Snapshot& snap, const Eigen::Ref<const Eigen::MatrixXf>& z, Ei
 
 Eigen::VectorXf test_image(const Snapshot& snap, int i) {
   const ImageSet& set = snap.data->test;
-  const int D = set.pixels_per_image();
+  const int D = set.values_per_image();
   Eigen::VectorXf x(D);
   const std::uint8_t* p = set.image(i);
   for (int k = 0; k < D; ++k) x[k] = p[k] * (1.0f / 255.0f);
@@ -53,7 +53,7 @@ Eigen::VectorXf test_image(const Snapshot& snap, int i) {
 
 Eigen::MatrixXf encode_test(const Snapshot& snap, const std::vector<int>& idx) {
   const ImageSet& set = snap.data->test;
-  Eigen::MatrixXf x(set.pixels_per_image(), static_cast<Eigen::Index>(idx.size()));
+  Eigen::MatrixXf x(set.values_per_image(), static_cast<Eigen::Index>(idx.size()));
   for (std::size_t j = 0; j < idx.size(); ++j) x.col(static_cast<Eigen::Index>(j)) = test_image(snap, idx[j]);
   Eigen::MatrixXf mu, logvar;
   snap.model->encode(x, mu, logvar);

@@ -302,7 +302,7 @@ std::vector<std::uint8_t> read_idx_labels(const std::filesystem::path& file, con
   return read_payload(f, h, "label");
 }
 
-Dataset load_dataset(const std::filesystem::path& folder, const CancelFlag* cancel) {
+Dataset load_idx_folder(const std::filesystem::path& folder, const CancelFlag* cancel) {
   std::error_code ec;
   if (!std::filesystem::exists(folder, ec)) throw Error("data folder '" + folder.string() + "' does not exist");
   if (!std::filesystem::is_directory(folder, ec))
@@ -354,7 +354,7 @@ std::filesystem::path default_data_folder() { return "/usr/share/datasets/fashio
 
 void gather_batch(const ImageSet& set, const int* idx, int n, Binarize mode, Rng* rng,
                   Eigen::Ref<Eigen::MatrixXf> out) {
-  const int D = set.pixels_per_image();
+  const int D = set.values_per_image();
   if (out.rows() != D || out.cols() < n)
     throw Error("gather_batch: output is " + std::to_string(out.rows()) + "×" + std::to_string(out.cols()) +
                 ", expected " + std::to_string(D) + "×" + std::to_string(n));

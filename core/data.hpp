@@ -14,17 +14,21 @@
 
 namespace vaelab {
 
-// N images of H×W bytes, row-major, image after image. Labels are empty when the set has none.
+// N images of C×H×W bytes, image after image; within an image the channels are planes (all of
+// channel 0 row by row, then channel 1, …), as PyTorch's N×C×H×W. C is 1 (grey) or 3 (RGB).
+// Labels are empty when the set has none.
 struct ImageSet {
   int count = 0;
+  int channels = 1;
   int height = 0;
   int width = 0;
-  std::vector<std::uint8_t> pixels;  // count * height * width
+  std::vector<std::uint8_t> pixels;  // count * channels * height * width
   std::vector<std::uint8_t> labels;  // empty, or count entries
 
-  int pixels_per_image() const { return height * width; }
+  // The model's input dimension D = C·H·W: bytes per image.
+  int values_per_image() const { return channels * height * width; }
   bool has_labels() const { return !labels.empty(); }
-  const std::uint8_t* image(int i) const { return pixels.data() + static_cast<std::size_t>(i) * pixels_per_image(); }
+  const std::uint8_t* image(int i) const { return pixels.data() + static_cast<std::size_t>(i) * values_per_image(); }
 };
 
 struct Dataset {
@@ -54,7 +58,7 @@ std::vector<std::uint8_t> read_idx_labels(const std::filesystem::path& file, con
 // them densely from 0 (a value that leaves most of 0 … max unused is refused). `cancel`, when set,
 // stops the reading.
 // Throws vaelab::Error naming what is missing or broken.
-Dataset load_dataset(const std::filesystem::path& folder, const CancelFlag* cancel = nullptr);
+Dataset load_idx_folder(const std::filesystem::path& folder, const CancelFlag* cancel = nullptr);
 
 // The Debian location of Fashion-MNIST (package dataset-fashion-mnist).
 std::filesystem::path default_data_folder();

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/data.hpp"
+#include "core/data_source.hpp"
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "support.hpp"
@@ -80,7 +81,7 @@ TEST_CASE("data: raw and gzipped IDX files read back exactly") {
     CHECK(s.height == 2);
     CHECK(s.width == 4);
     CHECK(s.pixels == pixels);
-    CHECK(s.pixels_per_image() == 8);
+    CHECK(s.values_per_image() == 8);
     CHECK(s.image(2)[0] == pixels[16]);
     CHECK_FALSE(s.has_labels());
     CHECK(read_idx_labels(lab) == labels);
@@ -194,12 +195,12 @@ TEST_CASE("data: broken IDX files are refused with messages that say what is wro
   }
 }
 
-TEST_CASE("data: load_dataset reads MNIST-layout folders") {
+TEST_CASE("data: load_idx_folder reads MNIST-layout folders") {
   TempDir dir;
   SUBCASE("gzipped, with labels, Fashion names") {
     const auto folder = dir / "My-Fashion-Set";
     write_set(folder, 12, 5, 3, 4, 10, true);
-    const Dataset d = load_dataset(folder.string() + "/");  // a trailing slash keeps the name
+    const Dataset d = load_idx_folder(folder.string() + "/");  // a trailing slash keeps the name
     CHECK(d.name == "My-Fashion-Set");
     CHECK(d.train.count == 12);
     CHECK(d.test.count == 5);
@@ -214,7 +215,7 @@ TEST_CASE("data: load_dataset reads MNIST-layout folders") {
   SUBCASE("raw, labels numbered 0..max") {
     const auto folder = dir / "digits";
     write_set(folder, 8, 4, 2, 2, 4, false);
-    const Dataset d = load_dataset(folder);
+    const Dataset d = load_idx_folder(folder);
     CHECK(d.name == "digits");
     CHECK(d.class_names == std::vector<std::string>{"0", "1", "2", "3"});
     CHECK(d.train.pixels == ramp(32));
@@ -223,7 +224,7 @@ TEST_CASE("data: load_dataset reads MNIST-layout folders") {
     const auto folder = dir / "plain";
     write_set(folder, 4, 2, 2, 2, 1, false, false);
     fs::rename(folder / "train-images-idx3-ubyte", folder / "train-images.idx3-ubyte");
-    const Dataset d = load_dataset(folder);
+    const Dataset d = load_idx_folder(folder);
     CHECK(d.train.count == 4);
     CHECK_FALSE(d.train.has_labels());
     CHECK_FALSE(d.test.has_labels());
@@ -231,59 +232,59 @@ TEST_CASE("data: load_dataset reads MNIST-layout folders") {
   }
 }
 
-TEST_CASE("data: load_dataset refuses missing and inconsistent folders") {
+TEST_CASE("data: load_idx_folder refuses missing and inconsistent folders") {
   TempDir dir;
   std::string m;
   SUBCASE("missing folder") {
-    m = error_of([&] { load_dataset(dir / "absent"); });
+    m = error_of([&] { load_idx_folder(dir / "absent"); });
     CHECK(m == "data folder '" + (dir / "absent").string() + "' does not exist");
   }
   SUBCASE("missing image files") {
     fs::create_directories(dir / "empty");
-    m = error_of([&] { load_dataset(dir / "empty"); });
+    m = error_of([&] { load_idx_folder(dir / "empty"); });
     CHECK_MESSAGE(has(m, "has no training images: expected train-images-idx3-ubyte or train-images-idx3-ubyte.gz"), m);
     write_set(dir / "notest", 4, 2, 2, 2, 2, false);
     fs::remove(dir / "notest" / "t10k-images-idx3-ubyte");
-    m = error_of([&] { load_dataset(dir / "notest"); });
+    m = error_of([&] { load_idx_folder(dir / "notest"); });
     CHECK_MESSAGE(has(m, "has no test images"), m);
   }
   SUBCASE("label count differs from image count") {
     write_set(dir / "s", 4, 2, 2, 2, 2, false);
     write_all(dir / "s" / "train-labels-idx1-ubyte", idx(0x08, {3}, {0, 1, 0}));
-    m = error_of([&] { load_dataset(dir / "s"); });
+    m = error_of([&] { load_idx_folder(dir / "s"); });
     CHECK_MESSAGE(has(m, "train-labels-idx1-ubyte: has 3 labels but train-images-idx3-ubyte has 4 images"), m);
   }
   SUBCASE("labels number the classes densely from 0") {
     write_set(dir / "s", 4, 2, 2, 2, 2, false);
     write_all(dir / "s" / "t10k-labels-idx1-ubyte", idx(0x08, {2}, {9, 200}));
-    m = error_of([&] { load_dataset(dir / "s"); });
+    m = error_of([&] { load_idx_folder(dir / "s"); });
     CHECK_MESSAGE(has(m, (dir / "s" / "t10k-labels-idx1-ubyte").string() + ": label 1 is 200, but only"), m);
     CHECK_MESSAGE(has(m, "labels must number the classes from 0"), m);
     write_all(dir / "s" / "t10k-labels-idx1-ubyte", idx(0x08, {2}, {9, 1}));
-    CHECK(load_dataset(dir / "s").class_names.size() == 10);
+    CHECK(load_idx_folder(dir / "s").class_names.size() == 10);
     // More than ten classes, as in EMNIST letters: the names are the numbers.
     write_all(dir / "s" / "train-labels-idx1-ubyte", idx(0x08, {4}, {6, 7, 8, 11}));
     write_all(dir / "s" / "t10k-labels-idx1-ubyte", idx(0x08, {2}, {9, 10}));
-    const Dataset wide = load_dataset(dir / "s");
+    const Dataset wide = load_idx_folder(dir / "s");
     REQUIRE(wide.class_names.size() == 12);
     CHECK(wide.class_names[11] == "11");
   }
   SUBCASE("a Fashion-MNIST folder has ten classes") {
     write_set(dir / "fashion-s", 4, 2, 2, 2, 2, false);
     write_all(dir / "fashion-s" / "t10k-labels-idx1-ubyte", idx(0x08, {2}, {9, 10}));
-    m = error_of([&] { load_dataset(dir / "fashion-s"); });
+    m = error_of([&] { load_idx_folder(dir / "fashion-s"); });
     CHECK(m == (dir / "fashion-s" / "t10k-labels-idx1-ubyte").string() + ": label 1 is 10; the classes are 0 to 9");
   }
   SUBCASE("train and test image sizes differ") {
     write_set(dir / "s", 4, 2, 2, 2, 2, false);
     write_all(dir / "s" / "t10k-images-idx3-ubyte", idx(0x08, {2, 3, 2}, ramp(12)));
-    m = error_of([&] { load_dataset(dir / "s"); });
+    m = error_of([&] { load_idx_folder(dir / "s"); });
     CHECK_MESSAGE(has(m, "images are 3×2 but the training images"), m);
   }
   SUBCASE("a broken file inside the folder names that file") {
     write_set(dir / "s", 4, 2, 2, 2, 2, true);
     write_gz(dir / "s" / "train-images-idx3-ubyte.gz", idx(0x08, {4, 2, 2}, ramp(5)));
-    m = error_of([&] { load_dataset(dir / "s"); });
+    m = error_of([&] { load_idx_folder(dir / "s"); });
     CHECK_MESSAGE(has(m, "train-images-idx3-ubyte.gz: file is truncated: header promises 16 pixel bytes, found 5"), m);
   }
 }
@@ -351,7 +352,7 @@ TEST_CASE("data: the installed Fashion-MNIST folder loads") {
     MESSAGE("Fashion-MNIST is not installed at " << folder << "; skipped");
     return;
   }
-  const Dataset d = load_dataset(folder);
+  const Dataset d = load_idx_folder(folder);
   CHECK(d.name == "fashion-mnist");
   CHECK(d.train.count == 60000);
   CHECK(d.test.count == 10000);

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/data.hpp"
+#include "core/data_source.hpp"
 #include "core/error.hpp"
 #include "core/evaluation.hpp"
 #include "core/run_follow.hpp"

@@ -14,6 +14,7 @@
 
 #include "core/atomic_file.hpp"
 #include "core/data.hpp"
+#include "core/data_source.hpp"
 #include "core/error.hpp"
 #include "core/memory_estimate.hpp"
 #include "core/safetensors.hpp"

@@ -13,6 +13,7 @@
 
 #include "core/clustering.hpp"
 #include "core/data.hpp"
+#include "core/data_source.hpp"
 #include "core/error.hpp"
 #include "core/trainer.hpp"
 
@@ -102,7 +103,7 @@ void report(const char* method, int seed, const Score& s, double seconds, const 
 Eigen::MatrixXf test_matrix(const ImageSet& set) {
   std::vector<int> idx(static_cast<std::size_t>(set.count));
   for (int i = 0; i < set.count; ++i) idx[static_cast<std::size_t>(i)] = i;
-  Eigen::MatrixXf x(set.pixels_per_image(), set.count);
+  Eigen::MatrixXf x(set.values_per_image(), set.count);
   gather_batch(set, idx.data(), set.count, Binarize::None, nullptr, x);
   return x;
 }

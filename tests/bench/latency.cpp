@@ -11,6 +11,7 @@
 
 #include "core/config.hpp"
 #include "core/data.hpp"
+#include "core/data_source.hpp"
 #include "core/model.hpp"
 #include "core/objective.hpp"
 #include "core/thread_pool.hpp"

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/data.hpp"
+#include "core/data_source.hpp"
 #include "core/error.hpp"
 #include "core/trainer.hpp"
 

@@ -50,13 +50,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   try {
     const vaelab::ImageSet set = vaelab::read_idx_images(g_path);
     if (set.count < 1 || set.height < 1 || set.width < 1) broken("empty dimension accepted");
-    const std::size_t n = static_cast<std::size_t>(set.count) * static_cast<std::size_t>(set.pixels_per_image());
+    const std::size_t n = static_cast<std::size_t>(set.count) * static_cast<std::size_t>(set.values_per_image());
     if (set.pixels.size() != n) broken("pixel count differs from count × height × width");
     if (n > vaelab::kMaxIdxBytes) broken("more pixels than kMaxIdxBytes");
     if (set.has_labels()) broken("read_idx_images returned labels");
     // The first and last images convert to floats in [0, 1].
     const int idx[2] = {0, set.count - 1};
-    Eigen::MatrixXf out(set.pixels_per_image(), 2);
+    Eigen::MatrixXf out(set.values_per_image(), 2);
     vaelab::gather_batch(set, idx, 2, vaelab::Binarize::None, nullptr, out);
     if (!(out.minCoeff() >= 0.0f && out.maxCoeff() <= 1.0f)) broken("gathered pixels outside [0, 1]");
   } catch (const vaelab::Error&) {
