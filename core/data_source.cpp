@@ -8,6 +8,8 @@
 #include <cstdio>
 
 #include "core/error.hpp"
+#include "core/image_conform.hpp"
+#include "core/image_folder.hpp"
 
 namespace vaelab {
 
@@ -101,14 +103,17 @@ void check_data_memory(long long count, int channels, int height, int width, con
 
 Dataset load_dataset(const std::filesystem::path& path, const LoadOptions& options, const CancelFlag* cancel,
                      LoadProgress* progress) {
-  (void)options;
-  (void)progress;
   const DataKind kind = detect_data_kind(path);
+  Dataset data;
   switch (kind) {
-    case DataKind::IdxFolder: return load_idx_folder(path, cancel);
-    default: break;
+    // An image folder shapes each image as it decodes it, never holding full-size images.
+    case DataKind::ImageFolder: return load_image_folder(path, options, cancel, progress);
+    case DataKind::IdxFolder: data = load_idx_folder(path, cancel); break;
+    default:
+      throw Error("data '" + path.string() + "' is " + data_kind_name(kind) + ", which this build of vaelab cannot read");
   }
-  throw Error("data '" + path.string() + "' is " + data_kind_name(kind) + ", which this build of vaelab cannot read");
+  conform_dataset(data, options);
+  return data;
 }
 
 }  // namespace vaelab
