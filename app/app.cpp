@@ -338,6 +338,7 @@ void App::poll_data_loading() {
       s_.data = data;
     }
     s_.post(Severity::Info, "Opened " + data->name + ": " + std::to_string(data->train.count) + " training images");
+    for (const std::string& note : data->notes) s_.post(Severity::Warning, note);
   } catch (const std::exception& e) {
     s_.post(Severity::Error, "Could not open the data folder " + s_.data_loading_path + ": " + e.what() +
                                  (s_.trainer ? "" : "\nDrop a folder with IDX files on the window, or type its path in "

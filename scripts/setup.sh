@@ -8,6 +8,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config python3 python3-glad
   libeigen3-dev zlib1g-dev libstb-dev doctest-dev
+  libspng-dev libturbojpeg0-dev libwebp-dev  # image folders: PNG, JPEG and WebP decoders
   libimgui-dev libglfw3-dev libgl-dev fonts-dejavu-core
   dataset-fashion-mnist
 )

@@ -79,6 +79,7 @@ class Progress {
 int run(const CommandLine& args) {
   const auto folder = args.data.empty() ? default_data_folder() : std::filesystem::path(args.data);
   auto data = std::make_shared<const Dataset>(load_dataset(folder));
+  for (const std::string& note : data->notes) std::fprintf(stderr, "vaelab-train: %s\n", note.c_str());
 
   ModelConfig model = args.model;
   model.image_h = data->train.height;
