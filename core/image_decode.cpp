@@ -112,13 +112,13 @@ bool png_is_grey(const spng_ihdr& ihdr) {
   return ihdr.color_type == SPNG_COLOR_TYPE_GRAYSCALE || ihdr.color_type == SPNG_COLOR_TYPE_GRAYSCALE_ALPHA;
 }
 
-ImageHeader png_header(Bytes bytes, const std::string& name) {
+ImageHeader png_header(Bytes bytes, ImageFormat, const std::string& name) {
   spng_ihdr ihdr{};
   open_png(bytes, name, ihdr);
   return {ImageFormat::Png, static_cast<int>(ihdr.width), static_cast<int>(ihdr.height), !png_is_grey(ihdr)};
 }
 
-DecodedImage decode_png(Bytes bytes, const std::string& name) {
+DecodedImage decode_png(Bytes bytes, ImageFormat, const std::string& name) {
   spng_ihdr ihdr{};
   SpngContext ctx = open_png(bytes, name, ihdr);
   check_sides({ImageFormat::Png, static_cast<int>(ihdr.width), static_cast<int>(ihdr.height), false}, name);
@@ -190,12 +190,12 @@ TjHandle open_jpeg(const std::string& name) {
   return handle;
 }
 
-ImageHeader jpeg_header(Bytes bytes, const std::string& name) {
+ImageHeader jpeg_header(Bytes bytes, ImageFormat, const std::string& name) {
   TjHandle handle = open_jpeg(name);
   return jpeg_info(handle.get(), bytes, name).header;
 }
 
-DecodedImage decode_jpeg(Bytes bytes, const std::string& name) {
+DecodedImage decode_jpeg(Bytes bytes, ImageFormat, const std::string& name) {
   TjHandle handle = open_jpeg(name);
   const JpegInfo info = jpeg_info(handle.get(), bytes, name);
   if (info.colourspace == TJCS_CMYK || info.colourspace == TJCS_YCCK)
@@ -219,12 +219,12 @@ WebPBitstreamFeatures webp_features(Bytes bytes, const std::string& name) {
   return features;
 }
 
-ImageHeader webp_header(Bytes bytes, const std::string& name) {
+ImageHeader webp_header(Bytes bytes, ImageFormat, const std::string& name) {
   const WebPBitstreamFeatures f = webp_features(bytes, name);
   return {ImageFormat::WebP, f.width, f.height, true};
 }
 
-DecodedImage decode_webp(Bytes bytes, const std::string& name) {
+DecodedImage decode_webp(Bytes bytes, ImageFormat, const std::string& name) {
   const WebPBitstreamFeatures f = webp_features(bytes, name);
   if (f.has_animation) refuse(name, "animated WebP, which vaelab does not read");
   DecodedImage img{f.width, f.height, f.has_alpha ? 4 : 3, {}};
@@ -298,6 +298,21 @@ ImageFormat known_format(Bytes bytes, const std::string& name) {
   return format;
 }
 
+// The header reader and decoder of a format.
+struct Codec {
+  ImageHeader (*header)(Bytes, ImageFormat, const std::string&);
+  DecodedImage (*decode)(Bytes, ImageFormat, const std::string&);
+};
+
+Codec codec_for(ImageFormat format) {
+  switch (format) {
+    case ImageFormat::Png: return {png_header, decode_png};
+    case ImageFormat::Jpeg: return {jpeg_header, decode_jpeg};
+    case ImageFormat::WebP: return {webp_header, decode_webp};
+    default: return {stb_header, decode_stb};  // BMP, GIF, TGA
+  }
+}
+
 }  // namespace
 
 ImageFormat sniff_image_format(Bytes bytes) {
@@ -315,22 +330,12 @@ ImageFormat sniff_image_format(Bytes bytes) {
 
 ImageHeader read_image_header(Bytes bytes, const std::string& name) {
   const ImageFormat format = known_format(bytes, name);
-  switch (format) {
-    case ImageFormat::Png: return png_header(bytes, name);
-    case ImageFormat::Jpeg: return jpeg_header(bytes, name);
-    case ImageFormat::WebP: return webp_header(bytes, name);
-    default: return stb_header(bytes, format, name);
-  }
+  return codec_for(format).header(bytes, format, name);
 }
 
 DecodedImage decode_image(Bytes bytes, const std::string& name) {
   const ImageFormat format = known_format(bytes, name);
-  switch (format) {
-    case ImageFormat::Png: return decode_png(bytes, name);
-    case ImageFormat::Jpeg: return decode_jpeg(bytes, name);
-    case ImageFormat::WebP: return decode_webp(bytes, name);
-    default: return decode_stb(bytes, format, name);
-  }
+  return codec_for(format).decode(bytes, format, name);
 }
 
 }  // namespace vaelab

@@ -30,9 +30,10 @@ std::uint64_t subset_rank(const std::string& relative_path);
 // ending and decoded by their magic number; hidden files and folders, other files and folder
 // symlinks are ignored. Labels are one byte, so at most 256 classes.
 // Without a test folder, files whose split_position is below options.test_fraction are the test
-// split (per class, so each class is held out in the same proportion). options.max_images keeps
-// that many files, the smallest subset_rank first. The shape: options' channels and size, else the
-// data's own from the headers (colour when any image is; the common size when all agree, otherwise
+// split: each file by its own hash, so every class is held out in about that proportion (stratified
+// in expectation; a split by rank within each class would move files when others are added).
+// options.max_images keeps that many files, the smallest subset_rank first.
+// The shape: options' channels and size, else the data's own from the headers (colour when any image is; the common size when all agree, otherwise
 // 32×32 with a note). Every image is decoded, composited, cropped and resized (conform_image) on
 // all available cores straight into the data set, which check_data_memory has admitted first.
 // A corrupt, truncated or unreadable image is skipped; data.notes gives the count and the first

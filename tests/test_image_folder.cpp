@@ -14,17 +14,9 @@
 #include "core/image_folder.hpp"
 #include "support.hpp"
 
-#define STB_IMAGE_WRITE_STATIC
+// stb_image_write is compiled here: nothing else in this binary defines it.
 #define STB_IMAGE_WRITE_IMPLEMENTATION
-#if defined(__GNUC__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#pragma GCC diagnostic ignored "-Wunused-function"
-#endif
 #include <stb/stb_image_write.h>
-#if defined(__GNUC__)
-#pragma GCC diagnostic pop
-#endif
 
 using namespace vaelab;
 using namespace vaelab::test;
