@@ -413,6 +413,25 @@ TEST_CASE("image_folder: progress reaches the total, cancel and the memory limit
   CHECK(refused.done == 0);  // refused before decoding
 }
 
+TEST_CASE("image_folder: cancel stops a load that is under way") {
+  TempDir dir("imgfolder-cancel");
+  const Bytes png = encode(Format::Png, solid(16, 16, 3, 40, 40), 16, 16, 3);
+  fs::create_directories(dir / "a");
+  for (int i = 0; i < 1000; ++i) write_all(dir / named("a/", i, ".png"), png);
+  CancelFlag cancel{false};
+  LoadProgress progress;
+  std::atomic<bool> returned{false};
+  std::thread canceller([&] {  // cancels once the first image is decoded
+    while (progress.done.load() == 0 && !returned.load()) std::this_thread::yield();
+    cancel = true;
+  });
+  const std::string message = error_of([&] { load_image_folder(dir.path, LoadOptions{}, &cancel, &progress); });
+  returned = true;
+  canceller.join();
+  CHECK(has(message, "loading was cancelled"));
+  CHECK(progress.done < progress.total);  // the files after the flag were not decoded
+}
+
 TEST_CASE("image_folder: a colour folder loaded as grey trains") {
   TempDir dir("imgfolder-train");
   Rng rng(3);
