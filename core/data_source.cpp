@@ -7,7 +7,10 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "core/cifar.hpp"
 #include "core/error.hpp"
+#include "core/idx_file.hpp"
+#include "core/numpy_data.hpp"
 
 namespace vaelab {
 
@@ -53,8 +56,11 @@ DataKind detect_data_kind(const std::filesystem::path& path) {
     throw Error("data '" + path.string() + "' does not exist. " + kKindsVaelabReads);
   if (std::filesystem::is_directory(status)) {
     if (is_idx_folder(path)) return DataKind::IdxFolder;
-    if (is_file_named(path, "data_batch_1.bin") || is_file_named(path, "test_batch.bin")) return DataKind::Cifar10;
-    if (is_file_named(path, "train.bin") && is_file_named(path, "test.bin")) return DataKind::Cifar100;
+    for (const char* name : {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin",
+                             "data_batch_5.bin", "test_batch.bin", "batches.meta.txt"})
+      if (is_file_named(path, name)) return DataKind::Cifar10;
+    for (const char* name : {"train.bin", "fine_label_names.txt", "coarse_label_names.txt"})
+      if (is_file_named(path, name)) return DataKind::Cifar100;
     return DataKind::ImageFolder;
   }
   const std::string name = path.filename().string();
@@ -101,11 +107,14 @@ void check_data_memory(long long count, int channels, int height, int width, con
 
 Dataset load_dataset(const std::filesystem::path& path, const LoadOptions& options, const CancelFlag* cancel,
                      LoadProgress* progress) {
-  (void)options;
-  (void)progress;
   const DataKind kind = detect_data_kind(path);
   switch (kind) {
     case DataKind::IdxFolder: return load_idx_folder(path, cancel);
+    case DataKind::IdxFile: return load_idx_file(path, options, cancel, progress);
+    case DataKind::Npy: return load_npy(path, options, cancel, progress);
+    case DataKind::Npz: return load_npz(path, options, cancel, progress);
+    case DataKind::Cifar10: return load_cifar10(path, options, cancel, progress);
+    case DataKind::Cifar100: return load_cifar100(path, options, cancel, progress);
     default: break;
   }
   throw Error("data '" + path.string() + "' is " + data_kind_name(kind) + ", which this build of vaelab cannot read");
