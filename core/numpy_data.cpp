@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -332,6 +333,12 @@ ImageLayout image_layout(const NpyHeader& h, const std::string& name) {
   return l;
 }
 
+std::string number_text(float v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", static_cast<double>(v));
+  return buf;
+}
+
 std::uint8_t composite(std::uint8_t value, std::uint8_t alpha, int background) {
   return static_cast<std::uint8_t>((int(value) * alpha + background * (255 - int(alpha)) + 127) / 255);
 }
@@ -370,7 +377,7 @@ ImageSet read_images(ByteSource& src, const NpyHeader& h, const ImageLayout& l, 
           if (!(v >= 0.0f && v <= 1.0f))
             throw Error(src.name() + ": float32 images must hold values in [0, 1], but element " +
                         std::to_string(static_cast<std::uint64_t>(first + i) * values + k) + " (image " +
-                        std::to_string(first + i) + ") is " + std::to_string(v));
+                        std::to_string(first + i) + ") is " + number_text(v));
           bytes[k] = static_cast<std::uint8_t>(v * 255.0f + 0.5f);
         }
       }
