@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/config.hpp"
+#include "core/data_source.hpp"
 #include "core/error.hpp"
 #include "app/flags/flags.hpp"
 
@@ -126,6 +127,43 @@ TEST_CASE("flags: numbers are strict, text is not empty, values are not taken fo
   CHECK(line.was_given("--size"));
   CHECK(line.model.family == ModelFamily::Conv);
   CHECK(line.train.seed == 9000000000ULL);
+}
+
+TEST_CASE("flags: the loading flags fill LoadOptions for both programs") {
+  for (Program program : {Program::App, Program::Train}) {
+    const LoadOptions defaults = parse(program, {}).data_options;
+    CHECK(defaults.channels == 0);
+    CHECK(defaults.height == 0);
+    CHECK(defaults.width == 0);
+    CHECK(defaults.crop == CropMode::Center);
+    CHECK(defaults.background == Background::White);
+    CHECK(defaults.test_fraction == 0.1);
+    CHECK(defaults.max_images == 0);
+    const LoadOptions o = parse(program, {"--channels", "1", "--image-size", "48x64", "--crop", "none", "--background",
+                                          "black", "--test-fraction", "0.25", "--max-images", "5000"})
+                              .data_options;
+    CHECK(o.channels == 1);
+    CHECK(o.height == 48);
+    CHECK(o.width == 64);
+    CHECK(o.crop == CropMode::None);
+    CHECK(o.background == Background::Black);
+    CHECK(o.test_fraction == 0.25);
+    CHECK(o.max_images == 5000);
+    const LoadOptions square = parse(program, {"--image-size", "32", "--channels", "3"}).data_options;
+    CHECK(square.height == 32);
+    CHECK(square.width == 32);
+    CHECK(square.channels == 3);
+  }
+  CHECK(refusal(Program::Train, {"--channels", "4"}) == "--channels: wants 1 (grey) or 3 (colour), not '4'");
+  for (const char* size : {"0", "4097", "32x", "x32", "32x0", "3.5", ""})
+    CHECK_MESSAGE(refusal(Program::Train, {"--image-size", size}).find("--image-size: wants a side S or HEIGHTxWIDTH") == 0,
+                  size);
+  CHECK(refusal(Program::App, {"--crop", "middle"}) == "--crop: wants center or none, not 'middle'");
+  CHECK(refusal(Program::App, {"--background", "grey"}) == "--background: wants white or black, not 'grey'");
+  for (const char* f : {"0", "1", "-0.1", "1.5", "nan", "0.1x"})
+    CHECK_MESSAGE(refusal(Program::Train, {"--test-fraction", f}).find("--test-fraction: wants a number greater than 0") == 0, f);
+  for (const char* n : {"1", "-1", "2x", "2000000000000"})
+    CHECK_MESSAGE(refusal(Program::Train, {"--max-images", n}).find("--max-images: wants 0 (every image)") == 0, n);
 }
 
 TEST_CASE("flags: --help lists the program's flags, test hooks only for developers") {
