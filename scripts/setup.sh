@@ -10,6 +10,7 @@ packages=(
   libeigen3-dev zlib1g-dev libstb-dev doctest-dev
   libimgui-dev libglfw3-dev libgl-dev fonts-dejavu-core
   dataset-fashion-mnist
+  libzip-dev  # .npz archives (NumPy's zip of .npy members)
 )
 case "${1:-}" in
   "") ;;
