@@ -78,6 +78,11 @@ void write_npz(const fs::path& file, const std::map<std::string, Bytes>& members
   REQUIRE(zip_close(z) == 0);
 }
 
+// "C×H×W" of a set's images.
+std::string shape_of(const ImageSet& set) {
+  return std::to_string(set.channels) + "×" + std::to_string(set.height) + "×" + std::to_string(set.width);
+}
+
 LoadOptions split_half() {
   LoadOptions o;
   o.test_fraction = 0.5;
@@ -97,9 +102,7 @@ TEST_CASE("numpy: uint8 grey N×H×W reads back exactly, the last images held ou
   CHECK(d.name == "digits");
   CHECK(d.train.count == 8);
   CHECK(d.test.count == 2);
-  CHECK(d.train.channels == 1);
-  CHECK(d.train.height == 2);
-  CHECK(d.train.width == 3);
+  CHECK(shape_of(d.train) == "1×2×3");
   CHECK(d.train.pixels == iota_bytes(48));
   CHECK(d.test.pixels == iota_bytes(12, 48));
   CHECK_FALSE(d.train.has_labels());
@@ -120,9 +123,7 @@ TEST_CASE("numpy: channels-last N×H×W×3 becomes planar C×H×W") {
       for (int c = 0; c < 3; ++c) payload.push_back(static_cast<std::uint8_t>(10 * i + 3 * px + c));
   write_all(p, npy("|u1", {2, 1, 2, 3}, payload));
   const Dataset d = load_npy(p, split_half());
-  CHECK(d.train.channels == 3);
-  CHECK(d.train.height == 1);
-  CHECK(d.train.width == 2);
+  CHECK(shape_of(d.train) == "3×1×2");
   CHECK(d.train.pixels == Bytes{0, 3, 1, 4, 2, 5});
   CHECK(d.test.pixels == Bytes{10, 13, 11, 14, 12, 15});
 }
@@ -132,9 +133,7 @@ TEST_CASE("numpy: channels-first N×3×H×W is copied as it is") {
   const auto p = dir / "planar.npy";
   write_all(p, npy("<u1", {2, 3, 2, 2}, iota_bytes(24)));
   const Dataset d = load_npy(p, split_half());
-  CHECK(d.train.channels == 3);
-  CHECK(d.train.height == 2);
-  CHECK(d.train.width == 2);
+  CHECK(shape_of(d.train) == "3×2×2");
   CHECK(d.train.pixels == iota_bytes(12));
   CHECK(d.test.pixels == iota_bytes(12, 12));
 }
@@ -145,9 +144,7 @@ TEST_CASE("numpy: an ambiguous 4-axis shape is channels-last when its last axis 
   SUBCASE("N×3×4×3: 3×4 images of 3 channels") {
     write_all(p, npy("|u1", {2, 3, 4, 3}, iota_bytes(72)));
     const Dataset d = load_npy(p, split_half());
-    CHECK(d.train.channels == 3);
-    CHECK(d.train.height == 3);
-    CHECK(d.train.width == 4);
+    CHECK(shape_of(d.train) == "3×3×4");
     CHECK(d.train.pixels[0] == 0);
     CHECK(d.train.pixels[1] == 3);   // the next pixel's channel 0
     CHECK(d.train.pixels[12] == 1);  // channel 1 of pixel 0
@@ -155,9 +152,7 @@ TEST_CASE("numpy: an ambiguous 4-axis shape is channels-last when its last axis 
   SUBCASE("N×3×5×7: the last axis is no channel count, so channels-first") {
     write_all(p, npy("|u1", {2, 3, 5, 7}, iota_bytes(210)));
     const Dataset d = load_npy(p, split_half());
-    CHECK(d.train.channels == 3);
-    CHECK(d.train.height == 5);
-    CHECK(d.train.width == 7);
+    CHECK(shape_of(d.train) == "3×5×7");
     CHECK(d.train.pixels == iota_bytes(105));
   }
   SUBCASE("N×H×W×1 is grey") {

@@ -130,29 +130,20 @@ TEST_CASE("flags: numbers are strict, text is not empty, values are not taken fo
 }
 
 TEST_CASE("flags: the loading flags fill LoadOptions for both programs") {
+  // Every field, as text, so that one CHECK compares them all.
+  auto fields = [](const LoadOptions& o) {
+    return std::to_string(o.channels) + " " + std::to_string(o.height) + "x" + std::to_string(o.width) + " " +
+           (o.crop == CropMode::Center ? "center" : "none") + " " +
+           (o.background == Background::White ? "white" : "black") + " " + std::to_string(o.test_fraction) + " " +
+           std::to_string(o.max_images);
+  };
   for (Program program : {Program::App, Program::Train}) {
-    const LoadOptions defaults = parse(program, {}).data_options;
-    CHECK(defaults.channels == 0);
-    CHECK(defaults.height == 0);
-    CHECK(defaults.width == 0);
-    CHECK(defaults.crop == CropMode::Center);
-    CHECK(defaults.background == Background::White);
-    CHECK(defaults.test_fraction == 0.1);
-    CHECK(defaults.max_images == 0);
-    const LoadOptions o = parse(program, {"--channels", "1", "--image-size", "48x64", "--crop", "none", "--background",
-                                          "black", "--test-fraction", "0.25", "--max-images", "5000"})
-                              .data_options;
-    CHECK(o.channels == 1);
-    CHECK(o.height == 48);
-    CHECK(o.width == 64);
-    CHECK(o.crop == CropMode::None);
-    CHECK(o.background == Background::Black);
-    CHECK(o.test_fraction == 0.25);
-    CHECK(o.max_images == 5000);
-    const LoadOptions square = parse(program, {"--image-size", "32", "--channels", "3"}).data_options;
-    CHECK(square.height == 32);
-    CHECK(square.width == 32);
-    CHECK(square.channels == 3);
+    CHECK(fields(parse(program, {}).data_options) == "0 0x0 center white 0.100000 0");
+    CHECK(fields(parse(program, {"--channels", "1", "--image-size", "48x64", "--crop", "none", "--background", "black",
+                                 "--test-fraction", "0.25", "--max-images", "5000"})
+                     .data_options) == "1 48x64 none black 0.250000 5000");
+    CHECK(fields(parse(program, {"--image-size", "32", "--channels", "3"}).data_options) ==
+          "3 32x32 center white 0.100000 0");
   }
   CHECK(refusal(Program::Train, {"--channels", "4"}) == "--channels: wants 1 (grey) or 3 (colour), not '4'");
   for (const char* size : {"0", "4097", "32x", "x32", "32x0", "3.5", ""})
