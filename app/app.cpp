@@ -46,11 +46,11 @@ std::future<std::shared_ptr<const Dataset>> read_data_async(std::filesystem::pat
   });
 }
 
-// A .npy or .npz file: data, not a checkpoint.
-bool is_array_file(const std::filesystem::path& p) {
+// A file that is data (an IDX image file, a .npy or .npz), not a checkpoint.
+bool is_data_file(const std::filesystem::path& p) {
   try {
     const DataKind kind = detect_data_kind(p);
-    return kind == DataKind::Npy || kind == DataKind::Npz;
+    return kind == DataKind::IdxFile || kind == DataKind::Npy || kind == DataKind::Npz;
   } catch (const Error&) {
     return false;
   }
@@ -61,8 +61,9 @@ bool is_array_file(const std::filesystem::path& p) {
 void open_path(AppState& s, const std::filesystem::path& path) {
   std::error_code ec;
   std::filesystem::path p = path;
-  if (!std::filesystem::is_directory(p, ec) && looks_like_idx(p)) p = p.parent_path();  // a dropped IDX file
-  if (std::filesystem::is_directory(p, ec) || is_array_file(p)) {
+  // A dropped IDX label file opens its folder.
+  if (!std::filesystem::is_directory(p, ec) && looks_like_idx(p) && !is_data_file(p)) p = p.parent_path();
+  if (std::filesystem::is_directory(p, ec) || is_data_file(p)) {
     if (s.data_loading.valid()) {
       s.post(Severity::Warning, "Still reading " + s.data_loading_path + "; try again in a moment.");
       return;

@@ -9,6 +9,7 @@
 
 #include "core/cifar.hpp"
 #include "core/error.hpp"
+#include "core/held_out.hpp"
 #include "core/idx_file.hpp"
 #include "core/numpy_data.hpp"
 
@@ -109,7 +110,11 @@ Dataset load_dataset(const std::filesystem::path& path, const LoadOptions& optio
                      LoadProgress* progress) {
   const DataKind kind = detect_data_kind(path);
   switch (kind) {
-    case DataKind::IdxFolder: return load_idx_folder(path, cancel);
+    case DataKind::IdxFolder: {
+      Dataset d = load_idx_folder(path, cancel);
+      keep_first_images(d, options.max_images, path.string());
+      return d;
+    }
     case DataKind::IdxFile: return load_idx_file(path, options, cancel, progress);
     case DataKind::Npy: return load_npy(path, options, cancel, progress);
     case DataKind::Npz: return load_npz(path, options, cancel, progress);

@@ -20,6 +20,28 @@ KeptImages images_to_keep(long long train, long long test, long long max_images)
   return {max_images - kept_test, kept_test};
 }
 
+namespace {
+
+void keep_first(ImageSet& set, long long keep) {
+  if (keep >= set.count) return;
+  set.count = static_cast<int>(keep);
+  set.pixels.resize(static_cast<std::size_t>(keep) * static_cast<std::size_t>(set.values_per_image()));
+  set.pixels.shrink_to_fit();
+  if (set.has_labels()) set.labels.resize(static_cast<std::size_t>(keep));
+}
+
+}  // namespace
+
+void keep_first_images(Dataset& d, long long max_images, const std::string& what) {
+  const long long all = static_cast<long long>(d.train.count) + d.test.count;
+  const KeptImages keep = images_to_keep(d.train.count, d.test.count, max_images);
+  keep_first(d.train, keep.train);
+  keep_first(d.test, keep.test);
+  if (keep.train + keep.test < all)
+    d.notes.push_back(what + ": " + std::to_string(keep.train + keep.test) + " of its " + std::to_string(all) +
+                      " images are used (--max-images " + std::to_string(max_images) + ")");
+}
+
 long long held_out_count(long long count, double fraction, const std::string& what) {
   if (count < 2)
     throw Error(what + ": " + std::to_string(count) +

@@ -21,6 +21,10 @@ struct KeptImages {
 // refused: vaelab::Error).
 KeptImages images_to_keep(long long train, long long test, long long max_images);
 
+// Keeps the first images of each split of an already-loaded data set as images_to_keep says, and
+// notes it (naming `what`) when images were dropped.
+void keep_first_images(Dataset& d, long long max_images, const std::string& what);
+
 // Images held out of `count` when the data has no test split: round(count · fraction), at least 1
 // and at most count − 1. Throws vaelab::Error naming `what` when count < 2.
 long long held_out_count(long long count, double fraction, const std::string& what);

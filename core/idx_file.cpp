@@ -75,15 +75,6 @@ std::string data_name(const fs::path& images) {
   return folder.empty() ? images.filename().string() : folder;
 }
 
-// Keeps the first `keep` images of a set.
-void keep_first(ImageSet& set, long long keep) {
-  if (keep >= set.count) return;
-  set.count = static_cast<int>(keep);
-  set.pixels.resize(static_cast<std::size_t>(keep) * static_cast<std::size_t>(set.values_per_image()));
-  set.pixels.shrink_to_fit();
-  if (set.has_labels()) set.labels.resize(static_cast<std::size_t>(keep));
-}
-
 ImageSet read_with_labels(const fs::path& images, const CancelFlag* cancel, std::vector<std::string>& notes) {
   ImageSet set = read_idx_images(images, cancel);
   const fs::path labels = idx_label_file_for(images);
@@ -124,30 +115,21 @@ Dataset load_idx_file(const fs::path& images, const LoadOptions& options, const 
   }
 
   Dataset d;
+  if (!test_images.empty()) {
+    // The whole IDX folder: the same data set, class names included, as --data FOLDER gives.
+    d = load_idx_folder(images.parent_path().empty() ? fs::path(".") : images.parent_path(), cancel);
+    d.notes.push_back(images.string() + ": tested on " + test_images.filename().string() + " beside it");
+    keep_first_images(d, options.max_images, images.string());
+    if (progress) progress->done += static_cast<long long>(d.train.count) + d.test.count;
+    return d;
+  }
   d.name = data_name(images);
   d.train = read_with_labels(images, cancel, d.notes);
-  if (!test_images.empty()) {
-    d.test = read_with_labels(test_images, cancel, d.notes);
-    if (d.train.height != d.test.height || d.train.width != d.test.width)
-      throw Error(test_images.string() + ": images are " + std::to_string(d.test.height) + "×" +
-                  std::to_string(d.test.width) + " but " + name + "'s are " + std::to_string(d.train.height) + "×" +
-                  std::to_string(d.train.width) + "; both sets must have the same size");
-  }
-  const long long all = static_cast<long long>(d.train.count) + d.test.count;
-  const KeptImages keep = images_to_keep(d.train.count, d.test.count, options.max_images);
-  keep_first(d.train, keep.train);
-  keep_first(d.test, keep.test);
-  if (keep.train + keep.test < all)
-    d.notes.push_back(images.string() + ": " + std::to_string(keep.train + keep.test) + " of " + std::to_string(all) +
-                      " images are used (--max-images " + std::to_string(options.max_images) + ")");
-  if (test_images.empty()) {
-    const long long held = held_out_count(d.train.count, options.test_fraction, images.string());
-    d.test = split_off_last(d.train, held);
-    d.notes.push_back(images.string() + ": no test file beside it; the last " + std::to_string(held) + " of " +
-                      std::to_string(d.train.count + held) + " images are held out for testing");
-  } else {
-    d.notes.push_back(images.string() + ": tested on " + test_images.filename().string() + " beside it");
-  }
+  keep_first_images(d, options.max_images, images.string());
+  const long long held = held_out_count(d.train.count, options.test_fraction, images.string());
+  d.test = split_off_last(d.train, held);
+  d.notes.push_back(images.string() + ": no test file beside it; the last " + std::to_string(held) + " of " +
+                    std::to_string(d.train.count + held) + " images are held out for testing");
   if (d.train.has_labels() || d.test.has_labels()) d.class_names = numbered_class_names({&d.train, &d.test});
   if (progress) progress->done += static_cast<long long>(d.train.count) + d.test.count;
   return d;

@@ -14,9 +14,9 @@ namespace vaelab {
 std::filesystem::path idx_label_file_for(const std::filesystem::path& images);
 
 // Loads one IDX image file and its labels. A training file ("train-…") with its t10k image file
-// beside it is read with that as the test split (as the IDX folder is); otherwise the last
-// round(N · options.test_fraction) images are held out. options.max_images keeps the first images.
-// The class names are the label numbers. Throws vaelab::Error naming the file.
+// beside it is read as its folder is (load_idx_folder, class names included); otherwise the last
+// round(N · options.test_fraction) images are held out and the classes are named by their numbers.
+// options.max_images keeps the first images. Throws vaelab::Error naming the file.
 Dataset load_idx_file(const std::filesystem::path& images, const LoadOptions& options = {},
                       const CancelFlag* cancel = nullptr, LoadProgress* progress = nullptr);
 

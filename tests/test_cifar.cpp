@@ -219,9 +219,34 @@ TEST_CASE("idx file: a training file with the t10k file beside it is tested on t
   const std::string m = error_of([&] { load_idx_file(dir / "train-images-idx3-ubyte"); });
   CHECK_MESSAGE(has(m, "both sets must have the same size"), m);
 
+  write_all(dir / "t10k-images-idx3-ubyte", idx_images(2, 2, 2, 100));
   write_all(dir / "train-labels-idx1-ubyte", idx_labels({1, 2}));
   const std::string m2 = error_of([&] { load_idx_file(dir / "train-images-idx3-ubyte"); });
   CHECK_MESSAGE(has(m2, "has 2 labels but train-images-idx3-ubyte has 5 images"), m2);
+}
+
+TEST_CASE("idx file: a training file in a Fashion-MNIST folder reads as the folder does; the folder takes max_images") {
+  TempDir dir;
+  const fs::path folder = dir / "fashion-small";
+  fs::create_directories(folder);
+  write_gz(folder / "train-images-idx3-ubyte.gz", idx_images(6, 2, 2, 0));
+  write_gz(folder / "train-labels-idx1-ubyte.gz", idx_labels({0, 1, 2, 3, 4, 9}));
+  write_gz(folder / "t10k-images-idx3-ubyte.gz", idx_images(2, 2, 2, 50));
+  write_gz(folder / "t10k-labels-idx1-ubyte.gz", idx_labels({5, 6}));
+  const Dataset d = load_dataset(folder / "train-images-idx3-ubyte.gz");
+  CHECK(d.name == "fashion-small");
+  CHECK(d.train.count == 6);
+  CHECK(d.test.labels == Bytes{5, 6});
+  REQUIRE(d.class_names.size() == 10);
+  CHECK(d.class_names[9] == "Ankle boot");
+
+  LoadOptions o;
+  o.max_images = 4;
+  const Dataset capped = load_dataset(folder, o);
+  CHECK(capped.train.labels == Bytes{0, 1, 2});
+  CHECK(capped.test.labels == Bytes{5});
+  REQUIRE(!capped.notes.empty());
+  CHECK_MESSAGE(has(capped.notes.back(), "4 of its 8 images are used"), capped.notes.back());
 }
 
 TEST_CASE("data source: an unrecognised path lists the kinds vaelab reads") {
