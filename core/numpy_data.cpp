@@ -406,8 +406,6 @@ std::vector<std::uint8_t> read_labels(ByteSource& src, const NpyHeader& h, long 
                        (h.item_size == 1 || h.item_size == 2 || h.item_size == 4 || h.item_size == 8);
   if (!integer)
     throw Error(src.name() + ": labels of dtype '" + h.descr + "' are not supported; vaelab reads integer labels");
-  if (h.fortran_order && h.shape.size() > 1 && h.shape[1] != 1)
-    throw Error(src.name() + ": the array is in Fortran order; vaelab reads C order");
   if (!(h.shape.size() == 1 || (h.shape.size() == 2 && h.shape[1] == 1)))
     throw Error(src.name() + ": labels of shape " + shape_text(h.shape) + " are not one per image; expected (N,) or (N, 1)");
   if (static_cast<long long>(h.shape[0]) != count)
@@ -480,6 +478,8 @@ NpyHeader parse_npy_header(const std::uint8_t* bytes, std::size_t size, const st
   h.header_bytes = 8 + length_bytes + length;
   HeaderDict(std::string_view(reinterpret_cast<const char*>(bytes) + 8 + length_bytes, length), name).parse(h);
   read_descr(h, name);
+  if (h.kind == 'O')
+    throw Error(name + ": the array holds Python objects (a pickle), which vaelab does not read; save numbers");
   if (h.item_size <= 0) throw Error(name + ": the dtype '" + h.descr + "' has no size");
   // Bytes the data takes, refused past what any file could hold (no overflow: each factor ≤ 2^40).
   constexpr std::uint64_t kMaxPayload = std::uint64_t{1} << 50;

@@ -251,6 +251,10 @@ TEST_CASE("numpy: a broken or unsupported .npy is refused naming the file and th
     m = error_for(b);
     CHECK_MESSAGE(has(m, "not a readable .npy header"), m);
   }
+  SUBCASE("an object array (a pickle)") {
+    m = error_for(npy("|O", {2}, Bytes(16)));
+    CHECK_MESSAGE(has(m, "holds Python objects"), m);
+  }
   SUBCASE("Fortran order") {
     m = error_for(npy("|u1", {1, 2, 2}, iota_bytes(4), 1, true));
     CHECK_MESSAGE(has(m, "Fortran order"), m);
