@@ -326,6 +326,9 @@ ImageLayout image_layout(const NpyHeader& h, const std::string& name) {
   }
   l.count = static_cast<long long>(s[0]);
   if (l.count == 0) throw Error(name + ": the array " + shape_text(s) + " holds no images");
+  if (l.count > INT_MAX)
+    throw Error(name + ": the array " + shape_text(s) + " holds more images than vaelab reads (" +
+                std::to_string(INT_MAX) + ")");
   if (l.height == 0 || l.width == 0) throw Error(name + ": the images of " + shape_text(s) + " are empty");
   if (l.height > int(kMaxSide) || l.width > int(kMaxSide))
     throw Error(name + ": images of " + shape_text(s) + " are larger than " + std::to_string(kMaxSide) +
