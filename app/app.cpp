@@ -39,10 +39,21 @@ bool looks_like_idx(const std::filesystem::path& p) {
 }
 
 // Reads on a background thread; quitting sets `cancel` and the read stops within one chunk.
-std::future<std::shared_ptr<const Dataset>> read_data_async(std::filesystem::path folder, const CancelFlag* cancel) {
-  return std::async(std::launch::async, [folder, cancel] {
-    return std::shared_ptr<const Dataset>(std::make_shared<Dataset>(load_dataset(folder, LoadOptions{}, cancel)));
+std::future<std::shared_ptr<const Dataset>> read_data_async(std::filesystem::path path, const LoadOptions& options,
+                                                             const CancelFlag* cancel) {
+  return std::async(std::launch::async, [path, options, cancel] {
+    return std::shared_ptr<const Dataset>(std::make_shared<Dataset>(load_dataset(path, options, cancel)));
   });
+}
+
+// A file that is data (an IDX image file, a .npy or .npz), not a checkpoint.
+bool is_data_file(const std::filesystem::path& p) {
+  try {
+    const DataKind kind = detect_data_kind(p);
+    return kind == DataKind::IdxFile || kind == DataKind::Npy || kind == DataKind::Npz;
+  } catch (const Error&) {
+    return false;
+  }
 }
 
 }  // namespace
@@ -50,14 +61,15 @@ std::future<std::shared_ptr<const Dataset>> read_data_async(std::filesystem::pat
 void open_path(AppState& s, const std::filesystem::path& path) {
   std::error_code ec;
   std::filesystem::path p = path;
-  if (!std::filesystem::is_directory(p, ec) && looks_like_idx(p)) p = p.parent_path();  // a dropped IDX file
-  if (std::filesystem::is_directory(p, ec)) {
+  // A dropped IDX label file opens its folder.
+  if (!std::filesystem::is_directory(p, ec) && looks_like_idx(p) && !is_data_file(p)) p = p.parent_path();
+  if (std::filesystem::is_directory(p, ec) || is_data_file(p)) {
     if (s.data_loading.valid()) {
       s.post(Severity::Warning, "Still reading " + s.data_loading_path + "; try again in a moment.");
       return;
     }
     s.data_loading_path = p.string();
-    s.data_loading = read_data_async(p, &s.data_cancel);
+    s.data_loading = read_data_async(p, s.options.data_options, &s.data_cancel);
     std::snprintf(s.training.data_path, sizeof s.training.data_path, "%s", p.c_str());
     s.post(Severity::Info, "Reading " + p.string() + " …");
     return;
@@ -104,7 +116,7 @@ App::App(AppState& state) : s_(state) {
   if (!s_.training.file_path[0])
     std::snprintf(s_.training.file_path, sizeof s_.training.file_path, "%s", (s_.data_dir / "checkpoint.vaelab").c_str());
   s_.data_loading_path = data.string();
-  s_.data_loading = read_data_async(data, &s_.data_cancel);
+  s_.data_loading = read_data_async(data, o.data_options, &s_.data_cancel);
   std::snprintf(s_.training.data_path, sizeof s_.training.data_path, "%s", data.c_str());
   s_.gap.sent_k = o.trainer.eval_iwae_k;
   s_.gap.sent_points = o.trainer.iwae_points;
@@ -338,7 +350,7 @@ void App::poll_data_loading() {
       s_.data = data;
     }
     s_.post(Severity::Info, "Opened " + data->name + ": " + std::to_string(data->train.count) + " training images");
-    for (const std::string& note : data->notes) s_.post(Severity::Warning, note);
+    for (const std::string& note : data->notes) s_.post(Severity::Info, note);
   } catch (const std::exception& e) {
     s_.post(Severity::Error, "Could not open the data folder " + s_.data_loading_path + ": " + e.what() +
                                  (s_.trainer ? "" : "\nDrop a folder with IDX files on the window, or type its path in "

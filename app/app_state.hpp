@@ -21,6 +21,7 @@
 #include "core/autosave.hpp"
 #include "core/config.hpp"
 #include "core/data.hpp"
+#include "core/data_source.hpp"
 #include "core/gap.hpp"
 #include "core/rng.hpp"
 #include "core/snapshot.hpp"
@@ -32,6 +33,7 @@ namespace vaelab::app {
 // ---- command line ----
 struct Options {
   std::filesystem::path data;          // empty: core::default_data_folder()
+  LoadOptions data_options;            // how the data is read: channels, size, split, subset
   std::filesystem::path load;          // a checkpoint (or .safetensors) to open at start
   ModelConfig model;                   // image size is taken from the data
   TrainConfig train;

@@ -64,6 +64,7 @@ Options parse_command_line(int argc, char** argv) {
   }
   Options o;
   o.data = c.data;
+  o.data_options = c.data_options;
   o.load = c.load;
   o.model = c.model;
   o.train = c.train;

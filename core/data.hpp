@@ -36,7 +36,7 @@ struct Dataset {
   ImageSet train;
   ImageSet test;
   std::vector<std::string> class_names;  // one per label value; empty when there are no labels
-  std::vector<std::string> notes;        // what the loader chose or skipped, for the user (printed, logged)
+  std::vector<std::string> notes;        // what the loader wants a user to know (vaelab-train prints, the app logs)
 };
 
 // Upper bound on pixels in one IDX file (a header asking for more is refused before allocating).

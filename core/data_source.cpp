@@ -7,9 +7,13 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "core/cifar.hpp"
 #include "core/error.hpp"
+#include "core/held_out.hpp"
+#include "core/idx_file.hpp"
 #include "core/image_conform.hpp"
 #include "core/image_folder.hpp"
+#include "core/numpy_data.hpp"
 
 namespace vaelab {
 
@@ -55,8 +59,11 @@ DataKind detect_data_kind(const std::filesystem::path& path) {
     throw Error("data '" + path.string() + "' does not exist. " + kKindsVaelabReads);
   if (std::filesystem::is_directory(status)) {
     if (is_idx_folder(path)) return DataKind::IdxFolder;
-    if (is_file_named(path, "data_batch_1.bin") || is_file_named(path, "test_batch.bin")) return DataKind::Cifar10;
-    if (is_file_named(path, "train.bin") && is_file_named(path, "test.bin")) return DataKind::Cifar100;
+    for (const char* name : {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin",
+                             "data_batch_5.bin", "test_batch.bin", "batches.meta.txt"})
+      if (is_file_named(path, name)) return DataKind::Cifar10;
+    for (const char* name : {"train.bin", "fine_label_names.txt", "coarse_label_names.txt"})
+      if (is_file_named(path, name)) return DataKind::Cifar100;
     return DataKind::ImageFolder;
   }
   const std::string name = path.filename().string();
@@ -108,9 +115,15 @@ Dataset load_dataset(const std::filesystem::path& path, const LoadOptions& optio
   switch (kind) {
     // An image folder shapes each image as it decodes it, never holding full-size images.
     case DataKind::ImageFolder: return load_image_folder(path, options, cancel, progress);
-    case DataKind::IdxFolder: data = load_idx_folder(path, cancel); break;
-    default:
-      throw Error("data '" + path.string() + "' is " + data_kind_name(kind) + ", which this build of vaelab cannot read");
+    case DataKind::IdxFolder:
+      data = load_idx_folder(path, cancel);
+      keep_first_images(data, options.max_images, path.string());
+      break;
+    case DataKind::IdxFile: data = load_idx_file(path, options, cancel, progress); break;
+    case DataKind::Npy: data = load_npy(path, options, cancel, progress); break;
+    case DataKind::Npz: data = load_npz(path, options, cancel, progress); break;
+    case DataKind::Cifar10: data = load_cifar10(path, options, cancel, progress); break;
+    case DataKind::Cifar100: data = load_cifar100(path, options, cancel, progress); break;
   }
   conform_dataset(data, options);
   return data;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer harnesses of tests/fuzz with clang into build-fuzz and runs each one for
 # FUZZ_SECONDS (default 60) on a copy of its corpus; exits non-zero on a crash and names the input.
-# usage: run-fuzzers.sh [--build-only]; FUZZERS="idx checkpoint safetensors" picks harnesses (the
+# usage: run-fuzzers.sh [--build-only]; FUZZERS="idx checkpoint safetensors npy npz cifar" picks harnesses (the
 # CTest entries fuzz_<name> run one each). Installs clang + libclang-rt-14-dev via scripts/setup.sh
 # when it configures the folder.
 set -euo pipefail
@@ -14,9 +14,9 @@ case ${1:-} in
 esac
 build=${VAELAB_FUZZ_DIR:-$root/build-fuzz}
 seconds=${FUZZ_SECONDS:-60}
-read -r -a fuzzers <<<"${FUZZERS:-idx checkpoint safetensors}"
+read -r -a fuzzers <<<"${FUZZERS:-idx checkpoint safetensors npy npz cifar}"
 
-# ---- build: one at a time per folder (the three CTest entries fuzz_<name> may start together;
+# ---- build: one at a time per folder (the CTest entries fuzz_<name> may start together;
 # the first builds, the others wait and find it up to date). The folder is configured once per
 # set of settings; a folder configured with another compiler is reconfigured from scratch.
 start=$SECONDS

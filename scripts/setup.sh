@@ -11,6 +11,7 @@ packages=(
   libspng-dev libturbojpeg0-dev libwebp-dev  # image folders: PNG, JPEG and WebP decoders
   libimgui-dev libglfw3-dev libgl-dev fonts-dejavu-core
   dataset-fashion-mnist
+  libzip-dev  # .npz archives (NumPy's zip of .npy members)
 )
 case "${1:-}" in
   "") ;;

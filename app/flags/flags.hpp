@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/config.hpp"
+#include "core/data_source.hpp"
 
 namespace vaelab::flags {
 
@@ -22,6 +23,7 @@ inline constexpr unsigned kApp = 1, kTrain = 2, kBoth = kApp | kTrain;
 struct CommandLine {
   // both programs
   std::string data;  // empty: the Debian Fashion-MNIST folder
+  LoadOptions data_options;  // --channels, --image-size, --crop, --background, --test-fraction, --max-images
   std::string load;
   ModelConfig model;
   TrainConfig train;  // train.threads: see was_given("--threads"); each program has its own default

@@ -18,14 +18,16 @@ constexpr WholeRange kIwaeSamples{0, 100000};       // 0: off
 constexpr WholeRange kTestImages{0, 1 << 24};
 constexpr WholeRange kWindowWidth{320, 16384}, kWindowHeight{240, 16384};
 
+// A whole number and nothing else ("12x" and "" are not).
+bool whole(std::string_view s, long long& out) {
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return !s.empty() && ec == std::errc() && end == s.data() + s.size();
+}
+
 // "1280x800" (or 1280X800) within kWindowWidth × kWindowHeight.
 void read_window_size(CommandLine& c, const std::string& text) {
   const std::size_t x = text.find_first_of("xX");
   long long w = 0, h = 0;
-  const auto whole = [](std::string_view s, long long& out) {
-    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-    return !s.empty() && ec == std::errc() && end == s.data() + s.size();
-  };
   if (x == std::string::npos || !whole(std::string_view(text).substr(0, x), w) ||
       !whole(std::string_view(text).substr(x + 1), h) || !kWindowWidth.contains(w) || !kWindowHeight.contains(h))
     throw Error("wants WIDTHxHEIGHT from " + std::to_string(kWindowWidth.lo) + "x" + std::to_string(kWindowHeight.lo) +
@@ -35,11 +37,82 @@ void read_window_size(CommandLine& c, const std::string& text) {
   c.height = static_cast<int>(h);
 }
 
+// ---- how the data is loaded (LoadOptions) ----
+
+void read_channels(CommandLine& c, const std::string& text) {
+  if (text != "1" && text != "3") throw Error("wants 1 (grey) or 3 (colour), not '" + text + "'");
+  c.data_options.channels = text == "1" ? 1 : 3;
+}
+
+// "32" (square) or "48x64" (height × width), each side within limits::kImageSide.
+void read_image_size(CommandLine& c, const std::string& text) {
+  const std::size_t x = text.find_first_of("xX");
+  long long h = 0, w = 0;
+  bool read = false;
+  if (x == std::string::npos) {
+    read = whole(text, h);
+    w = h;
+  } else {
+    read = whole(std::string_view(text).substr(0, x), h) && whole(std::string_view(text).substr(x + 1), w);
+  }
+  if (!read || !limits::kImageSide.contains(h) || !limits::kImageSide.contains(w))
+    throw Error("wants a side S or HEIGHTxWIDTH, each from " + limits::kImageSide.describe() + ", e.g. 32 or 48x64, not '" +
+                text + "'");
+  c.data_options.height = static_cast<int>(h);
+  c.data_options.width = static_cast<int>(w);
+}
+
+void read_crop(CommandLine& c, const std::string& text) {
+  if (text == "center") c.data_options.crop = CropMode::Center;
+  else if (text == "none") c.data_options.crop = CropMode::None;
+  else throw Error("wants center or none, not '" + text + "'");
+}
+
+void read_background(CommandLine& c, const std::string& text) {
+  if (text == "white") c.data_options.background = Background::White;
+  else if (text == "black") c.data_options.background = Background::Black;
+  else throw Error("wants white or black, not '" + text + "'");
+}
+
+// Strictly between 0 and 1: both splits must keep images.
+void read_test_fraction(CommandLine& c, const std::string& text) {
+  double f = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), f);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || !(f > 0 && f < 1))
+    throw Error("wants a number greater than 0 and less than 1, e.g. 0.1, not '" + text + "'");
+  c.data_options.test_fraction = f;
+}
+
+// 0 (every image) or at least 2: a training and a test image.
+void read_max_images(CommandLine& c, const std::string& text) {
+  constexpr long long kMost = 1LL << 40;
+  long long n = 0;
+  if (!whole(text, n) || n < 0 || n == 1 || n > kMost)
+    throw Error("wants 0 (every image) or a whole number from 2 to " + std::to_string(kMost) + ", not '" + text + "'");
+  c.data_options.max_images = n;
+}
+
 const Flag kTable[] = {
     // ---- the data and the starting weights ----
-    {.name = "--data", .value_name = "DIR", .target = [](CommandLine& c) -> auto& { return c.data; },
-     .help = "folder with {train,t10k}-images-idx3-ubyte[.gz] (and labels)",
+    {.name = "--data", .value_name = "PATH", .target = [](CommandLine& c) -> auto& { return c.data; },
+     .help = "the images: an IDX folder ({train,t10k}-images-idx3-ubyte[.gz] and labels) or one IDX image file, "
+             "a folder of images (PNG, JPEG, WebP, BMP, GIF, TGA; a subfolder per class, optionally under "
+             "train/ and test/), a .npy array, a Keras .npz (x_train, y_train, x_test, y_test), or a "
+             "CIFAR-10 or CIFAR-100 binary folder",
      .default_note = "/usr/share/datasets/fashion-mnist"},
+    {.name = "--channels", .value_name = "C", .target = read_channels,
+     .help = "1 (grey) or 3 (colour): converts the images", .default_note = "the data's own"},
+    {.name = "--image-size", .value_name = "S|HxW", .target = read_image_size,
+     .help = "resize every image to S×S or H×W (area averaging when shrinking)",
+     .default_note = "the data's own size when all images agree, otherwise 32"},
+    {.name = "--crop", .value_name = "MODE", .target = read_crop, .default_value = "center",
+     .help = "center | none: cut non-square images to the target's shape around their centre, or squash them"},
+    {.name = "--background", .value_name = "COLOUR", .target = read_background, .default_value = "white",
+     .help = "white | black: what transparent pixels are composited onto"},
+    {.name = "--test-fraction", .value_name = "F", .target = read_test_fraction, .default_value = "0.1",
+     .help = "share of the images held out for testing when the data has no test split (0 < F < 1)"},
+    {.name = "--max-images", .value_name = "N", .target = read_max_images, .default_value = "0",
+     .help = "load only N images (the first of each split, in proportion); 0: all"},
     {.name = "--load", .value_name = "FILE", .target = [](CommandLine& c) -> auto& { return c.load; }, .programs = kApp,
      .help = "open a checkpoint (or a .safetensors file) at start"},
     {.name = "--load", .value_name = "FILE", .target = [](CommandLine& c) -> auto& { return c.load; }, .programs = kTrain,
@@ -177,13 +250,13 @@ const UsageText& usage_text(Program program) {
   static constexpr UsageText kAppText{
       .head = "usage: vaelab [flags]\n"
               "Interactive explorer for variational autoencoders. Opens a window on Fashion-MNIST\n"
-              "(or --data DIR) with a 2-D model already training.\n\n",
+              "(or --data PATH) with a 2-D model already training.\n\n",
       .tail = "\nSettings and window layout: $XDG_CONFIG_HOME/vaelab/vaelab.ini (~/.config/vaelab).\n"
               "Checkpoints, exports and the autosave: $XDG_DATA_HOME/vaelab (~/.local/share/vaelab).\n"
               "Exit codes: 0 closed, 1 no window or a fatal error, 2 a bad flag.\n"};
   static constexpr UsageText kTrainText{
       .head = "usage: vaelab-train [flags]\n"
-              "Trains a variational autoencoder on IDX image files without a window.\n\n",
+              "Trains a variational autoencoder on a data set of images (see --data) without a window.\n\n",
       .tail = "\nELBOs are in nats per example (negative; higher is better).\n"
               "Exit codes: 0 done, 1 a file or training error, 2 a bad flag.\n"};
   return program == Program::App ? kAppText : kTrainText;

@@ -37,7 +37,8 @@ bool fits(const Model& model, const ImageSet& test) {
 
 int follow_and_evaluate(const flags::CommandLine& args) {
   const auto folder = args.data.empty() ? default_data_folder() : std::filesystem::path(args.data);
-  const Dataset data = load_dataset(folder);
+  const Dataset data = load_dataset(folder, args.data_options);
+  for (const std::string& note : data.notes) std::fprintf(stderr, "vaelab-train: note: %s\n", note.c_str());
   ThreadPool pool(std::max(1, args.train.threads));
   RunFollower follower(args.follow);
   std::fprintf(stderr, "following %s (%s); evaluating on %d test images of %s\n", args.follow.c_str(),

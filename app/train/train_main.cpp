@@ -78,8 +78,8 @@ class Progress {
 
 int run(const CommandLine& args) {
   const auto folder = args.data.empty() ? default_data_folder() : std::filesystem::path(args.data);
-  auto data = std::make_shared<const Dataset>(load_dataset(folder));
-  for (const std::string& note : data->notes) std::fprintf(stderr, "vaelab-train: %s\n", note.c_str());
+  auto data = std::make_shared<const Dataset>(load_dataset(folder, args.data_options));
+  for (const std::string& note : data->notes) std::fprintf(stderr, "vaelab-train: note: %s\n", note.c_str());
 
   ModelConfig model = args.model;
   model.image_h = data->train.height;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/config.hpp"
+#include "core/data_source.hpp"
 #include "core/error.hpp"
 #include "app/flags/flags.hpp"
 
@@ -126,6 +127,34 @@ TEST_CASE("flags: numbers are strict, text is not empty, values are not taken fo
   CHECK(line.was_given("--size"));
   CHECK(line.model.family == ModelFamily::Conv);
   CHECK(line.train.seed == 9000000000ULL);
+}
+
+TEST_CASE("flags: the loading flags fill LoadOptions for both programs") {
+  // Every field, as text, so that one CHECK compares them all.
+  auto fields = [](const LoadOptions& o) {
+    return std::to_string(o.channels) + " " + std::to_string(o.height) + "x" + std::to_string(o.width) + " " +
+           (o.crop == CropMode::Center ? "center" : "none") + " " +
+           (o.background == Background::White ? "white" : "black") + " " + std::to_string(o.test_fraction) + " " +
+           std::to_string(o.max_images);
+  };
+  for (Program program : {Program::App, Program::Train}) {
+    CHECK(fields(parse(program, {}).data_options) == "0 0x0 center white 0.100000 0");
+    CHECK(fields(parse(program, {"--channels", "1", "--image-size", "48x64", "--crop", "none", "--background", "black",
+                                 "--test-fraction", "0.25", "--max-images", "5000"})
+                     .data_options) == "1 48x64 none black 0.250000 5000");
+    CHECK(fields(parse(program, {"--image-size", "32", "--channels", "3"}).data_options) ==
+          "3 32x32 center white 0.100000 0");
+  }
+  CHECK(refusal(Program::Train, {"--channels", "4"}) == "--channels: wants 1 (grey) or 3 (colour), not '4'");
+  for (const char* size : {"0", "4097", "32x", "x32", "32x0", "3.5", ""})
+    CHECK_MESSAGE(refusal(Program::Train, {"--image-size", size}).find("--image-size: wants a side S or HEIGHTxWIDTH") == 0,
+                  size);
+  CHECK(refusal(Program::App, {"--crop", "middle"}) == "--crop: wants center or none, not 'middle'");
+  CHECK(refusal(Program::App, {"--background", "grey"}) == "--background: wants white or black, not 'grey'");
+  for (const char* f : {"0", "1", "-0.1", "1.5", "nan", "0.1x"})
+    CHECK_MESSAGE(refusal(Program::Train, {"--test-fraction", f}).find("--test-fraction: wants a number greater than 0") == 0, f);
+  for (const char* n : {"1", "-1", "2x", "2000000000000"})
+    CHECK_MESSAGE(refusal(Program::Train, {"--max-images", n}).find("--max-images: wants 0 (every image)") == 0, n);
 }
 
 TEST_CASE("flags: --help lists the program's flags, test hooks only for developers") {

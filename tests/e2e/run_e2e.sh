@@ -15,7 +15,7 @@ init_e2e "$@"
 train=$(dirname "$app")/vaelab-train  # built beside vaelab; checks the autosave loads
 
 # ---- --help works without a display ----
-"$app" --help | grep -q -- "--data DIR" || fail "--help does not describe --data"
+"$app" --help | grep -q -- "--data PATH" || fail "--help does not describe --data"
 
 start_xvfb
 start_app "$out/shots" --frame-stats "$out/frames.csv"

@@ -1,6 +1,8 @@
-// Writes the fuzzers' seed corpora: tiny valid IDX (raw, gzipped), checkpoint and safetensors files
-// into DIR/{idx,checkpoint,safetensors}/ (tests/fuzz/corpus is its output). Not a fuzzer:
+// Writes the fuzzers' seed corpora: tiny valid IDX (raw, gzipped), checkpoint, safetensors, .npy,
+// .npz (stored, deflated) and CIFAR batch files into DIR/{idx,checkpoint,safetensors,npy,npz,cifar}/
+// (tests/fuzz/corpus is its output). Not a fuzzer:
 // scripts/run-fuzzers.sh runs it too, so the seeds keep up with format changes.
+#include <zip.h>
 #include <zlib.h>
 
 #include <cstdio>
@@ -53,6 +55,32 @@ Bytes idx(std::uint8_t ndims, const std::vector<std::uint32_t>& dims, std::uint8
   return b;
 }
 
+// A .npy file: "\x93NUMPY", version 1.0, the header dictionary padded to 64 bytes, the data.
+Bytes npy(const std::string& descr, const std::string& shape, std::size_t data_bytes, std::uint8_t seed) {
+  std::string header = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': " + shape + ", }";
+  header.append(63 - (10 + header.size()) % 64, ' ').push_back('\n');
+  Bytes b = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, static_cast<std::uint8_t>(header.size()),
+             static_cast<std::uint8_t>(header.size() >> 8)};
+  b.insert(b.end(), header.begin(), header.end());
+  for (std::size_t i = 0; i < data_bytes; ++i) b.push_back(static_cast<std::uint8_t>(seed + 29 * i));
+  return b;
+}
+
+// A .npz archive of the members, stored or deflated, written by libzip.
+void write_npz(const fs::path& p, const std::vector<std::pair<std::string, Bytes>>& members, bool deflate) {
+  int error = 0;
+  zip_t* z = zip_open(p.c_str(), ZIP_CREATE | ZIP_TRUNCATE, &error);
+  if (!z) throw Error("cannot create " + p.string());
+  for (const auto& [name, bytes] : members) {
+    zip_source_t* src = zip_source_buffer(z, bytes.data(), bytes.size(), 0);
+    const zip_int64_t index = src ? zip_file_add(z, name.c_str(), src, ZIP_FL_OVERWRITE) : -1;
+    if (index < 0 ||
+        zip_set_file_compression(z, static_cast<zip_uint64_t>(index), deflate ? ZIP_CM_DEFLATE : ZIP_CM_STORE, 0) != 0)
+      throw Error("cannot add " + name + " to " + p.string());
+  }
+  if (zip_close(z) != 0) throw Error("cannot write " + p.string());
+}
+
 TrainingState small_state(ModelConfig mc, int history_steps) {
   TrainingState s;
   s.model = std::move(mc);
@@ -92,7 +120,7 @@ int main(int argc, char** argv) {
   }
   try {
     const fs::path dir = argv[1];
-    for (const char* sub : {"idx", "checkpoint", "safetensors"}) fs::create_directories(dir / sub);
+    for (const char* sub : {"idx", "checkpoint", "safetensors", "npy", "npz", "cifar"}) fs::create_directories(dir / sub);
 
     // IDX: images (3 dims and 2 dims) and labels, raw and gzipped.
     const Bytes images = idx(3, {3, 4, 5}, 1);
@@ -154,6 +182,35 @@ int main(int argc, char** argv) {
     for (std::uint8_t v : {0x00, 0x3C, 0x00, 0xC0, 0x80, 0x3F, 0x00, 0x40, 0, 0, 0, 0, 0, 0, 0xF0, 0x3F}) mixed.push_back(v);
     decode_safetensors(mixed.data(), mixed.size());  // must be valid
     write(dir / "safetensors/dtypes.safetensors", mixed);
+
+    // .npy: grey uint8, channels-last RGBA, channels-first RGB, float32 (0.5 and 1.0).
+    write(dir / "npy/grey-u1.npy", npy("|u1", "(3, 4, 5)", 60, 1));
+    write(dir / "npy/rgba-last.npy", npy("|u1", "(2, 2, 3, 4)", 48, 2));
+    write(dir / "npy/rgb-first.npy", npy("|u1", "(2, 3, 2, 2)", 24, 3));
+    Bytes f4 = npy("<f4", "(2, 2, 2)", 0, 0);
+    for (int i = 0; i < 8; ++i) f4.insert(f4.end(), {0, 0, static_cast<std::uint8_t>(i % 2 ? 0x80 : 0), 0x3F});
+    write(dir / "npy/f4.npy", f4);
+
+    // .npz: the Keras layout with labels (stored and deflated), and x alone.
+    const std::vector<std::pair<std::string, Bytes>> keras = {
+        {"x_train.npy", npy("|u1", "(3, 2, 2)", 12, 4)}, {"y_train.npy", npy("<i8", "(3,)", 0, 0)},
+        {"x_test.npy", npy("|u1", "(2, 2, 2)", 8, 5)}, {"y_test.npy", npy("|u1", "(2, 1)", 2, 0)}};
+    auto with_labels = keras;
+    with_labels[1].second.insert(with_labels[1].second.end(), 24, 0);
+    write_npz(dir / "npz/keras-stored.npz", with_labels, false);
+    write_npz(dir / "npz/keras-deflated.npz", with_labels, true);
+    write_npz(dir / "npz/x-only.npz", {{"x.npy", npy("|u1", "(4, 3, 3, 3)", 108, 6)}}, true);
+
+    // CIFAR: two records of a CIFAR-10 batch, one of a CIFAR-100 batch (coarse, fine label).
+    Bytes cifar10, cifar100;
+    for (std::uint8_t label : {3, 7}) {
+      cifar10.push_back(label);
+      for (int i = 0; i < 3072; ++i) cifar10.push_back(static_cast<std::uint8_t>(label + 13 * i));
+    }
+    cifar100 = {4, 42};
+    for (int i = 0; i < 3072; ++i) cifar100.push_back(static_cast<std::uint8_t>(7 * i));
+    write(dir / "cifar/cifar10-2.bin", cifar10);
+    write(dir / "cifar/cifar100-1.bin", cifar100);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "vaelab_fuzz_seeds: %s\n", e.what());
     return 1;
