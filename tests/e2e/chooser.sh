@@ -4,8 +4,8 @@
 # made, a click selects a data folder in the listing and Open reads it (the state dump names the
 # new data, and the recent path is kept in the settings); a panel's (?) opens its help page, and
 # Help → "What am I looking at" the first; a folder dropped on the window (the --drop-list test
-# hook: xdotool cannot drag between programs) loads at once, and once the run has trained a drop
-# asks first and loads on Open.
+# hook: xdotool cannot drag between programs) loads at once (Cancel while it reads keeps the data
+# that was open), and once the run has trained a drop asks first and loads on Open.
 # Not a unit test of the listing (tests/test_file_listing.cpp); usage: chooser.sh path/to/vaelab OUTPUT_DIR
 set -uo pipefail
 
@@ -67,9 +67,28 @@ shows_first_help() { [[ $(line help_page) == Training ]]; }
 shoot_until 10 0.3 shows_first_help || fail "Help → What am I looking at did not show the Training page (help_page '$(line help_page)')"
 echo "help menu: $(line help_page)"
 
-# ---- a drop before any training opens at once ----
+# ---- a drop before any training reads at once; Cancel while it reads keeps the data open ----
 echo "$pick/second" >"$drops"
 kill -USR2 "$app_pid"
+sleep 0.05
+shot
+if (($(field loading) == 1)); then
+  read -r x0 y0 x1 y1 <<<"$(rect loading_cancel)"  # a quicker click than click(): the read is short
+  xdotool mousemove --window "$wid" $(((${x0%.*} + ${x1%.*}) / 2)) $(((${y0%.*} + ${y1%.*}) / 2)) mousedown 1
+  sleep 0.1
+  xdotool mouseup 1
+  read_ended() { (($(field loading) == 0)); }
+  shoot_until 40 0.5 read_ended || fail "the read of $pick/second did not end after Cancel"
+  if [[ $(line data) == first ]]; then
+    [[ $(line data_path) == "$pick/first" ]] || fail "after Cancel the data field shows '$(line data_path)', not $pick/first"
+    echo "cancelled the read: still on $(line data)"
+    kill -USR2 "$app_pid"  # the same drop again, left to finish
+  else
+    echo "the read of $pick/second ended before Cancel arrived: not checked"
+  fi
+else
+  echo "the read of $pick/second ended before the screenshot: Cancel not checked"
+fi
 opened_second() { [[ $(line data) == second && $(field loading) == 0 ]]; }
 shoot_until 40 0.5 opened_second || fail "the dropped $pick/second did not open (data '$(line data)', loading $(field loading))"
 echo "dropped and opened: $(line data)"
