@@ -538,6 +538,7 @@ void App::menu_bar() {
     if (ImGui::MenuItem("Save checkpoint", "Ctrl+S", false, can)) save_checkpoint(s_, file);
     if (ImGui::MenuItem("Save checkpoint as…", nullptr, false, s_.trainer != nullptr))
       open_file_chooser(s_, ChooserPurpose::SaveCheckpointAs, file);
+    s_.note_rect("menu_save_as");
     if (ImGui::MenuItem("Load checkpoint…", nullptr, false, s_.trainer != nullptr))
       open_file_chooser(s_, ChooserPurpose::LoadCheckpoint, file);
     if (ImGui::MenuItem("Import safetensors…", nullptr, false, s_.trainer != nullptr))

@@ -126,7 +126,13 @@ std::filesystem::path enter_path(FileChooserState& c) {
     return {};
   }
   const PurposeInfo pi = info(c.purpose);
-  if (pi.saving && std::filesystem::is_directory(typed.parent_path(), ec)) return with_suffix(typed, pi.kind);
+  if (pi.saving && std::filesystem::is_directory(typed.parent_path(), ec)) {
+    const std::filesystem::path file = with_suffix(typed, pi.kind);
+    if (!std::filesystem::exists(file, ec)) return file;
+    go_to(c, file.parent_path());  // an existing file is replaced only by the Replace button
+    std::snprintf(c.name, sizeof c.name, "%s", file.filename().c_str());
+    return {};
+  }
   if (std::filesystem::exists(typed, ec) && filter_accepts(file_filter(pi.kind), typed.filename().string())) return typed;
   c.note = std::filesystem::exists(typed, ec) ? typed.string() + " is not " + file_filter(pi.kind).label + "."
                                               : "There is no " + typed.string() + ".";
@@ -211,7 +217,7 @@ std::filesystem::path draw_listing(AppState& s, float height) {
         else chosen = c.folder / e.name;
       }
     }
-    s.note_rect(("chooser_entry_" + e.name).c_str());
+    s.note_rect(rect_name("chooser_entry_", e.name).c_str());
     if (!e.is_folder) {
       ImGui::SameLine(std::max(size_x, ImGui::GetCursorPosX()));
       ImGui::TextDisabled("%s", size_text(e.size).c_str());
@@ -268,10 +274,10 @@ void draw_file_chooser(AppState& s) {
   c.shown = ImGui::BeginPopupModal(popup.c_str(), nullptr, ImGuiWindowFlags_NoSavedSettings);
   if (!c.shown) return;
   s.note_rect("chooser_window");
-  if (c.listing_stale) {
+  if (c.listing_stale) {  // after moving or toggling hidden files: nothing selected
     c.listing = list_folder(c.folder, file_filter(pi.kind), c.show_hidden);
     c.listing_stale = false;
-    c.selected = std::min(c.selected, static_cast<int>(c.listing.entries.size()) - 1);
+    c.selected = -1;
   }
   std::filesystem::path chosen = draw_navigation(s);
 
@@ -289,8 +295,10 @@ void draw_file_chooser(AppState& s) {
     ImGui::SetNextItemWidth(ImGui::GetContentRegionAvail().x);
     if (ImGui::InputTextWithHint("##chooser_name", "file name", c.name, sizeof c.name, ImGuiInputTextFlags_EnterReturnsTrue)) {
       std::string why;
-      chosen = current_choice(c, why);
-      c.note = why;
+      const std::filesystem::path typed = current_choice(c, why);
+      std::error_code ec;
+      if (!typed.empty() && std::filesystem::exists(typed, ec)) c.note = typed.filename().string() + " exists: Replace replaces it.";
+      else chosen = typed, c.note = why;
     }
     s.note_rect("chooser_name");
   }

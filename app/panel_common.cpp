@@ -14,6 +14,11 @@ namespace vaelab::app {
 
 void AppState::post(Severity s, std::string text) { messages.push_back(Message{s, std::move(text), now}); }
 
+std::string rect_name(const char* prefix, std::string text) {
+  std::replace(text.begin(), text.end(), ' ', '_');
+  return prefix + text;
+}
+
 void AppState::note_rect(const char* name) {
   const ImVec2 a = ImGui::GetItemRectMin(), b = ImGui::GetItemRectMax();
   rects[name] = ImVec4(a.x, a.y, b.x, b.y);
@@ -121,7 +126,7 @@ void panel_help_button(AppState& state, const char* panel) {
   const bool clicked = ImGui::SmallButton("(?)##panel_help");
   ImGui::PopID();
   ImGui::PopStyleColor();
-  state.note_rect((std::string("help_") + panel).c_str());
+  state.note_rect(rect_name("help_", panel).c_str());
   if (ImGui::IsItemHovered()) ImGui::SetTooltip("What am I looking at?");
   ImGui::PopClipRect();
   ImGui::SetCursorScreenPos(cursor);

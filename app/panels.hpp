@@ -94,6 +94,9 @@ ImU32 label_colour(int label, float alpha = 1.0f);
 void panel_help_button(AppState& state, const char* panel);
 // "(?)" with a tooltip.
 void help_marker(const char* text);
+// A name for AppState::note_rect made of a prefix and a text: spaces become '_' (they would split
+// the rectangle's line in the state dump): rect_name("help_", "Latent map") is "help_Latent_map".
+std::string rect_name(const char* prefix, std::string text);
 // 12345 → "12,345".
 std::string with_commas(long long v);
 // The class name of a label, or "label N".

@@ -5,7 +5,8 @@
 # new data, and the recent path is kept in the settings); a panel's (?) opens its help page, and
 # Help → "What am I looking at" the first; a folder dropped on the window (the --drop-list test
 # hook: xdotool cannot drag between programs) loads at once (Cancel while it reads keeps the data
-# that was open), and once the run has trained a drop asks first and loads on Open.
+# that was open), and once the run has trained a drop asks first and loads on Open; Save
+# checkpoint as… saves under a typed name.
 # Not a unit test of the listing (tests/test_file_listing.cpp); usage: chooser.sh path/to/vaelab OUTPUT_DIR
 set -uo pipefail
 
@@ -108,6 +109,23 @@ shoot_until 40 0.5 opened_first_again || fail "Open in the drop's confirmation d
 (($(field errors) == 0)) || fail "errors shown after the drops"
 echo "confirmed drop opened: $(line data)"
 
+# ---- File → Save checkpoint as…: a typed name gets the .vaelab suffix, in the checkpoint's folder ----
+click menu_file
+sleep 0.5
+shot
+click menu_save_as
+save_open() { [[ $(line chooser) == "Save checkpoint as" ]]; }
+shoot_until 10 0.3 save_open || fail "File → Save checkpoint as… did not open the chooser (chooser '$(line chooser)')"
+[[ $(line chooser_folder) == "$out/data/vaelab" ]] || fail "Save as opened in '$(line chooser_folder)', not the checkpoint's folder"
+click chooser_name
+sleep 0.2
+xdotool key --clearmodifiers ctrl+a
+xdotool type --delay 20 mine
+xdotool key Return
+wait_for "$out/data/vaelab/mine.vaelab" 20
+echo "saved as $out/data/vaelab/mine.vaelab"
+
 close_app
+grep -qx "recent_path=$out/data/vaelab/mine.vaelab" "$out/config/vaelab/vaelab.ini" || fail "the saved checkpoint is not among the recent paths"
 grep -qx "recent_path=$pick/first" "$out/config/vaelab/vaelab.ini" || fail "the chosen folder is not among the recent paths in the settings"
 echo "PASS (screenshots: $out/shots)"
