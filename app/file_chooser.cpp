@@ -265,12 +265,8 @@ void draw_file_chooser(AppState& s) {
     ImGui::OpenPopup(popup.c_str());
     c.open_requested = false;
   }
-  const ImGuiViewport* vp = ImGui::GetMainViewport();
+  place_dialog(ImVec2(44, 34), ImVec2(0.9f, 0.85f), 0.5f);
   const float em = ImGui::GetFontSize();
-  ImGui::SetNextWindowSize(ImVec2(std::min(vp->WorkSize.x * 0.9f, em * 44), std::min(vp->WorkSize.y * 0.85f, em * 34)),
-                           ImGuiCond_Appearing);
-  ImGui::SetNextWindowPos(ImVec2(vp->WorkPos.x + vp->WorkSize.x * 0.5f, vp->WorkPos.y + vp->WorkSize.y * 0.5f),
-                          ImGuiCond_Appearing, ImVec2(0.5f, 0.5f));
   c.shown = ImGui::BeginPopupModal(popup.c_str(), nullptr, ImGuiWindowFlags_NoSavedSettings);
   if (!c.shown) return;
   s.note_rect("chooser_window");

@@ -94,12 +94,8 @@ void open_help(AppState& state, const std::string& panel) {
 void draw_help(AppState& state) {
   HelpState& h = state.help;
   if (!h.open) return;
-  const ImGuiViewport* vp = ImGui::GetMainViewport();
+  place_dialog(ImVec2(46, 26), ImVec2(0.8f, 0.7f), 0.45f);
   const float em = ImGui::GetFontSize();
-  ImGui::SetNextWindowSize(ImVec2(std::min(vp->WorkSize.x * 0.8f, em * 46), std::min(vp->WorkSize.y * 0.7f, em * 26)),
-                           ImGuiCond_Appearing);
-  ImGui::SetNextWindowPos(ImVec2(vp->WorkPos.x + vp->WorkSize.x * 0.5f, vp->WorkPos.y + vp->WorkSize.y * 0.45f),
-                          ImGuiCond_Appearing, ImVec2(0.5f, 0.5f));
   if (ImGui::Begin("What am I looking at", &h.open, ImGuiWindowFlags_NoSavedSettings | ImGuiWindowFlags_NoCollapse)) {
     state.note_rect("help_window");
     const HelpPage* page = help_page(h.page);

@@ -110,6 +110,16 @@ void export_png_button(AppState& state, const char* label, const GlImage& image,
   }
 }
 
+void place_dialog(ImVec2 size_em, ImVec2 max_share, float centre_y) {
+  const ImGuiViewport* vp = ImGui::GetMainViewport();
+  const float em = ImGui::GetFontSize();
+  ImGui::SetNextWindowSize(ImVec2(std::min(vp->WorkSize.x * max_share.x, em * size_em.x),
+                                  std::min(vp->WorkSize.y * max_share.y, em * size_em.y)),
+                           ImGuiCond_Appearing);
+  ImGui::SetNextWindowPos(ImVec2(vp->WorkPos.x + vp->WorkSize.x * 0.5f, vp->WorkPos.y + vp->WorkSize.y * centre_y),
+                          ImGuiCond_Appearing, ImVec2(0.5f, 0.5f));
+}
+
 void panel_help_button(AppState& state, const char* panel) {
   // Drawn into the window's title bar, at its right end; the cursor and the content size are put
   // back afterwards so the panel's own layout does not see it.

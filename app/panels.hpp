@@ -89,6 +89,9 @@ void export_png_button(AppState& state, const char* label, const GlImage& image,
 bool has_plane(const Snapshot& snap, const char* otherwise);
 // The category colour of a label as ImU32 (view_math's Okabe–Ito-like set).
 ImU32 label_colour(int label, float alpha = 1.0f);
+// Size and place the next window when it appears: `size_em` font heights, at most `max_share` of
+// the work area, centred horizontally with its centre at `centre_y` of the height.
+void place_dialog(ImVec2 size_em, ImVec2 max_share, float centre_y);
 // "(?)" at the right end of the current panel window's title bar: opens Help → "What am I
 // looking at" at `panel`'s page. Called right after the panel's ImGui::Begin.
 void panel_help_button(AppState& state, const char* panel);

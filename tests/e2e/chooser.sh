@@ -29,13 +29,17 @@ shot
 original=$(line data)
 [[ -n $original && $(line chooser) == closed ]] || fail "expected data and a closed chooser at start (data '$original', chooser '$(line chooser)')"
 
+from_file_menu() {  # from_file_menu ITEM TITLE: click File, then ITEM; the chooser titled TITLE opens
+  click menu_file
+  sleep 0.5
+  shot
+  click "$1"
+  chooser_is() { [[ $(line chooser) == "$1" ]]; }
+  shoot_until 10 0.3 chooser_is "$2" || fail "File → $2 did not open the chooser (chooser '$(line chooser)')"
+}
+
 # ---- File → Open data…: go to the test's folder by the path field, select "first", Open ----
-click menu_file
-sleep 0.5
-shot
-click menu_open_data
-chooser_open() { [[ $(line chooser) == "Open data" ]]; }
-shoot_until 10 0.3 chooser_open || fail "File → Open data… did not open the chooser (chooser '$(line chooser)')"
+from_file_menu menu_open_data "Open data"
 click chooser_path
 sleep 0.2
 xdotool key --clearmodifiers ctrl+a
@@ -110,12 +114,7 @@ shoot_until 40 0.5 opened_first_again || fail "Open in the drop's confirmation d
 echo "confirmed drop opened: $(line data)"
 
 # ---- File → Save checkpoint as…: a typed name gets the .vaelab suffix, in the checkpoint's folder ----
-click menu_file
-sleep 0.5
-shot
-click menu_save_as
-save_open() { [[ $(line chooser) == "Save checkpoint as" ]]; }
-shoot_until 10 0.3 save_open || fail "File → Save checkpoint as… did not open the chooser (chooser '$(line chooser)')"
+from_file_menu menu_save_as "Save checkpoint as"
 [[ $(line chooser_folder) == "$out/data/vaelab" ]] || fail "Save as opened in '$(line chooser_folder)', not the checkpoint's folder"
 click chooser_name
 sleep 0.2
