@@ -369,8 +369,7 @@ void App::poll_data_loading() {
       return;
     }
     s_.post(Severity::Error, "Could not open the data folder " + s_.data_loading_path + ": " + e.what() +
-                                 (s_.trainer ? "" : "\nDrop a folder with IDX files on the window, or type its path in "
-                                                    "Training → Data & checkpoints."));
+                                 (s_.trainer ? "" : "\nChoose the data with File → Open data…, or drop it on the window."));
   }
   s_.data_loading = {};
 }

@@ -58,11 +58,14 @@ void go_to(FileChooserState& c, const std::filesystem::path& folder) {
   c.note.clear();
 }
 
-// Does what the purpose says with `chosen`; remembers it among the recent paths.
+// Does what the purpose says with `chosen`; remembers it among the recent paths (data once it
+// has been read: app.cpp).
 void act(AppState& s, ChooserPurpose purpose, const std::filesystem::path& chosen) {
   FileChooserState& c = s.chooser;
-  c.recent.remember(chosen);
-  ImGui::GetIO().WantSaveIniSettings = true;  // the recent paths are saved with the settings
+  if (purpose != ChooserPurpose::OpenData) {
+    c.recent.remember(chosen);
+    ImGui::GetIO().WantSaveIniSettings = true;  // the recent paths are saved with the settings
+  }
   auto set_checkpoint_field = [&] {
     std::snprintf(s.training.file_path, sizeof s.training.file_path, "%s", chosen.c_str());
   };

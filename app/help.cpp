@@ -69,8 +69,8 @@ const std::vector<HelpPage>& help_pages() {
        "of the reparameterised and the score-function estimators.",
        "log p(x) = ELBO + KL(q(z|x) ‖ p(z|x)). IWAE_K = log (1/K) Σ_k p(x, z_k) / q(z_k|x) is a tighter bound "
        "that approaches log p(x) as K grows, so the gap IWAE − ELBO estimates how far q is from the true "
-       "posterior. Active units are the dimensions whose encoder mean E_q[z_u] varies over x by more than 0.01; "
-       "the rest have collapsed to the prior. The aggregate posterior q(z) is the mean of q(z|x) over the test "
+       "posterior. Active units are the dimensions whose encoder mean E_q[z_u] has a variance over x above "
+       "0.01; the rest have collapsed to the prior. The aggregate posterior q(z) is the mean of q(z|x) over the test "
        "images: where it falls below 10 % of p(z) the prior has holes, and samples from them look wrong.",
        "Right-click a point of the latent map and open Posterior: with a 2-D latent, log p(x) − ELBO matches "
        "KL(q ‖ p(z|x)) from the grid. Rebuild with latent 20 and watch the KL / dim tab count collapsed "
