@@ -41,7 +41,7 @@ const std::vector<HelpPage>& help_pages() {
        "The image the decoder makes from one z, with a slider per latent dimension, ordered by the KL each "
        "dimension carries.",
        "A dimension whose KL is below 0.01 nats is inactive (greyed): the encoder ignores it and the decoder's "
-       "image barely changes along it. The sliders span ±range standard deviations of the prior.",
+       "image barely changes along it. The ± control sets how far the sliders reach, in standard deviations of the prior.",
        "Drag one slider at a time to see what each dimension encodes; drag the ring on the latent map to move "
        "two at once."},
       {kWinInterpolation,
