@@ -207,25 +207,29 @@ std::filesystem::path draw_listing(AppState& s, float height) {
     ImGui::TextDisabled("(nothing here fits: %s)", file_filter(pi.kind).label.c_str());
   }
   const float size_x = ImGui::GetContentRegionAvail().x - ImGui::GetFontSize() * 5;
-  for (std::size_t i = 0; i < c.listing.entries.size(); ++i) {
-    const FolderEntry& e = c.listing.entries[i];
-    const std::string label = e.is_folder ? e.name + "/" : e.name;
-    ImGui::PushID(static_cast<int>(i));
-    if (ImGui::Selectable(label.c_str(), c.selected == static_cast<int>(i), ImGuiSelectableFlags_AllowDoubleClick)) {
-      c.selected = static_cast<int>(i);
-      c.note.clear();
-      if (pi.saving && !e.is_folder) std::snprintf(c.name, sizeof c.name, "%s", e.name.c_str());
-      if (ImGui::IsMouseDoubleClicked(ImGuiMouseButton_Left)) {
-        if (e.is_folder) enter = c.folder / e.name;
-        else chosen = c.folder / e.name;
+  ImGuiListClipper clipper;  // a folder of 50,000 images draws only the rows in view
+  clipper.Begin(static_cast<int>(c.listing.entries.size()));
+  while (clipper.Step()) {
+    for (int row = clipper.DisplayStart; row < clipper.DisplayEnd; ++row) {
+      const FolderEntry& e = c.listing.entries[static_cast<std::size_t>(row)];
+      const std::string label = e.is_folder ? e.name + "/" : e.name;
+      ImGui::PushID(row);
+      if (ImGui::Selectable(label.c_str(), c.selected == row, ImGuiSelectableFlags_AllowDoubleClick)) {
+        c.selected = row;
+        c.note.clear();
+        if (pi.saving && !e.is_folder) std::snprintf(c.name, sizeof c.name, "%s", e.name.c_str());
+        if (ImGui::IsMouseDoubleClicked(ImGuiMouseButton_Left)) {
+          if (e.is_folder) enter = c.folder / e.name;
+          else chosen = c.folder / e.name;
+        }
       }
+      s.note_rect(rect_name("chooser_entry_", e.name).c_str());
+      if (!e.is_folder) {
+        ImGui::SameLine(std::max(size_x, ImGui::GetCursorPosX()));
+        ImGui::TextDisabled("%s", size_text(e.size).c_str());
+      }
+      ImGui::PopID();
     }
-    s.note_rect(rect_name("chooser_entry_", e.name).c_str());
-    if (!e.is_folder) {
-      ImGui::SameLine(std::max(size_x, ImGui::GetCursorPosX()));
-      ImGui::TextDisabled("%s", size_text(e.size).c_str());
-    }
-    ImGui::PopID();
   }
   ImGui::EndChild();
   if (!enter.empty()) go_to(c, enter);

@@ -55,7 +55,7 @@ FolderListing list_folder(const std::filesystem::path& folder, const FileFilter&
     out.error = folder.string() + " is not a folder.";
     return out;
   }
-  fs::directory_iterator it(folder, fs::directory_options::skip_permission_denied, ec);
+  fs::directory_iterator it(folder, ec);  // not skip_permission_denied: that lists a locked folder as empty
   if (ec) {
     out.error = "Cannot read " + folder.string() + ": " + ec.message() + ".";
     return out;
