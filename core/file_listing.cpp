@@ -18,6 +18,11 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 }
 
 // "train-images-idx3-ubyte", "t10k-labels.idx1-ubyte", … (gzipped ones end in .gz, listed anyway).
+// A path the settings file can hold on one line of text: no control characters.
+bool storable(const std::string& p) {
+  return !p.empty() && std::none_of(p.begin(), p.end(), [](unsigned char ch) { return ch < 0x20 || ch == 0x7f; });
+}
+
 bool looks_like_idx_name(const std::string& lower_name) {
   return lower_name.find("idx1-ubyte") != std::string::npos || lower_name.find("idx3-ubyte") != std::string::npos;
 }
@@ -91,14 +96,14 @@ FolderListing list_folder(const std::filesystem::path& folder, const FileFilter&
 
 void RecentPaths::remember(const std::filesystem::path& path) {
   const std::string p = path.lexically_normal().string();
-  if (p.empty() || p.find_first_of("\r\n") != std::string::npos) return;
+  if (!storable(p)) return;
   std::erase(paths_, p);
   paths_.insert(paths_.begin(), p);
   if (paths_.size() > capacity_) paths_.resize(capacity_);
 }
 
 void RecentPaths::restore(const std::string& path) {
-  if (path.empty() || path.find_first_of("\r\n") != std::string::npos || paths_.size() >= capacity_) return;
+  if (!storable(path) || paths_.size() >= capacity_) return;
   if (std::find(paths_.begin(), paths_.end(), path) == paths_.end()) paths_.push_back(path);
 }
 

@@ -52,8 +52,8 @@ FolderListing list_folder(const std::filesystem::path& folder, const FileFilter&
 class RecentPaths {
  public:
   explicit RecentPaths(std::size_t capacity = 12) : capacity_(capacity) {}
-  // Puts `path` first (moving it there when already present); paths holding a line break are
-  // ignored (the settings file stores one per line).
+  // Puts `path` first (moving it there when already present); a path holding a control character
+  // (a line break, an escape) is ignored: the settings file stores one per line, as text.
   void remember(const std::filesystem::path& path);
   // Appends a path read back from the settings file, keeping the order they were saved in.
   void restore(const std::string& path);

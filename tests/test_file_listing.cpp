@@ -114,12 +114,13 @@ TEST_CASE("file_listing: recent paths keep the latest first, once each, up to th
   r.remember("/e");
   CHECK(r.paths() == std::vector<std::string>{"/e", "/d", "/a"});
   r.remember("/with\nbreak");
+  r.remember("/with\x1b escape");
   r.remember("");
   CHECK(r.paths().size() == 3);
   CHECK(r.paths().front() == "/e");
 
   RecentPaths back(3);  // as the settings file gives them back: in order, duplicates and extras dropped
-  for (const char* p : {"/e", "/d", "/e", "/a", "/z"}) back.restore(p);
+  for (const char* p : {"/e", "/tab\there", "/d", "/e", "/a", "/z"}) back.restore(p);
   CHECK(back.paths() == std::vector<std::string>{"/e", "/d", "/a"});
 }
 
