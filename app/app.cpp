@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cfloat>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -38,14 +39,6 @@ bool looks_like_idx(const std::filesystem::path& p) {
          name.find("idx2-ubyte") != std::string::npos;
 }
 
-// Reads on a background thread; quitting sets `cancel` and the read stops within one chunk.
-std::future<std::shared_ptr<const Dataset>> read_data_async(std::filesystem::path path, const LoadOptions& options,
-                                                             const CancelFlag* cancel) {
-  return std::async(std::launch::async, [path, options, cancel] {
-    return std::shared_ptr<const Dataset>(std::make_shared<Dataset>(load_dataset(path, options, cancel)));
-  });
-}
-
 // A file that is data (an IDX image file, a .npy or .npz), not a checkpoint.
 bool is_data_file(const std::filesystem::path& p) {
   try {
@@ -55,6 +48,30 @@ bool is_data_file(const std::filesystem::path& p) {
     return false;
   }
 }
+
+// Reads on a background thread, counting into `progress`; quitting or Cancel sets `cancel` and
+// the read stops within one chunk.
+std::future<std::shared_ptr<const Dataset>> read_data_async(std::filesystem::path path, const LoadOptions& options,
+                                                            const CancelFlag* cancel, LoadProgress* progress) {
+  return std::async(std::launch::async, [path, options, cancel, progress] {
+    return std::shared_ptr<const Dataset>(std::make_shared<Dataset>(load_dataset(path, options, cancel, progress)));
+  });
+}
+
+// Starts reading `p` in the background; the data field shows it meanwhile.
+void start_reading(AppState& s, const std::filesystem::path& p) {
+  s.data_cancel = false;
+  s.data_progress.done = 0;
+  s.data_progress.total = 0;
+  s.data_before_loading = s.training.data_path;
+  s.data_loading_path = p.string();
+  s.data_loading = read_data_async(p, s.options.data_options, &s.data_cancel, &s.data_progress);
+  std::snprintf(s.training.data_path, sizeof s.training.data_path, "%s", p.c_str());
+}
+
+// Opening something else would replace a run that has trained (a followed run is the other
+// program's, nothing of it is lost here).
+bool would_lose_run(const AppState& s) { return s.trainer && s.snap && s.snap->step > 0 && !s.snap->follow; }
 
 }  // namespace
 
@@ -68,10 +85,7 @@ void open_path(AppState& s, const std::filesystem::path& path) {
       s.post(Severity::Warning, "Still reading " + s.data_loading_path + "; try again in a moment.");
       return;
     }
-    s.data_loading_path = p.string();
-    s.data_loading = read_data_async(p, s.options.data_options, &s.data_cancel);
-    std::snprintf(s.training.data_path, sizeof s.training.data_path, "%s", p.c_str());
-    s.post(Severity::Info, "Reading " + p.string() + " …");
+    start_reading(s, p);
     return;
   }
   if (!std::filesystem::exists(p, ec)) {
@@ -115,9 +129,7 @@ App::App(AppState& state) : s_(state) {
   const std::filesystem::path data = o.data.empty() ? default_data_folder() : o.data;
   if (!s_.training.file_path[0])
     std::snprintf(s_.training.file_path, sizeof s_.training.file_path, "%s", (s_.data_dir / "checkpoint.vaelab").c_str());
-  s_.data_loading_path = data.string();
-  s_.data_loading = read_data_async(data, o.data_options, &s_.data_cancel);
-  std::snprintf(s_.training.data_path, sizeof s_.training.data_path, "%s", data.c_str());
+  start_reading(s_, data);
   s_.gap.sent_k = o.trainer.eval_iwae_k;
   s_.gap.sent_points = o.trainer.iwae_points;
   s_.gap.iwae_on = o.trainer.eval_iwae_k > 0;
@@ -338,6 +350,8 @@ void App::poll_data_loading() {
   if (!s_.data_loading.valid() ||
       s_.data_loading.wait_for(std::chrono::seconds(0)) != std::future_status::ready)
     return;
+  const bool cancelled = s_.data_cancel.load();
+  s_.data_cancel = false;
   try {
     std::shared_ptr<const Dataset> data = s_.data_loading.get();
     if (data->train.count == 0) throw Error("the folder has no training images");
@@ -351,10 +365,18 @@ void App::poll_data_loading() {
     }
     s_.post(Severity::Info, "Opened " + data->name + ": " + std::to_string(data->train.count) + " training images");
     for (const std::string& note : data->notes) s_.post(Severity::Info, note);
+    s_.chooser.recent.remember(s_.data_loading_path);
+    ImGui::GetIO().WantSaveIniSettings = true;  // the recent paths and the data field
   } catch (const std::exception& e) {
+    if (cancelled) {  // the user's Cancel: what was open stays, and the field says so again
+      if (s_.data) std::snprintf(s_.training.data_path, sizeof s_.training.data_path, "%s", s_.data_before_loading.c_str());
+      s_.post(Severity::Info, "Cancelled reading " + s_.data_loading_path +
+                                  (s_.data ? "; still on " + s_.data->name + "." : "."));
+      s_.data_loading = {};
+      return;
+    }
     s_.post(Severity::Error, "Could not open the data folder " + s_.data_loading_path + ": " + e.what() +
-                                 (s_.trainer ? "" : "\nDrop a folder with IDX files on the window, or type its path in "
-                                                    "Training → Data & checkpoints."));
+                                 (s_.trainer ? "" : "\nChoose the data with File → Open data…, or drop it on the window."));
   }
   s_.data_loading = {};
 }
@@ -370,12 +392,91 @@ void App::collect_trainer_errors() {
 
 void App::on_drop(const std::vector<std::string>& paths) {
   if (paths.empty()) return;
-  if (paths.size() > 1) {
-    // Several IDX files from one folder: open the folder.
-    open_path(s_, std::filesystem::path(paths.front()));
+  // Several IDX files from one folder open the folder, as the first one does.
+  const std::filesystem::path dropped = paths.front();
+  if (would_lose_run(s_)) {  // asks first (drop_confirmation)
+    s_.drop_pending = dropped;
+    s_.drop_confirm_requested = true;
     return;
   }
-  open_path(s_, paths.front());
+  open_path(s_, dropped);
+}
+
+void App::drop_confirmation() {
+  const char* title = "Open the dropped file?";
+  if (s_.drop_confirm_requested) {
+    ImGui::OpenPopup(title);
+    s_.drop_confirm_requested = false;
+  }
+  const ImGuiViewport* vp = ImGui::GetMainViewport();
+  ImGui::SetNextWindowPos(ImVec2(vp->WorkPos.x + vp->WorkSize.x * 0.5f, vp->WorkPos.y + vp->WorkSize.y * 0.4f),
+                          ImGuiCond_Appearing, ImVec2(0.5f, 0.5f));
+  ImGui::SetNextWindowSizeConstraints(ImVec2(0, 0), ImVec2(ImGui::GetFontSize() * 36, FLT_MAX));
+  if (!ImGui::BeginPopupModal(title, nullptr, ImGuiWindowFlags_AlwaysAutoResize | ImGuiWindowFlags_NoSavedSettings)) return;
+  s_.note_rect("drop_window");
+  std::error_code ec;
+  const bool data = std::filesystem::is_directory(s_.drop_pending, ec) || looks_like_idx(s_.drop_pending) ||
+                    is_data_file(s_.drop_pending);
+  ImGui::TextWrapped("%s %s", data ? "Train on" : "Open", s_.drop_pending.c_str());
+  if (s_.snap) {
+    ImGui::PushStyleColor(ImGuiCol_Text, kWarningColour);
+    ImGui::TextWrapped(data ? "The running %s at step %s goes on training on the new data; for another image "
+                              "size a fresh model is built."
+                            : "Lost: the running %s at step %s, its weights and progress.",
+                       describe_model(s_.snap->model_config).c_str(), with_commas(s_.snap->step).c_str());
+    ImGui::PopStyleColor();
+  }
+  const char* file = s_.training.file_path;
+  ImGui::BeginDisabled(!s_.trainer || !file[0]);
+  if (ImGui::Button("Save first")) save_checkpoint(s_, file);
+  ImGui::EndDisabled();
+  ImGui::SameLine();
+  ImGui::TextDisabled("to %s", file[0] ? file : "(no checkpoint path: Data & checkpoints)");
+  ImGui::Spacing();
+  const float bw = ImGui::GetFontSize() * 7;
+  bool close = false;
+  if (ImGui::Button("Open", ImVec2(bw, 0))) {
+    open_path(s_, s_.drop_pending);
+    close = true;
+  }
+  s_.note_rect("drop_confirm");
+  ImGui::SameLine();
+  if (ImGui::Button("Cancel", ImVec2(bw, 0)) || ImGui::IsKeyPressed(ImGui::GetKeyIndex(ImGuiKey_Escape))) close = true;
+  if (close) {
+    s_.drop_pending.clear();
+    ImGui::CloseCurrentPopup();
+  }
+  ImGui::EndPopup();
+}
+
+void App::loading_banner() {
+  if (!s_.data_loading.valid()) return;
+  const ImGuiViewport* vp = ImGui::GetMainViewport();
+  ImGui::SetNextWindowPos(ImVec2(vp->WorkPos.x + vp->WorkSize.x * 0.5f, vp->WorkPos.y + 8), ImGuiCond_Always, ImVec2(0.5f, 0));
+  ImGui::SetNextWindowBgAlpha(0.94f);
+  const ImGuiWindowFlags flags = ImGuiWindowFlags_NoDecoration | ImGuiWindowFlags_AlwaysAutoResize |
+                                 ImGuiWindowFlags_NoSavedSettings | ImGuiWindowFlags_NoFocusOnAppearing;
+  if (ImGui::Begin("##loading", nullptr, flags)) {
+    ImGui::BringWindowToDisplayFront(ImGui::GetCurrentWindow());
+    const long long done = s_.data_progress.done.load(), total = s_.data_progress.total.load();
+    const std::string name = std::filesystem::path(s_.data_loading_path).filename().string();
+    const bool cancelling = s_.data_cancel.load();
+    if (cancelling) ImGui::Text("Cancelling the read of %s …", name.c_str());
+    else if (total > 0) ImGui::Text("Loading %s … %s / %s images", name.c_str(), with_commas(done).c_str(), with_commas(total).c_str());
+    else ImGui::Text("Reading %s …", name.c_str());
+    const float em = ImGui::GetFontSize();
+    const float fraction = total > 0 ? static_cast<float>(done) / static_cast<float>(total) : 0.0f;
+    ImGui::ProgressBar(fraction, ImVec2(em * 20, 0), total > 0 ? nullptr : "");
+    s_.note_rect("loading_progress");
+    ImGui::SameLine();
+    ImGui::BeginDisabled(cancelling);
+    if (ImGui::Button("Cancel", ImVec2(em * 5, 0))) s_.data_cancel = true;
+    ImGui::EndDisabled();
+    s_.note_rect("loading_cancel");
+    if (ImGui::IsItemHovered(ImGuiHoveredFlags_AllowWhenDisabled))
+      ImGui::SetTooltip(s_.data ? "Stop reading; %s stays open" : "Stop reading", s_.data ? s_.data->name.c_str() : "");
+  }
+  ImGui::End();
 }
 
 namespace {
@@ -408,7 +509,7 @@ std::uint64_t visual_key(const Snapshot* s) {
 
 bool App::wants_frame() {
   if (screenshots_requested_ > 0 || s_.latent.animating) return true;
-  if (s_.data_loading.valid() && s_.data_loading.wait_for(std::chrono::seconds(0)) == std::future_status::ready) return true;
+  if (s_.data_loading.valid()) return true;  // the progress moves, or the data arrived
   if (!s_.trainer) return false;
   // A followed run's status line counts the seconds since its last change.
   if (s_.snap && s_.snap->follow && ImGui::GetTime() - s_.now >= 1.0) return true;
@@ -434,10 +535,24 @@ void App::menu_bar() {
   const bool file_menu = ImGui::BeginMenu("File");
   s_.note_rect("menu_file");
   if (file_menu) {
-    const bool can = s_.trainer && s_.training.file_path[0];
-    if (ImGui::MenuItem("Save checkpoint", "Ctrl+S", false, can)) save_checkpoint(s_, s_.training.file_path);
-    if (ImGui::MenuItem("Load checkpoint", nullptr, false, can)) open_path(s_, s_.training.file_path);
-    ImGui::TextDisabled("  (path: Training → Data & checkpoints)");
+    const std::filesystem::path file = s_.training.file_path;
+    const bool can = s_.trainer && !file.empty();
+    if (ImGui::MenuItem("Open data…", nullptr, false, !s_.data_loading.valid()))
+      open_file_chooser(s_, ChooserPurpose::OpenData, s_.training.data_path);
+    s_.note_rect("menu_open_data");
+    ImGui::Separator();
+    if (ImGui::MenuItem("Save checkpoint", "Ctrl+S", false, can)) save_checkpoint(s_, file);
+    if (ImGui::MenuItem("Save checkpoint as…", nullptr, false, s_.trainer != nullptr))
+      open_file_chooser(s_, ChooserPurpose::SaveCheckpointAs, file);
+    s_.note_rect("menu_save_as");
+    if (ImGui::MenuItem("Load checkpoint…", nullptr, false, s_.trainer != nullptr))
+      open_file_chooser(s_, ChooserPurpose::LoadCheckpoint, file);
+    if (ImGui::MenuItem("Import safetensors…", nullptr, false, s_.trainer != nullptr))
+      open_file_chooser(s_, ChooserPurpose::ImportSafetensors, std::filesystem::path(file).replace_extension(".safetensors"));
+    if (ImGui::MenuItem("Export safetensors…", nullptr, false, s_.trainer != nullptr)) {
+      const std::filesystem::path out = std::filesystem::path(file).replace_extension(".safetensors");
+      open_file_chooser(s_, ChooserPurpose::ExportSafetensors, out, out.filename().string());
+    }
     ImGui::Separator();
     if (ImGui::MenuItem("Follow a run…")) s_.follow.open_requested = true;
     s_.note_rect("menu_follow");
@@ -457,7 +572,12 @@ void App::menu_bar() {
     if (ImGui::MenuItem("Reset layout")) s_.reset_layout = true;
     ImGui::EndMenu();
   }
-  if (ImGui::BeginMenu("Help")) {
+  const bool help_menu = ImGui::BeginMenu("Help");
+  s_.note_rect("menu_help");
+  if (help_menu) {
+    if (ImGui::MenuItem("What am I looking at")) open_help(s_, kWinTraining);
+    s_.note_rect("menu_help_pages");
+    ImGui::Separator();
     ImGui::TextUnformatted("Space        pause / resume training\n"
                            "Ctrl+S       save the checkpoint\n"
                            "F12          screenshot into the export folder\n"
@@ -466,8 +586,9 @@ void App::menu_bar() {
                            "             shift-click sets B, drag the yellow ring\n"
                            "             (or double-click) to move the decoder's z,\n"
                            "             right-click a code for its true posterior\n\n"
-                           "Drop a folder of IDX files on the window to train on it,\n"
-                           "or a checkpoint / .safetensors file to open it.");
+                           "Drop a data folder or file on the window to train on it,\n"
+                           "or a checkpoint / .safetensors file to open it.\n"
+                           "Each panel's (?) says what it shows.");
     ImGui::Separator();
     ImGui::TextDisabled("exports: %s", s_.export_dir.c_str());
     ImGui::TextDisabled("settings: %s", (s_.config_dir / "vaelab.ini").c_str());
@@ -479,7 +600,7 @@ void App::menu_bar() {
     std::snprintf(right, sizeof right, "%s · %s, latent %d · %.0f fps", s_.snap->data->name.c_str(),
                   to_string(s_.snap->model_config.family), s_.snap->model_config.latent, s_.stats.fps);
   else if (s_.data_loading.valid())
-    std::snprintf(right, sizeof right, "reading %s …", s_.data_loading_path.c_str());
+    std::snprintf(right, sizeof right, "reading %s …", std::filesystem::path(s_.data_loading_path).filename().c_str());
   else
     std::snprintf(right, sizeof right, "no data");
   const float w = ImGui::CalcTextSize(right).x;
@@ -597,7 +718,7 @@ void App::frame() {
   const bool ready = snap && snap->model && snap->data;
   const char* waiting = s_.autosave.offer_open || s_.autosave.parked_data ? "Waiting: resume the last run, or start fresh?"
                         : s_.data_loading.valid()                         ? "Reading the data…"
-                                                                          : "No data: drop a folder of IDX files on the window.";
+                                                                          : "No data: File → Open data…, or drop a data folder on the window.";
   layout(menu_height_);
 
   if (ready) sync_latent_size(s_, *snap);
@@ -605,7 +726,10 @@ void App::frame() {
   // before the decoder so dragging the z ring shows in the decoder this frame.
   auto window = [&](const char* name, auto&& draw) {
     apply_slot(name);
-    if (ImGui::Begin(name)) draw();
+    if (ImGui::Begin(name)) {
+      panel_help_button(s_, name);
+      draw();
+    }
     ImGui::End();
   };
   auto panel = [&](const char* name, auto&& draw) {
@@ -628,6 +752,10 @@ void App::frame() {
   s_.reset_layout = false;
   resume_offer();
   follow_dialog();
+  draw_file_chooser(s_);
+  drop_confirmation();
+  draw_help(s_);
+  loading_banner();
   if (!following()) autosave_tick();
   messages();
   if (ready && snap->latent_step >= 0) write_ready_file();
@@ -654,8 +782,15 @@ void App::follow_dialog() {
   const bool enter = ImGui::InputTextWithHint("##follow_folder", "run folder", f.folder, sizeof f.folder,
                                               ImGuiInputTextFlags_EnterReturnsTrue);
   s_.note_rect("follow_folder");
+  ImGui::SameLine();
+  const bool browse = ImGui::Button("…");  // the chooser takes this modal's place
+  if (ImGui::IsItemHovered()) ImGui::SetTooltip("Choose the run folder");
   const float bw = ImGui::GetFontSize() * 7;
   bool close = false;
+  if (browse) {
+    close = true;
+    open_file_chooser(s_, ChooserPurpose::FollowRun, f.folder);
+  }
   ImGui::BeginDisabled(!f.folder[0]);
   if ((ImGui::Button("Follow", ImVec2(bw, 0)) || enter) && f.folder[0]) {
     follow_run(s_, f.folder);
@@ -713,6 +848,13 @@ void App::after_render(int fb_w, int fb_h) {
     info << "fps " << s_.stats.fps << "\n";
     if (!s_.training.memory_text.empty()) info << "memory " << s_.training.memory_text << "\n";
     info << "resume_offer " << (s_.autosave.offer_open ? 1 : 0) << "\n";
+    if (s_.data) info << "data " << s_.data->name << "\n";
+    info << "data_path " << s_.training.data_path << "\n";
+    info << "loading " << (s_.data_loading.valid() ? 1 : 0) << "\n";
+    info << "chooser " << (s_.chooser.shown ? chooser_title(s_.chooser.purpose) : "closed") << "\n";
+    info << "chooser_folder " << s_.chooser.folder.string() << "\n";
+    if (!s_.drop_pending.empty()) info << "drop_pending " << s_.drop_pending.string() << "\n";
+    if (s_.help.open) info << "help_page " << s_.help.page << "\n";
     if (s_.autosave.offer_open) info << "offer_epoch " << epoch_in_progress(s_.autosave.offer.epoch, false) << "\n";
     if (s_.snap) info << "epoch " << epoch_in_progress(s_.snap->epoch, s_.snap->state == TrainerState::Finished) << "\n";
     info << "errors " << std::count_if(s_.messages.begin(), s_.messages.end(), [](const Message& m) { return m.severity == Severity::Error; }) << "\n";

@@ -1,7 +1,8 @@
 // App: one frame of the desktop program — takes the trainer's snapshot, places the panel windows
 // (default tiling on first use or on "Reset layout"), draws the menu bar, panels and messages,
-// handles shortcuts, drops and background data loading, the autosave and its resume offer, the
-// Follow a run dialog, and the screenshot test hook.
+// handles shortcuts, drops (asking first when a run would be lost) and background data loading
+// (its progress and Cancel), the autosave and its resume offer, the Follow a run dialog, the file
+// chooser and help windows, and the screenshot test hook.
 // Not the window or the frame loop (main.cpp) and not any panel's contents (panel_*.cpp).
 #pragma once
 #include <filesystem>
@@ -45,6 +46,8 @@ class App {
   void write_ready_file();
   bool following() const;  // the trainer follows a run folder (no autosave, no local controls)
   void follow_dialog();    // File → Follow a run…: the folder and Follow / Cancel
+  void drop_confirmation();  // a drop that would replace a trained run: Save first / Open / Cancel
+  void loading_banner();     // while data is read: how far, and Cancel
   // Autosave: look for one at launch, the resume modal, acting on its answer once the data is
   // read, the periodic save and the one on exit.
   void find_autosave();

@@ -16,8 +16,10 @@
 #include <Eigen/Core>
 #include <imgui.h>
 
+#include "app/file_chooser.hpp"
 #include "app/gl_image.hpp"
 #include "app/gl_points.hpp"
+#include "app/help.hpp"
 #include "core/autosave.hpp"
 #include "core/config.hpp"
 #include "core/data.hpp"
@@ -41,6 +43,7 @@ struct Options {
   int width = 1280, height = 800;
   bool size_given = false;
   std::filesystem::path screenshot_dir;  // test hook: F12 / SIGUSR1 write PNGs + widget rects here
+  std::filesystem::path drop_list;       // test hook: SIGUSR2 drops the paths listed in this file
   std::filesystem::path frame_stats;     // write per-frame times (CSV) here at exit
   double quit_after_s = 0;               // close by itself after this many seconds (measurements)
   bool no_resume = false;                // do not offer to resume the autosave
@@ -368,7 +371,12 @@ struct AppState {
   // a data folder being read in the background (drop or "Open")
   std::future<std::shared_ptr<const Dataset>> data_loading;
   std::string data_loading_path;
-  CancelFlag data_cancel{false};      // set on quit: the background read stops
+  std::string data_before_loading;    // the data field before this read: restored when it fails
+  CancelFlag data_cancel{false};      // set on quit or Cancel: the background read stops
+  LoadProgress data_progress;         // images decoded so far, of how many (the read fills it)
+  // A path dropped on the window while a run would be lost by opening it: waits for a yes.
+  std::filesystem::path drop_pending;
+  bool drop_confirm_requested = false;
 
   std::vector<Message> messages;
   std::uint64_t errors_seen = 0;      // serial of the last trainer error turned into a message
@@ -389,6 +397,8 @@ struct AppState {
   GapState gap;
   AutosaveState autosave;
   FollowFormState follow;
+  FileChooserState chooser;
+  HelpState help;
   FrameStats stats;
   // Letters for the heavy work done in this frame (see note_work), kept per frame in the
   // --frame-stats CSV so slow frames can be attributed to what they did.

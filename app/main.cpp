@@ -37,9 +37,11 @@ volatile std::sig_atomic_t g_quit_signal = 0;
 // Bumped by every GLFW input callback: the loop draws while the user does something.
 unsigned long g_input_events = 0;
 volatile std::sig_atomic_t g_screenshot_signal = 0;
+volatile std::sig_atomic_t g_drop_signal = 0;
 
 void on_signal(int sig) {
   if (sig == SIGUSR1) g_screenshot_signal = g_screenshot_signal + 1;
+  else if (sig == SIGUSR2) g_drop_signal = 1;
   else g_quit_signal = 1;
 }
 
@@ -81,6 +83,7 @@ Options parse_command_line(int argc, char** argv) {
   o.height = c.height;
   o.size_given = c.was_given("--size");
   o.screenshot_dir = c.screenshot_dir;
+  o.drop_list = c.drop_list;
   o.frame_stats = c.frame_stats;
   o.quit_after_s = c.quit_after_s;
   o.fps_cap = c.fps_cap;
@@ -227,8 +230,19 @@ void on_drop(GLFWwindow* window, int count, const char** paths) {
 
 using Clock = std::chrono::steady_clock;
 
-void install_signal_handlers() {
+// The --drop-list test hook: the listed paths go where a drag and drop's would.
+void drop_from_list(const Options& options, vaelab::app::App& app) {
+  std::ifstream in(options.drop_list);
+  std::vector<std::string> paths;
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) paths.push_back(line);
+  if (paths.empty()) std::fprintf(stderr, "vaelab: --drop-list %s holds no path\n", options.drop_list.c_str());
+  else app.on_drop(paths);
+}
+
+void install_signal_handlers(const Options& options) {
   std::signal(SIGUSR1, on_signal);
+  if (!options.drop_list.empty()) std::signal(SIGUSR2, on_signal);  // otherwise SIGUSR2 keeps its default
   std::signal(SIGTERM, on_signal);
   std::signal(SIGINT, on_signal);
   std::signal(SIGHUP, on_signal);  // the terminal closed: quit with the exit autosave, as for SIGTERM
@@ -356,8 +370,9 @@ class FramePacer {
       input_seen_ = g_input_events;
       last_input_ = now;
     }
-    return glfwWindowShouldClose(window) || g_quit_signal || state.quit || g_screenshot_signal || options_.fps_cap == 0 ||
-           now - last_input_ < std::chrono::milliseconds(600) || now - last_start_ > std::chrono::milliseconds(500) ||
+    return glfwWindowShouldClose(window) || g_quit_signal || state.quit || g_screenshot_signal || g_drop_signal ||
+           options_.fps_cap == 0 || now - last_input_ < std::chrono::milliseconds(600) ||
+           now - last_start_ > std::chrono::milliseconds(500) ||
            time_is_up(now) || (app.wants_frame() && now - last_start_ >= watch_interval_);
   }
   // --quit-after S has passed.
@@ -400,6 +415,10 @@ FrameTimes draw_frame(GLFWwindow* window, const Options& options, vaelab::app::A
   if (g_screenshot_signal) {
     g_screenshot_signal = 0;
     app.request_screenshot();
+  }
+  if (g_drop_signal) {
+    g_drop_signal = 0;
+    drop_from_list(options, app);
   }
   hold_tapped_keys();
   ImGui_ImplOpenGL3_NewFrame();
@@ -540,7 +559,7 @@ void shut_down(GLFWwindow* window, std::unique_ptr<vaelab::app::AppState> state)
 
 int main(int argc, char** argv) {
   const Options options = parse_command_line(argc, argv);
-  install_signal_handlers();
+  install_signal_handlers(options);
   std::unique_ptr<vaelab::app::AppState> state = create_state(options);
   GLFWwindow* window = open_window(options, *state);
   if (!window) {

@@ -1,8 +1,11 @@
 // Helpers shared by the panels: UI-thread decoding and encoding with the snapshot's model copy,
 // image tiling, the latent plane, export buttons and colours. Not a panel itself.
+#include <imgui_internal.h>
+
 #include <algorithm>
 #include <exception>
 
+#include "app/help.hpp"
 #include "app/image_export.hpp"
 #include "app/panels.hpp"
 #include "core/model.hpp"
@@ -10,6 +13,11 @@
 namespace vaelab::app {
 
 void AppState::post(Severity s, std::string text) { messages.push_back(Message{s, std::move(text), now}); }
+
+std::string rect_name(const char* prefix, std::string text) {
+  std::replace(text.begin(), text.end(), ' ', '_');
+  return prefix + text;
+}
 
 void AppState::note_rect(const char* name) {
   const ImVec2 a = ImGui::GetItemRectMin(), b = ImGui::GetItemRectMax();
@@ -93,13 +101,47 @@ Eigen::VectorXf move_in_plane(const LatentMapState& map, const Eigen::VectorXf& 
 
 void export_png_button(AppState& state, const char* label, const GlImage& image, const char* stem) {
   if (!ImGui::SmallButton(label)) return;
-  try {
-    const auto file = unique_export_path(state.export_dir, stem, ".png");
-    write_image_png(file, image.values(), image.width(), image.height(), state.colormap);
-    state.post(Severity::Info, "Saved " + file.string());
+  try {  // the chooser suggests a fresh name in the export folder
+    const auto suggested = unique_export_path(state.export_dir, stem, ".png");
+    state.chooser.png = PendingPng{image.values(), image.width(), image.height(), state.colormap};
+    open_file_chooser(state, ChooserPurpose::ExportPng, suggested, suggested.filename().string());
   } catch (const std::exception& e) {
     state.post(Severity::Error, std::string("PNG export failed: ") + e.what());
   }
+}
+
+void place_dialog(ImVec2 size_em, ImVec2 max_share, float centre_y) {
+  const ImGuiViewport* vp = ImGui::GetMainViewport();
+  const float em = ImGui::GetFontSize();
+  ImGui::SetNextWindowSize(ImVec2(std::min(vp->WorkSize.x * max_share.x, em * size_em.x),
+                                  std::min(vp->WorkSize.y * max_share.y, em * size_em.y)),
+                           ImGuiCond_Appearing);
+  ImGui::SetNextWindowPos(ImVec2(vp->WorkPos.x + vp->WorkSize.x * 0.5f, vp->WorkPos.y + vp->WorkSize.y * centre_y),
+                          ImGuiCond_Appearing, ImVec2(0.5f, 0.5f));
+}
+
+void panel_help_button(AppState& state, const char* panel) {
+  // Drawn into the window's title bar, at its right end; the cursor and the content size are put
+  // back afterwards so the panel's own layout does not see it.
+  ImGuiWindow* window = ImGui::GetCurrentWindow();
+  if (window->SkipItems || (window->Flags & ImGuiWindowFlags_NoTitleBar)) return;
+  const ImGuiStyle& style = ImGui::GetStyle();
+  const ImRect bar = window->TitleBarRect();
+  const ImVec2 text = ImGui::CalcTextSize("(?)");
+  const ImVec2 cursor = ImGui::GetCursorScreenPos(), content_max = window->DC.CursorMaxPos;
+  ImGui::PushClipRect(bar.Min, bar.Max, false);
+  ImGui::SetCursorScreenPos(ImVec2(bar.Max.x - text.x - style.FramePadding.x * 3, bar.Min.y + (bar.GetHeight() - text.y) * 0.5f));
+  ImGui::PushStyleColor(ImGuiCol_Button, ImVec4(0, 0, 0, 0));
+  ImGui::PushID(panel);
+  const bool clicked = ImGui::SmallButton("(?)##panel_help");
+  ImGui::PopID();
+  ImGui::PopStyleColor();
+  state.note_rect(rect_name("help_", panel).c_str());
+  if (ImGui::IsItemHovered()) ImGui::SetTooltip("What am I looking at?");
+  ImGui::PopClipRect();
+  ImGui::SetCursorScreenPos(cursor);
+  window->DC.CursorMaxPos = content_max;
+  if (clicked) open_help(state, panel);
 }
 
 ImU32 label_colour(int label, float alpha) {
@@ -117,6 +159,16 @@ void help_marker(const char* text) {
     ImGui::PopTextWrapPos();
     ImGui::EndTooltip();
   }
+}
+
+std::string with_commas(long long v) {
+  const std::string digits = std::to_string(v < 0 ? -v : v);
+  std::string out = v < 0 ? "-" : "";
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
 }
 
 std::string class_name(const Snapshot& snap, int label) {

@@ -22,16 +22,6 @@ constexpr const char* kLikelihoods[] = {"Bernoulli", "Gaussian, fixed σ", "Gaus
 constexpr const char* kBinarize[] = {"none", "static", "dynamic"};
 constexpr const char* kFamilies[] = {"MLP", "convolutional", "clustering (GMVAE)"};
 
-std::string with_commas(long long v) {
-  const std::string digits = std::to_string(v < 0 ? -v : v);
-  std::string out = v < 0 ? "-" : "";
-  for (std::size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return out;
-}
-
 std::string hidden_text(const std::vector<int>& hidden) {
   std::string h;
   for (std::size_t i = 0; i < hidden.size(); ++i) h += (i ? ", " : "") + std::to_string(hidden[i]);
@@ -442,36 +432,41 @@ void draw_files(AppState& state, const Snapshot* snap) {
       ImGui::TextDisabled("%zu classes", d.class_names.size());
     }
   }
-  const float bw = ImGui::GetFontSize() * 4.5f;
-  ImGui::SetNextItemWidth(ImGui::GetContentRegionAvail().x - bw - ImGui::GetStyle().ItemSpacing.x);
-  const bool enter = ImGui::InputTextWithHint("##data", "data folder (IDX files)", t.data_path, sizeof t.data_path,
+  const ImGuiStyle& style = ImGui::GetStyle();
+  const float bw = ImGui::GetFontSize() * 4.5f, browse_w = ImGui::GetFrameHeight();
+  ImGui::BeginDisabled(state.data_loading.valid());
+  ImGui::SetNextItemWidth(ImGui::GetContentRegionAvail().x - bw - browse_w - 2 * style.ItemSpacing.x);
+  const bool enter = ImGui::InputTextWithHint("##data", "data folder or file", t.data_path, sizeof t.data_path,
                                               ImGuiInputTextFlags_EnterReturnsTrue);
   ImGui::SameLine();
-  ImGui::BeginDisabled(state.data_loading.valid());
+  if (ImGui::Button("…##data", ImVec2(browse_w, 0))) open_file_chooser(state, ChooserPurpose::OpenData, t.data_path);
+  state.note_rect("data_browse");
+  if (ImGui::IsItemHovered()) ImGui::SetTooltip("Choose a data folder or file");
+  ImGui::SameLine();
   if ((ImGui::Button("Open", ImVec2(bw, 0)) || enter) && t.data_path[0]) open_path(state, t.data_path);
   ImGui::EndDisabled();
 
-  ImGui::SetNextItemWidth(ImGui::GetContentRegionAvail().x);
+  ImGui::SetNextItemWidth(ImGui::GetContentRegionAvail().x - browse_w - style.ItemSpacing.x);
   ImGui::InputTextWithHint("##file", "checkpoint file", t.file_path, sizeof t.file_path);
+  ImGui::SameLine();
+  if (ImGui::Button("…##file", ImVec2(browse_w, 0))) open_file_chooser(state, ChooserPurpose::CheckpointPath, t.file_path);
+  if (ImGui::IsItemHovered()) ImGui::SetTooltip("Choose the checkpoint file Save and Load use");
   ImGui::BeginDisabled(!state.trainer || !t.file_path[0]);
   const std::filesystem::path file = t.file_path;
   if (ImGui::Button("Save")) save_checkpoint(state, file);
   ImGui::SameLine();
   if (ImGui::Button("Load")) state.trainer->load(file);
+  ImGui::EndDisabled();
   ImGui::SameLine();
-  if (ImGui::Button("Export .safetensors")) {
-    std::filesystem::path out = file;
-    out.replace_extension(".safetensors");
-    state.trainer->export_safetensors(out);
-  }
-  if (ImGui::IsItemHovered()) ImGui::SetTooltip("Weights with PyTorch names beside the checkpoint path");
+  ImGui::BeginDisabled(!state.trainer);
+  std::filesystem::path beside = file;
+  beside.replace_extension(".safetensors");
+  if (ImGui::Button("Export .safetensors…"))
+    open_file_chooser(state, ChooserPurpose::ExportSafetensors, beside, beside.filename().string());
+  if (ImGui::IsItemHovered()) ImGui::SetTooltip("Weights with PyTorch names, into a file you choose");
   ImGui::SameLine();
-  if (ImGui::Button("Import")) {
-    std::filesystem::path in = file;
-    if (in.extension() != ".safetensors") in.replace_extension(".safetensors");
-    state.trainer->import_safetensors(in);
-  }
-  if (ImGui::IsItemHovered()) ImGui::SetTooltip("Load weights from the .safetensors beside the checkpoint path");
+  if (ImGui::Button("Import…")) open_file_chooser(state, ChooserPurpose::ImportSafetensors, beside);
+  if (ImGui::IsItemHovered()) ImGui::SetTooltip("Load weights from a .safetensors file you choose");
   ImGui::EndDisabled();
 
   ImGui::SetNextItemWidth(ImGui::GetFontSize() * 6);

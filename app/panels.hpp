@@ -81,15 +81,27 @@ std::vector<float> tile(const Eigen::Ref<const Eigen::MatrixXf>& images, int h, 
 Eigen::Vector2f to_plane(const LatentMapState& map, const Eigen::VectorXf& z);
 Eigen::VectorXf move_in_plane(const LatentMapState& map, const Eigen::VectorXf& z, float u, float v);
 
-// A small button that writes `image` as PNG into the export folder and posts where it went.
+// A small button that asks where to write `image` as PNG (the file chooser, suggesting a fresh
+// name in the export folder) and writes it there.
 void export_png_button(AppState& state, const char* label, const GlImage& image, const char* stem);
 // Whether the model's latent has at least two dimensions (a plane to draw on); if not, says
 // `otherwise` in the window.
 bool has_plane(const Snapshot& snap, const char* otherwise);
 // The category colour of a label as ImU32 (view_math's Okabe–Ito-like set).
 ImU32 label_colour(int label, float alpha = 1.0f);
+// Size and place the next window when it appears: `size_em` font heights, at most `max_share` of
+// the work area, centred horizontally with its centre at `centre_y` of the height.
+void place_dialog(ImVec2 size_em, ImVec2 max_share, float centre_y);
+// "(?)" at the right end of the current panel window's title bar: opens Help → "What am I
+// looking at" at `panel`'s page. Called right after the panel's ImGui::Begin.
+void panel_help_button(AppState& state, const char* panel);
 // "(?)" with a tooltip.
 void help_marker(const char* text);
+// A name for AppState::note_rect made of a prefix and a text: spaces become '_' (they would split
+// the rectangle's line in the state dump): rect_name("help_", "Latent map") is "help_Latent_map".
+std::string rect_name(const char* prefix, std::string text);
+// 12345 → "12,345".
+std::string with_commas(long long v);
 // The class name of a label, or "label N".
 std::string class_name(const Snapshot& snap, int label);
 

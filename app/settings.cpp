@@ -1,6 +1,6 @@
 // Settings: XDG folders, the prefs section of the ini (parsed line by line, unknown keys ignored,
-// out-of-range values clamped with a warning), validation of the whole file before ImGui sees it,
-// and atomic saving.
+// out-of-range values clamped with a warning, the file chooser's recent paths one per line),
+// validation of the whole file before ImGui sees it, and atomic saving.
 // Not a general config library.
 #include "app/settings.hpp"
 
@@ -90,6 +90,7 @@ void prefs_line(ImGuiContext*, ImGuiSettingsHandler* handler, void*, const char*
   else if (key == "file_path") as_text(s.training.file_path, sizeof s.training.file_path);
   else if (key == "data_path") as_text(s.training.data_path, sizeof s.training.data_path);
   else if (key == "follow_folder") as_text(s.follow.folder, sizeof s.follow.folder);
+  else if (key == "recent_path") s.chooser.recent.restore(value);  // one line each, most recent first
   else if (key == "gap_open") as_bool(s.gap.open);
   else if (key == "gap_resolution") as_int(32, 512, s.gap.resolution);
   else if (key == "gap_zoom") as_bool(s.gap.zoom);
@@ -111,6 +112,7 @@ void prefs_write(ImGuiContext*, ImGuiSettingsHandler* handler, ImGuiTextBuffer* 
   out->appendf("gap_open=%d\ngap_resolution=%d\ngap_zoom=%d\n", s.gap.open ? 1 : 0, s.gap.resolution, s.gap.zoom ? 1 : 0);
   out->appendf("file_path=%s\ndata_path=%s\n", s.training.file_path, s.training.data_path);
   if (s.follow.folder[0]) out->appendf("follow_folder=%s\n", s.follow.folder);
+  for (const std::string& p : s.chooser.recent.paths()) out->appendf("recent_path=%s\n", p.c_str());
   out->appendf("autosave_minutes=%d\n", s.autosave.saved_minutes);  // never a one-launch --autosave-minutes
   if (s.window_w > 0 && s.window_h > 0) out->appendf("window_w=%d\nwindow_h=%d\n", s.window_w, s.window_h);
   out->append("\n");

@@ -44,6 +44,7 @@ struct CommandLine {
   int autosave_minutes = -1;  // −1: the saved preference
   int width = 0, height = 0;
   std::string screenshot_dir, frame_stats;
+  std::string drop_list;  // test hook: SIGUSR2 drops the paths listed in this file
   std::int64_t poison_at_step = -1;
   double quit_after_s = 0;
   int fps_cap = 0, watch_fps = 0, trainer_nice = 0;

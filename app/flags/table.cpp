@@ -240,6 +240,10 @@ const Flag kTable[] = {
      .developer = true},
     {.name = "--poison-at-step", .value_name = "N", .target = [](CommandLine& c) -> auto& { return c.poison_at_step; },
      .range = kSeed, .programs = kApp, .help = "the trainer writes a NaN into a weight before step N", .developer = true},
+    {.name = "--drop-list", .value_name = "FILE", .target = [](CommandLine& c) -> auto& { return c.drop_list; },
+     .programs = kApp,
+     .help = "SIGUSR2 drops the paths listed in FILE (one a line) on the window, as a drag and drop does",
+     .developer = true},
 };
 
 }  // namespace
