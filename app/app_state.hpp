@@ -22,6 +22,7 @@
 #include "core/config.hpp"
 #include "core/data.hpp"
 #include "core/gap.hpp"
+#include "core/panel_layout.hpp"
 #include "core/rng.hpp"
 #include "core/snapshot.hpp"
 #include "core/trainer.hpp"
@@ -259,7 +260,7 @@ enum class GapTab { None = -1, Bounds, Posterior, KlPerDim, Aggregate, Estimator
 // image, per-dimension KL, the aggregate posterior, gradient estimators. Long computations run on
 // std::async and are polled each frame; a finished result is kept with the key it was made for.
 struct GapState {
-  bool open = true;                   // replaces Interpolation + Manifold in the right column
+  bool open = true;                   // its tab is the one shown beside Manifold's (View menu, a right-click on the map)
   GapTab select_tab = GapTab::None;   // a tab to bring forward next frame
   // IWAE at epoch ends (sent to the trainer; the app starts with these)
   bool iwae_on = true;
@@ -373,6 +374,9 @@ struct AppState {
   int colormap = kGrey;
   std::filesystem::path config_dir, data_dir, export_dir;
   bool reset_layout = false;          // re-apply the default tiling this frame
+  // Where each panel window goes, as fractions of the work area (saved with the settings): the
+  // default tiling until the user moves or resizes a panel, then where the user put it.
+  std::map<std::string, Box> panel_fractions;
   bool quit = false;
   double now = 0;
   int window_w = 0, window_h = 0;     // last window size (saved with the settings)

@@ -21,9 +21,12 @@ inline constexpr const char* kWinCurves = "Curves";
 inline constexpr const char* kWinLatent = "Latent map";
 inline constexpr const char* kWinDecoder = "Decoder";
 inline constexpr const char* kWinInterpolation = "Interpolation";
-inline constexpr const char* kWinManifold = "Manifold";
 inline constexpr const char* kWinSamples = "Samples & reconstructions";
-inline constexpr const char* kWinGap = "Variational gap";
+// One window, two tabs: the manifold grid and the Variational gap (both a click away, and neither
+// hides Interpolation).
+inline constexpr const char* kWinManifoldGap = "Manifold & Variational gap";
+inline constexpr const char* kTabManifold = "Manifold";
+inline constexpr const char* kTabGap = "Variational gap";
 
 void draw_training(AppState& state, const Snapshot* snap);  // also works before any snapshot
 // The model form's family and latent size, and whether it is edited: "convolutional, latent 10, edited".
@@ -36,7 +39,7 @@ void draw_decoder(AppState& state, const Snapshot& snap);
 void draw_interpolation(AppState& state, const Snapshot& snap);
 void draw_manifold(AppState& state, const Snapshot& snap);
 void draw_samples(AppState& state, const Snapshot& snap);
-// The "Variational gap" window: a tab bar over the tabs below (panel_gap.cpp).
+// The "Variational gap" tab: a tab bar over the tabs below (panel_gap.cpp).
 void draw_gap(AppState& state, const Snapshot& snap);
 void draw_gap_bounds_tab(AppState& state, const Snapshot& snap);  // IWAE_K vs ELBO (panel_gap.cpp)
 void draw_posterior_tab(AppState& state, const Snapshot& snap);   // panel_posterior.cpp
