@@ -472,9 +472,12 @@ void App::menu_bar() {
     std::snprintf(right, sizeof right, "reading %s …", s_.data_loading_path.c_str());
   else
     std::snprintf(right, sizeof right, "no data");
+  // Right-aligned where it fits; cut with an ellipsis (and a tooltip) in a narrow window.
   const float w = ImGui::CalcTextSize(right).x;
-  ImGui::SameLine(std::max(ImGui::GetCursorPosX() + 20, ImGui::GetWindowWidth() - w - 12));
-  ImGui::TextDisabled("%s", right);
+  const float from = std::max(ImGui::GetCursorPosX() + 20, ImGui::GetWindowWidth() - w - 12);
+  ImGui::SameLine(from);
+  const ImVec4 dim = ImGui::GetStyleColorVec4(ImGuiCol_TextDisabled);
+  fitted_text(s_, "menu_summary", right, ImGui::GetWindowWidth() - from - 12, &dim);
   ImGui::EndMainMenuBar();
 }
 
@@ -732,6 +735,7 @@ void App::write_panel_places(std::ostream& info) const {
          << std::min(p.min_h, a.h) << ' ' << title_w << ' ' << p.window << "\n";
   }
   info << "panels_cover " << covered_fraction(boxes, a) << "\n";
+  info << "shown_tab " << (gap_tab_shown_ ? kTabGap : kTabManifold) << "\n";  // of kWinManifoldGap
 }
 
 void App::after_render(int fb_w, int fb_h) {
@@ -774,6 +778,8 @@ void App::after_render(int fb_w, int fb_h) {
     if (s_.snap) info << "epoch " << epoch_in_progress(s_.snap->epoch, s_.snap->state == TrainerState::Finished) << "\n";
     info << "errors " << std::count_if(s_.messages.begin(), s_.messages.end(), [](const Message& m) { return m.severity == Severity::Error; }) << "\n";
     write_panel_places(info);
+    for (const auto& [name, t] : s_.texts)  // "text <full> <shown> <available> <ellipsis> <name>"
+      info << "text " << t.full << ' ' << t.shown << ' ' << t.avail << ' ' << (t.ellipsis ? 1 : 0) << ' ' << name << "\n";
     for (const auto& [name, r] : s_.rects) info << "rect " << name << ' ' << r.x << ' ' << r.y << ' ' << r.z << ' ' << r.w << "\n";
     info.close();
     std::filesystem::rename(dir / (std::string(stem) + ".tmp"), dir / (std::string(stem) + ".txt"));

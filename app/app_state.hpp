@@ -399,6 +399,12 @@ struct AppState {
 
   // Screen rectangles of key widgets (min.x, min.y, max.x, max.y), for the e2e test hook.
   std::map<std::string, ImVec4> rects;
+  // Texts drawn by fitted_text, for the same hook: their widths (pixels) and whether cut.
+  struct FittedText {
+    float full = 0, shown = 0, avail = 0;
+    bool ellipsis = false;
+  };
+  std::map<std::string, FittedText> texts;
 
   void post(Severity s, std::string text);
   void note_rect(const char* name);   // the last ImGui item's rectangle

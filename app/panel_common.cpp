@@ -16,6 +16,35 @@ void AppState::note_rect(const char* name) {
   rects[name] = ImVec4(a.x, a.y, b.x, b.y);
 }
 
+void fitted_text(AppState& state, const char* name, const std::string& text, float width, const ImVec4* colour) {
+  const float avail = std::max(1.0f, width > 0 ? width : ImGui::GetContentRegionAvail().x);
+  const float full = ImGui::CalcTextSize(text.c_str()).x;
+  std::string shown = text;
+  if (full > avail) {
+    // The longest prefix (whole UTF-8 characters) that fits with the ellipsis.
+    const char* ellipsis = "…";
+    std::size_t keep = 0;
+    for (std::size_t i = 1; i <= text.size(); ++i) {
+      if (i < text.size() && (static_cast<unsigned char>(text[i]) & 0xC0) == 0x80) continue;  // inside a character
+      if (ImGui::CalcTextSize((text.substr(0, i) + ellipsis).c_str()).x > avail) break;
+      keep = i;
+    }
+    shown = text.substr(0, keep) + ellipsis;
+  }
+  if (colour) ImGui::PushStyleColor(ImGuiCol_Text, *colour);
+  ImGui::TextUnformatted(shown.c_str());
+  if (colour) ImGui::PopStyleColor();
+  const bool cut = shown.size() != text.size() || full > avail;
+  if (cut && ImGui::IsItemHovered()) ImGui::SetTooltip("%s", text.c_str());
+  state.texts[name] = AppState::FittedText{full, ImGui::GetItemRectSize().x, avail, cut};
+}
+
+void same_line_if_fits(float next_width) {
+  const float next_x = ImGui::GetItemRectMax().x + ImGui::GetStyle().ItemSpacing.x;
+  const float right = ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x;
+  if (next_x + next_width <= right) ImGui::SameLine();
+}
+
 void sync_latent_size(AppState& state, const Snapshot& snap) {
   if (!snap.model) return;
   const int d = snap.model->latent();

@@ -197,18 +197,20 @@ void draw_toolbar(AppState& state, LatentMapState& map, const Snapshot& snap) {
     if (ImGui::IsItemHovered())
       ImGui::SetTooltip("Colour the codes by the data's labels or by the clustering VAE's argmax p(y|z)\n"
                         "(each cluster in the colour of the label it is matched to)");
-    ImGui::SameLine();
     if (std::isfinite(map.cluster_acc)) {
-      ImGui::Text("acc %.3f  NMI %.3f", map.cluster_acc, map.cluster_nmi);
+      char scores[64];
+      std::snprintf(scores, sizeof scores, "acc %.3f  NMI %.3f", map.cluster_acc, map.cluster_nmi);
+      same_line_if_fits(ImGui::CalcTextSize(scores).x);
+      fitted_text(state, "map_clusters", scores);
       if (ImGui::IsItemHovered())
         ImGui::SetTooltip("Live, on the %d test codes shown: unsupervised clustering accuracy (best one-to-one\n"
                           "matching of clusters to labels, Hungarian algorithm) and normalised mutual information.\n"
                           "%d of %d clusters in use.",
                           map.scored_points, map.used_clusters, snap.model->clusters());
-      ImGui::SameLine();
     }
   }
   if (d >= 2) {
+    if (snap.model && snap.model->clusters() > 0) same_line_if_fits(ImGui::GetFontSize() * 6.5f);
     ImGui::SetNextItemWidth(ImGui::GetFontSize() * 6.5f);
     const char* modes[] = {"PCA plane", "two dims"};
     ImGui::Combo("##mode", &map.mode, modes, 2);
@@ -232,15 +234,19 @@ void draw_toolbar(AppState& state, LatentMapState& map, const Snapshot& snap) {
       ImGui::TextUnformatted("vs");
       dim_combo("##dy", map.dim_y);
     } else if (map.plane_valid && map.plane.total_variance > 0) {
-      ImGui::SameLine();
-      ImGui::TextDisabled("%.0f%% of variance", plane_variance_percent(map));
+      char variance[32];
+      std::snprintf(variance, sizeof variance, "%.0f%% of variance", plane_variance_percent(map));
+      same_line_if_fits(ImGui::CalcTextSize(variance).x);
+      const ImVec4 dim = ImGui::GetStyleColorVec4(ImGuiCol_TextDisabled);
+      fitted_text(state, "map_variance", variance, 0, &dim);
     }
-    ImGui::SameLine();
   }
+  if (d >= 2) same_line_if_fits(ImGui::GetFontSize() * 4.5f);
   ImGui::SetNextItemWidth(ImGui::GetFontSize() * 4.5f);
   ImGui::SliderFloat("##size", &map.point_px, 1.0f, 12.0f, "dot %.0f");
-  ImGui::SameLine();
-  if (ImGui::SmallButton(map.auto_fit ? "Fit (auto)" : "Fit")) {
+  const char* fit = map.auto_fit ? "Fit (auto)" : "Fit";
+  same_line_if_fits(ImGui::CalcTextSize(fit).x + ImGui::GetStyle().FramePadding.x * 2 + ImGui::GetFontSize() * 2);
+  if (ImGui::SmallButton(fit)) {
     map.auto_fit = true;
     map.goal.half_h = -1;  // fit the codes as they are now
   }

@@ -91,6 +91,13 @@ void export_png_button(AppState& state, const char* label, const GlImage& image,
 bool has_plane(const Snapshot& snap, const char* otherwise);
 // The category colour of a label as ImU32 (view_math's Okabe–Ito-like set).
 ImU32 label_colour(int label, float alpha = 1.0f);
+// Text in `width` pixels (≤ 0: the rest of the line), cut with "…" where it does not fit and then
+// whole in a tooltip; noted under `name` for the state dump (AppState::texts). `colour`: optional.
+void fitted_text(AppState& state, const char* name, const std::string& text, float width = 0,
+                 const ImVec4* colour = nullptr);
+// SameLine when an item `next_width` wide still fits on the current line; otherwise the next item
+// starts a new line (toolbars in narrow windows).
+void same_line_if_fits(float next_width);
 // "(?)" with a tooltip.
 void help_marker(const char* text);
 // The class name of a label, or "label N".
