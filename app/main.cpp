@@ -149,6 +149,10 @@ void setup_style(float scale) {
   c[ImGuiCol_FrameBgActive] = ImVec4(0.25f, 0.30f, 0.40f, 1.0f);
   c[ImGuiCol_MenuBarBg] = ImVec4(0.13f, 0.135f, 0.155f, 1.0f);
   c[ImGuiCol_Border] = ImVec4(0.28f, 0.29f, 0.33f, 0.6f);
+  // Slider handles: a narrow, half-transparent bar, so the value drawn over it stays readable.
+  st.GrabMinSize = 5;
+  c[ImGuiCol_SliderGrab] = ImVec4(0.26f, 0.59f, 0.98f, 0.45f);
+  c[ImGuiCol_SliderGrabActive] = ImVec4(0.26f, 0.59f, 0.98f, 0.75f);
   st.ScaleAllSizes(scale);
 }
 

@@ -39,6 +39,10 @@ void fitted_text(AppState& state, const char* name, const std::string& text, flo
   state.texts[name] = AppState::FittedText{full, ImGui::GetItemRectSize().x, avail, cut};
 }
 
+float small_button_width(const char* label) {
+  return ImGui::CalcTextSize(label, nullptr, true).x + ImGui::GetStyle().FramePadding.x * 2;
+}
+
 void same_line_if_fits(float next_width) {
   const float next_x = ImGui::GetItemRectMax().x + ImGui::GetStyle().ItemSpacing.x;
   const float right = ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x;

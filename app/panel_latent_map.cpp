@@ -215,9 +215,11 @@ void draw_toolbar(AppState& state, LatentMapState& map, const Snapshot& snap) {
     const char* modes[] = {"PCA plane", "two dims"};
     ImGui::Combo("##mode", &map.mode, modes, 2);
     if (map.mode == LatentMapState::kTwoDims) {
+      // "z1 vs z2" stays together: on this line if it fits, else on the next.
+      const float combo_w = ImGui::GetFontSize() * 3.8f, spacing = ImGui::GetStyle().ItemSpacing.x;
+      same_line_if_fits(combo_w * 2 + ImGui::CalcTextSize("vs").x + spacing * 2);
       auto dim_combo = [&](const char* id, int& dim) {
-        ImGui::SameLine();
-        ImGui::SetNextItemWidth(ImGui::GetFontSize() * 3.8f);
+        ImGui::SetNextItemWidth(combo_w);
         char preview[16];
         std::snprintf(preview, sizeof preview, "z%d", dim + 1);
         if (ImGui::BeginCombo(id, preview)) {
@@ -232,6 +234,7 @@ void draw_toolbar(AppState& state, LatentMapState& map, const Snapshot& snap) {
       dim_combo("##dx", map.dim_x);
       ImGui::SameLine();
       ImGui::TextUnformatted("vs");
+      ImGui::SameLine();
       dim_combo("##dy", map.dim_y);
     } else if (map.plane_valid && map.plane.total_variance > 0) {
       char variance[32];

@@ -95,6 +95,8 @@ ImU32 label_colour(int label, float alpha = 1.0f);
 // whole in a tooltip; noted under `name` for the state dump (AppState::texts). `colour`: optional.
 void fitted_text(AppState& state, const char* name, const std::string& text, float width = 0,
                  const ImVec4* colour = nullptr);
+// The width of a SmallButton with this label (the part before "##").
+float small_button_width(const char* label);
 // SameLine when an item `next_width` wide still fits on the current line; otherwise the next item
 // starts a new line (toolbars in narrow windows).
 void same_line_if_fits(float next_width);
