@@ -1,6 +1,7 @@
 // Helpers shared by the panels: UI-thread decoding and encoding with the snapshot's model copy,
 // image tiling, the latent plane, export buttons and colours. Not a panel itself.
 #include <algorithm>
+#include <cstdio>
 #include <exception>
 
 #include "app/image_export.hpp"
@@ -37,6 +38,33 @@ void fitted_text(AppState& state, const char* name, const std::string& text, flo
   const bool cut = shown.size() != text.size() || full > avail;
   if (cut && ImGui::IsItemHovered()) ImGui::SetTooltip("%s", text.c_str());
   state.texts[name] = AppState::FittedText{full, ImGui::GetItemRectSize().x, avail, cut};
+}
+
+float colour_scale_width() { return ImGui::GetFontSize() * 0.8f + 4 + ImGui::CalcTextSize("0.000").x; }
+
+void colour_scale(const char* id, float height, int colormap, double lo, double hi, const char* how) {
+  const float bar_w = ImGui::GetFontSize() * 0.8f;
+  ImGui::InvisibleButton(id, ImVec2(colour_scale_width(), std::max(height, 2 * ImGui::GetTextLineHeight())));
+  const ImVec2 p0 = ImGui::GetItemRectMin(), p1 = ImGui::GetItemRectMax();
+  ImDrawList* dl = ImGui::GetWindowDrawList();
+  auto colour = [&](float t) {
+    const Rgb8 c = colormap == kViridis ? colormap_viridis(t) : colormap_grey(t);
+    return IM_COL32(c.r, c.g, c.b, 255);
+  };
+  constexpr int kSteps = 24;
+  for (int i = 0; i < kSteps; ++i) {  // bottom (lo) to top (hi)
+    const float t0 = static_cast<float>(i) / kSteps, t1 = static_cast<float>(i + 1) / kSteps;
+    const float y0 = p1.y - t0 * (p1.y - p0.y), y1 = p1.y - t1 * (p1.y - p0.y);
+    dl->AddRectFilledMultiColor(ImVec2(p0.x, y1), ImVec2(p0.x + bar_w, y0), colour(t1), colour(t1), colour(t0), colour(t0));
+  }
+  dl->AddRect(p0, ImVec2(p0.x + bar_w, p1.y), ImGui::GetColorU32(ImGuiCol_Border));
+  char hi_text[32], lo_text[32];
+  std::snprintf(hi_text, sizeof hi_text, "%.3g", hi);
+  std::snprintf(lo_text, sizeof lo_text, "%.3g", lo);
+  const ImU32 text = ImGui::GetColorU32(ImGuiCol_TextDisabled);
+  dl->AddText(ImVec2(p0.x + bar_w + 4, p0.y), text, hi_text);
+  dl->AddText(ImVec2(p0.x + bar_w + 4, p1.y - ImGui::GetTextLineHeight()), text, lo_text);
+  if (ImGui::IsItemHovered()) ImGui::SetTooltip("colour scale: %s, from %s (bottom) to %s (top)", how, lo_text, hi_text);
 }
 
 float small_button_width(const char* label) {

@@ -552,7 +552,8 @@ void draw_cluster_means(LatentMapState& map, const Snapshot& snap, const Canvas&
   }
 }
 
-// The colours' legend in the top-right corner (hidden while the mouse is over it).
+// The colours' legend in the top-right corner: faded while the mouse is on the map, so the codes
+// under it show through, and hidden while the mouse is over it.
 void draw_legend(const LatentMapState& map, const Snapshot& snap, const Canvas& c, ImVec2 mouse) {
   const ImageSet& test = snap.data->test;
   const int K = snap.model->clusters();
@@ -577,11 +578,12 @@ void draw_legend(const LatentMapState& map, const Snapshot& snap, const Canvas& 
     ImVec2 l0(c.p1.x - w - 30, c.p0.y + 6);
     const ImVec2 l1(c.p1.x - 6, l0.y + rows * lh + 6);
     if (!(c.hovered && mouse.x >= l0.x && mouse.y <= l1.y)) {
-      c.dl->AddRectFilled(l0, l1, ImGui::GetColorU32(ImGuiCol_PopupBg, 0.8f), 4);
+      const float alpha = c.hovered ? 0.4f : 1.0f;
+      c.dl->AddRectFilled(l0, l1, ImGui::GetColorU32(ImGuiCol_PopupBg, 0.8f * alpha), 4);
       for (int k = 0; k < rows; ++k) {
         const float y = l0.y + 3 + k * lh;
-        c.dl->AddCircleFilled(ImVec2(l0.x + 10, y + lh / 2), 4.5f, label_colour(legend_colour[static_cast<std::size_t>(k)]));
-        c.dl->AddText(ImVec2(l0.x + 20, y), ImGui::GetColorU32(ImGuiCol_Text), legend[static_cast<std::size_t>(k)].c_str());
+        c.dl->AddCircleFilled(ImVec2(l0.x + 10, y + lh / 2), 4.5f, label_colour(legend_colour[static_cast<std::size_t>(k)], alpha));
+        c.dl->AddText(ImVec2(l0.x + 20, y), ImGui::GetColorU32(ImGuiCol_Text, alpha), legend[static_cast<std::size_t>(k)].c_str());
       }
     }
   }

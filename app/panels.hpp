@@ -95,6 +95,11 @@ ImU32 label_colour(int label, float alpha = 1.0f);
 // whole in a tooltip; noted under `name` for the state dump (AppState::texts). `colour`: optional.
 void fitted_text(AppState& state, const char* name, const std::string& text, float width = 0,
                  const ImVec4* colour = nullptr);
+// A heat map's colour scale: a vertical bar of the colour map `height` pixels tall, `hi` labelled at
+// its top and `lo` at its bottom (`how` in its tooltip, e.g. "√ of the density"). An item of
+// colour_scale_width() pixels.
+void colour_scale(const char* id, float height, int colormap, double lo, double hi, const char* how);
+float colour_scale_width();
 // The width of a SmallButton with this label (the part before "##").
 float small_button_width(const char* label);
 // SameLine when an item `next_width` wide still fits on the current line; otherwise the next item

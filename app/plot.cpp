@@ -286,7 +286,8 @@ bool legend_in_title(const PlotFrame& f, std::span<const PlotSeries> series, con
   return true;
 }
 
-// The legend as a box in the top-right corner of the axes (the bottom-right under the mouse).
+// The legend as a box in the top-right corner of the axes (the bottom-right under the mouse),
+// faded while the mouse is over the axes so the curves under it show through.
 void legend_box(const PlotFrame& f, std::span<const PlotSeries> series, bool in_area, ImVec2 mouse) {
   float w = 0;
   int rows = 0;
@@ -299,12 +300,16 @@ void legend_box(const PlotFrame& f, std::span<const PlotSeries> series, bool in_
   const float bw = w + 30, bh = rows * f.line_h + 6;
   ImVec2 l0(f.a1.x - bw - 4, f.a0.y + 4);
   if (in_area && mouse.x >= l0.x && mouse.y <= l0.y + bh) l0.y = f.a1.y - bh - 4;
-  f.dl->AddRectFilled(l0, ImVec2(l0.x + bw, l0.y + bh), ImGui::GetColorU32(ImGuiCol_PopupBg, 0.85f), 3);
+  const float alpha = in_area ? 0.4f : 1.0f;
+  f.dl->AddRectFilled(l0, ImVec2(l0.x + bw, l0.y + bh), ImGui::GetColorU32(ImGuiCol_PopupBg, 0.85f * alpha), 3);
+  const ImU32 text = ImGui::GetColorU32(ImGuiCol_Text, alpha);
   float y = l0.y + 3;
   for (const PlotSeries& s : series) {
     if (!s.in_legend) continue;
-    f.dl->AddLine(ImVec2(l0.x + 5, y + f.line_h * 0.5f), ImVec2(l0.x + 21, y + f.line_h * 0.5f), s.colour, 2.5f);
-    f.dl->AddText(ImVec2(l0.x + 25, y), f.text_col, s.label().data(), s.label().data() + s.label().size());
+    ImVec4 line = ImGui::ColorConvertU32ToFloat4(s.colour);
+    line.w *= alpha;
+    f.dl->AddLine(ImVec2(l0.x + 5, y + f.line_h * 0.5f), ImVec2(l0.x + 21, y + f.line_h * 0.5f), ImGui::GetColorU32(line), 2.5f);
+    f.dl->AddText(ImVec2(l0.x + 25, y), text, s.label().data(), s.label().data() + s.label().size());
     y += f.line_h;
   }
 }
