@@ -166,7 +166,9 @@ void draw_posterior_view(AppState& state, const PosteriorGrid& p) {
                "p(z|x) on the grid (density per unit area)");
   ImGui::SameLine();
   ImGui::BeginGroup();
-  const ImVec2 img = g.post.x.fit(ImVec2(side_w, side_w));
+  // The image and its reconstruction stacked beside the heat map, no taller than it with their labels.
+  const float img_side = std::max(16.0f, std::min(side_w, (heat - 4 * line) / 2));
+  const ImVec2 img = g.post.x.fit(ImVec2(img_side, img_side));
   g.post.x.draw(img, state.colormap);
   ImGui::TextDisabled("x (#%d)", g.post.key.index);
   g.post.recon.draw(img, state.colormap);
