@@ -533,9 +533,9 @@ constexpr PanelPlace kPanelPlaces[] = {
     {kWinSamples, {0.00f, 0.60f, 0.25f, 0.40f}, 200, 140},
     {kWinLatent, {0.25f, 0.00f, 0.40f, 0.58f}, 320, 220},
     {kWinCurves, {0.25f, 0.58f, 0.40f, 0.42f}, 300, 160},
-    {kWinDecoder, {0.65f, 0.00f, 0.35f, 0.29f}, 260, 160},
-    {kWinInterpolation, {0.65f, 0.29f, 0.35f, 0.26f}, 260, 160},
-    {kWinManifoldGap, {0.65f, 0.55f, 0.35f, 0.45f}, 300, 220},
+    {kWinDecoder, {0.65f, 0.00f, 0.35f, 0.28f}, 260, 160},
+    {kWinInterpolation, {0.65f, 0.28f, 0.35f, 0.29f}, 260, 170},
+    {kWinManifoldGap, {0.65f, 0.57f, 0.35f, 0.43f}, 300, 220},
 };
 
 const PanelPlace* find_place(const char* window) {
