@@ -437,7 +437,9 @@ void App::menu_bar() {
     if (ImGui::MenuItem("Quit", "Ctrl+Q")) s_.quit = true;
     ImGui::EndMenu();
   }
-  if (ImGui::BeginMenu("View")) {
+  const bool view_menu = ImGui::BeginMenu("View");
+  s_.note_rect("menu_view");
+  if (view_menu) {
     if (ImGui::MenuItem("Grey images", nullptr, s_.colormap == kGrey)) s_.colormap = kGrey;
     if (ImGui::MenuItem("Viridis images", nullptr, s_.colormap == kViridis)) s_.colormap = kViridis;
     ImGui::Separator();
@@ -445,6 +447,7 @@ void App::menu_bar() {
     if (ImGui::MenuItem(kTabManifold, nullptr, !s_.gap.open)) s_.gap.open = false;
     if (ImGui::MenuItem(kTabGap, nullptr, s_.gap.open)) s_.gap.open = true;
     if (ImGui::MenuItem("Reset layout")) s_.reset_layout = true;
+    s_.note_rect("menu_reset_layout");
     ImGui::EndMenu();
   }
   if (ImGui::BeginMenu("Help")) {

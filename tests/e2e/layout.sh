@@ -5,7 +5,8 @@
 # 1920×1080 and 1024×640 filling the window, with the moved panel where the user put it, scaled, as
 # does the live window resized; a remembered 1500×900 window reopens inside a --size 1024x640
 # window and on a 1024×640 screen;
-# Interpolation and the Variational gap are on screen together, Manifold a click away.
+# View → Reset layout restores the tiling; Interpolation and the Variational gap are on screen
+# together, Manifold a click away.
 # Not a test of what the panels draw; usage: layout.sh path/to/vaelab OUTPUT_DIR
 set -uo pipefail
 
@@ -103,15 +104,20 @@ close_app
 # ---- a layout saved at 1280×800, with the Decoder moved by the user, reopened larger and smaller ----
 app_size=1280x800 launch saved saved-1280
 decoder_before=$(panel_x0 Decoder)
-dx=$((${decoder_before%.*} + 60)) dy=$(awk '$1 == "work" { print int($3) + 8 }' "$info")
-xdotool mousemove --window "$wid" "$dx" "$dy"
-sleep 0.2
-xdotool mousedown 1
-sleep 0.2
-for step in 1 2 3 4 5 6 7 8; do xdotool mousemove --window "$wid" $((dx - step * 10)) "$((dy + step * 5))"; sleep 0.1; done
-xdotool mouseup 1
-sleep 0.5
-shot
+# drag_decoder: the Decoder's title bar dragged 80 px left and 40 px down, as a user moves a panel
+drag_decoder() {
+  local dx=$((${decoder_before%.*} + 60)) dy step
+  dy=$(awk '$1 == "work" { print int($3) + 8 }' "$info")
+  xdotool mousemove --window "$wid" "$dx" "$dy"
+  sleep 0.2
+  xdotool mousedown 1
+  sleep 0.2
+  for step in 1 2 3 4 5 6 7 8; do xdotool mousemove --window "$wid" $((dx - step * 10)) "$((dy + step * 5))"; sleep 0.1; done
+  xdotool mouseup 1
+  sleep 0.5
+  shot
+}
+drag_decoder
 decoder_moved=$(panel_x0 Decoder)
 awk -v a="$decoder_moved" -v b="$decoder_before" 'BEGIN { exit !(a < b - 40) }' ||
   fail "dragging the Decoder's title bar did not move it (x $decoder_before → $decoder_moved)"
@@ -123,6 +129,20 @@ for size in 1024x640 1500x900 1280x800; do
   shot
   check_fits "${size%x*}" "${size#*x}"
 done
+# View → Reset layout brings the tiling back (kept on the next launch too: checked below with the move)
+click menu_view
+sleep 0.5
+shot
+click menu_reset_layout
+sleep 0.5
+shot
+awk -v a="$(panel_x0 Decoder)" -v b="$decoder_before" 'BEGIN { exit !(a == b) }' ||
+  fail "View → Reset layout left the Decoder at x=$(panel_x0 Decoder) (the tiling has it at $decoder_before)"
+echo "  View → Reset layout put the Decoder back at x=$decoder_before"
+# and the user's place again, for the launches below
+drag_decoder
+awk -v a="$(panel_x0 Decoder)" -v b="$decoder_moved" 'BEGIN { exit !(a == b) }' ||
+  fail "the second drag put the Decoder at x=$(panel_x0 Decoder), not x=$decoder_moved"
 close_app
 grep -q '^panel Decoder=' "$out/config-saved/vaelab/vaelab.ini" || fail "the ini keeps no place for the Decoder"
 for size in 1920x1080 1024x640; do
