@@ -10,8 +10,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cfloat>
-#include <cmath>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -560,8 +560,10 @@ void App::layout(float top) {
   if (s_.reset_layout) fractions.clear();
   std::erase_if(fractions, [](const auto& entry) { return !find_place(entry.first.c_str()); });  // panels of older versions
   for (const PanelPlace& p : kPanelPlaces) fractions.try_emplace(p.window, p.fractions);
-  place_all_ = s_.reset_layout || !(work_area_ == placed_area_);
-  placed_area_ = work_area_;
+  // A minimised window (a 0×0 viewport) neither moves the panels nor teaches them new places.
+  area_usable_ = work_area_.w >= 64 && work_area_.h >= 64;
+  place_all_ = area_usable_ && (s_.reset_layout || !(work_area_ == placed_area_));
+  if (area_usable_) placed_area_ = work_area_;
 }
 
 void App::place_panel(const char* window) {
@@ -584,7 +586,7 @@ void App::place_panel(const char* window) {
   if (!place) return;
   const float min_w = std::min(place->min_w, work_area_.w), min_h = std::min(place->min_h, work_area_.h);
   ImGui::SetNextWindowSizeConstraints(ImVec2(min_w, min_h), ImVec2(FLT_MAX, FLT_MAX));
-  if (!place_all_ && placed_.contains(window)) return;
+  if (!area_usable_ || (!place_all_ && placed_.contains(window))) return;
   const Box px = from_fractions(s_.panel_fractions[window], work_area_, min_w, min_h);
   ImGui::SetNextWindowPos(ImVec2(px.x, px.y), ImGuiCond_Always);
   ImGui::SetNextWindowSize(ImVec2(px.w, px.h), ImGuiCond_Always);
@@ -592,6 +594,7 @@ void App::place_panel(const char* window) {
 }
 
 void App::remember_panel_place(const char* window) {
+  if (!area_usable_) return;
   const ImGuiWindow* w = ImGui::GetCurrentWindow();
   const Box now{w->Pos.x, w->Pos.y, w->SizeFull.x, w->SizeFull.y};  // SizeFull: also while collapsed
   Box& placed = placed_[window];

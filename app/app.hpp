@@ -71,6 +71,7 @@ class App {
   float menu_height_ = 0;
   Box work_area_, placed_area_;           // the window below the menu bar: now, and when last placed
   bool place_all_ = false;                // this frame every panel is placed from its fractions
+  bool area_usable_ = false;              // the work area is large enough to place panels in (not minimised)
   std::map<std::string, Box> placed_;     // each panel's rectangle as last placed or seen (pixels)
   bool gap_tab_shown_ = false;            // the gap's tab was the one drawn last frame
 };

@@ -272,16 +272,21 @@ std::unique_ptr<vaelab::app::AppState> create_state(const Options& options) {
 }
 
 // A window larger than the screen (a saved 16384×150, or --size) cannot be seen whole nor moved
-// back: it is made to fit the primary monitor, with a warning.
+// back: it is made to fit the primary monitor's work area (the screen less the desktop's panels),
+// with a warning.
 void fit_to_screen(int& width, int& height, vaelab::app::AppState& state) {
   GLFWmonitor* monitor = glfwGetPrimaryMonitor();
   const GLFWvidmode* mode = monitor ? glfwGetVideoMode(monitor) : nullptr;
-  if (!mode || (width <= mode->width && height <= mode->height)) return;
+  if (!mode) return;
+  int area_x = 0, area_y = 0, area_w = 0, area_h = 0;
+  glfwGetMonitorWorkarea(monitor, &area_x, &area_y, &area_w, &area_h);
+  if (area_w <= 0 || area_h <= 0) area_w = mode->width, area_h = mode->height;
+  if (width <= area_w && height <= area_h) return;
   const std::string warning = "The window size " + std::to_string(width) + "×" + std::to_string(height) +
-                              " is larger than the screen (" + std::to_string(mode->width) + "×" +
-                              std::to_string(mode->height) + "); the window was made to fit.";
-  width = std::min(width, mode->width);
-  height = std::min(height, mode->height);
+                              " is larger than the screen (" + std::to_string(area_w) + "×" +
+                              std::to_string(area_h) + " free of the desktop's panels); the window was made to fit.";
+  width = std::min(width, area_w);
+  height = std::min(height, area_h);
   std::fprintf(stderr, "vaelab: warning: %s\n", warning.c_str());
   state.post(vaelab::Severity::Warning, warning);
 }

@@ -1,5 +1,6 @@
 // Helpers shared by the panels: UI-thread decoding and encoding with the snapshot's model copy,
-// image tiling, the latent plane, export buttons and colours. Not a panel itself.
+// image tiling, the latent plane, export buttons and colours, texts cut with an ellipsis, colour
+// scales and toolbars that wrap. Not a panel itself.
 #include <algorithm>
 #include <cstdio>
 #include <exception>
@@ -35,7 +36,7 @@ void fitted_text(AppState& state, const char* name, const std::string& text, flo
   if (colour) ImGui::PushStyleColor(ImGuiCol_Text, *colour);
   ImGui::TextUnformatted(shown.c_str());
   if (colour) ImGui::PopStyleColor();
-  const bool cut = shown.size() != text.size() || full > avail;
+  const bool cut = full > avail;
   if (cut && ImGui::IsItemHovered()) ImGui::SetTooltip("%s", text.c_str());
   state.texts[name] = AppState::FittedText{full, ImGui::GetItemRectSize().x, avail, cut};
 }

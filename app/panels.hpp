@@ -1,8 +1,8 @@
 // The app's panels, one file each (panel_<name>.cpp), and the helpers they share: decoding on the
-// UI thread, tiling images into one texture, the latent plane, export buttons.
-// Each draw_* draws the contents of the ImGui window named by the constants below: the app places,
-// opens and closes the windows (default tiling) and keeps the latent size in sync (sync_latent_size)
-// before calling them. Not a place for core logic (see core/).
+// UI thread, tiling images into one texture, the latent plane, export buttons, fitted texts.
+// Each draw_* draws the contents of the ImGui window (or tab) named by the constants below: the app
+// places the windows (as fractions of the window) and keeps the latent size in sync
+// (sync_latent_size) before calling them. Not a place for core logic (see core/).
 #pragma once
 #include <string>
 #include <vector>
