@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cfloat>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -563,13 +564,17 @@ void App::menu_bar() {
     if (ImGui::MenuItem("Quit", "Ctrl+Q")) s_.quit = true;
     ImGui::EndMenu();
   }
-  if (ImGui::BeginMenu("View")) {
+  const bool view_menu = ImGui::BeginMenu("View");
+  s_.note_rect("menu_view");
+  if (view_menu) {
     if (ImGui::MenuItem("Grey images", nullptr, s_.colormap == kGrey)) s_.colormap = kGrey;
     if (ImGui::MenuItem("Viridis images", nullptr, s_.colormap == kViridis)) s_.colormap = kViridis;
     ImGui::Separator();
-    // The right column holds either the gap window or Interpolation + Manifold.
-    ImGui::MenuItem("Variational gap (instead of Interpolation & Manifold)", nullptr, &s_.gap.open);
+    // Manifold and the Variational gap share a window as two tabs: this brings one forward.
+    if (ImGui::MenuItem(kTabManifold, nullptr, !s_.gap.open)) s_.gap.open = false;
+    if (ImGui::MenuItem(kTabGap, nullptr, s_.gap.open)) s_.gap.open = true;
     if (ImGui::MenuItem("Reset layout")) s_.reset_layout = true;
+    s_.note_rect("menu_reset_layout");
     ImGui::EndMenu();
   }
   const bool help_menu = ImGui::BeginMenu("Help");
@@ -603,9 +608,12 @@ void App::menu_bar() {
     std::snprintf(right, sizeof right, "reading %s …", std::filesystem::path(s_.data_loading_path).filename().c_str());
   else
     std::snprintf(right, sizeof right, "no data");
+  // Right-aligned where it fits; cut with an ellipsis (and a tooltip) in a narrow window.
   const float w = ImGui::CalcTextSize(right).x;
-  ImGui::SameLine(std::max(ImGui::GetCursorPosX() + 20, ImGui::GetWindowWidth() - w - 12));
-  ImGui::TextDisabled("%s", right);
+  const float from = std::max(ImGui::GetCursorPosX() + 20, ImGui::GetWindowWidth() - w - 12);
+  ImGui::SameLine(from);
+  const ImVec4 dim = ImGui::GetStyleColorVec4(ImGuiCol_TextDisabled);
+  fitted_text(s_, "menu_summary", right, ImGui::GetWindowWidth() - from - 12, &dim);
   ImGui::EndMainMenuBar();
 }
 
@@ -647,40 +655,59 @@ void App::messages() {
   ImGui::End();
 }
 
-void App::layout(float top) {
-  // Default tiling (no docking in ImGui 1.86): three columns sized from the window, applied on
-  // first use (then the user's arrangement is remembered) or again on View → Reset layout.
-  const ImGuiViewport* vp = ImGui::GetMainViewport();
-  const float W = vp->Size.x, H = vp->Size.y - top;
-  const float c1 = std::floor(W * 0.25f), c2 = std::floor(W * 0.40f), c3 = W - c1 - c2;
-  const float h_train = std::floor(H * 0.60f), h_latent = std::floor(H * 0.58f);
-  const float h_dec = std::floor(H * 0.34f), h_int = std::floor(H * 0.28f);
-  const float x0 = vp->Pos.x, y0 = vp->Pos.y + top;
-  slots_.clear();
-  slots_[kWinTraining] = ImVec4(x0, y0, c1, h_train);
-  slots_[kWinSamples] = ImVec4(x0, y0 + h_train, c1, H - h_train);
-  slots_[kWinLatent] = ImVec4(x0 + c1, y0, c2, h_latent);
-  slots_[kWinCurves] = ImVec4(x0 + c1, y0 + h_latent, c2, H - h_latent);
-  slots_[kWinDecoder] = ImVec4(x0 + c1 + c2, y0, c3, h_dec);
-  slots_[kWinInterpolation] = ImVec4(x0 + c1 + c2, y0 + h_dec, c3, h_int);
-  slots_[kWinManifold] = ImVec4(x0 + c1 + c2, y0 + h_dec + h_int, c3, H - h_dec - h_int);
-  // The gap window takes the place of Interpolation and Manifold (View menu toggles it).
-  if (s_.gap.open) {
-    slots_.erase(kWinInterpolation);
-    slots_.erase(kWinManifold);
-    slots_[kWinGap] = ImVec4(x0 + c1 + c2, y0 + h_dec, c3, H - h_dec);
-  }
+namespace {
+
+struct PanelPlace {
+  const char* window;
+  Box fractions;     // the default tiling, as fractions of the work area
+  float min_w, min_h;  // pixels: smaller, the panel's controls would not fit on their lines
+};
+
+// Default tiling (no docking in ImGui 1.86): three columns of 25 %, 40 % and 35 % of the width.
+constexpr PanelPlace kPanelPlaces[] = {
+    {kWinTraining, {0.00f, 0.00f, 0.25f, 0.60f}, 240, 200},
+    {kWinSamples, {0.00f, 0.60f, 0.25f, 0.40f}, 200, 140},
+    {kWinLatent, {0.25f, 0.00f, 0.40f, 0.58f}, 320, 220},
+    {kWinCurves, {0.25f, 0.58f, 0.40f, 0.42f}, 300, 160},
+    {kWinDecoder, {0.65f, 0.00f, 0.35f, 0.28f}, 260, 160},
+    {kWinInterpolation, {0.65f, 0.28f, 0.35f, 0.29f}, 260, 170},
+    {kWinManifoldGap, {0.65f, 0.57f, 0.35f, 0.43f}, 300, 220},
+};
+
+const PanelPlace* find_place(const char* window) {
+  for (const PanelPlace& p : kPanelPlaces)
+    if (std::strcmp(p.window, window) == 0) return &p;
+  return nullptr;
 }
 
-void App::apply_slot(const char* window) {
+bool same_place(const Box& a, const Box& b) {
+  return std::abs(a.x - b.x) < 0.5f && std::abs(a.y - b.y) < 0.5f && std::abs(a.w - b.w) < 0.5f && std::abs(a.h - b.h) < 0.5f;
+}
+
+}  // namespace
+
+void App::layout(float top) {
+  const ImGuiViewport* vp = ImGui::GetMainViewport();
+  work_area_ = Box{vp->Pos.x, vp->Pos.y + top, vp->Size.x, std::max(1.0f, vp->Size.y - top)};
+  auto& fractions = s_.panel_fractions;
+  if (s_.reset_layout) fractions.clear();
+  std::erase_if(fractions, [](const auto& entry) { return !find_place(entry.first.c_str()); });  // panels of older versions
+  for (const PanelPlace& p : kPanelPlaces) fractions.try_emplace(p.window, p.fractions);
+  // A minimised window (a 0×0 viewport) neither moves the panels nor teaches them new places.
+  area_usable_ = work_area_.w >= 64 && work_area_.h >= 64;
+  place_all_ = area_usable_ && (s_.reset_layout || !(work_area_ == placed_area_));
+  if (area_usable_) placed_area_ = work_area_;
+}
+
+void App::place_panel(const char* window) {
   // Software OpenGL (llvmpipe under Xvfb) pays for every pixel of every layer, and the window
   // backgrounds are a full layer. The frame is cleared to the window colour anyway, so a panel
   // that overlaps no other panel (the default tiling) skips drawing its background.
   if (ImGuiWindow* w = ImGui::FindWindowByName(window)) {
     bool overlap = false;
-    for (const auto& [name, slot] : slots_) {
-      if (name == window) continue;
-      ImGuiWindow* o = ImGui::FindWindowByName(name.c_str());
+    for (const PanelPlace& p : kPanelPlaces) {
+      if (std::strcmp(p.window, window) == 0) continue;
+      ImGuiWindow* o = ImGui::FindWindowByName(p.window);
       if (!o || !o->WasActive) continue;
       const ImVec2 a0 = w->Pos, a1(w->Pos.x + w->Size.x, w->Pos.y + w->Size.y);
       const ImVec2 b0 = o->Pos, b1(o->Pos.x + o->Size.x, o->Pos.y + o->Size.y);
@@ -688,11 +715,46 @@ void App::apply_slot(const char* window) {
     }
     if (!overlap) ImGui::SetNextWindowBgAlpha(0.0f);
   }
-  const auto it = slots_.find(window);
-  if (it == slots_.end()) return;
-  const ImGuiCond cond = s_.reset_layout ? ImGuiCond_Always : ImGuiCond_FirstUseEver;
-  ImGui::SetNextWindowPos(ImVec2(it->second.x, it->second.y), cond);
-  ImGui::SetNextWindowSize(ImVec2(it->second.z, it->second.w), cond);
+  const PanelPlace* place = find_place(window);
+  if (!place) return;
+  const float min_w = std::min(place->min_w, work_area_.w), min_h = std::min(place->min_h, work_area_.h);
+  ImGui::SetNextWindowSizeConstraints(ImVec2(min_w, min_h), ImVec2(FLT_MAX, FLT_MAX));
+  if (!area_usable_ || (!place_all_ && placed_.contains(window))) return;
+  const Box px = from_fractions(s_.panel_fractions[window], work_area_, min_w, min_h);
+  ImGui::SetNextWindowPos(ImVec2(px.x, px.y), ImGuiCond_Always);
+  ImGui::SetNextWindowSize(ImVec2(px.w, px.h), ImGuiCond_Always);
+  placed_[window] = px;
+}
+
+void App::remember_panel_place(const char* window) {
+  if (!area_usable_) return;
+  const ImGuiWindow* w = ImGui::GetCurrentWindow();
+  const Box now{w->Pos.x, w->Pos.y, w->SizeFull.x, w->SizeFull.y};  // SizeFull: also while collapsed
+  Box& placed = placed_[window];
+  if (same_place(now, placed)) return;
+  placed = now;  // moved or resized by the user: its place, as fractions, follows the window from now on
+  s_.panel_fractions[window] = to_fractions(now, work_area_);
+}
+
+void App::manifold_and_gap(const Snapshot& snap) {
+  if (!ImGui::BeginTabBar("##manifold_gap")) return;
+  // gap.open changed outside the tab bar (View menu, a right-click on the map): select its tab.
+  const bool asked = s_.gap.open != gap_tab_shown_;
+  bool gap_shown = false;
+  if (ImGui::BeginTabItem(kTabManifold, nullptr, asked && !s_.gap.open ? ImGuiTabItemFlags_SetSelected : 0)) {
+    draw_manifold(s_, snap);
+    ImGui::EndTabItem();
+  }
+  s_.note_rect("tab_manifold");
+  if (ImGui::BeginTabItem(kTabGap, nullptr, asked && s_.gap.open ? ImGuiTabItemFlags_SetSelected : 0)) {
+    gap_shown = true;
+    draw_gap(s_, snap);
+    ImGui::EndTabItem();
+  }
+  s_.note_rect("tab_gap");
+  ImGui::EndTabBar();
+  gap_tab_shown_ = gap_shown;
+  if (!asked) s_.gap.open = gap_shown;  // the user's click on a tab
 }
 
 void App::frame() {
@@ -725,11 +787,12 @@ void App::frame() {
   // Each panel draws into its window (nothing while the window is collapsed). The latent map runs
   // before the decoder so dragging the z ring shows in the decoder this frame.
   auto window = [&](const char* name, auto&& draw) {
-    apply_slot(name);
+    place_panel(name);
     if (ImGui::Begin(name)) {
       panel_help_button(s_, name);
       draw();
     }
+    remember_panel_place(name);
     ImGui::End();
   };
   auto panel = [&](const char* name, auto&& draw) {
@@ -742,12 +805,8 @@ void App::frame() {
   panel(kWinLatent, [&](const Snapshot& sn) { draw_latent_map(s_, sn); });
   panel(kWinDecoder, [&](const Snapshot& sn) { draw_decoder(s_, sn); });
   panel(kWinCurves, [&](const Snapshot& sn) { draw_curves(s_, sn); });
-  if (s_.gap.open) {
-    panel(kWinGap, [&](const Snapshot& sn) { draw_gap(s_, sn); });
-  } else {
-    panel(kWinInterpolation, [&](const Snapshot& sn) { draw_interpolation(s_, sn); });
-    panel(kWinManifold, [&](const Snapshot& sn) { draw_manifold(s_, sn); });
-  }
+  panel(kWinInterpolation, [&](const Snapshot& sn) { draw_interpolation(s_, sn); });
+  panel(kWinManifoldGap, [&](const Snapshot& sn) { manifold_and_gap(sn); });
   panel(kWinSamples, [&](const Snapshot& sn) { draw_samples(s_, sn); });
   s_.reset_layout = false;
   resume_offer();
@@ -812,6 +871,26 @@ void App::write_ready_file() {
   ready_written_ = true;
 }
 
+void App::write_panel_places(std::ostream& info) const {
+  // "work X Y W H", then "panel <min.x> <min.y> <max.x> <max.y> <min_w> <min_h> <title_w> <name>"
+  // (the name last: it has spaces) and the share of the work area the panels cover.
+  const Box& a = work_area_;
+  info << "work " << a.x << ' ' << a.y << ' ' << a.w << ' ' << a.h << "\n";
+  std::vector<Box> boxes;
+  for (const PanelPlace& p : kPanelPlaces) {
+    const auto it = placed_.find(p.window);
+    if (it == placed_.end()) continue;
+    const Box& b = it->second;
+    boxes.push_back(b);
+    // The title's width as drawn: ImGui 1.86 clips a title that does not fit, without an ellipsis.
+    const float title_w = ImGui::CalcTextSize(p.window).x + ImGui::GetFontSize() + ImGui::GetStyle().FramePadding.x * 3;
+    info << "panel " << b.x << ' ' << b.y << ' ' << b.x + b.w << ' ' << b.y + b.h << ' ' << std::min(p.min_w, a.w) << ' '
+         << std::min(p.min_h, a.h) << ' ' << title_w << ' ' << p.window << "\n";
+  }
+  info << "panels_cover " << covered_fraction(boxes, a) << "\n";
+  info << "shown_tab " << (gap_tab_shown_ ? kTabGap : kTabManifold) << "\n";  // of kWinManifoldGap
+}
+
 void App::after_render(int fb_w, int fb_h) {
   if (screenshots_requested_ == 0) return;
   screenshots_requested_ = 0;
@@ -858,6 +937,9 @@ void App::after_render(int fb_w, int fb_h) {
     if (s_.autosave.offer_open) info << "offer_epoch " << epoch_in_progress(s_.autosave.offer.epoch, false) << "\n";
     if (s_.snap) info << "epoch " << epoch_in_progress(s_.snap->epoch, s_.snap->state == TrainerState::Finished) << "\n";
     info << "errors " << std::count_if(s_.messages.begin(), s_.messages.end(), [](const Message& m) { return m.severity == Severity::Error; }) << "\n";
+    write_panel_places(info);
+    for (const auto& [name, t] : s_.texts)  // "text <full> <shown> <available> <ellipsis> <name>"
+      info << "text " << t.full << ' ' << t.shown << ' ' << t.avail << ' ' << (t.ellipsis ? 1 : 0) << ' ' << name << "\n";
     for (const auto& [name, r] : s_.rects) info << "rect " << name << ' ' << r.x << ' ' << r.y << ' ' << r.z << ' ' << r.w << "\n";
     info.close();
     std::filesystem::rename(dir / (std::string(stem) + ".tmp"), dir / (std::string(stem) + ".txt"));

@@ -1,12 +1,13 @@
 // App: one frame of the desktop program — takes the trainer's snapshot, places the panel windows
-// (default tiling on first use or on "Reset layout"), draws the menu bar, panels and messages,
-// handles shortcuts, drops (asking first when a run would be lost) and background data loading
-// (its progress and Cancel), the autosave and its resume offer, the Follow a run dialog, the file
-// chooser and help windows, and the screenshot test hook.
+// (as fractions of the window: the default tiling, or where the user put them, rescaled with it),
+// draws the menu bar, panels and messages, handles shortcuts, drops (asking first when a run would
+// be lost) and background data loading (its progress and Cancel), the autosave and its resume
+// offer, the Follow a run dialog, the file chooser and help windows, and the screenshot test hook.
 // Not the window or the frame loop (main.cpp) and not any panel's contents (panel_*.cpp).
 #pragma once
 #include <filesystem>
 #include <map>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -42,8 +43,14 @@ class App {
   void menu_bar();
   void messages();
   void layout(float top);
-  void apply_slot(const char* window);
+  // Before a panel window's Begin: its size limits, and its place from the fractions when the
+  // work area changed, on first use or on Reset layout. After Begin: a panel the user moved or
+  // resized keeps its new place as fractions.
+  void place_panel(const char* window);
+  void remember_panel_place(const char* window);
+  void manifold_and_gap(const Snapshot& snap);  // the tab bar of kWinManifoldGap
   void write_ready_file();
+  void write_panel_places(std::ostream& info) const;  // for the screenshot hook's state dump
   bool following() const;  // the trainer follows a run folder (no autosave, no local controls)
   void follow_dialog();    // File → Follow a run…: the folder and Follow / Cancel
   void drop_confirmation();  // a drop that would replace a trained run: Save first / Open / Cancel
@@ -65,7 +72,11 @@ class App {
   bool ready_written_ = false;
   std::uint64_t drawn_key_ = 0;  // visual_key() of the snapshot last drawn
   float menu_height_ = 0;
-  std::map<std::string, ImVec4> slots_;  // default position and size of each panel window
+  Box work_area_, placed_area_;           // the window below the menu bar: now, and when last placed
+  bool place_all_ = false;                // this frame every panel is placed from its fractions
+  bool area_usable_ = false;              // the work area is large enough to place panels in (not minimised)
+  std::map<std::string, Box> placed_;     // each panel's rectangle as last placed or seen (pixels)
+  bool gap_tab_shown_ = false;            // the gap's tab was the one drawn last frame
 };
 
 }  // namespace vaelab::app

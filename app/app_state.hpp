@@ -25,6 +25,7 @@
 #include "core/data.hpp"
 #include "core/data_source.hpp"
 #include "core/gap.hpp"
+#include "core/panel_layout.hpp"
 #include "core/rng.hpp"
 #include "core/snapshot.hpp"
 #include "core/trainer.hpp"
@@ -264,7 +265,7 @@ enum class GapTab { None = -1, Bounds, Posterior, KlPerDim, Aggregate, Estimator
 // image, per-dimension KL, the aggregate posterior, gradient estimators. Long computations run on
 // std::async and are polled each frame; a finished result is kept with the key it was made for.
 struct GapState {
-  bool open = true;                   // replaces Interpolation + Manifold in the right column
+  bool open = true;                   // its tab is the one shown beside Manifold's (View menu, a right-click on the map)
   GapTab select_tab = GapTab::None;   // a tab to bring forward next frame
   // IWAE at epoch ends (sent to the trainer; the app starts with these)
   bool iwae_on = true;
@@ -383,6 +384,9 @@ struct AppState {
   int colormap = kGrey;
   std::filesystem::path config_dir, data_dir, export_dir;
   bool reset_layout = false;          // re-apply the default tiling this frame
+  // Where each panel window goes, as fractions of the work area (saved with the settings): the
+  // default tiling until the user moves or resizes a panel, then where the user put it.
+  std::map<std::string, Box> panel_fractions;
   bool quit = false;
   double now = 0;
   int window_w = 0, window_h = 0;     // last window size (saved with the settings)
@@ -407,6 +411,12 @@ struct AppState {
 
   // Screen rectangles of key widgets (min.x, min.y, max.x, max.y), for the e2e test hook.
   std::map<std::string, ImVec4> rects;
+  // Texts drawn by fitted_text, for the same hook: their widths (pixels) and whether cut.
+  struct FittedText {
+    float full = 0, shown = 0, avail = 0;
+    bool ellipsis = false;
+  };
+  std::map<std::string, FittedText> texts;
 
   void post(Severity s, std::string text);
   void note_rect(const char* name);   // the last ImGui item's rectangle

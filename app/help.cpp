@@ -51,7 +51,7 @@ const std::vector<HelpPage>& help_pages() {
        "prior's mass sits in a shell away from it. Spherical interpolation keeps the norm of z, so its frames "
        "stay where codes live.",
        "Set A and B on two different classes and move t; compare the two strips at a large latent size."},
-      {kWinManifold,
+      {kTabManifold,
        "A grid of images decoded across the latent map's plane, spaced like Kingma & Welling's figure (by the "
        "inverse normal CDF, so each tile covers equal prior mass); other dimensions are held at the decoder's z.",
        "For a PCA plane the coordinates are scaled by the spread of the codes along each axis.",
@@ -60,9 +60,9 @@ const std::vector<HelpPage>& help_pages() {
        "Above: images decoded from draws of the prior z ~ N(0, I) (for the clustering VAE one column per cluster, "
        "z ~ N(μ_y, σ_y²)). Below: test images over their reconstructions, decoded from the encoder means.",
        "Good reconstructions with poor samples mean the codes leave holes in the prior: the Aggregate tab of the "
-       "Variational gap window shows where.",
+       "Variational gap tab shows where.",
        "Draw new samples; compare them with the reconstructions as training goes on."},
-      {kWinGap,
+      {kTabGap,
        "How far the ELBO is from log p(x), and why. Bounds: the test ELBO and IWAE_K per epoch on the same test "
        "images, and their difference. Posterior: the true posterior of one image against q(z|x). KL / dim: the KL "
        "per dimension and the active units. Aggregate: q(z) against the prior. Estimators: the gradient variance "
@@ -87,7 +87,9 @@ const HelpPage* help_page(const std::string& panel) {
 
 void open_help(AppState& state, const std::string& panel) {
   state.help.open = true;
-  state.help.page = help_page(panel) ? panel : std::string(help_pages().front().panel);
+  // Manifold and the gap share one window: its (?) opens the page of the tab on show.
+  const std::string page = panel == kWinManifoldGap ? (state.gap.open ? kTabGap : kTabManifold) : panel;
+  state.help.page = help_page(page) ? page : std::string(help_pages().front().panel);
   ImGui::SetWindowFocus("What am I looking at");
 }
 

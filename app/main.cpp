@@ -153,6 +153,10 @@ void setup_style(float scale) {
   c[ImGuiCol_FrameBgActive] = ImVec4(0.25f, 0.30f, 0.40f, 1.0f);
   c[ImGuiCol_MenuBarBg] = ImVec4(0.13f, 0.135f, 0.155f, 1.0f);
   c[ImGuiCol_Border] = ImVec4(0.28f, 0.29f, 0.33f, 0.6f);
+  // Slider handles: a narrow, half-transparent bar, so the value drawn over it stays readable.
+  st.GrabMinSize = 5;
+  c[ImGuiCol_SliderGrab] = ImVec4(0.26f, 0.59f, 0.98f, 0.45f);
+  c[ImGuiCol_SliderGrabActive] = ImVec4(0.26f, 0.59f, 0.98f, 0.75f);
   st.ScaleAllSizes(scale);
 }
 
@@ -283,16 +287,21 @@ std::unique_ptr<vaelab::app::AppState> create_state(const Options& options) {
 }
 
 // A window larger than the screen (a saved 16384×150, or --size) cannot be seen whole nor moved
-// back: it is made to fit the primary monitor, with a warning.
+// back: it is made to fit the primary monitor's work area (the screen less the desktop's panels),
+// with a warning.
 void fit_to_screen(int& width, int& height, vaelab::app::AppState& state) {
   GLFWmonitor* monitor = glfwGetPrimaryMonitor();
   const GLFWvidmode* mode = monitor ? glfwGetVideoMode(monitor) : nullptr;
-  if (!mode || (width <= mode->width && height <= mode->height)) return;
+  if (!mode) return;
+  int area_x = 0, area_y = 0, area_w = 0, area_h = 0;
+  glfwGetMonitorWorkarea(monitor, &area_x, &area_y, &area_w, &area_h);
+  if (area_w <= 0 || area_h <= 0) area_w = mode->width, area_h = mode->height;
+  if (width <= area_w && height <= area_h) return;
   const std::string warning = "The window size " + std::to_string(width) + "×" + std::to_string(height) +
-                              " is larger than the screen (" + std::to_string(mode->width) + "×" +
-                              std::to_string(mode->height) + "); the window was made to fit.";
-  width = std::min(width, mode->width);
-  height = std::min(height, mode->height);
+                              " is larger than the screen (" + std::to_string(area_w) + "×" +
+                              std::to_string(area_h) + " free of the desktop's panels); the window was made to fit.";
+  width = std::min(width, area_w);
+  height = std::min(height, area_h);
   std::fprintf(stderr, "vaelab: warning: %s\n", warning.c_str());
   state.post(vaelab::Severity::Warning, warning);
 }

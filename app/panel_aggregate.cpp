@@ -102,7 +102,9 @@ void draw_aggregate_tab(AppState& state, const Snapshot& snap) {
   ImGui::TextDisabled("mass in view: q(z) %.3f, prior %.3f (%d images)", a.aggregate_mass, a.prior_mass,
                       static_cast<int>(std::min<std::size_t>(snap.display_indices.size(), kMaxPoints)));
   const ImVec2 avail = ImGui::GetContentRegionAvail();
-  const float side = std::max(48.0f, std::min((avail.x - ImGui::GetStyle().ItemSpacing.x) / 2, avail.y - ImGui::GetTextLineHeightWithSpacing() - 4));
+  const float spacing = ImGui::GetStyle().ItemSpacing.x;
+  const float side = std::max(48.0f, std::min((avail.x - colour_scale_width() - 2 * spacing) / 2,
+                                              avail.y - ImGui::GetTextLineHeightWithSpacing() - 4));
   ImGui::BeginGroup();
   g.agg.heat.draw(ImVec2(side, side), kViridis);
   state.note_rect("aggregate_heat");
@@ -113,6 +115,9 @@ void draw_aggregate_tab(AppState& state, const Snapshot& snap) {
   g.agg.prior_heat.draw(ImVec2(side, side), kViridis);
   ImGui::TextDisabled(mixture ? "prior: mixture of the K clusters" : "prior N(0, I)");
   ImGui::EndGroup();
+  ImGui::SameLine();
+  const double top = std::max(a.density.maxCoeff(), a.prior.maxCoeff());
+  colour_scale("##agg_scale", side, kViridis, 0.0, top, "density of both maps, coloured by its square root");
 }
 
 }  // namespace vaelab::app

@@ -1,8 +1,10 @@
 // Helpers shared by the panels: UI-thread decoding and encoding with the snapshot's model copy,
-// image tiling, the latent plane, export buttons and colours. Not a panel itself.
+// image tiling, the latent plane, export buttons and colours, texts cut with an ellipsis, colour
+// scales and toolbars that wrap. Not a panel itself.
 #include <imgui_internal.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <exception>
 
 #include "app/help.hpp"
@@ -22,6 +24,66 @@ std::string rect_name(const char* prefix, std::string text) {
 void AppState::note_rect(const char* name) {
   const ImVec2 a = ImGui::GetItemRectMin(), b = ImGui::GetItemRectMax();
   rects[name] = ImVec4(a.x, a.y, b.x, b.y);
+}
+
+void fitted_text(AppState& state, const char* name, const std::string& text, float width, const ImVec4* colour) {
+  const float avail = std::max(1.0f, width > 0 ? width : ImGui::GetContentRegionAvail().x);
+  const float full = ImGui::CalcTextSize(text.c_str()).x;
+  std::string shown = text;
+  if (full > avail) {
+    // The longest prefix (whole UTF-8 characters) that fits with the ellipsis.
+    const char* ellipsis = "…";
+    std::size_t keep = 0;
+    for (std::size_t i = 1; i <= text.size(); ++i) {
+      if (i < text.size() && (static_cast<unsigned char>(text[i]) & 0xC0) == 0x80) continue;  // inside a character
+      if (ImGui::CalcTextSize((text.substr(0, i) + ellipsis).c_str()).x > avail) break;
+      keep = i;
+    }
+    shown = text.substr(0, keep) + ellipsis;
+  }
+  if (colour) ImGui::PushStyleColor(ImGuiCol_Text, *colour);
+  ImGui::TextUnformatted(shown.c_str());
+  if (colour) ImGui::PopStyleColor();
+  const bool cut = full > avail;
+  if (cut && ImGui::IsItemHovered()) ImGui::SetTooltip("%s", text.c_str());
+  state.texts[name] = AppState::FittedText{full, ImGui::GetItemRectSize().x, avail, cut};
+}
+
+float colour_scale_width() { return ImGui::GetFontSize() * 0.8f + 4 + ImGui::CalcTextSize("0.000").x; }
+
+void colour_scale(const char* id, float height, int colormap, double lo, double hi, const char* how) {
+  const float bar_w = ImGui::GetFontSize() * 0.8f;
+  ImGui::InvisibleButton(id, ImVec2(colour_scale_width(), std::max(height, 2 * ImGui::GetTextLineHeight())));
+  const ImVec2 p0 = ImGui::GetItemRectMin(), p1 = ImGui::GetItemRectMax();
+  ImDrawList* dl = ImGui::GetWindowDrawList();
+  auto colour = [&](float t) {
+    const Rgb8 c = colormap == kViridis ? colormap_viridis(t) : colormap_grey(t);
+    return IM_COL32(c.r, c.g, c.b, 255);
+  };
+  constexpr int kSteps = 24;
+  for (int i = 0; i < kSteps; ++i) {  // bottom (lo) to top (hi)
+    const float t0 = static_cast<float>(i) / kSteps, t1 = static_cast<float>(i + 1) / kSteps;
+    const float y0 = p1.y - t0 * (p1.y - p0.y), y1 = p1.y - t1 * (p1.y - p0.y);
+    dl->AddRectFilledMultiColor(ImVec2(p0.x, y1), ImVec2(p0.x + bar_w, y0), colour(t1), colour(t1), colour(t0), colour(t0));
+  }
+  dl->AddRect(p0, ImVec2(p0.x + bar_w, p1.y), ImGui::GetColorU32(ImGuiCol_Border));
+  char hi_text[32], lo_text[32];
+  std::snprintf(hi_text, sizeof hi_text, "%.3g", hi);
+  std::snprintf(lo_text, sizeof lo_text, "%.3g", lo);
+  const ImU32 text = ImGui::GetColorU32(ImGuiCol_TextDisabled);
+  dl->AddText(ImVec2(p0.x + bar_w + 4, p0.y), text, hi_text);
+  dl->AddText(ImVec2(p0.x + bar_w + 4, p1.y - ImGui::GetTextLineHeight()), text, lo_text);
+  if (ImGui::IsItemHovered()) ImGui::SetTooltip("colour scale: %s, from %s (bottom) to %s (top)", how, lo_text, hi_text);
+}
+
+float small_button_width(const char* label) {
+  return ImGui::CalcTextSize(label, nullptr, true).x + ImGui::GetStyle().FramePadding.x * 2;
+}
+
+void same_line_if_fits(float next_width) {
+  const float next_x = ImGui::GetItemRectMax().x + ImGui::GetStyle().ItemSpacing.x;
+  const float right = ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x;
+  if (next_x + next_width <= right) ImGui::SameLine();
 }
 
 void sync_latent_size(AppState& state, const Snapshot& snap) {

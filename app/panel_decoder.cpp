@@ -46,13 +46,14 @@ void draw_decoder(AppState& state, const Snapshot& snap) {
   ImGui::BeginDisabled(!state.interp.has_b);
   if (ImGui::SmallButton("B")) dec.z = state.interp.b;
   ImGui::EndDisabled();
-  ImGui::SameLine();
+  // The toolbar wraps in a narrow window rather than losing its last buttons off the edge.
+  same_line_if_fits(ImGui::GetFrameHeight() + ImGui::GetStyle().ItemInnerSpacing.x + ImGui::CalcTextSize("by KL").x);
   if (ImGui::Checkbox("by KL", &dec.sort_by_kl)) dec.order_time = -1e9;
   if (ImGui::IsItemHovered()) ImGui::SetTooltip("Order the sliders by the KL each dimension carries (most informative first)");
-  ImGui::SameLine();
+  same_line_if_fits(ImGui::GetFontSize() * 4.0f);
   ImGui::SetNextItemWidth(ImGui::GetFontSize() * 4.0f);
   ImGui::SliderFloat("##range", &dec.range, 1.0f, 6.0f, "±%.0f");
-  ImGui::SameLine();
+  same_line_if_fits(small_button_width("PNG"));
   export_png_button(state, "PNG", dec.image, "decoder");
 
   // Layout: the image on the left (square, as large as fits), sliders on the right.
@@ -75,7 +76,7 @@ void draw_decoder(AppState& state, const Snapshot& snap) {
     ImGui::PushID(k);
     if (inactive) {
       ImGui::PushStyleColor(ImGuiCol_Text, ImGui::GetStyleColorVec4(ImGuiCol_TextDisabled));
-      ImGui::PushStyleColor(ImGuiCol_SliderGrab, ImVec4(0.45f, 0.45f, 0.45f, 1));
+      ImGui::PushStyleColor(ImGuiCol_SliderGrab, ImVec4(0.45f, 0.45f, 0.45f, 0.45f));
       ImGui::PushStyleColor(ImGuiCol_FrameBg, ImVec4(0.16f, 0.16f, 0.17f, 1));
     }
     ImGui::AlignTextToFramePadding();

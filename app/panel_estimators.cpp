@@ -3,6 +3,7 @@
 // and those variances over steps on a log axis. Not the estimators (core/gap, the trainer).
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include "app/panels.hpp"
 #include "app/plot.hpp"
@@ -12,20 +13,21 @@ namespace vaelab::app {
 void draw_estimators_tab(AppState& state, const Snapshot& snap) {
   GapState& g = state.gap;
   int e = snap.train_config.estimator == Estimator::ScoreFunction ? 1 : 0;
+  // Each control on the line while it fits, on the next one in a narrow window.
+  const float radio = ImGui::GetFrameHeight() + ImGui::GetStyle().ItemInnerSpacing.x;
   ImGui::TextUnformatted("encoder gradient:");
-  ImGui::SameLine();
+  same_line_if_fits(radio + ImGui::CalcTextSize("reparameterised").x);
   bool changed = ImGui::RadioButton("reparameterised", &e, 0);
-  ImGui::SameLine();
+  same_line_if_fits(radio + ImGui::CalcTextSize("score function").x);
   changed |= ImGui::RadioButton("score function", &e, 1);
   if (changed && state.trainer) state.trainer->set_estimator(e == 1 ? Estimator::ScoreFunction : Estimator::Reparameterised);
-  ImGui::SameLine();
   help_marker("Reparameterised: z = μ + σ ε, the gradient flows through the sample.\n"
               "Score function (REINFORCE): E_q[f(z) ∇ log q(z|x)] with a leave-one-out baseline; unbiased\n"
               "but its variance is typically orders of magnitude larger — training slows or stalls.\n"
               "The decoder's gradient is the same either way.");
   if (ImGui::Checkbox("measure gradient variance each epoch", &g.measure) && state.trainer)
     state.trainer->set_measure_estimators(g.measure);
-  ImGui::SameLine();
+  same_line_if_fits(ImGui::CalcTextSize("measure now").x + ImGui::GetStyle().FramePadding.x * 2);
   if (ImGui::Button("measure now") && state.trainer) state.trainer->measure_estimators_now();
 
   const auto& est = snap.history.estimators;
@@ -38,13 +40,22 @@ void draw_estimators_tab(AppState& state, const Snapshot& snap) {
     }
   }
   if (est.empty()) {
-    ImGui::TextDisabled("No measurement yet: tick the box (each epoch) or press 'measure now'.");
+    // Wrapped, as the hint is longer than the tab is wide at 1024×640.
+    ImGui::PushStyleColor(ImGuiCol_Text, ImGui::GetStyleColorVec4(ImGuiCol_TextDisabled));
+    ImGui::TextWrapped("No measurement yet: tick the box (each epoch) or press 'measure now'.");
+    ImGui::PopStyleColor();
     return;
   }
   const EstimatorRecord& last = est.back();
-  ImGui::Text("step %lld: variance reparam %.3g, score %.3g (×%.0f)", static_cast<long long>(last.step), last.reparam_variance,
-              last.score_variance, last.reparam_variance > 0 ? last.score_variance / last.reparam_variance : 0.0);
-  ImGui::TextDisabled("mean signal-to-noise per parameter: reparam %.3f, score %.3f", last.reparam_snr, last.score_snr);
+  char variance[128], snr[96];
+  std::snprintf(variance, sizeof variance, "step %lld: variance reparam %.3g, score %.3g (×%.0f)",
+                static_cast<long long>(last.step), last.reparam_variance, last.score_variance,
+                last.reparam_variance > 0 ? last.score_variance / last.reparam_variance : 0.0);
+  std::snprintf(snr, sizeof snr, "mean signal-to-noise per parameter: reparam %.3f, score %.3f", last.reparam_snr,
+                last.score_snr);
+  fitted_text(state, "estimators_variance", variance);
+  const ImVec4 dim = ImGui::GetStyleColorVec4(ImGuiCol_TextDisabled);
+  fitted_text(state, "estimators_snr", snr, 0, &dim);
   PlotOptions po;
   po.title = "total gradient variance of the encoder (log)";
   po.x_label = "step";

@@ -1,4 +1,4 @@
-// "Variational gap" window: a tab bar over the gap tabs, and its first tab — IWAE_K against the
+// "Variational gap" tab: a tab bar over the gap tabs, and its first tab — IWAE_K against the
 // ELBO on the same test subset per epoch, their difference in nats, and the K / subset controls
 // sent to the trainer. Not the bounds themselves (computed by the trainer at epoch ends).
 #include <algorithm>
@@ -19,13 +19,14 @@ constexpr ImU32 kGap = IM_COL32(0, 158, 115, 255);
 
 void draw_gap_bounds_tab(AppState& state, const Snapshot& snap) {
   GapState& g = state.gap;
+  const ImGuiStyle& style = ImGui::GetStyle();
   ImGui::Checkbox("IWAE", &g.iwae_on);
   ImGui::SameLine();
   ImGui::SetNextItemWidth(ImGui::GetFontSize() * 6);
   ImGui::InputInt("K", &g.iwae_k, 10, 100);
   state.note_rect("gap_k");
   g.iwae_k = std::clamp(g.iwae_k, 1, 5000);
-  ImGui::SameLine();
+  same_line_if_fits(ImGui::GetFontSize() * 6 + style.ItemInnerSpacing.x + ImGui::CalcTextSize("test images").x);
   ImGui::SetNextItemWidth(ImGui::GetFontSize() * 6);
   ImGui::InputInt("test images", &g.iwae_points, 100, 1000);
   g.iwae_points = std::clamp(g.iwae_points, 1, snap.data ? std::max(1, snap.data->test.count) : 100000);
@@ -61,9 +62,15 @@ void draw_gap_bounds_tab(AppState& state, const Snapshot& snap) {
     const EpochRecord* last = nullptr;
     for (const EpochRecord& e : epochs)
       if (std::isfinite(e.test_iwae)) last = &e;
-    ImGui::Text("epoch %d:  ELBO %.2f   IWAE_%d %.2f   gap ", last->epoch, last->test_iwae_elbo, last->iwae_k, last->test_iwae);
-    ImGui::SameLine(0, 0);
-    ImGui::TextColored(ImGui::ColorConvertU32ToFloat4(kGap), "%.2f nats", last->test_iwae - last->test_iwae_elbo);
+    // The gap on its own where the line would not hold both, each cut with an ellipsis at worst.
+    char bounds[96], gap_text[48];
+    std::snprintf(bounds, sizeof bounds, "epoch %d:  ELBO %.2f   IWAE_%d %.2f", last->epoch, last->test_iwae_elbo,
+                  last->iwae_k, last->test_iwae);
+    std::snprintf(gap_text, sizeof gap_text, "gap %.2f nats", last->test_iwae - last->test_iwae_elbo);
+    fitted_text(state, "gap_bounds", bounds);
+    same_line_if_fits(ImGui::CalcTextSize(gap_text).x + style.ItemSpacing.x);
+    const ImVec4 gap_colour = ImGui::ColorConvertU32ToFloat4(kGap);
+    fitted_text(state, "gap_value", gap_text, 0, &gap_colour);
   }
   const ImVec2 avail = ImGui::GetContentRegionAvail();
   const float spacing = ImGui::GetStyle().ItemSpacing.y;
@@ -85,7 +92,8 @@ void draw_gap_bounds_tab(AppState& state, const Snapshot& snap) {
 
 void draw_gap(AppState& state, const Snapshot& snap) {
   GapState& g = state.gap;
-  if (ImGui::BeginTabBar("##gaptabs")) {
+  // Whole tab names, scrolled with arrows in a narrow window, rather than "Poster…".
+  if (ImGui::BeginTabBar("##gaptabs", ImGuiTabBarFlags_FittingPolicyScroll)) {
     const char* names[] = {"Bounds", "Posterior", "KL / dim", "Aggregate", "Estimators"};
     void (*draws[])(AppState&, const Snapshot&) = {draw_gap_bounds_tab, draw_posterior_tab, draw_kl_tab,
                                                    draw_aggregate_tab, draw_estimators_tab};

@@ -3,6 +3,7 @@
 // side. The paths themselves are drawn on the latent map. Not the interpolation maths
 // (core/view_math: lerp, slerp).
 #include <algorithm>
+#include <cstdio>
 
 #include "app/panels.hpp"
 #include "core/model.hpp"
@@ -50,10 +51,11 @@ void draw_controls(InterpolationState& in, DecoderState& dec) {
   ImGui::SameLine();
   if (ImGui::SmallButton("z ← t")) dec.z = lerp(in.a, in.b, in.t);
   if (ImGui::IsItemHovered()) ImGui::SetTooltip("Send the linear interpolation at t to the decoder");
-  ImGui::SameLine();
+  same_line_if_fits(ImGui::GetFontSize() * 5.0f);
   ImGui::SetNextItemWidth(ImGui::GetFontSize() * 5.0f);
   ImGui::SliderInt("##frames", &in.frames, 3, 16, "%d frames");
-  ImGui::SameLine();
+  // t takes the rest of the line, or a line of its own where less than a readable slider is left.
+  same_line_if_fits(ImGui::GetFontSize() * 7.0f);
 
   ImGui::SetNextItemWidth(-ImGui::CalcTextSize("t").x - ImGui::GetStyle().ItemInnerSpacing.x);
   ImGui::SliderFloat("t", &in.t, 0.0f, 1.0f, "t = %.2f");
@@ -97,7 +99,15 @@ void refresh_images(AppState& state, const Snapshot& snap) {
   }
 }
 
-// One row per path: the image at t, then the strip with t marked.
+// A small label on a dark backdrop over an image, its top-left corner at `at`.
+void label_over(ImDrawList* dl, ImVec2 at, const char* text) {
+  const ImVec2 size = ImGui::CalcTextSize(text);
+  dl->AddRectFilled(at, ImVec2(at.x + size.x + 4, at.y + size.y), IM_COL32(0, 0, 0, 170), 2.0f);
+  dl->AddText(ImVec2(at.x + 2, at.y), IM_COL32(255, 255, 255, 235), text);
+}
+
+// One row per path: the image at t (labelled with t), a gap, then the strip from A (t = 0) to B
+// (t = 1), its ends named and t marked.
 void draw_rows(AppState& state, const Snapshot& snap) {
   InterpolationState& in = state.interp;
   const int w = snap.model_config.image_w;
@@ -113,19 +123,28 @@ void draw_rows(AppState& state, const Snapshot& snap) {
     export_png_button(state, "PNG", strip, stem);
     ImGui::PopID();
     at_t.draw(ImVec2(big, big), state.colormap);
-    ImGui::SameLine();
+    ImDrawList* dl = ImGui::GetWindowDrawList();
+    char t_label[24];
+    std::snprintf(t_label, sizeof t_label, "t = %.2f", static_cast<double>(in.t));
+    if (ImGui::CalcTextSize(t_label).x + 4 > big) std::snprintf(t_label, sizeof t_label, "t");  // a small image
+    const ImVec2 at_t_max = ImGui::GetItemRectMax();
+    label_over(dl, ImVec2(ImGui::GetItemRectMin().x, at_t_max.y - ImGui::GetTextLineHeight()), t_label);
+    if (ImGui::IsItemHovered()) ImGui::SetTooltip("The image at t = %.2f (the t slider); the strip runs from A (t = 0) to B (t = 1)",
+                                                  static_cast<double>(in.t));
+    ImGui::SameLine(0, ImGui::GetStyle().ItemSpacing.x * 3);  // apart from the strip: not its first frame
     const ImVec2 room(std::max(10.0f, ImGui::GetContentRegionAvail().x), big);
     const ImVec2 size = strip.fit(room);
     const ImVec2 q0 = ImGui::GetCursorScreenPos();
     const ImVec2 pos(q0.x, q0.y + (big - size.y) * 0.5f);
     ImGui::SetCursorScreenPos(pos);
     strip.draw(size, state.colormap);
-    // Mark where t falls along the strip.
+    // Name the ends and mark where t falls along the strip.
     if (!strip.empty() && in.frames > 1) {
       const float scale = size.x / strip.width();
       const float tile_w = w * scale, step = (w + 1) * scale;
       const float x = pos.x + in.t * (in.frames - 1) * step;
-      ImDrawList* dl = ImGui::GetWindowDrawList();
+      label_over(dl, pos, "A");
+      label_over(dl, ImVec2(pos.x + (in.frames - 1) * step + tile_w - ImGui::CalcTextSize("B").x - 4, pos.y), "B");
       dl->AddRect(ImVec2(x - 1, pos.y - 1), ImVec2(x + tile_w + 1, pos.y + size.y + 1), IM_COL32(255, 210, 40, 255), 0, 0, 2.0f);
     }
   };

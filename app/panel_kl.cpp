@@ -37,7 +37,7 @@ void draw_units_summary(const GapState& g, int d, bool have_units, const std::ve
     int n = 0;
     for (int u = 0; u < d; ++u)
       if (collapsed[static_cast<std::size_t>(u)]) {
-        if (n++ < 24) list += (list.empty() ? "" : ", ") + std::to_string(u);
+        if (n++ < 24) list += (list.empty() ? "z" : ", z") + std::to_string(u + 1);  // named as the sliders are
       }
     if (n > 24) list += ", …";
     if (n > 0) {
@@ -75,7 +75,7 @@ void draw_kl_bars(const GapState& g, const Snapshot& snap, int d, bool have_unit
                       u == hovered ? IM_COL32(240, 228, 66, 255) : col);
     if (d <= 40 && (d <= 20 || u % 2 == 0)) {
       char t[16];
-      std::snprintf(t, sizeof t, "%d", u);
+      std::snprintf(t, sizeof t, d <= 20 ? "z%d" : "%d", u + 1);  // z1, z2 … as the decoder's sliders
       const float tw = ImGui::CalcTextSize(t).x;
       dl->AddText(ImVec2(x0 + (u + 0.5f) * w - tw / 2, y_base + 1), ImGui::GetColorU32(ImGuiCol_TextDisabled), t);
     }
@@ -84,7 +84,7 @@ void draw_kl_bars(const GapState& g, const Snapshot& snap, int d, bool have_unit
   std::snprintf(title, sizeof title, "KL per dim (nats, recent batches); max %.2f", top);
   dl->AddText(ImVec2(p0.x + 4, p0.y + 2), ImGui::GetColorU32(ImGuiCol_Text), title);
   if (hovered >= 0 && hovered < d)
-    ImGui::SetTooltip("dim %d\nKL %.4f nats\nVar_x E[z] %.4f%s", hovered, snap.kl_per_dim[static_cast<std::size_t>(hovered)],
+    ImGui::SetTooltip("z%d\nKL %.4f nats\nVar_x E[z] %.4f%s", hovered + 1, snap.kl_per_dim[static_cast<std::size_t>(hovered)],
                       have_units ? g.units.variance[static_cast<std::size_t>(hovered)] : 0.0,
                       !collapsed.empty() && collapsed[static_cast<std::size_t>(hovered)] ? "\ncollapsed to the prior" : "");
 }
@@ -124,17 +124,18 @@ void draw_kl_heat(GapState& g, const Snapshot& snap, int d) {
     return;
   }
   // Dimension numbers in a narrow column on the left, as many as fit without overlapping.
-  const float label_w = ImGui::CalcTextSize("00").x + 6;
+  const float label_w = ImGui::CalcTextSize(d < 10 ? "z0" : d < 100 ? "z00" : "z000").x + 6;
   const ImVec2 origin = ImGui::GetCursorScreenPos();
   const float heat_h = std::max(30.0f, rest.y - 4);
+  const float scale_w = colour_scale_width() + ImGui::GetStyle().ItemSpacing.x;
   ImGui::SetCursorScreenPos(ImVec2(origin.x + label_w, origin.y));
-  g.kl_heat.image.draw(ImVec2(rest.x - label_w, heat_h), kViridis);
+  g.kl_heat.image.draw(ImVec2(std::max(20.0f, rest.x - label_w - scale_w), heat_h), kViridis);
   {
     const float row_h = heat_h / d, text_h = ImGui::GetTextLineHeight();
     const int every = std::max(1, static_cast<int>(std::ceil(text_h / row_h)));
     for (int u = 0; u < d; u += every) {
       char t[16];
-      std::snprintf(t, sizeof t, "%d", u);
+      std::snprintf(t, sizeof t, "z%d", u + 1);
       dl->AddText(ImVec2(origin.x + label_w - 4 - ImGui::CalcTextSize(t).x, origin.y + (u + 0.5f) * row_h - text_h / 2),
                   ImGui::GetColorU32(ImGuiCol_TextDisabled), t);
     }
@@ -146,8 +147,15 @@ void draw_kl_heat(GapState& g, const Snapshot& snap, int d) {
     const int u = std::clamp(static_cast<int>((m.y - q0.y) / (q1.y - q0.y) * d), 0, d - 1);
     const auto& kl = epochs[static_cast<std::size_t>(c)].kl_per_dim;
     if (static_cast<int>(kl.size()) == d)
-      ImGui::SetTooltip("epoch %d, dim %d: KL %.4f nats", epochs[static_cast<std::size_t>(c)].epoch, u, kl[u]);
+      ImGui::SetTooltip("epoch %d, z%d: KL %.4f nats", epochs[static_cast<std::size_t>(c)].epoch, u + 1, kl[u]);
   }
+  // The same top the texture was normalised by (refresh_kl_heat).
+  float top = 0;
+  for (const EpochRecord& r : epochs)
+    for (float v : r.kl_per_dim)
+      if (std::isfinite(v)) top = std::max(top, v);
+  ImGui::SameLine();
+  colour_scale("##kl_scale", heat_h, kViridis, 0.0, top, "test KL per dimension (nats)");
 }
 
 }  // namespace

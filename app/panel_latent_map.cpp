@@ -197,25 +197,29 @@ void draw_toolbar(AppState& state, LatentMapState& map, const Snapshot& snap) {
     if (ImGui::IsItemHovered())
       ImGui::SetTooltip("Colour the codes by the data's labels or by the clustering VAE's argmax p(y|z)\n"
                         "(each cluster in the colour of the label it is matched to)");
-    ImGui::SameLine();
     if (std::isfinite(map.cluster_acc)) {
-      ImGui::Text("acc %.3f  NMI %.3f", map.cluster_acc, map.cluster_nmi);
+      char scores[64];
+      std::snprintf(scores, sizeof scores, "acc %.3f  NMI %.3f", map.cluster_acc, map.cluster_nmi);
+      same_line_if_fits(ImGui::CalcTextSize(scores).x);
+      fitted_text(state, "map_clusters", scores);
       if (ImGui::IsItemHovered())
         ImGui::SetTooltip("Live, on the %d test codes shown: unsupervised clustering accuracy (best one-to-one\n"
                           "matching of clusters to labels, Hungarian algorithm) and normalised mutual information.\n"
                           "%d of %d clusters in use.",
                           map.scored_points, map.used_clusters, snap.model->clusters());
-      ImGui::SameLine();
     }
   }
   if (d >= 2) {
+    if (snap.model && snap.model->clusters() > 0) same_line_if_fits(ImGui::GetFontSize() * 6.5f);
     ImGui::SetNextItemWidth(ImGui::GetFontSize() * 6.5f);
     const char* modes[] = {"PCA plane", "two dims"};
     ImGui::Combo("##mode", &map.mode, modes, 2);
     if (map.mode == LatentMapState::kTwoDims) {
+      // "z1 vs z2" stays together: on this line if it fits, else on the next.
+      const float combo_w = ImGui::GetFontSize() * 3.8f, spacing = ImGui::GetStyle().ItemSpacing.x;
+      same_line_if_fits(combo_w * 2 + ImGui::CalcTextSize("vs").x + spacing * 2);
       auto dim_combo = [&](const char* id, int& dim) {
-        ImGui::SameLine();
-        ImGui::SetNextItemWidth(ImGui::GetFontSize() * 3.8f);
+        ImGui::SetNextItemWidth(combo_w);
         char preview[16];
         std::snprintf(preview, sizeof preview, "z%d", dim + 1);
         if (ImGui::BeginCombo(id, preview)) {
@@ -230,17 +234,22 @@ void draw_toolbar(AppState& state, LatentMapState& map, const Snapshot& snap) {
       dim_combo("##dx", map.dim_x);
       ImGui::SameLine();
       ImGui::TextUnformatted("vs");
+      ImGui::SameLine();
       dim_combo("##dy", map.dim_y);
     } else if (map.plane_valid && map.plane.total_variance > 0) {
-      ImGui::SameLine();
-      ImGui::TextDisabled("%.0f%% of variance", plane_variance_percent(map));
+      char variance[32];
+      std::snprintf(variance, sizeof variance, "%.0f%% of variance", plane_variance_percent(map));
+      same_line_if_fits(ImGui::CalcTextSize(variance).x);
+      const ImVec4 dim = ImGui::GetStyleColorVec4(ImGuiCol_TextDisabled);
+      fitted_text(state, "map_variance", variance, 0, &dim);
     }
-    ImGui::SameLine();
   }
+  if (d >= 2) same_line_if_fits(ImGui::GetFontSize() * 4.5f);
   ImGui::SetNextItemWidth(ImGui::GetFontSize() * 4.5f);
   ImGui::SliderFloat("##size", &map.point_px, 1.0f, 12.0f, "dot %.0f");
-  ImGui::SameLine();
-  if (ImGui::SmallButton(map.auto_fit ? "Fit (auto)" : "Fit")) {
+  const char* fit = map.auto_fit ? "Fit (auto)" : "Fit";
+  same_line_if_fits(ImGui::CalcTextSize(fit).x + ImGui::GetStyle().FramePadding.x * 2 + ImGui::GetFontSize() * 2);
+  if (ImGui::SmallButton(fit)) {
     map.auto_fit = true;
     map.goal.half_h = -1;  // fit the codes as they are now
   }
@@ -543,7 +552,8 @@ void draw_cluster_means(LatentMapState& map, const Snapshot& snap, const Canvas&
   }
 }
 
-// The colours' legend in the top-right corner (hidden while the mouse is over it).
+// The colours' legend in the top-right corner: faded while the mouse is on the map, so the codes
+// under it show through, and hidden while the mouse is over it.
 void draw_legend(const LatentMapState& map, const Snapshot& snap, const Canvas& c, ImVec2 mouse) {
   const ImageSet& test = snap.data->test;
   const int K = snap.model->clusters();
@@ -568,11 +578,12 @@ void draw_legend(const LatentMapState& map, const Snapshot& snap, const Canvas& 
     ImVec2 l0(c.p1.x - w - 30, c.p0.y + 6);
     const ImVec2 l1(c.p1.x - 6, l0.y + rows * lh + 6);
     if (!(c.hovered && mouse.x >= l0.x && mouse.y <= l1.y)) {
-      c.dl->AddRectFilled(l0, l1, ImGui::GetColorU32(ImGuiCol_PopupBg, 0.8f), 4);
+      const float alpha = c.hovered ? 0.4f : 1.0f;
+      c.dl->AddRectFilled(l0, l1, ImGui::GetColorU32(ImGuiCol_PopupBg, 0.8f * alpha), 4);
       for (int k = 0; k < rows; ++k) {
         const float y = l0.y + 3 + k * lh;
-        c.dl->AddCircleFilled(ImVec2(l0.x + 10, y + lh / 2), 4.5f, label_colour(legend_colour[static_cast<std::size_t>(k)]));
-        c.dl->AddText(ImVec2(l0.x + 20, y), ImGui::GetColorU32(ImGuiCol_Text), legend[static_cast<std::size_t>(k)].c_str());
+        c.dl->AddCircleFilled(ImVec2(l0.x + 10, y + lh / 2), 4.5f, label_colour(legend_colour[static_cast<std::size_t>(k)], alpha));
+        c.dl->AddText(ImVec2(l0.x + 20, y), ImGui::GetColorU32(ImGuiCol_Text, alpha), legend[static_cast<std::size_t>(k)].c_str());
       }
     }
   }

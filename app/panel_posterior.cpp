@@ -145,7 +145,8 @@ void draw_posterior_view(AppState& state, const PosteriorGrid& p) {
   const ImVec2 avail = ImGui::GetContentRegionAvail();
   const float line = ImGui::GetTextLineHeightWithSpacing();
   const float side_w = std::max(60.0f, avail.x * 0.24f);
-  const float heat = std::max(64.0f, std::min(avail.x - side_w - ImGui::GetStyle().ItemSpacing.x, avail.y - 6.5f * line));
+  const float spacing = ImGui::GetStyle().ItemSpacing.x;
+  const float heat = std::max(64.0f, std::min(avail.x - side_w - colour_scale_width() - 2 * spacing, avail.y - 6.5f * line));
   g.post.heat.draw(ImVec2(heat, heat), kViridis);
   const ImVec2 p0 = ImGui::GetItemRectMin(), p1 = ImGui::GetItemRectMax();
   state.note_rect("posterior_heat");
@@ -161,8 +162,13 @@ void draw_posterior_view(AppState& state, const PosteriorGrid& p) {
     ImGui::SetTooltip("u %.3f, v %.3f\ncolour: p(z|x) / max\nwhite: q(z|x) 1σ and 2σ ellipses", u, v);
   }
   ImGui::SameLine();
+  colour_scale("##post_scale", heat, kViridis, 0.0, static_cast<double>(p.density.maxCoeff()),
+               "p(z|x) on the grid (density per unit area)");
+  ImGui::SameLine();
   ImGui::BeginGroup();
-  const ImVec2 img = g.post.x.fit(ImVec2(side_w, side_w));
+  // The image and its reconstruction stacked beside the heat map, no taller than it with their labels.
+  const float img_side = std::max(16.0f, std::min(side_w, (heat - 4 * line) / 2));
+  const ImVec2 img = g.post.x.fit(ImVec2(img_side, img_side));
   g.post.x.draw(img, state.colormap);
   ImGui::TextDisabled("x (#%d)", g.post.key.index);
   g.post.recon.draw(img, state.colormap);

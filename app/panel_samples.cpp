@@ -14,12 +14,12 @@ namespace {
 // the grid.
 void draw_grid(AppState& state, const char* redraw, std::uint64_t& seed, const char* png_label, GlImage& image,
                const char* stem, ImVec2 size) {
-  ImGui::SameLine();
+  same_line_if_fits(small_button_width(redraw));
   if (ImGui::SmallButton(redraw)) {
     ++seed;
     state.samples.dirty = true;
   }
-  ImGui::SameLine();
+  same_line_if_fits(small_button_width(png_label));
   export_png_button(state, png_label, image, stem);
   image.draw(image.fit(size), state.colormap);
 }

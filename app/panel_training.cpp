@@ -161,7 +161,7 @@ void draw_controls(AppState& state, const Snapshot* snap) {
     ImGui::SameLine();
     const char* st = snap->state == TrainerState::Running ? "running" : snap->state == TrainerState::Paused ? "paused" : "finished";
     const ImVec4 col = snap->state == TrainerState::Running ? ImVec4(0.45f, 0.85f, 0.45f, 1) : ImVec4(0.95f, 0.75f, 0.3f, 1);
-    ImGui::TextColored(col, "%s", st);
+    fitted_text(state, "training_state", st, 0, &col);
     // The epoch in progress (as the gap panel counts it); a finished run shows its last one.
     ImGui::Text("epoch %d", snap->state == TrainerState::Finished ? snap->epoch : snap->epoch + 1);
     if (snap->batches_per_epoch > 0) {
@@ -188,8 +188,10 @@ void draw_controls(AppState& state, const Snapshot* snap) {
     // the same scores live on its codes).
     if (!snap->history.epochs.empty() && std::isfinite(snap->history.epochs.back().cluster_acc)) {
       const EpochRecord& r = snap->history.epochs.back();
-      ImGui::Text("clusters (test, epoch %d): accuracy %.3f · NMI %.3f", r.epoch, static_cast<double>(r.cluster_acc),
-                  static_cast<double>(r.nmi));
+      char clusters[96];
+      std::snprintf(clusters, sizeof clusters, "clusters (test, epoch %d): accuracy %.3f · NMI %.3f", r.epoch,
+                    static_cast<double>(r.cluster_acc), static_cast<double>(r.nmi));
+      fitted_text(state, "training_clusters", clusters);
     }
   } else {
     ImGui::TextDisabled("no model yet");

@@ -1,8 +1,8 @@
 // The app's panels, one file each (panel_<name>.cpp), and the helpers they share: decoding on the
-// UI thread, tiling images into one texture, the latent plane, export buttons.
-// Each draw_* draws the contents of the ImGui window named by the constants below: the app places,
-// opens and closes the windows (default tiling) and keeps the latent size in sync (sync_latent_size)
-// before calling them. Not a place for core logic (see core/).
+// UI thread, tiling images into one texture, the latent plane, export buttons, fitted texts.
+// Each draw_* draws the contents of the ImGui window (or tab) named by the constants below: the app
+// places the windows (as fractions of the window) and keeps the latent size in sync
+// (sync_latent_size) before calling them. Not a place for core logic (see core/).
 #pragma once
 #include <string>
 #include <vector>
@@ -21,9 +21,12 @@ inline constexpr const char* kWinCurves = "Curves";
 inline constexpr const char* kWinLatent = "Latent map";
 inline constexpr const char* kWinDecoder = "Decoder";
 inline constexpr const char* kWinInterpolation = "Interpolation";
-inline constexpr const char* kWinManifold = "Manifold";
 inline constexpr const char* kWinSamples = "Samples & reconstructions";
-inline constexpr const char* kWinGap = "Variational gap";
+// One window, two tabs: the manifold grid and the Variational gap (both a click away, and neither
+// hides Interpolation).
+inline constexpr const char* kWinManifoldGap = "Manifold & Variational gap";
+inline constexpr const char* kTabManifold = "Manifold";
+inline constexpr const char* kTabGap = "Variational gap";
 
 void draw_training(AppState& state, const Snapshot* snap);  // also works before any snapshot
 // The model form's family and latent size, and whether it is edited: "convolutional, latent 10, edited".
@@ -36,7 +39,7 @@ void draw_decoder(AppState& state, const Snapshot& snap);
 void draw_interpolation(AppState& state, const Snapshot& snap);
 void draw_manifold(AppState& state, const Snapshot& snap);
 void draw_samples(AppState& state, const Snapshot& snap);
-// The "Variational gap" window: a tab bar over the tabs below (panel_gap.cpp).
+// The "Variational gap" tab: a tab bar over the tabs below (panel_gap.cpp).
 void draw_gap(AppState& state, const Snapshot& snap);
 void draw_gap_bounds_tab(AppState& state, const Snapshot& snap);  // IWAE_K vs ELBO (panel_gap.cpp)
 void draw_posterior_tab(AppState& state, const Snapshot& snap);   // panel_posterior.cpp
@@ -95,6 +98,20 @@ void place_dialog(ImVec2 size_em, ImVec2 max_share, float centre_y);
 // "(?)" at the right end of the current panel window's title bar: opens Help → "What am I
 // looking at" at `panel`'s page. Called right after the panel's ImGui::Begin.
 void panel_help_button(AppState& state, const char* panel);
+// Text in `width` pixels (≤ 0: the rest of the line), cut with "…" where it does not fit and then
+// whole in a tooltip; noted under `name` for the state dump (AppState::texts). `colour`: optional.
+void fitted_text(AppState& state, const char* name, const std::string& text, float width = 0,
+                 const ImVec4* colour = nullptr);
+// A heat map's colour scale: a vertical bar of the colour map `height` pixels tall, `hi` labelled at
+// its top and `lo` at its bottom (`how` in its tooltip, e.g. "√ of the density"). An item of
+// colour_scale_width() pixels.
+void colour_scale(const char* id, float height, int colormap, double lo, double hi, const char* how);
+float colour_scale_width();
+// The width of a SmallButton with this label (the part before "##").
+float small_button_width(const char* label);
+// SameLine when an item `next_width` wide still fits on the current line; otherwise the next item
+// starts a new line (toolbars in narrow windows).
+void same_line_if_fits(float next_width);
 // "(?)" with a tooltip.
 void help_marker(const char* text);
 // A name for AppState::note_rect made of a prefix and a text: spaces become '_' (they would split

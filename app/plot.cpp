@@ -161,6 +161,7 @@ struct PlotFrame {
   ImVec2 p0, p1, a0, a1;
   Axis ax, ay;
   bool log_y = false;
+  bool x_counts = false;
   float line_h = 0;
   ImU32 text_col = 0, dim_col = 0;
 };
@@ -224,11 +225,12 @@ void draw_grid(const PlotFrame& f, const std::vector<double>& yticks, const std:
     f.dl->AddText(ImVec2(f.a0.x - 6 - ts.x, y - ts.y * 0.5f), f.dim_col, ylabels[i].c_str());
   }
   const int max_xticks = std::clamp(static_cast<int>((f.a1.x - f.a0.x) / 80.0f), 2, 10);
-  for (double t : nice_ticks(f.ax.lo, f.ax.hi, max_xticks)) {
+  const std::vector<double> xticks = f.x_counts ? integer_ticks(f.ax.lo, f.ax.hi, max_xticks) : nice_ticks(f.ax.lo, f.ax.hi, max_xticks);
+  for (double t : xticks) {
     const float x = f.ax.to_px(t);
     if (x < f.a0.x - 0.5f || x > f.a1.x + 0.5f) continue;
     f.dl->AddLine(ImVec2(x, f.a0.y), ImVec2(x, f.a1.y), grid_col);
-    const std::string label = tick_label(t);
+    const std::string label = f.x_counts ? count_label(t) : tick_label(t);
     const ImVec2 ts = ImGui::CalcTextSize(label.c_str());
     const float lx = std::clamp(x - ts.x * 0.5f, f.p0.x + 2, f.p1.x - ts.x - 2);
     f.dl->AddText(ImVec2(lx, f.a1.y + 3), f.dim_col, label.c_str());
@@ -284,7 +286,8 @@ bool legend_in_title(const PlotFrame& f, std::span<const PlotSeries> series, con
   return true;
 }
 
-// The legend as a box in the top-right corner of the axes (the bottom-right under the mouse).
+// The legend as a box in the top-right corner of the axes (the bottom-right under the mouse),
+// faded while the mouse is over the axes so the curves under it show through.
 void legend_box(const PlotFrame& f, std::span<const PlotSeries> series, bool in_area, ImVec2 mouse) {
   float w = 0;
   int rows = 0;
@@ -297,12 +300,16 @@ void legend_box(const PlotFrame& f, std::span<const PlotSeries> series, bool in_
   const float bw = w + 30, bh = rows * f.line_h + 6;
   ImVec2 l0(f.a1.x - bw - 4, f.a0.y + 4);
   if (in_area && mouse.x >= l0.x && mouse.y <= l0.y + bh) l0.y = f.a1.y - bh - 4;
-  f.dl->AddRectFilled(l0, ImVec2(l0.x + bw, l0.y + bh), ImGui::GetColorU32(ImGuiCol_PopupBg, 0.85f), 3);
+  const float alpha = in_area ? 0.4f : 1.0f;
+  f.dl->AddRectFilled(l0, ImVec2(l0.x + bw, l0.y + bh), ImGui::GetColorU32(ImGuiCol_PopupBg, 0.85f * alpha), 3);
+  const ImU32 text = ImGui::GetColorU32(ImGuiCol_Text, alpha);
   float y = l0.y + 3;
   for (const PlotSeries& s : series) {
     if (!s.in_legend) continue;
-    f.dl->AddLine(ImVec2(l0.x + 5, y + f.line_h * 0.5f), ImVec2(l0.x + 21, y + f.line_h * 0.5f), s.colour, 2.5f);
-    f.dl->AddText(ImVec2(l0.x + 25, y), f.text_col, s.label().data(), s.label().data() + s.label().size());
+    ImVec4 line = ImGui::ColorConvertU32ToFloat4(s.colour);
+    line.w *= alpha;
+    f.dl->AddLine(ImVec2(l0.x + 5, y + f.line_h * 0.5f), ImVec2(l0.x + 21, y + f.line_h * 0.5f), ImGui::GetColorU32(line), 2.5f);
+    f.dl->AddText(ImVec2(l0.x + 25, y), text, s.label().data(), s.label().data() + s.label().size());
     y += f.line_h;
   }
 }
@@ -319,7 +326,8 @@ void hover_readout(const PlotFrame& f, std::span<const PlotSeries> series, const
     ImGui::Separator();
   }
   const char* x_label = options.x_label ? options.x_label : "x";
-  ImGui::Text("%s %s", x_label, tick_label(std::round(x)).c_str());
+  auto x_text = [&](double v) { return options.x_counts ? count_label(v) : tick_label(v); };
+  ImGui::Text("%s %s", x_label, x_text(std::round(x)).c_str());
   for (const PlotSeries& s : series) {
     if (!s.in_readout) continue;
     const long i = nearest_index(s, x, f.log_y);
@@ -329,7 +337,7 @@ void hover_readout(const PlotFrame& f, std::span<const PlotSeries> series, const
     ImGui::Dummy(ImVec2(12, f.line_h));
     ImGui::SameLine();
     ImGui::Text("%.*s: %.4g  (%s %s)", static_cast<int>(s.name.size()), s.name.data(), static_cast<double>(s.y[i]), x_label,
-                tick_label(s.x[i]).c_str());
+                x_text(s.x[i]).c_str());
     const double yv = f.log_y ? std::log10(static_cast<double>(s.y[i])) : s.y[i];
     f.dl->AddCircle(ImVec2(f.ax.to_px(s.x[i]), f.ay.to_px(yv)), 4, s.colour, 12, 1.5f);
   }
@@ -353,6 +361,7 @@ bool plot(const char* id, ImVec2 size, const PlotOptions& options, std::span<con
   f.dim_col = ImGui::GetColorU32(ImGuiCol_TextDisabled);
   f.line_h = ImGui::GetTextLineHeight();
   f.log_y = options.log_y;
+  f.x_counts = options.x_counts;
   f.dl->AddRectFilled(f.p0, f.p1, ImGui::GetColorU32(ImGuiCol_FrameBg), ImGui::GetStyle().FrameRounding);
 
   const auto [xr, yr] = data_ranges(series, options);

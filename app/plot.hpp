@@ -37,6 +37,7 @@ struct PlotOptions {
   bool log_y = false;             // log10 axis; values ≤ 0 are left out
   bool legend = true;
   bool robust_y = false;          // y range from the 1st–99th percentile (ignores early spikes)
+  bool x_counts = true;           // x counts steps or epochs: whole-number ticks labelled 12,500 / 10k
 };
 
 // Reduce a long series (x ascending) to at most about max_points by keeping, per bucket of

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <string_view>
 #include <vector>
 
 #include "app/app_state.hpp"
@@ -63,6 +64,9 @@ void read_pref(const std::string& key, const std::string& text, T lo, T hi, T& o
   }
 }
 
+// "panel Latent map=0.2500,0.0000,0.4000,0.5800": a panel's place as fractions of the work area.
+constexpr std::string_view kPanelKey = "panel ";
+
 void prefs_line(ImGuiContext*, ImGuiSettingsHandler* handler, void*, const char* line) {
   auto& s = *static_cast<PrefsReader*>(handler->UserData)->state;
   const char* eq = std::strchr(line, '=');
@@ -98,6 +102,10 @@ void prefs_line(ImGuiContext*, ImGuiSettingsHandler* handler, void*, const char*
     as_int(static_cast<int>(flags::kAutosaveMinutes.lo), static_cast<int>(flags::kAutosaveMinutes.hi), s.autosave.saved_minutes);
   else if (key == "window_w") as_int(200, 16384, s.window_w);
   else if (key == "window_h") as_int(150, 16384, s.window_h);
+  else if (key.starts_with(kPanelKey)) {
+    if (const auto fractions = parse_fractions(value)) s.panel_fractions[key.substr(kPanelKey.size())] = *fractions;
+    else g_prefs_reader.refused.push_back(key + "=" + value + " is not four fractions x,y,w,h of the window, ignored");
+  }
 }
 
 void prefs_write(ImGuiContext*, ImGuiSettingsHandler* handler, ImGuiTextBuffer* out) {
@@ -115,6 +123,8 @@ void prefs_write(ImGuiContext*, ImGuiSettingsHandler* handler, ImGuiTextBuffer* 
   for (const std::string& p : s.chooser.recent.paths()) out->appendf("recent_path=%s\n", p.c_str());
   out->appendf("autosave_minutes=%d\n", s.autosave.saved_minutes);  // never a one-launch --autosave-minutes
   if (s.window_w > 0 && s.window_h > 0) out->appendf("window_w=%d\nwindow_h=%d\n", s.window_w, s.window_h);
+  for (const auto& [name, fractions] : s.panel_fractions)
+    out->appendf("%s%s=%s\n", std::string(kPanelKey).c_str(), name.c_str(), format_fractions(fractions).c_str());
   out->append("\n");
 }
 

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <limits>
 #include <numbers>
+#include <string>
 
 #include <Eigen/Eigenvalues>
 
@@ -328,6 +329,34 @@ std::string tick_label(double v) {
   }
   std::snprintf(buf, sizeof buf, "%.*g", std::max(4, digits), v);
   return buf;
+}
+
+std::vector<double> integer_ticks(double lo, double hi, int max_ticks) {
+  std::vector<double> ticks = nice_ticks(lo, hi, max_ticks);
+  std::erase_if(ticks, [](double t) { return t != std::round(t); });
+  return ticks;
+}
+
+std::string count_label(double v) {
+  if (!std::isfinite(v) || v != std::round(v) || std::abs(v) >= 1e15) return tick_label(v);
+  const long long n = std::llround(v);
+  const long long mag = n < 0 ? -n : n;
+  char buf[40];
+  if (mag >= 1000000 && mag % 100000 == 0) {  // 1M, 1.5M
+    std::snprintf(buf, sizeof buf, mag % 1000000 == 0 ? "%.0fM" : "%.1fM", static_cast<double>(n) / 1e6);
+    return buf;
+  }
+  if (mag >= 1000 && mag % 1000 == 0 && mag < 1000000) {  // 10k, 250k
+    std::snprintf(buf, sizeof buf, "%lldk", n / 1000);
+    return buf;
+  }
+  // Thousands separated by commas: 12,500.
+  std::string digits = std::to_string(mag), out;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return n < 0 ? "-" + out : out;
 }
 
 std::vector<float> smooth_ema(const float* values, std::size_t n, float alpha) {

@@ -53,6 +53,11 @@ std::vector<double> nice_ticks(double lo, double hi, int max_ticks = 6);
 std::vector<double> log_ticks(double lo, double hi);
 // Short label for a tick value ("0.5", "1e+04", "-240").
 std::string tick_label(double v);
+// Ticks on an axis of counts (steps, epochs): nice_ticks without the fractional ones.
+std::vector<double> integer_ticks(double lo, double hi, int max_ticks = 6);
+// Label for a count, never in exponent form: "900", "10k", "250k", "12,500", "1.5M"; a value that
+// is not a whole number gets tick_label's.
+std::string count_label(double v);
 // Exponential moving average that skips non-finite inputs (their outputs are NaN).
 std::vector<float> smooth_ema(const float* values, std::size_t n, float alpha);
 

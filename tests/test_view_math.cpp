@@ -477,6 +477,25 @@ TEST_CASE("view_math: nice_ticks properties on random ranges") {
   }
 }
 
+TEST_CASE("view_math: count axes have whole-number ticks labelled without exponents") {
+  CHECK(integer_ticks(0.0, 3.0, 8) == std::vector<double>{0, 1, 2, 3});  // nice_ticks alone steps by 0.5
+  CHECK(integer_ticks(1.0, 1.6, 6) == std::vector<double>{1});
+  CHECK(integer_ticks(0.0, 20000.0, 4) == nice_ticks(0.0, 20000.0, 4));
+  CHECK(count_label(0) == "0");
+  CHECK(count_label(900) == "900");
+  CHECK(count_label(1000) == "1k");
+  CHECK(count_label(10000) == "10k");
+  CHECK(count_label(250000) == "250k");
+  CHECK(count_label(12500) == "12,500");
+  CHECK(count_label(1234567) == "1,234,567");
+  CHECK(count_label(1500000) == "1.5M");
+  CHECK(count_label(2000000) == "2M");
+  CHECK(count_label(-15000) == "-15k");
+  CHECK(count_label(-12500) == "-12,500");
+  CHECK(count_label(2.5) == tick_label(2.5));
+  for (double v = 0; v < 2e6; v += 2500) CHECK(count_label(v).find('e') == std::string::npos);
+}
+
 TEST_CASE("view_math: nice_ticks specific ranges") {
   const std::vector<double> unit = nice_ticks(0.0, 1.0, 5);
   const std::vector<double> unit_expected = {0.0, 0.2, 0.4, 0.6, 0.8, 1.0};

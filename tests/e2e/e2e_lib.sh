@@ -29,13 +29,15 @@ cleanup() {
   wait 2>/dev/null
 }
 
-start_xvfb() {  # a private X server on a free display (Xvfb picks the number, or VAELAB_E2E_DISPLAY=:N); private settings
+start_xvfb() {  # start_xvfb [WxH]: a private X server (screen 1280x800 unless given) on a free display (Xvfb picks the number, or VAELAB_E2E_DISPLAY=:N); private settings
+  local screen=${1:-1280x800}
   trap cleanup EXIT
+  rm -f "$out/display"
   if [[ -n ${VAELAB_E2E_DISPLAY:-} ]]; then
-    Xvfb "$VAELAB_E2E_DISPLAY" -screen 0 1280x800x24 -nolisten tcp 2>"$out/xvfb.log" &
+    Xvfb "$VAELAB_E2E_DISPLAY" -screen 0 "${screen}x24" -nolisten tcp 2>"$out/xvfb.log" &
     echo "${VAELAB_E2E_DISPLAY#:}" >"$out/display"
   else
-    Xvfb -displayfd 3 -screen 0 1280x800x24 -nolisten tcp 3>"$out/display" 2>"$out/xvfb.log" &
+    Xvfb -displayfd 3 -screen 0 "${screen}x24" -nolisten tcp 3>"$out/display" 2>"$out/xvfb.log" &
   fi
   xvfb_pid=$!
   for _ in $(seq 100); do [[ -s $out/display ]] && break; sleep 0.1; done
@@ -46,11 +48,12 @@ start_xvfb() {  # a private X server on a free display (Xvfb picks the number, o
   echo "Xvfb on $DISPLAY"
 }
 
+app_size=1280x800  # start_app's --size; empty: none (the remembered window size)
 start_app() {  # start_app SHOT_DIR [options…]: sets app_pid, shot_dir, shots
   shot_dir=$1
   shift
   shots=0
-  "$app" --data "$data" --train-limit 2000 --size 1280x800 --screenshot-dir "$shot_dir" "$@" >>"$out/app.log" 2>&1 &
+  "$app" --data "$data" --train-limit 2000 ${app_size:+--size "$app_size"} --screenshot-dir "$shot_dir" "$@" >>"$out/app.log" 2>&1 &
   app_pid=$!
 }
 find_window() { wid=$(xdotool search --sync --name '^vaelab$' | head -n1); [[ -n $wid ]] || fail "no window named vaelab"; }
