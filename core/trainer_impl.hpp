@@ -202,6 +202,7 @@ struct Trainer::Impl {
   static void check_estimator(const ModelConfig& m, const TrainConfig& t);
   void check_image_size(const ModelConfig& m) const;
   void check_configs(const ModelConfig& m, const TrainConfig& t) const;
+  void check_memory_for(const std::filesystem::path& file, const ModelConfig& m, TrainConfig t) const;
   void prepare_data();
   void prepare_engine();
   void new_epoch_order();
