@@ -4,7 +4,11 @@
 // and ELBO = log p(x) exactly when q is the true posterior.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <string>
+#include <vector>
 
 #include <Eigen/Dense>
 
@@ -157,6 +161,54 @@ TEST_CASE("objective: evaluate gives the same numbers with and without a thread 
   CHECK(a.elbo == b.elbo);
   CHECK(a.iwae == b.iwae);
   CHECK(a.iwae >= a.elbo - 0.05);
+}
+
+TEST_CASE("objective: an evaluation reports its progress and stops when cancelled") {
+  LinearGaussian lg;
+  ImageSet set;
+  set.height = 1;
+  set.width = 4;
+  Rng rng(9);
+  for (int i = 0; i < 37 * 4; ++i) set.pixels.push_back(static_cast<std::uint8_t>(rng.below(256)));
+  set.count = 37;
+  const Model m = lg.model(0.8, 0.1, 1.5);
+  EvalOptions eo;
+  eo.batch = 5;
+  eo.iwae_k = 20;
+  const Evaluation plain = evaluate(m, set, {}, eo);
+  for (int threads : {1, 2}) {
+    ThreadPool pool(threads);
+    // Reported after each batch, in order, ending at the total; the numbers are the same as without.
+    std::atomic<bool> cancel{false};
+    std::vector<int> seen;
+    EvalProgress progress;
+    progress.cancel = &cancel;
+    progress.report = [&](int done, int total) {
+      CHECK(total == 37);
+      seen.push_back(done);
+    };
+    eo.progress = &progress;
+    const Evaluation reported = evaluate(m, set, {}, eo, &pool);
+    CHECK(reported.iwae == plain.iwae);
+    REQUIRE(seen.size() == 8);  // 7 batches of 5 and one of 2
+    CHECK(std::is_sorted(seen.begin(), seen.end()));
+    CHECK(seen.back() == 37);
+    // Cancelled after the third batch: no batch starts after that, and evaluate says how far it got.
+    seen.clear();
+    progress.report = [&](int done, int) {
+      seen.push_back(done);
+      if (seen.size() == 3) cancel = true;
+    };
+    std::string message;
+    try {
+      evaluate(m, set, {}, eo, &pool);
+    } catch (const EvaluationCancelled& e) {
+      message = e.what();
+    }
+    CHECK_MESSAGE(message.find("cancelled after") != std::string::npos, message);
+    CHECK_MESSAGE(seen.size() <= 3u + static_cast<unsigned>(threads), "batches after the cancel: " << seen.size() - 3);
+    CHECK(seen.size() < 8);
+  }
 }
 
 // iwae_bound scores each image's K samples against that one image by broadcasting (no copies of
