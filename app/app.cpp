@@ -45,6 +45,16 @@ std::future<std::shared_ptr<const Dataset>> read_data_async(std::filesystem::pat
   });
 }
 
+// A modal that stays open while its caller draws it, centred a little above the middle of the
+// window, sized to its contents. True between it and ImGui::EndPopup, as BeginPopupModal.
+bool begin_centred_modal(const char* title) {
+  if (!ImGui::IsPopupOpen(title)) ImGui::OpenPopup(title);
+  const ImGuiViewport* vp = ImGui::GetMainViewport();
+  ImGui::SetNextWindowPos(ImVec2(vp->WorkPos.x + vp->WorkSize.x * 0.5f, vp->WorkPos.y + vp->WorkSize.y * 0.4f),
+                          ImGuiCond_Always, ImVec2(0.5f, 0.5f));
+  return ImGui::BeginPopupModal(title, nullptr, ImGuiWindowFlags_AlwaysAutoResize | ImGuiWindowFlags_NoSavedSettings);
+}
+
 }  // namespace
 
 void open_path(AppState& s, const std::filesystem::path& path) {
@@ -193,11 +203,7 @@ void App::resume_offer() {
   AutosaveState& a = s_.autosave;
   if (!a.offer_open) return;
   const char* title = "Resume the last run?";
-  if (!ImGui::IsPopupOpen(title)) ImGui::OpenPopup(title);
-  const ImGuiViewport* vp = ImGui::GetMainViewport();
-  ImGui::SetNextWindowPos(ImVec2(vp->WorkPos.x + vp->WorkSize.x * 0.5f, vp->WorkPos.y + vp->WorkSize.y * 0.4f),
-                          ImGuiCond_Always, ImVec2(0.5f, 0.5f));
-  if (!ImGui::BeginPopupModal(title, nullptr, ImGuiWindowFlags_AlwaysAutoResize | ImGuiWindowFlags_NoSavedSettings)) return;
+  if (!begin_centred_modal(title)) return;
   ImGui::TextUnformatted(a.offers.size() == 1 ? "vaelab autosaved a run (it does so every few minutes and on exit):"
                                               : "vaelab autosaved these runs (it does so every few minutes and on exit):");
   for (int i = 0; i < static_cast<int>(a.offers.size()); ++i) {
@@ -331,11 +337,7 @@ void App::exit_dialog() {
   AutosaveState& a = s_.autosave;
   if (a.exit_error.empty()) return;
   const char* title = "The run was not saved";
-  if (!ImGui::IsPopupOpen(title)) ImGui::OpenPopup(title);
-  const ImGuiViewport* vp = ImGui::GetMainViewport();
-  ImGui::SetNextWindowPos(ImVec2(vp->WorkPos.x + vp->WorkSize.x * 0.5f, vp->WorkPos.y + vp->WorkSize.y * 0.4f),
-                          ImGuiCond_Always, ImVec2(0.5f, 0.5f));
-  if (!ImGui::BeginPopupModal(title, nullptr, ImGuiWindowFlags_AlwaysAutoResize | ImGuiWindowFlags_NoSavedSettings)) return;
+  if (!begin_centred_modal(title)) return;
   ImGui::TextUnformatted("The autosave on exit failed, so closing now would lose this run:");
   ImGui::PushTextWrapPos(ImGui::GetFontSize() * 36);
   ImGui::TextColored(ImVec4(1.0f, 0.45f, 0.4f, 1.0f), "%s", a.exit_error.c_str());

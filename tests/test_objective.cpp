@@ -144,18 +144,39 @@ TEST_CASE("objective: ELBO = log p(x) − KL(q ‖ p(z|x)) ≤ IWAE_K ≤ log p(
   CHECK(log_px - previous < 0.1 * gap);
 }
 
-TEST_CASE("objective: evaluate gives the same numbers with and without a thread pool") {
-  LinearGaussian lg;
+namespace {
+
+// n images of 1×4 random pixels (seed 9), for the evaluation tests on the linear-Gaussian model.
+ImageSet random_four_pixel_images(int n) {
   ImageSet set;
   set.height = 1;
   set.width = 4;
   Rng rng(9);
-  for (int i = 0; i < 37 * 4; ++i) set.pixels.push_back(static_cast<std::uint8_t>(rng.below(256)));
-  set.count = 37;
-  const Model m = lg.model(0.8, 0.1, 1.5);
-  EvalOptions eo;
-  eo.batch = 5;
-  eo.iwae_k = 20;
+  for (int i = 0; i < n * 4; ++i) set.pixels.push_back(static_cast<std::uint8_t>(rng.below(256)));
+  set.count = n;
+  return set;
+}
+
+// A linear-Gaussian model and 37 such images, evaluated in batches of 5 with IWAE_20.
+struct SmallEvaluation {
+  LinearGaussian lg;
+  ImageSet set = random_four_pixel_images(37);
+  Model model = lg.model(0.8, 0.1, 1.5);
+  EvalOptions options = [] {
+    EvalOptions o;
+    o.batch = 5;
+    o.iwae_k = 20;
+    return o;
+  }();
+};
+
+}  // namespace
+
+TEST_CASE("objective: evaluate gives the same numbers with and without a thread pool") {
+  const SmallEvaluation small;
+  const ImageSet& set = small.set;
+  const Model& m = small.model;
+  EvalOptions eo = small.options;
   ThreadPool pool(2);
   const Evaluation a = evaluate(m, set, {}, eo), b = evaluate(m, set, {}, eo, &pool);
   CHECK(a.elbo == b.elbo);
@@ -164,17 +185,10 @@ TEST_CASE("objective: evaluate gives the same numbers with and without a thread 
 }
 
 TEST_CASE("objective: an evaluation reports its progress and stops when cancelled") {
-  LinearGaussian lg;
-  ImageSet set;
-  set.height = 1;
-  set.width = 4;
-  Rng rng(9);
-  for (int i = 0; i < 37 * 4; ++i) set.pixels.push_back(static_cast<std::uint8_t>(rng.below(256)));
-  set.count = 37;
-  const Model m = lg.model(0.8, 0.1, 1.5);
-  EvalOptions eo;
-  eo.batch = 5;
-  eo.iwae_k = 20;
+  const SmallEvaluation small;
+  const ImageSet& set = small.set;
+  const Model& m = small.model;
+  EvalOptions eo = small.options;
   const Evaluation plain = evaluate(m, set, {}, eo);
   for (int threads : {1, 2}) {
     ThreadPool pool(threads);
