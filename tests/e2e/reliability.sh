@@ -6,7 +6,8 @@
 # with the exit autosave, as SIGTERM does; a shorter run's exit autosave keeps the longer one; a
 # second instance on the same data folder autosaves under its own name, and the next launch's
 # resume offer lists both and resumes the second's; an exit autosave that fails (a read-only folder)
-# keeps the window open with why, and "Save elsewhere" saves the run to the suggested path.
+# keeps the window open with why, and "Save elsewhere" saves the run to the suggested path; a long
+# IWAE evaluation shows a progress bar whose Cancel stops it.
 # Not the resume offer (run_e2e.sh drives that); usage: reliability.sh path/to/vaelab OUTPUT_DIR
 set -uo pipefail
 
@@ -152,4 +153,18 @@ app_pid=""
 [[ $(head -c 8 "$elsewhere" 2>/dev/null) == VAELABCK ]] || fail "no checkpoint at the suggested $elsewhere"
 grep -q "saved step [0-9]* to $elsewhere" "$out/app.log" || fail "the log does not say where the run was saved"
 echo "exit autosave failed; the run was saved elsewhere: $(basename "$elsewhere")"
-echo "PASS (screenshots: $out/shots, $out/shots-hup, $out/shots-short, $out/shots-first, $out/shots-second, $out/shots-offers, $out/shots-readonly)"
+
+# ---- launch 7: a long IWAE evaluation (K = 5,000, the gap window's largest, on 500 images) shows its progress; Cancel stops it ----
+start_app "$out/shots-iwae" --no-resume --train-limit 200 --iwae 5000 --iwae-points 500
+wait_for "$out/shots-iwae/ready" 60
+find_window
+evaluating() { has_rect iwae_cancel; }
+shoot_until 60 0.5 evaluating || fail "no IWAE progress bar with Cancel within 30 s"
+shot  # the bar's rectangles once the window has settled
+click iwae_cancel
+# (the next epoch, two steps later, starts the next evaluation: the log says this one stopped)
+cancelled() { [[ $(line log) == "IWAE_5000 cancelled after "* ]]; }
+shoot_until 20 0.5 cancelled || fail "Cancel did not stop the IWAE evaluation within 10 s (log: '$(line log)')"
+echo "IWAE progress bar shown; Cancel: $(line log)"
+close_app
+echo "PASS (screenshots: $out/shots, $out/shots-hup, $out/shots-short, $out/shots-first, $out/shots-second, $out/shots-offers, $out/shots-readonly, $out/shots-iwae)"
