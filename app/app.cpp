@@ -74,6 +74,16 @@ void start_reading(AppState& s, const std::filesystem::path& p) {
 // program's, nothing of it is lost here).
 bool would_lose_run(const AppState& s) { return s.trainer && s.snap && s.snap->step > 0 && !s.snap->follow; }
 
+// A modal that stays open while its caller draws it, centred a little above the middle of the
+// window, sized to its contents. True between it and ImGui::EndPopup, as BeginPopupModal.
+bool begin_centred_modal(const char* title) {
+  if (!ImGui::IsPopupOpen(title)) ImGui::OpenPopup(title);
+  const ImGuiViewport* vp = ImGui::GetMainViewport();
+  ImGui::SetNextWindowPos(ImVec2(vp->WorkPos.x + vp->WorkSize.x * 0.5f, vp->WorkPos.y + vp->WorkSize.y * 0.4f),
+                          ImGuiCond_Always, ImVec2(0.5f, 0.5f));
+  return ImGui::BeginPopupModal(title, nullptr, ImGuiWindowFlags_AlwaysAutoResize | ImGuiWindowFlags_NoSavedSettings);
+}
+
 }  // namespace
 
 void open_path(AppState& s, const std::filesystem::path& path) {
@@ -156,7 +166,10 @@ App::~App() {
   if (s_.trainer) {
     s_.trainer->request_stop();
     s_.trainer->join();
-    if (!following()) autosave_on_exit();
+    if (!following() && !s_.autosave.exit_saved) {  // the window closed another way (an error)
+      const std::string error = autosave_on_exit();
+      if (!error.empty()) std::fprintf(stderr, "vaelab: the exit autosave failed: %s\n", error.c_str());
+    }
     s_.trainer.reset();
   }
   s_.data_cancel = true;  // a data folder still being read stops now instead of holding up the exit
@@ -165,80 +178,115 @@ App::~App() {
 
 void App::find_autosave() {
   AutosaveState& a = s_.autosave;
-  std::string why;
-  if (auto info = inspect_autosave(a.file, why)) {
-    a.offer = *info;
-    a.offer_open = true;  // training waits for the answer
-    return;
+  for (const std::filesystem::path& file : resumable_autosaves(s_.data_dir)) {
+    std::string why;
+    if (auto info = inspect_autosave(file, why)) {
+      a.offers.push_back(std::move(*info));
+      continue;
+    }
+    if (why.empty()) continue;  // gone meanwhile
+    // A damaged autosave is neither offered nor silently overwritten by the next one.
+    const std::filesystem::path aside = file == a.file ? a.aside : instance_autosave_aside(file);
+    try {
+      move_autosave_aside(file, aside);
+      s_.post(Severity::Warning, "The autosave cannot be resumed (" + why + "). It was moved to " + aside.string() + ".");
+    } catch (const std::exception& e) {
+      s_.post(Severity::Warning, "The autosave cannot be resumed (" + why + "); " + e.what());
+    }
   }
-  if (why.empty()) return;  // none
-  // A damaged autosave is neither offered nor silently overwritten by the next one.
-  try {
-    move_autosave_aside(a.file, a.aside);
-    s_.post(Severity::Warning, "The autosave cannot be resumed (" + why + "). It was moved to " + a.aside.string() + ".");
-  } catch (const std::exception& e) {
-    s_.post(Severity::Warning, "The autosave cannot be resumed (" + why + "); " + e.what());
+  a.offer_open = !a.offers.empty();  // training waits for the answer
+}
+
+// One row of the resume offer: what the autosave holds, where it is, and its Resume button.
+void App::offer_row(int i) {
+  AutosaveState& a = s_.autosave;
+  const AutosaveInfo& o = a.offers[static_cast<std::size_t>(i)];
+  ImGui::PushID(i);
+  const char* labels[] = {"model", "progress", "data", "saved"};
+  char progress[96];
+  // The epoch as the status line will show it once resumed; and whether it comes back paused.
+  std::snprintf(progress, sizeof progress, "step %lld · epoch %d%s", static_cast<long long>(o.step),
+                epoch_in_progress(o.epoch, false), o.paused ? " · paused" : "");
+  const std::string saved = o.saved_at + " (" + describe_age(o.age_s) + ")";
+  const std::string values[] = {o.model_text, progress, o.data_name.empty() ? "?" : o.data_name, saved};
+  for (int k = 0; k < 4; ++k) {
+    ImGui::TextDisabled("%-9s", labels[k]);
+    ImGui::SameLine(ImGui::GetFontSize() * 5);
+    ImGui::TextUnformatted(values[k].c_str());
   }
+  ImGui::TextDisabled("%s%s", o.file.c_str(), o.file == a.file ? "" : " (another vaelab's, which has quit)");
+  if (ImGui::Button("Resume", ImVec2(ImGui::GetFontSize() * 7, 0))) {
+    a.answer = AutosaveState::Answer::Resume;
+    a.chosen = i;
+  }
+  const std::string rect_name = i == 0 ? "resume_button" : "resume_button_" + std::to_string(i);
+  s_.note_rect(rect_name.c_str());
+  ImGui::PopID();
 }
 
 void App::resume_offer() {
   AutosaveState& a = s_.autosave;
   if (!a.offer_open) return;
   const char* title = "Resume the last run?";
-  if (!ImGui::IsPopupOpen(title)) ImGui::OpenPopup(title);
-  const ImGuiViewport* vp = ImGui::GetMainViewport();
-  ImGui::SetNextWindowPos(ImVec2(vp->WorkPos.x + vp->WorkSize.x * 0.5f, vp->WorkPos.y + vp->WorkSize.y * 0.4f),
-                          ImGuiCond_Always, ImVec2(0.5f, 0.5f));
-  if (!ImGui::BeginPopupModal(title, nullptr, ImGuiWindowFlags_AlwaysAutoResize | ImGuiWindowFlags_NoSavedSettings)) return;
-  ImGui::TextUnformatted("vaelab autosaved a run (it does so every few minutes and on exit):");
-  ImGui::Spacing();
-  const char* labels[] = {"model", "progress", "data", "saved"};
-  char progress[96];
-  // The epoch as the status line will show it once resumed; and whether it comes back paused.
-  std::snprintf(progress, sizeof progress, "step %lld · epoch %d%s", static_cast<long long>(a.offer.step),
-                epoch_in_progress(a.offer.epoch, false), a.offer.paused ? " · paused" : "");
-  const std::string saved = a.offer.saved_at + " (" + describe_age(a.offer.age_s) + ")";
-  const std::string values[] = {a.offer.model_text, progress, a.offer.data_name.empty() ? "?" : a.offer.data_name, saved};
-  for (int i = 0; i < 4; ++i) {
-    ImGui::TextDisabled("%-9s", labels[i]);
-    ImGui::SameLine(ImGui::GetFontSize() * 5);
-    ImGui::TextUnformatted(values[i].c_str());
+  if (!begin_centred_modal(title)) return;
+  ImGui::TextUnformatted(a.offers.size() == 1 ? "vaelab autosaved a run (it does so every few minutes and on exit):"
+                                              : "vaelab autosaved these runs (it does so every few minutes and on exit):");
+  for (int i = 0; i < static_cast<int>(a.offers.size()); ++i) {
+    ImGui::Spacing();
+    if (i > 0) ImGui::Separator();
+    offer_row(i);
   }
-  ImGui::TextDisabled("%s", a.file.c_str());
   ImGui::Spacing();
-  const float bw = ImGui::GetFontSize() * 7;
-  if (ImGui::Button("Resume", ImVec2(bw, 0))) a.answer = AutosaveState::Answer::Resume;
-  s_.note_rect("resume_button");
-  ImGui::SameLine();
-  if (ImGui::Button("Start fresh", ImVec2(bw, 0))) a.answer = AutosaveState::Answer::StartFresh;
+  ImGui::Separator();
+  if (ImGui::Button("Start fresh", ImVec2(ImGui::GetFontSize() * 7, 0))) a.answer = AutosaveState::Answer::StartFresh;
   s_.note_rect("fresh_button");
-  ImGui::TextDisabled("Start fresh keeps the autosave as %s.", a.aside.filename().c_str());
+  ImGui::TextDisabled(a.offers.size() == 1 ? "Start fresh keeps the autosave as %s."
+                                           : "Start fresh keeps them, autosave.vaelab as %s and the others as *.previous.vaelab.",
+                      a.aside.filename().c_str());
   if (a.answer != AutosaveState::Answer::None) {
     a.offer_open = false;
     ImGui::CloseCurrentPopup();
-    if (a.answer == AutosaveState::Answer::StartFresh) {
-      try {  // never over a longer run already kept in autosave.previous
-        const std::filesystem::path kept = keep_longer_autosave(a.file, a.aside, -1);
-        s_.post(Severity::Info, "Starting fresh; the autosave was kept as " + kept.string() + ".");
-      } catch (const std::exception& e) {
-        s_.post(Severity::Warning, std::string("Starting fresh; ") + e.what());
-      }
-    }
+    if (a.answer == AutosaveState::Answer::StartFresh) start_fresh();
   }
   ImGui::EndPopup();
+}
+
+// "Start fresh": every offered autosave is kept where the next autosaves cannot replace it and
+// where it is not offered again.
+void App::start_fresh() {
+  const AutosaveState& a = s_.autosave;
+  for (const AutosaveInfo& o : a.offers) {
+    try {
+      std::filesystem::path kept;
+      if (o.file == a.file) kept = keep_longer_autosave(a.file, a.aside, -1);  // never over a longer run already kept
+      else move_autosave_aside(o.file, kept = instance_autosave_aside(o.file));
+      s_.post(Severity::Info, "Starting fresh; the autosave was kept as " + kept.string() + ".");
+    } catch (const std::exception& e) {
+      s_.post(Severity::Warning, std::string("Starting fresh; ") + e.what());
+    }
+  }
 }
 
 void App::settle_offer() {
   AutosaveState& a = s_.autosave;
   if (a.offer_open || a.answer == AutosaveState::Answer::None || !a.parked_data) return;
   const bool resume = a.answer == AutosaveState::Answer::Resume;
-  if (resume) s_.options.load = a.file;
-  if (resume && a.offer.paused) s_.options.trainer.start_paused = true;  // a paused run comes back paused
+  const AutosaveInfo offer = resume ? a.offers[static_cast<std::size_t>(a.chosen)] : AutosaveInfo{};
+  if (resume) s_.options.load = offer.file;
+  if (resume && offer.paused) s_.options.trainer.start_paused = true;  // a paused run comes back paused
   const bool resumed = start_trainer(std::move(a.parked_data));
   a.parked_data.reset();
   if (resume && resumed) {
-    s_.post(Severity::Info, "Resumed the autosave of " + a.offer.saved_at + " at step " + std::to_string(a.offer.step) + ".");
-    a.clock.saved(s_.now, a.offer.step);  // nothing new to autosave until it trains
+    s_.post(Severity::Info, "Resumed the autosave of " + offer.saved_at + " at step " + std::to_string(offer.step) + ".");
+    a.clock.saved(s_.now, offer.step);  // nothing new to autosave until it trains
+    // Another instance's autosave now continues here, into this one's: kept aside, not offered again.
+    if (offer.file != a.file) {
+      try {
+        move_autosave_aside(offer.file, instance_autosave_aside(offer.file));
+      } catch (const std::exception& e) {
+        s_.post(Severity::Warning, e.what());
+      }
+    }
   }
   a.answer = AutosaveState::Answer::None;
 }
@@ -272,21 +320,90 @@ bool App::keep_longer_autosave_or_say(std::int64_t step) {
   }
 }
 
-void App::autosave_on_exit() {
+std::string App::autosave_on_exit() {
   // The trainer thread has been joined: save_now runs here, synchronously.
   AutosaveState& a = s_.autosave;
   const auto snap = s_.trainer->snapshot();
-  if (a.minutes <= 0 || !snap || snap->step == 0) return;  // off, or nothing trained worth keeping
+  if (a.minutes <= 0 || !snap || snap->step == 0) return "";  // off, or nothing trained worth keeping
   try {
     std::error_code ec;
     std::filesystem::create_directories(a.file.parent_path(), ec);
-    if (!keep_longer_autosave_or_say(snap->step)) return;
+    if (!keep_longer_autosave_or_say(snap->step)) return "the autosave holds a longer run that could not be kept aside";
     s_.trainer->save_now(a.file);
     note_autosave_paused(a.file, snap->state == TrainerState::Paused);
     std::fprintf(stderr, "vaelab: autosaved step %lld to %s\n", static_cast<long long>(snap->step), a.file.c_str());
+    return "";
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "vaelab: autosave on exit skipped: %s\n", e.what());
+    return e.what();
   }
+}
+
+bool App::ready_to_exit(bool forced) {
+  AutosaveState& a = s_.autosave;
+  if (s_.trainer && !a.exit_saved) {
+    s_.trainer->request_stop();
+    s_.trainer->join();
+    if (!following()) a.exit_error = autosave_on_exit();
+    a.exit_saved = true;  // attempted: Retry and Save elsewhere take it from here
+    if (!a.exit_error.empty()) {
+      std::fprintf(stderr, "vaelab: the exit autosave failed: %s\n", a.exit_error.c_str());
+      const char* home = std::getenv("HOME");
+      const std::filesystem::path suggested = std::filesystem::path(home && *home ? home : ".") /
+                                              ("vaelab-unsaved-" + std::to_string(::getpid()) + ".vaelab");
+      std::snprintf(a.elsewhere, sizeof a.elsewhere, "%s", suggested.c_str());
+    }
+  }
+  if (a.exit_error.empty() || forced) return true;
+  s_.quit = false;  // the window stays open with the exit dialog
+  return false;
+}
+
+void App::exit_dialog() {
+  AutosaveState& a = s_.autosave;
+  if (a.exit_error.empty()) return;
+  const char* title = "The run was not saved";
+  if (!begin_centred_modal(title)) return;
+  ImGui::TextUnformatted("The autosave on exit failed, so closing now would lose this run:");
+  ImGui::PushTextWrapPos(ImGui::GetFontSize() * 36);
+  ImGui::TextColored(ImVec4(1.0f, 0.45f, 0.4f, 1.0f), "%s", a.exit_error.c_str());
+  ImGui::PopTextWrapPos();
+  ImGui::TextDisabled("Training has stopped; the run is still here.");
+  ImGui::Spacing();
+  ImGui::SetNextItemWidth(ImGui::GetFontSize() * 30);
+  ImGui::InputText("##elsewhere", a.elsewhere, sizeof a.elsewhere);
+  s_.note_rect("elsewhere_path");
+  const float bw = ImGui::GetFontSize() * 9;
+  std::string error;
+  bool done = false;
+  if (ImGui::Button("Save elsewhere", ImVec2(bw, 0))) {
+    try {
+      s_.trainer->save_now(a.elsewhere);
+      std::fprintf(stderr, "vaelab: saved step %lld to %s\n", static_cast<long long>(s_.trainer->snapshot()->step), a.elsewhere);
+      done = true;
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  }
+  s_.note_rect("save_elsewhere_button");
+  ImGui::SameLine();
+  if (ImGui::Button("Retry", ImVec2(bw, 0))) {
+    error = autosave_on_exit();
+    done = error.empty();
+  }
+  s_.note_rect("retry_button");
+  ImGui::SameLine();
+  if (ImGui::Button("Quit without saving", ImVec2(bw, 0))) {
+    std::fprintf(stderr, "vaelab: quit without saving the run (%s)\n", a.exit_error.c_str());
+    done = true;
+  }
+  s_.note_rect("quit_unsaved_button");
+  if (!error.empty()) a.exit_error = error;  // the latest reason, in the same place
+  if (done) {
+    a.exit_error.clear();
+    s_.quit = true;
+    ImGui::CloseCurrentPopup();
+  }
+  ImGui::EndPopup();
 }
 
 bool App::start_trainer(std::shared_ptr<const Dataset> data) {
@@ -316,7 +433,7 @@ bool App::start_trainer(std::shared_ptr<const Dataset> data) {
           else trainer->load_now(o.load);
           loaded = true;
           // Ctrl+S and Save go to the user's own checkpoint, never into the autosave file.
-          if (o.load != s_.autosave.file)
+          if (o.load != s_.autosave.file && autosave_instance_pid(o.load) == 0)
             std::snprintf(s_.training.file_path, sizeof s_.training.file_path, "%s", o.load.c_str());
         } catch (const std::exception& e) {
           std::string aside;
@@ -810,6 +927,7 @@ void App::frame() {
   panel(kWinSamples, [&](const Snapshot& sn) { draw_samples(s_, sn); });
   s_.reset_layout = false;
   resume_offer();
+  exit_dialog();
   follow_dialog();
   draw_file_chooser(s_);
   drop_confirmation();
@@ -934,7 +1052,14 @@ void App::after_render(int fb_w, int fb_h) {
     info << "chooser_folder " << s_.chooser.folder.string() << "\n";
     if (!s_.drop_pending.empty()) info << "drop_pending " << s_.drop_pending.string() << "\n";
     if (s_.help.open) info << "help_page " << s_.help.page << "\n";
-    if (s_.autosave.offer_open) info << "offer_epoch " << epoch_in_progress(s_.autosave.offer.epoch, false) << "\n";
+    info << "exit_dialog " << (s_.autosave.exit_error.empty() ? 0 : 1) << "\n";
+    if (!s_.autosave.exit_error.empty()) info << "exit_error " << s_.autosave.exit_error << "\n";
+    if (s_.autosave.offer_open) {
+      const auto& offers = s_.autosave.offers;
+      info << "offer_epoch " << epoch_in_progress(offers.front().epoch, false) << "\n";
+      info << "offers " << offers.size() << "\n";
+      for (const AutosaveInfo& o : offers) info << "offer " << o.file.filename().string() << " step " << o.step << "\n";
+    }
     if (s_.snap) info << "epoch " << epoch_in_progress(s_.snap->epoch, s_.snap->state == TrainerState::Finished) << "\n";
     info << "errors " << std::count_if(s_.messages.begin(), s_.messages.end(), [](const Message& m) { return m.severity == Severity::Error; }) << "\n";
     write_panel_places(info);

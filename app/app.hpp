@@ -32,6 +32,13 @@ class App {
   // A key press from GLFW's callback (shortcuts: Space, Ctrl+S, Ctrl+Q, F12).
   void on_key(int key, int mods);
   bool quit_requested() const { return s_.quit; }
+  // Called when the frame loop is about to end: stops training and writes the exit autosave. False
+  // when that failed: the window must stay open, showing why with "Save elsewhere", "Retry" and
+  // "Quit without saving", until one of them lets it close. `forced` (--quit-after, a second quit
+  // signal) reports the failure on stderr and returns true.
+  bool ready_to_exit(bool forced);
+  // The run was not saved on exit and the user did not choose to quit without saving it.
+  bool exit_unsaved() const { return !s_.autosave.exit_error.empty(); }
   // Whether something visible changed since the last frame without user input: a new training
   // step or weights, new codes or log lines, data arriving, an animation, a screenshot request.
   bool wants_frame();
@@ -59,9 +66,13 @@ class App {
   // read, the periodic save and the one on exit.
   void find_autosave();
   void resume_offer();
+  void offer_row(int i);
+  void start_fresh();
   void settle_offer();
   void autosave_tick();
-  void autosave_on_exit();
+  // The exit autosave; returns why it failed ("" when it was written or not needed).
+  std::string autosave_on_exit();
+  void exit_dialog();  // the exit autosave failed: save elsewhere, retry or quit without saving
   // Keeps an autosave holding more training than `step` before it is replaced, saying where;
   // false (and a warning) when it could not be kept: then no autosave is written.
   bool keep_longer_autosave_or_say(std::int64_t step);

@@ -323,9 +323,15 @@ struct AutosaveState {
   std::unique_ptr<AutosaveLock> lock;     // held: this instance owns autosave.vaelab
   AutosaveClock clock;
   bool offer_open = false;                // the modal is showing
-  AutosaveInfo offer;
+  std::vector<AutosaveInfo> offers;       // autosave.vaelab first, then other instances' (resumable_autosaves)
+  int chosen = 0;                         // the offer Resume picked
   enum class Answer { None, Resume, StartFresh } answer = Answer::None;
   std::shared_ptr<const Dataset> parked_data;
+  // The exit autosave: done (or not needed) once; when it failed, the window stays open with why and
+  // a place to save elsewhere (App::exit_dialog) until the run is saved or the user quits without.
+  bool exit_saved = false;
+  std::string exit_error;
+  char elsewhere[1024] = "";
 };
 
 struct FrameStats {

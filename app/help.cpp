@@ -59,8 +59,8 @@ const std::vector<HelpPage>& help_pages() {
       {kWinSamples,
        "Above: images decoded from draws of the prior z ~ N(0, I) (for the clustering VAE one column per cluster, "
        "z ~ N(μ_y, σ_y²)). Below: test images over their reconstructions, decoded from the encoder means.",
-       "Good reconstructions with poor samples mean the codes leave holes in the prior: the Aggregate tab of the "
-       "Variational gap tab shows where.",
+       "Good reconstructions with poor samples mean the codes leave holes in the prior: the Variational gap's "
+       "Aggregate tab shows where.",
        "Draw new samples; compare them with the reconstructions as training goes on."},
       {kTabGap,
        "How far the ELBO is from log p(x), and why. Bounds: the test ELBO and IWAE_K per epoch on the same test "

@@ -487,7 +487,9 @@ void save_settings_or_warn(const std::filesystem::path& ini) {
 }
 
 // Polls, draws when there is something to show, records each frame; until the window closes,
-// the app quits, a signal arrives or --quit-after has passed.
+// the app quits, a signal arrives or --quit-after has passed. Then the exit autosave: when it fails
+// the window stays open (App::ready_to_exit) and the loop goes on until the app's exit dialog lets
+// it close; a second signal, or --quit-after, closes it regardless.
 void run_frame_loop(GLFWwindow* window, vaelab::app::AppState& state, vaelab::app::App& app) {
   const Options& options = state.options;
   vaelab::app::FrameCache frame_cache;
@@ -497,16 +499,24 @@ void run_frame_loop(GLFWwindow* window, vaelab::app::AppState& state, vaelab::ap
     frame_cache.probe_back_buffer([&] { glfwSwapBuffers(window); }, fb_w, fb_h, ImGui::GetStyle().Colors[ImGuiCol_WindowBg]);
   }
   FramePacer pacer(options);
-  while (!glfwWindowShouldClose(window) && !state.quit && !g_quit_signal) {
-    glfwPollEvents();
-    while (!pacer.should_draw(window, state, app)) glfwWaitEventsTimeout(0.02);
-    const FrameTimes t = draw_frame(window, options, app, frame_cache);
-    glfwGetWindowSize(window, &state.window_w, &state.window_h);
-    if (ImGui::GetIO().WantSaveIniSettings) save_settings_or_warn(settings_file(state));
-    const float interval = pacer.start_frame(t.start);
-    record_frame(state, frame_cache, t, interval, pacer.seconds_since_start(t.start));
-    if (pacer.time_is_up(t.swapped)) break;
-    pacer.wait_for_cap(t.start);
+  int quit_signals = 0;
+  for (;;) {
+    bool time_up = false;
+    while (!glfwWindowShouldClose(window) && !state.quit && !g_quit_signal) {
+      glfwPollEvents();
+      while (!pacer.should_draw(window, state, app)) glfwWaitEventsTimeout(0.02);
+      const FrameTimes t = draw_frame(window, options, app, frame_cache);
+      glfwGetWindowSize(window, &state.window_w, &state.window_h);
+      if (ImGui::GetIO().WantSaveIniSettings) save_settings_or_warn(settings_file(state));
+      const float interval = pacer.start_frame(t.start);
+      record_frame(state, frame_cache, t, interval, pacer.seconds_since_start(t.start));
+      if ((time_up = pacer.time_is_up(t.swapped))) break;
+      pacer.wait_for_cap(t.start);
+    }
+    if (g_quit_signal) ++quit_signals;
+    if (app.ready_to_exit(time_up || quit_signals > 1)) return;
+    glfwSetWindowShouldClose(window, GLFW_FALSE);  // the exit dialog decides
+    g_quit_signal = 0;
   }
 }
 
@@ -538,7 +548,7 @@ int run_app(GLFWwindow* window, vaelab::app::AppState& state) {
     glfwSetWindowUserPointer(window, nullptr);
     report_training_rate(state);
     save_settings_or_warn(settings_file(state));
-    return 0;
+    return app.exit_unsaved() ? 1 : 0;  // closed by force with the run unsaved
   } catch (const std::exception& e) {
     glfwSetWindowUserPointer(window, nullptr);
     std::fprintf(stderr, "vaelab: %s\n", e.what());

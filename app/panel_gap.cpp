@@ -1,6 +1,7 @@
 // "Variational gap" tab: a tab bar over the gap tabs, and its first tab — IWAE_K against the
 // ELBO on the same test subset per epoch, their difference in nats, and the K / subset controls
-// sent to the trainer. Not the bounds themselves (computed by the trainer at epoch ends).
+// sent to the trainer, with a running evaluation's progress and Cancel. Not the bounds themselves
+// (computed by the trainer at epoch ends).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -14,6 +15,21 @@ namespace {
 constexpr ImU32 kElbo = IM_COL32(86, 180, 233, 255);
 constexpr ImU32 kIwae = IM_COL32(230, 159, 0, 255);
 constexpr ImU32 kGap = IM_COL32(0, 158, 115, 255);
+
+// While the trainer evaluates IWAE_K (a large K takes minutes): how far it is, and Cancel, which
+// stops it within a batch (that epoch then has the ELBO only, and the log says so).
+void iwae_progress_bar(AppState& state) {
+  if (!state.trainer) return;
+  const IwaeProgress p = state.trainer->iwae_progress();
+  if (p.total <= 0) return;
+  char label[96];
+  std::snprintf(label, sizeof label, "IWAE: %d of %d test images", p.done, p.total);
+  ImGui::ProgressBar(static_cast<float>(p.done) / static_cast<float>(p.total), ImVec2(ImGui::GetFontSize() * 18, 0), label);
+  state.note_rect("iwae_progress");
+  ImGui::SameLine();
+  if (ImGui::Button("Cancel##iwae")) state.trainer->cancel_iwae();
+  state.note_rect("iwae_cancel");
+}
 
 }  // namespace
 
@@ -42,6 +58,7 @@ void draw_gap_bounds_tab(AppState& state, const Snapshot& snap) {
               "importance-weighted bound IWAE_K = E log (1/K) Σ_k p(x, z_k) / q(z_k|x).\n"
               "ELBO ≤ IWAE_K ≤ log p(x): IWAE − ELBO is a lower bound on the variational gap\n"
               "KL(q(z|x) ‖ p(z|x)), tightening as K grows. Costs K decodes per image.");
+  iwae_progress_bar(state);
 
   const auto& epochs = snap.history.epochs;
   std::vector<float> x, elbo, iwae, gap;

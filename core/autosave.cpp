@@ -3,9 +3,12 @@
 #include "core/autosave.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <ctime>
 #include <fstream>
@@ -39,6 +42,43 @@ AutosaveLock::~AutosaveLock() {
 
 std::filesystem::path instance_autosave_file(const std::filesystem::path& data_dir, bool owner, long pid) {
   return owner ? autosave_file(data_dir) : data_dir / ("autosave-" + std::to_string(pid) + ".vaelab");
+}
+
+long autosave_instance_pid(const std::filesystem::path& file) {
+  const std::string name = file.filename().string();
+  const std::string head = "autosave-", tail = ".vaelab";
+  if (name.size() <= head.size() + tail.size() || name.rfind(head, 0) != 0 ||
+      name.compare(name.size() - tail.size(), tail.size(), tail) != 0)
+    return 0;
+  const std::string digits = name.substr(head.size(), name.size() - head.size() - tail.size());
+  if (digits.size() > 9 || !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return 0;
+  return std::stol(digits);
+}
+
+std::filesystem::path instance_autosave_aside(const std::filesystem::path& file) {
+  return std::filesystem::path(file).replace_extension(".previous.vaelab");
+}
+
+std::vector<std::filesystem::path> resumable_autosaves(const std::filesystem::path& data_dir) {
+  std::vector<std::filesystem::path> found;
+  std::error_code ec;
+  if (std::filesystem::exists(autosave_file(data_dir), ec)) found.push_back(autosave_file(data_dir));
+  struct Other {
+    std::filesystem::path file;
+    std::filesystem::file_time_type written;
+  };
+  std::vector<Other> others;
+  for (const auto& entry : std::filesystem::directory_iterator(data_dir, ec)) {
+    const long pid = autosave_instance_pid(entry.path());
+    if (pid <= 0 || !entry.is_regular_file(ec)) continue;
+    const bool running = ::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
+    if (running) continue;
+    others.push_back({entry.path(), entry.last_write_time(ec)});
+  }
+  std::sort(others.begin(), others.end(), [](const Other& a, const Other& b) { return a.written > b.written; });
+  for (const Other& o : others) found.push_back(o.file);
+  return found;
 }
 
 bool AutosaveClock::due(double now_s, std::int64_t step) {
@@ -82,6 +122,7 @@ std::optional<AutosaveInfo> inspect_autosave(const std::filesystem::path& file, 
   try {
     const TrainingState s = load_checkpoint(file);
     AutosaveInfo info;
+    info.file = file;
     info.model = s.model;
     info.step = s.step;
     info.epoch = s.epoch;

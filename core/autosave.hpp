@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/config.hpp"
 
@@ -55,6 +56,7 @@ class AutosaveClock {
 
 // What a found autosave holds, checked in full (a damaged file is not offered).
 struct AutosaveInfo {
+  std::filesystem::path file;
   ModelConfig model;
   std::int64_t step = 0;
   int epoch = 0;             // completed epochs
@@ -64,6 +66,16 @@ struct AutosaveInfo {
   std::string saved_at;     // local time of the file's last write, "2026-12-01 17:42"
   double age_s = 0;         // seconds since then
 };
+
+// The autosaves a resume offer lists: autosave.vaelab when it is there, then those other instances
+// wrote beside it (autosave-<pid>.vaelab, see instance_autosave_file) whose process is no longer
+// running, newest first. A running instance's autosave is its own: not offered.
+std::vector<std::filesystem::path> resumable_autosaves(const std::filesystem::path& data_dir);
+// The pid in "autosave-<pid>.vaelab"; 0 for any other name.
+long autosave_instance_pid(const std::filesystem::path& file);
+// Where a resumed or declined instance autosave is kept so it is not offered again:
+// "autosave-<pid>.previous.vaelab".
+std::filesystem::path instance_autosave_aside(const std::filesystem::path& file);
 
 // nullopt with `error` empty: no autosave. nullopt with `error` set: the file is there but cannot
 // be resumed (the message says why, naming the file).

@@ -345,6 +345,27 @@ TrainingState load_checkpoint(const std::filesystem::path& file, const CancelFla
   return parse_checkpoint(bytes.data(), bytes.size(), file.string());
 }
 
+std::optional<CheckpointSettings> read_checkpoint_settings(const std::filesystem::path& file) {
+  try {
+    // The settings come right after the prefix; a few KB hold them whatever the hidden layers.
+    RegularFile in(file, "a checkpoint file");
+    std::vector<std::uint8_t> head(static_cast<std::size_t>(std::min<std::uint64_t>(in.size(), 64 * 1024)));
+    head.resize(in.read(head.data(), head.size()));
+    if (head.size() < kPrefix || std::memcmp(head.data(), kMagic, sizeof kMagic) != 0 ||
+        le32(head.data() + 8) != kCheckpointVersion)
+      return std::nullopt;
+    Reader r(head.data() + kPrefix, head.size() - kPrefix, file.string());
+    CheckpointSettings s;
+    s.model = get_model(r);
+    s.train = get_train(r);
+    validate(s.model);
+    validate(s.train);
+    return s;
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
 TrainingState parse_checkpoint(const std::uint8_t* bytes, std::size_t n, const std::string& name) {
   auto fail = [&](const std::string& what) -> void { throw Error(name + ": " + what); };
   auto too_short = [&] { fail("file is truncated: " + std::to_string(n) + " bytes is too short for a checkpoint"); };

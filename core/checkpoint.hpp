@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,5 +42,15 @@ TrainingState load_checkpoint(const std::filesystem::path& file, const CancelFla
 // The same checks on bytes already in memory (load_checkpoint reads the file, then calls this);
 // `name` starts every message (the file's path, or e.g. "<memory>"). Throws vaelab::Error.
 TrainingState parse_checkpoint(const std::uint8_t* bytes, std::size_t size, const std::string& name);
+
+// The model and training settings at the head of a checkpoint, read before the rest of the file
+// (its checksum unchecked): what a memory check needs before the whole file is read and the model
+// built. nullopt when the head cannot be read or its settings do not validate: load_checkpoint
+// then says what is wrong. Never throws.
+struct CheckpointSettings {
+  ModelConfig model;
+  TrainConfig train;
+};
+std::optional<CheckpointSettings> read_checkpoint_settings(const std::filesystem::path& file);
 
 }  // namespace vaelab

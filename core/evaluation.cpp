@@ -66,9 +66,9 @@ void encode_in_chunks(const Model& model, const ImageSet& images, const std::vec
   }
 }
 
-void evaluate_test_set(const Model& model, const ImageSet& test, const TestEvaluation& how, ThreadPool* pool,
+bool evaluate_test_set(const Model& model, const ImageSet& test, const TestEvaluation& how, ThreadPool* pool,
                        EpochRecord& rec) {
-  if (test.count == 0) return;
+  if (test.count == 0) return true;
   // An empty list means every image (evaluate() takes it so).
   const std::vector<int> idx = how.limit > 0 && how.limit < test.count ? first_indices(how.limit) : std::vector<int>{};
   const int n_eval = idx.empty() ? test.count : static_cast<int>(idx.size());
@@ -76,16 +76,33 @@ void evaluate_test_set(const Model& model, const ImageSet& test, const TestEvalu
   EvalOptions eo;
   eo.samples = 1;
   eo.seed = how.seed;
-  if (!iwae_subset) eo.iwae_k = how.iwae_k;
-  const Evaluation ev = evaluate(model, test, idx, eo, pool);
+  if (!iwae_subset && how.iwae_k > 0) {
+    eo.iwae_k = how.iwae_k;
+    eo.progress = how.iwae_progress;
+  }
+  bool iwae_done = true;
+  Evaluation ev;
+  try {
+    ev = evaluate(model, test, idx, eo, pool);
+  } catch (const EvaluationCancelled&) {  // the ELBO without the IWAE, then
+    iwae_done = false;
+    eo.iwae_k = 0;
+    eo.progress = nullptr;
+    ev = evaluate(model, test, idx, eo, pool);
+  }
   rec.test_elbo = static_cast<float>(ev.elbo);
   rec.test_recon = static_cast<float>(ev.recon);
   rec.test_kl = static_cast<float>(ev.kl);
-  if (how.iwae_k > 0) {
+  if (how.iwae_k > 0 && iwae_done) {
     rec.iwae_k = how.iwae_k;
     if (iwae_subset) {
       eo.iwae_k = how.iwae_k;
-      evaluate_iwae_subset(model, test, idx, how.iwae_points, eo, pool, rec);
+      eo.progress = how.iwae_progress;
+      try {
+        evaluate_iwae_subset(model, test, idx, how.iwae_points, eo, pool, rec);
+      } catch (const EvaluationCancelled&) {
+        iwae_done = false;
+      }
     } else {
       rec.test_iwae = static_cast<float>(ev.iwae);
       rec.test_iwae_elbo = rec.test_elbo;
@@ -94,6 +111,7 @@ void evaluate_test_set(const Model& model, const ImageSet& test, const TestEvalu
   rec.kl_per_dim.assign(ev.kl_per_dim.begin(), ev.kl_per_dim.end());
   if (model.clusters() > 0 && test.has_labels())
     score_clusters(model, test, idx.empty() ? first_indices(test.count) : idx, rec);
+  return iwae_done;
 }
 
 }  // namespace vaelab

@@ -11,6 +11,7 @@
 #include "core/data.hpp"
 #include "core/history.hpp"
 #include "core/model.hpp"
+#include "core/objective.hpp"
 
 namespace vaelab {
 
@@ -34,11 +35,13 @@ struct TestEvaluation {
   int iwae_k = 0;       // IWAE_K as well; 0 = skip
   int iwae_points = 0;  // IWAE on the first N evaluated images only; 0 = all of them
   std::uint64_t seed = 0;
+  const EvalProgress* iwae_progress = nullptr;  // reports and may cancel the IWAE evaluation
 };
 
 // Fills rec's test_* fields, kl_per_dim, and for a clustering model on labelled images the cluster
-// scores. Nothing when the test set is empty.
-void evaluate_test_set(const Model& model, const ImageSet& test, const TestEvaluation& how, ThreadPool* pool,
+// scores. Nothing when the test set is empty. Returns false when the IWAE evaluation was cancelled
+// (through how.iwae_progress): then test_iwae stays NaN and everything else is filled.
+bool evaluate_test_set(const Model& model, const ImageSet& test, const TestEvaluation& how, ThreadPool* pool,
                        EpochRecord& rec);
 
 }  // namespace vaelab

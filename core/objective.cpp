@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <mutex>
+#include <string>
 
 #include "core/bernoulli_rows.hpp"
 #include "core/data.hpp"
@@ -187,7 +189,7 @@ Evaluation evaluate(const Model& model, const ImageSet& set, const std::vector<i
   ev.count = n;
   if (opt.keep_per_example) ev.elbo_per_example.resize(n);
 
-  auto run_batch = [&](int bi) {
+  auto run_one_batch = [&](int bi) {
     const int lo = bi * batch, B = std::min(batch, n - lo);
     Rng rng(opt.seed + 0x9e3779b97f4a7c15ULL * static_cast<std::uint64_t>(bi + 1));
     Eigen::MatrixXf x(model.input_dim(), B);
@@ -234,7 +236,26 @@ Evaluation evaluate(const Model& model, const ImageSet& set, const std::vector<i
       p.iwae = iwae_bound(model, x, eps, K).cast<double>().sum();
     }
   };
+  const EvalProgress* progress = opt.progress;
+  std::mutex progress_mutex;
+  int done = 0;
+  std::atomic<bool> cancelled{false};
+  auto run_batch = [&](int bi) {
+    if (progress && progress->cancel && progress->cancel->load()) {
+      cancelled = true;
+      return;
+    }
+    run_one_batch(bi);
+    if (progress) {
+      const std::lock_guard<std::mutex> lock(progress_mutex);
+      done += std::min(batch, n - bi * batch);
+      if (progress->report) progress->report(done, n);
+    }
+  };
   run_tasks(pool, batches, run_batch);
+  if (cancelled)
+    throw EvaluationCancelled("the evaluation was cancelled after " + std::to_string(done) + " of " + std::to_string(n) +
+                              " images");
 
   ev.kl_per_dim.assign(d, 0.0);
   double iwae = 0;

@@ -1,15 +1,18 @@
 // The VAE objective in nats: log-likelihoods, the analytic KL, the ELBO split into its terms,
 // and the importance-weighted bound. Forward computations only; gradients are in train_step.hpp.
 #pragma once
+#include <atomic>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <vector>
 
 #include <Eigen/Core>
 
 #include "core/config.hpp"
+#include "core/error.hpp"
 
 namespace vaelab {
 
@@ -66,12 +69,24 @@ struct Evaluation {
   std::vector<float> elbo_per_example;  // filled when requested
 };
 
+// Progress of a long evaluation (IWAE with a large K takes seconds per image): `report` after each
+// batch with the images done and the total (calls never overlap, from whichever thread ran the
+// batch); `cancel`, checked before each batch, makes evaluate throw EvaluationCancelled.
+struct EvalProgress {
+  std::function<void(int done, int total)> report;
+  const std::atomic<bool>* cancel = nullptr;
+};
+struct EvaluationCancelled : Error {
+  using Error::Error;
+};
+
 struct EvalOptions {
   int samples = 1;          // L samples for the ELBO's reconstruction term
   int iwae_k = 0;           // 0: skip the IWAE bound
   std::uint64_t seed = 12345;
   int batch = 500;
   bool keep_per_example = false;
+  const EvalProgress* progress = nullptr;  // none: not reported, not cancellable
 };
 
 // Evaluate the ELBO (and optionally IWAE_K) of model on set's images idx (all when empty).

@@ -453,7 +453,7 @@ const Tensor* read_likelihood(const SafetensorsFile& f, ModelConfig& cfg, std::s
 // [out_c, in_c, 3, 3]), fc21 / fc22 (the μ / log σ² halves of the dense head), dec_fc (Linear),
 // dec_deconv1..3 (ConvTranspose2d [in_c, out_c, 3, 3]); every shape must be the one
 // conv_vae_geometries gives for the metadata's image size and fc21's latent size.
-std::optional<Model> import_conv_model(const SafetensorsFile& f, bool build) {
+std::optional<Model> import_conv_model(const SafetensorsFile& f, bool build, ModelConfig* checked) {
   const auto fail = import_fail;
   std::set<std::string> used;
   ModelConfig cfg;
@@ -480,6 +480,7 @@ std::optional<Model> import_conv_model(const SafetensorsFile& f, bool build) {
          std::to_string(cfg.image_w) + " convolutional VAE");
   const Tensor* logvar = read_likelihood(f, cfg, used);
   validate_imported(cfg);
+  if (checked) *checked = cfg;
   if (!build) return std::nullopt;
   Model model(cfg);
   // Copies tensor `name` (which must have exactly `shape`) to params[offset…].
@@ -801,8 +802,8 @@ namespace {
 
 // Checks that the names, shapes and metadata make a model vaelab can build (the tensors' data is
 // not read), then, when `build`, builds it from the data.
-std::optional<Model> import_any(const SafetensorsFile& f, bool build) {
-  if (const std::string* fam = metadata_of(f, "family"); fam && *fam == "conv") return import_conv_model(f, build);
+std::optional<Model> import_any(const SafetensorsFile& f, bool build, ModelConfig* checked = nullptr) {
+  if (const std::string* fam = metadata_of(f, "family"); fam && *fam == "conv") return import_conv_model(f, build, checked);
   const auto fail = import_fail;
   std::set<std::string> used;
 
@@ -922,6 +923,7 @@ std::optional<Model> import_any(const SafetensorsFile& f, bool build) {
     if (!used.count(t.name)) fail("the file has the unexpected tensor '" + t.name + "'");
   validate_imported(cfg);
 
+  if (checked) *checked = cfg;
   if (!build) return std::nullopt;
   Model model(cfg);
   auto fill = [&](const DenseShape& l, const Dense& src, int row0) {
@@ -951,7 +953,13 @@ std::optional<Model> import_any(const SafetensorsFile& f, bool build) {
 
 Model import_model(const SafetensorsFile& f) { return *import_any(f, true); }
 
-void check_importable(const SafetensorsFile& shapes) { import_any(shapes, false); }
+ModelConfig importable_config(const SafetensorsFile& shapes) {
+  ModelConfig cfg;
+  import_any(shapes, false, &cfg);
+  return cfg;
+}
+
+void check_importable(const SafetensorsFile& shapes) { importable_config(shapes); }
 
 Model import_model_file(const std::filesystem::path& file, const CancelFlag* cancel) {
   return import_model(read_safetensors(file, check_importable, cancel));

@@ -48,6 +48,9 @@ Model import_model(const SafetensorsFile& f);
 // import_model's checks of names, shapes and metadata alone (the tensors' data may be empty): a
 // ShapeCheck for read_safetensors. Throws vaelab::Error.
 void check_importable(const SafetensorsFile& shapes);
+// The same checks, returning the settings of the model the file describes (for a memory check
+// before the data is read).
+ModelConfig importable_config(const SafetensorsFile& shapes);
 // read_safetensors then import_model, refusing a file whose header does not describe a model
 // vaelab can import before its data is read.
 Model import_model_file(const std::filesystem::path& file, const CancelFlag* cancel = nullptr);

@@ -35,7 +35,13 @@ void Trainer::start() {
   });
 }
 
-void Trainer::request_stop() { impl_->commands.request_stop(); }
+void Trainer::request_stop() {
+  impl_->commands.request_stop();
+  impl_->iwae_cancel = true;
+}
+
+IwaeProgress Trainer::iwae_progress() const { return {impl_->iwae_done.load(), impl_->iwae_total.load()}; }
+void Trainer::cancel_iwae() { impl_->iwae_cancel = true; }
 
 void Trainer::join() {
   if (thread_.joinable()) thread_.join();

@@ -42,6 +42,14 @@ struct TrainerOptions {
   int cluster_fit_step = 500;
   int cluster_fit_points = 10000;
   std::int64_t poison_at_step = -1;  // tests: write a NaN into a weight before this step
+  // During an IWAE evaluation, after each batch: images done and the total (from a trainer or pool
+  // thread, never two calls at once; keep it short).
+  std::function<void(int done, int total)> on_iwae_progress;
+};
+
+// How far a running IWAE evaluation is; total 0 when none runs.
+struct IwaeProgress {
+  int done = 0, total = 0;
 };
 
 enum class EventKind : std::uint8_t { Step, EpochEnd, Log, Finished };
@@ -102,6 +110,12 @@ class Trainer {
   void continue_here();
 
   std::shared_ptr<const Snapshot> snapshot() const;
+
+  // The IWAE evaluation of an epoch end (or of followed weights) as it goes, from any thread; and
+  // stopping it: the epoch's record then has the ELBO without the IWAE, and the log says so.
+  // request_stop stops a running one too.
+  IwaeProgress iwae_progress() const;
+  void cancel_iwae();
 
   // Synchronous helpers for the CLI, only while the thread is not running (before start() or
   // after join()): throw vaelab::Error.

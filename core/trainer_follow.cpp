@@ -167,7 +167,7 @@ void Trainer::Impl::evaluate_followed_weights() {
   EpochRecord rec;
   rec.epoch = epoch;
   rec.step = step;
-  evaluate_test_set(*model, *test_set, test_evaluation(epoch), pool.get(), rec);
+  evaluate_test(epoch, rec);
   if (rec.kl_per_dim.size() == static_cast<std::size_t>(mcfg.latent))
     kl_running.assign(rec.kl_per_dim.begin(), rec.kl_per_dim.end());
   auto& evaluations = following->evaluations;

@@ -5,6 +5,7 @@
 // trainer_publish.cpp (events, the log and snapshots) and trainer_follow.cpp (following a run folder).
 #pragma once
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -131,6 +132,10 @@ struct Trainer::Impl {
   TrainerListener listener;
   CommandQueue commands;
   SnapshotSlot published;
+  // A running IWAE evaluation's progress (read by any thread) and its cancel flag (set by any).
+  std::atomic<int> iwae_done{0}, iwae_total{0};
+  std::atomic<bool> iwae_cancel{false};
+  EvalProgress iwae_progress;
 
   // ---- trainer-thread state (also the *_now helpers', before start()) ----
   std::deque<Command> backlog;  // taken from `commands`, not yet applied
@@ -196,12 +201,14 @@ struct Trainer::Impl {
   void end_epoch();
   EpochRecord epoch_record(int epoch_number);
   TestEvaluation test_evaluation(int epoch_number) const;
+  void evaluate_test(int epoch_number, EpochRecord& rec);
   void measure_estimators();
 
   // ---- trainer_run_state.cpp ----
   static void check_estimator(const ModelConfig& m, const TrainConfig& t);
   void check_image_size(const ModelConfig& m) const;
   void check_configs(const ModelConfig& m, const TrainConfig& t) const;
+  void check_memory_for(const std::filesystem::path& file, const ModelConfig& m, TrainConfig t) const;
   void prepare_data();
   void prepare_engine();
   void new_epoch_order();

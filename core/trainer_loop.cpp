@@ -213,8 +213,27 @@ EpochRecord Trainer::Impl::epoch_record(int epoch_number) {
   if (epoch_totals.train_seconds > 0)
     rec.samples_per_s = static_cast<float>(epoch_totals.samples / epoch_totals.train_seconds);
   if (!opt.evaluate_each_epoch) return rec;
-  evaluate_test_set(*model, *test_set, test_evaluation(epoch_number), pool.get(), rec);
+  evaluate_test(epoch_number, rec);
   return rec;
+}
+
+// The test evaluation into rec, its IWAE reporting progress and cancellable (Trainer::cancel_iwae,
+// request_stop); a cancelled IWAE is said in the log.
+void Trainer::Impl::evaluate_test(int epoch_number, EpochRecord& rec) {
+  iwae_cancel = commands.stop_requested();
+  iwae_done = 0;
+  iwae_total = 0;
+  iwae_progress.cancel = &iwae_cancel;
+  iwae_progress.report = [this](int done, int total) {
+    iwae_done = done;
+    iwae_total = total;
+    if (opt.on_iwae_progress) opt.on_iwae_progress(done, total);
+  };
+  const bool complete = evaluate_test_set(*model, *test_set, test_evaluation(epoch_number), pool.get(), rec);
+  iwae_total = 0;
+  if (!complete)
+    say(Severity::Warning, "IWAE_" + std::to_string(opt.eval_iwae_k) + " cancelled after " + std::to_string(iwae_done.load()) +
+                               " test images; this evaluation has the ELBO only");
 }
 
 // The test evaluation an epoch end runs, as TrainerOptions and the seed say.
@@ -224,6 +243,7 @@ TestEvaluation Trainer::Impl::test_evaluation(int epoch_number) const {
   how.iwae_k = opt.eval_iwae_k;
   how.iwae_points = opt.iwae_points;
   how.seed = tcfg.seed + 1000 + static_cast<std::uint64_t>(epoch_number);
+  how.iwae_progress = &iwae_progress;
   return how;
 }
 

@@ -5,7 +5,9 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "core/checkpoint.hpp"
 #include "core/evaluation.hpp"
+#include "core/memory_estimate.hpp"
 #include "core/safetensors.hpp"
 #include "core/trainer_impl.hpp"
 
@@ -32,6 +34,17 @@ void Trainer::Impl::check_configs(const ModelConfig& m, const TrainConfig& t) co
   validate(t);
   check_estimator(m, t);
   check_image_size(m);
+}
+
+// A model from `file` trained with `t` on this run's data must fit in the memory there is: refused
+// with the estimate (memory_estimate.hpp) before the file's weights are read or the model is built.
+void Trainer::Impl::check_memory_for(const std::filesystem::path& file, const ModelConfig& m, TrainConfig t) const {
+  if (pool) t.threads = pool->size();  // as the loaded run will train here
+  try {
+    check_training_memory(estimate_training_memory(m, t, dataset_bytes(*data, t)), available_memory());
+  } catch (const Error& e) {
+    throw Error(file.string() + ": the model it holds does not fit: " + e.what());
+  }
 }
 
 // Data views for training and evaluation, binarized as configured.
@@ -139,6 +152,7 @@ void Trainer::Impl::save_now(const std::filesystem::path& file) {
 
 // Staged: everything is checked before the running model is touched.
 void Trainer::Impl::load_now(const std::filesystem::path& file) {
+  if (const auto head = read_checkpoint_settings(file)) check_memory_for(file, head->model, head->train);
   TrainingState s = load_checkpoint(file);
   check_configs(s.model, s.train);
   auto m = std::make_unique<Model>(s.model);
@@ -163,7 +177,10 @@ void Trainer::Impl::load_now(const std::filesystem::path& file) {
 
 // Weights only: the optimiser and history start over.
 void Trainer::Impl::import_now(const std::filesystem::path& file) {
-  Model m = import_model_file(file);  // header checked before the data is read
+  // The header is checked, and the model it describes against the memory, before the data is read.
+  Model m = import_model(read_safetensors(file, [&](const SafetensorsFile& shapes) {
+    check_memory_for(file, importable_config(shapes), tcfg);
+  }));
   check_configs(m.config(), tcfg);
   if (!m.all_finite()) throw Error(file.string() + ": weights contain NaN or Inf");
   take_model(std::make_unique<Model>(std::move(m)));

@@ -37,16 +37,20 @@ common=(-DCMAKE_BUILD_TYPE=Debug -DVAELAB_BUILD_APP=OFF -DVAELAB_BUILD_TESTS=ON 
 
 # One build of a folder at a time: CTest's entries (and run-tests.sh's background builds) may ask
 # for the same folder at once; the first builds it, the others wait and find it up to date.
+# A folder clang could not build is remembered as GCC's ($dir.gcc, beside its lock): every later
+# entry on it goes to GCC at once, instead of configuring clang again, failing, and rebuilding the
+# whole folder with GCC each time. Remove the file (or the folder) to try clang again.
 configure_build() {  # dir, sanitizer flags, target
   local dir=$1 flags=$2 target=$3 t0=$SECONDS lock status=0
   mkdir -p "$(dirname "$dir")"
   exec {lock}>"$dir.lock"
   flock "$lock"
+  [[ -f $dir.gcc && -z ${SANITIZER_CXX:-} ]] && cc=cc cxx=c++
   if ! build_with "$cc" "$cxx" "$dir" "$flags" "$target"; then
     if [[ $cxx == clang++ ]]; then
       echo "run-sanitizers: clang could not build the suite (errors above); using GCC from here on" >&2
       cc=cc cxx=c++
-      build_with "$cc" "$cxx" "$dir" "$flags" "$target" || status=1
+      build_with "$cc" "$cxx" "$dir" "$flags" "$target" && echo "clang failed; GCC built this folder" >"$dir.gcc" || status=1
     else
       status=1
     fi

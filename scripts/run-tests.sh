@@ -2,8 +2,8 @@
 # One command for every test on a fresh Debian 12 machine: installs what is missing, builds from
 # scratch (warnings are errors), then runs ONE CTest suite: unit tests, GUI end-to-end test, crash
 # test, and the "reliability" entries (ASan+UBSan suite file by file, TSan cases, each fuzzer for
-# FUZZ_SECONDS). The sanitizer and fuzzer folders build in the background while CTest runs the
-# other entries; each reliability entry waits for its folder. CTest's summary is the last thing
+# FUZZ_SECONDS). The sanitizer and fuzzer folders build in the background from the start, beside
+# the Release build and then beside CTest; each reliability entry waits for its folder. CTest's summary is the last thing
 # printed, and the script exits with CTest's status. Not a build script for development.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,18 +22,16 @@ t=$SECONDS c=$(cpu_s)
 bash "$root/scripts/setup.sh" --test
 setup_time=$(phase_line setup "$t" "$c")
 
-t=$SECONDS c=$(cpu_s)
-bash "$root/scripts/build.sh" -DVAELAB_RELIABILITY_TESTS=ON
-build_time=$(phase_line build "$t" "$c")
 mkdir -p "$rel"
-printf '%s\n' "$setup_time" "$build_time" >"$rel/phase-times.txt"
-echo "run-tests: phase times: $setup_time, $build_time; $((SECONDS - start)) s so far" >&2
-echo "run-tests: load before CTest: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores" >&2
+printf '%s\n' "$setup_time" >"$rel/phase-times.txt"
+: >"$rel/builds.log"
 
-# The reliability folders, one after the other, beside CTest: the fuzzers' first (their entries
-# start first, and a fuzzer runs for a fixed time), then TSan, then ASan. Their compiler output goes
-# to $rel/builds.log; a failed build does not stop anything: its entries retry it and fail with
-# the compiler's errors.
+# The reliability folders build in the background from the start, one after the other with one
+# compile job each (VAELAB_JOBS=1), beside the Release build and then beside CTest, so both cores
+# are busy from the first minute: the ASan folder first (the largest build, and its entries are the
+# longest part of CTest), then the fuzzers' (they run for a fixed time each), then TSan. Their
+# compiler output goes to $rel/builds.log; a failed build does not stop anything: its entries retry
+# it and fail with the compiler's errors.
 background_build() {  # name, command…
   local name=$1 t=$SECONDS c status=built line
   shift
@@ -43,14 +41,22 @@ background_build() {  # name, command…
   echo "$line" >>"$rel/phase-times.txt"
   echo "run-tests: $line: $status; log $rel/builds.log" >&2
 }
-: >"$rel/builds.log"
 (
   shell=$BASHPID
+  export VAELAB_JOBS=1
+  background_build "ASan folder" env VAELAB_ASAN_DIR="$rel/asan" bash "$root/scripts/run-sanitizers.sh" build-asan
   background_build "fuzzer folder" env VAELAB_FUZZ_DIR="$rel/fuzz" bash "$root/scripts/run-fuzzers.sh" --build-only
   background_build "TSan folder" env VAELAB_TSAN_DIR="$rel/tsan" bash "$root/scripts/run-sanitizers.sh" build-tsan
-  background_build "ASan folder" env VAELAB_ASAN_DIR="$rel/asan" bash "$root/scripts/run-sanitizers.sh" build-asan
 ) &
 builds=$!
+
+# The Release build: everything CTest runs (the benchmarks, which it never runs, are left out).
+t=$SECONDS c=$(cpu_s)
+bash "$root/scripts/build.sh" -DVAELAB_RELIABILITY_TESTS=ON -DVAELAB_BUILD_BENCH=OFF
+build_time=$(phase_line "build (beside the background builds)" "$t" "$c")
+echo "$build_time" >>"$rel/phase-times.txt"
+echo "run-tests: phase times: $setup_time, $build_time; $((SECONDS - start)) s so far" >&2
+echo "run-tests: load before CTest: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores" >&2
 
 t=$SECONDS c=$(cpu_s)
 cd "$build"

@@ -1,11 +1,13 @@
 // Tests for core/autosave: when a periodic autosave is due, what the resume offer reads from a
 // real trainer save, refusing a damaged autosave, moving one aside, keeping a longer run from being
-// replaced by a shorter one, and that a run that diverged autosaves its restored finite weights. Not the app's modal (tests/e2e drives that).
+// replaced by a shorter one, listing the autosaves of other instances, and that a run that diverged autosaves its restored finite weights. Not the app's modal (tests/e2e drives that).
 #include <doctest/doctest.h>
 
 #include <chrono>
 #include <cmath>
 #include <thread>
+
+#include <unistd.h>
 
 #include "core/autosave.hpp"
 #include "core/checkpoint.hpp"
@@ -154,6 +156,44 @@ TEST_CASE("autosave: one instance owns autosave.vaelab and another autosaves bes
   }
   AutosaveLock after(dir.path);  // released with its owner
   CHECK(after.owned());
+}
+
+TEST_CASE("autosave: the offer lists the autosaves other instances left beside the main one, newest first") {
+  TempDir dir("autosave");
+  CHECK(resumable_autosaves(dir.path).empty());
+  auto tr = trained(5);
+  // 999999999 is above any pid_max: no process runs under it. This process's own pid is running.
+  const fs::path gone_old = dir / "autosave-999999998.vaelab", gone_new = dir / "autosave-999999999.vaelab";
+  const fs::path running = instance_autosave_file(dir.path, false, static_cast<long>(::getpid()));
+  for (const fs::path& f : {gone_old, gone_new, running}) tr->save_now(f);
+  fs::last_write_time(gone_old, fs::last_write_time(gone_new) - 1h);
+  write_all(dir / "autosave-12x.vaelab", Bytes{1});       // not an instance's name
+  write_all(dir / "autosave-999999997.previous.vaelab", Bytes{1});  // a kept one: not offered
+  CHECK(resumable_autosaves(dir.path) == std::vector<fs::path>{gone_new, gone_old});
+  tr->save_now(autosave_file(dir.path));
+  CHECK(resumable_autosaves(dir.path) == std::vector<fs::path>{autosave_file(dir.path), gone_new, gone_old});
+
+  CHECK(autosave_instance_pid(gone_new) == 999999999);
+  CHECK(autosave_instance_pid(autosave_file(dir.path)) == 0);
+  CHECK(autosave_instance_pid(dir / "autosave-.vaelab") == 0);
+  CHECK(autosave_instance_pid(dir / "autosave-1.previous.vaelab") == 0);
+  CHECK(instance_autosave_aside(gone_new) == dir / "autosave-999999999.previous.vaelab");
+
+  // Each offer names its file and what it holds; resuming either is a load of that file.
+  std::string error;
+  for (const fs::path& f : resumable_autosaves(dir.path)) {
+    const auto info = inspect_autosave(f, error);
+    REQUIRE_MESSAGE(info.has_value(), error);
+    CHECK(info->file == f);
+    CHECK(info->step == 5);
+    CHECK(info->saved_at.size() == 16);
+  }
+  auto other = trained(2);
+  other->load_now(gone_new);
+  CHECK(other->snapshot()->step == 5);
+  // Once resumed or declined, an instance's autosave is kept aside and not offered again.
+  move_autosave_aside(gone_new, instance_autosave_aside(gone_new));
+  CHECK(resumable_autosaves(dir.path) == std::vector<fs::path>{autosave_file(dir.path), gone_old});
 }
 
 TEST_CASE("autosave: after a divergence the autosave holds the restored finite weights") {

@@ -545,3 +545,38 @@ TEST_CASE("checkpoint: counts promising gigabytes are refused before allocating"
   MESSAGE("planted " << refused + loaded + escaped << " counts: " << refused << " refused, " << loaded
                      << " still valid (inside the data), address space capped: " << capped);
 }
+
+TEST_CASE("checkpoint: settings that need more memory than there is are refused before the file is read") {
+  // A real checkpoint whose head is changed to a hidden layer of 8192, a batch of 65,536 and 1,000
+  // samples (about 2 TB of workspaces), its checksum left as it was: the refusal names the memory,
+  // not the checksum, so it came from the head before the whole file was read and the model built.
+  TempDir dir("checkpoint");
+  auto tr = small_trainer();
+  const auto good = dir / "good.vaelab", big = dir / "big.vaelab";
+  tr->save_now(good);
+  Bytes b = read_all(good);
+  auto put_i32 = [&](std::size_t at, std::int32_t v) {
+    for (int i = 0; i < 4; ++i) b[at + i] = static_cast<std::uint8_t>(static_cast<std::uint32_t>(v) >> (8 * i));
+  };
+  // Prefix 20 bytes; image_h, image_w, latent; the hidden count (8 bytes) and its one width at 40;
+  // likelihood, σ, family, clusters; then the training settings: batch at 54, samples at 70.
+  REQUIRE(b[32] == 1);
+  put_i32(40, 8192);
+  put_i32(54, 65536);
+  put_i32(70, 1000);
+  write_all(big, b);
+  REQUIRE(read_checkpoint_settings(big).has_value());
+  CHECK(read_checkpoint_settings(big)->train.batch == 65536);
+  const std::string m = error_of([&] { tr->load_now(big); });
+  CHECK_MESSAGE(m.rfind(big.string() + ": the model it holds does not fit: training needs about ", 0) == 0, m);
+  CHECK_MESSAGE(has(m, "--batch"), m);
+  // The running state is untouched, and a checkpoint that fits still loads.
+  const auto after = dir / "after.vaelab";
+  tr->save_now(after);
+  CHECK(read_all(after) == read_all(good));
+  tr->load_now(good);
+  // A head that cannot be read leaves the message to load_checkpoint.
+  write_all(big, Bytes(b.begin(), b.begin() + 30));
+  CHECK_FALSE(read_checkpoint_settings(big).has_value());
+  CHECK(has(error_of([&] { tr->load_now(big); }), "truncated"));
+}

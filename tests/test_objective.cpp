@@ -4,7 +4,11 @@
 // and ELBO = log p(x) exactly when q is the true posterior.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <string>
+#include <vector>
 
 #include <Eigen/Dense>
 
@@ -140,23 +144,85 @@ TEST_CASE("objective: ELBO = log p(x) − KL(q ‖ p(z|x)) ≤ IWAE_K ≤ log p(
   CHECK(log_px - previous < 0.1 * gap);
 }
 
-TEST_CASE("objective: evaluate gives the same numbers with and without a thread pool") {
-  LinearGaussian lg;
+namespace {
+
+// n images of 1×4 random pixels (seed 9), for the evaluation tests on the linear-Gaussian model.
+ImageSet random_four_pixel_images(int n) {
   ImageSet set;
   set.height = 1;
   set.width = 4;
   Rng rng(9);
-  for (int i = 0; i < 37 * 4; ++i) set.pixels.push_back(static_cast<std::uint8_t>(rng.below(256)));
-  set.count = 37;
-  const Model m = lg.model(0.8, 0.1, 1.5);
-  EvalOptions eo;
-  eo.batch = 5;
-  eo.iwae_k = 20;
+  for (int i = 0; i < n * 4; ++i) set.pixels.push_back(static_cast<std::uint8_t>(rng.below(256)));
+  set.count = n;
+  return set;
+}
+
+// A linear-Gaussian model and 37 such images, evaluated in batches of 5 with IWAE_20.
+struct SmallEvaluation {
+  LinearGaussian lg;
+  ImageSet set = random_four_pixel_images(37);
+  Model model = lg.model(0.8, 0.1, 1.5);
+  EvalOptions options = [] {
+    EvalOptions o;
+    o.batch = 5;
+    o.iwae_k = 20;
+    return o;
+  }();
+};
+
+}  // namespace
+
+TEST_CASE("objective: evaluate gives the same numbers with and without a thread pool") {
+  const SmallEvaluation small;
+  const ImageSet& set = small.set;
+  const Model& m = small.model;
+  EvalOptions eo = small.options;
   ThreadPool pool(2);
   const Evaluation a = evaluate(m, set, {}, eo), b = evaluate(m, set, {}, eo, &pool);
   CHECK(a.elbo == b.elbo);
   CHECK(a.iwae == b.iwae);
   CHECK(a.iwae >= a.elbo - 0.05);
+}
+
+TEST_CASE("objective: an evaluation reports its progress and stops when cancelled") {
+  const SmallEvaluation small;
+  const ImageSet& set = small.set;
+  const Model& m = small.model;
+  EvalOptions eo = small.options;
+  const Evaluation plain = evaluate(m, set, {}, eo);
+  for (int threads : {1, 2}) {
+    ThreadPool pool(threads);
+    // Reported after each batch, in order, ending at the total; the numbers are the same as without.
+    std::atomic<bool> cancel{false};
+    std::vector<int> seen;
+    EvalProgress progress;
+    progress.cancel = &cancel;
+    progress.report = [&](int done, int total) {
+      CHECK(total == 37);
+      seen.push_back(done);
+    };
+    eo.progress = &progress;
+    const Evaluation reported = evaluate(m, set, {}, eo, &pool);
+    CHECK(reported.iwae == plain.iwae);
+    REQUIRE(seen.size() == 8);  // 7 batches of 5 and one of 2
+    CHECK(std::is_sorted(seen.begin(), seen.end()));
+    CHECK(seen.back() == 37);
+    // Cancelled after the third batch: no batch starts after that, and evaluate says how far it got.
+    seen.clear();
+    progress.report = [&](int done, int) {
+      seen.push_back(done);
+      if (seen.size() == 3) cancel = true;
+    };
+    std::string message;
+    try {
+      evaluate(m, set, {}, eo, &pool);
+    } catch (const EvaluationCancelled& e) {
+      message = e.what();
+    }
+    CHECK_MESSAGE(message.find("cancelled after") != std::string::npos, message);
+    CHECK_MESSAGE(seen.size() <= 3u + static_cast<unsigned>(threads), "batches after the cancel: " << seen.size() - 3);
+    CHECK(seen.size() < 8);
+  }
 }
 
 // iwae_bound scores each image's K samples against that one image by broadcasting (no copies of

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What vaelab-train refuses, and when: save targets that are not regular files (a device node, a
 # FIFO) are refused and left alone, a symbolic link is followed to its file, an unwritable target
-# and a configuration the memory cannot hold are refused before training, a FIFO or a device given
+# and a configuration the memory cannot hold (also one from --load or --import-safetensors) are
+# refused before training, a FIFO or a device given
 # to --load / --import-safetensors is refused without blocking, a stray label value that leaves
 # most classes unused is refused. Stale temporaries of the save folder go at start. Every run has a time limit, so a
 # regression fails instead of hanging, and an address-space limit, so it cannot exhaust the machine.
@@ -105,6 +106,52 @@ expect "conv --batch 65536" 1 "training needs about [0-9.]+ GB.*--batch" \
   "$train" --data "$work/set28" --threads 1 --epochs 1 --model conv --batch 65536
 expect "four 1000x1000 images" 1 "training needs about [0-9.]+ GB.*--hidden" \
   "$train" --data "$work/big" --threads 1 --epochs 1
+
+# Models from files that need more memory than there is: refused with the figure before the file's
+# weights are read. A checkpoint whose head asks for a hidden layer of 8192, a batch of 65,536 and
+# 1,000 samples (checksum not repaired: the refusal comes first), and a sparse safetensors file of
+# 1.7 GB declaring 4 hidden layers of 8192 and a latent of 1024 (the names and order of a real
+# export, the sizes scaled).
+expect "a checkpoint to change" 0 "exported weights" "$train" "${quick[@]}" --hidden 16,16,16,16 --epochs 1 \
+  --save "$work/small.vaelab" --export-safetensors "$work/small.safetensors"
+python3 - "$work" <<'PY'
+import json, os, struct, sys
+root = sys.argv[1]
+ck = bytearray(open(os.path.join(root, "small.vaelab"), "rb").read())
+# The hidden widths follow their count at 32; then likelihood, σ, family and clusters (10 bytes),
+# the batch, learning rate, β, warm-up and the samples.
+(count,) = struct.unpack_from("<Q", ck, 32)
+struct.pack_into(f"<{count}i", ck, 40, *([8192] * count))
+settings = 40 + 4 * count + 10
+struct.pack_into("<i", ck, settings, 65536)
+struct.pack_into("<i", ck, settings + 16, 1000)
+open(os.path.join(root, "huge.vaelab"), "wb").write(ck)
+raw = open(os.path.join(root, "small.safetensors"), "rb").read()
+(n,) = struct.unpack_from("<Q", raw, 0)
+header = json.loads(raw[8:8 + n])
+scale = {16: 8192, 2: 1024}
+offset = 0
+for name, t in header.items():
+    if name == "__metadata__":
+        t["latent"] = "1024"
+        continue
+    t["shape"] = [scale.get(d, d) for d in t["shape"]]
+    size = 4
+    for d in t["shape"]:
+        size *= d
+    t["data_offsets"] = [offset, offset + size]
+    offset += size
+text = json.dumps(header).encode()
+with open(os.path.join(root, "huge.safetensors"), "wb") as f:
+    f.write(struct.pack("<Q", len(text)) + text)
+    f.truncate(8 + len(text) + offset)
+PY
+expect "--load a checkpoint whose model needs too much memory" 1 \
+  "huge.vaelab: the model it holds does not fit: training needs about [0-9.]+ GB of memory.*--batch" \
+  "$train" "${quick[@]}" --epochs 1 --load "$work/huge.vaelab"
+expect "--import-safetensors a model that needs too much memory" 1 \
+  "huge.safetensors: the model it holds does not fit: training needs about [0-9.]+ GB of memory.*--hidden" \
+  "$train" "${quick[@]}" --epochs 1 --import-safetensors "$work/huge.safetensors"
 
 # Labels beyond the classes in use.
 expect "a label of 200" 1 "labels200/train-labels-idx1-ubyte: label 7 is 200, but only 11 different labels appear" \
