@@ -83,6 +83,7 @@ E parse_spelling(const Spelling<E> (&spellings)[N], const std::string& text, con
 }  // namespace
 
 void validate(const ModelConfig& m) {
+  require(m.image_c == 1 || m.image_c == 3, "image channels", m.image_c, "1 (grey) or 3 (colour)");
   require_in(limits::kImageSide, m.image_h, "image height");
   require_in(limits::kImageSide, m.image_w, "image width");
   const long long pixels = static_cast<long long>(m.image_h) * m.image_w;
