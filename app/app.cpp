@@ -268,6 +268,7 @@ bool App::start_trainer(std::shared_ptr<const Dataset> data) {
   bool loaded = false;
   Options& o = s_.options;
   ModelConfig model = o.model;
+  model.image_c = data->train.channels;
   model.image_h = data->train.height;
   model.image_w = data->train.width;
   // The Trainer is built and started on a helper thread that first lowers its own scheduling

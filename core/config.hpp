@@ -93,6 +93,13 @@ inline constexpr WholeRange kSamples{1, 1000};
 inline constexpr WholeRange kThreads{1, 256};
 }  // namespace limits
 
+// An image size as messages write it: "3×32×32" in colour; grey as "28×28", or "1×28×28" when
+// with_channels (beside a colour size, where the channels are the difference).
+std::string image_shape_text(int channels, int height, int width, bool with_channels = false);
+inline std::string image_shape_text(const ModelConfig& m, bool with_channels = false) {
+  return image_shape_text(m.image_c, m.image_h, m.image_w, with_channels);
+}
+
 // Throws vaelab::Error with a message naming the bad field and its allowed range (image_c: 1 or 3).
 void validate(const ModelConfig& m);
 void validate(const TrainConfig& t);

@@ -408,12 +408,6 @@ void channels_from_metadata(const SafetensorsFile& f, ModelConfig& cfg) {
     import_fail("the metadata's image_c '" + *mc + "' is not 1 (grey) or 3 (colour)");
 }
 
-// "3×32×32" for colour, "28×28" for grey: the image size in messages.
-std::string image_shape_str(const ModelConfig& cfg) {
-  const std::string hw = std::to_string(cfg.image_h) + "×" + std::to_string(cfg.image_w);
-  return cfg.image_c == 1 ? hw : std::to_string(cfg.image_c) + "×" + hw;
-}
-
 // The image size from the metadata's image_h and image_w into cfg; false when it gives neither.
 bool image_size_from_metadata(const SafetensorsFile& f, ModelConfig& cfg) {
   const std::string* mh = metadata_of(f, "image_h");
@@ -492,7 +486,7 @@ std::optional<Model> import_conv_model(const SafetensorsFile& f, bool build) {
   // its data (present in the file) bounds the allocation.
   if (fc21->shape != std::vector<std::int64_t>{cfg.latent, v.enc_dense_in})
     fail("tensor 'fc21.weight' has shape " + shape_str(fc21->shape) + ", expected " +
-         shape_str({cfg.latent, v.enc_dense_in}) + " for a " + image_shape_str(cfg) + " convolutional VAE");
+         shape_str({cfg.latent, v.enc_dense_in}) + " for a " + image_shape_text(cfg) + " convolutional VAE");
   const Tensor* logvar = read_likelihood(f, cfg, used);
   validate_imported(cfg);
   if (!build) return std::nullopt;
@@ -503,7 +497,7 @@ std::optional<Model> import_conv_model(const SafetensorsFile& f, bool build) {
     if (!t) fail("tensor '" + name + "' is missing");
     if (t->shape != shape)
       fail("tensor '" + name + "' has shape " + shape_str(t->shape) + ", expected " + shape_str(shape) + " for a " +
-           image_shape_str(cfg) + " convolutional VAE with latent " + std::to_string(cfg.latent));
+           image_shape_text(cfg) + " convolutional VAE with latent " + std::to_string(cfg.latent));
     std::copy(t->data.begin(), t->data.end(), model.params().begin() + static_cast<std::ptrdiff_t>(offset));
     used.insert(name);
   };
@@ -905,7 +899,7 @@ std::optional<Model> import_any(const SafetensorsFile& f, bool build) {
   channels_from_metadata(f, cfg);
   if (image_size_from_metadata(f, cfg)) {
     if (static_cast<long long>(cfg.image_c) * cfg.image_h * cfg.image_w != D)
-      fail("the metadata's image size " + image_shape_str(cfg) + " does not match the " + std::to_string(D) +
+      fail("the metadata's image size " + image_shape_text(cfg) + " does not match the " + std::to_string(D) +
            " inputs of '" + enc[0].name + ".weight'");
   } else {
     const int pixels = D / cfg.image_c;

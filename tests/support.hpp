@@ -57,6 +57,38 @@ inline std::shared_ptr<const Dataset> synthetic_data(int train_n = 1000, int tes
   return ds;
 }
 
+// Colour 3×8×8 images, planar (all red, then green, then blue): class k is a bright square in
+// one quadrant (k mod 4) on a background of one colour (red, green or blue, k mod 3), with pixel
+// noise. The classes differ in colour, not only in shape, so a model must use the channels.
+inline std::shared_ptr<const Dataset> synthetic_colour_data(int train_n = 600, int test_n = 100) {
+  auto ds = std::make_shared<Dataset>();
+  ds->name = "synthetic colour";
+  Rng rng(43);
+  constexpr int kSide = 8, kPixels = kSide * kSide;
+  auto fill = [&](ImageSet& s, int n) {
+    s.count = n;
+    s.channels = 3;
+    s.height = s.width = kSide;
+    for (int i = 0; i < n; ++i) {
+      const int label = static_cast<int>(rng.below(10));
+      s.labels.push_back(static_cast<std::uint8_t>(label));
+      const int quadrant = label % 4, background = label % 3;
+      for (int c = 0; c < 3; ++c)
+        for (int p = 0; p < kPixels; ++p) {
+          const int y = p / kSide, x = p % kSide;
+          const bool square = (y < kSide / 2) == (quadrant < 2) && (x < kSide / 2) == (quadrant % 2 == 0);
+          const float v = square ? 0.95f : c == background ? 0.7f : 0.05f;
+          const float noisy = std::clamp(v + 0.05f * rng.normal(), 0.0f, 1.0f);
+          s.pixels.push_back(static_cast<std::uint8_t>(noisy * 255));
+        }
+    }
+  };
+  fill(ds->train, train_n);
+  fill(ds->test, test_n);
+  for (int i = 0; i < 10; ++i) ds->class_names.push_back(std::to_string(i));
+  return ds;
+}
+
 // 64-32-2, Bernoulli: matches synthetic_data's 8×8 images.
 inline ModelConfig small_model() {
   ModelConfig m;

@@ -81,6 +81,7 @@ int run(const CommandLine& args) {
   auto data = std::make_shared<const Dataset>(load_dataset(folder));
 
   ModelConfig model = args.model;
+  model.image_c = data->train.channels;
   model.image_h = data->train.height;
   model.image_w = data->train.width;
   const TrainConfig& train = args.train;
