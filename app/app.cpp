@@ -680,8 +680,8 @@ void App::after_render(int fb_w, int fb_h) {
     glReadPixels(0, 0, fb_w, fb_h, GL_RGBA, GL_UNSIGNED_BYTE, rgba.data());
     write_framebuffer_png(dir / (std::string(stem) + "-window.png"), rgba, fb_w, fb_h);
     if (!s_.decoder.image.empty())
-      write_image_png(dir / (std::string(stem) + "-decoder.png"), s_.decoder.image.values(), s_.decoder.image.width(),
-                      s_.decoder.image.height(), s_.colormap, 0);
+      write_image_png(dir / (std::string(stem) + "-decoder.png"), s_.decoder.image.values(), s_.decoder.image.channels(),
+                      s_.decoder.image.width(), s_.decoder.image.height(), s_.colormap, 0);
     // Widget rectangles and a little state, for scripts driving the app (tests/e2e).
     std::ofstream info(dir / (std::string(stem) + ".tmp"));
     if (s_.snap) {
