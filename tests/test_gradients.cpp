@@ -92,12 +92,7 @@ TEST_CASE("gradients: whole ELBO backward matches finite differences (Gaussian f
 
 TEST_CASE("gradients: a colour MLP's whole ELBO backward matches finite differences (every likelihood)") {
   // C = 3: D = 3·H·W values, each its own Bernoulli or Gaussian term.
-  ModelConfig cfg;
-  cfg.image_c = 3;
-  cfg.image_h = 2;
-  cfg.image_w = 3;
-  cfg.latent = 2;
-  cfg.hidden = {7};
+  ModelConfig cfg{.image_c = 3, .image_h = 2, .image_w = 3, .latent = 2, .hidden = {7}};
   REQUIRE(cfg.input_dim() == 18);
   check_elbo_gradient(cfg, 4, 1, 1.0f, 1);
   check_elbo_gradient(cfg, 5, 2, 0.5f, 2);
