@@ -410,6 +410,7 @@ bool App::start_trainer(std::shared_ptr<const Dataset> data) {
   bool loaded = false;
   Options& o = s_.options;
   ModelConfig model = o.model;
+  model.image_c = data->train.channels;
   model.image_h = data->train.height;
   model.image_w = data->train.width;
   // The Trainer is built and started on a helper thread that first lowers its own scheduling
@@ -1024,8 +1025,8 @@ void App::after_render(int fb_w, int fb_h) {
     glReadPixels(0, 0, fb_w, fb_h, GL_RGBA, GL_UNSIGNED_BYTE, rgba.data());
     write_framebuffer_png(dir / (std::string(stem) + "-window.png"), rgba, fb_w, fb_h);
     if (!s_.decoder.image.empty())
-      write_image_png(dir / (std::string(stem) + "-decoder.png"), s_.decoder.image.values(), s_.decoder.image.width(),
-                      s_.decoder.image.height(), s_.colormap, 0);
+      write_image_png(dir / (std::string(stem) + "-decoder.png"), s_.decoder.image.values(), s_.decoder.image.channels(),
+                      s_.decoder.image.width(), s_.decoder.image.height(), s_.colormap, 0);
     // Widget rectangles and a little state, for scripts driving the app (tests/e2e).
     std::ofstream info(dir / (std::string(stem) + ".tmp"));
     if (s_.snap) {

@@ -83,7 +83,7 @@ void act(AppState& s, ChooserPurpose purpose, const std::filesystem::path& chose
       break;
     case ChooserPurpose::ExportPng:
       try {
-        write_image_png(chosen, c.png.values, c.png.width, c.png.height, c.png.colormap);
+        write_image_png(chosen, c.png.values, c.png.channels, c.png.width, c.png.height, c.png.colormap);
         s.post(Severity::Info, "Saved " + chosen.string());
       } catch (const std::exception& e) {
         s.post(Severity::Error, std::string("PNG export failed: ") + e.what());

@@ -29,8 +29,8 @@ enum class ChooserPurpose : std::uint8_t {
 
 // A panel's image waiting for the PNG export's file name.
 struct PendingPng {
-  std::vector<float> values;
-  int width = 0, height = 0, colormap = 0;
+  std::vector<float> values;  // channels planes of height × width (1: through the colour map; 3: RGB)
+  int channels = 1, width = 0, height = 0, colormap = 0;
 };
 
 struct FileChooserState {

@@ -1,10 +1,14 @@
-// GlImage: R32F upload, the colormap pass into an RGBA8 texture through an FBO, and ImGui drawing.
+// GlImage: R32F upload and the colormap pass into an RGBA8 texture through an FBO (grey), or an RGBA8
+// upload of the planes (colour), and ImGui drawing.
 // The colormap lookup tables come from core's view_math (the PNG export uses the same tables).
 // Not used off the UI thread.
 #include "app/gl_image.hpp"
 
 #include <algorithm>
 #include <array>
+#include <cmath>
+#include <cstdint>
+#include <vector>
 
 #include "app/frame_cache.hpp"
 #include "app/gl_util.hpp"
@@ -66,9 +70,28 @@ static void set_filters(GLint min, GLint mag) {
   glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_WRAP_T, GL_CLAMP_TO_EDGE);
 }
 
-void GlImage::update(const float* values, int w, int h) {
-  if (w <= 0 || h <= 0) return;
-  values_.assign(values, values + static_cast<std::size_t>(w) * h);
+// RGB planes (3·w·h floats) as RGBA bytes, clamped to [0, 1]; gaps (< 0 in the red plane) in the
+// background colour.
+static std::vector<std::uint8_t> rgba_of_planes(const float* values, int w, int h, ImVec4 background) {
+  const std::size_t plane = static_cast<std::size_t>(w) * h;
+  auto byte_of = [](float v) { return static_cast<std::uint8_t>(std::lround(std::clamp(v, 0.0f, 1.0f) * 255.0f)); };
+  const std::uint8_t bg[4] = {byte_of(background.x), byte_of(background.y), byte_of(background.z), 255};
+  std::vector<std::uint8_t> rgba(plane * 4);
+  for (std::size_t i = 0; i < plane; ++i) {
+    std::uint8_t* px = &rgba[i * 4];
+    if (!(values[i] >= 0)) {
+      std::copy(bg, bg + 4, px);
+      continue;
+    }
+    for (std::size_t c = 0; c < 3; ++c) px[c] = byte_of(values[c * plane + i]);
+    px[3] = 255;
+  }
+  return rgba;
+}
+
+void GlImage::update(const float* values, int w, int h, int channels) {
+  if (w <= 0 || h <= 0 || (channels != 1 && channels != 3)) return;
+  values_.assign(values, values + static_cast<std::size_t>(w) * h * channels);
   GLint previous = 0;
   glGetIntegerv(GL_TEXTURE_BINDING_2D, &previous);
   if (!src_) {
@@ -79,8 +102,11 @@ void GlImage::update(const float* values, int w, int h) {
   glBindTexture(GL_TEXTURE_2D, src_);
   glPixelStorei(GL_UNPACK_ALIGNMENT, 4);
   glPixelStorei(GL_UNPACK_ROW_LENGTH, 0);
+  // Grey: the values go to src_ and the shader colours dst_. RGB: src_ keeps its size and dst_
+  // takes the colours directly.
+  const float* grey = channels == 1 ? values : nullptr;
   if (w != w_ || h != h_) {
-    glTexImage2D(GL_TEXTURE_2D, 0, GL_R32F, w, h, 0, GL_RED, GL_FLOAT, values);
+    glTexImage2D(GL_TEXTURE_2D, 0, GL_R32F, w, h, 0, GL_RED, GL_FLOAT, grey);
     set_filters(GL_NEAREST, GL_NEAREST);
     glBindTexture(GL_TEXTURE_2D, dst_);
     glTexImage2D(GL_TEXTURE_2D, 0, GL_RGBA8, w, h, 0, GL_RGBA, GL_UNSIGNED_BYTE, nullptr);
@@ -88,23 +114,30 @@ void GlImage::update(const float* values, int w, int h) {
     set_filters(GL_LINEAR, GL_NEAREST);
     w_ = w;
     h_ = h;
-  } else {
-    glTexSubImage2D(GL_TEXTURE_2D, 0, 0, 0, w, h, GL_RED, GL_FLOAT, values);
+  } else if (grey) {
+    glTexSubImage2D(GL_TEXTURE_2D, 0, 0, 0, w, h, GL_RED, GL_FLOAT, grey);
+  }
+  channels_ = channels;
+  coloured_with_ = -1;
+  if (channels == 3) {
+    const std::vector<std::uint8_t> rgba = rgba_of_planes(values, w, h, g_shared.background);
+    glBindTexture(GL_TEXTURE_2D, dst_);
+    glTexSubImage2D(GL_TEXTURE_2D, 0, 0, 0, w, h, GL_RGBA, GL_UNSIGNED_BYTE, rgba.data());
+    note_texture_changed(reinterpret_cast<ImTextureID>(static_cast<std::intptr_t>(dst_)));
   }
   glBindTexture(GL_TEXTURE_2D, static_cast<GLuint>(previous));
-  coloured_with_ = -1;
 }
 
-void GlImage::update_bytes(const std::uint8_t* pixels, int w, int h) {
-  std::vector<float> v(static_cast<std::size_t>(std::max(w, 0)) * std::max(h, 0));
+void GlImage::update_bytes(const std::uint8_t* pixels, int w, int h, int channels) {
+  std::vector<float> v(static_cast<std::size_t>(std::max(w, 0)) * std::max(h, 0) * std::max(channels, 0));
   for (std::size_t i = 0; i < v.size(); ++i) v[i] = pixels[i] * (1.0f / 255.0f);
-  update(v.data(), w, h);
+  update(v.data(), w, h, channels);
 }
 
 ImTextureID GlImage::texture(int colormap) {
   if (empty()) return ImTextureID{};
   colormap = colormap == kViridis ? kViridis : kGrey;
-  if (coloured_with_ != colormap && g_shared.program) {
+  if (channels_ == 1 && coloured_with_ != colormap && g_shared.program) {
     GlStateGuard guard;
     glBindFramebuffer(GL_FRAMEBUFFER, fbo_);
     glFramebufferTexture2D(GL_FRAMEBUFFER, GL_COLOR_ATTACHMENT0, GL_TEXTURE_2D, dst_, 0);

@@ -61,28 +61,14 @@ std::string csv_text(const std::string& t) {
 
 }  // namespace
 
-void write_image_png(const std::filesystem::path& file, const std::vector<float>& values, int w, int h, int colormap,
-                     int min_side, std::uint8_t gap_grey) {
-  if (w <= 0 || h <= 0 || values.size() < static_cast<std::size_t>(w) * h)
+void write_image_png(const std::filesystem::path& file, const std::vector<float>& values, int channels, int w, int h,
+                     int colormap, int min_side, std::uint8_t gap_grey) {
+  const std::size_t plane = static_cast<std::size_t>(std::max(w, 0)) * std::max(h, 0);
+  if (w <= 0 || h <= 0 || (channels != 1 && channels != 3) || values.size() < plane * channels)
     throw std::runtime_error("nothing to export yet");
   const int scale = std::max(1, (min_side + std::max(w, h) - 1) / std::max(w, h));
-  const int W = w * scale, H = h * scale;
-  const std::vector<std::uint8_t> table = colormap_table(colormap == 1 ? 1 : 0);
-  std::vector<std::uint8_t> rgb(static_cast<std::size_t>(W) * H * 3);
-  for (int y = 0; y < H; ++y)
-    for (int x = 0; x < W; ++x) {
-      const float v = values[static_cast<std::size_t>(y / scale) * w + x / scale];
-      std::uint8_t* px = &rgb[(static_cast<std::size_t>(y) * W + x) * 3];
-      if (!(v >= 0)) {
-        px[0] = px[1] = px[2] = gap_grey;
-        continue;
-      }
-      const int i = std::clamp(static_cast<int>(std::lround(v * 255.0f)), 0, 255);
-      px[0] = table[static_cast<std::size_t>(i) * 3];
-      px[1] = table[static_cast<std::size_t>(i) * 3 + 1];
-      px[2] = table[static_cast<std::size_t>(i) * 3 + 2];
-    }
-  write_png_rgb(file, rgb.data(), W, H, 3);
+  const std::vector<std::uint8_t> rgb = image_rgb8(values, channels, w, h, colormap, scale, gap_grey);
+  write_png_rgb(file, rgb.data(), w * scale, h * scale, 3);
 }
 
 void write_framebuffer_png(const std::filesystem::path& file, const std::vector<std::uint8_t>& rgba, int w, int h) {

@@ -130,21 +130,6 @@ Eigen::MatrixXf encode_test(const Snapshot& snap, const std::vector<int>& idx) {
   return mu;
 }
 
-std::vector<float> tile(const Eigen::Ref<const Eigen::MatrixXf>& images, int h, int w, int rows, int cols, int gap,
-                        int& out_w, int& out_h) {
-  out_w = cols * w + (cols - 1) * gap;
-  out_h = rows * h + (rows - 1) * gap;
-  std::vector<float> out(static_cast<std::size_t>(std::max(out_w, 0)) * std::max(out_h, 0), -1.0f);
-  const Eigen::Index n = images.cols();
-  for (Eigen::Index k = 0; k < n && k < static_cast<Eigen::Index>(rows) * cols; ++k) {
-    const int r = static_cast<int>(k) / cols, c = static_cast<int>(k) % cols;
-    for (int y = 0; y < h; ++y)
-      for (int x = 0; x < w; ++x)
-        out[static_cast<std::size_t>(r * (h + gap) + y) * out_w + c * (w + gap) + x] = images(y * w + x, k);
-  }
-  return out;
-}
-
 Eigen::Vector2f to_plane(const LatentMapState& map, const Eigen::VectorXf& z) {
   if (!map.plane_valid || map.plane.mean.size() != z.size()) return Eigen::Vector2f(z.size() > 0 ? z[0] : 0, z.size() > 1 ? z[1] : 0);
   return map.plane.components.transpose() * (z - map.plane.mean);
@@ -165,7 +150,7 @@ void export_png_button(AppState& state, const char* label, const GlImage& image,
   if (!ImGui::SmallButton(label)) return;
   try {  // the chooser suggests a fresh name in the export folder
     const auto suggested = unique_export_path(state.export_dir, stem, ".png");
-    state.chooser.png = PendingPng{image.values(), image.width(), image.height(), state.colormap};
+    state.chooser.png = PendingPng{image.values(), image.channels(), image.width(), image.height(), state.colormap};
     open_file_chooser(state, ChooserPurpose::ExportPng, suggested, suggested.filename().string());
   } catch (const std::exception& e) {
     state.post(Severity::Error, std::string("PNG export failed: ") + e.what());

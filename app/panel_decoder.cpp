@@ -101,7 +101,7 @@ void draw_decoder(AppState& state, const Snapshot& snap) {
     Eigen::MatrixXf img;
     state.note_work('D');
     decode(snap, dec.z, img);
-    dec.image.update(img.data(), snap.model_config.image_w, snap.model_config.image_h);
+    dec.image.update(img.data(), snap.model_config.image_w, snap.model_config.image_h, snap.model_config.image_c);
     dec.image.texture(state.colormap);
     dec.decoded_version = state.live_serial;
     dec.decoded_z = dec.z;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "core/view_math.hpp"
 #include "app/panels.hpp"
 #include "core/model.hpp"
 
@@ -65,7 +66,7 @@ void draw_controls(InterpolationState& in, DecoderState& dec) {
 // images at t (when t, A, B or the weights change).
 void refresh_images(AppState& state, const Snapshot& snap) {
   InterpolationState& in = state.interp;
-  const int h = snap.model_config.image_h, w = snap.model_config.image_w;
+  const int c = snap.model_config.image_c, h = snap.model_config.image_h, w = snap.model_config.image_w;
   const bool strips_stale = in.strips_ab != in.ab_serial || in.strips_frames != in.frames;
   if (strips_stale) in.strips.invalidate();
   if (state.heavy_due(in.strips, 0.25, strips_stale)) {
@@ -79,20 +80,20 @@ void refresh_images(AppState& state, const Snapshot& snap) {
     }
     int tw = 0, th = 0;
     decode(snap, zl, img);
-    std::vector<float> strip = tile(img, h, w, 1, n, 1, tw, th);
-    in.lerp_strip.update(strip.data(), tw, th);
+    std::vector<float> strip = tile_images(img, c, h, w, 1, n, 1, tw, th);
+    in.lerp_strip.update(strip.data(), tw, th, c);
     decode(snap, zs, img);
-    strip = tile(img, h, w, 1, n, 1, tw, th);
-    in.slerp_strip.update(strip.data(), tw, th);
+    strip = tile_images(img, c, h, w, 1, n, 1, tw, th);
+    in.slerp_strip.update(strip.data(), tw, th, c);
     in.strips_ab = in.ab_serial;
     in.strips_frames = n;
   }
   if (in.at_t != in.t || in.at_t_ab != in.ab_serial || in.at_t_version != state.live_serial) {
     Eigen::MatrixXf img;
     decode(snap, lerp(in.a, in.b, in.t), img);
-    in.lerp_at_t.update(img.data(), w, h);
+    in.lerp_at_t.update(img.data(), w, h, c);
     decode(snap, slerp(in.a, in.b, in.t), img);
-    in.slerp_at_t.update(img.data(), w, h);
+    in.slerp_at_t.update(img.data(), w, h, c);
     in.at_t = in.t;
     in.at_t_ab = in.ab_serial;
     in.at_t_version = state.live_serial;

@@ -597,7 +597,7 @@ void cluster_mean_tooltip(AppState& state, LatentMapState& map, const Snapshot& 
       const auto means = snap.model->cluster_means();
       Eigen::MatrixXf img;
       decode(snap, means.col(map.hovered_mean), img);
-      map.mean_image.image.update(img.data(), test.width, test.height);
+      map.mean_image.image.update(img.data(), test.width, test.height, test.channels);
       map.mean_image.cached = map.hovered_mean;
       map.mean_image.version = state.live_serial;
     }
@@ -621,10 +621,10 @@ void code_tooltip(AppState& state, LatentMapState& map, const Snapshot& snap) {
     const int i = snap.display_indices[static_cast<std::size_t>(map.hovered)];
     const int h = test.height, w = test.width;
     if (map.hover_images.cached != map.hovered || map.hover_images.version != state.live_serial) {
-      map.hover_images.original.update_bytes(test.image(i), w, h);
+      map.hover_images.original.update_bytes(test.image(i), w, h, test.channels);
       Eigen::MatrixXf img;
       decode(snap, snap.latent_mu.col(map.hovered), img);
-      map.hover_images.recon.update(img.data(), w, h);
+      map.hover_images.recon.update(img.data(), w, h, test.channels);
       map.hover_images.cached = map.hovered;
       map.hover_images.version = state.live_serial;
     }

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "core/view_math.hpp"
 #include "app/panels.hpp"
 #include "core/model.hpp"
 
@@ -54,8 +55,9 @@ void draw_manifold(AppState& state, const Snapshot& snap) {
     Eigen::MatrixXf img;
     decode(snap, mf.zs, img);
     int gw = 0, gh = 0;
-    const std::vector<float> grid = tile(img, snap.model_config.image_h, snap.model_config.image_w, n, n, 0, gw, gh);
-    mf.grid.update(grid.data(), gw, gh);
+    const ModelConfig& mc = snap.model_config;
+    const std::vector<float> grid = tile_images(img, mc.image_c, mc.image_h, mc.image_w, n, n, 0, gw, gh);
+    mf.grid.update(grid.data(), gw, gh, mc.image_c);
     mf.built_n = n;
     mf.built_plane = map.plane_serial;
     mf.built_base = base;

@@ -36,11 +36,11 @@ void poll(GapState& g, const Snapshot& snap, double now) {
     g.post.heat.update(heat.data(), n, n);
     const ImageSet& test = snap.data->test;
     if (g.post.key.index >= 0 && g.post.key.index < test.count) {
-      g.post.x.update_bytes(test.image(g.post.key.index), test.width, test.height);
+      g.post.x.update_bytes(test.image(g.post.key.index), test.width, test.height, test.channels);
       Eigen::MatrixXf img;
       // The model may have moved on since; the reconstruction is the current one of q's mean.
       decode(snap, p.q_mu, img);
-      g.post.recon.update(img.data(), test.width, test.height);
+      g.post.recon.update(img.data(), test.width, test.height, test.channels);
     }
   } catch (const std::exception& e) {
     g.post.grid.reset();

@@ -4,6 +4,7 @@
 // times a second, not every frame. Not an evaluation of the model (see the curves).
 #include <algorithm>
 
+#include "core/view_math.hpp"
 #include "app/panels.hpp"
 #include "core/model.hpp"
 
@@ -53,7 +54,7 @@ void draw_samples(AppState& state, const Snapshot& snap) {
     s.refresh.invalidate();
     forced = true;
   }
-  const int h = snap.model_config.image_h, w = snap.model_config.image_w;
+  const int c = snap.model_config.image_c, h = snap.model_config.image_h, w = snap.model_config.image_w;
   if (state.heavy_due(s.refresh, 0.3, forced)) {
     state.note_work('S');
     Eigen::MatrixXf img;
@@ -69,8 +70,8 @@ void draw_samples(AppState& state, const Snapshot& snap) {
       }
     }
     decode(snap, z, img);
-    std::vector<float> grid = tile(img, h, w, s.rows, s.cols, 1, tw, th);
-    s.prior.update(grid.data(), tw, th);
+    std::vector<float> grid = tile_images(img, c, h, w, s.rows, s.cols, 1, tw, th);
+    s.prior.update(grid.data(), tw, th, c);
     const Eigen::MatrixXf mu = encode_test(snap, s.test_idx);
     decode(snap, mu, img);
     Eigen::MatrixXf both(img.rows(), 2 * img.cols());
@@ -78,8 +79,8 @@ void draw_samples(AppState& state, const Snapshot& snap) {
       both.col(k) = test_image(snap, s.test_idx[static_cast<std::size_t>(k)]);
       both.col(img.cols() + k) = img.col(k);
     }
-    grid = tile(both, h, w, 2, s.pairs, 1, tw, th);
-    s.recon_pairs.update(grid.data(), tw, th);
+    grid = tile_images(both, c, h, w, 2, s.pairs, 1, tw, th);
+    s.recon_pairs.update(grid.data(), tw, th, c);
   }
 
   const float spacing = ImGui::GetStyle().ItemSpacing.y;

@@ -428,7 +428,8 @@ void draw_files(AppState& state, const Snapshot* snap) {
   TrainingPanelState& t = state.training;
   if (snap && snap->data) {
     const Dataset& d = *snap->data;
-    ImGui::Text("%s: %d train, %d test, %d×%d", d.name.c_str(), d.train.count, d.test.count, d.train.width, d.train.height);
+    ImGui::Text("%s: %d train, %d test, %s", d.name.c_str(), d.train.count, d.test.count,
+                image_shape_text(d.train.channels, d.train.height, d.train.width).c_str());
     if (!d.class_names.empty()) {
       ImGui::SameLine();
       ImGui::TextDisabled("%zu classes", d.class_names.size());

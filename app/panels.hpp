@@ -75,11 +75,6 @@ Eigen::MatrixXf encode_test(const Snapshot& snap, const std::vector<int>& idx);
 // Test image i as floats in [0, 1], (D).
 Eigen::VectorXf test_image(const Snapshot& snap, int i);
 
-// Lay images (D, n) with D = h·w out in a grid, `gap` pixels apart (gap pixels are −1, drawn in
-// the background colour). Returns the composite's size in out_w / out_h.
-std::vector<float> tile(const Eigen::Ref<const Eigen::MatrixXf>& images, int h, int w, int rows, int cols, int gap,
-                        int& out_w, int& out_h);
-
 // Latent plane of the latent map (PCA or two chosen dims): z → (u, v), and moving z in the plane.
 Eigen::Vector2f to_plane(const LatentMapState& map, const Eigen::VectorXf& z);
 Eigen::VectorXf move_in_plane(const LatentMapState& map, const Eigen::VectorXf& z, float u, float v);

@@ -96,7 +96,7 @@ std::string describe_model(const ModelConfig& m) {
   std::string s = to_string(m.family);
   s += ' ';
   if (m.family == ModelFamily::Conv) {
-    s.append(std::to_string(m.image_h)).append("×").append(std::to_string(m.image_w));
+    s.append(image_shape_text(m));
     s.append(" → ").append(std::to_string(m.latent));
   } else {
     s.append(std::to_string(m.input_dim()));

@@ -1,6 +1,6 @@
-// Checkpoint file format (version 1): encoding, decoding and the consistency checks of both.
-// Layout, all little-endian: "VAELABCK", u32 version, u64 file size, the TrainingState fields in
-// declaration order, then a CRC-32 of every byte before it. Not a stable interchange format.
+// Checkpoint file format (version 2, reading 1 too): encoding, decoding and the consistency checks
+// of both. Layout, all little-endian: "VAELABCK", u32 version, u64 file size, the TrainingState
+// fields in declaration order, then a CRC-32 of every byte before it. Not a stable interchange format.
 #include "core/checkpoint.hpp"
 
 #include <zlib.h>
@@ -139,6 +139,7 @@ void put(Writer& w, const ModelConfig& m) {
   w.num(m.gaussian_sigma);
   w.u8(static_cast<std::uint8_t>(m.family));
   w.i32(m.clusters);
+  w.i32(m.image_c);  // from version 2
 }
 
 void put(Writer& w, const TrainConfig& t) {
@@ -203,7 +204,8 @@ E get_enum(Reader& r, std::uint8_t max, const char* what) {
   return static_cast<E>(v);
 }
 
-ModelConfig get_model(Reader& r) {
+// Version 1 has no image_c: its models are all grey (C = 1, ModelConfig's default).
+ModelConfig get_model(Reader& r, std::uint32_t version) {
   ModelConfig m;
   m.image_h = r.i32();
   m.image_w = r.i32();
@@ -214,6 +216,7 @@ ModelConfig get_model(Reader& r) {
   m.gaussian_sigma = r.num<float>();
   m.family = get_enum<ModelFamily>(r, static_cast<std::uint8_t>(ModelFamily::Gmvae), "model family");
   m.clusters = r.i32();
+  if (version >= 2) m.image_c = r.i32();
   return m;
 }
 
@@ -377,7 +380,7 @@ TrainingState parse_checkpoint(const std::uint8_t* bytes, std::size_t n, const s
   if (version > kCheckpointVersion)
     fail("written by a newer vaelab (version " + std::to_string(version) + "); this build reads version " +
          std::to_string(kCheckpointVersion));
-  if (version != kCheckpointVersion) fail("unknown checkpoint version " + std::to_string(version));
+  if (version < kOldestCheckpointVersion) fail("unknown checkpoint version " + std::to_string(version));
   if (n < kPrefix + kTrailer) too_short();
   const std::uint64_t declared = le64(bytes + 12);
   if (declared > n)
@@ -390,7 +393,7 @@ TrainingState parse_checkpoint(const std::uint8_t* bytes, std::size_t n, const s
 
   Reader r(bytes + kPrefix, n - kPrefix - kTrailer, name);
   TrainingState s;
-  s.model = get_model(r);
+  s.model = get_model(r, version);
   s.train = get_train(r);
   s.params = r.vec<float>();
   s.adam.beta1 = r.num<float>();

@@ -16,7 +16,9 @@
 
 namespace vaelab {
 
-inline constexpr std::uint32_t kCheckpointVersion = 1;
+// Version 2 adds the image channels (image_c); version 1 files, all grey, still load with C = 1.
+inline constexpr std::uint32_t kCheckpointVersion = 2;
+inline constexpr std::uint32_t kOldestCheckpointVersion = 1;
 
 struct TrainingState {
   ModelConfig model;

@@ -82,7 +82,13 @@ E parse_spelling(const Spelling<E> (&spellings)[N], const std::string& text, con
 
 }  // namespace
 
+std::string image_shape_text(int channels, int height, int width, bool with_channels) {
+  std::string s = channels != 1 || with_channels ? std::to_string(channels) + "×" : std::string();
+  return s.append(std::to_string(height)).append("×").append(std::to_string(width));
+}
+
 void validate(const ModelConfig& m) {
+  require(m.image_c == 1 || m.image_c == 3, "image channels", m.image_c, "1 (grey) or 3 (colour)");
   require_in(limits::kImageSide, m.image_h, "image height");
   require_in(limits::kImageSide, m.image_w, "image width");
   const long long pixels = static_cast<long long>(m.image_h) * m.image_w;

@@ -34,6 +34,7 @@ enum class Estimator : std::uint8_t {
 inline constexpr int kClassifierHidden = 64;
 
 struct ModelConfig {
+  int image_c = 1;   // channels: 1 (grey) or 3 (RGB); images are C×H×W planes, as PyTorch's NCHW
   int image_h = 28;
   int image_w = 28;
   int latent = 2;
@@ -43,7 +44,7 @@ struct ModelConfig {
   ModelFamily family = ModelFamily::Mlp;
   int clusters = 10;                // only for Gmvae: K categories of y
 
-  int input_dim() const { return image_h * image_w; }
+  int input_dim() const { return image_c * image_h * image_w; }  // D = C·H·W
   bool operator==(const ModelConfig&) const = default;
 };
 
@@ -92,7 +93,14 @@ inline constexpr WholeRange kSamples{1, 1000};
 inline constexpr WholeRange kThreads{1, 256};
 }  // namespace limits
 
-// Throws vaelab::Error with a message naming the bad field and its allowed range.
+// An image size as messages write it: "3×32×32" in colour; grey as "28×28", or "1×28×28" when
+// with_channels (beside a colour size, where the channels are the difference).
+std::string image_shape_text(int channels, int height, int width, bool with_channels = false);
+inline std::string image_shape_text(const ModelConfig& m, bool with_channels = false) {
+  return image_shape_text(m.image_c, m.image_h, m.image_w, with_channels);
+}
+
+// Throws vaelab::Error with a message naming the bad field and its allowed range (image_c: 1 or 3).
 void validate(const ModelConfig& m);
 void validate(const TrainConfig& t);
 

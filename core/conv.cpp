@@ -284,7 +284,9 @@ void validate(const ConvGeometry& g) {
     fail("sizes overflow 32-bit counts");
 }
 
-ConvVaeGeometry conv_vae_geometries(int H, int W, int latent) {
+ConvVaeGeometry conv_vae_geometries(int C, int H, int W, int latent) {
+  if (C != 1 && C != 3)
+    throw Error("convolutional VAE: images with " + std::to_string(C) + " channels are not supported; use 1 or 3");
   if (H < 1 || W < 1 || H > 4096 || W > 4096)
     throw Error("convolutional VAE: " + std::to_string(H) + "×" + std::to_string(W) +
                 " images are not supported; height and width must be between 1 and 4096 pixels");
@@ -308,7 +310,7 @@ ConvVaeGeometry conv_vae_geometries(int H, int W, int latent) {
   auto op = [](int target) { return target % 2 == 0 ? 1 : 0; };
   const int h1 = half(H), w1 = half(W), h2 = half(h1), w2 = half(w1);
   ConvVaeGeometry v;
-  v.enc1 = geo(1, H, W, 32, 2, 0, 0, false);
+  v.enc1 = geo(C, H, W, 32, 2, 0, 0, false);
   v.enc2 = geo(32, h1, w1, 64, 2, 0, 0, false);
   v.enc_dense_in = 64 * h2 * w2;
   v.enc_dense_out = 2 * latent;
@@ -316,10 +318,10 @@ ConvVaeGeometry conv_vae_geometries(int H, int W, int latent) {
   v.dec_dense_out = 32 * h2 * w2;
   v.dec1 = geo(32, h2, w2, 64, 2, op(h1), op(w1), true);
   v.dec2 = geo(64, h1, w1, 32, 2, op(H), op(W), true);
-  v.dec3 = geo(32, H, W, 1, 1, 0, 0, true);
+  v.dec3 = geo(32, H, W, C, 1, 0, 0, true);
   for (const ConvGeometry* g : {&v.enc1, &v.enc2, &v.dec1, &v.dec2, &v.dec3}) validate(*g);
   if (v.enc2.out_size() != v.enc_dense_in || v.dec1.in_size() != v.dec_dense_out || v.dec1.out_h() != h1 ||
-      v.dec1.out_w() != w1 || v.dec2.out_h() != H || v.dec2.out_w() != W || v.dec3.out_size() != H * W)
+      v.dec1.out_w() != w1 || v.dec2.out_h() != H || v.dec2.out_w() != W || v.dec3.out_size() != C * H * W)
     throw Error("convolutional VAE: internal error, " + std::to_string(H) + "×" + std::to_string(W) +
                 " does not round-trip");
   return v;

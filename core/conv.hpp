@@ -45,9 +45,10 @@ struct ConvGeometry {
 void validate(const ConvGeometry& g);
 
 // ---- The convolutional VAE's shapes ----------------------------------------------------------------
+// Images have C channels (1 grey, 3 RGB): the first convolution takes C, the last gives C.
 // Encoder: Conv 3×3 32 s2 p1 → ReLU → Conv 3×3 64 s2 p1 → ReLU → Dense (64·h2·w2 → 2·latent: μ, log σ²).
 // Decoder: Dense (latent → 32·h2·w2) → ReLU → ConvT 3×3 64 s2 p1 → ReLU → ConvT 3×3 32 s2 p1 → ReLU
-//          → ConvT 3×3 1 s1 p1 (logits or means, 1×H×W).
+//          → ConvT 3×3 C s1 p1 (logits or means, C×H×W).
 // Stride-2 layers with pad 1 give ⌈H/2⌉ ('same' in Keras's sense), so H → h1 = ⌈H/2⌉ → h2 = ⌈h1/2⌉
 // (28 → 14 → 7, 27 → 14 → 7, 32 → 16 → 8, 20 → 10 → 5). A stride-2 transposed 3×3 with pad 1 gives
 // 2h − 1 + output_pad, so output_pad = 1 when the encoder-side size was even and 0 when odd: every
@@ -58,11 +59,12 @@ struct ConvVaeGeometry {
   int enc_dense_out = 0;     // 2·latent: μ rows then log σ² rows
   int dec_dense_in = 0;      // latent
   int dec_dense_out = 0;     // 32·h2·w2 (dec1's input)
-  ConvGeometry dec1, dec2, dec3;  // decoder transposed convolutions; dec3 outputs 1×H×W
+  ConvGeometry dec1, dec2, dec3;  // decoder transposed convolutions; dec3 outputs C×H×W
 };
 
-// Supported: 1 ≤ H, W ≤ 4096 and latent ≥ 1 (any parity, square or not). Throws vaelab::Error otherwise.
-ConvVaeGeometry conv_vae_geometries(int H, int W, int latent);
+// Supported: C ∈ {1, 3}, 1 ≤ H, W ≤ 4096 and latent ≥ 1 (any parity, square or not). Throws
+// vaelab::Error otherwise.
+ConvVaeGeometry conv_vae_geometries(int C, int H, int W, int latent);
 
 // ---- Workspace --------------------------------------------------------------------------------------
 // Scratch for one layer call at a time: one sample's im2col matrix (out_h·out_w · in_c·k·k floats for

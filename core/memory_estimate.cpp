@@ -38,12 +38,12 @@ struct Dense {
 std::vector<Dense> dense_layers(const ModelConfig& m, bool encoder) {
   std::vector<Dense> layers;
   if (m.family == ModelFamily::Conv) {
-    const ConvVaeGeometry v = conv_vae_geometries(m.image_h, m.image_w, m.latent);
+    const ConvVaeGeometry v = conv_vae_geometries(m.image_c, m.image_h, m.image_w, m.latent);
     if (encoder) layers.push_back({u64(v.enc_dense_in), u64(v.enc_dense_out)});
     else layers.push_back({u64(v.dec_dense_in), u64(v.dec_dense_out)});
     return layers;
   }
-  const u64 d = u64(m.image_h) * u64(m.image_w);
+  const u64 d = u64(m.image_c) * u64(m.image_h) * u64(m.image_w);
   if (encoder) {
     u64 width = d;
     for (int h : m.hidden) {
@@ -64,7 +64,7 @@ std::vector<Dense> dense_layers(const ModelConfig& m, bool encoder) {
 
 // Floats of one workspace for a batch of `batch` examples (the MLP's whole-batch one, or a shard's).
 u64 workspace_floats(const ModelConfig& m, u64 batch, u64 samples) {
-  const u64 C = batch * samples, d = u64(m.latent), D = u64(m.image_h) * u64(m.image_w);
+  const u64 C = batch * samples, d = u64(m.latent), D = u64(m.image_c) * u64(m.image_h) * u64(m.image_w);
   const std::vector<Dense> enc = dense_layers(m, true), dec = dense_layers(m, false);
   u64 f = 0;
   // Hidden activations and their gradients: the encoder's per example, the decoder's per sample.
@@ -74,7 +74,7 @@ u64 workspace_floats(const ModelConfig& m, u64 batch, u64 samples) {
   f += 2 * D * C;                    // the decoder's output and its gradient
   if (samples > 1) f += D * C;       // the input repeated per sample
   if (m.family == ModelFamily::Conv) {
-    const ConvVaeGeometry v = conv_vae_geometries(m.image_h, m.image_w, m.latent);
+    const ConvVaeGeometry v = conv_vae_geometries(m.image_c, m.image_h, m.image_w, m.latent);
     f += 2 * (u64(v.enc1.out_size()) + u64(v.enc2.out_size())) * batch;
     f += 2 * (u64(v.dec_dense_out) + u64(v.dec1.out_size()) + u64(v.dec2.out_size())) * C;
   } else if (m.family == ModelFamily::Gmvae) {
@@ -100,7 +100,7 @@ u64 parameter_count(const ModelConfig& m) {
   for (bool encoder : {true, false})
     for (const Dense& l : dense_layers(m, encoder)) total += l.in * l.out + l.out;
   if (m.family == ModelFamily::Conv) {
-    const ConvVaeGeometry v = conv_vae_geometries(m.image_h, m.image_w, m.latent);
+    const ConvVaeGeometry v = conv_vae_geometries(m.image_c, m.image_h, m.image_w, m.latent);
     for (const ConvGeometry* g : {&v.enc1, &v.enc2, &v.dec1, &v.dec2, &v.dec3})
       total += u64(g->weight_size()) + u64(g->bias_size());
   }
@@ -134,7 +134,7 @@ MemoryEstimate estimate_training_memory(const ModelConfig& m, const TrainConfig&
     e.workspaces = 4 * S * workspace_floats(m, Bs, L);
     e.parameters += 4 * P * (S - 1);
   }
-  const u64 D = u64(m.image_h) * u64(m.image_w);
+  const u64 D = u64(m.image_c) * u64(m.image_h) * u64(m.image_w);
   e.workspaces += 4 * (D * B + u64(m.latent) * B * L);  // the trainer's batch and its ε
   e.data = data_bytes;
   e.process = kProcessBytes;

@@ -68,7 +68,7 @@ Model::Model(ModelConfig cfg) : cfg_(std::move(cfg)) {
   };
   if (cfg_.family == ModelFamily::Conv) {
     // Buffer order: enc conv1, enc conv2, enc dense head, dec dense, dec convT 1, 2, 3.
-    const ConvVaeGeometry v = conv_vae_geometries(cfg_.image_h, cfg_.image_w, cfg_.latent);
+    const ConvVaeGeometry v = conv_vae_geometries(cfg_.image_c, cfg_.image_h, cfg_.image_w, cfg_.latent);
     add_conv(conv_enc_, v.enc1);
     add_conv(conv_enc_, v.enc2);
     add(enc_, v.enc_dense_in, v.enc_dense_out);

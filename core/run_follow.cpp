@@ -315,7 +315,7 @@ std::string read_at(int fd, std::uint64_t offset, std::size_t limit) {
 
 std::string describe(const ModelConfig& c) {
   std::string s = to_string(c.family);
-  s.append(" ").append(std::to_string(c.image_h)).append("×").append(std::to_string(c.image_w));
+  s.append(" ").append(image_shape_text(c));
   if (c.family != ModelFamily::Conv) {
     s.append(", hidden");
     for (int h : c.hidden) s.append(" ").append(std::to_string(h));

@@ -102,7 +102,7 @@ inline constexpr const char* kRunMetricsFile = "metrics.jsonl";
 // the caller uses vaelab::evaluate (core/objective.hpp) on the data set's test images, as the
 // trainer's epoch-end evaluation does: EvalOptions{samples 1, iwae_k K (0: none), a fixed seed};
 // Evaluation::elbo, recon, kl and iwae are the fields printed. The data set's image size must be
-// the model's (model.config().image_h × image_w): check it before calling, evaluate does not.
+// the model's (model.config().image_c × image_h × image_w): check it before calling, evaluate does not.
 class RunFollower {
  public:
   explicit RunFollower(std::filesystem::path folder, FollowOptions options = {});

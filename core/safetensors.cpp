@@ -399,6 +399,15 @@ void validate_imported(const ModelConfig& cfg) {
   }
 }
 
+// The channels from the metadata's image_c into cfg: 1 or 3, and 1 (grey) when the file does not
+// say (files written before colour, and grey exports, which leave it out).
+void channels_from_metadata(const SafetensorsFile& f, ModelConfig& cfg) {
+  const std::string* mc = metadata_of(f, "image_c");
+  cfg.image_c = 1;
+  if (mc && (!parse_int(*mc, cfg.image_c) || (cfg.image_c != 1 && cfg.image_c != 3)))
+    import_fail("the metadata's image_c '" + *mc + "' is not 1 (grey) or 3 (colour)");
+}
+
 // The image size from the metadata's image_h and image_w into cfg; false when it gives neither.
 bool image_size_from_metadata(const SafetensorsFile& f, ModelConfig& cfg) {
   const std::string* mh = metadata_of(f, "image_h");
@@ -458,6 +467,7 @@ std::optional<Model> import_conv_model(const SafetensorsFile& f, bool build, Mod
   std::set<std::string> used;
   ModelConfig cfg;
   cfg.family = ModelFamily::Conv;
+  channels_from_metadata(f, cfg);
   if (!image_size_from_metadata(f, cfg))
     fail("a convolutional VAE needs the image size in the metadata (image_h and image_w)");
   const Tensor* fc21 = f.find("fc21.weight");
@@ -468,7 +478,7 @@ std::optional<Model> import_conv_model(const SafetensorsFile& f, bool build, Mod
   check_metadata_latent(f, cfg.latent);
   ConvVaeGeometry v;
   try {
-    v = conv_vae_geometries(cfg.image_h, cfg.image_w, cfg.latent);
+    v = conv_vae_geometries(cfg.image_c, cfg.image_h, cfg.image_w, cfg.latent);
   } catch (const Error& e) {
     fail(e.what());
   }
@@ -476,8 +486,7 @@ std::optional<Model> import_conv_model(const SafetensorsFile& f, bool build, Mod
   // its data (present in the file) bounds the allocation.
   if (fc21->shape != std::vector<std::int64_t>{cfg.latent, v.enc_dense_in})
     fail("tensor 'fc21.weight' has shape " + shape_str(fc21->shape) + ", expected " +
-         shape_str({cfg.latent, v.enc_dense_in}) + " for a " + std::to_string(cfg.image_h) + "×" +
-         std::to_string(cfg.image_w) + " convolutional VAE");
+         shape_str({cfg.latent, v.enc_dense_in}) + " for a " + image_shape_text(cfg) + " convolutional VAE");
   const Tensor* logvar = read_likelihood(f, cfg, used);
   validate_imported(cfg);
   if (checked) *checked = cfg;
@@ -489,8 +498,7 @@ std::optional<Model> import_conv_model(const SafetensorsFile& f, bool build, Mod
     if (!t) fail("tensor '" + name + "' is missing");
     if (t->shape != shape)
       fail("tensor '" + name + "' has shape " + shape_str(t->shape) + ", expected " + shape_str(shape) + " for a " +
-           std::to_string(cfg.image_h) + "×" + std::to_string(cfg.image_w) + " convolutional VAE with latent " +
-           std::to_string(cfg.latent));
+           image_shape_text(cfg) + " convolutional VAE with latent " + std::to_string(cfg.latent));
     std::copy(t->data.begin(), t->data.end(), model.params().begin() + static_cast<std::ptrdiff_t>(offset));
     used.insert(name);
   };
@@ -734,6 +742,9 @@ SafetensorsFile export_model(const Model& model) {
   const int d = cfg.latent;
   SafetensorsFile f;
   f.metadata["format"] = "vaelab-vae";
+  // Grey files leave image_c out (a file without it is grey), so they stay the bytes earlier
+  // versions wrote.
+  if (cfg.image_c != 1) f.metadata["image_c"] = std::to_string(cfg.image_c);
   f.metadata["image_h"] = std::to_string(cfg.image_h);
   f.metadata["image_w"] = std::to_string(cfg.image_w);
   f.metadata["latent"] = std::to_string(d);
@@ -886,14 +897,16 @@ std::optional<Model> import_any(const SafetensorsFile& f, bool build, ModelConfi
   cfg.latent = latent;
   cfg.hidden = hidden;
   check_metadata_latent(f, latent);
+  channels_from_metadata(f, cfg);
   if (image_size_from_metadata(f, cfg)) {
-    if (static_cast<long long>(cfg.image_h) * cfg.image_w != D)
-      fail("the metadata's image size " + std::to_string(cfg.image_h) + "×" + std::to_string(cfg.image_w) +
-           " does not match the " + std::to_string(D) + " inputs of '" + enc[0].name + ".weight'");
+    if (static_cast<long long>(cfg.image_c) * cfg.image_h * cfg.image_w != D)
+      fail("the metadata's image size " + image_shape_text(cfg) + " does not match the " + std::to_string(D) +
+           " inputs of '" + enc[0].name + ".weight'");
   } else {
-    const int side = static_cast<int>(std::lround(std::sqrt(static_cast<double>(D))));
-    if (static_cast<long long>(side) * side != D)
-      fail("the input size " + std::to_string(D) +
+    const int pixels = D / cfg.image_c;
+    const int side = static_cast<int>(std::lround(std::sqrt(static_cast<double>(pixels))));
+    if (pixels * cfg.image_c != D || static_cast<long long>(side) * side != pixels)
+      fail("the input size " + std::to_string(D) + (cfg.image_c == 1 ? "" : " / " + std::to_string(cfg.image_c) + " channels") +
            " is not a square and the file has no image_h/image_w metadata to say the image size");
     cfg.image_h = cfg.image_w = side;
   }

@@ -41,7 +41,8 @@ SafetensorsFile read_safetensors(const std::filesystem::path& file, const ShapeC
 
 // Model ↔ tensors with PyTorch names. Layer naming (encoder input → head, decoder z → output):
 // one hidden layer: fc1, fc21 (μ), fc22 (log σ²), fc3, fc4. More hidden layers:
-// encoder.{i}, fc21, fc22, decoder.{i}. Metadata records image size, latent size and likelihood.
+// encoder.{i}, fc21, fc22, decoder.{i}. Metadata records image size, latent size and likelihood;
+// colour models also image_c = 3 (a file without image_c is grey).
 SafetensorsFile export_model(const Model& model);
 // Infers the config from shapes and metadata; throws vaelab::Error when names or shapes don't fit.
 Model import_model(const SafetensorsFile& f);

@@ -63,6 +63,7 @@ struct TrainerEvent {
   double samples_per_s = 0;
   const StepStats* stats = nullptr;     // Step
   const EpochRecord* record = nullptr;  // EpochEnd
+  const Model* model = nullptr;         // EpochEnd: the model as the epoch left it (valid during the call)
   const LogLine* line = nullptr;        // Log
 };
 // Called on the trainer thread; keep it short.

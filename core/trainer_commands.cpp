@@ -131,7 +131,9 @@ void Trainer::Impl::handle(command::SetData& c) {
   const auto old_data = data;
   const ModelConfig old_model = mcfg;
   data = std::move(c.data);
-  const bool same_size = mcfg.image_h == data->train.height && mcfg.image_w == data->train.width;
+  const bool same_size = mcfg.image_c == data->train.channels && mcfg.image_h == data->train.height &&
+                         mcfg.image_w == data->train.width;
+  mcfg.image_c = data->train.channels;
   mcfg.image_h = data->train.height;
   mcfg.image_w = data->train.width;
   try {

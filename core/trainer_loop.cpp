@@ -27,7 +27,7 @@ double seconds_between(Clock::time_point a, Clock::time_point b) { return std::c
 void Trainer::Impl::run() {
   if (opt.evaluate_before_training) {
     history.epochs.push_back(epoch_record(0));
-    notify({.kind = EventKind::EpochEnd, .record = &history.epochs.back()});
+    notify({.kind = EventKind::EpochEnd, .record = &history.epochs.back(), .model = model.get()});
   }
   if (all_epochs_done()) state = TrainerState::Finished;
   if (opt.display_points > 0) refresh_latents();
@@ -199,7 +199,7 @@ void Trainer::Impl::end_epoch() {
   history.epochs.push_back(epoch_record(epoch));
   if (opt.measure_estimators) measure_estimators();
   refresh_latents();
-  notify({.kind = EventKind::EpochEnd, .record = &history.epochs.back()});
+  notify({.kind = EventKind::EpochEnd, .record = &history.epochs.back(), .model = model.get()});
   new_epoch_order();
   if (all_epochs_done()) state = TrainerState::Finished;
 }

@@ -21,10 +21,12 @@ void Trainer::Impl::check_estimator(const ModelConfig& m, const TrainConfig& t) 
 }
 
 void Trainer::Impl::check_image_size(const ModelConfig& m) const {
-  if (m.image_h == data->train.height && m.image_w == data->train.width) return;
+  const ImageSet& d = data->train;
+  if (m.image_c == d.channels && m.image_h == d.height && m.image_w == d.width) return;
+  const bool channels_differ = m.image_c != d.channels;
   std::ostringstream os;
-  os << "the model expects " << m.image_h << "×" << m.image_w << " images but the data set '" << data->name
-     << "' has " << data->train.height << "×" << data->train.width;
+  os << "the model expects " << image_shape_text(m, channels_differ) << " images but the data set '" << data->name
+     << "' has " << image_shape_text(d.channels, d.height, d.width, channels_differ);
   throw Error(os.str());
 }
 

@@ -427,6 +427,50 @@ std::vector<std::uint8_t> colormap_table(int which) {
   return table;
 }
 
+std::vector<float> tile_images(const Eigen::Ref<const Eigen::MatrixXf>& images, int channels, int h, int w, int rows,
+                               int cols, int gap, int& out_w, int& out_h) {
+  out_w = cols * w + (cols - 1) * gap;
+  out_h = rows * h + (rows - 1) * gap;
+  const std::size_t plane = static_cast<std::size_t>(std::max(out_w, 0)) * static_cast<std::size_t>(std::max(out_h, 0));
+  std::vector<float> out(plane * static_cast<std::size_t>(channels), -1.0f);
+  const Eigen::Index n = images.cols();
+  for (Eigen::Index k = 0; k < n && k < static_cast<Eigen::Index>(rows) * cols; ++k) {
+    const int r = static_cast<int>(k) / cols, c = static_cast<int>(k) % cols;
+    for (int ch = 0; ch < channels; ++ch)
+      for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x)
+          out[static_cast<std::size_t>(ch) * plane + static_cast<std::size_t>(r * (h + gap) + y) * out_w + c * (w + gap) + x] =
+              images((ch * h + y) * w + x, k);
+  }
+  return out;
+}
+
+std::vector<std::uint8_t> image_rgb8(const std::vector<float>& values, int channels, int w, int h, int colormap,
+                                     int scale, std::uint8_t gap_grey) {
+  const std::size_t plane = static_cast<std::size_t>(w) * static_cast<std::size_t>(h);
+  const std::size_t W = static_cast<std::size_t>(w) * scale, H = static_cast<std::size_t>(h) * scale;
+  const std::vector<std::uint8_t> table = colormap_table(colormap == 1 ? 1 : 0);
+  auto byte_of = [](float v) { return static_cast<std::uint8_t>(std::clamp(static_cast<int>(std::lround(v * 255.0f)), 0, 255)); };
+  std::vector<std::uint8_t> rgb(W * H * 3);
+  for (std::size_t y = 0; y < H; ++y)
+    for (std::size_t x = 0; x < W; ++x) {
+      const std::size_t at = y / scale * static_cast<std::size_t>(w) + x / scale;
+      const float v = values[at];
+      std::uint8_t* px = &rgb[(y * W + x) * 3];
+      if (!(v >= 0)) {
+        px[0] = px[1] = px[2] = gap_grey;
+      } else if (channels == 3) {
+        for (std::size_t c = 0; c < 3; ++c) px[c] = byte_of(values[c * plane + at]);
+      } else {
+        const std::size_t i = byte_of(v);
+        px[0] = table[i * 3];
+        px[1] = table[i * 3 + 1];
+        px[2] = table[i * 3 + 2];
+      }
+    }
+  return rgb;
+}
+
 Rgb8 category_colour(int label) {
   // Okabe–Ito's colours (its black swapped for a light grey so it shows on a dark plot),
   // plus a dark wine and an olive, which differ from their nearest neighbours in lightness

@@ -73,4 +73,15 @@ std::vector<std::uint8_t> colormap_table(int which /*0 grey, 1 viridis*/);
 // Ten categorical colours, distinguishable for common colour-vision deficiencies (Okabe–Ito-like).
 Rgb8 category_colour(int label);
 
+// ---- image grids ----
+// Images, one per column of C·h·w planar values (PyTorch's C×H×W), tiled `rows` × `cols` with `gap`
+// pixels between them into one planar C × out_h × out_w image; gaps and unused cells are −1.
+std::vector<float> tile_images(const Eigen::Ref<const Eigen::MatrixXf>& images, int channels, int h, int w, int rows,
+                               int cols, int gap, int& out_w, int& out_h);
+// A planar image (`channels` planes of h rows of w values) as interleaved RGB bytes, each pixel
+// repeated scale × scale times: one channel through colormap_table(colormap), three as red,
+// green and blue clamped to [0, 1]; a value < 0 in the first plane is a gap, painted gap_grey.
+std::vector<std::uint8_t> image_rgb8(const std::vector<float>& values, int channels, int w, int h, int colormap,
+                                     int scale, std::uint8_t gap_grey);
+
 }  // namespace vaelab

@@ -31,30 +31,72 @@ namespace vaelab::test {
 namespace fs = std::filesystem;
 using Bytes = std::vector<std::uint8_t>;
 
-// Ten 8×8 prototypes (random blobs, seed 42) with pixel noise: easy to learn, quick to train.
-inline std::shared_ptr<const Dataset> synthetic_data(int train_n = 1000, int test_n = 200) {
+// Ten classes of 8×8 images with `channels` planes: for each image, a label drawn from rng, then
+// draw(label, pixels) appends its channels·64 bytes. Labels are named "0" … "9".
+template <class Draw>
+std::shared_ptr<const Dataset> labelled_8x8(std::string name, int channels, int train_n, int test_n, Rng& rng, Draw&& draw) {
   auto ds = std::make_shared<Dataset>();
-  ds->name = "synthetic";
-  Rng rng(42);
-  std::vector<std::vector<float>> proto(10, std::vector<float>(64));
-  for (auto& p : proto)
-    for (float& v : p) v = rng.uniform() < 0.35f ? 0.9f : 0.05f;
+  ds->name = std::move(name);
   auto fill = [&](ImageSet& s, int n) {
     s.count = n;
+    s.channels = channels;
     s.height = s.width = 8;
     for (int i = 0; i < n; ++i) {
       const int label = static_cast<int>(rng.below(10));
       s.labels.push_back(static_cast<std::uint8_t>(label));
-      for (float v : proto[label]) {
-        const float noisy = std::clamp(v + 0.1f * rng.normal(), 0.0f, 1.0f);
-        s.pixels.push_back(static_cast<std::uint8_t>(noisy * 255));
-      }
+      draw(label, s.pixels);
     }
   };
   fill(ds->train, train_n);
   fill(ds->test, test_n);
   for (int i = 0; i < 10; ++i) ds->class_names.push_back(std::to_string(i));
   return ds;
+}
+
+// Ten 8×8 prototypes (random blobs, seed 42) with pixel noise: easy to learn, quick to train.
+inline std::shared_ptr<const Dataset> synthetic_data(int train_n = 1000, int test_n = 200) {
+  Rng rng(42);
+  std::vector<std::vector<float>> proto(10, std::vector<float>(64));
+  for (auto& p : proto)
+    for (float& v : p) v = rng.uniform() < 0.35f ? 0.9f : 0.05f;
+  return labelled_8x8("synthetic", 1, train_n, test_n, rng, [&](int label, std::vector<std::uint8_t>& pixels) {
+    for (float v : proto[static_cast<std::size_t>(label)]) {
+      const float noisy = std::clamp(v + 0.1f * rng.normal(), 0.0f, 1.0f);
+      pixels.push_back(static_cast<std::uint8_t>(noisy * 255));
+    }
+  });
+}
+
+// Colour 3×8×8 images, planar (all red, then green, then blue): class k is a bright square in
+// one quadrant (k mod 4) on a background of one colour (red, green or blue, k mod 3), with pixel
+// noise. The classes differ in colour, not only in shape, so a model must use the channels.
+inline std::shared_ptr<const Dataset> synthetic_colour_data(int train_n = 600, int test_n = 100) {
+  Rng rng(43);
+  return labelled_8x8("synthetic colour", 3, train_n, test_n, rng, [&](int label, std::vector<std::uint8_t>& pixels) {
+    const int quadrant = label % 4, background = label % 3;
+    for (int c = 0; c < 3; ++c)
+      for (int p = 0; p < 64; ++p) {
+        const int y = p / 8, x = p % 8;
+        const bool square = (y < 4) == (quadrant < 2) && (x < 4) == (quadrant % 2 == 0);
+        const float v = square ? 0.95f : c == background ? 0.7f : 0.05f;
+        const float noisy = std::clamp(v + 0.05f * rng.normal(), 0.0f, 1.0f);
+        pixels.push_back(static_cast<std::uint8_t>(noisy * 255));
+      }
+  });
+}
+
+// Runs the trainer to its end and checks that training raised the test ELBO by more than
+// `gain` nats; its epoch records (the first one the evaluation before training) must number
+// `records`.
+inline void check_training_improves(Trainer& tr, std::size_t records, float gain) {
+  tr.start();
+  tr.join();
+  const auto snap = tr.snapshot();
+  REQUIRE(snap->history.epochs.size() == records);
+  const float before = snap->history.epochs.front().test_elbo, after = snap->history.epochs.back().test_elbo;
+  CAPTURE(before);
+  CAPTURE(after);
+  CHECK(after > before + gain);
 }
 
 // 64-32-2, Bernoulli: matches synthetic_data's 8×8 images.

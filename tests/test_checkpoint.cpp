@@ -41,6 +41,7 @@ namespace {
 // Every field away from its default, NaNs where the format must keep them.
 TrainingState sample_state() {
   TrainingState s;
+  s.model.image_c = 3;
   s.model.image_h = 3;
   s.model.image_w = 4;
   s.model.latent = 2;
@@ -226,13 +227,63 @@ TEST_CASE("checkpoint: wrong magic, newer version and missing files are refused"
   CHECK(has(error_of([&] { load_checkpoint(file); }), file.string() + ": not a vaelab checkpoint"));
 
   b = bytes;
-  b[8] = 2;  // version 2, little-endian
+  b[8] = 3;  // version 3, little-endian
   write_all(file, b);
   CHECK(error_of([&] { load_checkpoint(file); }) ==
-        file.string() + ": written by a newer vaelab (version 2); this build reads version 1");
+        file.string() + ": written by a newer vaelab (version 3); this build reads version 2");
+  b[8] = 0;
+  write_all(file, b);
+  CHECK(error_of([&] { load_checkpoint(file); }) == file.string() + ": unknown checkpoint version 0");
 
   CHECK(has(error_of([&] { load_checkpoint(dir / "absent"); }), "does not exist"));
   CHECK(has(error_of([&] { load_checkpoint(dir.path); }), "is a folder"));
+}
+
+TEST_CASE("checkpoint: a version 1 file written before colour loads as a grey model") {
+  // tests/data/grey-v1.vaelab: written by vaelab-train before checkpoints recorded channels
+  // (Fashion-MNIST, 784-8-2, one short epoch).
+  const TrainingState s = load_checkpoint(fs::path(VAELAB_TEST_DATA_DIR) / "grey-v1.vaelab");
+  CHECK(s.model.image_c == 1);
+  CHECK(s.model.image_h == 28);
+  CHECK(s.model.image_w == 28);
+  CHECK(s.model.latent == 2);
+  CHECK(s.model.hidden == std::vector<int>{8});
+  CHECK(s.model.family == ModelFamily::Mlp);
+  CHECK(s.data_name == "fashion-mnist");
+  CHECK(s.step > 0);
+  REQUIRE(s.params.size() == Model(s.model).size());
+  Model m(s.model);
+  std::copy(s.params.begin(), s.params.end(), m.params().begin());
+  CHECK(m.all_finite());
+  // Saved again, it is a current-version file that gives back the same state.
+  TempDir dir("checkpoint");
+  save_checkpoint(dir / "again", s);
+  const Bytes again = read_all(dir / "again");
+  CHECK(again[8] == kCheckpointVersion);
+  check_same(load_checkpoint(dir / "again"), s);
+}
+
+TEST_CASE("checkpoint: colour models keep their channels") {
+  TempDir dir("checkpoint");
+  for (ModelFamily family : {ModelFamily::Mlp, ModelFamily::Conv}) {
+    TrainingState s;
+    s.model.family = family;
+    s.model.image_c = 3;
+    s.model.image_h = 6;
+    s.model.image_w = 5;
+    s.model.hidden = {7};
+    Model m(s.model);
+    m.init(4);
+    s.params.assign(m.params().begin(), m.params().end());
+    save_checkpoint(dir / "colour", s);
+    const TrainingState back = load_checkpoint(dir / "colour");
+    CHECK(back.model.image_c == 3);
+    CHECK(back.model == s.model);
+    CHECK(back.params == s.params);
+    // The same parameters do not make a grey model: the sizes are checked against the channels.
+    s.model.image_c = 1;
+    CHECK(has(error_of([&] { save_checkpoint(dir / "grey", s); }), "parameters, but its model settings need"));
+  }
 }
 
 TEST_CASE("checkpoint: inconsistent sizes are refused on load and save") {

@@ -389,7 +389,7 @@ TEST_CASE("conv: shape mismatches throw") {
 }
 
 TEST_CASE("conv: VAE geometries go 28 → 14 → 7 and back 7 → 14 → 28 → 28") {
-  const ConvVaeGeometry v = conv_vae_geometries(28, 28, 16);
+  const ConvVaeGeometry v = conv_vae_geometries(1, 28, 28, 16);
   CHECK(v.enc1 == geo(1, 28, 28, 32, 3, 2, 1));
   CHECK(v.enc1.out_h() == 14);
   CHECK(v.enc1.out_w() == 14);
@@ -409,7 +409,7 @@ TEST_CASE("conv: VAE geometries go 28 → 14 → 7 and back 7 → 14 → 28 → 
   CHECK(v.dec3.out_w() == 28);
   CHECK(v.dec3.out_size() == 784);
 
-  const ConvVaeGeometry odd = conv_vae_geometries(27, 20, 2);  // 27 → 14 → 7 → 14 → 27; 20 → 10 → 5 → 10 → 20
+  const ConvVaeGeometry odd = conv_vae_geometries(1, 27, 20, 2);  // 27 → 14 → 7 → 14 → 27; 20 → 10 → 5 → 10 → 20
   CHECK(odd.enc2.out_h() == 7);
   CHECK(odd.enc2.out_w() == 5);
   CHECK(odd.dec1.output_pad_h == 1);
@@ -424,7 +424,7 @@ TEST_CASE("conv: VAE geometries go 28 → 14 → 7 and back 7 → 14 → 28 → 
     for (int W = 1; W <= 40; ++W) {
       CAPTURE(H);
       CAPTURE(W);
-      const ConvVaeGeometry s = conv_vae_geometries(H, W, 3);
+      const ConvVaeGeometry s = conv_vae_geometries(1, H, W, 3);
       REQUIRE(s.enc1.in_size() == H * W);
       REQUIRE(s.enc1.out_size() == s.enc2.in_size());
       REQUIRE(s.enc2.out_size() == s.enc_dense_in);
@@ -437,20 +437,37 @@ TEST_CASE("conv: VAE geometries go 28 → 14 → 7 and back 7 → 14 → 28 → 
       REQUIRE(s.dec2.out_size() == s.dec3.in_size());
       REQUIRE(s.dec3.out_size() == H * W);
     }
-  CHECK(conv_vae_geometries(32, 32, 8).enc2.out_h() == 8);
-  CHECK(conv_vae_geometries(32, 32, 8).dec2.out_h() == 32);
-  CHECK_THROWS_AS(conv_vae_geometries(0, 28, 2), Error);
-  CHECK_THROWS_AS(conv_vae_geometries(28, 5000, 2), Error);
-  CHECK_THROWS_AS(conv_vae_geometries(28, 28, 0), Error);
+  CHECK(conv_vae_geometries(1, 32, 32, 8).enc2.out_h() == 8);
+  CHECK(conv_vae_geometries(1, 32, 32, 8).dec2.out_h() == 32);
+  CHECK_THROWS_AS(conv_vae_geometries(1, 0, 28, 2), Error);
+  CHECK_THROWS_AS(conv_vae_geometries(1, 28, 5000, 2), Error);
+  CHECK_THROWS_AS(conv_vae_geometries(1, 28, 28, 0), Error);
+}
+
+TEST_CASE("conv: a colour VAE's first convolution takes 3 channels and its last gives 3") {
+  const ConvVaeGeometry grey = conv_vae_geometries(1, 32, 32, 8), colour = conv_vae_geometries(3, 32, 32, 8);
+  CHECK(colour.enc1 == geo(3, 32, 32, 32, 3, 2, 1));
+  CHECK(colour.enc1.in_size() == 3 * 32 * 32);
+  CHECK(colour.dec3 == geo(32, 32, 32, 3, 3, 1, 1, true));
+  CHECK(colour.dec3.out_size() == 3 * 32 * 32);
+  // Everything between the first and the last layer is the grey model's.
+  CHECK(colour.enc2 == grey.enc2);
+  CHECK(colour.enc_dense_in == grey.enc_dense_in);
+  CHECK(colour.dec_dense_out == grey.dec_dense_out);
+  CHECK(colour.dec1 == grey.dec1);
+  CHECK(colour.dec2 == grey.dec2);
+  CHECK_THROWS_AS(conv_vae_geometries(2, 28, 28, 2), Error);
+  CHECK_THROWS_AS(conv_vae_geometries(0, 28, 28, 2), Error);
 }
 
 TEST_CASE("conv: the VAE's layers at full size, with a shared workspace, match the direct reference") {
-  for (const auto& shape : {std::tuple{28, 28, 9}, std::tuple{27, 20, 5}}) {
+  for (const auto& shape : {std::tuple{1, 28, 28, 9}, std::tuple{1, 27, 20, 5}, std::tuple{3, 17, 12, 3}}) {
     // Plain ints, not a structured binding: clang 14 cannot capture bindings in CAPTURE's lambda.
-    const int H = std::get<0>(shape), W = std::get<1>(shape), B = std::get<2>(shape);
+    const int C = std::get<0>(shape), H = std::get<1>(shape), W = std::get<2>(shape), B = std::get<3>(shape);
+    CAPTURE(C);
     CAPTURE(H);
     CAPTURE(W);
-    const ConvVaeGeometry v = conv_vae_geometries(H, W, 4);
+    const ConvVaeGeometry v = conv_vae_geometries(C, H, W, 4);
     const ConvGeometry layers[] = {v.enc1, v.enc2, v.dec1, v.dec2, v.dec3};
     ConvWorkspace ws;
     for (const ConvGeometry& g : layers) ws.reserve(g);

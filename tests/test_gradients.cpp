@@ -90,6 +90,23 @@ TEST_CASE("gradients: whole ELBO backward matches finite differences (Gaussian f
   check_elbo_gradient(cfg, 4, 1, 1.0f, 1);
 }
 
+TEST_CASE("gradients: a colour MLP's whole ELBO backward matches finite differences (every likelihood)") {
+  // C = 3: D = 3·H·W values, each its own Bernoulli or Gaussian term.
+  ModelConfig cfg{.image_c = 3, .image_h = 2, .image_w = 3, .latent = 2, .hidden = {7}};
+  REQUIRE(cfg.input_dim() == 18);
+  check_elbo_gradient(cfg, 4, 1, 1.0f, 1);
+  check_elbo_gradient(cfg, 5, 2, 0.5f, 2);
+  cfg.likelihood = Likelihood::GaussianFixed;
+  cfg.gaussian_sigma = 0.5f;
+  check_elbo_gradient(cfg, 4, 2, 1.0f, 2);
+  cfg.likelihood = Likelihood::GaussianLearned;
+  check_elbo_gradient(cfg, 4, 1, 1.0f, 1);
+  cfg.likelihood = Likelihood::Bernoulli;
+  cfg.family = ModelFamily::Gmvae;
+  cfg.clusters = 3;
+  check_elbo_gradient(cfg, 4, 1, 1.0f, 1);
+}
+
 TEST_CASE("gradients: clustering VAE backward (classifier, cluster Gaussians) matches finite differences") {
   ModelConfig cfg;
   cfg.image_h = 2;

@@ -321,6 +321,57 @@ TEST_CASE("safetensors: export and import keep the model exactly") {
   }
 }
 
+TEST_CASE("safetensors: colour models record image_c = 3 and come back in colour; grey files leave it out") {
+  const ModelConfig mlp{.image_c = 3, .image_h = 4, .image_w = 5, .latent = 3, .hidden = {6}};
+  ModelConfig conv = mlp;
+  conv.family = ModelFamily::Conv;
+  conv.hidden = ModelConfig{}.hidden;  // unused by the conv family, which imports with the default
+  ModelConfig clustering = mlp;
+  clustering.family = ModelFamily::Gmvae;
+  clustering.clusters = 3;
+  for (const ModelConfig& cfg : {mlp, conv, clustering}) {
+    CAPTURE(static_cast<int>(cfg.family));
+    const Model a = make_model(cfg, 5);
+    const SafetensorsFile f = export_model(a);
+    CHECK(f.metadata.at("image_c") == "3");
+    const Model b = import_model(decode(encode_safetensors(f)));
+    CHECK(b.config() == cfg);
+    CHECK(b.params() == a.params());
+    // Without image_c the same tensors are a grey model of three times the pixels, which they do not fit.
+    SafetensorsFile grey = f;
+    grey.metadata.erase("image_c");
+    CHECK_THROWS_AS(import_model(grey), Error);
+    SafetensorsFile bad = f;
+    bad.metadata["image_c"] = "4";
+    CHECK(has(error_of([&] { import_model(bad); }), "image_c '4' is not 1 (grey) or 3 (colour)"));
+  }
+  ModelConfig grey = mlp;
+  grey.image_c = 1;
+  CHECK(export_model(make_model(grey, 5)).metadata.count("image_c") == 0);
+  // A colour MLP without image_h/image_w: the size is the square root of D / 3.
+  SafetensorsFile square = export_model(make_model({.image_c = 3, .image_h = 4, .image_w = 4, .latent = 2, .hidden = {5}}, 2));
+  square.metadata.erase("image_h");
+  square.metadata.erase("image_w");
+  const Model sq = import_model(square);
+  CHECK(sq.config().image_c == 3);
+  CHECK(sq.config().image_h == 4);
+  CHECK(sq.config().image_w == 4);
+}
+
+TEST_CASE("safetensors: an export written before colour imports as a grey model") {
+  // tests/data/grey-v1.safetensors: written by vaelab-train before safetensors recorded channels.
+  const Model m = import_model_file(fs::path(VAELAB_TEST_DATA_DIR) / "grey-v1.safetensors");
+  CHECK(m.config().image_c == 1);
+  CHECK(m.config().image_h == 28);
+  CHECK(m.config().image_w == 28);
+  CHECK(m.config().latent == 2);
+  CHECK(m.config().hidden == std::vector<int>{8});
+  CHECK(m.all_finite());
+  // Written again it is the very same bytes: grey exports have not changed.
+  const Bytes old_bytes = read_all(fs::path(VAELAB_TEST_DATA_DIR) / "grey-v1.safetensors");
+  CHECK(encode_safetensors(export_model(m)) == old_bytes);
+}
+
 TEST_CASE("safetensors: a PyTorch examples/vae layout imports with the right transposition") {
   // PyTorch nn.Linear: weight [out, in] row-major, so element (r, c) is at r * in + c.
   const int D = 9, H = 4, L = 2;  // a 3×3 image; no metadata, so the size comes from √9

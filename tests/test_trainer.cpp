@@ -231,6 +231,58 @@ TEST_CASE("trainer: a few hundred steps improve the test ELBO") {
   CHECK(snap->model->all_finite());
 }
 
+TEST_CASE("trainer: colour images train the MLP and the conv VAE on all three channels") {
+  const auto data = synthetic_colour_data();
+  REQUIRE(data->train.values_per_image() == 3 * 64);
+  for (ModelFamily family : {ModelFamily::Mlp, ModelFamily::Conv}) {
+    CAPTURE(static_cast<int>(family));
+    TrainerOptions opt;
+    opt.max_epochs = 5;  // 12 batches per epoch
+    opt.evaluate_before_training = true;
+    opt.display_points = 0;
+    ModelConfig m = small_model();
+    m.image_c = 3;
+    m.family = family;
+    Trainer tr(data, m, small_train(2), opt);
+    check_training_improves(tr, 6, 10.0f);
+    const auto snap = tr.snapshot();
+    CHECK(snap->model->input_dim() == 3 * 64);
+    CHECK(snap->model->all_finite());
+    // The decoder gives three different planes: the colour is learned, not one grey copied thrice.
+    Eigen::MatrixXf img;
+    snap->model->decode_image(Eigen::MatrixXf::Zero(2, 1), img);
+    REQUIRE(img.rows() == 3 * 64);
+    CHECK((img.block(0, 0, 64, 1) - img.block(64, 0, 64, 1)).cwiseAbs().maxCoeff() > 0.05f);
+  }
+}
+
+TEST_CASE("trainer: a model with other channels than the data is refused with both shapes; new data brings its channels") {
+  TrainerOptions opt;
+  opt.start_paused = true;
+  opt.display_points = 0;
+  ModelConfig grey = small_model();
+  CHECK(has(error_of([&] { Trainer(synthetic_colour_data(50, 10), grey, small_train(), opt); }),
+            "the model expects 1×8×8 images but the data set 'synthetic colour' has 3×8×8"));
+
+  Trainer tr(synthetic_data(100, 20), grey, small_train(), opt);
+  tr.start();
+  tr.set_data(synthetic_colour_data(100, 20));  // same height and width, other channels: a fresh colour model
+  REQUIRE(wait_for(tr, [](const Snapshot& s) { return s.model_config.image_c == 3; }));
+  CHECK(tr.snapshot()->model->input_dim() == 3 * 64);
+  tr.step_once();
+  REQUIRE(wait_for(tr, [](const Snapshot& s) { return s.step == 1; }));
+  CHECK(tr.snapshot()->model->all_finite());
+  ModelConfig colour_rebuild = grey;
+  colour_rebuild.image_c = 1;
+  colour_rebuild.latent = 3;
+  tr.rebuild(colour_rebuild, small_train());  // a grey model for colour data
+  REQUIRE(wait_for(tr, [](const Snapshot& s) {
+    return !s.log.empty() && s.log.back().severity == Severity::Error;
+  }));
+  CHECK(has(tr.snapshot()->log.back().text, "expects 1×8×8 images"));
+  CHECK(tr.snapshot()->model_config.image_c == 3);
+}
+
 TEST_CASE("trainer: the same seed gives the same numbers, whatever the thread count (MLP)") {
   const History a = run_epochs(2, 2), b = run_epochs(2, 2);
   CHECK(a == b);

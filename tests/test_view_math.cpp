@@ -641,3 +641,34 @@ TEST_CASE("view_math: category colours") {
   CHECK(same(neutral, category_colour(-42)));
   for (int i = 0; i < 10; ++i) CHECK_FALSE(same(neutral, category_colour(i)));
 }
+
+TEST_CASE("view_math: tile_images lays planar colour images out plane by plane, and image_rgb8 shows them as RGB") {
+  // Two 3×1×2 images (planar: red plane, green plane, blue plane), side by side with a gap of 1.
+  Eigen::MatrixXf images(6, 2);
+  images.col(0) << 1.0f, 0.5f, 0.0f, 0.25f, 0.0f, 1.0f;   // pixel 0 (1, 0, 0), pixel 1 (0.5, 0.25, 1)
+  images.col(1) << 0.0f, 0.0f, 1.0f, 1.0f, 0.2f, 0.2f;    // pixel 0 (0, 1, 0.2), pixel 1 (0, 1, 0.2)
+  int w = 0, h = 0;
+  const std::vector<float> grid = tile_images(images, 3, 1, 2, 1, 2, 1, w, h);
+  REQUIRE(w == 5);
+  REQUIRE(h == 1);
+  REQUIRE(grid.size() == 15u);
+  const std::vector<float> red(grid.begin(), grid.begin() + 5), green(grid.begin() + 5, grid.begin() + 10);
+  CHECK(red == std::vector<float>{1.0f, 0.5f, -1.0f, 0.0f, 0.0f});
+  CHECK(green == std::vector<float>{0.0f, 0.25f, -1.0f, 1.0f, 1.0f});
+  const std::vector<std::uint8_t> rgb = image_rgb8(grid, 3, w, h, 0, 2, 32);
+  REQUIRE(rgb.size() == static_cast<std::size_t>(10 * 2 * 3));
+  auto px = [&](int x, int y) { return std::vector<int>(rgb.begin() + (y * 10 + x) * 3, rgb.begin() + (y * 10 + x) * 3 + 3); };
+  CHECK(px(0, 0) == std::vector<int>{255, 0, 0});
+  CHECK(px(1, 1) == std::vector<int>{255, 0, 0});  // scaled 2×: each pixel is a 2×2 block
+  CHECK(px(2, 0) == std::vector<int>{128, 64, 255});
+  CHECK(px(4, 0) == std::vector<int>{32, 32, 32});  // the gap
+  CHECK(px(6, 0) == std::vector<int>{0, 255, 51});
+
+  // One channel goes through the colormap, as before.
+  const std::vector<float> grey = {0.0f, 1.0f, -1.0f};
+  const std::vector<std::uint8_t> g = image_rgb8(grey, 1, 3, 1, 0, 1, 7);
+  CHECK(std::vector<int>(g.begin(), g.end()) == std::vector<int>{0, 0, 0, 255, 255, 255, 7, 7, 7});
+  const std::vector<std::uint8_t> table = colormap_table(1);
+  const std::vector<std::uint8_t> v = image_rgb8(grey, 1, 3, 1, 1, 1, 7);
+  CHECK(std::equal(v.begin() + 3, v.begin() + 6, table.begin() + 255 * 3));
+}

@@ -33,6 +33,7 @@ struct CommandLine {
   // vaelab-train
   int epochs = 0;
   std::string save, export_safetensors, import_safetensors;
+  std::string export_images;  // a folder for samples_E.png and reconstructions_E.png after each epoch
   int eval_limit = 0;
   int bench_steps = 0;
   bool json = false;

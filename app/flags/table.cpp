@@ -189,6 +189,10 @@ const Flag kTable[] = {
     {.name = "--export-safetensors", .value_name = "FILE",
      .target = [](CommandLine& c) -> auto& { return c.export_safetensors; }, .programs = kTrain,
      .help = "write the weights as safetensors (PyTorch names) at the end"},
+    {.name = "--export-images", .value_name = "DIR",
+     .target = [](CommandLine& c) -> auto& { return c.export_images; }, .programs = kTrain,
+     .help = "after each epoch E write DIR/samples_E.png (8×8 prior samples) and DIR/reconstructions_E.png "
+             "(the first 8 test images over their reconstructions), in colour where the data is"},
     {.name = "--json", .target = [](CommandLine& c) -> auto& { return c.json; }, .programs = kTrain,
      .help = "one JSON object per epoch on stdout"},
     {.name = "--follow", .value_name = "RUNDIR", .target = [](CommandLine& c) -> auto& { return c.follow; },

@@ -28,9 +28,10 @@ void print_weights_json(const FollowedWeights& w, const EpochRecord& r, bool wit
   std::fflush(stdout);
 }
 
-// The model's image size must be the data's: evaluate() does not check it.
+// The model's image size and channels must be the data's: evaluate() does not check them.
 bool fits(const Model& model, const ImageSet& test) {
-  return model.config().image_h == test.height && model.config().image_w == test.width;
+  const ModelConfig& m = model.config();
+  return m.image_c == test.channels && m.image_h == test.height && m.image_w == test.width;
 }
 
 }  // namespace
@@ -52,9 +53,11 @@ int follow_and_evaluate(const flags::CommandLine& args) {
     if (update.weights) {
       const FollowedWeights& w = *update.weights;
       if (!fits(*w.model, data.test)) {
-        std::fprintf(stderr, "vaelab-train: warning: the weights of step %lld are for %d×%d images, the data's are %d×%d: not evaluated\n",
-                     static_cast<long long>(w.step), w.model->config().image_h, w.model->config().image_w,
-                     data.test.height, data.test.width);
+        const ModelConfig& m = w.model->config();
+        const bool channels_differ = m.image_c != data.test.channels;
+        std::fprintf(stderr, "vaelab-train: warning: the weights of step %lld are for %s images, the data's are %s: not evaluated\n",
+                     static_cast<long long>(w.step), image_shape_text(m, channels_differ).c_str(),
+                     image_shape_text(data.test.channels, data.test.height, data.test.width, channels_differ).c_str());
       } else {
         EpochRecord rec;
         TestEvaluation how;

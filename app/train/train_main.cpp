@@ -11,15 +11,20 @@
 #include <ctime>
 #include <iostream>
 #include <string>
+#include <optional>
 #include <thread>
 
+#include "app/image_export.hpp"
 #include "core/atomic_file.hpp"
 #include "core/data.hpp"
 #include "core/data_source.hpp"
 #include "core/error.hpp"
 #include "core/memory_estimate.hpp"
+#include "core/model.hpp"
+#include "core/rng.hpp"
 #include "core/safetensors.hpp"
 #include "core/trainer.hpp"
+#include "core/view_math.hpp"
 #include "app/flags/flags.hpp"
 #include "app/train/json_number.hpp"
 #include "app/train/follow_eval.hpp"
@@ -111,12 +116,59 @@ class IwaeProgressLine {
   std::chrono::steady_clock::time_point start_, last_line_;
 };
 
+// --export-images, as PyTorch's examples/vae writes them after each epoch: samples_E.png, the
+// decoder's means for an 8×8 grid of z ~ N(0, I) (the same z every epoch, so the files show the
+// model changing), and reconstructions_E.png, the first 8 test images on top and below them the
+// decoder's means at their codes' means. Grey data through the grey map, colour as it is.
+class EpochImages {
+ public:
+  explicit EpochImages(std::filesystem::path dir) : dir_(std::move(dir)) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir_, ec);
+    if (ec || !std::filesystem::is_directory(dir_))
+      throw Error("cannot create the image folder " + dir_.string() + (ec ? ": " + ec.message() : std::string()));
+  }
+
+  void write(int epoch, const Model& model, const ImageSet& test) const {
+    const ModelConfig& m = model.config();
+    Eigen::MatrixXf z(m.latent, kSide * kSide), images;
+    Rng rng(kPriorSeed);
+    for (Eigen::Index i = 0; i < z.size(); ++i) z.data()[i] = rng.normal();
+    model.decode_image(z, images);
+    write_grid("samples_" + std::to_string(epoch) + ".png", images, m, kSide, kSide);
+
+    const int n = std::min(kSide, test.count);
+    if (n == 0) return;
+    Eigen::MatrixXf x(test.values_per_image(), n), mu, logvar, recon;
+    for (int j = 0; j < n; ++j)
+      for (int k = 0; k < x.rows(); ++k) x(k, j) = test.image(j)[k] * (1.0f / 255.0f);
+    model.encode(x, mu, logvar);
+    model.decode_image(mu, recon);
+    Eigen::MatrixXf both(x.rows(), 2 * n);
+    both << x, recon;
+    write_grid("reconstructions_" + std::to_string(epoch) + ".png", both, m, 2, n);
+  }
+
+ private:
+  static constexpr int kSide = 8;
+  static constexpr std::uint64_t kPriorSeed = 20131220;  // any fixed seed: the same z every epoch
+
+  void write_grid(const std::string& name, const Eigen::MatrixXf& images, const ModelConfig& m, int rows, int cols) const {
+    int w = 0, h = 0;
+    const std::vector<float> grid = tile_images(images, m.image_c, m.image_h, m.image_w, rows, cols, 0, w, h);
+    app::write_image_png(dir_ / name, grid, m.image_c, w, h, 0 /* grey map */, 0);
+  }
+
+  std::filesystem::path dir_;
+};
+
 int run(const CommandLine& args) {
   const auto folder = args.data.empty() ? default_data_folder() : std::filesystem::path(args.data);
   auto data = std::make_shared<const Dataset>(load_dataset(folder, args.data_options));
   for (const std::string& note : data->notes) std::fprintf(stderr, "vaelab-train: note: %s\n", note.c_str());
 
   ModelConfig model = args.model;
+  model.image_c = data->train.channels;
   model.image_h = data->train.height;
   model.image_w = data->train.width;
   const TrainConfig& train = args.train;
@@ -141,6 +193,9 @@ int run(const CommandLine& args) {
     check_training_memory(estimate_training_memory(model, train, dataset_bytes(*data, train)), available_memory());
   for (const std::string& target : {args.save, args.export_safetensors})
     if (!target.empty()) check_save_target(target);
+
+  std::optional<EpochImages> epoch_images;
+  if (!args.export_images.empty()) epoch_images.emplace(args.export_images);
 
   Trainer trainer(data, model, train, opt);
   if (!args.load.empty()) trainer.load_now(args.load);
@@ -184,6 +239,15 @@ int run(const CommandLine& args) {
         if (args.bench_steps > 0) return;  // no evaluation in benchmark mode: nothing to report
         progress.on_epoch(*ev.record);
         if (args.json) print_epoch_json(*ev.record, args.iwae_k > 0);
+        if (epoch_images) {
+          try {
+            epoch_images->write(ev.record->epoch, *ev.model, data->test);
+          } catch (const std::exception& e) {
+            std::fprintf(stderr, "vaelab-train: error: %s\n", e.what());
+            failed = true;
+            trainer.request_stop();
+          }
+        }
         break;
       case EventKind::Log:
         if (ev.line->severity == Severity::Error) {
@@ -235,7 +299,7 @@ CommandLine parse_command_line(const std::vector<std::string>& argv_list) {
   if (!args.load.empty() && !args.import_safetensors.empty())
     throw flags::UsageError("--load and --import-safetensors both give starting weights; use one");
   if (!args.follow.empty())
-    for (const char* other : {"--load", "--import-safetensors", "--save", "--export-safetensors", "--bench-steps"})
+    for (const char* other : {"--load", "--import-safetensors", "--save", "--export-safetensors", "--export-images", "--bench-steps"})
       if (args.was_given(other)) throw flags::UsageError(std::string("--follow evaluates another program's run; it does not take ") + other);
   if (!args.was_given("--threads"))
     args.train.threads = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1,
