@@ -354,12 +354,12 @@ std::optional<CheckpointSettings> read_checkpoint_settings(const std::filesystem
     RegularFile in(file, "a checkpoint file");
     std::vector<std::uint8_t> head(static_cast<std::size_t>(std::min<std::uint64_t>(in.size(), 64 * 1024)));
     head.resize(in.read(head.data(), head.size()));
-    if (head.size() < kPrefix || std::memcmp(head.data(), kMagic, sizeof kMagic) != 0 ||
-        le32(head.data() + 8) != kCheckpointVersion)
-      return std::nullopt;
+    if (head.size() < kPrefix || std::memcmp(head.data(), kMagic, sizeof kMagic) != 0) return std::nullopt;
+    const std::uint32_t version = le32(head.data() + 8);
+    if (version < kOldestCheckpointVersion || version > kCheckpointVersion) return std::nullopt;
     Reader r(head.data() + kPrefix, head.size() - kPrefix, file.string());
     CheckpointSettings s;
-    s.model = get_model(r);
+    s.model = get_model(r, version);
     s.train = get_train(r);
     validate(s.model);
     validate(s.train);
