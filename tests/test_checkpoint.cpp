@@ -610,11 +610,11 @@ TEST_CASE("checkpoint: settings that need more memory than there is are refused 
     for (int i = 0; i < 4; ++i) b[at + i] = static_cast<std::uint8_t>(static_cast<std::uint32_t>(v) >> (8 * i));
   };
   // Prefix 20 bytes; image_h, image_w, latent; the hidden count (8 bytes) and its one width at 40;
-  // likelihood, σ, family, clusters; then the training settings: batch at 54, samples at 70.
+  // likelihood, σ, family, clusters, channels; then the training settings: batch at 58, samples at 74.
   REQUIRE(b[32] == 1);
   put_i32(40, 8192);
-  put_i32(54, 65536);
-  put_i32(70, 1000);
+  put_i32(58, 65536);
+  put_i32(74, 1000);
   write_all(big, b);
   REQUIRE(read_checkpoint_settings(big).has_value());
   CHECK(read_checkpoint_settings(big)->train.batch == 65536);
