@@ -42,9 +42,9 @@ from_file_menu() {  # from_file_menu ITEM TITLE: click File, then ITEM; the choo
 from_file_menu menu_open_data "Open data"
 click chooser_path
 sleep 0.2
-xdotool key --clearmodifiers ctrl+a
+press ctrl+a
 xdotool type --delay 20 "$pick"
-xdotool key Return
+press Return
 in_pick() { [[ $(line chooser_folder) == "$pick" ]]; }
 shoot_until 10 0.3 in_pick || fail "the path field did not take the chooser to $pick (it lists '$(line chooser_folder)')"
 has_rect chooser_entry_first || fail "the listing of $pick has no entry 'first'"
@@ -118,9 +118,9 @@ from_file_menu menu_save_as "Save checkpoint as"
 [[ $(line chooser_folder) == "$out/data/vaelab" ]] || fail "Save as opened in '$(line chooser_folder)', not the checkpoint's folder"
 click chooser_name
 sleep 0.2
-xdotool key --clearmodifiers ctrl+a
+press ctrl+a
 xdotool type --delay 20 mine
-xdotool key Return
+press Return
 wait_for "$out/data/vaelab/mine.vaelab" 20
 echo "saved as $out/data/vaelab/mine.vaelab"
 

@@ -101,6 +101,16 @@ has_rect() { [[ -n $(rect "$1") ]]; }
 field() { awk -v k="$1" '$1 == k { print $2 }' "$info"; }
 line() { awk -v k="$1" '$1 == k { sub(/^[^ ]+ /, ""); print }' "$info"; }  # the whole value
 rect() { awk -v k="$1" '$1 == "rect" && $2 == k { print $3, $4, $5, $6 }' "$info"; }
+press() {  # press KEY…: each key held for 0.15 s. Dear ImGui 1.86 samples keys once a frame, so a
+  # press and release inside one frame (xdotool key's default) is lost when the app draws slowly.
+  local key
+  for key in "$@"; do
+    xdotool keydown --clearmodifiers "$key"
+    sleep 0.15
+    xdotool keyup "$key"
+    sleep 0.05
+  done
+}
 click() {  # click NAME: press and release the left button in the middle of the widget's rectangle
   local x0 y0 x1 y1
   read -r x0 y0 x1 y1 <<<"$(rect "$1")"

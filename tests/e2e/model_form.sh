@@ -30,9 +30,9 @@ sleep 0.3
 shot
 click form_latent
 sleep 0.2
-xdotool key --clearmodifiers ctrl+a
+press ctrl+a
 xdotool type --delay 80 10
-xdotool key Tab
+press Tab
 sleep 0.5
 shot
 [[ $(line form) == "convolutional, latent 10, edited" ]] || fail "the form shows '$(line form)' after the edits"
