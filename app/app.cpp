@@ -164,6 +164,7 @@ App::App(AppState& state) : s_(state) {
 
 App::~App() {
   if (s_.trainer) {
+    if (!s_.autosave.exit_saved) note_state_before_stop();
     s_.trainer->request_stop();
     s_.trainer->join();
     if (!following() && !s_.autosave.exit_saved) {  // the window closed another way (an error)
@@ -330,7 +331,7 @@ std::string App::autosave_on_exit() {
     std::filesystem::create_directories(a.file.parent_path(), ec);
     if (!keep_longer_autosave_or_say(snap->step)) return "the autosave holds a longer run that could not be kept aside";
     s_.trainer->save_now(a.file);
-    note_autosave_paused(a.file, snap->state == TrainerState::Paused);
+    note_autosave_paused(a.file, a.paused_at_exit);
     std::fprintf(stderr, "vaelab: autosaved step %lld to %s\n", static_cast<long long>(snap->step), a.file.c_str());
     return "";
   } catch (const std::exception& e) {
@@ -338,9 +339,17 @@ std::string App::autosave_on_exit() {
   }
 }
 
+// Stopping the trainer pauses it, so whether the run was paused is read before: a running run
+// resumes running, a paused one paused.
+void App::note_state_before_stop() {
+  const auto snap = s_.trainer->snapshot();
+  s_.autosave.paused_at_exit = snap && snap->state != TrainerState::Running;
+}
+
 bool App::ready_to_exit(bool forced) {
   AutosaveState& a = s_.autosave;
   if (s_.trainer && !a.exit_saved) {
+    note_state_before_stop();
     s_.trainer->request_stop();
     s_.trainer->join();
     if (!following()) a.exit_error = autosave_on_exit();

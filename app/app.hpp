@@ -36,6 +36,7 @@ class App {
   // when that failed: the window must stay open, showing why with "Save elsewhere", "Retry" and
   // "Quit without saving", until one of them lets it close. `forced` (--quit-after, a second quit
   // signal) reports the failure on stderr and returns true.
+  void note_state_before_stop();
   bool ready_to_exit(bool forced);
   // The run was not saved on exit and the user did not choose to quit without saving it.
   bool exit_unsaved() const { return !s_.autosave.exit_error.empty(); }

@@ -330,6 +330,7 @@ struct AutosaveState {
   // The exit autosave: done (or not needed) once; when it failed, the window stays open with why and
   // a place to save elsewhere (App::exit_dialog) until the run is saved or the user quits without.
   bool exit_saved = false;
+  bool paused_at_exit = false;  // the run's state before quitting stopped it (the exit autosave records it)
   std::string exit_error;
   char elsewhere[1024] = "";
 };

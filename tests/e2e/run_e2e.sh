@@ -101,6 +101,17 @@ answer_offer resume_button
 [[ $(field epoch) == "$offer_epoch" ]] || fail "Resume: the offer showed epoch $offer_epoch, the status line epoch $(field epoch)"
 (($(field errors) == 0)) || fail "errors shown after resuming"
 echo "resumed at step $saved_step"
+# Started and quit while running (quitting stops the trainer, which pauses it): it comes back running.
+click pause_button
+running_on() { [[ $(field state) == running ]] && (($(field step) > saved_step)); }
+shoot_until 40 0.5 running_on || fail "Start did not resume training"
+close_app
+start_app "$out/shots-running"
+find_window
+shoot_until 40 0.5 offer_open || fail "no offer to resume the autosave of the running run"
+answer_offer resume_button
+[[ $(field state) == running ]] || fail "Resume: the run was running when autosaved, it came back $(field state)"
+echo "a run quit while running came back running"
 close_app
 
 start_app "$out/shots-fresh" --paused
