@@ -154,12 +154,15 @@ App::App(AppState& state) : s_(state) {
   a.lock = std::make_unique<AutosaveLock>(s_.data_dir);
   a.file = instance_autosave_file(s_.data_dir, a.lock->owned(), static_cast<long>(::getpid()));
   a.aside = a.lock->owned() ? autosave_aside_file(s_.data_dir) : std::filesystem::path(a.file).replace_extension(".previous.vaelab");
-  if (!a.lock->owned())
+  if (a.lock->held_elsewhere())
     s_.post(Severity::Info, "Another vaelab autosaves to " + autosave_file(s_.data_dir).string() + "; this one autosaves to " +
                                 a.file.string() + ".");
+  else if (!a.lock->owned())  // e.g. a read-only folder: the autosave will fail too, and the exit asks where to save
+    s_.post(Severity::Warning, "Autosaves may fail: " + a.lock->error() + ". Save the run with File → Save checkpoint as….");
   if (!o.follow.empty()) std::snprintf(s_.follow.folder, sizeof s_.follow.folder, "%s", o.follow.c_str());
   // A followed run's weights are the other program's: no resume offer, and no autosave of them.
-  if (o.load.empty() && !o.no_resume && o.follow.empty() && a.lock->owned()) find_autosave();
+  // Another instance's running autosave is not offered; one in a folder this process cannot lock is.
+  if (o.load.empty() && !o.no_resume && o.follow.empty() && !a.lock->held_elsewhere()) find_autosave();
 }
 
 App::~App() {

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <ctime>
 #include <fstream>
 #include <limits>
@@ -27,10 +28,17 @@ std::filesystem::path autosave_aside_file(const std::filesystem::path& data_dir)
 AutosaveLock::AutosaveLock(const std::filesystem::path& data_dir) {
   std::error_code ec;
   std::filesystem::create_directories(data_dir, ec);
-  const int fd = ::open((data_dir / "autosave.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-  if (fd < 0) return;
+  const std::filesystem::path lock = data_dir / "autosave.lock";
+  const int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (fd < 0) {
+    error_ = "cannot open " + lock.string() + ": " + std::strerror(errno);
+    return;
+  }
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
     ::close(fd);
+    if (err == EWOULDBLOCK) held_elsewhere_ = true;
+    else error_ = "cannot lock " + lock.string() + ": " + std::strerror(err);
     return;
   }
   fd_ = fd;

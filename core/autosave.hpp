@@ -28,9 +28,15 @@ class AutosaveLock {
   AutosaveLock(const AutosaveLock&) = delete;
   AutosaveLock& operator=(const AutosaveLock&) = delete;
   bool owned() const { return fd_ >= 0; }
+  // Not owned because another process holds the lock (rather than because the lock file could not
+  // be opened, e.g. in a read-only folder: then error() says why).
+  bool held_elsewhere() const { return held_elsewhere_; }
+  const std::string& error() const { return error_; }
 
  private:
   int fd_ = -1;
+  bool held_elsewhere_ = false;
+  std::string error_;
 };
 
 // autosave.vaelab for the owner of the lock, "autosave-<pid>.vaelab" for another instance.

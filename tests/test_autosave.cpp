@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <fstream>
 #include <thread>
 
 #include <unistd.h>
@@ -151,11 +152,23 @@ TEST_CASE("autosave: one instance owns autosave.vaelab and another autosaves bes
     CHECK(first.owned());
     AutosaveLock second(dir.path);  // another open file: the flock refuses it as for another process
     CHECK_FALSE(second.owned());
+    CHECK(second.held_elsewhere());
+    CHECK(second.error().empty());
     CHECK(instance_autosave_file(dir.path, first.owned(), 100) == autosave_file(dir.path));
     CHECK(instance_autosave_file(dir.path, second.owned(), 4242) == dir.path / "autosave-4242.vaelab");
   }
   AutosaveLock after(dir.path);  // released with its owner
   CHECK(after.owned());
+}
+
+TEST_CASE("autosave: a lock that cannot be made says why, and is not taken for another instance") {
+  TempDir dir("autosave");
+  const auto not_a_folder = dir / "file";
+  std::ofstream(not_a_folder) << "x";  // a file where the folder should be (root ignores permissions)
+  AutosaveLock lock(not_a_folder);
+  CHECK_FALSE(lock.owned());
+  CHECK_FALSE(lock.held_elsewhere());
+  CHECK_MESSAGE(lock.error().find("cannot open " + (not_a_folder / "autosave.lock").string()) == 0, lock.error());
 }
 
 TEST_CASE("autosave: the offer lists the autosaves other instances left beside the main one, newest first") {
