@@ -1058,7 +1058,11 @@ void App::after_render(int fb_w, int fb_h) {
     info << "fps " << s_.stats.fps << "\n";
     if (!s_.training.memory_text.empty()) info << "memory " << s_.training.memory_text << "\n";
     info << "resume_offer " << (s_.autosave.offer_open ? 1 : 0) << "\n";
-    if (s_.data) info << "data " << s_.data->name << "\n";
+    if (s_.data) {
+      info << "data " << s_.data->name << "\n";
+      const ImageSet& train = s_.data->train;  // "data_image C H W": channels and size as trained
+      info << "data_image " << train.channels << ' ' << train.height << ' ' << train.width << "\n";
+    }
     info << "data_path " << s_.training.data_path << "\n";
     info << "loading " << (s_.data_loading.valid() ? 1 : 0) << "\n";
     info << "chooser " << (s_.chooser.shown ? chooser_title(s_.chooser.purpose) : "closed") << "\n";

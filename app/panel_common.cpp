@@ -147,7 +147,9 @@ Eigen::VectorXf move_in_plane(const LatentMapState& map, const Eigen::VectorXf& 
 }
 
 void export_png_button(AppState& state, const char* label, const GlImage& image, const char* stem) {
-  if (!ImGui::SmallButton(label)) return;
+  const bool pressed = ImGui::SmallButton(label);
+  state.note_rect(rect_name("export_png_", stem).c_str());  // "export_png_decoder", for tests/e2e
+  if (!pressed) return;
   try {  // the chooser suggests a fresh name in the export folder
     const auto suggested = unique_export_path(state.export_dir, stem, ".png");
     state.chooser.png = PendingPng{image.values(), image.channels(), image.width(), image.height(), state.colormap};

@@ -80,7 +80,7 @@ Eigen::Vector2f to_plane(const LatentMapState& map, const Eigen::VectorXf& z);
 Eigen::VectorXf move_in_plane(const LatentMapState& map, const Eigen::VectorXf& z, float u, float v);
 
 // A small button that asks where to write `image` as PNG (the file chooser, suggesting a fresh
-// name in the export folder) and writes it there.
+// name in the export folder) and writes it there. Its rectangle is "export_png_<stem>".
 void export_png_button(AppState& state, const char* label, const GlImage& image, const char* stem);
 // Whether the model's latent has at least two dimensions (a plane to draw on); if not, says
 // `otherwise` in the window.
