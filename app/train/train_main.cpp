@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <future>
 #include <iostream>
 #include <string>
 #include <optional>
@@ -28,6 +29,7 @@
 #include "app/flags/flags.hpp"
 #include "app/train/json_number.hpp"
 #include "app/train/follow_eval.hpp"
+#include "app/train/load_progress_line.hpp"
 
 using namespace vaelab;
 using flags::CommandLine;
@@ -100,17 +102,10 @@ class IwaeProgressLine {
     const double seconds = std::chrono::duration<double>(now - start_).count();
     const double rate = seconds > 0 ? (done - start_done_) / seconds : 0.0;
     std::fprintf(stderr, "IWAE_%d: %d of %d test images, %.2g images/s, %s\n", k_, done, total, rate,
-                 rate > 0 ? time_left((total - done) / rate).c_str() : "time left unknown");
+                 rate > 0 ? time_left_text((total - done) / rate).c_str() : "time left unknown");
   }
 
  private:
-  static std::string time_left(double seconds) {
-    const long s = std::lround(seconds);
-    if (s < 60) return "about " + std::to_string(s) + " s left";
-    if (s < 3600) return "about " + std::to_string(s / 60) + " min left";
-    return "about " + std::to_string(s / 3600) + " h " + std::to_string(s % 3600 / 60) + " min left";
-  }
-
   int k_;
   int last_done_ = -1, start_done_ = 0;
   std::chrono::steady_clock::time_point start_, last_line_;
@@ -162,9 +157,24 @@ class EpochImages {
   std::filesystem::path dir_;
 };
 
+// load_dataset on a second thread while this one reports its progress on stderr (LoadProgressLine:
+// silent for a load under a second). The load's exception, if any, is rethrown here.
+Dataset load_with_progress(const std::filesystem::path& folder, const LoadOptions& options) {
+  LoadProgress progress;
+  std::future<Dataset> loading =
+      std::async(std::launch::async, [&] { return load_dataset(folder, options, nullptr, &progress); });
+  LoadProgressLine line(isatty(STDERR_FILENO));
+  const auto start = std::chrono::steady_clock::now();
+  auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+  while (loading.wait_for(std::chrono::milliseconds(100)) != std::future_status::ready)
+    if (auto text = line.poll(progress.done.load(), progress.total.load(), seconds())) std::fputs(text->c_str(), stderr);
+  if (auto text = line.finish(progress.done.load(), seconds())) std::fputs(text->c_str(), stderr);
+  return loading.get();
+}
+
 int run(const CommandLine& args) {
   const auto folder = args.data.empty() ? default_data_folder() : std::filesystem::path(args.data);
-  auto data = std::make_shared<const Dataset>(load_dataset(folder, args.data_options));
+  auto data = std::make_shared<const Dataset>(load_with_progress(folder, args.data_options));
   for (const std::string& note : data->notes) std::fprintf(stderr, "vaelab-train: note: %s\n", note.c_str());
 
   ModelConfig model = args.model;

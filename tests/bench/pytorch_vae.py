@@ -14,7 +14,9 @@
 # Throughput mode times only training steps and prints a single JSON line.
 # --model conv is vaelab's convolutional VAE (Conv 32/64 stride 2 -> fc21/fc22; dec_fc -> three
 # ConvTranspose2d), with the same module names and shapes as vaelab's safetensors export.
-# Inputs are pixel/255 floats in [0, 1] (no binarisation), read straight from the IDX .gz files.
+# Inputs are pixel/255 floats in [0, 1] (no binarisation), read straight from the IDX .gz files,
+# or from one .npy of uint8 images (N×H×W, N×H×W×C or N×C×H×W, C in {1, 3}: colour for the conv
+# VAE's throughput on colour; the last tenth is the test set).
 import argparse
 import gzip
 import json
@@ -55,12 +57,33 @@ def find_split(data_dir, prefix):
     raise FileNotFoundError(f"no {prefix}-images-idx3-ubyte[.gz] in {data_dir}")
 
 
+def read_npy_images(path):
+    """A .npy of uint8 images as float32 [N, C*H*W] / 255 in C×H×W order, with C, H, W. A last axis
+    of 1 or 3 is read as channels (N×H×W×C), else a second axis of 1 or 3 (N×C×H×W), else N×H×W."""
+    a = np.load(path)
+    if a.dtype != np.uint8:
+        raise ValueError(f"{path}: expected uint8 pixels, got {a.dtype}")
+    if a.ndim == 3:
+        a = a[:, None]
+    elif a.ndim == 4 and a.shape[3] in (1, 3):
+        a = a.transpose(0, 3, 1, 2)
+    elif not (a.ndim == 4 and a.shape[1] in (1, 3)):
+        raise ValueError(f"{path}: expected N×H×W, N×H×W×C or N×C×H×W with C 1 or 3, got {a.shape}")
+    n, c, h, w = a.shape
+    return np.ascontiguousarray(a).reshape(n, c * h * w).astype(np.float32) / 255.0, c, h, w
+
+
 def load_dataset(data_dir):
+    """(train, test, channels, rows, cols) from an IDX folder or one .npy (its last tenth: test)."""
+    if data_dir.endswith(".npy"):
+        x, c, rows, cols = read_npy_images(data_dir)
+        split = len(x) - max(1, len(x) // 10)
+        return torch.from_numpy(x[:split]), torch.from_numpy(x[split:]), c, rows, cols
     train, rows, cols = read_idx_images(find_split(data_dir, "train"))
     test, trows, tcols = read_idx_images(find_split(data_dir, "t10k"))
     if (rows, cols) != (trows, tcols):
         raise ValueError("train and test image sizes differ")
-    return torch.from_numpy(train), torch.from_numpy(test), rows, cols
+    return torch.from_numpy(train), torch.from_numpy(test), 1, rows, cols
 
 
 # ----------------------------------------------------------------------------- model
@@ -116,29 +139,29 @@ class VAE(nn.Module):
 
 
 class ConvVAE(nn.Module):
-    """vaelab's ModelFamily::Conv: Conv2d(1,32,3,s2,p1) ReLU Conv2d(32,64,3,s2,p1) ReLU -> fc21/fc22;
+    """vaelab's ModelFamily::Conv on C channels: Conv2d(C,32,3,s2,p1) ReLU Conv2d(32,64,3,s2,p1) ReLU -> fc21/fc22;
     dec_fc (latent -> 32*h2*w2) ReLU ConvTranspose2d(32,64,3,s2,p1) ReLU ConvTranspose2d(64,32,3,s2,p1)
-    ReLU ConvTranspose2d(32,1,3,s1,p1). Stride-2 layers give ceil(n/2); output_padding per axis is 1
+    ReLU ConvTranspose2d(32,C,3,s1,p1). Stride-2 layers give ceil(n/2); output_padding per axis is 1
     where the encoder-side size was even, so any H x W comes back to itself (28 -> 14 -> 7 -> 14 -> 28)."""
 
-    def __init__(self, rows=28, cols=28, latent=2):
+    def __init__(self, rows=28, cols=28, latent=2, channels=1):
         super().__init__()
         half = lambda n: (n + 1) // 2
         op = lambda n: 1 if n % 2 == 0 else 0
-        self.rows, self.cols = rows, cols
+        self.channels, self.rows, self.cols = channels, rows, cols
         h1, w1 = half(rows), half(cols)
         self.h2, self.w2 = half(h1), half(w1)
-        self.enc_conv1 = nn.Conv2d(1, 32, 3, stride=2, padding=1)
+        self.enc_conv1 = nn.Conv2d(channels, 32, 3, stride=2, padding=1)
         self.enc_conv2 = nn.Conv2d(32, 64, 3, stride=2, padding=1)
         self.fc21 = nn.Linear(64 * self.h2 * self.w2, latent)
         self.fc22 = nn.Linear(64 * self.h2 * self.w2, latent)
         self.dec_fc = nn.Linear(latent, 32 * self.h2 * self.w2)
         self.dec_deconv1 = nn.ConvTranspose2d(32, 64, 3, stride=2, padding=1, output_padding=(op(h1), op(w1)))
         self.dec_deconv2 = nn.ConvTranspose2d(64, 32, 3, stride=2, padding=1, output_padding=(op(rows), op(cols)))
-        self.dec_deconv3 = nn.ConvTranspose2d(32, 1, 3, stride=1, padding=1)
+        self.dec_deconv3 = nn.ConvTranspose2d(32, channels, 3, stride=1, padding=1)
 
     def encode(self, x):
-        h = x.reshape(-1, 1, self.rows, self.cols)
+        h = x.reshape(-1, self.channels, self.rows, self.cols)
         h = F.relu(self.enc_conv2(F.relu(self.enc_conv1(h)))).flatten(1)
         return self.fc21(h), self.fc22(h)
 
@@ -354,7 +377,7 @@ def throughput(args, model, train_x):
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description="PyTorch examples/vae reference for vaelab")
-    p.add_argument("--data", default=DEFAULT_DATA, help="directory with the IDX files (.gz or plain)")
+    p.add_argument("--data", default=DEFAULT_DATA, help="directory with the IDX files (.gz or plain), or one .npy of uint8 images")
     p.add_argument("--model", default="mlp", choices=["mlp", "conv"], help="conv: vaelab's convolutional VAE (--hidden ignored)")
     p.add_argument("--latent", type=int, default=20)
     p.add_argument("--hidden", default="400", help="comma-separated encoder widths; decoder mirrors")
@@ -395,7 +418,7 @@ def main(argv=None):
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    train_x, test_x, rows, cols = load_dataset(args.data)
+    train_x, test_x, channels, rows, cols = load_dataset(args.data)
     if args.load_safetensors:
         weights, meta = load_safetensors(args.load_safetensors)
         if meta.get("likelihood", "bernoulli") != "bernoulli":
@@ -412,9 +435,9 @@ def main(argv=None):
                 i += 1
         args.latent = weights["fc21.weight"].shape[0]
     if args.model == "conv":
-        model = ConvVAE(rows, cols, args.latent)
+        model = ConvVAE(rows, cols, args.latent, channels)
     else:
-        model = VAE(rows * cols, args.hidden_list, args.latent)
+        model = VAE(channels * rows * cols, args.hidden_list, args.latent)
     if args.load_safetensors:
         model.load_state_dict(weights)  # strict: names and shapes must match
     print("# " + json.dumps(runtime_info()), file=sys.stderr)
@@ -424,7 +447,7 @@ def main(argv=None):
         train(args, model, train_x, test_x)
     if args.save_safetensors:
         save_safetensors(model, args.save_safetensors, {
-            "image_h": str(rows), "image_w": str(cols), "latent": str(args.latent),
+            **({"image_c": str(channels)} if channels != 1 else {}), "image_h": str(rows), "image_w": str(cols), "latent": str(args.latent),
             "hidden": ",".join(map(str, args.hidden_list)), "likelihood": "bernoulli",
             **({"family": "conv"} if args.model == "conv" else {}),
             "source": "tests/bench/pytorch_vae.py"})

@@ -6,11 +6,15 @@
 # achieved GFLOP/s against the machine's fp32 peak (tests/bench/fma_peak, measured in the same
 # run: before and after the grid for %peak, and around every vaelab run for %adj); --json-out
 # keeps the raw measurements.
+# --model conv measures the convolutional VAE instead, on C×S×S images (--channels, --sizes), from a
+# synthetic uint8 .npy per shape that the script makes once (numpy; random pixels: the cost of a
+# step does not depend on them) in --cache-dir; both programs read the same file.
 # --busy-core runs every measurement beside a busy loop (a second process, nice 0) that keeps one
 # core loaded, as the UI does when it draws: the graceful-degradation check of issue 6.
 #
 #   tests/bench/throughput.py                      # vaelab-train from $VAELAB_TRAIN or build/
 #   tests/bench/throughput.py --pytorch-only --batches 128
+#   tests/bench/throughput.py --model conv --channels 3 --sizes 32,64 --batches 128
 #
 # vaelab is run through a command template (env VAELAB_BENCH_CMD or --vaelab-cmd) with the
 # placeholders {exe} {data} {hidden} {latent} {batch} {threads} {steps}; it must print a JSON
@@ -28,6 +32,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA = "/usr/share/datasets/fashion-mnist"
 DEFAULT_VAELAB_CMD = ("{exe} --data {data} --hidden {hidden} --latent {latent} --likelihood bernoulli "
                       "--batch {batch} --threads {threads} --lr 1e-3 --seed 1 --bench-steps {steps} --json")
+DEFAULT_VAELAB_CONV_CMD = ("{exe} --data {data} --model conv --latent {latent} --likelihood bernoulli "
+                           "--batch {batch} --threads {threads} --lr 1e-3 --seed 1 --bench-steps {steps} --json")
 ARCHS = {"784-400-20": ("400", 20), "784-512-256-2": ("512,256", 2)}
 
 
@@ -98,6 +104,7 @@ def openblas_core_fix(python):
 
 def pytorch_rate(args, hidden, latent, batch, threads):
     cmd = [args.python, os.path.join(HERE, "pytorch_vae.py"), "--throughput", "--data", args.data,
+           "--model", getattr(args, "model", "mlp"),
            "--hidden", hidden, "--latent", str(latent), "--batch", str(batch), "--threads", str(threads),
            "--bench-seconds", str(args.seconds), "--warmup", "5"]
     return run_json(cmd, "pytorch", timeout=120 + 10 * args.seconds, extra_env=args.pytorch_env)
@@ -141,6 +148,49 @@ def step_flops(hidden, latent, batch, image=784):
     gemm = 2 * (macs + macs + (macs - first))
     adam = 12.0 * params / batch
     return {"gemm_per_sample": gemm, "adam_per_sample": adam, "per_sample": gemm + adam, "params": params}
+
+
+def conv_layers(channels, rows, cols, latent):
+    """(multiply-adds, parameters) per sample of every layer of vaelab's conv VAE (pytorch_vae.py's
+    ConvVAE) on channels×rows×cols, in order from the encoder's first layer. A convolution costs
+    its output pixels × C_in × C_out × 9; a transposed one its input pixels × C_in × C_out × 9."""
+    half = lambda n: (n + 1) // 2
+    h1, w1 = half(rows), half(cols)
+    h2, w2 = half(h1), half(w1)
+    flat = 64 * h2 * w2
+    conv = lambda pixels, cin, cout: (pixels * cin * cout * 9, cin * cout * 9 + cout)
+    dense = lambda i, o: (i * o, i * o + o)
+    return [conv(h1 * w1, channels, 32), conv(h2 * w2, 32, 64),      # enc_conv1, enc_conv2
+            dense(flat, latent), dense(flat, latent),                # fc21, fc22
+            dense(latent, 32 * h2 * w2),                             # dec_fc
+            conv(h2 * w2, 32, 64), conv(h1 * w1, 64, 32),            # dec_deconv1, dec_deconv2 (transposed)
+            conv(rows * cols, 32, channels)]                         # dec_deconv3 (transposed, stride 1)
+
+
+def conv_step_flops(channels, rows, cols, latent, batch):
+    """FLOPs of one conv VAE training step per sample, counted as step_flops counts the MLP's:
+    forward, weight gradients and input gradients (none for the first layer) at 2 per multiply-add,
+    and Adam's ≈ 12 per parameter spread over the batch; biases, ReLU and the loss left out."""
+    layers = conv_layers(channels, rows, cols, latent)
+    macs = sum(m for m, _ in layers)
+    first = layers[0][0]
+    params = sum(p for _, p in layers)
+    gemm = 2 * (macs + macs + (macs - first))
+    adam = 12.0 * params / batch
+    return {"gemm_per_sample": gemm, "adam_per_sample": adam, "per_sample": gemm + adam, "params": params}
+
+
+def synthetic_colour_npy(cache_dir, channels, size, count):
+    """Path of a count×size×size×channels uint8 .npy of random pixels, made once (with numpy, by
+    /usr/bin/python3 or whichever python runs this) and kept in cache_dir."""
+    path = os.path.join(cache_dir, f"synthetic_{count}x{size}x{size}x{channels}.npy")
+    if not os.path.exists(path):
+        import numpy as np
+        os.makedirs(cache_dir, exist_ok=True)
+        pixels = np.random.default_rng(1).integers(0, 256, size=(count, size, size, channels), dtype=np.uint8)
+        np.save(path + ".tmp.npy", pixels)
+        os.replace(path + ".tmp.npy", path)
+    return path
 
 
 def measure_peak(args, threads=2, seconds=0.5, repeat=3):
@@ -301,14 +351,34 @@ def main():
     ap.add_argument("--blas-as-detected", action="store_true",
                     help="leave OpenBLAS's own kernel choice even where it fell back to Prescott")
     ap.add_argument("--json-out", help="write all measurements here as JSON lines")
+    ap.add_argument("--model", default="mlp", choices=["mlp", "conv"],
+                    help="conv: the convolutional VAE on --channels × S × S images for each of --sizes")
+    ap.add_argument("--channels", type=int, default=3, choices=[1, 3], help="conv: image channels")
+    ap.add_argument("--sizes", default="32,64", help="conv: comma list of image sides S")
+    ap.add_argument("--latent", type=int, default=20, help="conv: latent dimensions")
+    ap.add_argument("--images", type=int, default=2000, help="conv: images in each synthetic .npy")
+    ap.add_argument("--cache-dir", default=os.path.join(os.environ.get("BUILD", "build"), "bench-data"),
+                    help="conv: where the synthetic .npy files are kept ($BUILD/bench-data)")
+    ap.add_argument("--vaelab-conv-cmd", default=DEFAULT_VAELAB_CONV_CMD,
+                    help="conv: command template for one vaelab measurement")
     args = ap.parse_args()
 
     if not args.python:
         sys.exit("throughput: error: no python3 with torch (apt-get install python3-torch, or --python)")
-    archs = [a.strip() for a in args.archs.split(",") if a.strip()]
-    for a in archs:
-        if a not in ARCHS:
-            sys.exit(f"throughput: error: unknown arch {a!r} (known: {', '.join(ARCHS)})")
+    cases = []  # (label, arguments for the two programs, hidden, latent, FLOPs per sample at a batch)
+    if args.model == "conv":
+        for size in (int(v) for v in args.sizes.split(",") if v.strip()):
+            case = argparse.Namespace(**vars(args))
+            case.data = synthetic_colour_npy(args.cache_dir, args.channels, size, args.images)
+            case.vaelab_cmd = args.vaelab_conv_cmd
+            cases.append((f"conv {args.channels}x{size}x{size}", case, "400", args.latent,
+                          lambda b, s=size: conv_step_flops(args.channels, s, s, args.latent, b)))
+    else:
+        for a in (a.strip() for a in args.archs.split(",") if a.strip()):
+            if a not in ARCHS:
+                sys.exit(f"throughput: error: unknown arch {a!r} (known: {', '.join(ARCHS)})")
+            hidden, latent = ARCHS[a]
+            cases.append((a, args, hidden, latent, lambda b, h=hidden, l=latent: step_flops(h, l, b)))
     batches = [int(b) for b in args.batches.split(",")]
     threads = [int(t) for t in args.threads.split(",")]
     with_vaelab = not args.pytorch_only
@@ -348,19 +418,18 @@ def main():
     failures = 0
     phase_rows = []  # (arch, batch, threads, phase_us) of vaelab's median runs
     adjacent_rows = []  # (arch, batch, threads, per-run samples/s, adjacent peak, fraction, steal)
-    for arch in archs:
-        hidden, latent = ARCHS[arch]
+    for arch, case_args, hidden, latent, flops_at in cases:
         for b in batches:
             for t in threads:
                 load = busy_cores()
-                fl = step_flops(hidden, latent, b)
+                fl = flops_at(b)
                 if load > 0.3:
                     print(f"throughput: warning: other processes use {load:.1f} cores during {arch} batch {b} "
                           f"threads {t}; the figure is not representative", file=sys.stderr)
                 row = f"{arch:<14} {b:5d} {t:3d} {load:5.2f} | "
                 try:
                     with BusyCore(args.busy_core):
-                        pt = median_of(args.repeat, lambda: pytorch_rate(args, hidden, latent, b, t))
+                        pt = median_of(args.repeat, lambda: pytorch_rate(case_args, hidden, latent, b, t))
                 except RuntimeError as e:
                     print(f"throughput: error: {e}", file=sys.stderr)
                     failures += 1
@@ -372,11 +441,11 @@ def main():
                     try:
                         with BusyCore(args.busy_core):
                             if peak:
-                                vl = vaelab_runs_with_peaks(args, hidden, latent, b, t, pt["samples_per_s"],
+                                vl = vaelab_runs_with_peaks(case_args, hidden, latent, b, t, pt["samples_per_s"],
                                                             fl["per_sample"])
                             else:
                                 vl = median_of(args.repeat,
-                                               lambda: vaelab_rate(args, hidden, latent, b, t, pt["samples_per_s"]))
+                                               lambda: vaelab_rate(case_args, hidden, latent, b, t, pt["samples_per_s"]))
                         sps = float(vl["samples_per_s"])
                         if "phase_us" in vl:
                             phase_rows.append((arch, b, t, vl["phase_us"]))
@@ -401,7 +470,8 @@ def main():
                         row += f" {'error':>11} {'-':>9}"
                 print(row, flush=True)
                 if out:
-                    out.write(json.dumps({"arch": arch, "batch": b, "threads": t, "busy_cores_before": round(load, 3),
+                    out.write(json.dumps({"arch": arch, "model": args.model, "data": case_args.data, "batch": b,
+                                          "threads": t, "busy_cores_before": round(load, 3),
                                           "busy_core_mode": args.busy_core, "pytorch_env": args.pytorch_env,
                                           "flops": fl, "pytorch": pt, "vaelab": vl}) + "\n")
     if phase_rows:
@@ -414,7 +484,8 @@ def main():
         print("\nvaelab step, µs: batch | gradient | optimizer || % of the step: " + " ".join(short))
         for arch, b, t, ph in phase_rows:
             total = ph["batch"] + ph["gradient"] + ph["optimizer"]
-            parts = " ".join(f"{100 * ph.get(n, 0) / total:4.1f}%" for n in names)
+            # The column phases are the MLP gradient's; the conv VAE's step reports only the three stages.
+            parts = " ".join(f"{100 * ph.get(n, 0) / total:4.1f}%" for n in names) if args.model == "mlp" else "-"
             print(f"{arch:<14} {b:5d} {t:3d} | {ph['batch']:7.0f} {ph['gradient']:8.0f} {ph['optimizer']:7.0f} "
                   f"({100 * ph['optimizer'] / total:4.1f}% optimizer) || {parts}")
     if adjacent_rows:
