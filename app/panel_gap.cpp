@@ -41,7 +41,8 @@ void draw_gap_bounds_tab(AppState& state, const Snapshot& snap) {
   ImGui::SetNextItemWidth(ImGui::GetFontSize() * 6);
   ImGui::InputInt("K", &g.iwae_k, 10, 100);
   state.note_rect("gap_k");
-  g.iwae_k = std::clamp(g.iwae_k, 1, 5000);
+  // As --iwae allows: a large K is slow, but its evaluation shows progress and can be cancelled.
+  g.iwae_k = std::clamp(g.iwae_k, 1, static_cast<int>(limits::kIwaeSamples.hi));
   same_line_if_fits(ImGui::GetFontSize() * 6 + style.ItemInnerSpacing.x + ImGui::CalcTextSize("test images").x);
   ImGui::SetNextItemWidth(ImGui::GetFontSize() * 6);
   ImGui::InputInt("test images", &g.iwae_points, 100, 1000);

@@ -90,6 +90,7 @@ inline constexpr RealRange kLearningRate{0, 10, true};
 inline constexpr RealRange kBeta{0, 1000};
 inline constexpr WholeRange kWarmupSteps{0, INT_MAX};
 inline constexpr WholeRange kSamples{1, 1000};
+inline constexpr WholeRange kIwaeSamples{0, 100000};  // K of the IWAE bound; 0: off
 inline constexpr WholeRange kThreads{1, 256};
 }  // namespace limits
 

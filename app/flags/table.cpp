@@ -14,7 +14,6 @@ namespace {
 constexpr WholeRange kWholeCount{0, INT_MAX};      // "0 or more"
 constexpr WholeRange kPositiveCount{1, INT_MAX};   // "1 or more"
 constexpr WholeRange kSeed{0, LLONG_MAX};
-constexpr WholeRange kIwaeSamples{0, 100000};       // 0: off
 constexpr WholeRange kTestImages{0, 1 << 24};
 constexpr WholeRange kWindowWidth{320, 16384}, kWindowHeight{240, 16384};
 
@@ -171,10 +170,10 @@ const Flag kTable[] = {
 
     // ---- evaluation ----
     {.name = "--iwae", .value_name = "K", .target = [](CommandLine& c) -> auto& { return c.iwae_k; },
-     .range = kIwaeSamples, .programs = kApp, .default_value = "100",
+     .range = limits::kIwaeSamples, .programs = kApp, .default_value = "100",
      .help = "IWAE_K at each epoch end for the gap panel; 0: off"},
     {.name = "--iwae", .value_name = "K", .target = [](CommandLine& c) -> auto& { return c.iwae_k; },
-     .range = kIwaeSamples, .programs = kTrain, .default_value = "0",
+     .range = limits::kIwaeSamples, .programs = kTrain, .default_value = "0",
      .help = "also report the importance-weighted bound with K samples; 0: off"},
     {.name = "--iwae-points", .value_name = "N", .target = [](CommandLine& c) -> auto& { return c.iwae_points; },
      .range = WholeRange{1, 1 << 24}, .programs = kApp, .default_value = "500", .help = "…on the first N test images"},

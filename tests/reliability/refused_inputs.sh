@@ -118,11 +118,11 @@ python3 - "$work" <<'PY'
 import json, os, struct, sys
 root = sys.argv[1]
 ck = bytearray(open(os.path.join(root, "small.vaelab"), "rb").read())
-# The hidden widths follow their count at 32; then likelihood, σ, family and clusters (10 bytes),
-# the batch, learning rate, β, warm-up and the samples.
+# The hidden widths follow their count at 32; then likelihood, σ, family, clusters and channels
+# (14 bytes, format 2), the batch, learning rate, β, warm-up and the samples.
 (count,) = struct.unpack_from("<Q", ck, 32)
 struct.pack_into(f"<{count}i", ck, 40, *([8192] * count))
-settings = 40 + 4 * count + 10
+settings = 40 + 4 * count + 14
 struct.pack_into("<i", ck, settings, 65536)
 struct.pack_into("<i", ck, settings + 16, 1000)
 open(os.path.join(root, "huge.vaelab"), "wb").write(ck)
