@@ -354,7 +354,9 @@ TEST_CASE("numpy: every integer label dtype reads; labels outside 0..255 are ref
   const auto p = dir / "labels.npz";
   const std::vector<std::pair<std::string, int>> dtypes = {{"|u1", 1}, {"|i1", 1}, {"<u2", 2}, {"<i2", 2},
                                                            {"<u4", 4}, {"<i4", 4}, {"<u8", 8}, {"<i8", 8}};
-  for (const auto& [descr, size] : dtypes) {
+  for (const auto& dtype : dtypes) {
+    const std::string& descr = dtype.first;  // not a structured binding: clang 14 cannot capture one in CAPTURE
+    const int size = dtype.second;
     CAPTURE(descr);
     write_npz(p, {{"x_train.npy", npy("|u1", {3, 1, 1}, Bytes{1, 2, 3})}, {"y_train.npy", npy(descr, {3}, ints({5, 0, 2}, size))}},
               true);
