@@ -200,7 +200,7 @@ TEST_CASE("idx file: a single image file with its labels beside it, held out by 
   CHECK(progress.total == 4);
 }
 
-TEST_CASE("idx file: a training file with the t10k file beside it is tested on that; unlabelled files read") {
+TEST_CASE("idx file: a training file with the t10k file beside it is tested on that, unlabelled files read") {
   TempDir dir;
   write_all(dir / "train-images-idx3-ubyte", idx_images(5, 2, 2, 0));
   write_all(dir / "t10k-images-idx3-ubyte", idx_images(2, 2, 2, 100));
@@ -227,7 +227,7 @@ TEST_CASE("idx file: a training file with the t10k file beside it is tested on t
   CHECK_MESSAGE(has(m2, "has 2 labels but train-images-idx3-ubyte has 5 images"), m2);
 }
 
-TEST_CASE("idx file: a training file in a Fashion-MNIST folder reads as the folder does; the folder takes max_images") {
+TEST_CASE("idx file: a training file in a Fashion-MNIST folder reads as the folder does, the folder takes max_images") {
   TempDir dir;
   const fs::path folder = dir / "fashion-small";
   fs::create_directories(folder);

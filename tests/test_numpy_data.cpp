@@ -181,7 +181,7 @@ TEST_CASE("numpy: alpha is composited onto the background, giving RGB") {
   CHECK(d.train.pixels == Bytes{40, 20, 0});  // 20 % of the colour over black
 }
 
-TEST_CASE("numpy: float32 in [0, 1] is rounded to bytes; values outside are refused with their index") {
+TEST_CASE("numpy: float32 in [0, 1] is rounded to bytes, values outside are refused with their index") {
   TempDir dir;
   const auto p = dir / "f.npy";
   write_all(p, npy("<f4", {2, 1, 3}, floats({0.0f, 1.0f, 0.5f, 0.25f, 0.999f, 0.001f})));
@@ -294,7 +294,7 @@ TEST_CASE("numpy: a broken or unsupported .npy is refused naming the file and th
   }
 }
 
-TEST_CASE("numpy: max_images keeps the first images; the memory limit refuses before reading") {
+TEST_CASE("numpy: max_images keeps the first images, the memory limit refuses before reading") {
   TempDir dir;
   const auto p = dir / "many.npy";
   write_all(p, npy("|u1", {20, 2, 2}, iota_bytes(80)));
@@ -349,7 +349,7 @@ TEST_CASE("numpy: a Keras .npz with labels, stored and deflated, through load_da
   }
 }
 
-TEST_CASE("numpy: every integer label dtype reads; labels outside 0..255 are refused with the index") {
+TEST_CASE("numpy: every integer label dtype reads, labels outside 0..255 are refused with the index") {
   TempDir dir;
   const auto p = dir / "labels.npz";
   const std::vector<std::pair<std::string, int>> dtypes = {{"|u1", 1}, {"|i1", 1}, {"<u2", 2}, {"<i2", 2},

@@ -321,7 +321,7 @@ TEST_CASE("safetensors: export and import keep the model exactly") {
   }
 }
 
-TEST_CASE("safetensors: colour models record image_c = 3 and come back in colour; grey files leave it out") {
+TEST_CASE("safetensors: colour models record image_c = 3 and come back in colour, grey files leave it out") {
   const ModelConfig mlp{.image_c = 3, .image_h = 4, .image_w = 5, .latent = 3, .hidden = {6}};
   ModelConfig conv = mlp;
   conv.family = ModelFamily::Conv;

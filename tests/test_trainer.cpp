@@ -256,7 +256,7 @@ TEST_CASE("trainer: colour images train the MLP and the conv VAE on all three ch
   }
 }
 
-TEST_CASE("trainer: a model with other channels than the data is refused with both shapes; new data brings its channels") {
+TEST_CASE("trainer: a model with other channels than the data is refused with both shapes, new data brings its channels") {
   TrainerOptions opt;
   opt.start_paused = true;
   opt.display_points = 0;
