@@ -101,7 +101,7 @@ start_app "$out/shots-offers"
 find_window
 two_offers() { (($(field offers) == 2)) && has_rect resume_button_1; }
 shoot_until 40 0.5 two_offers || fail "the resume offer does not list both autosaves ($(field offers) offers)"
-awk '$1 == "offer"' "$info" | grep -q "autosave-$second_pid.vaelab step $second_step" ||
+awk '$1 == "offer"' "$info" | grep "autosave-$second_pid.vaelab step $second_step" >/dev/null ||
   fail "the offer does not show autosave-$second_pid.vaelab at step $second_step: $(awk '$1 == "offer"' "$info" | tr '\n' ';')"
 click resume_button_1
 wait_for "$out/shots-offers/ready" 60

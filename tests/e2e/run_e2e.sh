@@ -15,7 +15,10 @@ init_e2e "$@"
 train=$(dirname "$app")/vaelab-train  # built beside vaelab; checks the autosave loads
 
 # ---- --help works without a display ----
-"$app" --help | grep -q -- "--data PATH" || fail "--help does not describe --data"
+# Read the whole text first: under pipefail, `--help | grep -q` fails whenever grep stops reading
+# before vaelab has written its last line (SIGPIPE), which depends on scheduling.
+help_text=$("$app" --help) || fail "--help exits with $?"
+grep -q -- "--data PATH" <<<"$help_text" || fail "--help does not describe --data"
 
 start_xvfb
 start_app "$out/shots" --frame-stats "$out/frames.csv"
