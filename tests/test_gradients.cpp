@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <vector>
 
@@ -50,6 +51,50 @@ TEST_CASE("gradients: dense layer backward matches finite differences") {
   for (int i = 0; i < out; ++i) CHECK(db(i) == doctest::Approx(fd(b(i))).epsilon(1e-3));
   for (int i = 0; i < in; ++i)
     for (int j = 0; j < B; ++j) CHECK(dx(i, j) == doctest::Approx(fd(x(i, j))).epsilon(1e-3));
+}
+
+TEST_CASE("gradients: the checked tensors tile the parameter buffer, and the picks stay inside them") {
+  // check_elbo_gradient visits parameters tensor by tensor (parameter_blocks): a tensor missing from
+  // that list would never be checked. Every family: blocks in order, disjoint, only padding between.
+  ModelConfig mlp;
+  mlp.hidden = {9, 7};
+  mlp.likelihood = Likelihood::GaussianLearned;
+  ModelConfig conv;
+  conv.family = ModelFamily::Conv;
+  conv.image_c = 3;
+  conv.image_h = 8;
+  conv.image_w = 6;
+  ModelConfig gmvae;
+  gmvae.family = ModelFamily::Gmvae;
+  gmvae.hidden = {12};
+  gmvae.clusters = 4;
+  for (const ModelConfig& cfg : {mlp, conv, gmvae}) {
+    const Model m(cfg);
+    std::vector<test::ParamBlock> blocks = test::parameter_blocks(m);
+    std::sort(blocks.begin(), blocks.end(), [](const auto& a, const auto& b) { return a.offset < b.offset; });
+    std::size_t end = 0;
+    for (const test::ParamBlock& b : blocks) {
+      CHECK(b.size > 0);
+      CHECK(b.offset >= end);
+      CHECK(b.offset - end < kParamAlign);
+      end = b.offset + b.size;
+    }
+    CHECK(end <= m.size());
+    CHECK(m.size() - end < kParamAlign);
+    // Capped picks: at most the cap per tensor, each inside its tensor; uncapped stride 1: all.
+    const std::vector<std::size_t> all = test::checked_parameters(m, 1, SIZE_MAX);
+    std::size_t total = 0;
+    for (const test::ParamBlock& b : blocks) total += b.size;
+    CHECK(all.size() == total);
+    const std::vector<std::size_t> capped = test::checked_parameters(m, 1, 5);
+    CHECK(capped.size() <= 5 * blocks.size());
+    for (const std::size_t i : capped) {
+      const bool inside = std::any_of(blocks.begin(), blocks.end(), [&](const test::ParamBlock& b) {
+        return i >= b.offset && i < b.offset + b.size;
+      });
+      CHECK(inside);
+    }
+  }
 }
 
 TEST_CASE("gradients: relu backward passes gradient only through active units") {
