@@ -227,6 +227,14 @@ inline void write_all(const fs::path& p, const Bytes& b) {
   REQUIRE(out.good());
 }
 
+// Overwrites one byte of an existing file in place (damage tests: no rewrite of the whole file).
+inline void write_byte_at(const fs::path& p, std::size_t at, std::uint8_t value) {
+  std::fstream f(p, std::ios::binary | std::ios::in | std::ios::out);
+  f.seekp(static_cast<std::streamoff>(at));
+  f.put(static_cast<char>(value));
+  REQUIRE(f.good());
+}
+
 // The message of the vaelab::Error that f throws, or a marker no check accepts.
 template <class F>
 std::string error_of(F&& f) {
