@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 #include <Eigen/Dense>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <atomic>
@@ -225,6 +226,14 @@ inline void write_all(const fs::path& p, const Bytes& b) {
   std::ofstream out(p, std::ios::binary | std::ios::trunc);
   out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
   REQUIRE(out.good());
+}
+
+// Writes b gzip-compressed (IDX and CIFAR files are often shipped as .gz).
+inline void write_gz(const fs::path& p, const Bytes& b) {
+  gzFile f = gzopen(p.c_str(), "wb");
+  REQUIRE(f != nullptr);
+  if (!b.empty()) REQUIRE(gzwrite(f, b.data(), static_cast<unsigned>(b.size())) == static_cast<int>(b.size()));
+  REQUIRE(gzclose(f) == Z_OK);
 }
 
 // Overwrites one byte of an existing file in place (damage tests: no rewrite of the whole file).

@@ -54,13 +54,6 @@ Bytes idx_labels(const Bytes& labels) {
   return b;
 }
 
-void write_gz(const fs::path& p, const Bytes& b) {
-  gzFile f = gzopen(p.c_str(), "wb");
-  REQUIRE(f != nullptr);
-  REQUIRE(gzwrite(f, b.data(), static_cast<unsigned>(b.size())) == static_cast<int>(b.size()));
-  REQUIRE(gzclose(f) == Z_OK);
-}
-
 }  // namespace
 
 TEST_CASE("cifar: a CIFAR-10 folder with missing batches reads what is there and says so") {

@@ -22,6 +22,7 @@
 #include "support.hpp"
 
 using namespace vaelab;
+using vaelab::test::error_of;
 using vaelab::test::synthetic_data;
 
 namespace {
@@ -38,15 +39,6 @@ ModelConfig conv_config(int h, int w, int latent = 2, int channels = 1) {
   m.image_w = w;
   m.latent = latent;
   return m;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no vaelab::Error thrown>";
 }
 
 }  // namespace

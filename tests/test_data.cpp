@@ -35,13 +35,6 @@ Bytes ramp(std::size_t n, int mul = 37) {
   return b;
 }
 
-void write_gz(const fs::path& p, const Bytes& b) {
-  gzFile f = gzopen(p.c_str(), "wb");
-  REQUIRE(f != nullptr);
-  if (!b.empty()) REQUIRE(gzwrite(f, b.data(), static_cast<unsigned>(b.size())) == static_cast<int>(b.size()));
-  REQUIRE(gzclose(f) == Z_OK);
-}
-
 // Writes a small MNIST-layout folder: n_train and n_test images of h×w with labels 0..classes-1.
 void write_set(const fs::path& folder, int n_train, int n_test, int h, int w, int classes, bool gz,
                bool labels = true) {
