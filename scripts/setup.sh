@@ -24,7 +24,8 @@ case "${1:-}" in
   *) echo "usage: setup.sh [--test]" >&2; exit 2 ;;
 esac
 if [[ "${VAELAB_WITH_BENCH:-0}" == 1 ]]; then
-  packages+=(python3-torch python3-numpy libopenblas0-openmp)
+  packages+=(python3-torch python3-numpy libopenblas0-openmp
+    python3-torchvision python3-pil)  # tests/bench/loading_vs_torchvision.py's peer
 fi
 
 missing=()
