@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Loading figures: images/s of `vaelab-train --data …` on a folder of 5,000 mixed-size PNG and JPEG
 # colour images on one core and on two (taskset: the loader uses the cores it may run on), on the
-# Adwaita 48×48 icons, and on the same 5,000 images as one .npy (the peer: no PIL or torchvision
-# here). Not a test: it prints figures. The generated images are cached in $CACHE, not the repo.
+# Adwaita 48×48 icons, and on the same 5,000 images as one .npy (the bound a folder load
+# approaches; loading_vs_torchvision.py is the comparison with PyTorch's way). Not a test: it
+# prints figures. The generated images are cached in $CACHE, not the repo.
 #
 #   tests/bench/loading.sh            # vaelab-train from $VAELAB_TRAIN or build/vaelab-train
 set -euo pipefail
