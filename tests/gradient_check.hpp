@@ -84,9 +84,10 @@ inline std::vector<std::size_t> checked_parameters(const Model& m, std::size_t s
   return all;
 }
 
-// Checks the parameters checked_parameters picks (stride 1 and no cap: every one) of a model
-// initialised with seed 3 on B uniform-random images, L samples, over `threads` shards. Every checked parameter must agree,
-// except that up to max_bad_fraction of them may disagree: with thousands of ReLU units (the
+// Checks, tensor by tensor, the entries picked_in chooses (stride 1 and no cap: every one) of a
+// model initialised with seed 3 on B uniform-random images, L samples, over `threads` shards.
+// Every checked parameter must agree, except that up to max_bad_fraction of them may disagree
+// (and never half of one tensor's): with thousands of ReLU units (the
 // convolutional VAE) a ±h step crosses some unit's kink, where a central difference is not the
 // derivative. A parameter that disagrees at step h is retried at h/4, centrally and on each side
 // alone, and the gradient is also checked along random directions of the whole parameter vector,
