@@ -20,7 +20,7 @@ namespace {
 
 constexpr const char* kLikelihoods[] = {"Bernoulli", "Gaussian, fixed σ", "Gaussian, learned σ"};
 constexpr const char* kBinarize[] = {"none", "static", "dynamic"};
-constexpr const char* kFamilies[] = {"MLP", "convolutional", "clustering (GMVAE)"};
+constexpr const char* kFamilies[] = {"MLP", "convolutional", "clustering (GMVAE)", "clustering (VaDE)"};
 
 std::string hidden_text(const std::vector<int>& hidden) {
   std::string h;
@@ -247,9 +247,9 @@ void draw_form_fields(AppState& state, ModelFormFields& f) {
   ImGui::AlignTextToFramePadding();
   ImGui::TextUnformatted("model");
   ImGui::SameLine(label_x);
-  if (f.family == static_cast<int>(ModelFamily::Gmvae)) {
+  if (is_clustering(static_cast<ModelFamily>(f.family))) {
     ImGui::SetNextItemWidth(ImGui::GetContentRegionAvail().x - ImGui::GetFontSize() * 4.0f);
-    choice(state, "##family", f.family, kFamilies, 3, "form_family");
+    choice(state, "##family", f.family, kFamilies, 4, "form_family");
     ImGui::SameLine();
     ImGui::SetNextItemWidth(-FLT_MIN);
     ImGui::InputInt("##clusters", &f.clusters, 0);
@@ -257,7 +257,7 @@ void draw_form_fields(AppState& state, ModelFormFields& f) {
     f.clusters = std::clamp(f.clusters, 1, 1000);
   } else {
     ImGui::SetNextItemWidth(-FLT_MIN);
-    choice(state, "##family", f.family, kFamilies, 3, "form_family");
+    choice(state, "##family", f.family, kFamilies, 4, "form_family");
   }
   ImGui::AlignTextToFramePadding();
   ImGui::TextUnformatted("p(x|z)");
@@ -527,7 +527,7 @@ std::string follow_progress(const FollowStatus& f) {
 
 std::string describe_form(const ModelForm& form) {
   const ModelFormFields& f = form.fields;
-  return std::string(kFamilies[std::clamp(f.family, 0, 2)]) + ", latent " + std::to_string(f.latent) +
+  return std::string(kFamilies[std::clamp(f.family, 0, 3)]) + ", latent " + std::to_string(f.latent) +
          (form.edited() ? ", edited" : "");
 }
 

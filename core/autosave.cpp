@@ -110,7 +110,7 @@ std::string describe_model(const ModelConfig& m) {
     s.append(std::to_string(m.input_dim()));
     for (int h : m.hidden) s.append("-").append(std::to_string(h));
     s.append("-").append(std::to_string(m.latent));
-    if (m.family == ModelFamily::Gmvae) s.append(" (K ").append(std::to_string(m.clusters)).append(")");
+    if (is_clustering(m.family)) s.append(" (K ").append(std::to_string(m.clusters)).append(")");
   }
   return s.append(", ").append(to_string(m.likelihood));
 }

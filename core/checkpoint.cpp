@@ -214,7 +214,7 @@ ModelConfig get_model(Reader& r, std::uint32_t version) {
   for (int& h : m.hidden) h = r.i32();
   m.likelihood = get_enum<Likelihood>(r, static_cast<std::uint8_t>(Likelihood::GaussianLearned), "likelihood");
   m.gaussian_sigma = r.num<float>();
-  m.family = get_enum<ModelFamily>(r, static_cast<std::uint8_t>(ModelFamily::Gmvae), "model family");
+  m.family = get_enum<ModelFamily>(r, static_cast<std::uint8_t>(ModelFamily::Vade), "model family");
   m.clusters = r.i32();
   if (version >= 2) m.image_c = r.i32();
   return m;

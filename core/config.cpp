@@ -58,7 +58,7 @@ constexpr Spelling<Likelihood> kLikelihoods[] = {
 constexpr Spelling<Binarize> kBinarizations[] = {
     {Binarize::None, "none"}, {Binarize::Static, "static"}, {Binarize::Dynamic, "dynamic"}};
 constexpr Spelling<ModelFamily> kFamilies[] = {
-    {ModelFamily::Mlp, "mlp"}, {ModelFamily::Conv, "conv"}, {ModelFamily::Gmvae, "gmvae"}};
+    {ModelFamily::Mlp, "mlp"}, {ModelFamily::Conv, "conv"}, {ModelFamily::Gmvae, "gmvae"}, {ModelFamily::Vade, "vade"}};
 constexpr Spelling<Estimator> kEstimators[] = {
     {Estimator::Reparameterised, "reparam"}, {Estimator::ScoreFunction, "score"}};
 
@@ -97,7 +97,7 @@ void validate(const ModelConfig& m) {
   require_in(limits::kHiddenLayers, static_cast<long long>(m.hidden.size()), "number of hidden layers");
   for (int h : m.hidden) require_in(limits::kHiddenWidth, h, "hidden width");
   require_in(limits::kGaussianSigma, m.gaussian_sigma, "gaussian sigma");
-  if (m.family == ModelFamily::Gmvae) require_in(limits::kClusters, m.clusters, "clusters");
+  if (is_clustering(m.family)) require_in(limits::kClusters, m.clusters, "clusters");
 }
 
 void validate(const TrainConfig& t) {

@@ -21,8 +21,12 @@ enum class Binarize : std::uint8_t { None, Static, Dynamic };
 enum class ModelFamily : std::uint8_t {
   Mlp,    // the classic VAE: MLP encoder and decoder
   Conv,   // convolutional encoder/decoder (Conv 32/64 stride 2 → Dense; Dense 7·7·32 → transposed convs)
-  Gmvae,  // clustering VAE: a categorical y beside z, Gaussian q(z|y) per cluster, classifier p(y|z)
+  Gmvae,  // clustering VAE of the notes: a categorical y beside z, Gaussian q(z|y) per cluster, classifier p(y|z)
+  Vade,   // clustering VAE with a mixture prior p(z) = Σ_y N(μ_y, σ_y²)/K whose own posterior p(y|z) assigns clusters
 };
+
+// The two clustering families: both have K cluster Gaussians and score clusters by argmax p(y|z).
+inline bool is_clustering(ModelFamily f) { return f == ModelFamily::Gmvae || f == ModelFamily::Vade; }
 
 // Which gradient estimator trains the encoder (the decoder's gradient is the same for both).
 enum class Estimator : std::uint8_t {
@@ -42,7 +46,7 @@ struct ModelConfig {
   Likelihood likelihood = Likelihood::Bernoulli;
   float gaussian_sigma = 0.1f;      // only for GaussianFixed
   ModelFamily family = ModelFamily::Mlp;
-  int clusters = 10;                // only for Gmvae: K categories of y
+  int clusters = 10;                // only for Gmvae and Vade: K categories of y
 
   int input_dim() const { return image_c * image_h * image_w; }  // D = C·H·W
   bool operator==(const ModelConfig&) const = default;
@@ -112,7 +116,7 @@ const char* to_string(Estimator e);
 // Parse the CLI / UI spellings; an unknown one throws vaelab::Error listing the known ones.
 Likelihood parse_likelihood(const std::string& s);  // "bernoulli", "gaussian", "gaussian-learned"
 Binarize parse_binarize(const std::string& s);       // "none", "static", "dynamic"
-ModelFamily parse_family(const std::string& s);      // "mlp", "conv", "gmvae"
+ModelFamily parse_family(const std::string& s);      // "mlp", "conv", "gmvae", "vade"
 Estimator parse_estimator(const std::string& s);     // "reparam", "score"
 
 // Hidden widths as the command line and the training panel write them: "400", "512,256" or

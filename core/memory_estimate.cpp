@@ -80,6 +80,9 @@ u64 workspace_floats(const ModelConfig& m, u64 batch, u64 samples) {
   } else if (m.family == ModelFamily::Gmvae) {
     const u64 K = u64(m.clusters);
     f += (2 * u64(kClassifierHidden) + K + d) * C + K * batch;
+  } else if (m.family == ModelFamily::Vade) {
+    const u64 K = u64(m.clusters);
+    f += (K + d) * C + K * batch;  // p(y|z) then d loss / d logits, and dz of the mixture's logits
   } else {
     // The plain MLP packs every layer's input for its weight gradient (the encoder's per example,
     // the decoder's per sample) and one slice's operands of the widest layer.
@@ -108,6 +111,7 @@ u64 parameter_count(const ModelConfig& m) {
     const u64 K = u64(m.clusters), d = u64(m.latent), H = u64(kClassifierHidden);
     total += d * H + H + H * K + K + 2 * K * d;  // the classifier p(y|z) and the cluster Gaussians
   }
+  if (m.family == ModelFamily::Vade) total += 2 * u64(m.clusters) * u64(m.latent);  // the cluster Gaussians
   if (m.likelihood == Likelihood::GaussianLearned) total += 1;  // the decoder's log σ²
   return total;
 }

@@ -93,6 +93,8 @@ Model::Model(ModelConfig cfg) : cfg_(std::move(cfg)) {
   if (cfg_.family == ModelFamily::Gmvae) {
     add(cls_, cfg_.latent, kClassifierHidden);
     add(cls_, kClassifierHidden, cfg_.clusters);
+  }
+  if (is_clustering(cfg_.family)) {
     cluster_mu_ = aligned(offset);
     cluster_lv_ = aligned(cluster_mu_ + static_cast<std::size_t>(cfg_.latent) * cfg_.clusters);
     offset = cluster_lv_ + static_cast<std::size_t>(cfg_.latent) * cfg_.clusters;
@@ -126,9 +128,13 @@ void Model::init(std::uint64_t seed) {
   }
   for (const auto& l : cls_) init_layer(l);
   if (cluster_mu_ != npos) {
-    // Cluster means spread like prior samples, unit variances: the clusters start distinct.
+    // gmvae: cluster means spread like prior samples, unit variances, so the clusters start
+    // distinct. vade: every cluster starts as N(0, I), so the mixture prior is the plain VAE's and
+    // stays one Gaussian (identical clusters get identical gradients) until the trainer's cluster
+    // fit splits it (fit_clusters_to_codes).
     const std::size_t n = static_cast<std::size_t>(cfg_.latent) * cfg_.clusters;
-    for (std::size_t i = 0; i < n; ++i) params_[cluster_mu_ + i] = rng.normal();
+    const bool spread = cfg_.family == ModelFamily::Gmvae;
+    for (std::size_t i = 0; i < n; ++i) params_[cluster_mu_ + i] = spread ? rng.normal() : 0.0f;
     for (std::size_t i = 0; i < n; ++i) params_[cluster_lv_ + i] = 0.0f;
   }
   if (dec_logvar_ != npos) params_[dec_logvar_] = 0.0f;
@@ -201,6 +207,11 @@ void Model::decode_image(const Eigen::Ref<const Eigen::MatrixXf>& z, Eigen::Matr
 }
 
 void Model::classify(const Eigen::Ref<const Eigen::MatrixXf>& z, Eigen::MatrixXf& probs) const {
+  if (cfg_.family == ModelFamily::Vade) {
+    mixture_logits(cluster_means(), cluster_logvars_clamped(), z, probs);
+    softmax_columns(probs);
+    return;
+  }
   Eigen::MatrixXf h;
   infer_dense(W(cls_[0]), b(cls_[0]), z, h, true);
   infer_dense(W(cls_[1]), b(cls_[1]), h, probs, false);
@@ -212,6 +223,18 @@ bool Model::all_finite() const {
   // element does not (the trainer asks at every snapshot).
   const Eigen::Map<const Eigen::ArrayXf> p(params_.data(), static_cast<Eigen::Index>(params_.size()));
   return (p * 0.0f).sum() == 0.0f;
+}
+
+void mixture_logits(const Eigen::Ref<const Eigen::MatrixXf>& means, const Eigen::Ref<const Eigen::MatrixXf>& logvars,
+                    const Eigen::Ref<const Eigen::MatrixXf>& z, Eigen::MatrixXf& logits) {
+  const Eigen::Index K = means.cols();
+  logits.resize(K, z.cols());
+  for (Eigen::Index y = 0; y < K; ++y) {
+    const Eigen::ArrayXf inv_var = (-logvars.col(y).array()).exp();
+    logits.row(y) = (-0.5f * ((z.colwise() - means.col(y)).array().square().colwise() * inv_var).colwise().sum() -
+                     0.5f * logvars.col(y).sum())
+                        .matrix();
+  }
 }
 
 void fit_clusters_to_codes(Model& model, const Eigen::Ref<const Eigen::MatrixXf>& mu,
@@ -242,6 +265,51 @@ void fit_clusters_to_codes(Model& model, const Eigen::Ref<const Eigen::MatrixXf>
     means.col(y) = mean.cast<float>();
     logvars.col(y) = var.array().log().cwiseMax(kLogVarMin).cwiseMin(kLogVarMax).matrix().cast<float>();
   }
+  if (model.config().family == ModelFamily::Vade) refine_mixture_by_em(means, logvars, mu, logvar, kMixtureEmSteps);
+}
+
+void refine_mixture_by_em(Eigen::Ref<Eigen::MatrixXf> means, Eigen::Ref<Eigen::MatrixXf> logvars,
+                          const Eigen::Ref<const Eigen::MatrixXf>& mu, const Eigen::Ref<const Eigen::MatrixXf>& logvar,
+                          int steps) {
+  const Eigen::Index K = means.cols(), d = means.rows();
+  const Eigen::MatrixXd q_var = logvar.array().exp().matrix().cast<double>();
+  const Eigen::MatrixXd mu_d = mu.cast<double>(), mu_sq = mu_d.cwiseAbs2();
+  // The EM state: each cluster's Gaussian over the codes' means, starting from the given one less
+  // the q variance it includes (estimated from the start's responsibilities).
+  Eigen::MatrixXf resp;
+  mixture_logits(means, logvars.cwiseMax(kLogVarMin).cwiseMin(kLogVarMax), mu, resp);
+  softmax_columns(resp);
+  Eigen::MatrixXd weight = resp.cast<double>().rowwise().sum();
+  Eigen::MatrixXd mean_q_var = q_var * resp.cast<double>().transpose();  // (d, K), divided below
+  Eigen::MatrixXf gmm_logvars = logvars;
+  for (Eigen::Index y = 0; y < K; ++y) {
+    if (weight(y) <= 0) continue;
+    mean_q_var.col(y) /= weight(y);
+    const Eigen::ArrayXd v = logvars.col(y).cast<double>().array().exp() - mean_q_var.col(y).array();
+    gmm_logvars.col(y) = v.max(1e-8).log().matrix().cast<float>();
+  }
+  for (int s = 0; s < steps; ++s) {
+    // E step: p(y | μ_i) under the mixture of the means (equal weights).
+    mixture_logits(means, gmm_logvars.cwiseMax(kLogVarMin).cwiseMin(kLogVarMax), mu, resp);
+    softmax_columns(resp);
+    // M step: each cluster's weighted mean and variance of the means, and its weighted mean q variance.
+    const Eigen::MatrixXd r = resp.cast<double>().transpose();  // (N, K)
+    weight = r.colwise().sum().transpose();
+    const Eigen::MatrixXd s1 = mu_d * r, s2 = mu_sq * r, sq = q_var * r;
+    for (Eigen::Index y = 0; y < K; ++y) {
+      if (weight(y) < 1e-6 * static_cast<double>(mu.cols())) continue;  // a cluster that lost every code stays put
+      const Eigen::VectorXd mean = s1.col(y) / weight(y);
+      means.col(y) = mean.cast<float>();
+      gmm_logvars.col(y) = (s2.col(y) / weight(y) - mean.cwiseAbs2()).cwiseMax(1e-8).array().log().matrix().cast<float>();
+      mean_q_var.col(y) = sq.col(y) / weight(y);
+    }
+  }
+  // The prior's clusters: the mixture of the means widened by the codes' own q variance, the
+  // moments of the aggregate posterior restricted to each cluster.
+  for (Eigen::Index y = 0; y < K; ++y)
+    for (Eigen::Index j = 0; j < d; ++j)
+      logvars(j, y) = std::clamp(static_cast<float>(std::log(std::exp(static_cast<double>(gmm_logvars(j, y))) + mean_q_var(j, y))),
+                                 kLogVarMin, kLogVarMax);
 }
 
 }  // namespace vaelab

@@ -66,12 +66,13 @@ class Model {
   const std::vector<ConvLayerShape>& conv_encoder() const { return conv_enc_; }
   const std::vector<ConvLayerShape>& conv_decoder() const { return conv_dec_; }
   bool is_conv() const { return cfg_.family == ModelFamily::Conv; }
-  // Clustering VAE only (empty / npos otherwise): the classifier p(y|z) (z → hidden → K logits)
-  // and the cluster Gaussians q(z|y): means and log variances, each (d, K) column-major.
+  // Clustering families only (empty / npos otherwise): gmvae's classifier p(y|z) (z → hidden → K
+  // logits; vade has none) and the cluster Gaussians: means and log variances, each (d, K)
+  // column-major.
   const std::vector<DenseShape>& classifier() const { return cls_; }
   std::size_t cluster_mean_offset() const { return cluster_mu_; }
   std::size_t cluster_logvar_offset() const { return cluster_lv_; }
-  int clusters() const { return cfg_.family == ModelFamily::Gmvae ? cfg_.clusters : 0; }
+  int clusters() const { return is_clustering(cfg_.family) ? cfg_.clusters : 0; }
   // The cluster Gaussians as (d, K) matrices (clustering VAE only); the log variances clamped to
   // [kLogVarMin, kLogVarMax] as the objective, the IWAE bound and the panels all use them.
   Eigen::Map<const Eigen::MatrixXf> cluster_means() const { return {params_.data() + cluster_mu_, cfg_.latent, clusters()}; }
@@ -111,7 +112,8 @@ class Model {
   // z: (d, B) → the image the decoder expects, in [0, 1]: sigmoid(logits) or the clamped mean
   void decode_image(const Eigen::Ref<const Eigen::MatrixXf>& z, Eigen::MatrixXf& image) const;
 
-  // Clustering VAE: p(y|z) for each column of z (d, B) → probabilities (K, B).
+  // Clustering families: p(y|z) for each column of z (d, B) → probabilities (K, B). gmvae: its
+  // classifier; vade: the mixture prior's own posterior, softmax of mixture_logits.
   void classify(const Eigen::Ref<const Eigen::MatrixXf>& z, Eigen::MatrixXf& probs) const;
 
   bool all_finite() const;
@@ -129,6 +131,12 @@ class Model {
   ParamVector params_;
 };
 
+// log N(z; μ_y, σ_y²) + d/2 log 2π for each cluster y and column of z (d, B) → (K, B): the logits
+// of vade's p(y|z) (the clusters are equally likely a priori, so the softmax over y is p(y|z)).
+// logvars are taken as given (pass the clamped ones).
+void mixture_logits(const Eigen::Ref<const Eigen::MatrixXf>& means, const Eigen::Ref<const Eigen::MatrixXf>& logvars,
+                    const Eigen::Ref<const Eigen::MatrixXf>& z, Eigen::MatrixXf& logits);
+
 // Clustering VAE: place the cluster Gaussians q(z|y) on the codes of a sample of data (one
 // moment-matched Gaussian per k-means cluster of the means): μ_y = the mean of cluster y's codes,
 // σ_y² = per dimension the variance of those means plus the mean of their q variances (the
@@ -136,7 +144,19 @@ class Model {
 // range. A cluster that k-means leaves with one point gets that point and its q variance.
 // mu, logvar: (d, N) with N ≥ K. Deterministic for a seed. Throws vaelab::Error for a model that
 // is not a clustering VAE or shapes that do not match.
+// vade then refines that start with kMixtureEmSteps steps of EM (refine_mixture_by_em).
 void fit_clusters_to_codes(Model& model, const Eigen::Ref<const Eigen::MatrixXf>& mu,
                            const Eigen::Ref<const Eigen::MatrixXf>& logvar, std::uint64_t seed);
+
+// EM for vade's prior, a mixture of K diagonal Gaussians with equal weights, on codes
+// q(z|x_i) = N(μ_i, σ_i²): EM fits the mixture to the means μ_i (the q variance left out, as it
+// would blur every responsibility towards uniform when the codes are still close together), then
+// each cluster's variance is widened by its codes' mean q variance, as fit_clusters_to_codes does.
+// means, logvars: (d, K), the start (with the q variance included) and the result, in place;
+// mu, logvar: (d, N). A cluster whose weight falls to nothing keeps its last mean.
+inline constexpr int kMixtureEmSteps = 50;
+void refine_mixture_by_em(Eigen::Ref<Eigen::MatrixXf> means, Eigen::Ref<Eigen::MatrixXf> logvars,
+                          const Eigen::Ref<const Eigen::MatrixXf>& mu, const Eigen::Ref<const Eigen::MatrixXf>& logvar,
+                          int steps);
 
 }  // namespace vaelab

@@ -321,7 +321,7 @@ std::string describe(const ModelConfig& c) {
     for (int h : c.hidden) s.append(" ").append(std::to_string(h));
   }
   s.append(", latent ").append(std::to_string(c.latent));
-  if (c.family == ModelFamily::Gmvae) s.append(", ").append(std::to_string(c.clusters)).append(" clusters");
+  if (is_clustering(c.family)) s.append(", ").append(std::to_string(c.clusters)).append(" clusters");
   return s.append(", ").append(to_string(c.likelihood));
 }
 

@@ -794,11 +794,14 @@ SafetensorsFile export_model(const Model& model) {
   if (model.decoder_logvar_offset() != Model::npos)
     f.tensors.push_back({"decoder_logvar", {1}, {model.params()[model.decoder_logvar_offset()]}});
   if (const int K = model.clusters(); K > 0) {
-    // Clustering VAE: the classifier p(y|z) and the cluster Gaussians, one row per cluster.
-    f.metadata["family"] = "gmvae";
+    // Clustering families: gmvae's classifier p(y|z) (vade has none) and the cluster Gaussians,
+    // one row per cluster.
+    f.metadata["family"] = to_string(model.config().family);
     f.metadata["clusters"] = std::to_string(K);
-    add("classifier.0", model.classifier()[0], 0, model.classifier()[0].out);
-    add("classifier.1", model.classifier()[1], 0, model.classifier()[1].out);
+    if (!model.classifier().empty()) {
+      add("classifier.0", model.classifier()[0], 0, model.classifier()[0].out);
+      add("classifier.1", model.classifier()[1], 0, model.classifier()[1].out);
+    }
     for (const auto& [name, offset] : {std::pair{"cluster_means", model.cluster_mean_offset()},
                                        std::pair{"cluster_logvars", model.cluster_logvar_offset()}}) {
       // Stored (d, K) column-major = [K, d] row-major: the bytes are already in PyTorch's order.
@@ -913,24 +916,33 @@ std::optional<Model> import_any(const SafetensorsFile& f, bool build, ModelConfi
   const Tensor* logvar = read_likelihood(f, cfg, used);
   Dense cls0, cls1;
   const Tensor *cmeans = nullptr, *clogvars = nullptr;
-  if (const std::string* fam = metadata_of(f, "family"); fam && *fam == "gmvae") {
-    cfg.family = ModelFamily::Gmvae;
-    cls0 = dense("classifier.0");
-    cls1 = dense("classifier.1");
-    cfg.clusters = cls1.out;
-    if (cls0.in != latent || cls0.out != kClassifierHidden || cls1.in != kClassifierHidden)
-      fail("the classifier's shapes do not fit: expected " + std::to_string(latent) + " → " +
-           std::to_string(kClassifierHidden) + " → K");
-    const std::vector<std::int64_t> shape{cfg.clusters, latent};
+  const std::string* fam = metadata_of(f, "family");
+  if (fam && (*fam == "gmvae" || *fam == "vade")) {
     cmeans = f.find("cluster_means");
     clogvars = f.find("cluster_logvars");
     if (!cmeans || !clogvars) fail("a clustering VAE needs the tensors 'cluster_means' and 'cluster_logvars'");
+    if (*fam == "gmvae") {
+      cfg.family = ModelFamily::Gmvae;
+      cls0 = dense("classifier.0");
+      cls1 = dense("classifier.1");
+      cfg.clusters = cls1.out;
+      if (cls0.in != latent || cls0.out != kClassifierHidden || cls1.in != kClassifierHidden)
+        fail("the classifier's shapes do not fit: expected " + std::to_string(latent) + " → " +
+             std::to_string(kClassifierHidden) + " → K");
+    } else {
+      cfg.family = ModelFamily::Vade;
+      if (cmeans->shape.size() != 2 || cmeans->shape[0] < limits::kClusters.lo || cmeans->shape[0] > limits::kClusters.hi)
+        fail("'cluster_means' has shape " + shape_str(cmeans->shape) + "; expected [K, " + std::to_string(latent) +
+             "] with K " + limits::kClusters.describe());
+      cfg.clusters = static_cast<int>(cmeans->shape[0]);
+    }
+    const std::vector<std::int64_t> shape{cfg.clusters, latent};
     if (cmeans->shape != shape || clogvars->shape != shape)
       fail("the cluster tensors must have shape " + shape_str(shape));
     used.insert("cluster_means");
     used.insert("cluster_logvars");
   } else if (fam && *fam != "mlp") {
-    fail("the metadata's family '" + *fam + "' is not one this build can import (mlp, conv or gmvae)");
+    fail("the metadata's family '" + *fam + "' is not one this build can import (mlp, conv, gmvae or vade)");
   }
   for (const auto& t : f.tensors)
     if (!used.count(t.name)) fail("the file has the unexpected tensor '" + t.name + "'");
@@ -955,6 +967,8 @@ std::optional<Model> import_any(const SafetensorsFile& f, bool build, ModelConfi
   if (cfg.family == ModelFamily::Gmvae) {
     fill(model.classifier()[0], cls0, 0);
     fill(model.classifier()[1], cls1, 0);
+  }
+  if (is_clustering(cfg.family)) {
     std::copy(cmeans->data.begin(), cmeans->data.end(), model.params().begin() + model.cluster_mean_offset());
     std::copy(clogvars->data.begin(), clogvars->data.end(), model.params().begin() + model.cluster_logvar_offset());
   }

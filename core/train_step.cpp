@@ -93,8 +93,9 @@ struct GradientEngine::Shard {
   Eigen::MatrixXf dz;                   // (d, C)
   Eigen::MatrixXf dhead;                // (2d, Bs)
   std::vector<Eigen::MatrixXf> enc_dh;  // (h_i, Bs)
-  // Clustering VAE only: the classifier's hidden activations (hidden, C), p(y|z) then d loss /
-  // d logits (K, C), its hidden gradient (hidden, C), its part of dz (d, C), the per-example
+  // Clustering families only: the classifier's hidden activations (hidden, C; gmvae only), p(y|z)
+  // then d loss / d logits (K, C), its hidden gradient (hidden, C; gmvae only), its part of dz
+  // (d, C), the per-example
   // responsibilities (K, Bs); the clamped cluster log variances and their e^{−lv} (d, K). Scratch
   // for one example: its per-dimension KL to each cluster (d, K) and that KL summed over dimensions
   // (K), log K p(y|z) and d loss / dp(y|z) (K), σ² and μ − μ_y (d), one sample's KL per dimension (d).
@@ -222,10 +223,12 @@ GradientEngine::GradientEngine(const ModelConfig& cfg, int max_batch, int sample
     }
     size_dense_buffers(*sh, layout, Bs, samples);
     sh->col_logp.resize(C);
-    if (cfg.family == ModelFamily::Gmvae) {
+    if (is_clustering(cfg.family)) {
       const int K = cfg.clusters;
-      sh->cls_h.resize(kClassifierHidden, C);
-      sh->cls_dh.resize(kClassifierHidden, C);
+      if (cfg.family == ModelFamily::Gmvae) {
+        sh->cls_h.resize(kClassifierHidden, C);
+        sh->cls_dh.resize(kClassifierHidden, C);
+      }
       sh->cls_p.resize(K, C);
       sh->dz_cls.resize(d, C);
       sh->resp.resize(K, Bs);
@@ -373,29 +376,39 @@ void dense_stack_backward(const Model& model, const std::vector<DenseShape>& lay
   }
 }
 
-// ---- Clustering VAE prior: for each sampled column, the loss part
+// ---- Clustering prior: for each sampled column, the loss part
 //   Σ_y p(y|z) KL(q(z|x) ‖ N(μ_y, σ_y²)) + KL(p(y|z) ‖ uniform(K)),
-// p(y|z) from the classifier at the sampled z ----
+// p(y|z) at the sampled z from gmvae's classifier or, for vade, the mixture's own posterior ----
 
-// z (d, C) → cls_h (hidden, C) → p(y|z) (K, C), softmax down each column; then for each example
-// and sample its loss part (into sh.kl_sum and sh.kl_dim), its responsibilities (sh.resp, (K, Bs)),
-// and, in place of p(y|z), d loss / d logits. col_scale = β / (B·L) weighs one sampled column.
+// z (d, C) → p(y|z) (K, C): gmvae's classifier (z → cls_h (hidden, C) → logits) or vade's
+// mixture_logits, softmax down each column; then for each example and sample its loss part (into
+// sh.kl_sum and sh.kl_dim), its responsibilities (sh.resp, (K, Bs)), and, in place of p(y|z),
+// d loss / d logits. col_scale = β / (B·L) weighs one sampled column.
 template <class Mu, class Lv, class Z>
 void gmvae_prior_forward(const Model& model, GradientEngine::Shard& sh, const Mu& mu, const Lv& logvar, const Z& z,
                          int Bs, int L, float col_scale) {
   const int d = model.latent(), K = model.clusters(), C = Bs * L;
-  const auto& cls = model.classifier();
-  auto hidden = sh.cls_h.leftCols(C);
-  auto p_y = sh.cls_p.leftCols(C);
-  dense_forward(model.W(cls[0]), model.b(cls[0]), z, hidden);
-  relu_forward(hidden);
-  dense_forward(model.W(cls[1]), model.b(cls[1]), hidden, p_y);
-  softmax_columns(p_y);
-
   const Eigen::Map<const Eigen::MatrixXf> cluster_mean(model.data() + model.cluster_mean_offset(), d, K);
   const Eigen::Map<const Eigen::MatrixXf> cluster_logvar_raw(model.data() + model.cluster_logvar_offset(), d, K);
   sh.cluster_logvar = cluster_logvar_raw.cwiseMax(kLogVarMin).cwiseMin(kLogVarMax);
   sh.cluster_inv_var = (-sh.cluster_logvar.array()).exp();
+  auto p_y = sh.cls_p.leftCols(C);
+  if (model.config().family == ModelFamily::Vade) {
+    for (int y = 0; y < K; ++y)  // log N(z; μ_y, σ_y²) up to a constant, as mixture_logits
+      p_y.row(y) = (-0.5f * ((z.colwise() - cluster_mean.col(y)).array().square().colwise() *
+                             sh.cluster_inv_var.col(y).array())
+                                .colwise()
+                                .sum() -
+                    0.5f * sh.cluster_logvar.col(y).sum())
+                       .matrix();
+  } else {
+    const auto& cls = model.classifier();
+    auto hidden = sh.cls_h.leftCols(C);
+    dense_forward(model.W(cls[0]), model.b(cls[0]), z, hidden);
+    relu_forward(hidden);
+    dense_forward(model.W(cls[1]), model.b(cls[1]), hidden, p_y);
+  }
+  softmax_columns(p_y);
   auto resp = sh.resp.leftCols(Bs);
   resp.setZero();
   std::fill(sh.kl_dim.begin(), sh.kl_dim.end(), 0.0);
@@ -427,29 +440,44 @@ void gmvae_prior_forward(const Model& model, GradientEngine::Shard& sh, const Mu
   }
 }
 
-// Backward of gmvae_prior_forward from d loss / d logits: the classifier's dW and db, its dX added
-// into sh.dz (d, C); then the responsibility-weighted Gaussian KL gradients for (μ, log σ²),
-// written into sh.dhead (2d, Bs), and for the cluster means and log variances. kl_scale = β / B.
+// Backward of gmvae_prior_forward from d loss / d logits: through gmvae's classifier (its dW and
+// db) or vade's mixture logits (the cluster means and log variances), the part for z added into
+// sh.dz (d, C); then the responsibility-weighted Gaussian KL gradients for (μ, log σ²), written
+// into sh.dhead (2d, Bs), and for the cluster means and log variances. kl_scale = β / B.
 template <class Mu, class Lv, class Z>
 void gmvae_prior_backward(const Model& model, GradientEngine::Shard& sh, const Mu& mu, const Lv& logvar, const Z& z,
                           int Bs, int L, float kl_scale, float* g) {
   const int d = model.latent(), K = model.clusters(), C = Bs * L;
-  const auto& cls = model.classifier();
-  const auto hidden = sh.cls_h.leftCols(C);
-  const auto dlogits = sh.cls_p.leftCols(C);
-  MatRef dh(sh.cls_dh.leftCols(C));
-  dense_backward(model.W(cls[1]), hidden, dlogits, dW(g, cls[1]), db(g, cls[1]), &dh);
-  relu_backward(hidden, dh);
-  MatRef dz_cls(sh.dz_cls.leftCols(C));
-  dense_backward(model.W(cls[0]), z, dh, dW(g, cls[0]), db(g, cls[0]), &dz_cls);
-  sh.dz.leftCols(C) += dz_cls;
-
   const std::size_t mean_at = model.cluster_mean_offset(), logvar_at = model.cluster_logvar_offset();
   const Eigen::Map<const Eigen::MatrixXf> cluster_mean(model.data() + mean_at, d, K);
   const Eigen::Map<const Eigen::MatrixXf> cluster_logvar_raw(model.data() + logvar_at, d, K);
   Eigen::Map<Eigen::MatrixXf> d_cluster_mean(g + mean_at, d, K), d_cluster_logvar(g + logvar_at, d, K);
   d_cluster_mean.setZero();
   d_cluster_logvar.setZero();
+  const auto dlogits = sh.cls_p.leftCols(C);
+  MatRef dz_cls(sh.dz_cls.leftCols(C));
+  if (model.config().family == ModelFamily::Vade) {
+    // logit_y = −½ Σ_j ((z_j − μ_yj)² e^{−lv_yj} + lv_yj): with u = (z − μ_y) e^{−lv_y},
+    // ∂/∂z = −u, ∂/∂μ_y = u, ∂/∂lv_y = ½ ((z − μ_y) u − 1).
+    dz_cls.setZero();
+    for (int c = 0; c < C; ++c)
+      for (int y = 0; y < K; ++y) {
+        Eigen::ArrayXf& u = sh.mean_diff;
+        u = (z.col(c) - cluster_mean.col(y)).array() * sh.cluster_inv_var.col(y).array();
+        const float gy = dlogits(y, c);
+        dz_cls.col(c).array() -= gy * u;
+        d_cluster_mean.col(y).array() += gy * u;
+        d_cluster_logvar.col(y).array() += (0.5f * gy) * ((z.col(c) - cluster_mean.col(y)).array() * u - 1.0f);
+      }
+  } else {
+    const auto& cls = model.classifier();
+    const auto hidden = sh.cls_h.leftCols(C);
+    MatRef dh(sh.cls_dh.leftCols(C));
+    dense_backward(model.W(cls[1]), hidden, dlogits, dW(g, cls[1]), db(g, cls[1]), &dh);
+    relu_backward(hidden, dh);
+    dense_backward(model.W(cls[0]), z, dh, dW(g, cls[0]), db(g, cls[0]), &dz_cls);
+  }
+  sh.dz.leftCols(C) += dz_cls;
   const auto resp = sh.resp.leftCols(Bs);
   auto dhead = sh.dhead.leftCols(Bs);
   for (int b = 0; b < Bs; ++b) {

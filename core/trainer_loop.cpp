@@ -162,11 +162,6 @@ void Trainer::Impl::fit_clusters() {
                      logvar.middleCols(lo, v.cols()) = v;
                    });
   fit_clusters_to_codes(*model, mu, logvar, tcfg.seed);
-  // The classifier's old outputs name the old clusters, and where it says p(y|z) ≈ 0 its
-  // softmax passes no gradient to raise it: zeroing its last layer restarts it at uniform.
-  const DenseShape& out = model->classifier().back();
-  model->W(out).setZero();
-  model->b(out).setZero();
   const std::size_t dk = static_cast<std::size_t>(mcfg.latent) * model->clusters();
   auto clear_moments = [&](std::size_t o, std::size_t len) {
     std::fill_n(adam.m.begin() + static_cast<std::ptrdiff_t>(o), len, 0.0f);
@@ -174,6 +169,18 @@ void Trainer::Impl::fit_clusters() {
   };
   clear_moments(model->cluster_mean_offset(), dk);
   clear_moments(model->cluster_logvar_offset(), dk);
+  if (mcfg.family == ModelFamily::Vade) {
+    say(Severity::Info, "vade: the mixture prior split into " + std::to_string(model->clusters()) +
+                            " clusters, fitted by k-means and " + std::to_string(kMixtureEmSteps) + " EM steps to " +
+                            std::to_string(n) + " training codes at step " + std::to_string(step) +
+                            " (until now it was one Gaussian, the plain VAE's)");
+    return;
+  }
+  // The classifier's old outputs name the old clusters, and where it says p(y|z) ≈ 0 its
+  // softmax passes no gradient to raise it: zeroing its last layer restarts it at uniform.
+  const DenseShape& out = model->classifier().back();
+  model->W(out).setZero();
+  model->b(out).setZero();
   clear_moments(out.w, static_cast<std::size_t>(out.in) * out.out);
   clear_moments(out.b, static_cast<std::size_t>(out.out));
   say(Severity::Info, "clustering VAE: cluster Gaussians fitted to k-means of " + std::to_string(n) +

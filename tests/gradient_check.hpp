@@ -101,6 +101,12 @@ inline void check_elbo_gradient(ModelConfig cfg, int B, int L, float beta, int t
   model.init(3);
   if (model.decoder_logvar_offset() != Model::npos) model.params()[model.decoder_logvar_offset()] = -1.0f;
   Rng rng(11);
+  if (cfg.family == ModelFamily::Vade) {
+    // vade starts with every cluster at N(0, I); check the split mixture its cluster fit makes.
+    const auto dk = static_cast<std::size_t>(cfg.latent) * static_cast<std::size_t>(cfg.clusters);
+    for (std::size_t i = 0; i < dk; ++i) model.params()[model.cluster_mean_offset() + i] = 0.8f * rng.normal();
+    for (std::size_t i = 0; i < dk; ++i) model.params()[model.cluster_logvar_offset() + i] = 0.5f * rng.normal() - 0.3f;
+  }
   Eigen::MatrixXf x(cfg.input_dim(), B);
   for (int j = 0; j < B; ++j)
     for (int i = 0; i < cfg.input_dim(); ++i) x(i, j) = rng.uniform();

@@ -68,7 +68,9 @@ TEST_CASE("gradients: the checked tensors tile the parameter buffer, and the pic
   gmvae.family = ModelFamily::Gmvae;
   gmvae.hidden = {12};
   gmvae.clusters = 4;
-  for (const ModelConfig& cfg : {mlp, conv, gmvae}) {
+  ModelConfig vade = gmvae;
+  vade.family = ModelFamily::Vade;
+  for (const ModelConfig& cfg : {mlp, conv, gmvae, vade}) {
     const Model m(cfg);
     std::vector<test::ParamBlock> blocks = test::parameter_blocks(m);
     std::sort(blocks.begin(), blocks.end(), [](const auto& a, const auto& b) { return a.offset < b.offset; });
@@ -162,6 +164,23 @@ TEST_CASE("gradients: clustering VAE backward (classifier, cluster Gaussians) ma
   cfg.clusters = 3;
   check_elbo_gradient(cfg, 4, 1, 1.0f, 1);
   check_elbo_gradient(cfg, 5, 2, 0.7f, 2);
+}
+
+TEST_CASE("gradients: vade backward (the mixture's own p(y|z), cluster Gaussians) matches finite differences") {
+  // p(y|z) is the softmax of log N(z; μ_y, σ_y²), so the loss reaches z, μ_y and log σ_y² through
+  // it as well as through the responsibility-weighted KLs.
+  ModelConfig cfg;
+  cfg.image_h = 2;
+  cfg.image_w = 4;
+  cfg.latent = 3;
+  cfg.hidden = {6};
+  cfg.family = ModelFamily::Vade;
+  cfg.clusters = 4;
+  // A few entries of the first layer sit on a ReLU kink of one hidden unit: the kink retry.
+  check_elbo_gradient(cfg, 4, 1, 1.0f, 1, 1, 0.05);
+  check_elbo_gradient(cfg, 5, 2, 0.7f, 2, 1, 0.05);
+  cfg.likelihood = Likelihood::GaussianLearned;
+  check_elbo_gradient(cfg, 3, 1, 1.0f, 1, 1, 0.05);
 }
 
 TEST_CASE("gradients: results do not depend on which thread runs a shard") {

@@ -273,8 +273,10 @@ TEST_CASE("safetensors: export and import keep the model exactly") {
   ModelConfig clustering = one;
   clustering.family = ModelFamily::Gmvae;
   clustering.clusters = 4;
+  ModelConfig vade = clustering;
+  vade.family = ModelFamily::Vade;
 
-  for (const ModelConfig& cfg : {one, deep, fixed, clustering}) {
+  for (const ModelConfig& cfg : {one, deep, fixed, clustering, vade}) {
     CAPTURE(cfg.hidden.size());
     const Model a = make_model(cfg, 11);
     const SafetensorsFile f = export_model(a);
@@ -311,7 +313,9 @@ TEST_CASE("safetensors: export and import keep the model exactly") {
     b.encode(x, mub, lvb);
     CHECK(mua == mub);
     CHECK(lva == lvb);
-    if (cfg.family == ModelFamily::Gmvae) {
+    if (is_clustering(cfg.family)) {
+      CHECK(f.metadata.at("family") == to_string(cfg.family));
+      CHECK((f.find("classifier.0.weight") != nullptr) == (cfg.family == ModelFamily::Gmvae));
       CHECK(f.find("cluster_means")->shape == std::vector<std::int64_t>{4, 3});
       Eigen::MatrixXf pa, pb;
       a.classify(z, pa);

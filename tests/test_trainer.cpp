@@ -5,10 +5,14 @@
 // parts on their own: the chunked encoder pass and the adaptive thread setting.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "core/adaptive_threads.hpp"
 #include "core/data.hpp"
@@ -538,6 +542,48 @@ TEST_CASE("trainer: the clustering VAE refits its cluster Gaussians once, at the
     CHECK(mu5.row(j).minCoeff() >= mu.row(j).minCoeff() - 0.05f);
     CHECK(mu5.row(j).maxCoeff() <= mu.row(j).maxCoeff() + 0.05f);
   }
+}
+
+TEST_CASE("trainer: vade splits its one-Gaussian prior into K clusters at the fit step, and says so") {
+  ModelConfig m = small_model();
+  m.family = ModelFamily::Vade;
+  m.clusters = 10;
+  TrainerOptions opt;
+  opt.start_paused = true;
+  opt.display_points = 0;
+  opt.cluster_fit_step = 5;
+  opt.cluster_fit_points = 500;
+  Trainer tr(synthetic_data(), m, small_train(1), opt);
+  std::mutex lock;
+  std::vector<std::string> said;
+  tr.set_listener([&](const TrainerEvent& ev) {
+    if (ev.kind != EventKind::Log) return;
+    const std::lock_guard<std::mutex> hold(lock);
+    said.push_back(ev.line->text);
+  });
+  tr.start();
+  for (int i = 0; i < 4; ++i) tr.step_once();
+  REQUIRE(wait_for(tr, [](const Snapshot& s) { return s.step == 4; }));
+  const auto before = tr.snapshot()->model;
+  tr.step_once();
+  REQUIRE(wait_for(tr, [](const Snapshot& s) { return s.step == 5; }));
+  const auto after = tr.snapshot()->model;
+  tr.request_stop();
+  tr.join();
+  const int d = m.latent, K = m.clusters;
+  const Eigen::Map<const Eigen::MatrixXf> mu4(before->data() + before->cluster_mean_offset(), d, K);
+  const Eigen::Map<const Eigen::MatrixXf> mu5(after->data() + after->cluster_mean_offset(), d, K);
+  // Before: one Gaussian (all clusters equal, moved by training together); after: K distinct ones.
+  for (int y = 1; y < K; ++y) CHECK(mu4.col(y) == mu4.col(0));
+  int distinct = 0;
+  for (int y = 1; y < K; ++y) distinct += (mu5.col(y) - mu5.col(0)).norm() > 1e-3f ? 1 : 0;
+  CHECK(distinct == K - 1);
+  const std::lock_guard<std::mutex> hold(lock);
+  const bool logged = std::any_of(said.begin(), said.end(), [](const std::string& s) {
+    return s.find("vade: the mixture prior split into 10 clusters") != std::string::npos &&
+           s.find("at step 5") != std::string::npos;
+  });
+  CHECK(logged);
 }
 
 TEST_CASE("trainer: the listener hears each step, each epoch end and the finish, in order, with the progress") {

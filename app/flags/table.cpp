@@ -127,7 +127,7 @@ const Flag kTable[] = {
     // ---- the model ----
     {.name = "--model", .value_name = "NAME",
      .target = [](CommandLine& c, const std::string& v) { c.model.family = parse_family(v); },
-     .default_value = "mlp", .help = "mlp | conv | gmvae (clustering VAE)", .alias = "--family"},
+     .default_value = "mlp", .help = "mlp | conv | gmvae | vade (the two clustering VAEs)", .alias = "--family"},
     {.name = "--latent", .value_name = "N", .target = [](CommandLine& c) -> auto& { return c.model.latent; },
      .range = limits::kLatent, .programs = kApp, .default_value = "2", .help = "latent dimensions"},
     {.name = "--latent", .value_name = "N", .target = [](CommandLine& c) -> auto& { return c.model.latent; },

@@ -29,7 +29,9 @@ struct Options {
   int threads = 2;
   int kmeans_restarts = 3;
   std::vector<int> seeds = {1};
-  bool skip_vae = false, skip_gmvae = false;
+  std::vector<int> hidden = {400};
+  std::vector<ModelFamily> families = {ModelFamily::Gmvae, ModelFamily::Vade};  // the clustering VAEs to train
+  bool skip_vae = false;
   float beta = 1.0f;
   int warmup = 0;
   int cluster_fit_step = TrainerOptions{}.cluster_fit_step;
@@ -38,7 +40,8 @@ struct Options {
 const char* kUsage =
     "usage: vaelab_cluster_bench [--data DIR] [--epochs N (10)] [--latent D (10)] [--clusters K (10)]\n"
     "                            [--seeds 1,2,3 (1)] [--threads T (2)] [--restarts R (3)]\n"
-    "                            [--beta B (1)] [--warmup STEPS (0)] [--no-vae] [--no-gmvae]\n"
+    "                            [--beta B (1)] [--warmup STEPS (0)] [--hidden LIST (400)]\n"
+    "                            [--families gmvae,vade (both; none: only the baselines)] [--no-vae]\n"
     "                            [--cluster-fit-step S (the trainer's default; 0 = never)]\n"
     "Prints one JSON line per (method, seed) on stdout and a table on stderr.\n";
 
@@ -60,7 +63,15 @@ Options parse(int argc, char** argv) {
     else if (f == "--warmup") o.warmup = std::stoi(next());
     else if (f == "--cluster-fit-step") o.cluster_fit_step = std::stoi(next());
     else if (f == "--no-vae") o.skip_vae = true;
-    else if (f == "--no-gmvae") o.skip_gmvae = true;
+    else if (f == "--hidden") {
+      std::string message;
+      if (!parse_hidden(next(), o.hidden, message)) throw Error("--hidden: " + message);
+    } else if (f == "--families") {
+      o.families.clear();
+      std::stringstream list(next());
+      for (std::string name; std::getline(list, name, ',');)
+        if (name != "none") o.families.push_back(parse_family(name));
+    }
     else if (f == "--seeds") {
       o.seeds.clear();
       std::stringstream ss(next());
@@ -168,7 +179,7 @@ int main(int argc, char** argv) {
     base.image_h = test.height;
     base.image_w = test.width;
     base.latent = o.latent;
-    base.hidden = {400};
+    base.hidden = o.hidden;
     for (int seed : o.seeds) {
       {
         const auto t0 = Clock::now();
@@ -187,10 +198,10 @@ int main(int argc, char** argv) {
         report("kmeans_vae_means", seed, score(km.assignment, labels, K, n_classes), since(t0),
                ",\"test_elbo\":" + std::to_string(last.test_elbo));
       }
-      if (!o.skip_gmvae) {
+      for (const ModelFamily family : o.families) {
         const auto t0 = Clock::now();
         ModelConfig m = base;
-        m.family = ModelFamily::Gmvae;
+        m.family = family;
         m.clusters = K;
         EpochRecord last;
         const auto model = train(data, m, o, seed, last);
@@ -203,12 +214,13 @@ int main(int argc, char** argv) {
           max_p += probs.col(i).maxCoeff(&pred[static_cast<std::size_t>(i)]);
         }
         const double secs = since(t0);
-        report("gmvae", seed, score(pred, labels, K, n_classes), secs,
+        const std::string name = to_string(family);
+        report(name.c_str(), seed, score(pred, labels, K, n_classes), secs,
                ",\"test_elbo\":" + std::to_string(last.test_elbo) +
                    ",\"mean_max_p\":" + std::to_string(max_p / test.count));
-        // Diagnostic: are the gmvae's latent means themselves clustered, whatever p(y|z) says?
+        // Diagnostic: are the model's latent means themselves clustered, whatever p(y|z) says?
         const KMeansResult km = kmeans(mu, K, static_cast<std::uint64_t>(seed), 100, o.kmeans_restarts);
-        report("kmeans_gmvae_means", seed, score(km.assignment, labels, K, n_classes), since(t0));
+        report(("kmeans_" + name + "_means").c_str(), seed, score(km.assignment, labels, K, n_classes), since(t0));
       }
     }
     return 0;
