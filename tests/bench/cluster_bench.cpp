@@ -1,6 +1,7 @@
 // vaelab_cluster_bench: unsupervised clustering of a labelled test set (Fashion-MNIST by default),
 // scored by cluster accuracy (Hungarian matching) and NMI, for k-means on raw pixels, k-means on a
 // plain VAE's latent means and the clustering VAE (gmvae). Not a CTest case: it trains for minutes.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -101,13 +102,51 @@ Score score(const std::vector<int>& pred, const std::vector<int>& labels, int k,
   return s;
 }
 
-void report(const char* method, int seed, const Score& s, double seconds, const std::string& extra = "") {
-  std::printf("{\"method\":\"%s\",\"seed\":%d,\"cluster_acc\":%.4f,\"nmi\":%.4f,\"seconds\":%.1f,\"sizes\":[", method,
-              seed, s.acc, s.nmi, seconds);
+// Every (method, seed) result, for the summary table at the end.
+struct Result {
+  std::string method;
+  int seed = 0;
+  Score score;
+};
+std::vector<Result> g_results;
+
+void report(const std::string& method, int seed, const Score& s, double seconds, const std::string& extra = "") {
+  std::printf("{\"method\":\"%s\",\"seed\":%d,\"cluster_acc\":%.4f,\"nmi\":%.4f,\"seconds\":%.1f,\"sizes\":[",
+              method.c_str(), seed, s.acc, s.nmi, seconds);
   for (std::size_t i = 0; i < s.sizes.size(); ++i) std::printf("%s%d", i ? "," : "", s.sizes[i]);
   std::printf("]%s}\n", extra.c_str());
   std::fflush(stdout);
-  std::fprintf(stderr, "%-24s seed %d: accuracy %.3f, NMI %.3f (%.0f s)\n", method, seed, s.acc, s.nmi, seconds);
+  std::fprintf(stderr, "%-24s seed %d: accuracy %.3f, NMI %.3f (%.0f s)\n", method.c_str(), seed, s.acc, s.nmi, seconds);
+  g_results.push_back({method, seed, s});
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Per method, in the order first reported: the median over seeds of accuracy and NMI, their range,
+// and how many seeds left a cluster with no test image (a Markdown table, on stderr).
+void print_summary() {
+  std::vector<std::string> methods;
+  for (const Result& r : g_results)
+    if (std::find(methods.begin(), methods.end(), r.method) == methods.end()) methods.push_back(r.method);
+  std::fprintf(stderr, "\n| method | seeds | accuracy, median (min–max) | NMI, median (min–max) | seeds with an empty cluster |\n");
+  std::fprintf(stderr, "| --- | ---: | --- | --- | ---: |\n");
+  for (const std::string& m : methods) {
+    std::vector<double> acc, nmi;
+    int with_empty = 0;
+    for (const Result& r : g_results) {
+      if (r.method != m) continue;
+      acc.push_back(r.score.acc);
+      nmi.push_back(r.score.nmi);
+      with_empty += std::count(r.score.sizes.begin(), r.score.sizes.end(), 0) > 0 ? 1 : 0;
+    }
+    std::fprintf(stderr, "| %s | %zu | %.3f (%.3f–%.3f) | %.3f (%.3f–%.3f) | %d |\n", m.c_str(), acc.size(), median(acc),
+                 *std::min_element(acc.begin(), acc.end()), *std::max_element(acc.begin(), acc.end()), median(nmi),
+                 *std::min_element(nmi.begin(), nmi.end()), *std::max_element(nmi.begin(), nmi.end()), with_empty);
+  }
 }
 
 // All test images as columns (D, N).
@@ -215,14 +254,15 @@ int main(int argc, char** argv) {
         }
         const double secs = since(t0);
         const std::string name = to_string(family);
-        report(name.c_str(), seed, score(pred, labels, K, n_classes), secs,
+        report(name, seed, score(pred, labels, K, n_classes), secs,
                ",\"test_elbo\":" + std::to_string(last.test_elbo) +
                    ",\"mean_max_p\":" + std::to_string(max_p / test.count));
         // Diagnostic: are the model's latent means themselves clustered, whatever p(y|z) says?
         const KMeansResult km = kmeans(mu, K, static_cast<std::uint64_t>(seed), 100, o.kmeans_restarts);
-        report(("kmeans_" + name + "_means").c_str(), seed, score(km.assignment, labels, K, n_classes), since(t0));
+        report("kmeans_" + name + "_means", seed, score(km.assignment, labels, K, n_classes), since(t0));
       }
     }
+    print_summary();
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "vaelab_cluster_bench: %s\n", e.what());
