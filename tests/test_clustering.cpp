@@ -94,6 +94,19 @@ std::vector<int> assignment_of_sizes(const std::vector<int>& sizes) {
   return out;
 }
 
+// `v` with its points [lo, hi) moved to cluster `to`.
+std::vector<int> moved_to_cluster(std::vector<int> v, std::size_t lo, std::size_t hi, int to) {
+  std::fill(v.begin() + static_cast<std::ptrdiff_t>(lo), v.begin() + static_cast<std::ptrdiff_t>(hi), to);
+  return v;
+}
+
+// The one event between two assignments (the test fails unless there is exactly one).
+ClusterEvent only_cluster_event(const std::vector<int>& before, const std::vector<int>& after, int n_clusters) {
+  const std::vector<ClusterEvent> events = cluster_events(before, after, n_clusters);
+  REQUIRE(events.size() == 1);
+  return events[0];
+}
+
 }  // namespace
 
 TEST_CASE("clustering: Hungarian equals brute force on random square and rectangular matrices") {
@@ -344,48 +357,33 @@ TEST_CASE("clustering: a cluster that loses its points to several clusters has e
   const std::vector<int> before = assignment_of_sizes({400, 300, 300});
   std::vector<int> after = before;
   for (std::size_t i = 0; i < 400; ++i) after[i] = i % 2 ? 1 : 2;  // cluster 0 spreads evenly over 1 and 2
-  const std::vector<ClusterEvent> ev = cluster_events(before, after, 3);
-  REQUIRE(ev.size() == 1);
-  CHECK(ev[0] == ClusterEvent{ClusterEventKind::Emptied, 0, -1, 400, 0});
-  CHECK(describe(ev[0]) == "cluster 1 emptied (it held 400 points)");  // numbered from 1
+  const ClusterEvent e = only_cluster_event(before, after, 3);
+  CHECK(e == ClusterEvent{ClusterEventKind::Emptied, 0, -1, 400, 0});
+  CHECK(describe(e) == "cluster 1 emptied (it held 400 points)");  // numbered from 1
 }
 
 TEST_CASE("clustering: a cluster that hands almost all its points to one other cluster has merged into it") {
   const std::vector<int> before = assignment_of_sizes({500, 0, 300, 912, 288});
-  std::vector<int> after = before;
   // Cluster 3 (points 800 … 1711): 880 to cluster 2, 20 to cluster 4, 12 stay.
-  for (std::size_t i = 800; i < 1680; ++i) after[i] = 2;
-  for (std::size_t i = 1680; i < 1700; ++i) after[i] = 4;
-  const std::vector<ClusterEvent> ev = cluster_events(before, after, 5);
-  REQUIRE(ev.size() == 1);
-  CHECK(ev[0] == ClusterEvent{ClusterEventKind::Merged, 3, 2, 912, 880});
-  CHECK(describe(ev[0]) == "cluster 4 merged into cluster 3 (880 of its 912 points)");
+  const std::vector<int> after = moved_to_cluster(moved_to_cluster(before, 800, 1680, 2), 1680, 1700, 4);
+  const ClusterEvent e = only_cluster_event(before, after, 5);
+  CHECK(e == ClusterEvent{ClusterEventKind::Merged, 3, 2, 912, 880});
+  CHECK(describe(e) == "cluster 4 merged into cluster 3 (880 of its 912 points)");
   // Emptied by a merge: said once, as the merge.
-  for (std::size_t i = 1700; i < 1712; ++i) after[i] = 2;
-  const std::vector<ClusterEvent> all = cluster_events(before, after, 5);
-  REQUIRE(all.size() == 1);
-  CHECK(all[0].kind == ClusterEventKind::Merged);
-  CHECK(all[0].moved == 892);
+  const ClusterEvent emptied = only_cluster_event(before, moved_to_cluster(after, 1700, 1712, 2), 5);
+  CHECK(emptied == ClusterEvent{ClusterEventKind::Merged, 3, 2, 912, 892});
 }
 
 TEST_CASE("clustering: a split is not a merge, and neither is a tiny cluster or a renaming") {
   // Cluster 0 splits in two: half of it forms the new cluster 1. It keeps half: no event.
   const std::vector<int> before = assignment_of_sizes({600, 0, 400});
-  std::vector<int> split = before;
-  for (std::size_t i = 0; i < 300; ++i) split[i] = 1;
-  CHECK(cluster_events(before, split, 3).empty());
+  CHECK(cluster_events(before, moved_to_cluster(before, 0, 300, 1), 3).empty());
   // A cluster of under 1 % of the points that joins another has emptied; it is too small to merge.
-  const std::vector<int> small = assignment_of_sizes({995, 5});
-  const std::vector<ClusterEvent> gone = cluster_events(small, std::vector<int>(1000, 0), 2);
-  REQUIRE(gone.size() == 1);
-  CHECK(gone[0] == ClusterEvent{ClusterEventKind::Emptied, 1, -1, 5, 0});
+  const ClusterEvent gone = only_cluster_event(assignment_of_sizes({995, 5}), std::vector<int>(1000, 0), 2);
+  CHECK(gone == ClusterEvent{ClusterEventKind::Emptied, 1, -1, 5, 0});
   // All of cluster 0 moves to the empty cluster 1: a new name, not a merge; cluster 0 has emptied.
-  std::vector<int> renamed = before;
-  for (std::size_t i = 0; i < 600; ++i) renamed[i] = 1;
-  const std::vector<ClusterEvent> moved = cluster_events(before, renamed, 3);
-  REQUIRE(moved.size() == 1);
-  CHECK(moved[0].kind == ClusterEventKind::Emptied);
-  CHECK(moved[0].cluster == 0);
+  const ClusterEvent renamed = only_cluster_event(before, moved_to_cluster(before, 0, 600, 1), 3);
+  CHECK(renamed == ClusterEvent{ClusterEventKind::Emptied, 0, -1, 600, 0});
 }
 
 TEST_CASE("clustering: cluster events refuse assignments of different points or out of range") {
