@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <thread>
 
 #include <unistd.h>
@@ -822,8 +823,13 @@ void App::layout(float top) {
   const ImGuiViewport* vp = ImGui::GetMainViewport();
   work_area_ = Box{vp->Pos.x, vp->Pos.y + top, vp->Size.x, std::max(1.0f, vp->Size.y - top)};
   auto& fractions = s_.panel_fractions;
-  if (s_.reset_layout) fractions.clear();
   std::erase_if(fractions, [](const auto& entry) { return !find_place(entry.first.c_str()); });  // panels of older versions
+  // A layout saved before a panel existed would put the new one over the others: it gives way to
+  // the default tiling.
+  const bool lacks_a_panel =
+      !fractions.empty() && std::any_of(std::begin(kPanelPlaces), std::end(kPanelPlaces),
+                                        [&](const PanelPlace& p) { return !fractions.contains(p.window); });
+  if (s_.reset_layout || lacks_a_panel) fractions.clear();
   for (const PanelPlace& p : kPanelPlaces) fractions.try_emplace(p.window, p.fractions);
   // A minimised window (a 0×0 viewport) neither moves the panels nor teaches them new places.
   area_usable_ = work_area_.w >= 64 && work_area_.h >= 64;

@@ -3,9 +3,11 @@
 # every panel lies inside the window, none is smaller than its minimum, no title or status text is
 # cut off without an ellipsis; a layout saved at 1280×800 (one panel moved by the user) reopens at
 # 1920×1080 and 1024×640 filling the window, with the moved panel where the user put it, scaled, as
-# does the live window resized; a remembered 1500×900 window reopens inside a --size 1024x640
+# does the live window resized; one saved without the Clusters panel reopens as the default tiling;
+# a remembered 1500×900 window reopens inside a --size 1024x640
 # window and on a 1024×640 screen; View → Reset layout restores the tiling; Interpolation and the
-# Variational gap are on screen together, Manifold a click away.
+# Variational gap are on screen together, Manifold a click away; for the clustering VAE the map's
+# scores fit and the Clusters panel draws its rows and (not blank) decoded images.
 # Not a test of what the panels draw; usage: layout.sh path/to/vaelab OUTPUT_DIR
 set -uo pipefail
 
@@ -161,6 +163,15 @@ for size in 1920x1080 1024x640; do
   echo "  reopened at $size: Decoder at x=$(panel_x0 Decoder) (expected ≈$expected)"
   close_app
 done
+
+# ---- the same layout as an older version saved it, without the Clusters panel: the default tiling ----
+sed -i '/^panel Clusters=/d' "$out/config-saved/vaelab/vaelab.ini"
+app_size=1280x800 launch saved saved-without-clusters
+check_fits 1280 800
+awk -v a="$(panel_x0 Decoder)" -v b="$decoder_before" 'BEGIN { exit !(a == b) }' ||
+  fail "a layout saved without the Clusters panel kept the Decoder at x=$(panel_x0 Decoder), not the tiling's x=$decoder_before"
+echo "  a layout saved without the Clusters panel reopens as the default tiling (Decoder at x=$decoder_before)"
+close_app
 
 # ---- a remembered 1500×900 window: --size 1024x640 wins, and a 1024×640 screen holds it ----
 app_size=1500x900 launch remembered remembered-1500
