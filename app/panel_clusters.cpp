@@ -133,7 +133,8 @@ void draw_row(AppState& state, const Snapshot& snap, int k, ImVec2 p, float id_w
     const ImVec2 c0(x0, p.y), c1(x0 + cell - 1, p.y + row_h - 1);
     dl->AddRectFilled(c0, c1, ImGui::GetColorU32(ImGuiCol_FrameBg));
     if (share > 0) dl->AddRectFilled(c0, c1, ImGui::GetColorU32(ImVec4(hot.x, hot.y, hot.z, static_cast<float>(0.08 + 0.92 * share))));
-    if (l == matched) dl->AddRect(c0, c1, ImGui::GetColorU32(ImGuiCol_Text), 0, 0, 2.0f);
+    // The matching pairs even an empty cluster with a label; only a cluster with points shows it.
+    if (l == matched && total > 0) dl->AddRect(c0, c1, ImGui::GetColorU32(ImGuiCol_Text), 0, 0, 2.0f);
     if (hovered(x0, x0 + cell))
       ImGui::SetTooltip("cluster %d · %s: %s points (%.0f%% of the cluster)%s", k + 1,
                         class_name(snap, static_cast<int>(l)).c_str(), with_commas(static_cast<long long>(table(k, l))).c_str(),

@@ -8,7 +8,7 @@
 # window and on a 1024×640 screen; View → Reset layout restores the tiling; Interpolation and the
 # Variational gap are on screen together, Manifold a click away; for the clustering VAE the map's
 # scores fit and the Clusters panel draws its rows and (not blank) decoded images.
-# Not a test of what the panels draw; usage: layout.sh path/to/vaelab OUTPUT_DIR
+# Otherwise not a test of what the panels draw; usage: layout.sh path/to/vaelab OUTPUT_DIR
 set -uo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/e2e_lib.sh"
