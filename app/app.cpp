@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <thread>
 
 #include <unistd.h>
@@ -793,12 +794,14 @@ struct PanelPlace {
   float min_w, min_h;  // pixels: smaller, the panel's controls would not fit on their lines
 };
 
-// Default tiling (no docking in ImGui 1.86): three columns of 25 %, 40 % and 35 % of the width.
+// Default tiling (no docking in ImGui 1.86): three columns of 25 %, 40 % and 35 % of the width;
+// the middle one holds the Latent map, the Clusters beside it below, then the Curves.
 constexpr PanelPlace kPanelPlaces[] = {
     {kWinTraining, {0.00f, 0.00f, 0.25f, 0.60f}, 240, 200},
     {kWinSamples, {0.00f, 0.60f, 0.25f, 0.40f}, 200, 140},
-    {kWinLatent, {0.25f, 0.00f, 0.40f, 0.58f}, 320, 220},
-    {kWinCurves, {0.25f, 0.58f, 0.40f, 0.42f}, 300, 160},
+    {kWinLatent, {0.25f, 0.00f, 0.40f, 0.38f}, 320, 220},
+    {kWinClusters, {0.25f, 0.38f, 0.40f, 0.28f}, 300, 120},
+    {kWinCurves, {0.25f, 0.66f, 0.40f, 0.34f}, 300, 160},
     {kWinDecoder, {0.65f, 0.00f, 0.35f, 0.28f}, 260, 160},
     {kWinInterpolation, {0.65f, 0.28f, 0.35f, 0.29f}, 260, 170},
     {kWinManifoldGap, {0.65f, 0.57f, 0.35f, 0.43f}, 300, 220},
@@ -820,8 +823,13 @@ void App::layout(float top) {
   const ImGuiViewport* vp = ImGui::GetMainViewport();
   work_area_ = Box{vp->Pos.x, vp->Pos.y + top, vp->Size.x, std::max(1.0f, vp->Size.y - top)};
   auto& fractions = s_.panel_fractions;
-  if (s_.reset_layout) fractions.clear();
   std::erase_if(fractions, [](const auto& entry) { return !find_place(entry.first.c_str()); });  // panels of older versions
+  // A layout saved before a panel existed would put the new one over the others: it gives way to
+  // the default tiling.
+  const bool lacks_a_panel =
+      !fractions.empty() && std::any_of(std::begin(kPanelPlaces), std::end(kPanelPlaces),
+                                        [&](const PanelPlace& p) { return !fractions.contains(p.window); });
+  if (s_.reset_layout || lacks_a_panel) fractions.clear();
   for (const PanelPlace& p : kPanelPlaces) fractions.try_emplace(p.window, p.fractions);
   // A minimised window (a 0×0 viewport) neither moves the panels nor teaches them new places.
   area_usable_ = work_area_.w >= 64 && work_area_.h >= 64;
@@ -933,6 +941,7 @@ void App::frame() {
   };
   window(kWinTraining, [&] { draw_training(s_, snap); });
   panel(kWinLatent, [&](const Snapshot& sn) { draw_latent_map(s_, sn); });
+  panel(kWinClusters, [&](const Snapshot& sn) { draw_clusters(s_, sn); });
   panel(kWinDecoder, [&](const Snapshot& sn) { draw_decoder(s_, sn); });
   panel(kWinCurves, [&](const Snapshot& sn) { draw_curves(s_, sn); });
   panel(kWinInterpolation, [&](const Snapshot& sn) { draw_interpolation(s_, sn); });

@@ -169,16 +169,21 @@ struct LatentMapState {
     const void* data = nullptr;
     int mode = -1, dx = -1, dy = -1, colour = -1;
     std::size_t count = 0;            // how many codes are shown
+    std::uint64_t score_serial = 0;   // of the cluster scores they were coloured with
   } codes;
   // Clustering VAE with labels: argmax p(y|z) of the display codes scored against their labels,
-  // refreshed with the codes (live, every latent refresh), and each cluster's matched label.
+  // refreshed with the codes (live, every latent refresh), and each cluster's matched label. The
+  // Clusters panel reads them too (update_cluster_scores, whichever panel draws first).
   std::int64_t score_step = kNeverStep;
   bool scored = false;                // scored once (with the codes of score_step since)
+  std::uint64_t score_serial = 0;     // increments with every new scoring
   float cluster_acc = std::numeric_limits<float>::quiet_NaN();
   float cluster_nmi = std::numeric_limits<float>::quiet_NaN();
   int scored_points = 0, used_clusters = 0;
   std::vector<int> cluster_to_label;  // (K), −1: unmatched
   std::vector<int> cluster_of;        // (N) argmax p(y|z) of each display code
+  std::vector<int> cluster_sizes;     // (K) display codes in each cluster
+  Eigen::MatrixXd cluster_label_table;  // (K, classes) display codes per cluster and label; empty: no labels
   Eigen::MatrixXf xy;                 // (2, N)
   std::vector<std::uint8_t> labels;   // N (255: none)
   GlPoints points;
@@ -257,6 +262,18 @@ struct SamplesState {
   std::uint64_t prior_seed = 1, pick_seed = 1;
   Throttle refresh;
   bool dirty = true;
+};
+
+// The Clusters panel (clustering VAE): its confusion matrix and sizes come from LatentMapState's
+// scores; here are the decoded means and samples, one row per cluster in the order shown.
+struct ClustersState {
+  static constexpr int kSamples = 4;  // decoded draws z ~ N(μ_y, σ_y²) beside each mean
+  std::uint64_t seed = 1;             // "Resample" draws new ones
+  Eigen::MatrixXf eps;                // (d, K·(1 + kSamples)): per row a zero column (the mean), then draws
+  std::uint64_t eps_seed = 0;         // the seed eps was drawn with
+  std::vector<int> order;             // the clusters' rows, as `images` shows them
+  GlImage images;                     // K rows of (1 + kSamples) tiles
+  Throttle refresh;
 };
 
 enum class GapTab { None = -1, Bounds, Posterior, KlPerDim, Aggregate, Estimators };
@@ -405,6 +422,7 @@ struct AppState {
   InterpolationState interp;
   ManifoldState manifold;
   SamplesState samples;
+  ClustersState clusters;
   GapState gap;
   AutosaveState autosave;
   FollowFormState follow;

@@ -37,6 +37,15 @@ const std::vector<HelpPage>& help_pages() {
        "Hover a point for its image and reconstruction; click sets A, shift-click sets B; drag the ring (or "
        "double-click) to move the decoder's z; right-click a point for its true posterior in the Variational gap "
        "window."},
+      {kWinClusters,
+       "The clustering VAE's clusters, one row each, ordered by the label each is matched to: its size (test codes "
+       "on the map), its row of the cluster × class confusion matrix (shaded by the share of the cluster in each "
+       "class, the matched class outlined), its decoded mean μ_y and a few decoded samples z ~ N(μ_y, σ_y²); "
+       "beside them the test accuracy and NMI after each epoch.",
+       "A cluster is matched to at most one label, by the one-to-one matching that gets the most points right "
+       "(the accuracy). A row spread over several classes mixes them; two rows on one class split it. The "
+       "trainer's log flags a cluster that empties or merges into another between two epoch ends.",
+       "Watch the rows settle after the cluster refit; hover a cell for its count, Resample for new draws."},
       {kWinDecoder,
        "The image the decoder makes from one z, with a slider per latent dimension, ordered by the KL each "
        "dimension carries.",

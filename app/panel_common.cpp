@@ -112,6 +112,17 @@ void decode(const Snapshot& snap, const Eigen::Ref<const Eigen::MatrixXf>& z, Ei
   snap.model->decode_image(z, images);
 }
 
+Eigen::MatrixXf cluster_draws(const Model& model, const std::vector<int>& cluster, const Eigen::Ref<const Eigen::MatrixXf>& eps) {
+  const auto mu = model.cluster_means();
+  const Eigen::MatrixXf sigma = (0.5f * model.cluster_logvars_clamped().array()).exp().matrix();
+  Eigen::MatrixXf z(eps.rows(), eps.cols());
+  for (Eigen::Index k = 0; k < eps.cols(); ++k) {
+    const Eigen::Index y = cluster[static_cast<std::size_t>(k)];
+    z.col(k) = mu.col(y).array() + sigma.col(y).array() * eps.col(k).array();
+  }
+  return z;
+}
+
 Eigen::VectorXf test_image(const Snapshot& snap, int i) {
   const ImageSet& set = snap.data->test;
   const int D = set.values_per_image();

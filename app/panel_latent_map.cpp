@@ -18,56 +18,6 @@ namespace {
 constexpr float kPickPx = 7.0f;     // hover radius for points
 constexpr float kHandlePx = 10.0f;  // grab radius of the z ring
 
-// Clustering VAE: argmax p(y|z) of every display code, and, when the test set has labels, the
-// unsupervised accuracy (Hungarian matching) and NMI against them. Redone when the codes are
-// re-encoded (about once a second while training), not every frame. Returns true if redone.
-bool update_cluster_scores(LatentMapState& map, const Snapshot& snap) {
-  const int K = snap.model ? snap.model->clusters() : 0;
-  const Eigen::Index n = snap.latent_mu.cols();
-  if (K == 0 || n == 0) {
-    const bool had = !map.cluster_of.empty();
-    map.cluster_of.clear();
-    map.cluster_to_label.clear();
-    map.cluster_acc = map.cluster_nmi = std::numeric_limits<float>::quiet_NaN();
-    map.score_step = kNeverStep;
-    return had;
-  }
-  if (map.score_step == snap.latent_step && map.scored &&
-      map.cluster_of.size() == static_cast<std::size_t>(n) && map.cluster_to_label.size() == static_cast<std::size_t>(K))
-    return false;
-  map.score_step = snap.latent_step;
-  map.scored = true;
-  Eigen::MatrixXf probs;
-  snap.model->classify(snap.latent_mu, probs);
-  map.cluster_of.assign(static_cast<std::size_t>(n), 0);
-  std::vector<int> sizes(static_cast<std::size_t>(K), 0);
-  for (Eigen::Index k = 0; k < n; ++k) {
-    Eigen::Index best = 0;
-    probs.col(k).maxCoeff(&best);
-    map.cluster_of[static_cast<std::size_t>(k)] = static_cast<int>(best);
-    ++sizes[static_cast<std::size_t>(best)];
-  }
-  map.used_clusters = static_cast<int>(std::count_if(sizes.begin(), sizes.end(), [](int c) { return c > 0; }));
-  map.cluster_to_label.assign(static_cast<std::size_t>(K), -1);
-  map.cluster_acc = map.cluster_nmi = std::numeric_limits<float>::quiet_NaN();
-  map.scored_points = 0;
-  const ImageSet& test = snap.data->test;
-  if (test.has_labels() && snap.display_indices.size() == static_cast<std::size_t>(n)) {
-    std::vector<int> labels(static_cast<std::size_t>(n));
-    int classes = 1;
-    for (Eigen::Index k = 0; k < n; ++k) {
-      labels[static_cast<std::size_t>(k)] = test.labels[static_cast<std::size_t>(snap.display_indices[static_cast<std::size_t>(k)])];
-      classes = std::max(classes, labels[static_cast<std::size_t>(k)] + 1);
-    }
-    const ClusterMatch m = match_clusters(map.cluster_of, labels, K, classes);
-    map.cluster_acc = static_cast<float>(m.accuracy);
-    map.cluster_nmi = static_cast<float>(normalized_mutual_information(map.cluster_of, labels));
-    map.cluster_to_label = m.cluster_to_label;
-    map.scored_points = static_cast<int>(n);
-  }
-  return true;
-}
-
 // The colour index of cluster k: its matched label's when there are labels (so "by cluster" and
 // "by class" share colours and mismatches stand out), else k itself.
 int cluster_colour_index(const LatentMapState& map, int k) {
@@ -157,16 +107,17 @@ void choose_plane(LatentMapState& map, const Snapshot& snap) {
   const Eigen::Index n = snap.latent_mu.cols();
   const int K = snap.model->clusters();
   if (K == 0) map.colour_by = LatentMapState::kByLabel;
-  const bool rescored = update_cluster_scores(map, snap);
+  update_cluster_scores(map, snap);
   const bool codes_changed = map.codes.step != snap.latent_step || map.codes.data != snap.data.get() ||
                              map.codes.count != static_cast<std::size_t>(n) || map.codes.colour != map.colour_by ||
-                             (map.colour_by == LatentMapState::kByCluster && rescored);
+                             (map.colour_by == LatentMapState::kByCluster && map.codes.score_serial != map.score_serial);
   const bool plane_changed = map.codes.mode != map.mode || map.codes.dx != map.dim_x || map.codes.dy != map.dim_y ||
                              map.plane.mean.size() != d;
   if (!codes_changed && !plane_changed) return;
   map.codes.step = snap.latent_step;
   map.codes.data = snap.data.get();
   map.codes.colour = map.colour_by;
+  map.codes.score_serial = map.score_serial;
   map.codes.count = static_cast<std::size_t>(n);
   map.codes.mode = map.mode;
   map.codes.dx = map.dim_x;
@@ -653,6 +604,62 @@ void code_tooltip(AppState& state, LatentMapState& map, const Snapshot& snap) {
 }
 
 }  // namespace
+
+// Clustering VAE: argmax p(y|z) of every display code, and, when the test set has labels, the
+// unsupervised accuracy (Hungarian matching) and NMI against them. Redone when the codes are
+// re-encoded (about once a second while training), not every frame.
+bool update_cluster_scores(LatentMapState& map, const Snapshot& snap) {
+  const int K = snap.model ? snap.model->clusters() : 0;
+  const Eigen::Index n = snap.latent_mu.cols();
+  if (K == 0 || n == 0) {
+    const bool had = !map.cluster_of.empty();
+    map.cluster_of.clear();
+    map.cluster_to_label.clear();
+    map.cluster_sizes.clear();
+    map.cluster_label_table.resize(0, 0);
+    map.cluster_acc = map.cluster_nmi = std::numeric_limits<float>::quiet_NaN();
+    map.score_step = kNeverStep;
+    return had;
+  }
+  if (map.score_step == snap.latent_step && map.scored &&
+      map.cluster_of.size() == static_cast<std::size_t>(n) && map.cluster_to_label.size() == static_cast<std::size_t>(K))
+    return false;
+  map.score_step = snap.latent_step;
+  map.scored = true;
+  ++map.score_serial;
+  Eigen::MatrixXf probs;
+  snap.model->classify(snap.latent_mu, probs);
+  map.cluster_of.assign(static_cast<std::size_t>(n), 0);
+  std::vector<int> sizes(static_cast<std::size_t>(K), 0);
+  for (Eigen::Index k = 0; k < n; ++k) {
+    Eigen::Index best = 0;
+    probs.col(k).maxCoeff(&best);
+    map.cluster_of[static_cast<std::size_t>(k)] = static_cast<int>(best);
+    ++sizes[static_cast<std::size_t>(best)];
+  }
+  map.used_clusters = static_cast<int>(std::count_if(sizes.begin(), sizes.end(), [](int c) { return c > 0; }));
+  map.cluster_sizes = std::move(sizes);
+  map.cluster_to_label.assign(static_cast<std::size_t>(K), -1);
+  map.cluster_acc = map.cluster_nmi = std::numeric_limits<float>::quiet_NaN();
+  map.scored_points = 0;
+  map.cluster_label_table.resize(0, 0);
+  const ImageSet& test = snap.data->test;
+  if (test.has_labels() && snap.display_indices.size() == static_cast<std::size_t>(n)) {
+    std::vector<int> labels(static_cast<std::size_t>(n));
+    int classes = 1;
+    for (Eigen::Index k = 0; k < n; ++k) {
+      labels[static_cast<std::size_t>(k)] = test.labels[static_cast<std::size_t>(snap.display_indices[static_cast<std::size_t>(k)])];
+      classes = std::max(classes, labels[static_cast<std::size_t>(k)] + 1);
+    }
+    const ClusterMatch m = match_clusters(map.cluster_of, labels, K, classes);
+    map.cluster_acc = static_cast<float>(m.accuracy);
+    map.cluster_nmi = static_cast<float>(normalized_mutual_information(map.cluster_of, labels));
+    map.cluster_to_label = m.cluster_to_label;
+    map.cluster_label_table = cluster_label_counts(map.cluster_of, labels, K, classes);
+    map.scored_points = static_cast<int>(n);
+  }
+  return true;
+}
 
 std::string plane_caption(const LatentMapState& map) {
   char text[64];

@@ -59,15 +59,11 @@ void draw_samples(AppState& state, const Snapshot& snap) {
     state.note_work('S');
     Eigen::MatrixXf img;
     int tw = 0, th = 0;
-    Eigen::MatrixXf z = s.eps;
-    if (K > 0 && snap.model->cluster_mean_offset() != Model::npos && snap.model->cluster_logvar_offset() != Model::npos) {
-      const Model& m = *snap.model;
-      const Eigen::Map<const Eigen::MatrixXf> mu(m.data() + m.cluster_mean_offset(), d, K);
-      const Eigen::Map<const Eigen::MatrixXf> lv(m.data() + m.cluster_logvar_offset(), d, K);
-      for (Eigen::Index k = 0; k < z.cols(); ++k) {
-        const Eigen::Index y = (k % s.cols) % K;
-        z.col(k) = mu.col(y).array() + (0.5f * lv.col(y).array()).exp() * s.eps.col(k).array();
-      }
+    Eigen::MatrixXf z = s.eps;  // the prior N(0, I), or per column its cluster's Gaussian
+    if (K > 0) {
+      std::vector<int> cluster(static_cast<std::size_t>(z.cols()));
+      for (int k = 0; k < static_cast<int>(cluster.size()); ++k) cluster[static_cast<std::size_t>(k)] = (k % s.cols) % K;
+      z = cluster_draws(*snap.model, cluster, s.eps);
     }
     decode(snap, z, img);
     std::vector<float> grid = tile_images(img, c, h, w, s.rows, s.cols, 1, tw, th);

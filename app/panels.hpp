@@ -22,6 +22,7 @@ inline constexpr const char* kWinLatent = "Latent map";
 inline constexpr const char* kWinDecoder = "Decoder";
 inline constexpr const char* kWinInterpolation = "Interpolation";
 inline constexpr const char* kWinSamples = "Samples & reconstructions";
+inline constexpr const char* kWinClusters = "Clusters";
 // One window, two tabs: the manifold grid and the Variational gap (both a click away, and neither
 // hides Interpolation).
 inline constexpr const char* kWinManifoldGap = "Manifold & Variational gap";
@@ -39,6 +40,9 @@ void draw_decoder(AppState& state, const Snapshot& snap);
 void draw_interpolation(AppState& state, const Snapshot& snap);
 void draw_manifold(AppState& state, const Snapshot& snap);
 void draw_samples(AppState& state, const Snapshot& snap);
+// The clustering VAE's clusters: confusion matrix, sizes, decoded means and samples, accuracy and
+// NMI per epoch (panel_clusters.cpp); one line for other models.
+void draw_clusters(AppState& state, const Snapshot& snap);
 // The "Variational gap" tab: a tab bar over the tabs below (panel_gap.cpp).
 void draw_gap(AppState& state, const Snapshot& snap);
 void draw_gap_bounds_tab(AppState& state, const Snapshot& snap);  // IWAE_K vs ELBO (panel_gap.cpp)
@@ -63,6 +67,12 @@ std::string describe_follow(const FollowStatus& follow);
 // The part after the folder: "step 320 (epoch 2) · changed 12 s ago · inotify".
 std::string follow_progress(const FollowStatus& follow);
 
+// Clustering VAE: argmax p(y|z) of the snapshot's display codes, their cluster sizes, and with
+// labels the contingency table, matched labels, accuracy and NMI, into `map`. Redone when the codes
+// change (once per latent refresh, whichever of the Latent map and Clusters asks first); returns
+// true if redone (panel_latent_map.cpp).
+bool update_cluster_scores(LatentMapState& map, const Snapshot& snap);
+
 // ---- shared helpers (panel_common.cpp) ----
 
 // Keep the decoder z, A and B sized to the model's latent dimension (zeros / defaults on change).
@@ -70,6 +80,9 @@ void sync_latent_size(AppState& state, const Snapshot& snap);
 
 // z: (d, n) → images (D, n) in [0, 1] with the snapshot's model (UI thread; small n only).
 void decode(const Snapshot& snap, const Eigen::Ref<const Eigen::MatrixXf>& z, Eigen::MatrixXf& images);
+// Draws from the clustering VAE's prior clusters: column k is z = μ_y + σ_y ε_k for y = cluster[k]
+// (a zero ε_k gives the mean μ_y itself). eps: (d, cluster.size()).
+Eigen::MatrixXf cluster_draws(const Model& model, const std::vector<int>& cluster, const Eigen::Ref<const Eigen::MatrixXf>& eps);
 // Encoded means of test images idx.
 Eigen::MatrixXf encode_test(const Snapshot& snap, const std::vector<int>& idx);
 // Test image i as floats in [0, 1], (D).

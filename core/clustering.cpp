@@ -245,8 +245,8 @@ std::vector<int> hungarian_min_cost(const Eigen::MatrixXd& cost) {
   return out;
 }
 
-ClusterMatch match_clusters(const std::vector<int>& pred, const std::vector<int>& labels, int n_clusters,
-                            int n_classes) {
+Eigen::MatrixXd cluster_label_counts(const std::vector<int>& pred, const std::vector<int>& labels, int n_clusters,
+                                     int n_classes) {
   check_same_nonempty(pred, labels, "cluster accuracy");
   if (n_clusters < 1 || n_classes < 1)
     throw Error("cluster accuracy: need at least one cluster and one class (got " + std::to_string(n_clusters) +
@@ -259,6 +259,12 @@ ClusterMatch match_clusters(const std::vector<int>& pred, const std::vector<int>
                   ") × [0, " + std::to_string(n_classes) + ")");
     table(pred[i], labels[i]) += 1;
   }
+  return table;
+}
+
+ClusterMatch match_clusters(const std::vector<int>& pred, const std::vector<int>& labels, int n_clusters,
+                            int n_classes) {
+  const Eigen::MatrixXd table = cluster_label_counts(pred, labels, n_clusters, n_classes);
   ClusterMatch m;
   m.cluster_to_label = hungarian_min_cost(-table);
   double hits = 0;
@@ -302,6 +308,52 @@ double normalized_mutual_information(const std::vector<int>& pred, const std::ve
   if (mi <= 0) return 0.0;  // includes one side being a single cluster (and rounding below 0)
   const double mean_h = 0.5 * (entropy_from_counts(rows, n) + entropy_from_counts(cols, n));
   return std::clamp(mi / mean_h, 0.0, 1.0);
+}
+
+std::vector<ClusterEvent> cluster_events(const std::vector<int>& previous, const std::vector<int>& current,
+                                         int n_clusters) {
+  if (previous.size() != current.size())
+    throw Error("cluster events: " + std::to_string(previous.size()) + " previous and " +
+                std::to_string(current.size()) + " current assignments; they must be of the same points");
+  if (n_clusters < 1) throw Error("cluster events: need at least one cluster (got " + std::to_string(n_clusters) + ")");
+  const auto K = static_cast<std::size_t>(n_clusters);
+  // flow(a, b): points that were in cluster a and are now in cluster b.
+  std::vector<int> flow(K * K, 0), held(K, 0), holds(K, 0);
+  for (std::size_t i = 0; i < previous.size(); ++i) {
+    const int a = previous[i], b = current[i];
+    if (a < 0 || a >= n_clusters || b < 0 || b >= n_clusters)
+      throw Error("cluster events: point " + std::to_string(i) + " goes from cluster " + std::to_string(a) + " to " +
+                  std::to_string(b) + ", outside [0, " + std::to_string(n_clusters) + ")");
+    ++flow[static_cast<std::size_t>(a) * K + static_cast<std::size_t>(b)];
+    ++held[static_cast<std::size_t>(a)];
+    ++holds[static_cast<std::size_t>(b)];
+  }
+  const double n = static_cast<double>(previous.size());
+  const auto substantial = [&](std::size_t c) { return held[c] > 0 && held[c] >= kMergeMinShare * n; };
+  std::vector<ClusterEvent> events;
+  for (std::size_t a = 0; a < K; ++a) {
+    if (held[a] == 0) continue;
+    const int* out = &flow[a * K];
+    std::size_t to = a == 0 ? 1 % K : 0;  // the other cluster that received most of a's points
+    for (std::size_t b = 0; b < K; ++b)
+      if (b != a && out[b] > out[to]) to = b;
+    const bool merged = K > 1 && substantial(a) && substantial(to) && out[a] <= kMergeKeepAtMost * held[a] &&
+                        out[to] > kMergeToOneMoreThan * held[a];
+    const int cluster = static_cast<int>(a);
+    if (merged)
+      events.push_back({ClusterEventKind::Merged, cluster, static_cast<int>(to), held[a], out[to]});
+    else if (holds[a] == 0)
+      events.push_back({ClusterEventKind::Emptied, cluster, -1, held[a], 0});
+  }
+  return events;
+}
+
+std::string describe(const ClusterEvent& event) {
+  const std::string who = "cluster " + std::to_string(event.cluster + 1);
+  if (event.kind == ClusterEventKind::Merged)
+    return who + " merged into cluster " + std::to_string(event.into + 1) + " (" + std::to_string(event.moved) + " of its " +
+           std::to_string(event.held) + " points)";
+  return who + " emptied (it held " + std::to_string(event.held) + (event.held == 1 ? " point)" : " points)");
 }
 
 KMeansResult kmeans(const Eigen::Ref<const Eigen::MatrixXf>& points, int k, std::uint64_t seed, int max_iter,

@@ -1,8 +1,10 @@
 // Scoring and baseline clustering for latent spaces: optimal assignment (Hungarian), unsupervised
-// clustering accuracy, normalised mutual information and k-means (k-means++ seeding, Lloyd steps).
-// Single-threaded and deterministic for a seed; not a general clustering library (no GMMs, no DBSCAN).
+// clustering accuracy, normalised mutual information, k-means (k-means++ seeding, Lloyd steps), and
+// the events between two assignments (a cluster emptied or merged). Single-threaded and deterministic
+// for a seed; not a general clustering library (no GMMs, no DBSCAN).
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include <Eigen/Core>
@@ -20,6 +22,11 @@ struct ClusterMatch {
   std::vector<int> cluster_to_label;  // (n_clusters); −1 for clusters left unmatched (n_clusters > n_classes)
 };
 
+// The contingency table of clusters × labels: (n_clusters, n_classes) counts of points. pred[i] ∈
+// [0, n_clusters), labels[i] ∈ [0, n_classes), same non-zero length (throws vaelab::Error otherwise).
+Eigen::MatrixXd cluster_label_counts(const std::vector<int>& pred, const std::vector<int>& labels, int n_clusters,
+                                     int n_classes);
+
 // Unsupervised clustering accuracy: pred[i] ∈ [0, n_clusters), labels[i] ∈ [0, n_classes), same
 // non-zero length (throws vaelab::Error otherwise). Hungarian on the negated contingency table, so
 // with more clusters than classes only n_classes clusters can score.
@@ -31,6 +38,35 @@ double cluster_accuracy(const std::vector<int>& pred, const std::vector<int>& la
 // length (throws vaelab::Error otherwise). When both sides are a single cluster it is 1 (identical
 // trivial partitions: 0/0 otherwise); when only one side is, I = 0 and so is NMI. Result in [0, 1].
 double normalized_mutual_information(const std::vector<int>& pred, const std::vector<int>& labels);
+
+// What happened to one cluster between two assignments of the same points.
+enum class ClusterEventKind : std::uint8_t {
+  Emptied,  // it held points and now holds none (and did not merge)
+  Merged,   // it held ≥ kMergeMinShare of all points, kept ≤ kMergeKeepAtMost of its own, and more
+            // than kMergeToOneMoreThan of them went to one other cluster that held ≥ kMergeMinShare too
+};
+struct ClusterEvent {
+  ClusterEventKind kind = ClusterEventKind::Emptied;
+  int cluster = 0;
+  int into = -1;     // Merged: the cluster most of its points went to; −1 otherwise
+  int held = 0;      // its points in the previous assignment
+  int moved = 0;     // Merged: how many of them went to `into`; 0 otherwise
+  bool operator==(const ClusterEvent&) const = default;
+};
+inline constexpr double kMergeMinShare = 0.01;      // of all points: smaller clusters only empty
+inline constexpr double kMergeKeepAtMost = 0.1;     // of its own points: "lost almost all"
+inline constexpr double kMergeToOneMoreThan = 0.5;  // of its own points: "mostly to one cluster"
+
+// The clusters that emptied or merged from `previous` to `current` (cluster ids in [0, n_clusters)
+// of the same points in the same order), in cluster order, at most one event per cluster. A cluster
+// that gives its points to several clusters (a split) or to a cluster that held almost nothing (a
+// renaming) has not merged; if it is left empty it has emptied. Throws vaelab::Error for lengths
+// that differ, n_clusters < 1 or ids out of range.
+std::vector<ClusterEvent> cluster_events(const std::vector<int>& previous, const std::vector<int>& current,
+                                         int n_clusters);
+// "cluster 3 emptied (it held 57 points)", "cluster 7 merged into cluster 2 (880 of its 912 points)",
+// clusters numbered from 1 as the app shows them (cluster id + 1).
+std::string describe(const ClusterEvent& event);
 
 struct KMeansResult {
   Eigen::MatrixXf centers;      // (d, k): the mean of each cluster's points

@@ -13,20 +13,16 @@ namespace vaelab {
 
 namespace {
 
-// Cluster of each image idx = argmax_y p(y | z = μ(x)), scored against the labels.
+// The cluster of each image idx, scored against the labels.
 void score_clusters(const Model& model, const ImageSet& test, const std::vector<int>& idx, EpochRecord& rec) {
   const int n = static_cast<int>(idx.size());
-  std::vector<int> pred(n), labels(n);
+  std::vector<int> labels(n);
   int n_classes = 0;
   for (int i = 0; i < n; ++i) {
     labels[i] = test.labels[idx[i]];
     n_classes = std::max(n_classes, labels[i] + 1);
   }
-  encode_in_chunks(model, test, idx, nullptr, [&](int lo, const Eigen::MatrixXf& mu, const Eigen::MatrixXf&) {
-    Eigen::MatrixXf probs;
-    model.classify(mu, probs);
-    for (Eigen::Index b = 0; b < probs.cols(); ++b) probs.col(b).maxCoeff(&pred[lo + b]);
-  });
+  const std::vector<int> pred = assign_clusters(model, test, idx, nullptr);
   rec.cluster_acc = static_cast<float>(cluster_accuracy(pred, labels, model.clusters(), n_classes));
   rec.nmi = static_cast<float>(normalized_mutual_information(pred, labels));
 }
@@ -47,6 +43,17 @@ std::vector<int> first_indices(int n) {
   std::vector<int> idx(static_cast<std::size_t>(n));
   std::iota(idx.begin(), idx.end(), 0);
   return idx;
+}
+
+std::vector<int> assign_clusters(const Model& model, const ImageSet& images, const std::vector<int>& idx,
+                                 ThreadPool* pool) {
+  std::vector<int> cluster(idx.size());
+  encode_in_chunks(model, images, idx, pool, [&](int lo, const Eigen::MatrixXf& mu, const Eigen::MatrixXf&) {
+    Eigen::MatrixXf probs;
+    model.classify(mu, probs);
+    for (Eigen::Index b = 0; b < probs.cols(); ++b) probs.col(b).maxCoeff(&cluster[static_cast<std::size_t>(lo + b)]);
+  });
+  return cluster;
 }
 
 void encode_in_chunks(const Model& model, const ImageSet& images, const std::vector<int>& idx, ThreadPool* pool,

@@ -1,6 +1,6 @@
 // What the trainer computes from a model on fixed images between training steps: the test-set part
-// of an epoch's record (ELBO, IWAE, cluster scores) and the chunked encoder pass it shares with the
-// latent map and the cluster refit. Not the objective itself (core/objective.hpp) and no state.
+// of an epoch's record (ELBO, IWAE, cluster scores), the clusters of images, and the chunked encoder
+// pass it shares with the latent map and the cluster refit. Not the objective itself (core/objective.hpp) and no state.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -22,6 +22,10 @@ std::vector<int> first_indices(int n);
 
 // Receives the codes of the images idx[lo .. lo + mu.cols()) from encode_in_chunks.
 using ChunkCodes = std::function<void(int lo, const Eigen::MatrixXf& mu, const Eigen::MatrixXf& logvar)>;
+
+// The cluster of each image idx of a clustering model: argmax_y p(y | z = μ(x)).
+std::vector<int> assign_clusters(const Model& model, const ImageSet& images, const std::vector<int>& idx,
+                                 ThreadPool* pool);
 
 // Encodes images idx in chunks of kEncodeChunk, handing each chunk's codes to take. With a pool the
 // chunks run in parallel, so take must write only its own chunk's outputs.

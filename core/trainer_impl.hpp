@@ -75,6 +75,15 @@ struct LatentMap {
   TrainerClock::time_point refreshed = TrainerClock::now();
 };
 
+// The clustering VAE's clusters of the evaluated test images at the last epoch end, which the next
+// epoch end compares with to log clusters that emptied or merged (cluster_events).
+struct ClusterWatch {
+  std::vector<int> assignment;  // empty: nothing to compare with
+  int epoch = -1;               // the epoch end it is from
+  std::int64_t step = -1;
+  const ImageSet* images = nullptr;  // what it was computed on
+};
+
 // Totals of the current epoch's training steps, for its record.
 struct EpochTotals {
   void add(double elbo, int batch_size, double seconds) {
@@ -173,6 +182,7 @@ struct Trainer::Impl {
   // What is published besides the above.
   LogBook log;
   LatentMap latents;
+  ClusterWatch cluster_watch;
   std::uint64_t version = 0;  // of the last snapshot
   Clock::time_point last_publish = Clock::now();
 
@@ -252,6 +262,7 @@ struct Trainer::Impl {
   void say(Severity sev, std::string text);
   void mark(std::string text);
   void refresh_latents();
+  void watch_clusters();
   void publish();
 
   // ---- trainer_follow.cpp ----

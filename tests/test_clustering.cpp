@@ -1,5 +1,6 @@
 // Tests of core/clustering: the Hungarian assignment against brute force, clustering accuracy and
-// NMI on hand-built tables, k-means on separable blobs, duplicates and truncated runs, and the
+// NMI on hand-built tables, k-means on separable blobs, duplicates and truncated runs, the events
+// between two assignments (emptied, merged, split, renamed), and the
 // clustering VAE's fit of its cluster Gaussians to codes, and its exact mixture prior in the IWAE
 // bound and the true posterior.
 // Not a benchmark: the 70,000 × 784 timing lives outside the suite.
@@ -84,6 +85,26 @@ Eigen::MatrixXf blobs(int d, int k, int n, float spacing, float sigma, std::uint
     for (int r = 0; r < d; ++r) X(r, i) = sigma * rng.normal() + (r == c % d ? spacing * static_cast<float>(1 + c / d) : 0.0f);
   }
   return X;
+}
+
+// An assignment of `sizes[c]` points to each cluster c, in cluster order.
+std::vector<int> assignment_of_sizes(const std::vector<int>& sizes) {
+  std::vector<int> out;
+  for (std::size_t c = 0; c < sizes.size(); ++c) out.insert(out.end(), static_cast<std::size_t>(sizes[c]), static_cast<int>(c));
+  return out;
+}
+
+// `v` with its points [lo, hi) moved to cluster `to`.
+std::vector<int> moved_to_cluster(std::vector<int> v, std::size_t lo, std::size_t hi, int to) {
+  std::fill(v.begin() + static_cast<std::ptrdiff_t>(lo), v.begin() + static_cast<std::ptrdiff_t>(hi), to);
+  return v;
+}
+
+// The one event between two assignments (the test fails unless there is exactly one).
+ClusterEvent only_cluster_event(const std::vector<int>& before, const std::vector<int>& after, int n_clusters) {
+  const std::vector<ClusterEvent> events = cluster_events(before, after, n_clusters);
+  REQUIRE(events.size() == 1);
+  return events[0];
 }
 
 }  // namespace
@@ -309,6 +330,69 @@ TEST_CASE("clustering: k-means fills empty clusters when k exceeds the distinct 
   Eigen::MatrixXf bad = same;
   bad(1, 3) = std::numeric_limits<float>::quiet_NaN();
   CHECK_THROWS_AS(kmeans(bad, 2, 9), Error);
+}
+
+TEST_CASE("clustering: the contingency table counts clusters × labels and refuses bad input") {
+  const Eigen::MatrixXd t = cluster_label_counts({0, 0, 1, 2, 2, 2}, {1, 1, 0, 0, 1, 1}, 3, 2);
+  Eigen::MatrixXd expected(3, 2);
+  expected << 0, 2, 1, 0, 1, 2;
+  CHECK(t == expected);
+  CHECK_THROWS_AS(cluster_label_counts({0, 3}, {0, 0}, 3, 2), Error);
+  CHECK_THROWS_AS(cluster_label_counts({0, 1}, {0, 2}, 3, 2), Error);
+  CHECK_THROWS_AS(cluster_label_counts({0}, {0, 0}, 3, 2), Error);
+}
+
+TEST_CASE("clustering: no cluster events when nothing changes or points only trade places") {
+  const std::vector<int> a = assignment_of_sizes({300, 200, 0, 500});
+  CHECK(cluster_events(a, a, 4).empty());
+  // 10 points of each of clusters 0 and 1 swap: both keep most of their points.
+  std::vector<int> b = a;
+  for (int i = 0; i < 10; ++i) std::swap(b[static_cast<std::size_t>(i)], b[static_cast<std::size_t>(300 + i)]);
+  CHECK(cluster_events(a, b, 4).empty());
+  // A cluster that was empty and stays empty is not news.
+  CHECK(cluster_events(assignment_of_sizes({5, 0}), assignment_of_sizes({5, 0}), 2).empty());
+}
+
+TEST_CASE("clustering: a cluster that loses its points to several clusters has emptied, not merged") {
+  const std::vector<int> before = assignment_of_sizes({400, 300, 300});
+  std::vector<int> after = before;
+  for (std::size_t i = 0; i < 400; ++i) after[i] = i % 2 ? 1 : 2;  // cluster 0 spreads evenly over 1 and 2
+  const ClusterEvent e = only_cluster_event(before, after, 3);
+  CHECK(e == ClusterEvent{ClusterEventKind::Emptied, 0, -1, 400, 0});
+  CHECK(describe(e) == "cluster 1 emptied (it held 400 points)");  // numbered from 1
+}
+
+TEST_CASE("clustering: a cluster that hands almost all its points to one other cluster has merged into it") {
+  const std::vector<int> before = assignment_of_sizes({500, 0, 300, 912, 288});
+  // Cluster 3 (points 800 … 1711): 880 to cluster 2, 20 to cluster 4, 12 stay.
+  const std::vector<int> after = moved_to_cluster(moved_to_cluster(before, 800, 1680, 2), 1680, 1700, 4);
+  const ClusterEvent e = only_cluster_event(before, after, 5);
+  CHECK(e == ClusterEvent{ClusterEventKind::Merged, 3, 2, 912, 880});
+  CHECK(describe(e) == "cluster 4 merged into cluster 3 (880 of its 912 points)");
+  // Emptied by a merge: said once, as the merge.
+  const ClusterEvent emptied = only_cluster_event(before, moved_to_cluster(after, 1700, 1712, 2), 5);
+  CHECK(emptied == ClusterEvent{ClusterEventKind::Merged, 3, 2, 912, 892});
+}
+
+TEST_CASE("clustering: a split is not a merge, and neither is a tiny cluster or a renaming") {
+  // Cluster 0 splits in two: half of it forms the new cluster 1. It keeps half: no event.
+  const std::vector<int> before = assignment_of_sizes({600, 0, 400});
+  CHECK(cluster_events(before, moved_to_cluster(before, 0, 300, 1), 3).empty());
+  // A cluster of under 1 % of the points that joins another has emptied; it is too small to merge.
+  const ClusterEvent gone = only_cluster_event(assignment_of_sizes({995, 5}), std::vector<int>(1000, 0), 2);
+  CHECK(gone == ClusterEvent{ClusterEventKind::Emptied, 1, -1, 5, 0});
+  // All of cluster 0 moves to the empty cluster 1: a new name, not a merge; cluster 0 has emptied.
+  const ClusterEvent renamed = only_cluster_event(before, moved_to_cluster(before, 0, 600, 1), 3);
+  CHECK(renamed == ClusterEvent{ClusterEventKind::Emptied, 0, -1, 600, 0});
+}
+
+TEST_CASE("clustering: cluster events refuse assignments of different points or out of range") {
+  CHECK_THROWS_AS(cluster_events({0, 1, 1}, {0, 1}, 2), Error);
+  CHECK_THROWS_AS(cluster_events({0, 2}, {0, 1}, 2), Error);
+  CHECK_THROWS_AS(cluster_events({0, 1}, {-1, 1}, 2), Error);
+  CHECK_THROWS_AS(cluster_events({0}, {0}, 0), Error);
+  CHECK(cluster_events({}, {}, 3).empty());
+  CHECK(cluster_events({0, 0}, {0, 0}, 1).empty());
 }
 
 TEST_CASE("clustering: the clustering VAE's cluster Gaussians fitted to blobs of codes match their moments") {

@@ -1,8 +1,8 @@
 // The trainer thread end to end on a small synthetic data set: learning improves the test ELBO,
 // runs are reproducible from a seed, the listener hears every event, and the commands (pause,
 // resume, step, reset, set β/lr, rebuild, set data, save/load, import, bad input) behave while
-// snapshots are read concurrently; following a run folder written by the test. Also the trainer's
-// parts on their own: the chunked encoder pass and the adaptive thread setting.
+// snapshots are read concurrently; following a run folder written by the test; the clustering
+// VAE's refit and the empty clusters it leaves, in the log. Also the trainer's parts on their own: the chunked encoder pass and the adaptive thread setting.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -501,6 +501,39 @@ TEST_CASE("trainer: the score-function estimator trains the encoder too") {
   const auto& ep = tr.snapshot()->history.epochs;
   REQUIRE(ep.size() == 7);
   CHECK(ep.back().test_elbo > ep.front().test_elbo + 5.0f);
+}
+
+TEST_CASE("trainer: after the cluster refit, the next epoch end warns of each cluster no test image is in") {
+  // One test image: it is in one of the 3 clusters, so 2 are empty at every epoch end. 4 steps an
+  // epoch; the refit at step 6 falls in epoch 2, whose end (step 8) lists the 2 empty clusters.
+  // Epoch 1 (before: nothing to compare with) and epoch 3 (the one image can only empty a
+  // cluster by moving to an empty one, and never merge) say nothing of the refit.
+  ModelConfig m = small_model();
+  m.family = ModelFamily::Gmvae;
+  m.clusters = 3;
+  TrainerOptions opt;
+  opt.max_epochs = 3;
+  opt.display_points = 0;
+  opt.cluster_fit_step = 6;
+  opt.cluster_fit_points = 200;
+  Trainer tr(synthetic_data(200, 1), m, small_train(1), opt);
+  tr.start();
+  tr.join();
+  std::vector<std::string> refit_lines, other_cluster_lines;
+  for (const LogLine& line : tr.snapshot()->log) {
+    if (line.text.rfind("step ", 0) != 0 || !has(line.text, ": cluster ")) continue;  // not the refit's own line
+    CHECK(line.severity == Severity::Warning);
+    (has(line.text, "after the cluster refit") ? refit_lines : other_cluster_lines).push_back(line.text);
+  }
+  REQUIRE(refit_lines.size() == 2);
+  for (const std::string& text : refit_lines) CHECK(has(text, "step 8: cluster "));
+  CHECK(refit_lines[0] != refit_lines[1]);
+  CHECK(has(refit_lines[0], " emptied after the cluster refit at step 6"));
+  for (const std::string& text : other_cluster_lines) {
+    CHECK(has(text, "step 12: cluster "));
+    CHECK(has(text, " emptied (it held 1 point)"));
+  }
+  CHECK(other_cluster_lines.size() <= 1);
 }
 
 TEST_CASE("trainer: the clustering VAE refits its cluster Gaussians once, at the chosen step") {

@@ -3,10 +3,12 @@
 # every panel lies inside the window, none is smaller than its minimum, no title or status text is
 # cut off without an ellipsis; a layout saved at 1280×800 (one panel moved by the user) reopens at
 # 1920×1080 and 1024×640 filling the window, with the moved panel where the user put it, scaled, as
-# does the live window resized; a remembered 1500×900 window reopens inside a --size 1024x640
+# does the live window resized; one saved without the Clusters panel reopens as the default tiling;
+# a remembered 1500×900 window reopens inside a --size 1024x640
 # window and on a 1024×640 screen; View → Reset layout restores the tiling; Interpolation and the
-# Variational gap are on screen together, Manifold a click away.
-# Not a test of what the panels draw; usage: layout.sh path/to/vaelab OUTPUT_DIR
+# Variational gap are on screen together, Manifold a click away; for the clustering VAE the map's
+# scores fit and the Clusters panel draws its rows and (not blank) decoded images.
+# Otherwise not a test of what the panels draw; usage: layout.sh path/to/vaelab OUTPUT_DIR
 set -uo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/e2e_lib.sh"
@@ -46,7 +48,7 @@ check_fits() {
     awk -v a="$x1" -v b="$x0" -v t="$title_w" 'BEGIN { exit !(t <= a - b) }' ||
       fail "the title of '$name' ($title_w px) is cut off in a panel $(awk -v a="$x1" -v b="$x0" 'BEGIN { print a - b }') px wide"
   done < <(awk '$1 == "panel" { sub(/^panel /, ""); print }' "$info")
-  ((panels == 7)) || fail "expected 7 panels in the state dump, found $panels"
+  ((panels == 8)) || fail "expected 8 panels in the state dump, found $panels"
   local cover
   cover=$(field panels_cover)
   awk -v c="$cover" 'BEGIN { exit !(c >= 0.9) }' || fail "the panels cover $cover of the ${w}×${h} window's work area (< 0.9)"
@@ -91,11 +93,21 @@ for size in 1024x640 1280x800 1920x1080; do
   close_app
 done
 
-# ---- the clustering VAE at 1024×640: its map toolbar and status fit, wrapped or cut with an ellipsis ----
+# ---- the clustering VAE at 1024×640: its map toolbar and status fit, wrapped or cut with an ellipsis;
+# the Clusters panel shows its rows and their decoded images, which are not blank ----
 app_size=1024x640 launch gmvae gmvae-1024x640 --model gmvae
 has_clusters() { awk '$1 == "text" && $6 == "map_clusters" { found = 1 } END { exit !found }' "$info"; }
 shoot_until 20 0.5 has_clusters || fail "the clustering VAE's map shows no accuracy / NMI"
 check_fits 1024 640 map_clusters
+shoot_until 20 0.5 has_rect clusters_images || fail "the Clusters panel shows no decoded cluster means"
+has_rect clusters_rows || fail "the Clusters panel shows no rows"
+if command -v convert >/dev/null; then
+  read -r x0 y0 x1 y1 <<<"$(rect clusters_images)"
+  crop=$(awk -v a="$x0" -v b="$y0" -v c="$x1" -v d="$y1" 'BEGIN { printf "%dx%d+%d+%d", c - a - 2, d - b - 2, a + 1, b + 1 }')
+  spread=$(convert "${info%.txt}-window.png" -crop "$crop" +repage -colorspace Gray -format '%[fx:standard_deviation]' info:)
+  awk -v s="$spread" 'BEGIN { exit !(s > 0.02) }' || fail "the Clusters panel's images are blank (grey spread $spread over $crop)"
+  echo "  Clusters: decoded means and samples drawn (grey spread $spread)"
+fi
 close_app
 
 # ---- a layout saved at 1280×800, with the Decoder moved by the user, reopened larger and smaller ----
@@ -151,6 +163,15 @@ for size in 1920x1080 1024x640; do
   echo "  reopened at $size: Decoder at x=$(panel_x0 Decoder) (expected ≈$expected)"
   close_app
 done
+
+# ---- the same layout as an older version saved it, without the Clusters panel: the default tiling ----
+sed -i '/^panel Clusters=/d' "$out/config-saved/vaelab/vaelab.ini"
+app_size=1280x800 launch saved saved-without-clusters
+check_fits 1280 800
+awk -v a="$(panel_x0 Decoder)" -v b="$decoder_before" 'BEGIN { exit !(a == b) }' ||
+  fail "a layout saved without the Clusters panel kept the Decoder at x=$(panel_x0 Decoder), not the tiling's x=$decoder_before"
+echo "  a layout saved without the Clusters panel reopens as the default tiling (Decoder at x=$decoder_before)"
+close_app
 
 # ---- a remembered 1500×900 window: --size 1024x640 wins, and a 1024×640 screen holds it ----
 app_size=1500x900 launch remembered remembered-1500
