@@ -170,7 +170,7 @@ void draw_score_curves(const Snapshot& snap, ImVec2 size) {
 void draw_clusters(AppState& state, const Snapshot& snap) {
   const int K = snap.model ? snap.model->clusters() : 0;
   if (K == 0) {
-    ImGui::TextDisabled("Clusters apply to the clustering VAE (--model gmvae).");
+    ImGui::TextDisabled("Clusters apply to the clustering VAEs (--model gmvae or vade).");
     return;
   }
   LatentMapState& map = state.latent;

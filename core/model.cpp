@@ -245,7 +245,10 @@ void fit_clusters_to_codes(Model& model, const Eigen::Ref<const Eigen::MatrixXf>
     throw Error("fit_clusters_to_codes: codes are (" + std::to_string(mu.rows()) + ", " + std::to_string(mu.cols()) +
                 ") and (" + std::to_string(logvar.rows()) + ", " + std::to_string(logvar.cols()) + "); need (" +
                 std::to_string(d) + ", N ≥ " + std::to_string(K) + ") for both");
-  const KMeansResult km = kmeans(mu, K, seed, 100, 1);
+  // vade keeps its fit for good (its clusters are the data's clusters from then on): the best of
+  // several k-means starts. gmvae's refit only unsticks its clusters: one start.
+  const int restarts = model.config().family == ModelFamily::Vade ? kVadeKmeansRestarts : 1;
+  const KMeansResult km = kmeans(mu, K, seed, 100, restarts);
   Eigen::Map<Eigen::MatrixXf> means(model.data() + model.cluster_mean_offset(), d, K);
   Eigen::Map<Eigen::MatrixXf> logvars(model.data() + model.cluster_logvar_offset(), d, K);
   // Accumulate in double: Σ μ, Σ μ², Σ σ² per cluster and dimension.

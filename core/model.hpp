@@ -144,7 +144,9 @@ void mixture_logits(const Eigen::Ref<const Eigen::MatrixXf>& means, const Eigen:
 // range. A cluster that k-means leaves with one point gets that point and its q variance.
 // mu, logvar: (d, N) with N ≥ K. Deterministic for a seed. Throws vaelab::Error for a model that
 // is not a clustering VAE or shapes that do not match.
-// vade then refines that start with kMixtureEmSteps steps of EM (refine_mixture_by_em).
+// vade takes the best of kVadeKmeansRestarts k-means starts and refines it with kMixtureEmSteps
+// steps of EM (refine_mixture_by_em).
+inline constexpr int kVadeKmeansRestarts = 10;
 void fit_clusters_to_codes(Model& model, const Eigen::Ref<const Eigen::MatrixXf>& mu,
                            const Eigen::Ref<const Eigen::MatrixXf>& logvar, std::uint64_t seed);
 

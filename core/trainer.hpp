@@ -36,10 +36,15 @@ struct TrainerOptions {
   int latent_refresh_ms = 1000;  // how often to re-encode them while running; 0 = epoch ends only
   int publish_interval_ms = 50;  // snapshot cadence while running
   int train_limit = 0;           // train on the first N images only; 0 = all (tests, demos)
-  // Clustering VAE: after this many steps, refit the cluster Gaussians q(z|y) to k-means of the
-  // codes of up to cluster_fit_points training images (see fit_clusters_to_codes); 0 = never.
-  // Their random start leaves clusters that never win a point (docs/models.md, "The cluster refit").
-  int cluster_fit_step = 500;
+  // Clustering families: after this many steps, fit the cluster Gaussians to the codes of up to
+  // cluster_fit_points training images (see fit_clusters_to_codes); 0 = never; kFamilyFitStep =
+  // the family's own: gmvae refits its randomly started clusters at step 500 (they leave clusters
+  // that never win a point, docs/models.md, "The cluster refit"); vade trains as a plain VAE for
+  // kVadePretrainEpochs epochs, then splits its one Gaussian into K.
+  static constexpr int kFamilyFitStep = -1;
+  static constexpr int kGmvaeFitStep = 500;
+  static constexpr int kVadePretrainEpochs = 5;
+  int cluster_fit_step = kFamilyFitStep;
   int cluster_fit_points = 10000;
   std::int64_t poison_at_step = -1;  // tests: write a NaN into a weight before this step
   // During an IWAE evaluation, after each batch: images done and the total (from a trainer or pool

@@ -192,6 +192,14 @@ struct Trainer::Impl {
     return opt.train_limit > 0 ? std::min(opt.train_limit, train_set->count) : train_set->count;
   }
   int batches_per_epoch() const { return (train_count() + tcfg.batch - 1) / tcfg.batch; }
+  // The step at which the clustering families fit their clusters (TrainerOptions::cluster_fit_step
+  // with the family's default resolved); 0 = never.
+  std::int64_t cluster_fit_at() const {
+    if (opt.cluster_fit_step != TrainerOptions::kFamilyFitStep) return opt.cluster_fit_step;
+    if (mcfg.family == ModelFamily::Vade)
+      return static_cast<std::int64_t>(TrainerOptions::kVadePretrainEpochs) * batches_per_epoch();
+    return TrainerOptions::kGmvaeFitStep;
+  }
   bool all_epochs_done() const { return opt.max_epochs >= 0 && epoch >= opt.max_epochs; }
   float effective_beta() const {
     if (tcfg.warmup_steps <= 0) return tcfg.beta;

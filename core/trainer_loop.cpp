@@ -83,7 +83,7 @@ void Trainer::Impl::train_step() {
   st.times[StepPhase::Gradient] = seconds_between(t1, t2);
   st.times[StepPhase::Optimizer] = seconds_since(t2);
   ++step;
-  if (model->clusters() > 0 && opt.cluster_fit_step > 0 && step == opt.cluster_fit_step) fit_clusters();
+  if (model->clusters() > 0 && cluster_fit_at() > 0 && step == cluster_fit_at()) fit_clusters();
   ++batch_in_epoch;
   record_step(st, B, seconds_since(t0));
   notify({.kind = EventKind::Step, .stats = &st});
@@ -149,7 +149,7 @@ void Trainer::Impl::record_step(const StepStats& st, int batch_size, double seco
   for (int j = 0; j < mcfg.latent; ++j) kl_running[j] += a * (st.kl_per_dim[j] - kl_running[j]);
 }
 
-// Clustering VAE, once at TrainerOptions::cluster_fit_step: the cluster Gaussians moved onto
+// Clustering families, once at cluster_fit_at(): the cluster Gaussians moved onto
 // k-means of the current codes, their Adam moments cleared (they belonged to the old values).
 // Between two steps, so the step itself still allocates nothing.
 void Trainer::Impl::fit_clusters() {

@@ -69,7 +69,7 @@ void Trainer::Impl::watch_clusters() {
                         before.assignment.size() == now.size() && previous_record &&
                         *std::max_element(before.assignment.begin(), before.assignment.end()) < K;
   // A refit at the baseline's own step may have come before its evaluation: it counts as between.
-  const std::int64_t refit = opt.cluster_fit_step;
+  const std::int64_t refit = cluster_fit_at();
   const bool refit_between = refit > 0 && refit >= before.step && refit <= step;
   const std::string at = "step " + std::to_string(step) + ": ";
   if (same_run && !refit_between) {

@@ -35,7 +35,7 @@ struct Options {
   bool skip_vae = false;
   float beta = 1.0f;
   int warmup = 0;
-  int cluster_fit_step = TrainerOptions{}.cluster_fit_step;
+  int cluster_fit_step = TrainerOptions::kFamilyFitStep;
 };
 
 const char* kUsage =
@@ -43,7 +43,7 @@ const char* kUsage =
     "                            [--seeds 1,2,3 (1)] [--threads T (2)] [--restarts R (3)]\n"
     "                            [--beta B (1)] [--warmup STEPS (0)] [--hidden LIST (400)]\n"
     "                            [--families gmvae,vade (both; none: only the baselines)] [--no-vae]\n"
-    "                            [--cluster-fit-step S (the trainer's default; 0 = never)]\n"
+    "                            [--cluster-fit-step S (each family's default; 0 = never)]\n"
     "Prints one JSON line per (method, seed) on stdout and a table on stderr.\n";
 
 Options parse(int argc, char** argv) {
