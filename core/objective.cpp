@@ -208,7 +208,13 @@ Evaluation evaluate(const Model& model, const ImageSet& set, const std::vector<i
       model.decode_raw(z, out);
       recon += log_likelihood(model.config().likelihood, x, out, model.decoder_logvar());
       if (gmvae) {
-        kl_total += gmvae_prior_terms(model, mu, logvar, z, 1, &kl_dim);
+        const Eigen::VectorXf terms = gmvae_prior_terms(model, mu, logvar, z, 1, &kl_dim);
+        // vade's q(y|z) is the exact p(y|z), so its ELBO is E_q[log p(x|z) + log p(z) − log q(z|x)]
+        // with the mixture summed exactly: the sampled KL log q(z|x) − log p(z) estimates it without
+        // bias. Its training loss keeps the closed-form KLs weighted by p(y|z), which have less
+        // noise; their per-dimension split is what the KL panel shows for both families.
+        kl_total += model.config().family == ModelFamily::Vade ? Eigen::VectorXf(log_normal_diag(z, mu, logvar) - log_prior(model, z))
+                                                               : terms;
         kl += kl_dim;
       }
     }
