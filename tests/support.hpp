@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -256,5 +257,13 @@ std::string error_of(F&& f) {
 }
 
 inline bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+// log N(z; m, diag e^lv) in double precision, written out (test_clustering, test_vade).
+inline double log_gauss(const Eigen::VectorXd& z, const Eigen::VectorXd& m, const Eigen::VectorXd& lv) {
+  double s = 0;
+  for (Eigen::Index j = 0; j < z.size(); ++j)
+    s += -0.5 * ((z(j) - m(j)) * (z(j) - m(j)) * std::exp(-lv(j)) + lv(j) + std::log(2 * M_PI));
+  return s;
+}
 
 }  // namespace vaelab::test

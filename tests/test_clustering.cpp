@@ -22,6 +22,7 @@
 #include "core/model.hpp"
 #include "core/objective.hpp"
 #include "core/rng.hpp"
+#include "support.hpp"
 
 using namespace vaelab;
 
@@ -462,14 +463,6 @@ Model gmvae_model(int K, std::uint64_t seed) {
   return m;
 }
 
-// log N(z; m, diag e^lv) in double precision, written out.
-double log_gauss(const Eigen::VectorXd& z, const Eigen::VectorXd& m, const Eigen::VectorXd& lv) {
-  double s = 0;
-  for (Eigen::Index j = 0; j < z.size(); ++j)
-    s += -0.5 * ((z(j) - m(j)) * (z(j) - m(j)) * std::exp(-lv(j)) + lv(j) + std::log(2 * M_PI));
-  return s;
-}
-
 }  // namespace
 
 TEST_CASE("clustering: the mixture prior is N(0, I) when every cluster is, and the exact mixture otherwise") {
@@ -492,7 +485,7 @@ TEST_CASE("clustering: the mixture prior is N(0, I) when every cluster is, and t
   for (Eigen::Index c = 0; c < z.cols(); ++c) {
     double best = -1e300, terms[3];
     for (int y = 0; y < 3; ++y) {
-      terms[y] = log_gauss(z.col(c).cast<double>(), means.col(y).cast<double>(), logvars.col(y).cast<double>());
+      terms[y] = test::log_gauss(z.col(c).cast<double>(), means.col(y).cast<double>(), logvars.col(y).cast<double>());
       best = std::max(best, terms[y]);
     }
     double s = 0;
@@ -522,7 +515,7 @@ TEST_CASE("clustering: the mixture log p(z) bounds the classifier's ELBO term fr
     for (int y = 0; y < 4; ++y) {
       const double q = probs(y, c);
       if (q <= 0) continue;
-      bound += q * (std::log(0.25) + log_gauss(z.col(c).cast<double>(), means.col(y).cast<double>(), logvars.col(y).cast<double>()) - std::log(q));
+      bound += q * (std::log(0.25) + test::log_gauss(z.col(c).cast<double>(), means.col(y).cast<double>(), logvars.col(y).cast<double>()) - std::log(q));
     }
     CHECK(lp(c) >= bound - 1e-4);
     if (lp(c) > bound + 1e-3) ++strict;

@@ -536,26 +536,52 @@ TEST_CASE("trainer: after the cluster refit, the next epoch end warns of each cl
   CHECK(other_cluster_lines.size() <= 1);
 }
 
-TEST_CASE("trainer: the clustering VAE refits its cluster Gaussians once, at the chosen step") {
-  ModelConfig m = small_model();
-  m.family = ModelFamily::Gmvae;
-  m.clusters = 10;
+namespace {
+
+// A clustering model of `family` on the synthetic data, stepped to a cluster fit at step 5: the
+// models published at steps 4 and 5, and the trainer's log lines.
+struct AroundTheFit {
+  ModelConfig config;
+  std::shared_ptr<const Model> before, after;
+  std::vector<std::string> said;
+};
+
+AroundTheFit step_across_the_fit(ModelFamily family) {
+  AroundTheFit r;
+  r.config = small_model();
+  r.config.family = family;
+  r.config.clusters = 10;
   TrainerOptions opt;
   opt.start_paused = true;
   opt.display_points = 0;
   opt.cluster_fit_step = 5;
   opt.cluster_fit_points = 500;
-  Trainer tr(synthetic_data(), m, small_train(1), opt);
+  Trainer tr(synthetic_data(), r.config, small_train(1), opt);
+  std::mutex lock;
+  tr.set_listener([&](const TrainerEvent& ev) {
+    if (ev.kind != EventKind::Log) return;
+    const std::lock_guard<std::mutex> hold(lock);
+    r.said.push_back(ev.line->text);
+  });
   tr.start();
   for (int i = 0; i < 4; ++i) tr.step_once();
   REQUIRE(wait_for(tr, [](const Snapshot& s) { return s.step == 4; }));
-  const auto before = tr.snapshot()->model;
+  r.before = tr.snapshot()->model;
   tr.step_once();
   REQUIRE(wait_for(tr, [](const Snapshot& s) { return s.step == 5; }));
-  const auto after = tr.snapshot()->model;
+  r.after = tr.snapshot()->model;
   tr.request_stop();
   tr.join();
-  const int d = m.latent, K = m.clusters;
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("trainer: the clustering VAE refits its cluster Gaussians once, at the chosen step") {
+  const AroundTheFit r = step_across_the_fit(ModelFamily::Gmvae);
+  const auto& before = r.before;
+  const auto& after = r.after;
+  const int d = r.config.latent, K = r.config.clusters;
   const Eigen::Map<const Eigen::MatrixXf> mu4(before->data() + before->cluster_mean_offset(), d, K);
   const Eigen::Map<const Eigen::MatrixXf> mu5(after->data() + after->cluster_mean_offset(), d, K);
   const DenseShape& out = after->classifier().back();
@@ -578,32 +604,11 @@ TEST_CASE("trainer: the clustering VAE refits its cluster Gaussians once, at the
 }
 
 TEST_CASE("trainer: vade splits its one-Gaussian prior into K clusters at the fit step, and says so") {
-  ModelConfig m = small_model();
-  m.family = ModelFamily::Vade;
-  m.clusters = 10;
-  TrainerOptions opt;
-  opt.start_paused = true;
-  opt.display_points = 0;
-  opt.cluster_fit_step = 5;
-  opt.cluster_fit_points = 500;
-  Trainer tr(synthetic_data(), m, small_train(1), opt);
-  std::mutex lock;
-  std::vector<std::string> said;
-  tr.set_listener([&](const TrainerEvent& ev) {
-    if (ev.kind != EventKind::Log) return;
-    const std::lock_guard<std::mutex> hold(lock);
-    said.push_back(ev.line->text);
-  });
-  tr.start();
-  for (int i = 0; i < 4; ++i) tr.step_once();
-  REQUIRE(wait_for(tr, [](const Snapshot& s) { return s.step == 4; }));
-  const auto before = tr.snapshot()->model;
-  tr.step_once();
-  REQUIRE(wait_for(tr, [](const Snapshot& s) { return s.step == 5; }));
-  const auto after = tr.snapshot()->model;
-  tr.request_stop();
-  tr.join();
-  const int d = m.latent, K = m.clusters;
+  const AroundTheFit r = step_across_the_fit(ModelFamily::Vade);
+  const auto& before = r.before;
+  const auto& after = r.after;
+  const auto& said = r.said;
+  const int d = r.config.latent, K = r.config.clusters;
   const Eigen::Map<const Eigen::MatrixXf> mu4(before->data() + before->cluster_mean_offset(), d, K);
   const Eigen::Map<const Eigen::MatrixXf> mu5(after->data() + after->cluster_mean_offset(), d, K);
   // Before: one Gaussian (all clusters equal, moved by training together); after: K distinct ones.
@@ -611,7 +616,6 @@ TEST_CASE("trainer: vade splits its one-Gaussian prior into K clusters at the fi
   int distinct = 0;
   for (int y = 1; y < K; ++y) distinct += (mu5.col(y) - mu5.col(0)).norm() > 1e-3f ? 1 : 0;
   CHECK(distinct == K - 1);
-  const std::lock_guard<std::mutex> hold(lock);
   const bool logged = std::any_of(said.begin(), said.end(), [](const std::string& s) {
     return s.find("vade: the mixture prior split into 10 clusters") != std::string::npos &&
            s.find("at step 5") != std::string::npos;

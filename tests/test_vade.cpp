@@ -31,14 +31,6 @@ ModelConfig vade_config(int K) {
   return cfg;
 }
 
-// log N(z; m, diag e^lv) in double precision, written out.
-double vade_log_gauss(const Eigen::VectorXd& z, const Eigen::VectorXd& m, const Eigen::VectorXd& lv) {
-  double s = 0;
-  for (Eigen::Index j = 0; j < z.size(); ++j)
-    s += -0.5 * ((z(j) - m(j)) * (z(j) - m(j)) * std::exp(-lv(j)) + lv(j) + std::log(2 * M_PI));
-  return s;
-}
-
 // Σ_i log (1/K) Σ_y N(μ_i; μ_y, σ_y²) of the codes' means, in double.
 double mixture_log_likelihood(const Eigen::MatrixXf& means, const Eigen::MatrixXf& logvars, const Eigen::MatrixXf& mu) {
   double total = 0;
@@ -46,7 +38,7 @@ double mixture_log_likelihood(const Eigen::MatrixXf& means, const Eigen::MatrixX
     double best = -1e300;
     std::vector<double> t(static_cast<std::size_t>(means.cols()));
     for (Eigen::Index y = 0; y < means.cols(); ++y) {
-      t[static_cast<std::size_t>(y)] = vade_log_gauss(mu.col(i).cast<double>(), means.col(y).cast<double>(), logvars.col(y).cast<double>());
+      t[static_cast<std::size_t>(y)] = test::log_gauss(mu.col(i).cast<double>(), means.col(y).cast<double>(), logvars.col(y).cast<double>());
       best = std::max(best, t[static_cast<std::size_t>(y)]);
     }
     double s = 0;
@@ -75,7 +67,7 @@ TEST_CASE("vade: p(y|z) is the mixture's exact posterior, so its ELBO term is lo
     // Bayes' rule in double: p(y|z) = N(z; μ_y, σ_y²) / Σ_y' N(z; μ_y', σ_y'²).
     double t[4], best = -1e300;
     for (int y = 0; y < 4; ++y) {
-      t[y] = vade_log_gauss(z.col(c).cast<double>(), means.col(y).cast<double>(), logvars.col(y).cast<double>());
+      t[y] = test::log_gauss(z.col(c).cast<double>(), means.col(y).cast<double>(), logvars.col(y).cast<double>());
       best = std::max(best, t[y]);
     }
     double s = 0;
