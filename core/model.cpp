@@ -130,8 +130,8 @@ void Model::init(std::uint64_t seed) {
   if (cluster_mu_ != npos) {
     // gmvae: cluster means spread like prior samples, unit variances, so the clusters start
     // distinct. vade: every cluster starts as N(0, I), so the mixture prior is the plain VAE's and
-    // stays one Gaussian (identical clusters get identical gradients) until the trainer's cluster
-    // fit splits it (fit_clusters_to_codes).
+    // stays one Gaussian (identical clusters get identical gradients and move together, up to the
+    // optimiser's rounding) until the trainer's cluster fit splits it (fit_clusters_to_codes).
     const std::size_t n = static_cast<std::size_t>(cfg_.latent) * cfg_.clusters;
     const bool spread = cfg_.family == ModelFamily::Gmvae;
     for (std::size_t i = 0; i < n; ++i) params_[cluster_mu_ + i] = spread ? rng.normal() : 0.0f;

@@ -611,8 +611,11 @@ TEST_CASE("trainer: vade splits its one-Gaussian prior into K clusters at the fi
   const int d = r.config.latent, K = r.config.clusters;
   const Eigen::Map<const Eigen::MatrixXf> mu4(before->data() + before->cluster_mean_offset(), d, K);
   const Eigen::Map<const Eigen::MatrixXf> mu5(after->data() + after->cluster_mean_offset(), d, K);
-  // Before: one Gaussian (all clusters equal, moved by training together); after: K distinct ones.
-  for (int y = 1; y < K; ++y) CHECK(mu4.col(y) == mu4.col(0));
+  // Before: one Gaussian (all clusters equal, moved by training together: their gradients are the
+  // same, but the optimiser's vector loop may round columns at different offsets differently);
+  // after: K distinct ones.
+  const float scale = 1.0f + mu4.col(0).cwiseAbs().maxCoeff();
+  for (int y = 1; y < K; ++y) CHECK((mu4.col(y) - mu4.col(0)).cwiseAbs().maxCoeff() <= 1e-5f * scale);
   int distinct = 0;
   for (int y = 1; y < K; ++y) distinct += (mu5.col(y) - mu5.col(0)).norm() > 1e-3f ? 1 : 0;
   CHECK(distinct == K - 1);
