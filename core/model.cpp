@@ -226,15 +226,21 @@ bool Model::all_finite() const {
 }
 
 void mixture_logits(const Eigen::Ref<const Eigen::MatrixXf>& means, const Eigen::Ref<const Eigen::MatrixXf>& logvars,
-                    const Eigen::Ref<const Eigen::MatrixXf>& z, Eigen::MatrixXf& logits) {
-  const Eigen::Index K = means.cols();
-  logits.resize(K, z.cols());
-  for (Eigen::Index y = 0; y < K; ++y) {
-    const Eigen::ArrayXf inv_var = (-logvars.col(y).array()).exp();
-    logits.row(y) = (-0.5f * ((z.colwise() - means.col(y)).array().square().colwise() * inv_var).colwise().sum() -
+                    const Eigen::Ref<const Eigen::MatrixXf>& inv_vars, const Eigen::Ref<const Eigen::MatrixXf>& z,
+                    Eigen::Ref<Eigen::MatrixXf> logits) {
+  for (Eigen::Index y = 0; y < means.cols(); ++y)
+    logits.row(y) = (-0.5f * ((z.colwise() - means.col(y)).array().square().colwise() * inv_vars.col(y).array())
+                                 .colwise()
+                                 .sum() -
                      0.5f * logvars.col(y).sum())
                         .matrix();
-  }
+}
+
+void mixture_logits(const Eigen::Ref<const Eigen::MatrixXf>& means, const Eigen::Ref<const Eigen::MatrixXf>& logvars,
+                    const Eigen::Ref<const Eigen::MatrixXf>& z, Eigen::MatrixXf& logits) {
+  logits.resize(means.cols(), z.cols());
+  const Eigen::MatrixXf inv_vars = (-logvars.array()).exp().matrix();
+  mixture_logits(means, logvars, inv_vars, z, logits);
 }
 
 void fit_clusters_to_codes(Model& model, const Eigen::Ref<const Eigen::MatrixXf>& mu,

@@ -136,6 +136,11 @@ class Model {
 // logvars are taken as given (pass the clamped ones).
 void mixture_logits(const Eigen::Ref<const Eigen::MatrixXf>& means, const Eigen::Ref<const Eigen::MatrixXf>& logvars,
                     const Eigen::Ref<const Eigen::MatrixXf>& z, Eigen::MatrixXf& logits);
+// The same into logits (K, B) already sized, with inv_vars = e^{−logvars} given: no allocation
+// (the training step's form).
+void mixture_logits(const Eigen::Ref<const Eigen::MatrixXf>& means, const Eigen::Ref<const Eigen::MatrixXf>& logvars,
+                    const Eigen::Ref<const Eigen::MatrixXf>& inv_vars, const Eigen::Ref<const Eigen::MatrixXf>& z,
+                    Eigen::Ref<Eigen::MatrixXf> logits);
 
 // Clustering VAE: place the cluster Gaussians q(z|y) on the codes of a sample of data (one
 // moment-matched Gaussian per k-means cluster of the means): μ_y = the mean of cluster y's codes,

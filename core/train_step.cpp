@@ -394,13 +394,7 @@ void gmvae_prior_forward(const Model& model, GradientEngine::Shard& sh, const Mu
   sh.cluster_inv_var = (-sh.cluster_logvar.array()).exp();
   auto p_y = sh.cls_p.leftCols(C);
   if (model.config().family == ModelFamily::Vade) {
-    for (int y = 0; y < K; ++y)  // log N(z; μ_y, σ_y²) up to a constant, as mixture_logits
-      p_y.row(y) = (-0.5f * ((z.colwise() - cluster_mean.col(y)).array().square().colwise() *
-                             sh.cluster_inv_var.col(y).array())
-                                .colwise()
-                                .sum() -
-                    0.5f * sh.cluster_logvar.col(y).sum())
-                       .matrix();
+    mixture_logits(cluster_mean, sh.cluster_logvar, sh.cluster_inv_var, z, p_y);
   } else {
     const auto& cls = model.classifier();
     auto hidden = sh.cls_h.leftCols(C);
